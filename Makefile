@@ -1,0 +1,56 @@
+# The two set-up commands (README.md): `make run` and `make test`. Everything else is a helper.
+PREFIX ?= /usr/local
+BUILD ?= build
+ASAN_BUILD ?= build-asan
+JOBS ?= $(shell nproc)
+E2E := tests/e2e
+
+# The sanitizer run: leaks fail the run, UBSan stops at the first report.
+export ASAN_OPTIONS ?= detect_leaks=1:abort_on_error=0:halt_on_error=1:strict_string_checks=1
+export UBSAN_OPTIONS ?= halt_on_error=1:print_stacktrace=1
+export LSAN_OPTIONS ?= suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0
+
+.PHONY: all deps build run test unit e2e bench install clean format
+
+all: build
+
+deps:
+	@scripts/deps.sh
+
+build: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+
+run: build
+	@scripts/run-demo.sh $(BUILD)
+
+$(ASAN_BUILD)/build.ninja $(ASAN_BUILD)/Makefile:
+	@CC=clang cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DARUN_SANITIZE=ON >/dev/null
+
+asan: deps $(ASAN_BUILD)/Makefile
+	@cmake --build $(ASAN_BUILD) -j $(JOBS)
+
+unit: asan
+	@cd $(ASAN_BUILD) && ctest --output-on-failure -j $(JOBS)
+
+$(E2E)/node_modules/.package-lock.json: $(E2E)/package-lock.json
+	@cd $(E2E) && npm ci --no-audit --no-fund --loglevel=error
+
+e2e: asan $(E2E)/node_modules/.package-lock.json
+	@ARUN_BIN=$(CURDIR)/$(ASAN_BUILD)/arun MOCK_BIN=$(CURDIR)/$(ASAN_BUILD)/arun-mock-engine \
+	  node --test --test-concurrency=2 $(E2E)/
+
+test: unit e2e
+
+bench: build
+	@bench/http.sh $(BUILD)
+
+install: build
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 0755 $(BUILD)/arun $(BUILD)/arun-mock-engine $(DESTDIR)$(PREFIX)/bin/
+
+format:
+	@clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)

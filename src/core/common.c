@@ -1,0 +1,60 @@
+/*
+ * common.c: assert reporting and aborting allocation. See common.h.
+ */
+#include "core/common.h"
+
+#include <stdarg.h>
+#include <string.h>
+
+void common_assert_fail(const char *cond, const char *file, int line)
+{
+    fprintf(stderr, "arun: assertion failed: %s (%s:%d)\n", cond, file, line);
+    abort();
+}
+
+static void *check(void *p)
+{
+    if (p == NULL) {
+        fputs("arun: out of memory\n", stderr);
+        abort();
+    }
+    return p;
+}
+
+void *xmalloc(size_t n)
+{
+    return check(malloc(n ? n : 1));
+}
+
+void *xcalloc(size_t count, size_t n)
+{
+    return check(calloc(count ? count : 1, n ? n : 1));
+}
+
+void *xrealloc(void *p, size_t n)
+{
+    return check(realloc(p, n ? n : 1));
+}
+
+char *xstrdup(const char *s)
+{
+    return check(strdup(s));
+}
+
+char *xstrndup(const char *s, size_t n)
+{
+    return check(strndup(s, n));
+}
+
+char *xasprintf(const char *fmt, ...)
+{
+    va_list ap;
+    char *s = NULL;
+
+    va_start(ap, fmt);
+    int n = vasprintf(&s, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        check(NULL);
+    return s;
+}

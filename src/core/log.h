@@ -1,0 +1,51 @@
+/*
+ * log.h: JSON-lines logging to stderr, one object a line:
+ *   {"time":"2026-11-24T01:58:21.123Z","level":"info","module":"http","request_id":"…",
+ *    "msg":"…","error":"…", …extra fields}
+ * The macros skip argument evaluation below the current level (nginx's ngx_log_error habit).
+ * An errno travels as its own argument, never glued into the message.
+ */
+#ifndef ARUN_CORE_LOG_H
+#define ARUN_CORE_LOG_H
+
+#include <jansson.h>
+
+#include "core/common.h"
+
+enum log_level {
+    LOGL_DEBUG,
+    LOGL_INFO,
+    LOGL_WARN,
+    LOGL_ERROR,
+};
+
+/* The lowest level written; read by the macros, set by log_set_level(). */
+extern enum log_level log_min_level;
+
+void log_set_level(enum log_level level);
+/* Parses "debug|info|warn|error". Returns 0 or -EINVAL. */
+int log_level_parse(const char *s, enum log_level *out) MUST_USE;
+const char *log_level_name(enum log_level level);
+
+/* Writes one line. err is 0 or a negative errno (rendered as "error"). fields, when not NULL, is
+ * a JSON object whose members are added to the line; the call takes the reference. */
+void log_write(enum log_level level, const char *module, const char *request_id, int err,
+               json_t *fields, const char *fmt, ...) PRINTF_LIKE(6, 7);
+
+#define LOG_AT(level, module, rid, err, fields, ...)                                           \
+    do {                                                                                       \
+        if ((level) >= log_min_level)                                                          \
+            log_write((level), (module), (rid), (err), (fields), __VA_ARGS__);                 \
+        else if ((fields) != NULL)                                                             \
+            json_decref(fields);                                                               \
+    } while (0)
+
+#define log_debug(module, ...) LOG_AT(LOGL_DEBUG, module, NULL, 0, NULL, __VA_ARGS__)
+#define log_info(module, ...) LOG_AT(LOGL_INFO, module, NULL, 0, NULL, __VA_ARGS__)
+#define log_warn(module, ...) LOG_AT(LOGL_WARN, module, NULL, 0, NULL, __VA_ARGS__)
+#define log_error(module, ...) LOG_AT(LOGL_ERROR, module, NULL, 0, NULL, __VA_ARGS__)
+/* The same with a negative errno as the "error" field. */
+#define log_warn_errno(module, err, ...) LOG_AT(LOGL_WARN, module, NULL, err, NULL, __VA_ARGS__)
+#define log_error_errno(module, err, ...) LOG_AT(LOGL_ERROR, module, NULL, err, NULL, __VA_ARGS__)
+
+#endif
