@@ -39,7 +39,9 @@ const char *log_level_name(enum log_level level)
     return level_names[level];
 }
 
-/* Appends s as a JSON string body (no quotes); control bytes are escaped. Invalid UTF-8 is passed
+/* A line past LOG_LINE_MAX is cut: the appends below drop what does not fit, by design.
+ *
+ * Appends s as a JSON string body (no quotes); control bytes are escaped. Invalid UTF-8 is passed
  * through byte for byte: a log line is for people and grep, and jq tolerates it. */
 static void put_escaped(struct buf *b, const char *s)
 {
@@ -65,16 +67,16 @@ static void put_time(struct buf *b)
     struct tm tm;
     gettimeofday(&tv, NULL);
     gmtime_r(&tv.tv_sec, &tm);
-    (void)buf_printf(b, "{\"time\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ\"", tm.tm_year + 1900,
+    IGNORE_RESULT(buf_printf(b, "{\"time\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ\"", tm.tm_year + 1900,
                      tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                     (int)(tv.tv_usec / 1000));
+                     (int)(tv.tv_usec / 1000)));
 }
 
 static void put_field(struct buf *b, const char *key, const char *value)
 {
-    (void)buf_printf(b, ",\"%s\":\"", key);
+    IGNORE_RESULT(buf_printf(b, ",\"%s\":\"", key));
     put_escaped(b, value);
-    (void)buf_puts(b, "\"");
+    IGNORE_RESULT(buf_puts(b, "\""));
 }
 
 static void put_fields(struct buf *b, json_t *fields)
@@ -86,9 +88,9 @@ static void put_fields(struct buf *b, json_t *fields)
         char *v = json_dumps(value, JSON_ENCODE_ANY | JSON_COMPACT);
         if (v == NULL)
             continue;
-        (void)buf_printf(b, ",\"");
+        IGNORE_RESULT(buf_printf(b, ",\""));
         put_escaped(b, key);
-        (void)buf_printf(b, "\":%s", v);
+        IGNORE_RESULT(buf_printf(b, "\":%s", v));
         free(v);
     }
 }
@@ -119,7 +121,7 @@ void log_write(enum log_level level, const char *module, const char *request_id,
     }
     if (buf_puts(&b, "}\n") != 0) {
         b.len = b.cap > 2 ? b.len - 2 : b.len; /* cut: still end the line */
-        (void)buf_puts(&b, "}\n");
+        IGNORE_RESULT(buf_puts(&b, "}\n"));
     }
     fwrite(b.data, 1, b.len, stderr);
     buf_cleanup(&b);
