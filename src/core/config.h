@@ -45,65 +45,65 @@ struct config_kv {
 };
 
 struct config_engine {
-    char *name;                     /* [a-z0-9][a-z0-9._-]* */
-    int line;                       /* line of its key in the file, 0 for embedded defaults */
-    enum config_backend backend;    /* as written; the supervisor resolves auto */
-    char *cmd;                      /* native: command line, split like a shell, never run by one */
-    char *image;                    /* container: image reference */
-    char **args;                    /* container: extra args, nargs of them */
+    char *name;                  /* [a-z0-9][a-z0-9._-]* */
+    int line;                    /* line of its key in the file, 0 for embedded defaults */
+    enum config_backend backend; /* as written; the supervisor resolves auto */
+    char *cmd;                   /* native: command line, split like a shell, never run by one */
+    char *image;                 /* container: image reference */
+    char **args;                 /* container: extra args, nargs of them */
     size_t nargs;
-    char *url;                      /* remote: base URL of an OpenAI-compatible API */
-    char *api_key_env;              /* remote: name of the env variable with its key */
-    int port;                       /* 1-65535, or CONFIG_AUTO (a free port from 41000-41999) */
-    struct config_kv *env;          /* nenv variables for the engine's environment */
+    char *url;             /* remote: base URL of an OpenAI-compatible API */
+    char *api_key_env;     /* remote: name of the env variable with its key */
+    int port;              /* 1-65535, or CONFIG_AUTO (a free port from 41000-41999) */
+    struct config_kv *env; /* nenv variables for the engine's environment */
     size_t nenv;
     char *cwd;
-    char **models;                  /* served model names; the first is the main name */
+    char **models; /* served model names; the first is the main name */
     size_t nmodels;
     struct {
-        char *path;                 /* HTTP probe path, default /health */
-        char *cmd;                  /* optional probe command; exit 0 = healthy */
+        char *path; /* HTTP probe path, default /health */
+        char *cmd;  /* optional probe command; exit 0 = healthy */
         enum config_probe probe;
-        uint32_t interval_ms;       /* default 1000 */
-        uint32_t timeout_ms;        /* default 2000 */
-        uint32_t failures;          /* default 3 */
-        uint32_t stall_timeout_s;   /* default 120 */
-        uint32_t start_timeout_s;   /* default 3600 */
+        uint32_t interval_ms;     /* default 1000 */
+        uint32_t timeout_ms;      /* default 2000 */
+        uint32_t failures;        /* default 3 */
+        uint32_t stall_timeout_s; /* default 120 */
+        uint32_t start_timeout_s; /* default 3600 */
     } health;
     struct {
-        uint64_t ram_mb;            /* declared need, 0 = not declared */
+        uint64_t ram_mb; /* declared need, 0 = not declared */
         uint64_t vram_mb;
     } memory;
-    uint32_t max_concurrency;       /* default 4 */
-    uint32_t queue_limit;           /* default 64 */
-    uint32_t ttl_s;                 /* 0 = never unload when idle */
-    enum config_start start;        /* default on-demand */
-    char *group;                    /* exclusive group, or NULL */
+    uint32_t max_concurrency; /* default 4 */
+    uint32_t queue_limit;     /* default 64 */
+    uint32_t ttl_s;           /* 0 = never unload when idle */
+    enum config_start start;  /* default on-demand */
+    char *group;              /* exclusive group, or NULL */
     struct {
         enum config_restart policy; /* default on-failure */
         uint32_t max;               /* default 5 */
         uint32_t backoff_ms;        /* default 1000 */
     } restart;
-    uint32_t stop_timeout_s;        /* default 15 */
+    uint32_t stop_timeout_s; /* default 15 */
     char *stop_cmd;
-    uint32_t min_resident_s;        /* default 30 */
+    uint32_t min_resident_s; /* default 30 */
     enum config_continuation continuation;
 };
 
 struct config_route {
-    char *name;                     /* the model name clients ask for */
-    char **engines;                 /* engine names, tried in order */
+    char *name;     /* the model name clients ask for */
+    char **engines; /* engine names, tried in order */
     size_t nengines;
     int line;
 };
 
 struct config {
-    char *path;                     /* file it came from, NULL for the embedded defaults */
-    char *listen_host;              /* default 127.0.0.1; IPv6 without brackets */
-    uint16_t listen_port;           /* default 8080 */
-    char *data_dir;                 /* default ./arun-data */
+    char *path;           /* file it came from, NULL for the embedded defaults */
+    char *listen_host;    /* default 127.0.0.1; IPv6 without brackets */
+    uint16_t listen_port; /* default 8080 */
+    char *data_dir;       /* default ./arun-data */
     struct {
-        char *url;                  /* "sqlite" or postgres://… */
+        char *url; /* "sqlite" or postgres://… */
         enum config_store_sync synchronous;
     } store;
     enum log_level log_level;
@@ -111,13 +111,13 @@ struct config {
         enum config_auth_mode mode;
     } auth;
     struct {
-        uint64_t max_body_bytes;    /* default 8388608 */
-        uint32_t max_connections;   /* default 200000 */
+        uint64_t max_body_bytes;  /* default 8388608 */
+        uint32_t max_connections; /* default 200000 */
     } limits;
     struct {
-        int64_t ram_mb;             /* MiB, or CONFIG_AUTO */
-        int64_t vram_mb;            /* MiB, or CONFIG_AUTO */
-        int64_t reserve_mb;         /* default 2048 */
+        int64_t ram_mb;     /* MiB, or CONFIG_AUTO */
+        int64_t vram_mb;    /* MiB, or CONFIG_AUTO */
+        int64_t reserve_mb; /* default 2048 */
     } node;
     struct {
         unsigned allowed;           /* CONFIG_ALLOW_* bits; default all three */
@@ -134,8 +134,10 @@ struct config {
 /* Loads and validates the YAML file at path. On success returns 0 and *out (caller frees with
  * config_free). On failure returns -EINVAL (invalid content: every problem found is appended to
  * errors as one line "FILE:LINE: KEY: message", e.g.
- * "arun.yaml:7: engines.qwen.port: expected an integer 1-65535 or auto, got \"80a\"") or
- * -errno when the file cannot be read (also described in errors). */
+ * "arun.yaml:7: engines.qwen.port: expected an integer 1-65535 or auto, got \"80a\"", sorted by
+ * line, at most 50 then "FILE: N more errors not shown"; a YAML syntax error is the one line
+ * "FILE:LINE:COLUMN: YAML syntax error: …"), -EFBIG for a file over 1 MiB, or -errno when the
+ * file cannot be read (both also described in errors). errors may be NULL. */
 int config_load(const char *path, struct config **out, struct buf *errors) MUST_USE;
 
 /* Parses YAML text as if read from the file named `name` (used by config_load and the tests).
@@ -151,7 +153,8 @@ struct config *config_default(void);
  * is missing is an error; a missing ./arun.yaml is not). */
 const char *config_pick_path(const char *flag_path, bool *explicit_out);
 
-/* Parses HOST:PORT ("127.0.0.1:8080", "[::1]:8080", "localhost:80"). Returns 0 or -EINVAL.
+/* Parses HOST:PORT ("127.0.0.1:8080", "[::1]:8080", "localhost:80"); port 0 (an ephemeral
+ * port, for tests and `--listen`) is accepted here, not in the file. Returns 0 or -EINVAL.
  * *host_out is a heap string without brackets. */
 int config_parse_listen(const char *s, char **host_out, uint16_t *port_out) MUST_USE;
 
@@ -161,6 +164,15 @@ json_t *config_to_json(const struct config *cfg);
 
 /* Finds an engine by name; NULL when absent. */
 const struct config_engine *config_find_engine(const struct config *cfg, const char *name);
+
+/* The backend an engine's keys select: its explicit backend, else remote when it has a url,
+ * native or container when it has only cmd or only image, and with both, runtime.prefer when
+ * runtime.allowed permits it, else the other one. Whether the chosen backend's tool is present
+ * (podman, the binary) is for the engines layer to find out at start. */
+enum config_backend config_engine_backend(const struct config *cfg, const struct config_engine *e);
+
+/* "auto", "native", "container" or "remote". */
+const char *config_backend_name(enum config_backend b);
 
 void config_free(struct config *cfg);
 
