@@ -1,0 +1,754 @@
+/*
+ * store.c: the backend-neutral front of the store (store.h). It owns the data_dir and its
+ * single-writer lock, the two store threads and their queues, group commit, retries, the ready
+ * state and the hand-off of results to the loop. It does not know SQL: each transaction's ops
+ * are applied by a backend (store_int.h; today sqlite.c).
+ *
+ * DESIGN
+ * A caller on the loop thread builds an op (one allocation holding its strings) and submits it.
+ * Write ops queue for the writer thread, read ops for the reader thread; each thread has its
+ * own database connection. A thread that wakes takes everything queued for it and runs it as one
+ * transaction: for the writer that is group commit, one commit (one fsync with synchronous=full)
+ * for as many ops as arrived while the previous commit was on disk, so batches grow exactly when
+ * the disk is the bottleneck and stay at one op when it is not. A finished batch goes on the done
+ * list and one uv_async_send wakes the loop, which runs each op's callback with its result. An
+ * op's result is final only after its transaction committed, so a 0 is an acknowledgement.
+ *
+ * A batch that fails as a whole is retried when the database was locked by another process
+ * (bounded exponential backoff, each retry logged); any other whole-batch failure (disk full,
+ * I/O error) fails its ops, marks the store not ready with the backend's sentence, and while not
+ * ready the idle writer probes with a one-row commit every STORE_PROBE_MS, so the store becomes
+ * ready again as soon as a commit succeeds, with or without traffic.
+ *
+ * Bounds: pending ops (accepted, callback not yet run) and their bytes are capped; submissions
+ * past the caps fail with -EAGAIN. Since every op comes from the loop, those counters are loop
+ * state and need no lock.
+ *
+ * Closing never blocks the loop: store_close() stops intake and wakes the threads, which drain
+ * their queues, close their connections and exit; the loop, on the last completion, joins them
+ * (they have already returned or are about to), releases the lock file and closes the async
+ * handle, whose close callback frees the store.
+ *
+ * THREAD SAFETY NOTES
+ * - Loop thread only: everything under "loop thread" in struct store, the op from its creation
+ *   until it is queued and again from when the loop takes it off the done list.
+ * - st->mu guards the queues, the done list, stopping, the exited flags, the shared ready state
+ *   and the counters. A thread owns an op between taking it off its queue and putting it on the
+ *   done list; nobody else touches it then.
+ * - Each connection is used by its worker thread only, from pthread_create (which orders its
+ *   opening on the loop thread before) until the thread closes it just before exiting.
+ * - Threads reach the loop only through uv_async_send(st->done_async). The handle is closed only
+ *   after both threads are joined, so no send can race the close.
+ * - The ready state is written by the writer under mu and copied to loop-owned fields by the
+ *   async callback before it runs the callbacks of the same batch, so a callback that sees
+ *   -ENOSPC also sees store_ready() == false.
+ */
+#include "store/store_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/clock.h"
+#include "core/log.h"
+
+#define MODULE "store"
+/* Retries of a batch that found the database locked even after busy_timeout. With the backoff
+ * below and the default busy_timeout a batch waits at most about 9 x 1 s + 2.3 s before its ops
+ * fail with -EBUSY: long enough for an admin's short transaction, short enough to surface. */
+#define STORE_BUSY_RETRIES 8
+#define STORE_BUSY_BACKOFF_MS 10 /* doubles per retry */
+#define STORE_BUSY_BACKOFF_MAX_MS 1000
+#define STORE_PROBE_MS 1000 /* how often a not-ready writer tries a commit */
+
+const struct store_op_kind_info store_op_kinds[STORE_OP__COUNT] = {
+    [STORE_OP_KV_PUT] = {.name = "kv_put"},
+    [STORE_OP_KV_DELETE] = {.name = "kv_delete"},
+    [STORE_OP_KV_GET] = {.name = "kv_get", .read = true, .returns_value = true},
+    [STORE_OP_PROBE] = {.name = "probe"},
+    [STORE_OP_SQL] = {.name = "sql", .returns_value = true},
+};
+
+struct op_list {
+    struct store_op *head;
+    struct store_op *tail;
+    size_t n;
+};
+
+struct worker {
+    struct store *st;
+    const char *name;        /* "writer" | "reader", for logs */
+    bool writes;             /* runs write transactions */
+    struct store_conn *conn; /* this thread's connection (see THREAD SAFETY NOTES) */
+    pthread_t thread;
+    bool started;         /* loop thread: pthread_create succeeded */
+    pthread_cond_t wake;  /* with st->mu: the queue gained ops, or stopping was set */
+    struct op_list queue; /* st->mu */
+    bool exited;          /* st->mu: the thread has handed back its last batch */
+};
+
+struct store {
+    /* set at open, read-only afterwards */
+    uv_loop_t *loop;
+    const struct store_backend *be;
+    char *data_dir;
+    int lock_fd;            /* holds the flock on data_dir/arun.lock; -1 once released */
+    uv_async_t *done_async; /* heap: it outlives the store on a failed open */
+
+    pthread_mutex_t mu;
+    struct worker writer;
+    struct worker reader;
+    struct op_list done;               /* mu: completed ops waiting for the loop */
+    bool stopping;                     /* mu: threads exit once their queue is empty */
+    bool shared_ready;                 /* mu: the writer's view of readiness */
+    char shared_status[STORE_WHY_MAX]; /* mu */
+    bool status_changed;               /* mu: the loop has not copied the two above yet */
+    struct store_stats stats;          /* mu, except .pending which is filled in by store_stats() */
+
+    /* loop thread only */
+    bool closing;
+    size_t pending; /* ops accepted whose callback has not run */
+    size_t pending_bytes;
+    size_t max_pending;
+    bool ready;
+    char status[STORE_WHY_MAX];
+};
+
+static void list_push(struct op_list *l, struct store_op *op)
+{
+    op->next = NULL;
+    if (l->tail != NULL)
+        l->tail->next = op;
+    else
+        l->head = op;
+    l->tail = op;
+    l->n++;
+}
+
+/* Moves all of src to the end of dst, leaving src empty. */
+static void list_splice(struct op_list *dst, struct op_list *src)
+{
+    if (src->head == NULL)
+        return;
+    if (dst->tail != NULL)
+        dst->tail->next = src->head;
+    else
+        dst->head = src->head;
+    dst->tail = src->tail;
+    dst->n += src->n;
+    *src = (struct op_list){0};
+}
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+/* ---- the threads ---------------------------------------------------------------------- */
+
+/* Runs the whole batch in one transaction once. Returns 0 or the systemic error. */
+static int try_batch(struct store_conn *c, struct op_list *batch, bool write)
+{
+    int rc = c->be->begin(c, write);
+    for (struct store_op *op = batch->head; rc == 0 && op != NULL; op = op->next) {
+        op->result = 0;
+        free(op->out); /* left by an attempt that was rolled back */
+        op->out = NULL;
+        op->out_len = 0;
+        rc = c->be->apply(c, op);
+    }
+    if (rc == 0)
+        rc = c->be->commit(c);
+    if (rc != 0)
+        c->be->rollback(c);
+    return rc;
+}
+
+static void count_busy_retry(struct worker *w, size_t n, unsigned attempt, unsigned backoff_ms)
+{
+    pthread_mutex_lock(&w->st->mu);
+    if (w->writes)
+        w->st->stats.busy_retries++;
+    pthread_mutex_unlock(&w->st->mu);
+    log_warn(MODULE,
+             "database is locked by another connection: retrying the %s's batch of %zu "
+             "op(s) in %u ms (retry %u of %u)",
+             w->name, n, backoff_ms, attempt + 1, STORE_BUSY_RETRIES);
+}
+
+/* Records a write batch's outcome in the counters and the ready state. Called without mu. */
+static void record_write(struct worker *w, struct op_list *batch, int rc)
+{
+    struct store *st = w->st;
+    bool was_ready;
+
+    pthread_mutex_lock(&st->mu);
+    was_ready = st->shared_ready;
+    if (rc == 0) {
+        st->stats.commits++;
+        st->stats.ops_committed += batch->n;
+        if (!was_ready) {
+            st->shared_ready = true;
+            snprintf(st->shared_status, sizeof(st->shared_status), "ok");
+            st->status_changed = true;
+        }
+    } else {
+        st->stats.batches_failed++;
+        st->shared_ready = false;
+        snprintf(st->shared_status, sizeof(st->shared_status), "%s", w->conn->why);
+        st->status_changed = true;
+    }
+    pthread_mutex_unlock(&st->mu);
+
+    /* Logged on the transitions only: while the disk stays full every batch fails the same way. */
+    if (rc == 0 && !was_ready)
+        log_info(MODULE, "store is ready again: a commit succeeded");
+    else if (rc != 0 && was_ready)
+        log_error_errno(MODULE, rc, "store is not ready: %s", w->conn->why);
+    else if (rc != 0)
+        log_debug(MODULE, "write batch of %zu ops failed again: %s", batch->n, w->conn->why);
+}
+
+/* Runs a batch to its end: retried while locked, then every op's result is final. */
+static void run_batch(struct worker *w, struct op_list *batch)
+{
+    int rc;
+
+    for (unsigned attempt = 0;; attempt++) {
+        rc = try_batch(w->conn, batch, w->writes);
+        if (rc != -EBUSY || attempt == STORE_BUSY_RETRIES)
+            break;
+        unsigned backoff_ms = STORE_BUSY_BACKOFF_MS << attempt;
+        if (backoff_ms > STORE_BUSY_BACKOFF_MAX_MS)
+            backoff_ms = STORE_BUSY_BACKOFF_MAX_MS;
+        count_busy_retry(w, batch->n, attempt, backoff_ms);
+        sleep_ms(backoff_ms);
+    }
+    if (rc != 0) {
+        for (struct store_op *op = batch->head; op != NULL; op = op->next) {
+            op->result = rc;
+            free(op->out);
+            op->out = NULL;
+        }
+    }
+    if (w->writes) {
+        record_write(w, batch, rc);
+    } else {
+        pthread_mutex_lock(&w->st->mu);
+        w->st->stats.reads += batch->n;
+        pthread_mutex_unlock(&w->st->mu);
+        if (rc != 0)
+            log_warn_errno(MODULE, rc, "read batch of %zu ops failed: %s", batch->n, w->conn->why);
+    }
+}
+
+/* A one-row commit; its success makes the store ready again. The op lives on this stack only. */
+static void probe(struct worker *w)
+{
+    struct store_op op = {.kind = STORE_OP_PROBE};
+    struct op_list batch = {0};
+
+    list_push(&batch, &op);
+    run_batch(w, &batch);
+    free(op.out);
+}
+
+/* Waits (mu held) until there is work or stopping; a not-ready writer probes on the way. */
+static void wait_for_work(struct worker *w)
+{
+    struct store *st = w->st;
+
+    if (!w->writes || st->shared_ready) {
+        pthread_cond_wait(&w->wake, &st->mu);
+        return;
+    }
+    struct timespec deadline;
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    deadline.tv_sec += STORE_PROBE_MS / 1000;
+    deadline.tv_nsec += (long)(STORE_PROBE_MS % 1000) * 1000000;
+    if (deadline.tv_nsec >= 1000000000) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000;
+    }
+    int rc = pthread_cond_timedwait(&w->wake, &st->mu, &deadline);
+    if (rc == ETIMEDOUT && w->queue.head == NULL && !st->stopping) {
+        pthread_mutex_unlock(&st->mu);
+        probe(w);
+        pthread_mutex_lock(&st->mu);
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    struct store *st = w->st;
+    struct op_list batch;
+
+    pthread_mutex_lock(&st->mu);
+    for (;;) {
+        while (w->queue.head == NULL && !st->stopping)
+            wait_for_work(w);
+        if (w->queue.head == NULL)
+            break; /* stopping, and everything queued has been done */
+        batch = w->queue;
+        w->queue = (struct op_list){0};
+        pthread_mutex_unlock(&st->mu);
+
+        run_batch(w, &batch);
+
+        pthread_mutex_lock(&st->mu);
+        list_splice(&st->done, &batch);
+        uv_async_send(st->done_async);
+    }
+    pthread_mutex_unlock(&st->mu);
+
+    st->be->close(w->conn);
+    w->conn = NULL;
+    pthread_mutex_lock(&st->mu);
+    w->exited = true;
+    pthread_mutex_unlock(&st->mu);
+    uv_async_send(st->done_async); /* safe: the loop joins this thread before closing it */
+    return NULL;
+}
+
+/* Starts w's thread with every signal blocked in it, so signals reach the loop thread. */
+static int worker_start(struct worker *w)
+{
+    sigset_t all, old;
+    int rc;
+
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    rc = -pthread_create(&w->thread, NULL, worker_main, w);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc == 0)
+        w->started = true;
+    return rc;
+}
+
+/* Asks the threads to finish their queues and exit. */
+static void workers_stop(struct store *st)
+{
+    pthread_mutex_lock(&st->mu);
+    st->stopping = true;
+    pthread_cond_signal(&st->writer.wake);
+    pthread_cond_signal(&st->reader.wake);
+    pthread_mutex_unlock(&st->mu);
+}
+
+static void worker_join(struct worker *w)
+{
+    if (w->started)
+        pthread_join(w->thread, NULL);
+    w->started = false;
+    if (w->conn != NULL) /* still set only if the thread never ran */
+        w->st->be->close(w->conn);
+    w->conn = NULL;
+}
+
+/* ---- the loop side -------------------------------------------------------------------- */
+
+static void store_free(struct store *st)
+{
+    pthread_cond_destroy(&st->writer.wake);
+    pthread_cond_destroy(&st->reader.wake);
+    pthread_mutex_destroy(&st->mu);
+    free(st->data_dir);
+    free(st);
+}
+
+static void async_free_cb(uv_handle_t *h)
+{
+    struct store *st = h->data;
+
+    free(h);
+    if (st != NULL) /* NULL after a failed open, which freed the store already */
+        store_free(st);
+}
+
+static void release_lock(struct store *st)
+{
+    if (st->lock_fd >= 0)
+        close(st->lock_fd); /* drops the flock; the file stays (unlinking it would race) */
+    st->lock_fd = -1;
+}
+
+static void finish_close(struct store *st)
+{
+    worker_join(&st->writer);
+    worker_join(&st->reader);
+    release_lock(st);
+    log_info(MODULE, "store closed: %s", st->data_dir);
+    uv_close((uv_handle_t *)st->done_async, async_free_cb);
+}
+
+static void complete(struct store *st, struct store_op *op)
+{
+    st->pending--;
+    st->pending_bytes -= op->bytes;
+    if (store_op_kinds[op->kind].returns_value)
+        op->cb.value(op->result, op->result == 0 ? op->out : NULL,
+                     op->result == 0 ? op->out_len : 0, op->arg);
+    else
+        op->cb.write(op->result, op->arg);
+    free(op->out);
+    free(op);
+}
+
+static void done_cb(uv_async_t *h)
+{
+    struct store *st = h->data;
+    struct op_list done;
+    bool exited;
+
+    pthread_mutex_lock(&st->mu);
+    done = st->done;
+    st->done = (struct op_list){0};
+    if (st->status_changed) {
+        st->ready = st->shared_ready;
+        memcpy(st->status, st->shared_status, sizeof(st->status));
+        st->status_changed = false;
+    }
+    exited = st->writer.exited && st->reader.exited;
+    pthread_mutex_unlock(&st->mu);
+
+    for (struct store_op *op = done.head, *next; op != NULL; op = next) {
+        next = op->next;
+        complete(st, op);
+    }
+    if (st->closing && exited)
+        finish_close(st);
+    else if (st->pending == 0 && !st->closing)
+        uv_unref((uv_handle_t *)h); /* nothing in flight: do not keep the loop alive */
+}
+
+/* Takes ownership of op: queues it for its thread, or frees it and returns the error. */
+static int submit(struct store *st, struct store_op *op)
+{
+    int rc = 0;
+
+    if (st->closing)
+        rc = -ECANCELED;
+    else if (st->pending >= st->max_pending ||
+             st->pending_bytes + op->bytes > STORE_MAX_PENDING_BYTES)
+        rc = -EAGAIN;
+    if (rc != 0) {
+        free(op);
+        return rc;
+    }
+    st->pending++;
+    st->pending_bytes += op->bytes;
+    uv_ref((uv_handle_t *)st->done_async);
+
+    struct worker *w = store_op_kinds[op->kind].read ? &st->reader : &st->writer;
+    pthread_mutex_lock(&st->mu);
+    list_push(&w->queue, op);
+    if (w->queue.n == 1)
+        pthread_cond_signal(&w->wake); /* more ops join the batch the thread will take */
+    pthread_mutex_unlock(&st->mu);
+    return 0;
+}
+
+/* Builds a kv op with ns, key and value copied into the op's own allocation. */
+static int kv_op_new(enum store_op_kind kind, const char *ns, const char *key, const char *value,
+                     size_t value_len, struct store_op **out)
+{
+    size_t ns_len = strnlen(ns, STORE_NS_MAX + 1), key_len = strnlen(key, STORE_KEY_MAX + 1);
+
+    if (ns_len == 0 || key_len == 0)
+        return -EINVAL;
+    if (ns_len > STORE_NS_MAX || key_len > STORE_KEY_MAX || value_len > STORE_VALUE_MAX)
+        return -E2BIG;
+    size_t bytes = sizeof(struct store_op) + ns_len + 1 + key_len + 1 + value_len + 1;
+    struct store_op *op = xcalloc(1, bytes);
+    char *p = (char *)(op + 1);
+
+    op->kind = kind;
+    op->bytes = bytes;
+    op->u.kv.ns = memcpy(p, ns, ns_len + 1);
+    p += ns_len + 1;
+    op->u.kv.key = memcpy(p, key, key_len + 1);
+    p += key_len + 1;
+    if (value != NULL) {
+        memcpy(p, value, value_len);
+        p[value_len] = '\0';
+        op->u.kv.value = p;
+        op->u.kv.value_len = value_len;
+    }
+    *out = op;
+    return 0;
+}
+
+int store_kv_put(struct store *st, const char *ns, const char *key, const char *value, size_t len,
+                 store_write_cb cb, void *arg)
+{
+    struct store_op *op;
+    int rc;
+
+    ASSERT(cb != NULL && value != NULL);
+    rc = kv_op_new(STORE_OP_KV_PUT, ns, key, value, len, &op);
+    if (rc != 0)
+        return rc;
+    op->cb.write = cb;
+    op->arg = arg;
+    return submit(st, op);
+}
+
+int store_kv_delete(struct store *st, const char *ns, const char *key, store_write_cb cb, void *arg)
+{
+    struct store_op *op;
+    int rc;
+
+    ASSERT(cb != NULL);
+    rc = kv_op_new(STORE_OP_KV_DELETE, ns, key, NULL, 0, &op);
+    if (rc != 0)
+        return rc;
+    op->cb.write = cb;
+    op->arg = arg;
+    return submit(st, op);
+}
+
+int store_kv_get(struct store *st, const char *ns, const char *key, store_value_cb cb, void *arg)
+{
+    struct store_op *op;
+    int rc;
+
+    ASSERT(cb != NULL);
+    rc = kv_op_new(STORE_OP_KV_GET, ns, key, NULL, 0, &op);
+    if (rc != 0)
+        return rc;
+    op->cb.value = cb;
+    op->arg = arg;
+    return submit(st, op);
+}
+
+int store_debug_sql(struct store *st, const char *sql, store_value_cb cb, void *arg)
+{
+    size_t len = strlen(sql);
+    struct store_op *op = xcalloc(1, sizeof(*op) + len + 1);
+
+    ASSERT(cb != NULL);
+    op->kind = STORE_OP_SQL;
+    op->bytes = sizeof(*op) + len + 1;
+    op->u.sql.text = memcpy(op + 1, sql, len + 1);
+    op->cb.value = cb;
+    op->arg = arg;
+    return submit(st, op);
+}
+
+bool store_ready(const struct store *st)
+{
+    return st->ready;
+}
+
+const char *store_status(const struct store *st)
+{
+    return st->status;
+}
+
+void store_stats(struct store *st, struct store_stats *out)
+{
+    pthread_mutex_lock(&st->mu);
+    *out = st->stats;
+    pthread_mutex_unlock(&st->mu);
+    out->pending = st->pending;
+}
+
+void store_close(struct store *st)
+{
+    ASSERT(!st->closing);
+    st->closing = true;
+    uv_ref((uv_handle_t *)st->done_async); /* the loop runs until the drain is done */
+    workers_stop(st);
+}
+
+/* ---- opening -------------------------------------------------------------------------- */
+
+static int pick_backend(const struct store_options *opts, const struct store_backend **out,
+                        struct buf *err)
+{
+    const char *url = opts->url != NULL ? opts->url : "sqlite";
+
+    if (strcmp(url, "sqlite") == 0) {
+        *out = &store_sqlite_backend;
+        return 0;
+    }
+    /* The URL is not echoed: a postgres URL may carry a password. */
+    if (strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0) {
+        IGNORE_RESULT(buf_puts(err, "store.url: PostgreSQL is not supported by this arun yet: "
+                                    "use sqlite"));
+        return -ENOTSUP;
+    }
+    IGNORE_RESULT(buf_puts(err, "store.url: expected sqlite or postgres://…"));
+    return -EINVAL;
+}
+
+/* mkdir -p, each directory it creates 0700 (the store holds every tenant's data). */
+static int make_data_dir(const char *dir, struct buf *err)
+{
+    char *path;
+    int rc = 0;
+
+    if (dir[0] == '\0') {
+        IGNORE_RESULT(buf_puts(err, "data_dir is empty"));
+        return -EINVAL;
+    }
+    path = xstrdup(dir);
+    for (char *p = path + 1;; p++) {
+        bool last = *p == '\0';
+        if (*p != '/' && !last)
+            continue;
+        *p = '\0';
+        if (mkdir(path, 0700) != 0 && errno != EEXIST) {
+            rc = -errno;
+            IGNORE_RESULT(buf_printf(err, "cannot create data_dir %s: %s", path, strerror(-rc)));
+            goto out;
+        }
+        if (last)
+            break;
+        *p = '/';
+    }
+out:
+    free(path);
+    return rc;
+}
+
+/* The pid the lock's holder wrote into the file, or 0 when it cannot be read (yet). */
+static long read_holder_pid(int fd)
+{
+    char text[32] = {0};
+    ssize_t n = pread(fd, text, sizeof(text) - 1, 0);
+
+    if (n <= 0)
+        return 0;
+    return strtol(text, NULL, 10);
+}
+
+/* flock is per open file, released by the kernel when the holder dies, even by kill -9, so a
+ * crashed arun never leaves a stale lock behind. */
+static int take_lock(struct store *st, struct buf *err)
+{
+    char *path = xasprintf("%s/%s", st->data_dir, STORE_LOCK_FILE);
+    char pid[32];
+    int rc = 0;
+
+    st->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (st->lock_fd < 0) {
+        rc = -errno;
+        IGNORE_RESULT(buf_printf(err, "cannot open %s: %s", path, strerror(-rc)));
+        goto out;
+    }
+    if (flock(st->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        rc = errno == EWOULDBLOCK ? -EBUSY : -errno;
+        long holder = read_holder_pid(st->lock_fd);
+        if (rc == -EBUSY && holder > 0)
+            IGNORE_RESULT(buf_printf(err, "data_dir %s is in use by another arun (pid %ld)",
+                                     st->data_dir, holder));
+        else if (rc == -EBUSY)
+            IGNORE_RESULT(buf_printf(err, "data_dir %s is in use by another arun", st->data_dir));
+        else
+            IGNORE_RESULT(buf_printf(err, "cannot lock %s: %s", path, strerror(-rc)));
+        release_lock(st);
+        goto out;
+    }
+    /* Only for the message above: a failure here costs nothing but the pid in that message. */
+    int n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+    if (ftruncate(st->lock_fd, 0) != 0 || pwrite(st->lock_fd, pid, (size_t)n, 0) != n)
+        log_warn_errno(MODULE, -errno, "cannot write the pid into %s", path);
+out:
+    free(path);
+    return rc;
+}
+
+static struct store *store_new(uv_loop_t *loop, const struct store_options *opts)
+{
+    struct store *st = xcalloc(1, sizeof(*st));
+    pthread_condattr_t attr;
+
+    st->loop = loop;
+    st->data_dir = xstrdup(opts->data_dir);
+    st->lock_fd = -1;
+    st->max_pending = opts->max_pending != 0 ? opts->max_pending : STORE_MAX_PENDING;
+    st->ready = st->shared_ready = true;
+    snprintf(st->status, sizeof(st->status), "ok");
+    snprintf(st->shared_status, sizeof(st->shared_status), "ok");
+    st->writer = (struct worker){.st = st, .name = "writer", .writes = true};
+    st->reader = (struct worker){.st = st, .name = "reader"};
+    pthread_mutex_init(&st->mu, NULL);
+    /* The probe's timed wait must not jump with the wall clock. */
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&st->writer.wake, &attr);
+    pthread_cond_init(&st->reader.wake, &attr);
+    pthread_condattr_destroy(&attr);
+    return st;
+}
+
+static int start(struct store *st, const struct store_options *opts, struct buf *err)
+{
+    int rc;
+
+    rc = st->be->open(opts, st->data_dir, &st->writer.conn, &st->reader.conn, err);
+    if (rc != 0)
+        return rc;
+    st->done_async = xcalloc(1, sizeof(*st->done_async));
+    rc = uv_async_init(st->loop, st->done_async, done_cb);
+    if (rc != 0) {
+        free(st->done_async);
+        st->done_async = NULL;
+        IGNORE_RESULT(buf_printf(err, "cannot set up the store's wakeup: %s", uv_strerror(rc)));
+        return rc;
+    }
+    st->done_async->data = st;
+    uv_unref((uv_handle_t *)st->done_async);
+    rc = worker_start(&st->writer);
+    if (rc == 0)
+        rc = worker_start(&st->reader);
+    if (rc != 0)
+        IGNORE_RESULT(buf_printf(err, "cannot start the store's threads: %s", strerror(-rc)));
+    return rc;
+}
+
+int store_open(uv_loop_t *loop, const struct store_options *opts, struct store **out,
+               struct buf *err)
+{
+    struct store *st;
+    int rc;
+
+    ASSERT(loop != NULL && opts != NULL && opts->data_dir != NULL && out != NULL);
+    st = store_new(loop, opts);
+    rc = pick_backend(opts, &st->be, err);
+    if (rc == 0)
+        rc = make_data_dir(st->data_dir, err);
+    if (rc == 0)
+        rc = take_lock(st, err);
+    if (rc == 0)
+        rc = start(st, opts, err);
+    if (rc != 0)
+        goto fail;
+    log_info(MODULE, "store open: data_dir %s (%s, synchronous=%s)", st->data_dir, st->be->name,
+             opts->synchronous == CONFIG_SYNC_NORMAL ? "normal" : "full");
+    *out = st;
+    return 0;
+
+fail:
+    workers_stop(st);
+    worker_join(&st->writer);
+    worker_join(&st->reader);
+    if (st->done_async != NULL) {
+        st->done_async->data = NULL; /* its close callback frees only the handle */
+        uv_close((uv_handle_t *)st->done_async, async_free_cb);
+    }
+    release_lock(st);
+    store_free(st);
+    return rc;
+}

@@ -1,0 +1,111 @@
+/*
+ * store_int.h: the store's private header, shared by the backend-neutral front (store.c), the
+ * backends (sqlite.c; postgres.c later) and the unit test. Nothing outside src/store includes it.
+ *
+ * It defines the two seams of the store:
+ *  - struct store_op, the unit of work the loop hands to a store thread. A capability that needs
+ *    a new kind of persistence (append a run event, save an engine record) adds an op kind here,
+ *    a row in store_op_kinds (store.c), a submit function in store.h, its apply case in each
+ *    backend and a migration for its tables; nothing else moves.
+ *  - struct store_backend, what a database must implement: open and migrate, then transactions
+ *    made of applied ops. Threads, queues, batching, retries, ready state and the hand-off to the
+ *    loop live in store.c and are the same for every backend.
+ */
+#ifndef ARUN_STORE_STORE_INT_H
+#define ARUN_STORE_STORE_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "store/store.h"
+
+#define STORE_WHY_MAX 256 /* bytes in a failure sentence (store_status) */
+
+enum store_op_kind {
+    STORE_OP_KV_PUT,
+    STORE_OP_KV_DELETE,
+    STORE_OP_KV_GET,
+    STORE_OP_PROBE, /* writer-internal: a one-row write that tells whether commits work again */
+    STORE_OP_SQL,   /* tests and fault injection only: SQL text run by the writer */
+    STORE_OP__COUNT,
+};
+
+/* What each kind is: which thread runs it, and which callback shape its caller gave. */
+struct store_op_kind_info {
+    const char *name;   /* for logs */
+    bool read;          /* run by the reader (no transaction of its own), else by the writer */
+    bool returns_value; /* cb.value (status, value), else cb.write (status) */
+};
+extern const struct store_op_kind_info store_op_kinds[STORE_OP__COUNT];
+
+struct store_op {
+    struct store_op *next; /* link in whichever single list holds the op (see store.c) */
+    enum store_op_kind kind;
+    int result; /* set by the thread: 0 or -errno; final only after commit */
+    char *out;  /* value result (heap, NUL-terminated) or NULL; freed with the op */
+    size_t out_len;
+    size_t bytes; /* counted against STORE_MAX_PENDING_BYTES while pending */
+    union {
+        store_write_cb write;
+        store_value_cb value;
+    } cb;
+    void *arg;
+    union {
+        struct {
+            const char *ns; /* these point into the op's own allocation */
+            const char *key;
+            const char *value; /* PUT only */
+            size_t value_len;
+        } kv;
+        struct {
+            const char *text;
+        } sql;
+    } u;
+};
+
+/* One database connection. Each backend embeds this as the first member of its own struct.
+ * A connection is used by one thread at a time: opened by the loop thread in store_open, then
+ * handed to its worker thread for good (pthread_create orders the two). */
+struct store_conn {
+    const struct store_backend *be;
+    char why[STORE_WHY_MAX]; /* the last failure that doomed a transaction, as a sentence */
+};
+
+/*
+ * A backend. Results are 0 or -errno. "Systemic" failures (disk full, I/O error, locked, corrupt)
+ * doom the whole transaction: the function returns the error and writes why. An op that fails on
+ * its own merits (invalid JSON, a constraint, no such key) is not systemic: apply undoes just that
+ * op, puts the error in op->result and returns 0, so the rest of its batch still commits.
+ * -EBUSY means "locked by someone else, worth retrying"; store.c does the retrying.
+ */
+struct store_backend {
+    const char *name;
+    /* Opens the database under data_dir, applies pending migrations, and opens the writer's and
+     * the reader's connections. Returns 0, or -errno with a sentence in err. */
+    int (*open)(const struct store_options *opts, const char *data_dir, struct store_conn **writer,
+                struct store_conn **reader, struct buf *err);
+    /* Starts a transaction: a write transaction that holds the write lock, or a read snapshot. */
+    int (*begin)(struct store_conn *c, bool write);
+    /* Applies one op inside the transaction (see above for what it returns). */
+    int (*apply)(struct store_conn *c, struct store_op *op);
+    /* Commits; for a write transaction 0 means durable per the synchronous setting. */
+    int (*commit)(struct store_conn *c);
+    /* Abandons the transaction if one is open; never fails. */
+    void (*rollback)(struct store_conn *c);
+    /* Closes the connection; NULL is a no-op. */
+    void (*close)(struct store_conn *c);
+};
+
+extern const struct store_backend store_sqlite_backend;
+
+/* The SQLite schema, one SQL text per version: entry i takes the schema from version i to
+ * i + 1 (sqlite_migrations.c). Append only; never edit an entry that has shipped. */
+extern const char *const store_sqlite_migrations[];
+extern const size_t store_sqlite_migrations_count;
+
+/* Runs sql (one or more statements) on the writer's connection in the next write transaction.
+ * cb gets the first column of the first row any statement returned (or NULL). For tests: fault
+ * injection (PRAGMA max_page_count) and checking pragmas. Returns as store_kv_put. */
+int store_debug_sql(struct store *st, const char *sql, store_value_cb cb, void *arg) MUST_USE;
+
+#endif
