@@ -15,17 +15,17 @@
 #define MUST_USE __attribute__((warn_unused_result))
 #define PRINTF_LIKE(f, a) __attribute__((format(printf, f, a)))
 /* Drops a MUST_USE result on purpose (GCC ignores a (void) cast there). Say why beside it. */
-#define IGNORE_RESULT(x)                                                                       \
-    do {                                                                                       \
-        if (x) {                                                                               \
-        }                                                                                      \
+#define IGNORE_RESULT(x)                                                                           \
+    do {                                                                                           \
+        if (x) {                                                                                   \
+        }                                                                                          \
     } while (0)
 
 /* Cheap invariant checks, always on. Never used to validate input from outside the process. */
-#define ASSERT(cond)                                                                           \
-    do {                                                                                       \
-        if (!(cond))                                                                           \
-            common_assert_fail(#cond, __FILE__, __LINE__);                                     \
+#define ASSERT(cond)                                                                               \
+    do {                                                                                           \
+        if (!(cond))                                                                               \
+            common_assert_fail(#cond, __FILE__, __LINE__);                                         \
     } while (0)
 
 /* Expensive invariant checks, compiled only into debug builds. */

@@ -67,9 +67,9 @@ static void put_time(struct buf *b)
     struct tm tm;
     gettimeofday(&tv, NULL);
     gmtime_r(&tv.tv_sec, &tm);
-    IGNORE_RESULT(buf_printf(b, "{\"time\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ\"", tm.tm_year + 1900,
-                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                     (int)(tv.tv_usec / 1000)));
+    IGNORE_RESULT(buf_printf(b, "{\"time\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ\"",
+                             tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+                             tm.tm_sec, (int)(tv.tv_usec / 1000)));
 }
 
 static void put_field(struct buf *b, const char *key, const char *value)
@@ -85,7 +85,7 @@ static void put_fields(struct buf *b, json_t *fields)
     json_t *value;
     json_object_foreach(fields, key, value)
     {
-        char *v = json_dumps(value, JSON_ENCODE_ANY | JSON_COMPACT);
+        char *v = json_dumps(value, JSON_ENCODE_ANY | JSON_COMPACT | JSON_REAL_PRECISION(6));
         if (v == NULL)
             continue;
         IGNORE_RESULT(buf_printf(b, ",\""));

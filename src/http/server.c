@@ -1,2 +1,533 @@
-/* placeholder, replaced by the HTTP server */
-typedef int http_server_placeholder;
+/*
+ * server.c: h2o on the arun loop: accepting, dispatching, the connection limit, request
+ * accounting and the graceful drain. See server.h for what every endpoint gets.
+ *
+ * DESIGN
+ * h2o runs on our uv loop: we accept with uv_listen and hand each socket to h2o_accept. One
+ * catch-all h2o handler calls the router, so 404/405 and every error are ours (OpenAI shape).
+ * Errors h2o produces by itself before a handler runs (413 for a body over
+ * max_request_entity_size, which h2o refuses from the Content-Length before reading the body)
+ * pass through an output filter that rewrites them into the OpenAI shape and stamps the request
+ * id, so "every response carries x-request-id" holds for them too.
+ *
+ * Each dispatched request gets a struct http_request allocated as a shared object in h2o's
+ * request pool; its dispose callback runs when h2o frees the request, which is where the request
+ * is counted, timed and logged. That is the one place that sees every request end, whatever the
+ * handler did or whether the client left.
+ *
+ * The drain (SIGTERM) stops accepting, asks h2o to close idle connections
+ * (h2o_context_request_shutdown: keep-alive connections close after their current response),
+ * runs the shutdown hooks so long-lived streams end, and then waits until no connection is
+ * left, or the deadline passes.
+ */
+#include "http/server_int.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "core/clock.h"
+#include "core/log.h"
+
+struct conn {
+    uv_tcp_t tcp; /* first: h2o closes it and calls conn_close_cb with its address */
+    struct http_server *srv;
+    struct conn *prev, *next; /* srv->conns: to cut them off when a drain runs out of time */
+};
+
+struct catchall {
+    h2o_handler_t super;
+    struct http_server *srv;
+};
+
+struct error_filter {
+    h2o_filter_t super;
+    struct http_server *srv;
+};
+
+static const char *const request_labels[] = {"route", "method", "status"};
+static const char *const duration_labels[] = {"route"};
+
+/* ---- request ids ---- */
+
+static uint64_t next_random(struct http_server *srv)
+{
+    uint64_t x = srv->rng; /* xorshift64*: fast, and ids need uniqueness, not secrecy */
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    srv->rng = x;
+    return x * 0x2545F4914F6CDD1Dull;
+}
+
+static bool id_char_ok(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_' || c == '.' || c == ':';
+}
+
+/* Takes the client's x-request-id when it is 1-64 safe characters, so a caller can follow its
+ * own id through our logs; anything else is replaced rather than echoed (log injection). */
+static void assign_request_id(struct http_request *r)
+{
+    ssize_t i = h2o_find_header_by_str(&r->req->headers, H2O_STRLIT("x-request-id"), -1);
+    if (i >= 0) {
+        h2o_iovec_t v = r->req->headers.entries[i].value;
+        bool ok = v.len > 0 && v.len <= HTTP_REQUEST_ID_MAX;
+        for (size_t k = 0; ok && k < v.len; k++)
+            ok = id_char_ok(v.base[k]);
+        if (ok) {
+            memcpy(r->id, v.base, v.len);
+            r->id[v.len] = '\0';
+            return;
+        }
+    }
+    snprintf(r->id, sizeof(r->id), "req_%016llx", (unsigned long long)next_random(r->srv));
+}
+
+void http_stamp_response(struct http_request *r)
+{
+    h2o_add_header_by_str(&r->req->pool, &r->req->res.headers, H2O_STRLIT("x-request-id"), 0, NULL,
+                          r->id, strlen(r->id));
+}
+
+/* ---- request accounting ---- */
+
+static void maybe_drained(struct http_server *srv);
+
+static bool quiet_route(const struct http_route *route)
+{
+    /* Probes and scrapes arrive every few seconds; logging each would drown the access log. */
+    return route != NULL &&
+           (strcmp(route->pattern, "/healthz") == 0 || strcmp(route->pattern, "/readyz") == 0 ||
+            strcmp(route->pattern, "/metrics") == 0);
+}
+
+static void request_dispose(void *p)
+{
+    struct http_request *r = p;
+    struct http_server *srv = r->srv;
+    h2o_req_t *req = r->req;
+    double secs = (double)(clock_mono_ns() - r->start_ns) / 1e9;
+    const char *route = r->route ? r->route->pattern : "unmatched";
+    char status[8], method[16];
+    int st = req->res.status ? req->res.status : 499; /* 499: the client left before an answer */
+
+    snprintf(status, sizeof(status), "%d", st);
+    snprintf(method, sizeof(method), "%.*s", (int)req->method.len, req->method.base);
+    metrics_add(srv->m_requests, 1, (const char *const[]){route, method, status});
+    metrics_observe(srv->m_duration, secs, (const char *const[]){route});
+
+    enum log_level lvl = quiet_route(r->route) ? LOGL_DEBUG : LOGL_INFO;
+    if (lvl >= log_min_level) {
+        json_t *f = json_pack("{s:s, s:s%, s:i, s:f, s:I}", "method", method, "path",
+                              req->path.base, req->path.len, "status", st, "duration_ms",
+                              secs * 1000, "bytes_sent", (json_int_t)req->bytes_sent);
+        log_write(lvl, "http", r->id, 0, f, "%s %.*s %d", method, (int)req->path.len,
+                  req->path.base, st);
+    }
+    srv->in_flight--;
+    maybe_drained(srv);
+}
+
+/* ---- dispatch ---- */
+
+static int on_req(h2o_handler_t *self, h2o_req_t *req)
+{
+    struct http_server *srv = ((struct catchall *)self)->srv;
+    struct http_request *r = h2o_mem_alloc_shared(&req->pool, sizeof(*r), request_dispose);
+    memset(r, 0, sizeof(*r));
+    r->req = req;
+    r->srv = srv;
+    r->start_ns = clock_mono_ns();
+    srv->in_flight++;
+    assign_request_id(r);
+
+    if (srv->draining)
+        req->http1_is_persistent = 0; /* finish this one, then close the connection */
+
+    h2o_iovec_t path = req->path_normalized;
+    switch (http_router_match(&srv->router, r, req->method, path)) {
+    case HTTP_ROUTER_FOUND:
+        r->route->fn(r, r->route->arg);
+        break;
+    case HTTP_ROUTER_BAD_METHOD:
+        http_send_error(r, 405, "method_not_allowed", NULL, "method %.*s is not allowed on %.*s",
+                        (int)req->method.len, req->method.base, (int)path.len, path.base);
+        break;
+    case HTTP_ROUTER_NOT_FOUND:
+        http_send_error(r, 404, "not_found", NULL, "no such endpoint: %.*s %.*s",
+                        (int)req->method.len, req->method.base, (int)path.len, path.base);
+        break;
+    }
+    return 0;
+}
+
+/* ---- errors produced inside h2o (413, and 400s for bad bodies) ---- */
+
+struct rewrite_ostream {
+    h2o_ostream_t super;
+    h2o_iovec_t body;
+    bool sent;
+};
+
+static void rewrite_do_send(h2o_ostream_t *self, h2o_req_t *req, h2o_iovec_t *bufs, size_t n,
+                            h2o_send_state_t state)
+{
+    struct rewrite_ostream *os = (void *)self;
+    h2o_iovec_t out = os->sent ? h2o_iovec_init(NULL, 0) : os->body;
+    os->sent = true;
+    h2o_ostream_send_next(&os->super, req, &out, out.len ? 1 : 0, state);
+}
+
+/* h2o's own errors arrive here with a text/plain body and no x-request-id. Everything sent by
+ * our handlers already carries one and passes untouched. */
+static void error_filter_setup(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
+{
+    struct http_server *srv = ((struct error_filter *)self)->srv;
+    bool ours = h2o_find_header_by_str(&req->res.headers, H2O_STRLIT("x-request-id"), -1) >= 0;
+    if (!ours && req->res.status >= 400) {
+        char *id = h2o_mem_alloc_pool(&req->pool, 24); /* headers keep pointers: pool, not stack */
+        snprintf(id, 24, "req_%016llx", (unsigned long long)next_random(srv));
+        json_t *err =
+            json_pack("{s:{s:s, s:s, s:n, s:s}}", "error", "message",
+                      req->res.status == 413 ? "request body is larger than limits.max_body_bytes"
+                                             : req->res.reason,
+                      "type", http_error_type(req->res.status), "param", "code",
+                      req->res.status == 413 ? "request_too_large" : "bad_request");
+        char *s = json_dumps(err, JSON_COMPACT);
+        json_decref(err);
+        struct rewrite_ostream *os = (void *)h2o_add_ostream(req, sizeof(*os), slot);
+        os->super.do_send = rewrite_do_send;
+        os->body = h2o_strdup(&req->pool, s, SIZE_MAX);
+        os->sent = false;
+        free(s);
+        req->res.content_length = os->body.len;
+        memset(&req->res.headers, 0, sizeof(req->res.headers));
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
+                       H2O_STRLIT("application/json"));
+        h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-request-id"), 0, NULL,
+                              id, strlen(id));
+        slot = &os->super.next;
+    }
+    h2o_setup_next_ostream(req, slot);
+}
+
+static void add_filters(struct http_server *srv, h2o_pathconf_t *pathconf)
+{
+    struct error_filter *f = (void *)h2o_create_filter(pathconf, sizeof(*f));
+    f->super.on_setup_ostream = error_filter_setup;
+    f->srv = srv;
+}
+
+/* ---- connections ---- */
+
+static void conn_close_cb(uv_handle_t *h)
+{
+    struct conn *c = (struct conn *)h;
+    struct http_server *srv = c->srv;
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        srv->conns = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    srv->connections--;
+    free(c);
+    maybe_drained(srv);
+}
+
+static void reject_close_cb(uv_handle_t *h)
+{
+    free(h);
+}
+
+static void on_accept(uv_stream_t *listener, int status)
+{
+    struct http_server *srv = listener->data;
+    if (status != 0) {
+        log_warn_errno("http", status, "accept failed");
+        return;
+    }
+    struct conn *c = xcalloc(1, sizeof(*c));
+    c->srv = srv;
+    uv_tcp_init(srv->loop, &c->tcp);
+    if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
+        uv_close((uv_handle_t *)&c->tcp, reject_close_cb);
+        return;
+    }
+    if (srv->connections >= srv->opts.max_connections || srv->draining) {
+        /* Over the limit the kernel's backlog would only hide the problem; close at once so the
+         * client sees it, and say so in the log (rate-limited by power of two). */
+        srv->rejected_connections++;
+        if ((srv->rejected_connections & (srv->rejected_connections - 1)) == 0)
+            log_warn("http",
+                     "connection refused: %zu open, limits.max_connections is %u "
+                     "(%llu refused so far)",
+                     srv->connections, srv->opts.max_connections,
+                     (unsigned long long)srv->rejected_connections);
+        uv_close((uv_handle_t *)&c->tcp, reject_close_cb);
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    srv->connections++;
+    c->next = srv->conns;
+    if (c->next != NULL)
+        c->next->prev = c;
+    srv->conns = c;
+    h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)&c->tcp, conn_close_cb);
+    h2o_accept(&srv->accept_ctx, sock);
+}
+
+/* ---- lifecycle ---- */
+
+struct http_server *http_server_new(uv_loop_t *loop, const struct http_server_options *o,
+                                    struct metrics *metrics)
+{
+    struct http_server *srv = xcalloc(1, sizeof(*srv));
+    srv->loop = loop;
+    srv->opts = *o;
+    srv->host = xstrdup(o->host);
+    srv->opts.host = srv->host;
+    if (srv->opts.req_timeout_ms == 0)
+        srv->opts.req_timeout_ms = HTTP_REQ_TIMEOUT_MS;
+    if (srv->opts.drain_timeout_ms == 0)
+        srv->opts.drain_timeout_ms = HTTP_DRAIN_TIMEOUT_MS;
+    srv->rng = clock_mono_ns() ^ ((uint64_t)getpid() << 32) ^ (uintptr_t)srv;
+    if (srv->rng == 0)
+        srv->rng = 1;
+    http_router_init(&srv->router);
+
+    h2o_config_init(&srv->globalconf);
+    srv->globalconf.server_name = h2o_iovec_init(H2O_STRLIT("arun"));
+    srv->globalconf.max_request_entity_size = o->max_body_bytes;
+    srv->globalconf.http1.req_timeout = srv->opts.req_timeout_ms;
+    srv->globalconf.http2.idle_timeout = HTTP_IDLE_TIMEOUT_MS;
+    /* 0: h2o's own graceful-shutdown timer would still be linked when the context is disposed
+     * (an assertion in h2o_timeout_dispose); our drain deadline bounds HTTP/2 as well. */
+    srv->globalconf.http2.graceful_shutdown_timeout = 0;
+    h2o_hostconf_t *host =
+        h2o_config_register_host(&srv->globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
+    struct catchall *h = (void *)h2o_create_handler(path, sizeof(*h));
+    h->super.on_req = on_req;
+    h->srv = srv;
+    add_filters(srv, path);
+    add_filters(srv, &host->fallback_path);
+
+    h2o_context_init(&srv->ctx, loop, &srv->globalconf);
+    srv->accept_ctx.ctx = &srv->ctx;
+    srv->accept_ctx.hosts = srv->globalconf.hosts;
+
+    srv->metrics = metrics;
+    srv->m_requests =
+        metrics_counter(metrics, "arun_http_requests_total",
+                        "HTTP requests answered, by route, method and status", 3, request_labels);
+    srv->m_duration =
+        metrics_histogram(metrics, "arun_http_request_duration_seconds",
+                          "Time from routing a request to its end, by route", 1, duration_labels,
+                          metrics_latency_buckets, metrics_latency_nbuckets);
+    uv_timer_init(loop, &srv->drain_timer);
+    srv->drain_timer.data = srv;
+    return srv;
+}
+
+static int resolve(const char *host, uint16_t port, struct sockaddr_storage *ss)
+{
+    if (uv_ip4_addr(host, port, (struct sockaddr_in *)ss) == 0)
+        return 0;
+    if (uv_ip6_addr(host, port, (struct sockaddr_in6 *)ss) == 0)
+        return 0;
+    if (strcmp(host, "localhost") == 0)
+        return uv_ip4_addr("127.0.0.1", port, (struct sockaddr_in *)ss);
+    return -EINVAL;
+}
+
+int http_server_listen(struct http_server *srv, struct buf *err)
+{
+    struct sockaddr_storage ss;
+    int rc = resolve(srv->host, srv->opts.port, &ss);
+    if (rc != 0) {
+        IGNORE_RESULT(buf_printf(err,
+                                 "listen: %s is not an IP address (use an address such as "
+                                 "127.0.0.1 or ::1, or localhost)",
+                                 srv->host));
+        return rc;
+    }
+    uv_tcp_init(srv->loop, &srv->listener);
+    srv->listener.data = srv;
+    rc = uv_tcp_bind(&srv->listener, (struct sockaddr *)&ss, 0);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&srv->listener, 4096, on_accept);
+    if (rc != 0) {
+        if (rc == UV_EADDRINUSE)
+            IGNORE_RESULT(buf_printf(err,
+                                     "%s:%u is already in use: another arun or another "
+                                     "server listens there; pick another with --listen",
+                                     srv->host, srv->opts.port));
+        else
+            IGNORE_RESULT(buf_printf(err, "cannot listen on %s:%u: %s", srv->host, srv->opts.port,
+                                     uv_strerror(rc)));
+        uv_close((uv_handle_t *)&srv->listener, NULL); /* never listened: nothing refers to it */
+        return rc;
+    }
+    struct sockaddr_storage bound;
+    int len = sizeof(bound);
+    uv_tcp_getsockname(&srv->listener, (struct sockaddr *)&bound, &len);
+    srv->bound_port = ntohs(((struct sockaddr_in *)&bound)->sin_port); /* same offset in v6 */
+    srv->listening = true;
+    return 0;
+}
+
+uv_loop_t *http_server_loop(const struct http_server *srv)
+{
+    return srv->loop;
+}
+
+uint16_t http_server_port(const struct http_server *srv)
+{
+    return srv->bound_port;
+}
+
+void http_route(struct http_server *srv, const char *method, const char *pattern,
+                http_handler_fn fn, void *arg)
+{
+    http_router_add(&srv->router, method, pattern, fn, arg);
+}
+
+void http_server_on_shutdown(struct http_server *srv, http_shutdown_hook hook, void *arg)
+{
+    struct shutdown_hook *h = xcalloc(1, sizeof(*h));
+    h->fn = hook;
+    h->arg = arg;
+    h->next = srv->hooks;
+    srv->hooks = h;
+}
+
+static void handle_closed_cb(uv_handle_t *h);
+
+static void finish_drain(struct http_server *srv, bool forced)
+{
+    if (srv->drain_done)
+        return;
+    srv->drain_done = true;
+    uv_timer_stop(&srv->drain_timer);
+    srv->drained_cb(srv, forced, srv->drained_arg);
+}
+
+static void maybe_drained(struct http_server *srv)
+{
+    if (srv->draining && srv->connections == 0 && srv->in_flight == 0)
+        finish_drain(srv, srv->drain_forced);
+}
+
+/* The grace after cutting connections: h2o sees EOF and closes them through its own path. */
+#define HTTP_CUT_GRACE_MS 1000
+
+static void cut_deadline_cb(uv_timer_t *t)
+{
+    struct http_server *srv = t->data;
+    log_warn("http", "%zu connections did not close after being cut; abandoning them",
+             srv->connections);
+    finish_drain(srv, true);
+}
+
+/* Shuts the sockets down under h2o rather than closing them: h2o then reads EOF, ends its
+ * requests (their generators' stop runs) and closes each connection itself, so nothing leaks. */
+static void drain_deadline_cb(uv_timer_t *t)
+{
+    struct http_server *srv = t->data;
+    log_warn("http",
+             "drain deadline of %u ms passed with %zu connections and %zu requests "
+             "still open; cutting them",
+             srv->opts.drain_timeout_ms, srv->connections, srv->in_flight);
+    srv->drain_forced = true;
+    for (struct conn *c = srv->conns; c != NULL; c = c->next) {
+        uv_os_fd_t fd;
+        if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0)
+            shutdown(fd, SHUT_RDWR);
+    }
+    uv_timer_start(&srv->drain_timer, cut_deadline_cb, HTTP_CUT_GRACE_MS, 0);
+}
+
+void http_server_shutdown(struct http_server *srv, http_drained_cb done, void *arg)
+{
+    if (srv->draining)
+        return;
+    srv->draining = true;
+    srv->drained_cb = done;
+    srv->drained_arg = arg;
+    if (srv->listening) {
+        srv->closing++;
+        uv_close((uv_handle_t *)&srv->listener, handle_closed_cb);
+        srv->listening = false;
+    }
+    log_info("http", "draining: %zu connections, %zu requests in flight, deadline %u ms",
+             srv->connections, srv->in_flight, srv->opts.drain_timeout_ms);
+    h2o_context_request_shutdown(&srv->ctx);
+    for (struct shutdown_hook *h = srv->hooks; h != NULL; h = h->next)
+        h->fn(h->arg);
+    uv_timer_start(&srv->drain_timer, drain_deadline_cb, srv->opts.drain_timeout_ms, 0);
+    maybe_drained(srv);
+}
+
+bool http_server_draining(const struct http_server *srv)
+{
+    return srv->draining;
+}
+
+static void free_now(struct http_server *srv)
+{
+    struct shutdown_hook *h = srv->hooks;
+    while (h != NULL) {
+        struct shutdown_hook *next = h->next;
+        free(h);
+        h = next;
+    }
+    http_router_cleanup(&srv->router);
+    free(srv->host);
+    free(srv);
+}
+
+/* The server's own handles are embedded in it, so it is freed when the last one has closed. */
+static void handle_closed_cb(uv_handle_t *h)
+{
+    struct http_server *srv = h->data;
+    if (--srv->closing == 0 && srv->freeing)
+        free_now(srv);
+}
+
+void http_server_free(struct http_server *srv)
+{
+    if (srv == NULL)
+        return;
+    if (srv->connections == 0) {
+        /* With connections still open (a forced drain) h2o's context must outlive them; the
+         * process is exiting, so it is left to the exit. */
+        /* h2o_context_request_shutdown linked HTTP/2's graceful-shutdown entry into one_sec_timeout
+         * (h2o 2.2 does so even with no HTTP/2 connection); a linked entry at dispose trips an
+         * assertion in h2o_timeout_dispose. */
+        if (h2o_timeout_is_linked(&srv->ctx.http2._graceful_shutdown_timeout))
+            h2o_timeout_unlink(&srv->ctx.http2._graceful_shutdown_timeout);
+        h2o_context_dispose(&srv->ctx);
+        h2o_config_dispose(&srv->globalconf);
+    }
+    srv->freeing = true;
+    srv->closing++;
+    if (srv->listening) {
+        srv->closing++;
+        uv_close((uv_handle_t *)&srv->listener, handle_closed_cb);
+    }
+    uv_close((uv_handle_t *)&srv->drain_timer, handle_closed_cb);
+}
+
+size_t http_server_connections(const struct http_server *srv)
+{
+    return srv->connections;
+}
+
+size_t http_server_requests_in_flight(const struct http_server *srv)
+{
+    return srv->in_flight;
+}

@@ -1,0 +1,155 @@
+/*
+ * response.c: how handlers answer and read requests: JSON and byte responses, the OpenAI error
+ * shape, request bodies as JSON, query parameters and headers. See server.h.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <string.h>
+
+#include "core/http_status.h"
+#include "http/server_int.h"
+
+const char *http_error_type(int status)
+{
+    switch (status) {
+    case 401:
+        return "authentication_error";
+    case 403:
+        return "permission_error";
+    case 404:
+        return "not_found_error";
+    case 429:
+        return "rate_limit_error";
+    default:
+        return status >= 500 ? "server_error" : "invalid_request_error";
+    }
+}
+
+void http_add_header(struct http_request *r, const char *name, const char *value)
+{
+    h2o_req_t *req = r->req;
+    h2o_iovec_t n = h2o_strdup(&req->pool, name, SIZE_MAX);
+    h2o_add_header_by_str(&req->pool, &req->res.headers, n.base, n.len, 0, NULL, value,
+                          strlen(value));
+}
+
+void http_send_bytes(struct http_request *r, int status, const char *content_type, const char *body,
+                     size_t len)
+{
+    h2o_req_t *req = r->req;
+    req->res.status = status;
+    req->res.reason = http_status_reason(status);
+    req->res.content_length = len;
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, content_type,
+                   strlen(content_type));
+    http_stamp_response(r);
+    h2o_send_inline(req, body, len);
+}
+
+void http_send_json(struct http_request *r, int status, json_t *body)
+{
+    char *s = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    ASSERT(s != NULL);
+    http_send_bytes(r, status, "application/json", s, strlen(s));
+    free(s);
+}
+
+void http_send_error(struct http_request *r, int status, const char *code, const char *param,
+                     const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    json_t *err = json_object();
+    json_object_set_new(err, "message", json_string(msg));
+    json_object_set_new(err, "type", json_string(http_error_type(status)));
+    json_object_set_new(err, "param", param ? json_string(param) : json_null());
+    json_object_set_new(err, "code", code ? json_string(code) : json_null());
+    if (json_object_get(err, "message") == NULL) /* msg held bytes that are not UTF-8 */
+        json_object_set_new(err, "message", json_string("(message not valid UTF-8)"));
+    http_send_json(r, status, json_pack("{s:o}", "error", err));
+}
+
+int http_read_json(struct http_request *r, json_t **out)
+{
+    h2o_iovec_t body = r->req->entity;
+    json_error_t e;
+    if (body.base == NULL || body.len == 0) {
+        http_send_error(r, 400, "invalid_json", NULL,
+                        "the request body is empty; expected a "
+                        "JSON object");
+        return -EINVAL;
+    }
+    json_t *j = json_loadb(body.base, body.len, JSON_REJECT_DUPLICATES, &e);
+    if (j == NULL) {
+        http_send_error(r, 400, "invalid_json", NULL,
+                        "the request body is not valid JSON: %s (line %d, column %d)", e.text,
+                        e.line, e.column);
+        return -EINVAL;
+    }
+    if (!json_is_object(j)) {
+        json_decref(j);
+        http_send_error(r, 400, "invalid_json", NULL, "the request body must be a JSON object");
+        return -EINVAL;
+    }
+    *out = j;
+    return 0;
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+const char *http_query(struct http_request *r, const char *name)
+{
+    h2o_req_t *req = r->req;
+    if (req->query_at == SIZE_MAX)
+        return NULL;
+    size_t nlen = strlen(name);
+    const char *p = req->path.base + req->query_at + 1, *end = req->path.base + req->path.len;
+    while (p < end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        const char *pe = amp ? amp : end;
+        const char *eq = memchr(p, '=', (size_t)(pe - p));
+        const char *ke = eq ? eq : pe;
+        if ((size_t)(ke - p) == nlen && memcmp(p, name, nlen) == 0) {
+            const char *v = eq ? eq + 1 : pe;
+            h2o_iovec_t d = h2o_strdup(&req->pool, v, (size_t)(pe - v));
+            /* Decode %XX and '+' in place; the decoded string is never longer. */
+            char *w = d.base;
+            for (size_t i = 0; i < d.len; i++) {
+                int hi, lo;
+                if (d.base[i] == '%' && i + 2 < d.len && (hi = hexval(d.base[i + 1])) >= 0 &&
+                    (lo = hexval(d.base[i + 2])) >= 0) {
+                    *w++ = (char)(hi * 16 + lo);
+                    i += 2;
+                } else {
+                    *w++ = d.base[i] == '+' ? ' ' : d.base[i];
+                }
+            }
+            *w = '\0';
+            return d.base;
+        }
+        p = pe + 1;
+    }
+    return NULL;
+}
+
+const char *http_header(struct http_request *r, const char *name)
+{
+    ssize_t i = h2o_find_header_by_str(&r->req->headers, name, strlen(name), -1);
+    if (i < 0)
+        return NULL;
+    h2o_iovec_t v = r->req->headers.entries[i].value;
+    return h2o_strdup(&r->req->pool, v.base, v.len).base;
+}

@@ -1,0 +1,311 @@
+/*
+ * runtime_api.c: /healthz, /readyz, /metrics and /v1/events. See runtime_api.h.
+ *
+ * /v1/events: each client is a subscriber of the event bus writing into its SSE stream. A
+ * client that falls SSE_MAX_PENDING bytes behind is dropped with a final comment saying so (a
+ * console that reconnects with Last-Event-ID gets what it missed from the bus's ring), so a
+ * stuck console can never make arun's memory grow. One timer sends the heartbeat comment to all
+ * of them. On drain every stream is ended, so SIGTERM is not held up by consoles.
+ */
+#include "http/runtime_api.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/clock.h"
+#include "core/log.h"
+#include "http/sse.h"
+
+struct ready_check {
+    char *name;
+    runtime_ready_fn fn;
+    void *arg;
+    struct ready_check *next;
+};
+
+struct watcher {
+    struct runtime_api *api;
+    struct sse_stream *sse;
+    struct events_sub *sub;
+    struct watcher *prev, *next;
+};
+
+struct runtime_api {
+    struct http_server *srv;
+    struct metrics *metrics;
+    struct events *events;
+    struct ready_check *checks;
+    struct watcher *watchers;
+    size_t nwatchers;
+    uv_timer_t heartbeat;
+    uint64_t started_ms;
+};
+
+/* ---- health and readiness ---- */
+
+static void healthz(struct http_request *r, void *arg)
+{
+    http_send_json(r, 200, json_pack("{s:s}", "status", "ok"));
+}
+
+static void readyz(struct http_request *r, void *arg)
+{
+    struct runtime_api *api = arg;
+    json_t *checks = json_object();
+    bool all = true;
+    for (struct ready_check *c = api->checks; c != NULL; c = c->next) {
+        struct buf why;
+        buf_init(&why, 1024);
+        bool ok = c->fn(c->arg, &why);
+        all = all && ok;
+        json_object_set_new(checks, c->name, ok ? json_string("ok") : json_string(buf_cstr(&why)));
+        buf_cleanup(&why);
+    }
+    if (http_server_draining(api->srv)) {
+        all = false;
+        json_object_set_new(checks, "server", json_string("shutting down"));
+    }
+    http_send_json(
+        r, all ? 200 : 503,
+        json_pack("{s:s, s:o}", "status", all ? "ready" : "not ready", "checks", checks));
+}
+
+/* ---- metrics ---- */
+
+static long rss_bytes(void)
+{
+    long pages = 0, resident = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f == NULL)
+        return 0;
+    if (fscanf(f, "%ld %ld", &pages, &resident) != 2)
+        resident = 0;
+    fclose(f);
+    return resident * sysconf(_SC_PAGESIZE);
+}
+
+static void collect_rss(struct metrics_family *f, struct buf *out, void *arg)
+{
+    metrics_put_sample(f, out, 0, NULL, NULL, (double)rss_bytes());
+}
+
+static void collect_conns(struct metrics_family *f, struct buf *out, void *arg)
+{
+    struct runtime_api *api = arg;
+    metrics_put_sample(f, out, 0, NULL, NULL, (double)http_server_connections(api->srv));
+}
+
+static void collect_inflight(struct metrics_family *f, struct buf *out, void *arg)
+{
+    struct runtime_api *api = arg;
+    metrics_put_sample(f, out, 0, NULL, NULL, (double)http_server_requests_in_flight(api->srv));
+}
+
+static void collect_uptime(struct metrics_family *f, struct buf *out, void *arg)
+{
+    struct runtime_api *api = arg;
+    metrics_put_sample(f, out, 0, NULL, NULL, (double)(clock_mono_ms() - api->started_ms) / 1000.0);
+}
+
+static void collect_watchers(struct metrics_family *f, struct buf *out, void *arg)
+{
+    struct runtime_api *api = arg;
+    metrics_put_sample(f, out, 0, NULL, NULL, (double)api->nwatchers);
+}
+
+static void collect_build(struct metrics_family *f, struct buf *out, void *arg)
+{
+    static const char *const labels[] = {"version"};
+    static const char *const values[] = {ARUN_VERSION};
+    metrics_put_sample(f, out, 1, labels, values, 1);
+}
+
+#define METRICS_PAGE_MAX (64u * 1024 * 1024) /* a page this big means a label explosion */
+
+static void metrics_page(struct http_request *r, void *arg)
+{
+    struct runtime_api *api = arg;
+    struct buf out;
+    buf_init(&out, METRICS_PAGE_MAX);
+    if (metrics_render(api->metrics, &out) != 0)
+        log_warn("http", "/metrics page passed %u bytes and was cut", METRICS_PAGE_MAX);
+    http_send_bytes(r, 200, "text/plain; version=0.0.4; charset=utf-8", buf_cstr(&out), out.len);
+    buf_cleanup(&out);
+}
+
+static void register_metrics(struct runtime_api *api)
+{
+    struct metrics *m = api->metrics;
+    metrics_computed(m, "arun_build_info", "arun's version", METRICS_GAUGE, collect_build, api);
+    metrics_computed(m, "arun_process_resident_memory_bytes", "Resident memory of arun itself",
+                     METRICS_GAUGE, collect_rss, api);
+    metrics_computed(m, "arun_uptime_seconds", "Seconds since arun started", METRICS_GAUGE,
+                     collect_uptime, api);
+    metrics_computed(m, "arun_http_open_connections", "Client connections open now", METRICS_GAUGE,
+                     collect_conns, api);
+    metrics_computed(m, "arun_http_requests_in_flight", "Requests being answered now",
+                     METRICS_GAUGE, collect_inflight, api);
+    metrics_computed(m, "arun_events_subscribers", "Clients following GET /v1/events",
+                     METRICS_GAUGE, collect_watchers, api);
+}
+
+/* ---- /v1/events ---- */
+
+static void watcher_free(struct watcher *w)
+{
+    struct runtime_api *api = w->api;
+    if (w->sub != NULL)
+        events_unsubscribe(api->events, w->sub);
+    if (w->prev != NULL)
+        w->prev->next = w->next;
+    else
+        api->watchers = w->next;
+    if (w->next != NULL)
+        w->next->prev = w->prev;
+    api->nwatchers--;
+    free(w);
+}
+
+static void watcher_close_cb(struct sse_stream *s, void *arg)
+{
+    watcher_free(arg);
+}
+
+/* Ends a watcher's stream (with a last comment saying why) and forgets it. */
+static void watcher_end(struct watcher *w, const char *why)
+{
+    if (why != NULL)
+        IGNORE_RESULT(sse_comment(w->sse, why)); /* best effort: the stream ends either way */
+    sse_end(w->sse);
+    watcher_free(w);
+}
+
+static void on_event(uint64_t id, const char *type, const char *json, void *arg)
+{
+    struct watcher *w = arg;
+    char ids[24];
+    snprintf(ids, sizeof(ids), "%" PRIu64, id);
+    int rc = sse_write(w->sse, type, ids, json, strlen(json));
+    if (rc == -ENOBUFS) {
+        log_warn("http",
+                 "dropping a /v1/events client %zu bytes behind; it can reconnect with "
+                 "Last-Event-ID",
+                 sse_pending(w->sse));
+        watcher_end(w, "dropped: this client fell too far behind; reconnect with Last-Event-ID");
+    }
+}
+
+static void events_page(struct http_request *r, void *arg)
+{
+    struct runtime_api *api = arg;
+    uint64_t after = events_last_id(api->events);
+    const char *last = http_header(r, "last-event-id");
+    if (last == NULL)
+        last = http_query(r, "after");
+    if (last != NULL) {
+        char *end;
+        unsigned long long v = strtoull(last, &end, 10);
+        if (*last == '\0' || *end != '\0') {
+            http_send_error(r, 400, "invalid_last_event_id", "Last-Event-ID",
+                            "Last-Event-ID must be an event id (a number), got \"%.40s\"", last);
+            return;
+        }
+        after = v;
+    }
+    struct watcher *w = xcalloc(1, sizeof(*w));
+    w->api = api;
+    w->next = api->watchers;
+    if (w->next != NULL)
+        w->next->prev = w;
+    api->watchers = w;
+    api->nwatchers++;
+    w->sse = sse_start(r, watcher_close_cb, NULL, w);
+    IGNORE_RESULT(sse_comment(w->sse, "arun events")); /* a fresh stream has room */
+    /* Replay from the ring may already overflow a slow client: the callback then frees w. */
+    struct events_sub *sub = events_subscribe(api->events, after, on_event, w);
+    struct watcher *still;
+    for (still = api->watchers; still != NULL && still != w; still = still->next)
+        ;
+    if (still == NULL)
+        events_unsubscribe(api->events, sub);
+    else
+        w->sub = sub;
+}
+
+static void heartbeat_cb(uv_timer_t *t)
+{
+    struct runtime_api *api = t->data;
+    struct watcher *w = api->watchers;
+    while (w != NULL) {
+        struct watcher *next = w->next;
+        if (sse_comment(w->sse, "heartbeat") == -ENOBUFS)
+            watcher_end(w, NULL);
+        w = next;
+    }
+}
+
+static void on_shutdown(void *arg)
+{
+    struct runtime_api *api = arg;
+    while (api->watchers != NULL)
+        watcher_end(api->watchers, "arun is shutting down");
+    uv_timer_stop(&api->heartbeat);
+}
+
+/* ---- lifecycle ---- */
+
+struct runtime_api *runtime_api_new(struct http_server *srv, struct metrics *metrics,
+                                    struct events *events)
+{
+    struct runtime_api *api = xcalloc(1, sizeof(*api));
+    api->srv = srv;
+    api->metrics = metrics;
+    api->events = events;
+    api->started_ms = clock_mono_ms();
+    register_metrics(api);
+    http_route(srv, "GET", "/healthz", healthz, api);
+    http_route(srv, "GET", "/readyz", readyz, api);
+    http_route(srv, "GET", "/metrics", metrics_page, api);
+    http_route(srv, "GET", "/v1/events", events_page, api);
+    http_server_on_shutdown(srv, on_shutdown, api);
+    uv_timer_init(http_server_loop(srv), &api->heartbeat);
+    api->heartbeat.data = api;
+    uv_timer_start(&api->heartbeat, heartbeat_cb, SSE_HEARTBEAT_MS, SSE_HEARTBEAT_MS);
+    uv_unref((uv_handle_t *)&api->heartbeat);
+    return api;
+}
+
+void runtime_api_add_ready(struct runtime_api *api, const char *name, runtime_ready_fn fn,
+                           void *arg)
+{
+    struct ready_check *c = xcalloc(1, sizeof(*c));
+    c->name = xstrdup(name);
+    c->fn = fn;
+    c->arg = arg;
+    struct ready_check **pp = &api->checks;
+    while (*pp != NULL)
+        pp = &(*pp)->next;
+    *pp = c;
+}
+
+static void api_closed_cb(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+void runtime_api_free(struct runtime_api *api)
+{
+    if (api == NULL)
+        return;
+    on_shutdown(api);
+    struct ready_check *c = api->checks;
+    while (c != NULL) {
+        struct ready_check *next = c->next;
+        free(c->name);
+        free(c);
+        c = next;
+    }
+    uv_close((uv_handle_t *)&api->heartbeat, api_closed_cb);
+}

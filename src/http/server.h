@@ -1,0 +1,117 @@
+/*
+ * server.h: the HTTP server: h2o (HTTP/1.1 and HTTP/2) on the arun loop, the router in front of
+ * every handler, and the protections every endpoint gets for free: a request id on every
+ * response, a body limit answered with 413 before the body is read, a connection limit, header
+ * and idle timeouts, OpenAI-shaped errors, request metrics, and a graceful drain on shutdown.
+ *
+ * The server knows nothing about models, engines or runs: capabilities register their routes
+ * with http_route() (engines/api.c, gateway/api.c, …) and main.c wires them.
+ */
+#ifndef ARUN_HTTP_SERVER_H
+#define ARUN_HTTP_SERVER_H
+
+#define H2O_USE_LIBUV 1
+#include <h2o.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <uv.h>
+
+#include "core/buf.h"
+#include "core/common.h"
+#include "core/metrics.h"
+
+#define HTTP_REQUEST_ID_MAX 64 /* longer client ids are replaced by our own */
+#define HTTP_MAX_PARAMS 4      /* path parameters per route, e.g. {name} */
+#define HTTP_REQ_TIMEOUT_MS                                                                        \
+    10000                           /* headers (and bodies) must arrive within this; h2o's default \
+                                     */
+#define HTTP_IDLE_TIMEOUT_MS 10000  /* an idle keep-alive connection is closed after this */
+#define HTTP_DRAIN_TIMEOUT_MS 10000 /* SIGTERM waits this long for in-flight requests */
+
+struct http_server;
+struct http_route;
+
+/* One request as handlers see it. Allocated from the request's pool: valid until the response
+ * is finished or the client is gone, after which the handler must not touch it. */
+struct http_request {
+    h2o_req_t *req; /* h2o's request; the response goes through it */
+    struct http_server *srv;
+    char id[HTTP_REQUEST_ID_MAX + 1];    /* x-request-id: the client's if well-formed */
+    const struct http_route *route;      /* the matched route (NULL for 404/405) */
+    const char *params[HTTP_MAX_PARAMS]; /* path parameters, in pattern order, NUL-terminated */
+    size_t nparams;
+    uint64_t start_ns; /* when the request reached the router */
+};
+
+/* A handler must answer the request, now or later (async), exactly once. */
+typedef void (*http_handler_fn)(struct http_request *r, void *arg);
+/* Called when the server starts draining, so long-lived streams can end. */
+typedef void (*http_shutdown_hook)(void *arg);
+/* Called once when the drain is over. forced is true when the deadline cut it short. */
+typedef void (*http_drained_cb)(struct http_server *srv, bool forced, void *arg);
+
+struct http_server_options {
+    const char *host;          /* bind address */
+    uint16_t port;             /* 0 = ephemeral (tests) */
+    uint64_t max_body_bytes;   /* request bodies beyond this get 413 */
+    uint32_t max_connections;  /* connections beyond this are closed at accept */
+    uint32_t req_timeout_ms;   /* 0 = HTTP_REQ_TIMEOUT_MS */
+    uint32_t drain_timeout_ms; /* 0 = HTTP_DRAIN_TIMEOUT_MS */
+};
+
+/* Creates the server on loop; metrics (not owned) receives the request metrics. Listening
+ * starts with http_server_listen. */
+struct http_server *http_server_new(uv_loop_t *loop, const struct http_server_options *o,
+                                    struct metrics *metrics);
+/* Binds and listens. Returns 0, or -errno with a sentence in err ("127.0.0.1:8080 is already in
+ * use: another arun or another server listens there; pick another with --listen"). */
+int http_server_listen(struct http_server *srv, struct buf *err) MUST_USE;
+/* The loop the server runs on. */
+uv_loop_t *http_server_loop(const struct http_server *srv);
+/* The port actually bound (useful with port 0). */
+uint16_t http_server_port(const struct http_server *srv);
+
+/* Registers a route. method "GET", "POST", "DELETE"…; pattern is a path whose segments may be
+ * "{name}" (one segment, captured into params). Routes are matched in registration order. */
+void http_route(struct http_server *srv, const char *method, const char *pattern,
+                http_handler_fn fn, void *arg);
+void http_server_on_shutdown(struct http_server *srv, http_shutdown_hook hook, void *arg);
+
+/* Starts the drain: stops accepting, closes idle connections, runs the shutdown hooks, lets
+ * in-flight requests finish, and calls done when none is left or the deadline passes. */
+void http_server_shutdown(struct http_server *srv, http_drained_cb done, void *arg);
+bool http_server_draining(const struct http_server *srv);
+
+/* Frees the server. After a clean drain every handle is closed (run the loop to finish the
+ * closes); after a forced drain, connections still open are abandoned to process exit. */
+void http_server_free(struct http_server *srv);
+
+/* Open connections and requests in flight, for metrics and tests. */
+size_t http_server_connections(const struct http_server *srv);
+size_t http_server_requests_in_flight(const struct http_server *srv);
+
+/* Responses. Each one adds x-request-id and ends the request. */
+/* Sends body (taking the reference) as application/json. */
+void http_send_json(struct http_request *r, int status, json_t *body);
+/* Sends bytes (copied into the request's pool) with the given content type. */
+void http_send_bytes(struct http_request *r, int status, const char *content_type, const char *body,
+                     size_t len);
+/* Sends the OpenAI error shape {"error":{"message","type","param","code"}}. type is derived
+ * from status when NULL; code and param may be NULL. */
+void http_send_error(struct http_request *r, int status, const char *code, const char *param,
+                     const char *fmt, ...) PRINTF_LIKE(5, 6);
+/* Adds a response header (before the response starts); value is copied. */
+void http_add_header(struct http_request *r, const char *name, const char *value);
+
+/* Parses the request body as a JSON object. On failure answers 400 (invalid JSON with line and
+ * column, not an object, invalid UTF-8) and returns -EINVAL: the handler must just return. */
+int http_read_json(struct http_request *r, json_t **out) MUST_USE;
+/* Looks up a query parameter (decoded into the pool). NULL when absent. */
+const char *http_query(struct http_request *r, const char *name);
+/* Looks up a request header by lower-case name. NULL when absent; the value is NUL-terminated. */
+const char *http_header(struct http_request *r, const char *name);
+
+/* The error type of the OpenAI shape for a status: invalid_request_error, … */
+const char *http_error_type(int status);
+
+#endif

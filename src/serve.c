@@ -1,0 +1,257 @@
+/*
+ * serve.c: `arun serve`. See serve.h.
+ *
+ * Start-up order: config (refuse to start on any error, exit 2), then the store (it takes the
+ * data_dir lock, so a second arun on the same data stops here), then the HTTP server and its
+ * routes, then signals. Nothing blocks after uv_run starts.
+ *
+ * Shutdown: the first SIGTERM or SIGINT drains the server (http_server_shutdown); when it is
+ * drained, the runtime API, the server, the store and the signal handlers close, and uv_run
+ * returns once the last handle has closed, so every byte is freed and uv_loop_close succeeds.
+ * A second signal exits at once.
+ */
+#include "serve.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/clock.h"
+#include "core/config.h"
+#include "core/events.h"
+#include "core/log.h"
+#include "core/metrics.h"
+#include "http/runtime_api.h"
+#include "http/server.h"
+#include "store/store.h"
+
+const char serve_usage[] =
+    "usage: arun serve [--config FILE] [--listen HOST:PORT]\n"
+    "\n"
+    "Runs the arun daemon in the foreground; logs are JSON lines on stderr.\n"
+    "\n"
+    "  --config FILE       configuration file (default: $ARUN_CONFIG, else ./arun.yaml if it\n"
+    "                      exists, else the embedded defaults)\n"
+    "  --listen HOST:PORT  overrides `listen:` from the config (e.g. 127.0.0.1:9090)\n"
+    "\n"
+    "SIGTERM or SIGINT drains in-flight requests (up to 10 s) and exits 0; a second signal\n"
+    "exits at once.\n";
+
+struct daemon {
+    uv_loop_t loop;
+    struct config *cfg;
+    struct metrics *metrics;
+    struct events *events;
+    struct store *store;
+    struct http_server *srv;
+    struct runtime_api *api;
+    uv_signal_t sigterm, sigint;
+    int signals_seen;
+    int exit_code;
+};
+
+static bool store_ready_check(void *arg, struct buf *why)
+{
+    struct store *st = arg;
+    if (store_ready(st))
+        return true;
+    IGNORE_RESULT(buf_puts(why, store_status(st))); /* a cut reason is still a reason */
+    return false;
+}
+
+static void drained_cb(struct http_server *srv, bool forced, void *arg)
+{
+    struct daemon *d = arg;
+    if (forced && http_server_connections(srv) > 0) {
+        log_warn("serve", "exiting with %zu connections still open", http_server_connections(srv));
+        _exit(d->exit_code);
+    }
+    log_info("serve", "drained; closing the store");
+    runtime_api_free(d->api);
+    d->api = NULL;
+    http_server_free(d->srv);
+    d->srv = NULL;
+    store_close(d->store);
+    d->store = NULL;
+    uv_close((uv_handle_t *)&d->sigterm, NULL);
+    uv_close((uv_handle_t *)&d->sigint, NULL);
+}
+
+static void signal_cb(uv_signal_t *h, int signum)
+{
+    struct daemon *d = h->data;
+    if (++d->signals_seen > 1) {
+        log_warn("serve", "second signal (%s): exiting now without draining", strsignal(signum));
+        _exit(1);
+    }
+    log_info("serve", "%s: draining (send it again to exit at once)", strsignal(signum));
+    http_server_shutdown(d->srv, drained_cb, d);
+}
+
+/* Loads the config named by flags or the environment. Returns 0, or 2 after printing why. */
+static int load_config(const char *flag_path, const char *listen, struct config **out)
+{
+    bool explicit_path = false;
+    const char *path = config_pick_path(flag_path, &explicit_path);
+    struct buf err;
+    buf_init(&err, 64 * 1024);
+    int rc = 0;
+    if (path == NULL) {
+        *out = config_default();
+    } else if (config_load(path, out, &err) != 0) {
+        fprintf(stderr, "%sarun: %s has errors; not starting\n", buf_cstr(&err), path);
+        rc = 2;
+    }
+    if (rc == 0 && listen != NULL) {
+        char *host;
+        uint16_t port;
+        if (config_parse_listen(listen, &host, &port) != 0) {
+            fprintf(stderr, "arun: --listen %s: expected HOST:PORT, e.g. 127.0.0.1:8080\n", listen);
+            config_free(*out);
+            rc = 2;
+        } else {
+            free((*out)->listen_host);
+            (*out)->listen_host = host;
+            (*out)->listen_port = port;
+        }
+    }
+    buf_cleanup(&err);
+    return rc;
+}
+
+static int open_store(struct daemon *d)
+{
+    const char *url = d->cfg->store.url;
+    if (url != NULL && strcmp(url, "sqlite") != 0) {
+        /* The URL is not repeated: a postgres:// URL may hold a password. */
+        fprintf(stderr, "arun: store.url: only the embedded sqlite store is implemented in this "
+                        "version; set store.url: sqlite\n");
+        return 2;
+    }
+    struct store_options so = {
+        .url = "sqlite", .data_dir = d->cfg->data_dir, .synchronous = d->cfg->store.synchronous};
+    struct buf err;
+    buf_init(&err, 4096);
+    int rc = store_open(&d->loop, &so, &d->store, &err);
+    if (rc != 0)
+        log_error("serve", "cannot open the store: %s", buf_cstr(&err));
+    buf_cleanup(&err);
+    return rc == 0 ? 0 : 1;
+}
+
+static int start_http(struct daemon *d)
+{
+    struct http_server_options ho = {.host = d->cfg->listen_host,
+                                     .port = d->cfg->listen_port,
+                                     .max_body_bytes = d->cfg->limits.max_body_bytes,
+                                     .max_connections = d->cfg->limits.max_connections};
+    d->srv = http_server_new(&d->loop, &ho, d->metrics);
+    d->api = runtime_api_new(d->srv, d->metrics, d->events);
+    runtime_api_add_ready(d->api, "store", store_ready_check, d->store);
+    struct buf err;
+    buf_init(&err, 4096);
+    int rc = http_server_listen(d->srv, &err);
+    if (rc != 0)
+        log_error("serve", "%s", buf_cstr(&err));
+    buf_cleanup(&err);
+    return rc == 0 ? 0 : 1;
+}
+
+static void start_signals(struct daemon *d)
+{
+    signal(SIGPIPE, SIG_IGN); /* a client that vanishes mid-write is an EPIPE, not a death */
+    uv_signal_init(&d->loop, &d->sigterm);
+    uv_signal_init(&d->loop, &d->sigint);
+    d->sigterm.data = d->sigint.data = d;
+    uv_signal_start(&d->sigterm, signal_cb, SIGTERM);
+    uv_signal_start(&d->sigint, signal_cb, SIGINT);
+}
+
+/* Frees what is left after the loop ended (or never ran). */
+static int finish(struct daemon *d, int code)
+{
+    if (d->api != NULL)
+        runtime_api_free(d->api);
+    if (d->srv != NULL)
+        http_server_free(d->srv);
+    if (d->store != NULL)
+        store_close(d->store);
+    uv_run(&d->loop, UV_RUN_DEFAULT);
+    int rc = uv_loop_close(&d->loop);
+    if (rc != 0)
+        log_warn("serve", "the loop still had handles at exit: %s", uv_strerror(rc));
+    events_free(d->events);
+    metrics_free(d->metrics);
+    config_free(d->cfg);
+    return code;
+}
+
+static int parse_flags(int argc, char **argv, const char **config, const char **listen)
+{
+    static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+                                         {"listen", required_argument, NULL, 'l'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "c:l:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            *config = optarg;
+            break;
+        case 'l':
+            *listen = optarg;
+            break;
+        case 'h':
+            fputs(serve_usage, stdout);
+            return 0;
+        default:
+            fputs(serve_usage, stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "arun serve: unexpected argument: %s\n%s", argv[optind], serve_usage);
+        return 2;
+    }
+    return -1;
+}
+
+int serve_main(int argc, char **argv)
+{
+    uint64_t t0 = clock_mono_ns();
+    const char *config_path = NULL, *listen = NULL;
+    int rc = parse_flags(argc, argv, &config_path, &listen);
+    if (rc >= 0)
+        return rc;
+
+    struct daemon d = {0};
+    rc = load_config(config_path, listen, &d.cfg);
+    if (rc != 0)
+        return rc;
+    log_set_level(d.cfg->log_level);
+    uv_loop_init(&d.loop);
+    d.metrics = metrics_new();
+    d.events = events_new();
+
+    rc = open_store(&d);
+    if (rc == 0)
+        rc = start_http(&d);
+    if (rc != 0)
+        return finish(&d, rc);
+    start_signals(&d);
+    if (d.cfg->nengines > 0)
+        log_warn("serve",
+                 "%zu engines are declared; this version validates them but does not "
+                 "start them yet (the engine supervisor comes next)",
+                 d.cfg->nengines);
+    log_info("serve", "arun %s listening on http://%s%s%s:%u (config: %s, data_dir: %s) in %.1f ms",
+             ARUN_VERSION, strchr(d.cfg->listen_host, ':') ? "[" : "", d.cfg->listen_host,
+             strchr(d.cfg->listen_host, ':') ? "]" : "", http_server_port(d.srv),
+             d.cfg->path ? d.cfg->path : "embedded defaults", d.cfg->data_dir,
+             (double)(clock_mono_ns() - t0) / 1e6);
+    uv_run(&d.loop, UV_RUN_DEFAULT);
+    log_info("serve", "stopped");
+    return finish(&d, 0);
+}

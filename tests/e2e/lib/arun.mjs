@@ -1,0 +1,101 @@
+// Test harness: starts arun (the ASan build under `make test`) on an ephemeral port with a
+// config and data_dir of the test's own, and helps tests wait on conditions with deadlines.
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import assert from 'node:assert/strict';
+import { waitFor } from './wait.mjs';
+
+export { waitFor };
+
+export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
+export const ARUN_BIN = process.env.ARUN_BIN || join(ROOT, 'build/arun');
+export const MOCK_BIN = process.env.MOCK_BIN || join(ROOT, 'build/arun-mock-engine');
+
+
+export function tempDir(prefix = 'arun-test-') {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+// Runs the arun binary to completion (for CLI verbs); returns {status, stdout, stderr}.
+export function runArun(args, opts = {}) {
+  const r = spawnSync(ARUN_BIN, args, { encoding: 'utf8', timeout: 30000, ...opts });
+  return { status: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr };
+}
+
+// Sanitizer reports in a process's stderr are test failures wherever they appear.
+export function assertNoSanitizerReport(stderr, who = 'arun') {
+  for (const marker of ['ERROR: AddressSanitizer', 'ERROR: LeakSanitizer', 'runtime error:']) {
+    assert.ok(!stderr.includes(marker), `${who} printed a sanitizer report:\n${stderr.slice(-4000)}`);
+  }
+}
+
+export class Arun {
+  constructor({ config = '', args = [], env = {}, dir } = {}) {
+    this.dir = dir || tempDir();
+    this.dataDir = join(this.dir, 'data');
+    this.configPath = join(this.dir, 'arun.yaml');
+    const body = config.includes('data_dir:') ? config : `data_dir: ${this.dataDir}\n${config}`;
+    writeFileSync(this.configPath, body);
+    this.args = args;
+    this.env = env;
+    this.stderr = '';
+    this.exit = null;
+  }
+
+  // Starts arun and resolves once it listens; this.url is its base URL.
+  async start({ timeoutMs = 10000 } = {}) {
+    this.proc = spawn(ARUN_BIN, ['serve', '--config', this.configPath,
+      '--listen', '127.0.0.1:0', ...this.args], {
+      env: { ...process.env, ...this.env }, stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    this.proc.stderr.setEncoding('utf8');
+    this.proc.stderr.on('data', (d) => { this.stderr += d; });
+    this.proc.stdout.resume();
+    this.exited = new Promise((res) => this.proc.on('exit', (code, signal) => {
+      this.exit = { code, signal };
+      res(this.exit);
+    }));
+    const line = await waitFor(() => {
+      if (this.exit) throw new Error(`arun exited ${JSON.stringify(this.exit)}:\n${this.stderr}`);
+      return this.logLines().find((l) => /listening on http/.test(l.msg || ''));
+    }, { timeoutMs, what: 'arun to listen' });
+    this.port = Number(/:(\d+) \(/.exec(line.msg)[1]);
+    this.url = `http://127.0.0.1:${this.port}`;
+    this.startupMs = Number(/in ([\d.]+) ms/.exec(line.msg)[1]);
+    return this;
+  }
+
+  logLines() {
+    return this.stderr.split('\n').filter((l) => l.startsWith('{')).map((l) => {
+      try { return JSON.parse(l); } catch { return {}; }
+    });
+  }
+
+  get pid() { return this.proc.pid; }
+
+  rssKb() {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${this.pid}/status`, 'utf8'));
+    return Number(m[1]);
+  }
+
+  // Sends a signal and waits for the exit; returns {code, signal, ms}.
+  async stop(signal = 'SIGTERM', { timeoutMs = 15000 } = {}) {
+    if (this.exit) return this.exit;
+    const t0 = Date.now();
+    this.proc.kill(signal);
+    const timer = setTimeout(() => this.proc.kill('SIGKILL'), timeoutMs);
+    const r = await this.exited;
+    clearTimeout(timer);
+    return { ...r, ms: Date.now() - t0 };
+  }
+
+  // Stops arun (if still running), checks its stderr for sanitizer reports, removes the dir.
+  async cleanup() {
+    if (this.proc && !this.exit) await this.stop('SIGTERM');
+    if (this.proc) assertNoSanitizerReport(this.stderr);
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,238 @@
+// The HTTP core of `arun serve`: what every endpoint gets (request ids, OpenAI-shaped errors,
+// limits, timeouts), the runtime endpoints, start-up and the graceful drain.
+import { test, describe, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import http from 'node:http';
+import { Arun, waitFor } from './lib/arun.mjs';
+
+// A raw HTTP exchange over one socket: resolves with everything the server sent until it closed
+// the connection (or until `until(text)` says enough).
+function rawExchange(port, chunks, { until, timeoutMs = 5000 } = {}) {
+  return new Promise((resolve, reject) => {
+    const s = net.connect(port, '127.0.0.1');
+    let got = '';
+    const timer = setTimeout(() => { s.destroy(); reject(new Error(`no close; got: ${got}`)); }, timeoutMs);
+    s.on('connect', () => { for (const c of chunks) s.write(c); });
+    s.on('data', (d) => {
+      got += d.toString('latin1');
+      if (until && until(got)) { clearTimeout(timer); s.destroy(); resolve({ text: got, closed: false }); }
+    });
+    s.on('error', () => {});
+    s.on('close', () => { clearTimeout(timer); resolve({ text: got, closed: true }); });
+  });
+}
+
+describe('arun serve: HTTP core', () => {
+  let arun;
+  before(async () => { arun = await new Arun().start(); });
+  after(async () => { await arun.cleanup(); });
+
+  test('starts in well under 100 ms with no engines', () => {
+    assert.ok(arun.startupMs < 100, `start-up took ${arun.startupMs} ms`);
+  });
+
+  test('GET /healthz is 200 and carries a generated x-request-id', async () => {
+    const r = await fetch(`${arun.url}/healthz`);
+    assert.equal(r.status, 200);
+    assert.deepEqual(await r.json(), { status: 'ok' });
+    assert.match(r.headers.get('x-request-id'), /^req_[0-9a-f]{16}$/);
+  });
+
+  test('a well-formed client x-request-id is kept, a malformed one replaced', async () => {
+    const ok = await fetch(`${arun.url}/healthz`, { headers: { 'x-request-id': 'trace-42.a:b' } });
+    assert.equal(ok.headers.get('x-request-id'), 'trace-42.a:b');
+    const bad = await fetch(`${arun.url}/healthz`, { headers: { 'x-request-id': 'a b"<script>' } });
+    assert.match(bad.headers.get('x-request-id'), /^req_/);
+    const long = await fetch(`${arun.url}/healthz`, { headers: { 'x-request-id': 'x'.repeat(65) } });
+    assert.match(long.headers.get('x-request-id'), /^req_/);
+  });
+
+  test('GET /readyz is 200 while the store is usable', async () => {
+    const r = await fetch(`${arun.url}/readyz`);
+    assert.equal(r.status, 200);
+    const body = await r.json();
+    assert.equal(body.status, 'ready');
+    assert.equal(body.checks.store, 'ok');
+  });
+
+  test('unknown paths are 404 and wrong methods 405, in the OpenAI error shape', async () => {
+    const r = await fetch(`${arun.url}/v1/nope`);
+    assert.equal(r.status, 404);
+    assert.ok(r.headers.get('x-request-id'));
+    const e = (await r.json()).error;
+    assert.equal(e.type, 'not_found_error');
+    assert.match(e.message, /no such endpoint: GET \/v1\/nope/);
+    assert.ok('param' in e && 'code' in e);
+    const m = await fetch(`${arun.url}/healthz`, { method: 'DELETE' });
+    assert.equal(m.status, 405);
+    assert.equal((await m.json()).error.code, 'method_not_allowed');
+  });
+
+  test('paths with .. are normalised, never escape the routes', async () => {
+    const r = await rawExchange(arun.port, ['GET /v1/../../healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n']);
+    assert.match(r.text, /^HTTP\/1\.1 200/);
+    const r2 = await rawExchange(arun.port, ['GET /../../../etc/passwd HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n']);
+    assert.match(r2.text, /^HTTP\/1\.1 404/);
+    assert.match(r2.text, /"not_found_error"/);
+  });
+
+  test('GET /metrics is Prometheus text with request counts and latency histograms', async () => {
+    await fetch(`${arun.url}/healthz`);
+    const r = await fetch(`${arun.url}/metrics`);
+    assert.equal(r.status, 200);
+    assert.match(r.headers.get('content-type'), /^text\/plain; version=0\.0\.4/);
+    const text = await r.text();
+    assert.match(text, /^arun_http_requests_total\{route="\/healthz",method="GET",status="200"\} \d+$/m);
+    assert.match(text, /^arun_http_request_duration_seconds_bucket\{route="\/healthz",le="\+Inf"\} \d+$/m);
+    assert.match(text, /^arun_http_open_connections \d+$/m);
+    const rss = Number(/^arun_process_resident_memory_bytes (\d+)$/m.exec(text)[1]);
+    assert.ok(rss > 1e6, `rss ${rss}`);
+  });
+
+  test('malformed HTTP gets 400 and the connection closes; the server keeps serving', async () => {
+    const r = await rawExchange(arun.port, ['GARBAGE\0\0 NOT HTTP\r\n\r\n']);
+    assert.match(r.text, /^HTTP\/1\.1 400/);
+    assert.ok(r.closed);
+    assert.equal((await fetch(`${arun.url}/healthz`)).status, 200);
+  });
+
+  test('a 100 MB body gets 413 without being buffered', async () => {
+    const rssBefore = arun.rssKb();
+    const res = await new Promise((resolve, reject) => {
+      const req = http.request(`${arun.url}/v1/events`, {
+        method: 'POST', headers: { 'content-length': String(100 * 1024 * 1024), 'content-type': 'application/json' },
+      }, (resp) => {
+        let body = '';
+        resp.on('data', (d) => { body += d; });
+        resp.on('end', () => resolve({ status: resp.statusCode, body, headers: resp.headers }));
+      });
+      req.on('error', (e) => { if (e.code !== 'EPIPE' && e.code !== 'ECONNRESET') reject(e); });
+      req.write(Buffer.alloc(64 * 1024, 'x'));   // a little of it; the server must not wait for the rest
+    });
+    assert.equal(res.status, 413);
+    const e = JSON.parse(res.body).error;
+    assert.equal(e.code, 'request_too_large');
+    assert.ok(res.headers['x-request-id']);
+    assert.ok(arun.rssKb() - rssBefore < 20 * 1024, 'RSS grew by more than 20 MB');
+    assert.equal((await fetch(`${arun.url}/healthz`)).status, 200);
+  });
+
+  test('1,000 idle connections and a slowloris client do not delay a normal request', async () => {
+    const idle = [];
+    for (let i = 0; i < 1000; i++) idle.push(net.connect(arun.port, '127.0.0.1').on('error', () => {}));
+    await Promise.all(idle.map((s) => new Promise((r) => s.once('connect', r))));
+    const slow = net.connect(arun.port, '127.0.0.1');
+    let slowClosed = false;
+    slow.on('error', () => {});
+    slow.on('close', () => { slowClosed = true; });
+    const req = 'GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ';
+    let i = 0;
+    const drip = setInterval(() => { if (!slowClosed) slow.write(req[i++ % req.length]); }, 100);
+    try {
+      await waitFor(() => arun.stderr.length >= 0 && i > 3, { what: 'slowloris to start' });
+      const t0 = performance.now();
+      const r = await fetch(`${arun.url}/healthz`);
+      const ms = performance.now() - t0;
+      assert.equal(r.status, 200);
+      assert.ok(ms < 500, `normal request took ${ms} ms`);
+      // The header timeout (10 s) cuts the slowloris client off; idle ones go the same way.
+      await waitFor(() => slowClosed, { timeoutMs: 15000, what: 'the slowloris connection to be closed' });
+    } finally {
+      clearInterval(drip);
+      slow.destroy();
+      for (const s of idle) s.destroy();
+    }
+    assert.equal((await fetch(`${arun.url}/healthz`)).status, 200);
+  });
+
+  test('GET /v1/events is an SSE stream', async () => {
+    const ac = new AbortController();
+    const r = await fetch(`${arun.url}/v1/events`, { signal: ac.signal });
+    assert.equal(r.status, 200);
+    assert.equal(r.headers.get('content-type'), 'text/event-stream');
+    const reader = r.body.getReader();
+    const { value } = await reader.read();
+    assert.match(Buffer.from(value).toString(), /^: arun events\n\n/);
+    ac.abort();
+  });
+});
+
+describe('arun serve: lifecycle', () => {
+  test('SIGTERM with 50 open SSE clients exits 0 within the drain deadline', async () => {
+    const arun = await new Arun().start();
+    try {
+      const streams = [];
+      for (let i = 0; i < 50; i++) {
+        streams.push(new Promise((resolve, reject) => {
+          http.get(`${arun.url}/v1/events`, (res) => {
+            let body = '';
+            res.on('data', (d) => { body += d; });
+            res.on('end', () => resolve(body));
+            res.on('error', reject);
+          }).on('error', reject);
+        }));
+      }
+      await waitFor(async () => {
+        const m = await (await fetch(`${arun.url}/metrics`)).text();
+        return /^arun_events_subscribers 50$/m.test(m);
+      }, { what: '50 subscribers' });
+      const r = await arun.stop('SIGTERM');
+      assert.equal(r.code, 0, arun.stderr.slice(-2000));
+      assert.ok(r.ms < 10000, `took ${r.ms} ms`);
+      const bodies = await Promise.all(streams);
+      for (const b of bodies) assert.match(b, /arun is shutting down/);
+    } finally {
+      await arun.cleanup();
+    }
+  });
+
+  test('a second signal exits at once', async () => {
+    const arun = await new Arun().start();
+    try {
+      // A client stuck mid-request keeps the drain waiting until the header timeout.
+      const s = net.connect(arun.port, '127.0.0.1');
+      s.on('error', () => {});
+      await new Promise((r) => s.once('connect', r));
+      s.write('POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc');
+      await waitFor(async () => /arun_http_open_connections [1-9]/.test(await (await fetch(`${arun.url}/metrics`)).text()),
+        { what: 'the stuck connection' });
+      arun.proc.kill('SIGTERM');
+      await waitFor(() => /draining/.test(arun.stderr), { what: 'the drain to start' });
+      const t0 = Date.now();
+      const r = await arun.stop('SIGINT');
+      assert.ok(Date.now() - t0 < 2000);
+      assert.equal(r.code, 1);
+      s.destroy();
+    } finally {
+      await arun.cleanup();
+    }
+  });
+
+  test('a port already in use is a clear error and exit 1', async () => {
+    const a = await new Arun().start();
+    const b = new Arun({ args: [] });
+    try {
+      b.args = ['--listen', `127.0.0.1:${a.port}`];
+      await assert.rejects(b.start({ timeoutMs: 5000 }), /exited/);
+      assert.equal(b.exit.code, 1);
+      assert.match(b.stderr, /already in use/);
+    } finally {
+      await a.cleanup();
+      await b.cleanup();
+    }
+  });
+
+  test('a second arun on the same data_dir refuses to start', async () => {
+    const a = await new Arun().start();
+    const b = new Arun({ dir: undefined, config: `data_dir: ${a.dataDir}\n` });
+    try {
+      await assert.rejects(b.start({ timeoutMs: 5000 }), /exited/);
+      assert.equal(b.exit.code, 1);
+      assert.match(b.stderr, /in use by another arun/);
+    } finally {
+      await a.cleanup();
+      await b.cleanup();
+    }
+  });
+});
