@@ -21,7 +21,10 @@
 #include "core/config.h"
 #include "core/events.h"
 #include "core/log.h"
+#include "core/httpc.h"
 #include "core/metrics.h"
+#include "engines/api.h"
+#include "engines/supervisor.h"
 #include "http/runtime_api.h"
 #include "http/server.h"
 #include "store/store.h"
@@ -35,8 +38,9 @@ const char serve_usage[] =
     "                      exists, else the embedded defaults)\n"
     "  --listen HOST:PORT  overrides `listen:` from the config (e.g. 127.0.0.1:9090)\n"
     "\n"
-    "SIGTERM or SIGINT drains in-flight requests (up to 10 s) and exits 0; a second signal\n"
-    "exits at once.\n";
+    "SIGTERM or SIGINT drains in-flight requests (up to 10 s), stops every engine (each within\n"
+    "its stop_timeout_s) and exits 0; a second signal exits at once, leaving engines running\n"
+    "for the next arun to adopt.\n";
 
 struct daemon {
     uv_loop_t loop;
@@ -46,6 +50,11 @@ struct daemon {
     struct store *store;
     struct http_server *srv;
     struct runtime_api *api;
+    struct httpc *httpc;
+    struct supervisor *sup;
+    struct engines_api *engines_api;
+    bool http_drained;
+    bool engines_stopped;
     uv_signal_t sigterm, sigint;
     int signals_seen;
     int exit_code;
@@ -60,6 +69,28 @@ static bool store_ready_check(void *arg, struct buf *why)
     return false;
 }
 
+/* Runs when both the HTTP drain and the engines' stop are over: closes the rest. */
+static void maybe_close(struct daemon *d)
+{
+    if (!d->http_drained || !d->engines_stopped)
+        return;
+    log_info("serve", "drained and engines stopped; closing the store");
+    engines_api_free(d->engines_api);
+    d->engines_api = NULL;
+    runtime_api_free(d->api);
+    d->api = NULL;
+    http_server_free(d->srv);
+    d->srv = NULL;
+    supervisor_free(d->sup);
+    d->sup = NULL;
+    httpc_free(d->httpc);
+    d->httpc = NULL;
+    store_close(d->store);
+    d->store = NULL;
+    uv_close((uv_handle_t *)&d->sigterm, NULL);
+    uv_close((uv_handle_t *)&d->sigint, NULL);
+}
+
 static void drained_cb(struct http_server *srv, bool forced, void *arg)
 {
     struct daemon *d = arg;
@@ -67,15 +98,15 @@ static void drained_cb(struct http_server *srv, bool forced, void *arg)
         log_warn("serve", "exiting with %zu connections still open", http_server_connections(srv));
         _exit(d->exit_code);
     }
-    log_info("serve", "drained; closing the store");
-    runtime_api_free(d->api);
-    d->api = NULL;
-    http_server_free(d->srv);
-    d->srv = NULL;
-    store_close(d->store);
-    d->store = NULL;
-    uv_close((uv_handle_t *)&d->sigterm, NULL);
-    uv_close((uv_handle_t *)&d->sigint, NULL);
+    d->http_drained = true;
+    maybe_close(d);
+}
+
+static void engines_stopped_cb(void *arg)
+{
+    struct daemon *d = arg;
+    d->engines_stopped = true;
+    maybe_close(d);
 }
 
 static void signal_cb(uv_signal_t *h, int signum)
@@ -85,8 +116,10 @@ static void signal_cb(uv_signal_t *h, int signum)
         log_warn("serve", "second signal (%s): exiting now without draining", strsignal(signum));
         _exit(1);
     }
-    log_info("serve", "%s: draining (send it again to exit at once)", strsignal(signum));
+    log_info("serve", "%s: draining and stopping engines (send it again to exit at once)",
+             strsignal(signum));
     http_server_shutdown(d->srv, drained_cb, d);
+    supervisor_shutdown(d->sup, engines_stopped_cb, d);
 }
 
 /* Loads the config named by flags or the environment. Returns 0, or 2 after printing why. */
@@ -148,6 +181,15 @@ static int start_http(struct daemon *d)
                                      .max_connections = d->cfg->limits.max_connections};
     d->srv = http_server_new(&d->loop, &ho, d->metrics);
     d->api = runtime_api_new(d->srv, d->metrics, d->events);
+    d->httpc = httpc_new(&d->loop);
+    struct supervisor_options so = {.loop = &d->loop,
+                                    .cfg = d->cfg,
+                                    .store = d->store,
+                                    .events = d->events,
+                                    .metrics = d->metrics,
+                                    .httpc = d->httpc};
+    d->sup = supervisor_new(&so);
+    d->engines_api = engines_api_new(d->srv, d->sup);
     runtime_api_add_ready(d->api, "store", store_ready_check, d->store);
     struct buf err;
     buf_init(&err, 4096);
@@ -171,6 +213,9 @@ static void start_signals(struct daemon *d)
 /* Frees what is left after the loop ended (or never ran). */
 static int finish(struct daemon *d, int code)
 {
+    engines_api_free(d->engines_api);
+    supervisor_free(d->sup);
+    httpc_free(d->httpc);
     if (d->api != NULL)
         runtime_api_free(d->api);
     if (d->srv != NULL)
@@ -241,11 +286,7 @@ int serve_main(int argc, char **argv)
     if (rc != 0)
         return finish(&d, rc);
     start_signals(&d);
-    if (d.cfg->nengines > 0)
-        log_warn("serve",
-                 "%zu engines are declared; this version validates them but does not "
-                 "start them yet (the engine supervisor comes next)",
-                 d.cfg->nengines);
+    supervisor_run(d.sup);
     log_info("serve", "arun %s listening on http://%s%s%s:%u (config: %s, data_dir: %s) in %.1f ms",
              ARUN_VERSION, strchr(d.cfg->listen_host, ':') ? "[" : "", d.cfg->listen_host,
              strchr(d.cfg->listen_host, ':') ? "]" : "", http_server_port(d.srv),

@@ -27,6 +27,7 @@
  * of control bytes so one error stays one line.
  */
 #include "core/config.h"
+#include "core/fileio.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -1774,22 +1775,16 @@ static int read_file(const char *path, char **out, size_t *len_out)
 
     if (fd < 0)
         return -errno;
-    data = xmalloc(CONFIG_MAX_BYTES + 1);
-    for (;;) {
-        ssize_t n = read(fd, data + len, CONFIG_MAX_BYTES + 1 - len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            rc = -errno;
-            goto out;
-        }
-        if (n == 0)
-            break;
-        len += (size_t)n;
-        if (len > CONFIG_MAX_BYTES) {
-            rc = -EFBIG;
-            goto out;
-        }
+    data = xmalloc(CONFIG_MAX_BYTES + 2);
+    ssize_t n = fileio_read_fd(fd, data, CONFIG_MAX_BYTES + 1);
+    if (n < 0) {
+        rc = (int)n;
+        goto out;
+    }
+    len = (size_t)n;
+    if (len > CONFIG_MAX_BYTES) {
+        rc = -EFBIG;
+        goto out;
     }
     data[len] = '\0';
     *out = data;

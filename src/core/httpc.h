@@ -1,0 +1,109 @@
+/*
+ * httpc.h: an asynchronous HTTP client on the arun loop: libcurl's multi interface driven by
+ * libuv (one uv_poll per socket, one uv_timer). Used by engine health probes (many small GETs),
+ * remote-engine probes and the OpenAI gateway's upstream requests, which stream SSE from an
+ * engine to a client with backpressure both ways.
+ *
+ * Two modes per request: buffered (the whole body arrives in done's result, capped) and
+ * streaming (on_data is set: chunks are handed over as they arrive, nothing is kept).
+ * Connections to the same host are kept alive and reused across requests.
+ *
+ * Everything runs on the loop thread that owns the struct httpc; nothing here is thread-safe.
+ * See docs/internals/httpc.md for who may call what from where.
+ */
+#ifndef ARUN_CORE_HTTPC_H
+#define ARUN_CORE_HTTPC_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "core/common.h"
+
+#define HTTPC_CONNECT_TIMEOUT_MS 10000             /* when opts.connect_timeout_ms is 0 */
+#define HTTPC_MAX_BODY_BYTES (16u * 1024 * 1024)   /* when opts.max_body_bytes is 0 */
+#define HTTPC_MAX_HEADER_BYTES (64u * 1024)        /* response headers kept per request */
+#define HTTPC_MAX_REQUEST_HEADERS 256              /* opts.nheaders above this: -EINVAL */
+#define HTTPC_MAX_REQUEST_BODY (64u * 1024 * 1024) /* opts.body_len above this: -E2BIG */
+#define HTTPC_MAX_CONNECTS 256                     /* idle connections kept in the pool */
+
+struct httpc;     /* one per loop: a CURLM driven by uv_poll per socket + one uv_timer */
+struct httpc_req; /* one transfer */
+
+/* What on_data tells the client to do next. */
+enum httpc_data_result {
+    HTTPC_CONTINUE, /* the chunk was taken; keep going */
+    HTTPC_PAUSE,    /* the chunk was taken; deliver nothing more until httpc_resume() */
+    HTTPC_ABORT,    /* end the transfer: done runs with -ECONNABORTED */
+};
+
+struct httpc_opts {
+    const char *method;             /* NULL = GET (POST when body is set); "HEAD" sends none */
+    const char *url;                /* http:// or https:// */
+    const char *const *headers;     /* "Name: value" lines, nheaders of them (copied) */
+    size_t nheaders;                /* at most HTTPC_MAX_REQUEST_HEADERS */
+    const char *body;               /* request body (copied), or NULL */
+    size_t body_len;                /* bytes of body */
+    uint32_t connect_timeout_ms;    /* 0 = HTTPC_CONNECT_TIMEOUT_MS */
+    uint32_t timeout_ms;            /* whole transfer; 0 = none */
+    uint32_t first_byte_timeout_ms; /* from the start until the response headers; 0 = none */
+    uint32_t idle_timeout_ms;       /* max gap between received chunks (not while paused); 0 =
+                                       none */
+    size_t max_body_bytes;          /* buffered mode cap; 0 = HTTPC_MAX_BODY_BYTES; past it:
+                                       -E2BIG */
+    /* Streaming mode when on_data is set: body chunks are handed over as they arrive and not
+     * buffered. on_headers runs once when the status line and headers of the final (non-1xx)
+     * response are complete; it may be set in either mode. Both run from inside libcurl: they
+     * may call httpc_cancel(), httpc_resume() and httpc_request() (all deferred internally) but
+     * must not free anything the transfer uses. */
+    int (*on_headers)(struct httpc_req *r, int status, void *arg); /* 0, or HTTPC_ABORT */
+    enum httpc_data_result (*on_data)(struct httpc_req *r, const char *p, size_t n, void *arg);
+    void *arg; /* passed to on_headers/on_data/done */
+};
+
+struct httpc_result {
+    int error;              /* 0, or -errno: -ECONNREFUSED, -ETIMEDOUT, -ECONNRESET, -EPROTO,
+                               -E2BIG, -ECONNABORTED (HTTPC_ABORT), -EHOSTUNREACH (DNS), -EIO;
+                               -ECANCELED is never seen: cancel calls nothing */
+    const char *error_text; /* NULL when error is 0, else a sentence naming host:port:
+                               "connection refused: 127.0.0.1:41001" */
+    int status;             /* HTTP status, 0 when none arrived */
+    const char *body;       /* buffered mode only: the whole body, NUL-terminated ("" when
+                               empty); NULL in streaming mode */
+    size_t body_len;        /* bytes of body, not counting the NUL */
+    double connect_s;       /* from the start until connected (0 for a reused connection) */
+    double ttfb_s;          /* from the start until the first response byte */
+    double total_s;         /* from httpc_request() until done */
+    long new_connects;      /* connections opened for this request: 0 when one was reused */
+};
+
+/* The end of a transfer. res and everything it points to are valid until done returns. */
+typedef void (*httpc_done_cb)(struct httpc_req *r, const struct httpc_result *res, void *arg);
+
+/* Makes a client on loop (curl_global_init runs once per process, on first use). Aborts when
+ * libcurl cannot make a multi handle (out of memory). */
+struct httpc *httpc_new(uv_loop_t *loop);
+/* Closes every transfer (no callbacks) and every connection; the struct is freed after its
+ * handles close (run the loop). NULL is a no-op. May be called from a done callback. */
+void httpc_free(struct httpc *h);
+/* Starts a transfer. Returns 0 and *out (out may be NULL if not wanted), or -errno without
+ * calling done: -EINVAL (bad URL or method, too many headers), -E2BIG (body over
+ * HTTPC_MAX_REQUEST_BODY), -ESHUTDOWN (httpc_free was called). done runs exactly once, on the
+ * loop, never from inside httpc_request itself; the req is freed after done returns. */
+int httpc_request(struct httpc *h, const struct httpc_opts *o, httpc_done_cb done,
+                  struct httpc_req **out) MUST_USE;
+/* Resumes a transfer paused by HTTPC_PAUSE. Never runs on_data from inside itself: the
+ * unpause happens in a later loop callback. May be called from any loop callback, on_data
+ * included; a no-op when the transfer is not paused by then. */
+void httpc_resume(struct httpc_req *r);
+/* Aborts a transfer at once (the connection is closed, not returned to the pool); done is NOT
+ * called; the req is freed. Safe to call from on_headers/on_data (deferred internally) and
+ * from anywhere on the loop; a no-op from inside the req's own done. */
+void httpc_cancel(struct httpc_req *r);
+/* A response header (case-insensitive name), valid until done returns; NULL when absent.
+ * With repeated headers, the first. */
+const char *httpc_header(struct httpc_req *r, const char *name);
+/* The transfers started and not yet finished or cancelled. */
+size_t httpc_active(const struct httpc *h);
+
+#endif

@@ -1,0 +1,213 @@
+/*
+ * api.c: HTTP endpoints of the supervisor. See api.h. Handlers only translate between HTTP and
+ * supervisor calls; every decision stays in supervisor.c.
+ */
+#include "engines/api.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "engines/logs.h"
+#include "http/sse.h"
+
+#define LOGS_TAIL_DEFAULT 100
+#define LOGS_TAIL_MAX 10000
+
+struct follower {
+    struct engines_api *api;
+    struct engine_log *log;
+    struct engine_log_follower *f;
+    struct sse_stream *sse;
+    struct follower *prev, *next;
+};
+
+struct engines_api {
+    struct http_server *srv;
+    struct supervisor *sup;
+    struct follower *followers;
+};
+
+static struct engine *find_or_404(struct engines_api *api, struct http_request *r)
+{
+    struct engine *e = supervisor_find(api->sup, r->params[0]);
+    if (e != NULL)
+        return e;
+    struct buf names;
+    buf_init(&names, 4096);
+    for (size_t i = 0; i < supervisor_count(api->sup); i++)
+        IGNORE_RESULT(buf_printf(&names, "%s%s", i ? ", " : "",
+                                 engine_name(supervisor_engine_at(api->sup, i))));
+    http_send_error(r, 404, "engine_not_found", "name", "no engine named '%.100s'; engines: %s",
+                    r->params[0], names.len ? buf_cstr(&names) : "(none configured)");
+    buf_cleanup(&names);
+    return NULL;
+}
+
+static void list_engines(struct http_request *r, void *arg)
+{
+    struct engines_api *api = arg;
+    json_t *data = json_array();
+    for (size_t i = 0; i < supervisor_count(api->sup); i++)
+        json_array_append_new(data, engine_to_json(supervisor_engine_at(api->sup, i)));
+    http_send_json(r, 200, json_pack("{s:s, s:o}", "object", "list", "data", data));
+}
+
+static void get_engine(struct http_request *r, void *arg)
+{
+    struct engine *e = find_or_404(arg, r);
+    if (e != NULL)
+        http_send_json(r, 200, engine_to_json(e));
+}
+
+static void start_engine(struct http_request *r, void *arg)
+{
+    struct engine *e = find_or_404(arg, r);
+    if (e == NULL)
+        return;
+    struct buf why;
+    buf_init(&why, 1024);
+    int rc = supervisor_start_engine(e, "started through the API", &why);
+    if (rc == -ENOMEM)
+        http_send_error(r, 409, "insufficient_memory", NULL, "%s", buf_cstr(&why));
+    else if (rc != 0)
+        http_send_error(r, 409, "cannot_start", NULL, "%s", buf_cstr(&why));
+    else
+        http_send_json(r, 202, engine_to_json(e));
+    buf_cleanup(&why);
+}
+
+static void stop_engine(struct http_request *r, void *arg)
+{
+    struct engine *e = find_or_404(arg, r);
+    if (e == NULL)
+        return;
+    supervisor_stop_engine(e, "stopped through the API");
+    http_send_json(r, 202, engine_to_json(e));
+}
+
+static void restart_engine(struct http_request *r, void *arg)
+{
+    struct engine *e = find_or_404(arg, r);
+    if (e == NULL)
+        return;
+    supervisor_restart_engine(e);
+    http_send_json(r, 202, engine_to_json(e));
+}
+
+/* ---- logs ---- */
+
+static void follower_free(struct follower *f)
+{
+    if (f->f != NULL)
+        engine_log_unfollow(f->log, f->f);
+    if (f->prev)
+        f->prev->next = f->next;
+    else
+        f->api->followers = f->next;
+    if (f->next)
+        f->next->prev = f->prev;
+    free(f);
+}
+
+static void follower_close_cb(struct sse_stream *s, void *arg)
+{
+    follower_free(arg);
+}
+
+static void follower_line_cb(const char *line, size_t len, int stream, void *arg)
+{
+    struct follower *f = arg;
+    if (sse_write(f->sse, NULL, NULL, line, len) == -ENOBUFS) {
+        IGNORE_RESULT(sse_comment(f->sse, "dropped: this client fell too far behind"));
+        sse_end(f->sse);
+        follower_free(f); /* unfollowing from inside the callback is allowed */
+    }
+}
+
+static void get_logs(struct http_request *r, void *arg)
+{
+    struct engines_api *api = arg;
+    struct engine *e = find_or_404(api, r);
+    if (e == NULL)
+        return;
+    struct engine_log *log = supervisor_engine_log(e);
+    long tail = LOGS_TAIL_DEFAULT;
+    const char *t = http_query(r, "tail");
+    if (t != NULL) {
+        char *end;
+        tail = strtol(t, &end, 10);
+        if (*t == '\0' || *end != '\0' || tail < 0 || tail > LOGS_TAIL_MAX) {
+            http_send_error(r, 400, "invalid_tail", "tail", "tail must be a number of lines "
+                            "from 0 to %d", LOGS_TAIL_MAX);
+            return;
+        }
+    }
+    if (log == NULL) {
+        http_send_error(r, 503, "log_unavailable", NULL, "the log of %s could not be opened",
+                        engine_name(e));
+        return;
+    }
+    struct buf out;
+    buf_init(&out, 64u << 20);
+    engine_log_tail(log, (size_t)tail, &out);
+    const char *follow = http_query(r, "follow");
+    if (follow == NULL || strcmp(follow, "0") == 0 || strcmp(follow, "false") == 0) {
+        http_send_bytes(r, 200, "text/plain; charset=utf-8", buf_cstr(&out), out.len);
+        buf_cleanup(&out);
+        return;
+    }
+    struct follower *f = xcalloc(1, sizeof(*f));
+    f->api = api;
+    f->log = log;
+    f->next = api->followers;
+    if (f->next)
+        f->next->prev = f;
+    api->followers = f;
+    f->sse = sse_start(r, follower_close_cb, NULL, f);
+    /* The tail first, one event a line, then live lines. */
+    const char *p = buf_cstr(&out), *end = p + out.len;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+        IGNORE_RESULT(sse_write(f->sse, NULL, NULL, p, n)); /* the tail fits: capped above */
+        p += n + 1;
+    }
+    buf_cleanup(&out);
+    f->f = engine_log_follow(log, follower_line_cb, f);
+}
+
+static void on_shutdown(void *arg)
+{
+    struct engines_api *api = arg;
+    while (api->followers != NULL) {
+        struct follower *f = api->followers;
+        IGNORE_RESULT(sse_comment(f->sse, "arun is shutting down"));
+        sse_end(f->sse);
+        follower_free(f);
+    }
+}
+
+struct engines_api *engines_api_new(struct http_server *srv, struct supervisor *sup)
+{
+    struct engines_api *api = xcalloc(1, sizeof(*api));
+    api->srv = srv;
+    api->sup = sup;
+    http_route(srv, "GET", "/v1/engines", list_engines, api);
+    http_route(srv, "GET", "/v1/engines/{name}", get_engine, api);
+    http_route(srv, "POST", "/v1/engines/{name}/start", start_engine, api);
+    http_route(srv, "POST", "/v1/engines/{name}/stop", stop_engine, api);
+    http_route(srv, "POST", "/v1/engines/{name}/restart", restart_engine, api);
+    http_route(srv, "GET", "/v1/engines/{name}/logs", get_logs, api);
+    http_server_on_shutdown(srv, on_shutdown, api);
+    return api;
+}
+
+void engines_api_free(struct engines_api *api)
+{
+    if (api == NULL)
+        return;
+    on_shutdown(api);
+    free(api);
+}

@@ -1,0 +1,61 @@
+/*
+ * manifest.h: turning an engine's manifest (its `engines.NAME` keys) into what is run: the
+ * backend and why, the argv with ${…} expanded, the environment, and a hash that identifies the
+ * manifest for provenance and adoption.
+ */
+#ifndef ARUN_ENGINES_MANIFEST_H
+#define ARUN_ENGINES_MANIFEST_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/buf.h"
+#include "core/config.h"
+
+/* Values of the ${…} variables. Other names are looked up in the environment. */
+struct manifest_vars {
+    const char *name;     /* ${NAME} */
+    uint16_t port;        /* ${PORT} */
+    const char *data_dir; /* ${DATA_DIR} */
+};
+
+/* What this machine offers to run engines with. */
+struct manifest_host {
+    bool container_ok;        /* a container CLI was found and works */
+    const char *container_why; /* when not: why ("no podman or docker found on PATH") */
+};
+
+/* Expands ${PORT}, ${NAME}, ${DATA_DIR} and ${VAR} (environment) in s; "$$" is a literal "$".
+ * Returns 0 and *out (heap), or -EINVAL with a sentence in err ("${MODEL_DIR} is not set"). */
+int manifest_expand(const char *s, const struct manifest_vars *v, char **out,
+                    struct buf *err) MUST_USE;
+
+/* Splits a command line as a POSIX shell would split words: blanks separate, '…' and "…"
+ * quote, backslash escapes; nothing else (no globs, no pipes, no variables: run without a
+ * shell). Each word is then expanded with manifest_expand, so a variable holding spaces stays
+ * one argument. Returns 0 and a NULL-terminated heap argv, or -EINVAL with a sentence. */
+int manifest_argv(const char *cmd, const struct manifest_vars *v, char ***argv_out,
+                  struct buf *err) MUST_USE;
+void manifest_argv_free(char **argv);
+
+/* Chooses the backend from the manifest, the policy (runtime.allowed, runtime.prefer) and the
+ * host. Returns 0 and writes a sentence to reason ("container preferred, but no podman or
+ * docker found: running natively"), or -ENOTSUP with the reason when the engine cannot run
+ * here at all ("image only, and no podman or docker found on PATH"). */
+int manifest_backend(const struct config *cfg, const struct config_engine *e,
+                     const struct manifest_host *host, enum config_backend *out,
+                     struct buf *reason) MUST_USE;
+
+/* The environment for a native engine: arun's own, then the manifest's env (expanded), as a
+ * NULL-terminated heap array of "K=V". Returns 0 or -EINVAL with a sentence. */
+int manifest_env(const struct config_engine *e, const struct manifest_vars *v, char ***env_out,
+                 struct buf *err) MUST_USE;
+
+/* A short hex digest of every key that changes what runs (cmd, image, args, env, cwd, url,
+ * port, memory): written into 17 bytes. Two manifests with the same hash run the same thing. */
+void manifest_hash(const struct config_engine *e, char out[17]);
+
+/* Looks a program up on PATH like execvp would. Returns a heap path, or NULL. */
+char *manifest_which(const char *prog);
+
+#endif

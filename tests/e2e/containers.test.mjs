@@ -1,0 +1,75 @@
+// Engines as podman containers (rootful podman with runc, as on these machines), and the
+// fallback to a native process when no container CLI is there.
+import { test, describe, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { dirname, join } from 'node:path';
+import { Arun, MOCK_BIN, ROOT, waitFor } from './lib/arun.mjs';
+
+const IMAGE = 'localhost/arun-e2e-mock:1';
+const CONTAINERS_CONF = join(ROOT, 'tests/containers.conf');
+const havePodman = spawnSync('podman', ['--version']).status === 0;
+
+const engine = async (arun, name) => (await fetch(`${arun.url}/v1/engines/${name}`)).json();
+const waitState = (arun, name, state, timeoutMs = 20000) => waitFor(async () => {
+  const e = await engine(arun, name);
+  return e.state === state ? e : false;
+}, { what: `${name} to be ${state}`, timeoutMs });
+
+function containersLabelled(label) {
+  const r = spawnSync('podman', ['ps', '-a', '--filter', `label=${label}`, '--format', '{{.Names}}'],
+    { encoding: 'utf8', env: { ...process.env, CONTAINERS_CONF } });
+  return r.stdout.split('\n').filter(Boolean);
+}
+
+const manifest = (port) => `    image: ${IMAGE}
+    cmd: "${MOCK_BIN} --port \${PORT}"
+    args: ["/arun-mock-engine", "--host", "0.0.0.0", "--port", "\${PORT}", "--model", "boxed"]
+    port: ${port}
+`;
+
+describe('engines as containers', { skip: !havePodman && 'podman is not installed' }, () => {
+  before(() => {
+    const r = spawnSync(join(ROOT, 'scripts/mock-image.sh'), [IMAGE, dirname(MOCK_BIN)],
+      { encoding: 'utf8', env: { ...process.env, CONTAINERS_CONF } });
+    assert.equal(r.status, 0, r.stdout + r.stderr);
+  });
+
+  test('a podman-backed mock engine reaches ready, answers on its mapped port, and is removed on SIGTERM', async () => {
+    const arun = new Arun({ config: `runtime: {prefer: container}\nengines:\n  boxed:\n${manifest(41811)}`,
+      env: { CONTAINERS_CONF } });
+    await arun.start();
+    try {
+      await fetch(`${arun.url}/v1/engines/boxed/start`, { method: 'POST' });
+      const e = await waitState(arun, 'boxed', 'ready');
+      assert.equal(e.backend, 'container');
+      assert.match(e.backend_reason, /container: preferred by runtime.prefer/);
+      const models = await (await fetch('http://127.0.0.1:41811/v1/models')).json();
+      assert.equal(models.data[0].id, 'boxed');
+      assert.deepEqual(containersLabelled('arun.engine=boxed'), ['arun-boxed']);
+      const logs = await (await fetch(`${arun.url}/v1/engines/boxed/logs?tail=20`)).text();
+      assert.match(logs, /listening on http:\/\/0\.0\.0\.0:41811/);
+      const r = await arun.stop('SIGTERM');
+      assert.equal(r.code, 0, arun.stderr.slice(-2000));
+      assert.deepEqual(containersLabelled('arun.engine=boxed'), []);
+    } finally {
+      await arun.cleanup();
+      spawnSync('podman', ['rm', '-f', 'arun-boxed'], { env: { ...process.env, CONTAINERS_CONF } });
+    }
+  });
+});
+
+describe('backend fallback', () => {
+  test('with prefer: container and no container CLI on PATH, the same manifest runs natively and says why', async () => {
+    const arun = new Arun({ config: `runtime: {prefer: container}\nengines:\n  boxed:\n${manifest(41812)}`,
+      env: { PATH: '/nonexistent' } });
+    await arun.start();
+    try {
+      await fetch(`${arun.url}/v1/engines/boxed/start`, { method: 'POST' });
+      const e = await waitState(arun, 'boxed', 'ready');
+      assert.equal(e.backend, 'native');
+      assert.match(e.backend_reason, /container preferred, but no podman or docker found.*running natively/);
+      assert.equal((await fetch('http://127.0.0.1:41812/health')).status, 200);
+    } finally { await arun.cleanup(); }
+  });
+});

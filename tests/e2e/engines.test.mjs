@@ -1,0 +1,229 @@
+// The engine supervisor end to end: arun serve running arun-mock-engine as native processes and
+// as podman containers, driven through the HTTP API, with the failure modes users hit.
+import { test, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync, readdirSync, writeFileSync, existsSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { Arun, MOCK_BIN, ROOT, waitFor, tempDir } from './lib/arun.mjs';
+
+const api = async (arun, path, opts) => {
+  const r = await fetch(`${arun.url}${path}`, opts);
+  const text = await r.text();
+  try { return { status: r.status, body: JSON.parse(text) }; } catch { return { status: r.status, body: text }; }
+};
+const engine = async (arun, name) => (await api(arun, `/v1/engines/${name}`)).body;
+const start = (arun, name) => api(arun, `/v1/engines/${name}/start`, { method: 'POST' });
+const stop = (arun, name) => api(arun, `/v1/engines/${name}/stop`, { method: 'POST' });
+const waitState = (arun, name, states, opts = {}) => waitFor(async () => {
+  const e = await engine(arun, name);
+  return [].concat(states).includes(e.state) ? e : false;
+}, { what: `${name} to be ${states}`, timeoutMs: 15000, ...opts });
+
+// `sleep` processes (not zombies) whose command line holds marker.
+function processesWith(marker) {
+  const found = [];
+  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      if (/\) Z /.test(stat) || !stat.includes('(sleep)')) continue;
+      if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(marker)) found.push(Number(pid));
+    } catch { /* gone */ }
+  }
+  return found;
+}
+
+function alive(pid) {
+  try {
+    return !/\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch { return false; }
+}
+
+const mock = (extra = '') => `"${MOCK_BIN} --port \${PORT} --model \${NAME} ${extra}"`;
+
+describe('engine supervisor: native', () => {
+  test('GET /v1/engines shows every contract field; an engine starts on request and serves', async () => {
+    const arun = await new Arun({ config: `engines:\n  m1:\n    cmd: ${mock('--load-ms 300')}\n    models: [m1, alias-one]\n` }).start();
+    try {
+      const list = await api(arun, '/v1/engines');
+      assert.equal(list.status, 200);
+      const e0 = list.body.data[0];
+      for (const k of ['name', 'state', 'reason', 'models', 'backend', 'backend_reason', 'pid', 'port',
+        'memory', 'restarts', 'started_at', 'last_load_ms', 'in_flight', 'queued']) assert.ok(k in e0, `missing ${k}`);
+      assert.equal(e0.state, 'stopped');
+      assert.match(e0.reason, /on-demand/);
+      assert.deepEqual(e0.models, ['m1', 'alias-one']);
+      assert.equal(e0.backend, 'native');
+      assert.equal((await start(arun, 'm1')).status, 202);
+      const e = await waitState(arun, 'm1', 'ready');
+      assert.ok(e.pid > 0 && e.port >= 41000 && e.port <= 41999);
+      assert.ok(e.last_load_ms >= 300, `last_load_ms ${e.last_load_ms}`);
+      const h = await fetch(`http://127.0.0.1:${e.port}/health`);
+      assert.equal(h.status, 200);
+      assert.equal((await api(arun, '/v1/engines/nope')).status, 404);
+      const logs = await api(arun, '/v1/engines/m1/logs?tail=50');
+      assert.match(logs.body, /listening on http/);
+      assert.match(logs.body, /arun: started pid/);
+      const m = await (await fetch(`${arun.url}/metrics`)).text();
+      assert.match(m, /^arun_engine_state\{engine="m1",state="ready"\} 1$/m);
+      assert.match(m, /^arun_engine_load_seconds_count\{engine="m1"\} 1$/m);
+      await stop(arun, 'm1');
+      await waitState(arun, 'm1', 'stopped');
+      assert.ok(!alive(e.pid), 'the engine process is gone after stop');
+    } finally { await arun.cleanup(); }
+  });
+
+  test('a crashing engine is restarted per policy, then failed after max, with its output in the log', async () => {
+    const arun = await new Arun({ config: `engines:\n  crashy:\n    cmd: ${mock('--crash-after-ms 200')}\n    restart: {policy: on-failure, max: 2, backoff_ms: 100}\n` }).start();
+    try {
+      await start(arun, 'crashy');
+      const e = await waitFor(async () => {
+        const x = await engine(arun, 'crashy');
+        return x.state === 'failed' && /gave up/.test(x.reason) ? x : false;
+      }, { timeoutMs: 20000, what: 'crashy to give up' });
+      assert.match(e.reason, /exited with code 1 after [\d.]+ s/);
+      assert.match(e.reason, /gave up after 2 restarts/);
+      assert.equal(e.restarts, 2);
+      const file = readFileSync(join(arun.dataDir, 'logs', 'crashy.log'), 'utf8');
+      assert.equal(file.match(/listening on http/g).length, 3, file);
+      assert.match(file, /restart 1\/2/);
+      const m = await (await fetch(`${arun.url}/metrics`)).text();
+      assert.match(m, /^arun_engine_restarts_total\{engine="crashy"\} 2$/m);
+    } finally { await arun.cleanup(); }
+  });
+
+  test('a missing binary fails at once with the reason', async () => {
+    const arun = await new Arun({ config: 'engines:\n  ghost:\n    cmd: "no-such-llama-server --port ${PORT}"\n    restart: {policy: never}\n' }).start();
+    try {
+      await start(arun, 'ghost');
+      const e = await waitState(arun, 'ghost', 'failed', { timeoutMs: 3000 });
+      assert.match(e.reason, /binary not found: no-such-llama-server/);
+    } finally { await arun.cleanup(); }
+  });
+
+  test('a grandchild that ignores SIGTERM and leaves the group is gone after stop_timeout_s', async () => {
+    const marker = `9${Date.now() % 100000}17`;
+    const dir = tempDir();
+    // Two grandchildren that ignore SIGTERM: one in the engine's group, one that left it (setsid).
+    writeFileSync(join(dir, 'stubborn.sh'), `trap '' TERM
+setsid sh -c "trap '' TERM; sleep ${marker}" &
+(trap '' TERM; sleep ${marker}1) &
+exec ${MOCK_BIN} --port "$1"
+`);
+    const arun = await new Arun({ config: `engines:\n  stubborn:\n    cmd: "sh ${join(dir, 'stubborn.sh')} \${PORT}"\n    stop_timeout_s: 1\n` }).start();
+    try {
+      await start(arun, 'stubborn');
+      await waitState(arun, 'stubborn', 'ready');
+      await waitFor(() => processesWith(marker).length === 2, { what: 'both grandchildren' });
+      // Let the sampler record the escaped grandchild before it is orphaned by the stop.
+      await waitFor(async () => (await engine(arun, 'stubborn')).memory.rss_mb > 0, { what: 'a memory sample' });
+      const t0 = Date.now();
+      await stop(arun, 'stubborn');
+      await waitState(arun, 'stubborn', 'stopped', { timeoutMs: 10000 });
+      assert.ok(Date.now() - t0 >= 900, 'waited for stop_timeout_s');
+      assert.deepEqual(processesWith(marker), []);
+      assert.match(readFileSync(join(arun.dataDir, 'logs', 'stubborn.log'), 'utf8'), /sending SIGKILL/);
+    } finally { await arun.cleanup(); rmSync(dir, { recursive: true, force: true }); }
+  });
+
+  test('a slow load that shows progress succeeds; a silent one fails after stall_timeout_s', async () => {
+    const arun = await new Arun({ config: `engines:\n  slow:\n    cmd: ${mock('--load-ms 8000 --log-every-ms 1000')}\n    health: {stall_timeout_s: 3}\n  silent:\n    cmd: ${mock('--load-ms 60000 --quiet-load')}\n    health: {stall_timeout_s: 3}\n    restart: {policy: never}\n` }).start();
+    try {
+      await start(arun, 'slow');
+      await start(arun, 'silent');
+      const s = await waitState(arun, 'silent', 'failed', { timeoutMs: 12000 });
+      assert.match(s.reason, /stalled while (starting|loading).*3 s/);
+      const l = await waitFor(async () => { const e = await engine(arun, 'slow'); return e.state === 'loading' ? e : false; }, { what: 'slow loading' });
+      assert.equal(l.state, 'loading');
+      const e = await waitState(arun, 'slow', 'ready', { timeoutMs: 15000 });
+      assert.ok(e.last_load_ms >= 8000);
+    } finally { await arun.cleanup(); }
+  });
+
+  test('a health cmd that exits 1 makes a running engine unhealthy with that reason', async () => {
+    const dir = tempDir();
+    const flag = join(dir, 'healthy');
+    writeFileSync(flag, '');
+    const arun = await new Arun({ config: `engines:\n  h:\n    cmd: ${mock()}\n    health: {cmd: "test -e ${flag}", interval_ms: 100, failures: 2}\n` }).start();
+    try {
+      await start(arun, 'h');
+      await waitState(arun, 'h', 'ready');
+      rmSync(flag);
+      const e = await waitState(arun, 'h', 'unhealthy');
+      assert.match(e.reason, /health cmd exited with code 1 \(2 times in a row\)/);
+      writeFileSync(flag, '');
+      await waitState(arun, 'h', 'ready');
+    } finally { await arun.cleanup(); rmSync(dir, { recursive: true, force: true }); }
+  });
+
+  test('an engine using more memory than declared is stopped with the memory reason', async () => {
+    const arun = await new Arun({ config: `engines:\n  fat:\n    cmd: ${mock('--rss-mb 300')}\n    memory: {ram_mb: 100}\n    restart: {policy: never}\n` }).start();
+    try {
+      await start(arun, 'fat');
+      const e = await waitState(arun, 'fat', 'failed', { timeoutMs: 10000 });
+      assert.match(e.reason, /killed: used [\d.]+ GiB of RAM, its envelope \(memory.ram_mb\) is 0.1 GiB/);
+    } finally { await arun.cleanup(); }
+  });
+
+  test('two engines that exceed the envelope never run at once; the idle one is evicted; a too-large one is refused', async () => {
+    const arun = await new Arun({ config: `node: {ram_mb: 1000}\nengines:\n  a:\n    cmd: ${mock()}\n    memory: {ram_mb: 600}\n    min_resident_s: 0\n  b:\n    cmd: ${mock()}\n    memory: {ram_mb: 600}\n    min_resident_s: 0\n  huge:\n    cmd: ${mock()}\n    memory: {ram_mb: 5000}\n` }).start();
+    const ac = new AbortController();
+    const seen = [];
+    try {
+      const events = await fetch(`${arun.url}/v1/events`, { signal: ac.signal });
+      (async () => {
+        const dec = new TextDecoder();
+        try { for await (const chunk of events.body) seen.push(dec.decode(chunk)); } catch { /* aborted */ }
+      })();
+      await start(arun, 'a');
+      await waitState(arun, 'a', 'ready');
+      await start(arun, 'b');
+      await waitState(arun, 'b', 'ready');
+      const a = await engine(arun, 'a');
+      assert.equal(a.state, 'stopped');
+      assert.match(a.reason, /evicted to make room for b/);
+      const big = await start(arun, 'huge');
+      assert.equal(big.status, 409);
+      assert.match(big.body.error.message, /needs 5000 MiB of RAM, the node's envelope is 1000 MiB/);
+      // Replay the state events: a and b were never running at the same time.
+      const running = new Set();
+      const live = ['starting', 'loading', 'ready', 'unhealthy', 'stopping'];
+      for (const m of seen.join('').matchAll(/^data: (.*)$/gm)) {
+        const ev = JSON.parse(m[1]);
+        if (ev.type !== 'engine.state') continue;
+        if (live.includes(ev.data.state)) running.add(ev.data.engine); else running.delete(ev.data.engine);
+        assert.ok(!(running.has('a') && running.has('b')), 'a and b ran at once');
+      }
+      assert.match(seen.join(''), /engine\.evict/);
+    } finally { ac.abort(); await arun.cleanup(); }
+  });
+});
+
+describe('engine supervisor: adoption and shutdown', () => {
+  test('kill -9 of arun keeps the engine; the next arun adopts it with the same pid; SIGTERM stops it', async () => {
+    const config = `engines:\n  keep:\n    cmd: ${mock()}\n    port: 41777\n`;
+    const first = new Arun({ config });
+    await first.start();
+    let pid;
+    try {
+      await start(first, 'keep');
+      pid = (await waitState(first, 'keep', 'ready')).pid;
+      await first.stop('SIGKILL');
+      assert.ok(alive(pid), 'the engine survived the crash of arun');
+      const second = new Arun({ dir: first.dir, config });
+      await second.start();
+      try {
+        const e = await waitState(second, "keep", "ready").catch((err) => { throw new Error(err.message + "\n" + second.stderr.slice(-3000)); });
+        assert.equal(e.pid, pid);
+        assert.match((await api(second, '/v1/engines/keep/logs')).body, /adopted pid/);
+        assert.equal((await fetch('http://127.0.0.1:41777/health')).status, 200);
+        const r = await second.stop('SIGTERM');
+        assert.equal(r.code, 0, second.stderr.slice(-3000));
+        assert.ok(!alive(pid), 'a clean stop of arun stops its engines');
+      } finally { await second.cleanup(); }
+    } finally {
+      if (pid && alive(pid)) process.kill(pid, 'SIGKILL');
+      rmSync(first.dir, { recursive: true, force: true });
+    }
+  });
+});

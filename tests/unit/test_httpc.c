@@ -1,0 +1,826 @@
+/* Unit tests of core/httpc against a real arun-mock-engine process. */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+
+#include "core/buf.h"
+#include "core/clock.h"
+#include "core/httpc.h"
+
+#define MOCK_START_DEADLINE_MS 10000
+#define WAIT_MS 10000 /* the most any single wait in these tests may take */
+
+/* ---- the mock engine process ---- */
+
+struct mock {
+    pid_t pid;
+    int errfd; /* its stderr; kept open so its last lines never hit EPIPE */
+    int port;
+    char url[64]; /* http://127.0.0.1:PORT */
+};
+
+static pid_t live_mock; /* the running mock, for the teardown of a test that failed */
+
+static void mock_start(struct mock *m, const char *const *flags)
+{
+    const char *dir = getenv("ARUN_BUILD_DIR");
+    assert_non_null(dir);
+    char bin[4096];
+    snprintf(bin, sizeof(bin), "%s/arun-mock-engine", dir);
+    const char *argv[32] = {bin, "--port", "0"};
+    size_t argc = 3;
+    for (size_t i = 0; flags != NULL && flags[i] != NULL; i++)
+        argv[argc++] = flags[i];
+    argv[argc] = NULL;
+
+    int fds[2];
+    assert_int_equal(pipe2(fds, O_CLOEXEC), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_WRONLY);
+        dup2(devnull, 1); /* never hold the test runner's stdout open */
+        dup2(fds[1], 2);
+        execv(bin, (char *const *)argv);
+        _exit(127);
+    }
+    close(fds[1]);
+    *m = (struct mock){.pid = pid, .errfd = fds[0]};
+    live_mock = pid;
+
+    char seen[4096];
+    size_t len = 0;
+    uint64_t deadline = clock_mono_ms() + MOCK_START_DEADLINE_MS;
+    const char *key = "listening on http://127.0.0.1:";
+    while (m->port == 0) {
+        uint64_t now = clock_mono_ms();
+        if (now >= deadline)
+            fail_msg("no listening line from the mock within %d ms; seen: %.*s",
+                     MOCK_START_DEADLINE_MS, (int)len, seen);
+        struct pollfd pfd = {.fd = m->errfd, .events = POLLIN};
+        if (poll(&pfd, 1, (int)(deadline - now)) <= 0)
+            continue;
+        ssize_t n = read(m->errfd, seen + len, sizeof(seen) - 1 - len);
+        if (n <= 0)
+            fail_msg("the mock exited before listening; seen: %.*s", (int)len, seen);
+        len += (size_t)n;
+        seen[len] = '\0';
+        const char *at = strstr(seen, key);
+        if (at != NULL && strchr(at, '\n') != NULL)
+            m->port = atoi(at + strlen(key));
+    }
+    snprintf(m->url, sizeof(m->url), "http://127.0.0.1:%d", m->port);
+}
+
+static void mock_stop(struct mock *m)
+{
+    int status = 0;
+    kill(m->pid, SIGTERM);
+    /* It exits within 2 s of SIGTERM by contract (it _exits after that). */
+    assert_int_equal(waitpid(m->pid, &status, 0), m->pid);
+    close(m->errfd);
+    live_mock = 0;
+}
+
+/* A failed assertion leaves its test at once; this still stops and reaps the mock. */
+static int teardown(void **state)
+{
+    if (live_mock > 0) {
+        kill(live_mock, SIGTERM);
+        waitpid(live_mock, NULL, 0);
+        live_mock = 0;
+    }
+    return 0;
+}
+
+/* ---- the loop ---- */
+
+struct env {
+    uv_loop_t loop;
+    struct httpc *h;
+    struct mock mock;
+};
+
+static void env_init(struct env *e, const char *const *mock_flags)
+{
+    memset(e, 0, sizeof(*e));
+    if (mock_flags != NULL)
+        mock_start(&e->mock, mock_flags);
+    assert_int_equal(uv_loop_init(&e->loop), 0);
+    e->h = httpc_new(&e->loop);
+}
+
+static void env_cleanup(struct env *e)
+{
+    httpc_free(e->h);
+    assert_int_equal(uv_run(&e->loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(uv_loop_close(&e->loop), 0);
+    if (e->mock.pid > 0)
+        mock_stop(&e->mock);
+}
+
+static void expire_cb(uv_timer_t *t)
+{
+    *(int *)t->data = 1;
+}
+
+/* Runs the loop until *flag is set or ms pass. Returns *flag. */
+static int run_until(uv_loop_t *loop, const int *flag, uint64_t ms)
+{
+    uv_timer_t t;
+    int expired = 0;
+    uv_timer_init(loop, &t);
+    t.data = &expired;
+    uv_timer_start(&t, expire_cb, ms, 0);
+    while (!*flag && !expired)
+        uv_run(loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *)&t, NULL);
+    uv_run(loop, UV_RUN_NOWAIT); /* runs t's close */
+    return *flag;
+}
+
+/* Runs the loop for ms of wall time. */
+static void run_for(uv_loop_t *loop, uint64_t ms)
+{
+    int never = 0;
+    run_until(loop, &never, ms);
+}
+
+/* ---- what a transfer saw ---- */
+
+struct seen {
+    int done; /* done calls */
+    int error;
+    char error_text[256];
+    int status;
+    char content_type[128];
+    struct buf body;       /* buffered body, or the streamed chunks joined */
+    int chunks;            /* on_data calls */
+    int headers_calls;     /* on_headers calls */
+    int pause_at_chunk;    /* on_data returns HTTPC_PAUSE at this chunk (1-based); 0 = never */
+    int cancel_at_chunk;   /* on_data calls httpc_cancel at this chunk; 0 = never */
+    int abort_at_chunk;    /* on_data returns HTTPC_ABORT at this chunk; 0 = never */
+    int cancelled;         /* on_data called httpc_cancel */
+    int pause_every;       /* on_data returns HTTPC_PAUSE every time, resumed by a timer */
+    uv_timer_t resume;     /* that timer */
+    struct httpc_req *req; /* the transfer, for that timer */
+    long new_connects;
+    double total_s;
+};
+
+static void seen_init(struct seen *s)
+{
+    memset(s, 0, sizeof(*s));
+    buf_init(&s->body, 1 << 20);
+}
+
+static void done_cb(struct httpc_req *r, const struct httpc_result *res, void *arg)
+{
+    struct seen *s = arg;
+    s->done++;
+    s->error = res->error;
+    s->status = res->status;
+    s->new_connects = res->new_connects;
+    s->total_s = res->total_s;
+    if (res->error_text != NULL)
+        snprintf(s->error_text, sizeof(s->error_text), "%s", res->error_text);
+    if (res->body != NULL) {
+        assert_int_equal(res->body[res->body_len], '\0');
+        assert_int_equal(buf_append(&s->body, res->body, res->body_len), 0);
+    }
+    const char *ct = httpc_header(r, "CONTENT-TYPE");
+    if (ct != NULL)
+        snprintf(s->content_type, sizeof(s->content_type), "%s", ct);
+}
+
+static int headers_cb(struct httpc_req *r, int status, void *arg)
+{
+    struct seen *s = arg;
+    s->headers_calls++;
+    s->status = status;
+    return 0;
+}
+
+static void resume_every_cb(uv_timer_t *t)
+{
+    struct seen *s = t->data;
+    httpc_resume(s->req);
+}
+
+static enum httpc_data_result data_cb(struct httpc_req *r, const char *p, size_t n, void *arg)
+{
+    struct seen *s = arg;
+    s->chunks++;
+    assert_int_equal(buf_append(&s->body, p, n), 0);
+    if (s->chunks == s->cancel_at_chunk) {
+        httpc_cancel(r);
+        s->cancelled = 1;
+        return HTTPC_CONTINUE;
+    }
+    if (s->chunks == s->abort_at_chunk)
+        return HTTPC_ABORT;
+    if (s->chunks == s->pause_at_chunk)
+        return HTTPC_PAUSE;
+    if (s->pause_every) {
+        s->req = r;
+        uv_timer_start(&s->resume, resume_every_cb, 1, 0);
+        return HTTPC_PAUSE;
+    }
+    return HTTPC_CONTINUE;
+}
+
+static struct httpc_req *get(struct env *e, const char *path, struct httpc_opts *o, struct seen *s)
+{
+    char url[256];
+    struct httpc_req *r = NULL;
+    snprintf(url, sizeof(url), "%s%s", e->mock.url, path);
+    o->url = url;
+    o->arg = s;
+    assert_int_equal(httpc_request(e->h, o, done_cb, &r), 0);
+    return r;
+}
+
+static void wait_done(struct env *e, struct seen *s)
+{
+    if (!run_until(&e->loop, &s->done, WAIT_MS))
+        fail_msg("no done within %d ms; chunks %d, status %d", WAIT_MS, s->chunks, s->status);
+    assert_int_equal(s->done, 1);
+}
+
+static const char *const CHAT_HEADERS[] = {"Content-Type: application/json"};
+
+static struct httpc_req *chat(struct env *e, const char *body, struct httpc_opts *o, struct seen *s)
+{
+    o->headers = CHAT_HEADERS;
+    o->nheaders = 1;
+    o->body = body;
+    o->body_len = strlen(body);
+    return get(e, "/v1/chat/completions", o, s);
+}
+
+/* Reads the mock's /mock/stats field (an integer) through a second request. */
+static long mock_stat(struct env *e, const char *field)
+{
+    struct seen s;
+    struct httpc_opts o = {0};
+    seen_init(&s);
+    get(e, "/mock/stats", &o, &s);
+    wait_done(e, &s);
+    assert_int_equal(s.status, 200);
+    json_t *j = json_loads(buf_cstr(&s.body), 0, NULL);
+    assert_non_null(j);
+    long v = (long)json_integer_value(json_object_get(j, field));
+    json_decref(j);
+    buf_cleanup(&s.body);
+    return v;
+}
+
+/* ---- tests ---- */
+
+static void test_get_health_buffered_returns_status_and_body(void **state)
+{
+    struct env e;
+    struct seen s;
+    struct httpc_opts o = {0};
+    env_init(&e, (const char *const[]){NULL});
+    seen_init(&s);
+    get(&e, "/health", &o, &s);
+    assert_int_equal(httpc_active(e.h), 1);
+    wait_done(&e, &s);
+    assert_int_equal(s.error, 0);
+    assert_int_equal(s.status, 200);
+    assert_string_equal(buf_cstr(&s.body), "{\"status\":\"ok\"}");
+    assert_non_null(strstr(s.content_type, "application/json"));
+    assert_int_equal(httpc_active(e.h), 0);
+    buf_cleanup(&s.body);
+    env_cleanup(&e);
+}
+
+static void test_post_chat_completion_sends_the_json_body(void **state)
+{
+    struct env e;
+    struct seen s;
+    struct httpc_opts o = {0};
+    env_init(&e, (const char *const[]){NULL});
+    seen_init(&s);
+    chat(&e, "{\"messages\":[{\"role\":\"user\",\"content\":\"Hello there, mock\"}],\"seed\":7}",
+         &o, &s);
+    wait_done(&e, &s);
+    assert_int_equal(s.error, 0);
+    assert_int_equal(s.status, 200);
+    /* The mock's golden answer for this prompt and seed (docs/mock-engine.md). */
+    assert_non_null(strstr(buf_cstr(&s.body), "stone forest south candle gamma arrow story"));
+    buf_cleanup(&s.body);
+    env_cleanup(&e);
+}
+
+static const char STREAM_BODY[] =
+    "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"stream\":true,\"max_tokens\":10,"
+    "\"ignore_eos\":true}";
+
+static int ends_with_done(const struct buf *b)
+{
+    const char *tail = "data: [DONE]\n\n";
+    size_t n = strlen(tail);
+    return b->len >= n && memcmp(b->data + b->len - n, tail, n) == 0;
+}
+
+static void test_streaming_delivers_chunks_as_they_arrive(void **state)
+{
+    struct env e;
+    struct seen s;
+    struct httpc_opts o = {.on_headers = headers_cb, .on_data = data_cb};
+    env_init(&e, (const char *const[]){"--tokens-per-s", "200", NULL});
+    seen_init(&s);
+    chat(&e, STREAM_BODY, &o, &s);
+    wait_done(&e, &s);
+    assert_int_equal(s.error, 0);
+    assert_int_equal(s.headers_calls, 1);
+    assert_int_equal(s.status, 200);
+    assert_non_null(strstr(s.content_type, "text/event-stream"));
+    assert_true(s.chunks >= 3);
+    assert_true(ends_with_done(&s.body));
+    buf_cleanup(&s.body);
+    env_cleanup(&e);
+}
+
+struct pause_check {
+    struct seen *s;
+    struct httpc_req *r;
+    int chunks_at_pause;
+    int chunks_after_wait;
+    int done_after_wait;
+    int resumed;
+};
+
+static void resume_cb(uv_timer_t *t)
+{
+    struct pause_check *pc = t->data;
+    pc->chunks_after_wait = pc->s->chunks;
+    pc->done_after_wait = pc->s->done;
+    httpc_resume(pc->r);
+    /* httpc_resume never delivers from inside itself. */
+    assert_int_equal(pc->s->chunks, pc->chunks_after_wait);
+    pc->resumed = 1;
+}
+
+static void test_pause_stops_delivery_until_resume(void **state)
+{
+    struct env e;
+    struct seen s;
+    /* The idle timeout is shorter than the pause: a paused reader must not count as idle. */
+    struct httpc_opts o = {.on_data = data_cb, .idle_timeout_ms = 100};
+    env_init(&e, (const char *const[]){"--tokens-per-s", "200", NULL});
+    seen_init(&s);
+    s.pause_at_chunk = 1;
+    struct pause_check pc = {.s = &s};
+    pc.r = chat(&e, STREAM_BODY, &o, &s);
+    assert_true(run_until(&e.loop, &s.chunks, WAIT_MS));
+    assert_int_equal(s.chunks, 1);
+    pc.chunks_at_pause = s.chunks;
+
+    uv_timer_t t;
+    uv_timer_init(&e.loop, &t);
+    t.data = &pc;
+    uv_timer_start(&t, resume_cb, 200, 0); /* 10 tokens at 200/s are all sent meanwhile */
+    assert_true(run_until(&e.loop, &pc.resumed, WAIT_MS));
+    assert_int_equal(pc.chunks_after_wait, pc.chunks_at_pause);
+    assert_int_equal(pc.done_after_wait, 0);
+
+    wait_done(&e, &s);
+    assert_int_equal(s.error, 0);
+    assert_true(s.chunks > 1);
+    assert_true(ends_with_done(&s.body));
+    /* The paused chunk (the role event) is not handed over twice. */
+    const char *first = strstr(s.body.data, "\"role\":\"assistant\"");
+    assert_non_null(first);
+    assert_null(strstr(first + 1, "\"role\":\"assistant\""));
+    uv_close((uv_handle_t *)&t, NULL);
+    buf_cleanup(&s.body);
+    env_cleanup(&e);
+}
+
+static void test_pausing_at_every_chunk_still_delivers_the_whole_stream(void **state)
+{
+    struct env e;
+    struct seen s, ref;
+    struct httpc_opts o = {.on_data = data_cb};
+    /* 1 ms apart: some events come alone, some pile up behind a pause and come together. */
+    env_init(&e, (const char *const[]){"--tokens-per-s", "1000", NULL});
+    seen_init(&ref);
+    chat(&e, STREAM_BODY, &o, &ref);
+    wait_done(&e, &ref);
+    seen_init(&s);
+    s.pause_every = 1;
+    uv_timer_init(&e.loop, &s.resume);
+    s.resume.data = &s;
+    chat(&e, STREAM_BODY, &o, &s);
+    wait_done(&e, &s);
+    assert_int_equal(s.error, 0);
+    assert_true(ends_with_done(&s.body));
+    /* Same events as without pauses: nothing lost, nothing handed over twice ("id" and
+     * "created" differ per answer, so compare lengths and the event count). */
+    assert_int_equal(s.body.len, ref.body.len);
+    assert_true(s.chunks >= 2); /* several pauses and resumes, some with data appended */
+    uv_close((uv_handle_t *)&s.resume, NULL);
+    buf_cleanup(&s.body);
+    buf_cleanup(&ref.body);
+    env_cleanup(&e);
+}
+
+static void test_cancel_from_on_data_frees_the_transfer_and_the_engine_slot(void **state)
+{
+    struct env e;
+    struct seen s;
+    struct httpc_opts o = {.on_data = data_cb};
+    env_init(&e, (const char *const[]){"--tokens-per-s", "20", NULL});
+    seen_init(&s);
+    s.cancel_at_chunk = 2;
+    chat(&e,
+         "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"stream\":true,"
+         "\"max_tokens\":200,\"ignore_eos\":true}",
+         &o, &s);
+    assert_true(run_until(&e.loop, &s.cancelled, WAIT_MS));
+    assert_int_equal(s.chunks, 2);
+    assert_int_equal(httpc_active(e.h), 0); /* gone as soon as on_data returned */
+    run_for(&e.loop, 100);
+    assert_int_equal(s.chunks, 2);
+    assert_int_equal(s.done, 0);
+
+    uint64_t deadline = clock_mono_ms() + 2000;
+    long conc = -1;
+    while (clock_mono_ms() < deadline && (conc = mock_stat(&e, "concurrency")) != 0)
+        run_for(&e.loop, 20);
+    assert_int_equal(conc, 0);
+    assert_int_equal(mock_stat(&e, "aborted"), 1);
+    buf_cleanup(&s.body);
+    env_cleanup(&e);
+}
+
+static void test_abort_from_on_data_ends_with_econnaborted(void **state)
+{
+    struct env e;
+    struct seen s;
+    struct httpc_opts o = {.on_data = data_cb};
+    env_init(&e, (const char *const[]){"--tokens-per-s", "200", NULL});
+    seen_init(&s);
+    s.abort_at_chunk = 2;
+    chat(&e, STREAM_BODY, &o, &s);
+    wait_done(&e, &s);
+    assert_int_equal(s.error, -ECONNABORTED);
+    assert_int_equal(s.chunks, 2);
+    assert_non_null(strstr(s.error_text, "127.0.0.1:"));
+    buf_cleanup(&s.body);
+    env_cleanup(&e);
+}
+
+static void test_cancel_outside_callbacks_calls_nothing(void **state)
+{
+    struct env e;
+    struct seen s;
+    struct httpc_opts o = {0};
+    env_init(&e, (const char *const[]){"--hang", NULL});
+    seen_init(&s);
+    struct httpc_req *r = get(&e, "/health", &o, &s);
+    run_for(&e.loop, 50); /* connected and waiting */
+    httpc_cancel(r);
+    assert_int_equal(httpc_active(e.h), 0);
+    run_for(&e.loop, 50);
+    assert_int_equal(s.done, 0);
+    buf_cleanup(&s.body);
+    env_cleanup(&e);
+}
+
+static int closed_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(sa);
+    assert_true(fd >= 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+    close(fd); /* bound but never listening: connects are refused */
+    return ntohs(sa.sin_port);
+}
+
+static void test_connection_refused_is_econnrefused_with_a_sentence(void **state)
+{
+    struct env e;
+    struct seen s;
+    char url[128], want[128];
+    env_init(&e, NULL);
+    seen_init(&s);
+    int port = closed_port();
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/health", port);
+    struct httpc_opts o = {.url = url, .arg = &s};
+    assert_int_equal(httpc_request(e.h, &o, done_cb, NULL), 0);
+    assert_int_equal(s.done, 0); /* never from inside httpc_request */
+    wait_done(&e, &s);
+    assert_int_equal(s.error, -ECONNREFUSED);
+    assert_int_equal(s.status, 0);
+    snprintf(want, sizeof(want), "connection refused: 127.0.0.1:%d", port);
+    assert_string_equal(s.error_text, want);
+    buf_cleanup(&s.body);
+    env_cleanup(&e);
+}
+
+static void test_first_byte_timeout_against_a_hung_engine(void **state)
+{
+    struct env e;
+    struct seen s;
+    char url[256];
+    env_init(&e, (const char *const[]){"--hang", NULL});
+    seen_init(&s);
+    /* Credentials and the query must never reach the sentence. */
+    snprintf(url, sizeof(url), "http://user:secretpw@127.0.0.1:%d/health?token=secretq",
+             e.mock.port);
+    struct httpc_opts o = {.url = url, .arg = &s, .first_byte_timeout_ms = 300};
+    assert_int_equal(httpc_request(e.h, &o, done_cb, NULL), 0);
+    wait_done(&e, &s);
+    assert_int_equal(s.error, -ETIMEDOUT);
+    assert_int_equal(s.status, 0);
+    char want[128];
+    snprintf(want, sizeof(want), "no response headers from 127.0.0.1:%d within 300 ms",
+             e.mock.port);
+    assert_string_equal(s.error_text, want);
+    assert_true(s.total_s >= 0.29);
+    buf_cleanup(&s.body);
+    env_cleanup(&e);
+}
+
+static void test_idle_timeout_mid_stream(void **state)
+{
+    struct env e;
+    struct seen s;
+    struct httpc_opts o = {.on_data = data_cb, .on_headers = headers_cb, .idle_timeout_ms = 200};
+    env_init(&e, (const char *const[]){"--tokens-per-s", "2", NULL});
+    seen_init(&s);
+    chat(&e, STREAM_BODY, &o, &s); /* the role event at once, token 1 after 500 ms */
+    wait_done(&e, &s);
+    assert_int_equal(s.error, -ETIMEDOUT);
+    assert_int_equal(s.status, 200);
+    assert_true(s.chunks >= 1);
+    assert_non_null(strstr(s.error_text, "no data from 127.0.0.1:"));
+    assert_non_null(strstr(s.error_text, "for 200 ms"));
+    buf_cleanup(&s.body);
+    env_cleanup(&e);
+}
+
+struct chain {
+    struct env *e;
+    int left;
+    int failures;
+    long connects;
+    int all_done;
+    char url[128];
+};
+
+static void chain_done_cb(struct httpc_req *r, const struct httpc_result *res, void *arg);
+
+static void chain_next(struct chain *c)
+{
+    struct httpc_opts o = {.url = c->url, .arg = c};
+    assert_int_equal(httpc_request(c->e->h, &o, chain_done_cb, NULL), 0);
+}
+
+static void chain_done_cb(struct httpc_req *r, const struct httpc_result *res, void *arg)
+{
+    struct chain *c = arg;
+    if (res->error != 0 || res->status != 200)
+        c->failures++;
+    c->connects += res->new_connects;
+    if (--c->left > 0)
+        chain_next(c);
+    else
+        c->all_done = 1;
+}
+
+static void test_sequential_requests_reuse_one_connection(void **state)
+{
+    struct env e;
+    env_init(&e, (const char *const[]){NULL});
+    struct chain c = {.e = &e, .left = 200};
+    snprintf(c.url, sizeof(c.url), "%s/health", e.mock.url);
+    chain_next(&c);
+    assert_true(run_until(&e.loop, &c.all_done, WAIT_MS));
+    assert_int_equal(c.failures, 0);
+    assert_int_equal(c.connects, 1);
+    env_cleanup(&e);
+}
+
+static void test_parallel_requests_all_complete(void **state)
+{
+    enum { N = 64 };
+    struct env e;
+    static struct seen s[N];
+    struct httpc_opts o[N];
+    env_init(&e, (const char *const[]){NULL});
+    for (int i = 0; i < N; i++) {
+        seen_init(&s[i]);
+        o[i] = (struct httpc_opts){.timeout_ms = 5000};
+        get(&e, "/health", &o[i], &s[i]);
+    }
+    assert_int_equal(httpc_active(e.h), N);
+    uint64_t deadline = clock_mono_ms() + WAIT_MS;
+    while (httpc_active(e.h) > 0 && clock_mono_ms() < deadline)
+        run_for(&e.loop, 10);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(s[i].done, 1);
+        assert_int_equal(s[i].status, 200);
+        buf_cleanup(&s[i].body);
+    }
+    env_cleanup(&e);
+}
+
+static void test_body_over_max_body_bytes_is_e2big(void **state)
+{
+    struct env e;
+    struct seen s;
+    struct httpc_opts o = {.max_body_bytes = 64};
+    env_init(&e, (const char *const[]){NULL});
+    seen_init(&s);
+    chat(&e, "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}", &o, &s);
+    wait_done(&e, &s);
+    assert_int_equal(s.error, -E2BIG);
+    assert_non_null(strstr(s.error_text, "exceeds 64 bytes"));
+    buf_cleanup(&s.body);
+    env_cleanup(&e);
+}
+
+static void test_bad_url_fails_without_calling_done(void **state)
+{
+    struct env e;
+    struct seen s;
+    struct httpc_req *r = NULL;
+    env_init(&e, NULL);
+    seen_init(&s);
+    struct httpc_opts o = {.url = "ftp://127.0.0.1/x", .arg = &s};
+    assert_int_equal(httpc_request(e.h, &o, done_cb, &r), -EINVAL);
+    o.url = "not a url";
+    assert_int_equal(httpc_request(e.h, &o, done_cb, &r), -EINVAL);
+    const char *const smuggle[] = {"X-A: 1\r\nX-B: 2"};
+    o = (struct httpc_opts){.url = "http://127.0.0.1:1/", .headers = smuggle, .nheaders = 1};
+    assert_int_equal(httpc_request(e.h, &o, done_cb, &r), -EINVAL);
+    assert_null(r);
+    assert_int_equal(httpc_active(e.h), 0);
+    run_for(&e.loop, 10);
+    assert_int_equal(s.done, 0);
+    buf_cleanup(&s.body);
+    env_cleanup(&e);
+}
+
+struct nested {
+    struct env *e;
+    struct seen inner;
+    struct httpc_opts inner_opts;
+    int started;
+};
+
+static enum httpc_data_result start_inner_cb(struct httpc_req *r, const char *p, size_t n,
+                                             void *arg)
+{
+    struct nested *nd = arg;
+    if (!nd->started) {
+        nd->started = 1;
+        get(nd->e, "/health", &nd->inner_opts, &nd->inner); /* from inside libcurl */
+    }
+    return HTTPC_CONTINUE;
+}
+
+static void ignore_done_cb(struct httpc_req *r, const struct httpc_result *res, void *arg)
+{
+}
+
+static void test_request_started_from_on_data_completes(void **state)
+{
+    struct env e;
+    struct nested nd = {.e = &e};
+    char url[128];
+    env_init(&e, (const char *const[]){"--tokens-per-s", "50", NULL});
+    seen_init(&nd.inner);
+    snprintf(url, sizeof(url), "%s/v1/chat/completions", e.mock.url);
+    struct httpc_opts o = {.url = url,
+                           .headers = CHAT_HEADERS,
+                           .nheaders = 1,
+                           .body = STREAM_BODY,
+                           .body_len = strlen(STREAM_BODY),
+                           .on_data = start_inner_cb,
+                           .arg = &nd};
+    assert_int_equal(httpc_request(e.h, &o, ignore_done_cb, NULL), 0);
+    wait_done(&e, &nd.inner);
+    assert_int_equal(nd.inner.error, 0);
+    assert_int_equal(nd.inner.status, 200);
+    buf_cleanup(&nd.inner.body);
+    env_cleanup(&e); /* the stream is still going: httpc_free drops it */
+}
+
+struct free_from_done {
+    struct env *e;
+    int done;
+};
+
+static void free_in_done_cb(struct httpc_req *r, const struct httpc_result *res, void *arg)
+{
+    struct free_from_done *f = arg;
+    f->done++;
+    assert_non_null(httpc_header(r, "content-type")); /* still valid during done */
+    httpc_free(f->e->h);
+    f->e->h = NULL;
+}
+
+static void test_free_from_done_with_others_in_flight(void **state)
+{
+    struct env e;
+    struct free_from_done f = {.e = &e};
+    char health[128], chat_url[128];
+    env_init(&e, (const char *const[]){"--tokens-per-s", "5", NULL});
+    snprintf(health, sizeof(health), "%s/health", e.mock.url);
+    snprintf(chat_url, sizeof(chat_url), "%s/v1/chat/completions", e.mock.url);
+    struct httpc_opts slow = {.url = chat_url,
+                              .headers = CHAT_HEADERS,
+                              .nheaders = 1,
+                              .body = STREAM_BODY,
+                              .body_len = strlen(STREAM_BODY),
+                              .arg = &f};
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(httpc_request(e.h, &slow, free_in_done_cb, NULL), 0);
+    struct httpc_opts fast = {.url = health, .arg = &f};
+    assert_int_equal(httpc_request(e.h, &fast, free_in_done_cb, NULL), 0);
+    assert_true(run_until(&e.loop, &f.done, WAIT_MS));
+    run_for(&e.loop, 50);
+    assert_int_equal(f.done, 1); /* the slow ones were dropped without done */
+    env_cleanup(&e);
+}
+
+static void test_free_with_transfers_in_flight_calls_nothing_and_leaks_nothing(void **state)
+{
+    enum { N = 5 };
+    struct env e;
+    struct seen s[N];
+    struct httpc_opts o[N];
+    env_init(&e, (const char *const[]){"--tokens-per-s", "5", NULL});
+    for (int i = 0; i < N; i++) {
+        seen_init(&s[i]);
+        o[i] = (struct httpc_opts){.on_data = data_cb};
+        chat(&e, STREAM_BODY, &o[i], &s[i]);
+    }
+    int streaming = 0;
+    uint64_t deadline = clock_mono_ms() + WAIT_MS;
+    while (streaming < N && clock_mono_ms() < deadline) {
+        run_for(&e.loop, 10);
+        streaming = 0;
+        for (int i = 0; i < N; i++)
+            streaming += s[i].chunks > 0;
+    }
+    assert_int_equal(streaming, N);
+    assert_int_equal(httpc_active(e.h), N);
+    httpc_free(e.h);
+    e.h = NULL;
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(s[i].done, 0);
+        buf_cleanup(&s[i].body);
+    }
+    env_cleanup(&e); /* runs the loop to the end and checks uv_loop_close() == 0 */
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_get_health_buffered_returns_status_and_body, teardown),
+        cmocka_unit_test_teardown(test_post_chat_completion_sends_the_json_body, teardown),
+        cmocka_unit_test_teardown(test_streaming_delivers_chunks_as_they_arrive, teardown),
+        cmocka_unit_test_teardown(test_pause_stops_delivery_until_resume, teardown),
+        cmocka_unit_test_teardown(test_pausing_at_every_chunk_still_delivers_the_whole_stream,
+                                  teardown),
+        cmocka_unit_test_teardown(test_cancel_from_on_data_frees_the_transfer_and_the_engine_slot,
+                                  teardown),
+        cmocka_unit_test_teardown(test_abort_from_on_data_ends_with_econnaborted, teardown),
+        cmocka_unit_test_teardown(test_cancel_outside_callbacks_calls_nothing, teardown),
+        cmocka_unit_test_teardown(test_connection_refused_is_econnrefused_with_a_sentence,
+                                  teardown),
+        cmocka_unit_test_teardown(test_first_byte_timeout_against_a_hung_engine, teardown),
+        cmocka_unit_test_teardown(test_idle_timeout_mid_stream, teardown),
+        cmocka_unit_test_teardown(test_sequential_requests_reuse_one_connection, teardown),
+        cmocka_unit_test_teardown(test_parallel_requests_all_complete, teardown),
+        cmocka_unit_test_teardown(test_body_over_max_body_bytes_is_e2big, teardown),
+        cmocka_unit_test_teardown(test_bad_url_fails_without_calling_done, teardown),
+        cmocka_unit_test_teardown(test_request_started_from_on_data_completes, teardown),
+        cmocka_unit_test_teardown(test_free_from_done_with_others_in_flight, teardown),
+        cmocka_unit_test_teardown(
+            test_free_with_transfers_in_flight_calls_nothing_and_leaks_nothing, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
