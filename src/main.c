@@ -7,6 +7,8 @@
 #include <string.h>
 
 #include "cli/config_cmd.h"
+#include "cli/doctor_cmd.h"
+#include "cli/engines_cmd.h"
 #include "serve.h"
 
 struct verb {
@@ -30,6 +32,11 @@ static const char help_usage[] = "usage: arun help [VERB]\n\nShows the help of a
 
 static const struct verb verbs[] = {
     {"serve", serve_main, serve_usage, "run the daemon (engines, gateway, API)"},
+    {"engines", engines_cmd_main, engines_cmd_usage,
+     "list engines, or start|stop|restart one (running server)"},
+    {"logs", logs_cmd_main, logs_cmd_usage, "print or follow an engine's output (running server)"},
+    {"doctor", doctor_cmd_main, doctor_cmd_usage,
+     "check this machine and the config: GPU, memory, port, binaries, orphans"},
     {"config", config_cmd_main, config_cmd_usage, "check a configuration file: config check"},
     {"version", version_main, version_usage, "print the version"},
     {"help", help_main, help_usage, "show help for a verb"},

@@ -25,6 +25,7 @@
 #include "core/metrics.h"
 #include "engines/api.h"
 #include "engines/supervisor.h"
+#include "gateway/gateway.h"
 #include "http/runtime_api.h"
 #include "http/server.h"
 #include "store/store.h"
@@ -53,6 +54,7 @@ struct daemon {
     struct httpc *httpc;
     struct supervisor *sup;
     struct engines_api *engines_api;
+    struct gateway *gateway;
     bool http_drained;
     bool engines_stopped;
     uv_signal_t sigterm, sigint;
@@ -77,6 +79,8 @@ static void maybe_close(struct daemon *d)
     log_info("serve", "drained and engines stopped; closing the store");
     engines_api_free(d->engines_api);
     d->engines_api = NULL;
+    gateway_free(d->gateway);
+    d->gateway = NULL;
     runtime_api_free(d->api);
     d->api = NULL;
     http_server_free(d->srv);
@@ -190,6 +194,7 @@ static int start_http(struct daemon *d)
                                     .httpc = d->httpc};
     d->sup = supervisor_new(&so);
     d->engines_api = engines_api_new(d->srv, d->sup);
+    d->gateway = gateway_new(d->srv, d->cfg, d->sup, d->httpc, d->events, d->metrics);
     runtime_api_add_ready(d->api, "store", store_ready_check, d->store);
     struct buf err;
     buf_init(&err, 4096);
@@ -213,6 +218,7 @@ static void start_signals(struct daemon *d)
 /* Frees what is left after the loop ended (or never ran). */
 static int finish(struct daemon *d, int code)
 {
+    gateway_free(d->gateway);
     engines_api_free(d->engines_api);
     supervisor_free(d->sup);
     httpc_free(d->httpc);

@@ -61,6 +61,17 @@ static void get_engine(struct http_request *r, void *arg)
         http_send_json(r, 200, engine_to_json(e));
 }
 
+/* Answers a start or restart: 202 with the engine, or 409 with why it cannot run. */
+static void answer_start(struct http_request *r, struct engine *e, int rc, struct buf *why)
+{
+    if (rc == -ENOMEM)
+        http_send_error(r, 409, "insufficient_memory", NULL, "%s", buf_cstr(why));
+    else if (rc != 0)
+        http_send_error(r, 409, "cannot_start", NULL, "%s", buf_cstr(why));
+    else
+        http_send_json(r, 202, engine_to_json(e));
+}
+
 static void start_engine(struct http_request *r, void *arg)
 {
     struct engine *e = find_or_404(arg, r);
@@ -68,13 +79,7 @@ static void start_engine(struct http_request *r, void *arg)
         return;
     struct buf why;
     buf_init(&why, 1024);
-    int rc = supervisor_start_engine(e, "started through the API", &why);
-    if (rc == -ENOMEM)
-        http_send_error(r, 409, "insufficient_memory", NULL, "%s", buf_cstr(&why));
-    else if (rc != 0)
-        http_send_error(r, 409, "cannot_start", NULL, "%s", buf_cstr(&why));
-    else
-        http_send_json(r, 202, engine_to_json(e));
+    answer_start(r, e, supervisor_start_engine(e, "started through the API", &why), &why);
     buf_cleanup(&why);
 }
 
@@ -92,8 +97,10 @@ static void restart_engine(struct http_request *r, void *arg)
     struct engine *e = find_or_404(arg, r);
     if (e == NULL)
         return;
-    supervisor_restart_engine(e);
-    http_send_json(r, 202, engine_to_json(e));
+    struct buf why;
+    buf_init(&why, 1024);
+    answer_start(r, e, supervisor_restart_engine(e, &why), &why);
+    buf_cleanup(&why);
 }
 
 /* ---- logs ---- */
@@ -139,8 +146,10 @@ static void get_logs(struct http_request *r, void *arg)
         char *end;
         tail = strtol(t, &end, 10);
         if (*t == '\0' || *end != '\0' || tail < 0 || tail > LOGS_TAIL_MAX) {
-            http_send_error(r, 400, "invalid_tail", "tail", "tail must be a number of lines "
-                            "from 0 to %d", LOGS_TAIL_MAX);
+            http_send_error(r, 400, "invalid_tail", "tail",
+                            "tail must be a number of lines "
+                            "from 0 to %d",
+                            LOGS_TAIL_MAX);
             return;
         }
     }

@@ -114,8 +114,7 @@ static void cmd_exit_cb(uv_process_t *proc, int64_t status, int sig)
     if (sig != 0)
         snprintf(r.detail, sizeof(r.detail), "health cmd was killed by signal %d", sig);
     else if (status != 0)
-        snprintf(r.detail, sizeof(r.detail), "health cmd exited with code %lld",
-                 (long long)status);
+        snprintf(r.detail, sizeof(r.detail), "health cmd exited with code %lld", (long long)status);
     finish(p, &r);
     uv_timer_stop(&p->timer);
     p->closing = 2;
@@ -136,10 +135,14 @@ static int start_cmd(struct health_probe *p, uv_loop_t *loop, const struct confi
         return rc;
     }
     buf_cleanup(&why);
-    uv_stdio_container_t stdio[3] = {{.flags = UV_IGNORE}, {.flags = UV_IGNORE},
-                                     {.flags = UV_IGNORE}};
-    uv_process_options_t o = {.exit_cb = cmd_exit_cb, .file = argv[0], .args = argv,
-                              .cwd = e->cwd, .stdio_count = 3, .stdio = stdio};
+    uv_stdio_container_t stdio[3] = {
+        {.flags = UV_IGNORE}, {.flags = UV_IGNORE}, {.flags = UV_IGNORE}};
+    uv_process_options_t o = {.exit_cb = cmd_exit_cb,
+                              .file = argv[0],
+                              .args = argv,
+                              .cwd = e->cwd,
+                              .stdio_count = 3,
+                              .stdio = stdio};
     p->proc.data = p;
     rc = uv_spawn(loop, &p->proc, &o);
     manifest_argv_free(argv);

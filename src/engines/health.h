@@ -23,8 +23,8 @@ enum health_outcome {
 
 struct health_result {
     enum health_outcome outcome;
-    int status;         /* HTTP status when one came, else 0 */
-    char detail[256];   /* a sentence: "health probe timed out after 2000 ms" */
+    int status;       /* HTTP status when one came, else 0 */
+    char detail[256]; /* a sentence: "health probe timed out after 2000 ms" */
 };
 
 typedef void (*health_cb)(const struct health_result *r, void *arg);

@@ -42,8 +42,10 @@ int manifest_expand(const char *s, const struct manifest_vars *v, char **out, st
         for (const char *q = name; ok && q < end; q++)
             ok = var_char(*q, q == name);
         if (!ok) {
-            IGNORE_RESULT(buf_printf(err, "\"%.40s\": a ${ without a valid NAME} after it (write $$ "
-                                          "for a literal $)", p));
+            IGNORE_RESULT(buf_printf(err,
+                                     "\"%.40s\": a ${ without a valid NAME} after it (write $$ "
+                                     "for a literal $)",
+                                     p));
             buf_cleanup(&b);
             return -EINVAL;
         }
@@ -187,8 +189,7 @@ int manifest_env(const struct config_engine *e, const struct manifest_vars *v, c
 }
 
 int manifest_backend(const struct config *cfg, const struct config_engine *e,
-                     const struct manifest_host *host, enum config_backend *out,
-                     struct buf *reason)
+                     const struct manifest_host *host, enum config_backend *out, struct buf *reason)
 {
     bool native_ok = e->cmd != NULL && (cfg->runtime.allowed & CONFIG_ALLOW_NATIVE);
     bool container_allowed = e->image != NULL && (cfg->runtime.allowed & CONFIG_ALLOW_CONTAINER);
@@ -224,8 +225,7 @@ int manifest_backend(const struct config *cfg, const struct config_engine *e,
     if (native_ok) {
         *out = CONFIG_BACKEND_NATIVE;
         if (container_allowed && cfg->runtime.prefer == CONFIG_BACKEND_CONTAINER)
-            IGNORE_RESULT(buf_printf(reason, "container preferred, but %s: running natively",
-                                     why));
+            IGNORE_RESULT(buf_printf(reason, "container preferred, but %s: running natively", why));
         else if (container_allowed)
             IGNORE_RESULT(buf_puts(reason, "native: preferred by runtime.prefer"));
         else

@@ -21,7 +21,7 @@ struct manifest_vars {
 
 /* What this machine offers to run engines with. */
 struct manifest_host {
-    bool container_ok;        /* a container CLI was found and works */
+    bool container_ok;         /* a container CLI was found and works */
     const char *container_why; /* when not: why ("no podman or docker found on PATH") */
 };
 

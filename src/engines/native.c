@@ -45,7 +45,8 @@ int native_precheck(char **argv, const char *cwd, uint16_t port, struct buf *why
     }
     if (port != 0) {
         int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port),
+        struct sockaddr_in sa = {.sin_family = AF_INET,
+                                 .sin_port = htons(port),
                                  .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
         int one = 1;
         /* As a server binds: TIME_WAIT leftovers of earlier connections must not count. */
@@ -56,8 +57,9 @@ int native_precheck(char **argv, const char *cwd, uint16_t port, struct buf *why
         if (fd >= 0)
             close(fd);
         if (rc != 0 && e == EADDRINUSE) {
-            IGNORE_RESULT(buf_printf(why, "port %u is already in use on 127.0.0.1 (another "
-                                          "engine or program); use port: auto or another port",
+            IGNORE_RESULT(buf_printf(why,
+                                     "port %u is already in use on 127.0.0.1 (another "
+                                     "engine or program); use port: auto or another port",
                                      port));
             return -EADDRINUSE;
         }
@@ -140,17 +142,18 @@ void native_reap_orphans(const struct proc_id *ids, size_t n, pid_t skip)
 void native_become_subreaper(void)
 {
     if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0)
-        log_warn_errno("engines", -errno, "cannot become the subreaper of engine processes; "
+        log_warn_errno("engines", -errno,
+                       "cannot become the subreaper of engine processes; "
                        "processes that leave an engine's group are tracked by pid only");
 }
 
 void native_describe_exit(int64_t exit_status, int term_signal, struct buf *out)
 {
     if (term_signal != 0)
-        IGNORE_RESULT(buf_printf(out, "killed by signal %d (SIG%s)%s", term_signal,
-                                 sigabbrev_np(term_signal) ? sigabbrev_np(term_signal) : "?",
-                                 term_signal == SIGKILL ? ", possibly by the kernel's OOM killer"
-                                                        : ""));
+        IGNORE_RESULT(
+            buf_printf(out, "killed by signal %d (SIG%s)%s", term_signal,
+                       sigabbrev_np(term_signal) ? sigabbrev_np(term_signal) : "?",
+                       term_signal == SIGKILL ? ", possibly by the kernel's OOM killer" : ""));
     else
         IGNORE_RESULT(buf_printf(out, "exited with code %lld", (long long)exit_status));
 }

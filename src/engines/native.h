@@ -30,8 +30,7 @@ int native_precheck(char **argv, const char *cwd, uint16_t port, struct buf *why
  * file, so the engine keeps writing there even while arun is down). Returns 0 and *out, or
  * -errno with a sentence in why; on error cb is never called. */
 int native_spawn(uv_loop_t *loop, char **argv, char **env, const char *cwd, int out_fd,
-                 native_exit_cb cb, void *arg, struct native_child **out,
-                 struct buf *why) MUST_USE;
+                 native_exit_cb cb, void *arg, struct native_child **out, struct buf *why) MUST_USE;
 
 pid_t native_child_pid(const struct native_child *c);
 /* Closes the process handle (after exit, or to forget a child that keeps running). */

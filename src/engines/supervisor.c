@@ -57,9 +57,10 @@
  * floor keeps our own health probes (a few hundred bytes a second) from looking like progress;
  * a model being read moves megabytes. */
 #define PROGRESS_READ_BYTES (256u * 1024)
-#define PROGRESS_RSS_BYTES (1u << 20) /* how often engine output written to the log file is picked up */
+#define PROGRESS_RSS_BYTES                                                                         \
+    (1u << 20) /* how often engine output written to the log file is picked up */
 
-static const char *const state_names[] = {"stopped", "starting", "loading", "ready",
+static const char *const state_names[] = {"stopped",   "starting", "loading", "ready",
                                           "unhealthy", "stopping", "failed"};
 
 struct supervisor_waiter {
@@ -76,44 +77,45 @@ struct engine {
     char reason[512];
     enum config_backend backend;
     char backend_reason[256];
-    bool backend_ok;             /* manifest_backend succeeded */
+    bool backend_ok; /* manifest_backend succeeded */
     char manifest_hash[17];
     uint16_t port;
 
     /* the running instance */
-    struct native_child *child;  /* native, spawned by this arun */
-    pid_t pid;                   /* native: the engine's pid (= pgid); container: its init */
+    struct native_child *child; /* native, spawned by this arun */
+    pid_t pid;                  /* native: the engine's pid (= pgid); container: its init */
     uint64_t pid_start_ticks;
-    bool adopted;                /* not our child: exit seen by sampling */
-    bool adopted_instance;       /* this instance came from a previous arun: not a load */
+    bool adopted;          /* not our child: exit seen by sampling */
+    bool adopted_instance; /* this instance came from a previous arun: not a load */
     char container_name[96];
     struct container_follow *follow;
     struct proc_id pids[MAX_TRACKED_PIDS];
     size_t npids;
     struct engine_log *log;
     struct health_probe *probe;
-    uv_timer_t timer;            /* probes while running, kill escalation while stopping,
-                                    backoff while failed */
+    uv_timer_t timer; /* probes while running, kill escalation while stopping,
+                         backoff while failed */
     bool timer_closed;
 
     /* lifecycle facts */
-    int64_t started_at_wall_ms;  /* wall clock of the last spawn */
-    uint64_t spawned_ms;         /* monotonic */
-    uint64_t ready_ms;           /* monotonic, when it became ready */
-    uint64_t state_ms;           /* monotonic, when the state was set */
+    int64_t started_at_wall_ms; /* wall clock of the last spawn */
+    uint64_t spawned_ms;        /* monotonic */
+    uint64_t ready_ms;          /* monotonic, when it became ready */
+    uint64_t state_ms;          /* monotonic, when the state was set */
     uint64_t last_load_ms;
     uint64_t loads[LOAD_HISTORY];
     size_t nloads;
     uint64_t last_progress_ms;
     enum health_outcome last_outcome;
     uint32_t probe_failures;
+    uint64_t probe_gap_ms; /* the growing gap between probes while starting */
     char last_probe_detail[256];
 
     /* restarts */
-    uint32_t restarts;           /* total, for the API and metrics */
+    uint32_t restarts; /* total, for the API and metrics */
     uint64_t window_start_ms;
     uint32_t window_restarts;
-    bool restart_pending;        /* failed and waiting for its backoff */
+    bool restart_pending; /* failed and waiting for its backoff */
 
     /* memory */
     uint64_t rss_bytes, peak_rss_bytes, read_bytes, vram_mb, peak_vram_mb;
@@ -121,14 +123,14 @@ struct engine {
     /* demand */
     uint32_t in_flight;
     uint32_t queued;
-    uint64_t last_used_ms;       /* monotonic, last request end (or ready) */
-    bool want_start;             /* a start waits for admission */
+    uint64_t last_used_ms; /* monotonic, last request end (or ready) */
+    bool want_start;       /* a start waits for admission */
     char start_why[128];
-    bool stop_then_start;        /* restart: start again once stopped */
+    bool stop_then_start; /* restart: start again once stopped */
     char stop_reason[256];
-    bool stop_is_failure;        /* a stop that ends in `failed` (memory, stall, health) */
+    bool stop_is_failure; /* a stop that ends in `failed` (memory, stall, health) */
     uint64_t stop_deadline_ms;
-    bool killed;                 /* SIGKILL sent */
+    bool killed; /* SIGKILL sent */
 };
 
 struct supervisor {
@@ -144,7 +146,7 @@ struct supervisor {
     struct supervisor_waiter *waiters;
     uv_timer_t sample_timer;
     uv_timer_t log_timer;
-    bool sampling;               /* a sample is in the worker */
+    bool sampling; /* a sample is in the worker */
     struct memory_gpu *gpu;
     uint64_t ram_envelope_mb, vram_envelope_mb;
     char envelope_why[256];
@@ -153,8 +155,8 @@ struct supervisor {
     struct container_rt *crt;
     bool container_detected;
     char container_why[256];
-    int adopting;                /* adoption steps in flight at start-up */
-    bool ready;                  /* start-up done: backends known, adoption finished */
+    int adopting; /* adoption steps in flight at start-up */
+    bool ready;   /* start-up done: backends known, adoption finished */
     bool shutting_down;
     void (*shutdown_cb)(void *);
     void *shutdown_arg;
@@ -178,9 +180,8 @@ const char *engine_state_name(enum engine_state s)
 
 static bool running(const struct engine *e)
 {
-    return e->state == ENGINE_STARTING || e->state == ENGINE_LOADING ||
-           e->state == ENGINE_READY || e->state == ENGINE_UNHEALTHY ||
-           e->state == ENGINE_STOPPING;
+    return e->state == ENGINE_STARTING || e->state == ENGINE_LOADING || e->state == ENGINE_READY ||
+           e->state == ENGINE_UNHEALTHY || e->state == ENGINE_STOPPING;
 }
 
 static uint64_t need_ram_mb(const struct engine *e)
@@ -196,8 +197,8 @@ static uint64_t need_vram_mb(const struct engine *e)
 
 static struct manifest_vars vars_of(const struct engine *e)
 {
-    return (struct manifest_vars){.name = e->cfg->name, .port = e->port,
-                                  .data_dir = e->sup->cfg->data_dir};
+    return (struct manifest_vars){
+        .name = e->cfg->name, .port = e->port, .data_dir = e->sup->cfg->data_dir};
 }
 
 /* ---- the one state setter ---- */
@@ -224,8 +225,8 @@ static void set_state(struct engine *e, enum engine_state s, const char *fmt, ..
 
     enum log_level lvl = s == ENGINE_FAILED || s == ENGINE_UNHEALTHY ? LOGL_WARN : LOGL_INFO;
     LOG_AT(lvl, "engines", NULL, 0,
-           json_pack("{s:s, s:s, s:s, s:s}", "engine", e->cfg->name, "from", state_names[old],
-                     "to", state_names[s], "reason", reason),
+           json_pack("{s:s, s:s, s:s, s:s}", "engine", e->cfg->name, "from", state_names[old], "to",
+                     state_names[s], "reason", reason),
            "%s: %s -> %s%s%s", e->cfg->name, state_names[old], state_names[s],
            reason[0] ? ": " : "", reason);
     if (e->log != NULL)
@@ -270,7 +271,8 @@ static void notify_waiters(struct engine *e, int status, const char *reason)
 static void record_saved_cb(int status, void *arg)
 {
     if (status != 0)
-        log_warn_errno("engines", status, "could not save an engine record; adoption after a "
+        log_warn_errno("engines", status,
+                       "could not save an engine record; adoption after a "
                        "crash may not find it");
 }
 
@@ -281,16 +283,14 @@ static void record_save(struct engine *e)
     json_t *loads = json_array();
     for (size_t i = 0; i < e->nloads; i++)
         json_array_append_new(loads, json_integer((json_int_t)e->loads[i]));
-    json_t *j = json_pack("{s:i, s:I, s:i, s:s, s:s, s:s, s:I, s:o, s:i}", "pid", (int)e->pid,
-                          "start_ticks", (json_int_t)e->pid_start_ticks, "port", e->port,
-                          "backend", config_backend_name(e->backend), "container",
-                          e->container_name, "manifest", e->manifest_hash, "started_at_ms",
-                          (json_int_t)e->started_at_wall_ms, "loads", loads, "restarts",
-                          (int)e->restarts);
+    json_t *j = json_pack(
+        "{s:i, s:I, s:i, s:s, s:s, s:s, s:I, s:o, s:i}", "pid", (int)e->pid, "start_ticks",
+        (json_int_t)e->pid_start_ticks, "port", e->port, "backend", config_backend_name(e->backend),
+        "container", e->container_name, "manifest", e->manifest_hash, "started_at_ms",
+        (json_int_t)e->started_at_wall_ms, "loads", loads, "restarts", (int)e->restarts);
     char *s = json_dumps(j, JSON_COMPACT);
     json_decref(j);
-    if (store_kv_put(e->sup->store, STORE_NS, e->cfg->name, s, strlen(s), record_saved_cb, e) !=
-        0)
+    if (store_kv_put(e->sup->store, STORE_NS, e->cfg->name, s, strlen(s), record_saved_cb, e) != 0)
         log_warn("engines", "%s: engine record not saved (store busy or closing)", e->cfg->name);
     free(s);
 }
@@ -324,16 +324,16 @@ static int pick_port(struct engine *e, struct buf *why)
         struct buf tmp;
         buf_init(&tmp, 256);
         char *argv[] = {"/bin/true", NULL};
-        bool free_port = !port_taken_by_engine(sup, e, p) &&
-                         native_precheck(argv, NULL, p, &tmp) == 0;
+        bool free_port =
+            !port_taken_by_engine(sup, e, p) && native_precheck(argv, NULL, p, &tmp) == 0;
         buf_cleanup(&tmp);
         if (free_port) {
             e->port = p;
             return 0;
         }
     }
-    IGNORE_RESULT(buf_printf(why, "no free port in %d-%d for port: auto", PORT_AUTO_FIRST,
-                             PORT_AUTO_LAST));
+    IGNORE_RESULT(
+        buf_printf(why, "no free port in %d-%d for port: auto", PORT_AUTO_FIRST, PORT_AUTO_LAST));
     return -EADDRINUSE;
 }
 
@@ -359,8 +359,8 @@ static int spawn_native(struct engine *e, struct buf *why)
         }
     }
     if (rc == 0)
-        rc = native_spawn(e->sup->loop, argv, env, e->cfg->cwd, fd, on_native_exit, e,
-                          &e->child, why);
+        rc = native_spawn(e->sup->loop, argv, env, e->cfg->cwd, fd, on_native_exit, e, &e->child,
+                          why);
     if (fd >= 0)
         close(fd);
     if (rc == 0) {
@@ -401,11 +401,18 @@ static int run_container(struct engine *e, struct buf *why)
     snprintf(label_manifest, sizeof(label_manifest), "arun.manifest=%s", e->manifest_hash);
     const char *labels[] = {label_engine, label_manifest};
     if (rc == 0) {
-        struct container_spec s = {.name = e->container_name, .image = c->image,
-                                   .args = (const char *const *)args, .nargs = c->nargs,
-                                   .env = env, .nenv = c->nenv, .labels = labels, .nlabels = 2,
-                                   .host_port = e->port, .container_port = e->port,
-                                   .memory_mb = c->memory.ram_mb, .gpus = c->memory.vram_mb > 0};
+        struct container_spec s = {.name = e->container_name,
+                                   .image = c->image,
+                                   .args = (const char *const *)args,
+                                   .nargs = c->nargs,
+                                   .env = env,
+                                   .nenv = c->nenv,
+                                   .labels = labels,
+                                   .nlabels = 2,
+                                   .host_port = e->port,
+                                   .container_port = e->port,
+                                   .memory_mb = c->memory.ram_mb,
+                                   .gpus = c->memory.vram_mb > 0};
         rc = container_run(e->sup->crt, &s, container_started_cb, e);
         if (rc != 0)
             IGNORE_RESULT(buf_printf(why, "cannot run %s: %s", container_rt_name(e->sup->crt),
@@ -440,11 +447,10 @@ static int spawn_container(struct engine *e, struct buf *why)
     snprintf(e->container_name, sizeof(e->container_name), "arun-%s", e->cfg->name);
     int rc = container_rm(e->sup->crt, e->container_name, stale_removed_cb, e);
     if (rc != 0)
-        IGNORE_RESULT(buf_printf(why, "cannot run %s: %s", container_rt_name(e->sup->crt),
-                                 strerror(-rc)));
+        IGNORE_RESULT(
+            buf_printf(why, "cannot run %s: %s", container_rt_name(e->sup->crt), strerror(-rc)));
     else
-        engine_log_note(e->log, "starting container %s from %s", e->container_name,
-                        e->cfg->image);
+        engine_log_note(e->log, "starting container %s from %s", e->container_name, e->cfg->image);
     return rc;
 }
 
@@ -464,8 +470,10 @@ static void spawn_engine(struct engine *e)
     e->pid = 0;
     e->rss_bytes = e->read_bytes = e->vram_mb = 0;
     if (e->log == NULL) {
-        set_state(e, ENGINE_FAILED, "its log file under %s/logs could not be opened (see arun's "
-                  "log); an engine is never run without its log", e->sup->cfg->data_dir);
+        set_state(e, ENGINE_FAILED,
+                  "its log file under %s/logs could not be opened (see arun's "
+                  "log); an engine is never run without its log",
+                  e->sup->cfg->data_dir);
         notify_waiters(e, -EIO, e->reason);
         return;
     }
@@ -502,8 +510,8 @@ static void on_container_output(int stream, const char *p, size_t n, void *arg)
 
 static void on_gone(struct engine *e, int64_t status, int sig, bool known);
 
-static void container_inspect_exit_cb(int status, const struct container_state *st,
-                                      const char *why, void *arg)
+static void container_inspect_exit_cb(int status, const struct container_state *st, const char *why,
+                                      void *arg)
 {
     struct engine *e = arg;
     if (!running(e))
@@ -517,8 +525,8 @@ static void container_follow_exit_cb(int status, void *arg)
 {
     struct engine *e = arg;
     e->follow = NULL;
-    if (running(e) && container_inspect(e->sup->crt, e->container_name,
-                                        container_inspect_exit_cb, e) != 0)
+    if (running(e) &&
+        container_inspect(e->sup->crt, e->container_name, container_inspect_exit_cb, e) != 0)
         on_gone(e, -1, 0, false);
 }
 
@@ -578,13 +586,21 @@ static void container_stopped_cb(int status, const char *out, const char *why, v
 
 static void on_probe(const struct health_result *r, void *arg);
 
-static uint64_t probe_interval(const struct engine *e)
+#define PROBE_FIRST_MS 5          /* the first probe after spawn: fast engines are up by then */
+#define PROBE_STARTING_MAX_MS 250 /* while starting, the gap doubles up to this */
+
+static uint64_t probe_interval(struct engine *e)
 {
-    /* While starting, probe faster than the configured interval (up to 4 times a second) so
-     * a fast engine is seen ready at once; the configured interval applies once it is up. */
+    /* While starting, probe soon and then less often (5, 10, 20 … 250 ms), so a fast engine is
+     * seen ready at once and a slow one costs a few probes a second; the configured interval
+     * applies once it is up. */
     uint64_t iv = e->cfg->health.interval_ms;
-    if (e->state == ENGINE_STARTING || e->state == ENGINE_LOADING)
-        return iv < 250 ? iv : 250;
+    if (e->state == ENGINE_STARTING || e->state == ENGINE_LOADING) {
+        e->probe_gap_ms = e->probe_gap_ms ? e->probe_gap_ms * 2 : PROBE_FIRST_MS;
+        if (e->probe_gap_ms > PROBE_STARTING_MAX_MS)
+            e->probe_gap_ms = PROBE_STARTING_MAX_MS;
+        return iv < e->probe_gap_ms ? iv : e->probe_gap_ms;
+    }
     return iv;
 }
 
@@ -599,8 +615,8 @@ static void send_probe(struct engine *e)
 {
     struct manifest_vars v = vars_of(e);
     bool deep = e->cfg->health.probe == CONFIG_PROBE_COMPLETION && e->state == ENGINE_READY;
-    int rc = health_probe_start(e->sup->loop, e->sup->httpc, e->cfg, e->port, deep, &v, on_probe,
-                                e, &e->probe);
+    int rc = health_probe_start(e->sup->loop, e->sup->httpc, e->cfg, e->port, deep, &v, on_probe, e,
+                                &e->probe);
     if (rc != 0) {
         e->probe = NULL;
         struct health_result r = {.outcome = HEALTH_BAD};
@@ -611,7 +627,8 @@ static void send_probe(struct engine *e)
 
 static void start_probing(struct engine *e)
 {
-    arm_timer(e, 50);
+    e->probe_gap_ms = 0;
+    arm_timer(e, PROBE_FIRST_MS);
 }
 
 static void record_load(struct engine *e)
@@ -643,8 +660,8 @@ static void on_probe(const struct health_result *r, void *arg)
 {
     struct engine *e = arg;
     e->probe = NULL;
-    if (!(e->state == ENGINE_STARTING || e->state == ENGINE_LOADING ||
-          e->state == ENGINE_READY || e->state == ENGINE_UNHEALTHY))
+    if (!(e->state == ENGINE_STARTING || e->state == ENGINE_LOADING || e->state == ENGINE_READY ||
+          e->state == ENGINE_UNHEALTHY))
         return;
     if (r->outcome != e->last_outcome)
         e->last_progress_ms = clock_mono_ms(); /* a change in the answer is progress */
@@ -691,7 +708,8 @@ static bool check_load_deadlines(struct engine *e)
         return true;
     }
     if (now - e->last_progress_ms > (uint64_t)e->cfg->health.stall_timeout_s * 1000) {
-        begin_stop(e, true, "stalled while %s: no log output, no disk reads, no memory growth "
+        begin_stop(e, true,
+                   "stalled while %s: no log output, no disk reads, no memory growth "
                    "and no change in its health answer for %u s (health.stall_timeout_s)",
                    state_names[e->state], e->cfg->health.stall_timeout_s);
         return true;
@@ -811,10 +829,12 @@ static void stop_timer_fired(struct engine *e)
     }
     if (!e->killed && clock_mono_ms() >= e->stop_deadline_ms) {
         e->killed = true;
-        engine_log_note(e->log, "still running %u s after SIGTERM: sending SIGKILL to %zu "
-                        "processes", e->cfg->stop_timeout_s, alive);
-        log_warn("engines", "%s: did not stop within stop_timeout_s (%u s); SIGKILL",
-                 e->cfg->name, e->cfg->stop_timeout_s);
+        engine_log_note(e->log,
+                        "still running %u s after SIGTERM: sending SIGKILL to %zu "
+                        "processes",
+                        e->cfg->stop_timeout_s, alive);
+        log_warn("engines", "%s: did not stop within stop_timeout_s (%u s); SIGKILL", e->cfg->name,
+                 e->cfg->stop_timeout_s);
         native_signal_all(e->pid, e->pids, e->npids, SIGKILL);
     }
     arm_timer(e, 100);
@@ -838,8 +858,8 @@ static void apply_restart_policy(struct engine *e, bool clean_exit, const char *
         e->window_restarts = 0;
     }
     if (e->window_restarts >= c->restart.max) {
-        set_state(e, ENGINE_FAILED, "%s; gave up after %u restarts within %d s (restart.max)",
-                  what, e->window_restarts, SUPERVISOR_RESTART_WINDOW_S);
+        set_state(e, ENGINE_FAILED, "%s; gave up after %u restarts within %d s (restart.max)", what,
+                  e->window_restarts, SUPERVISOR_RESTART_WINDOW_S);
         notify_waiters(e, -EIO, e->reason);
         return;
     }
@@ -999,11 +1019,13 @@ static bool too_large(struct supervisor *sup, struct engine *e)
         return false;
     e->want_start = false;
     if (vram > sup->vram_envelope_mb)
-        set_state(e, ENGINE_FAILED, "needs %" PRIu64 " MiB of VRAM, the node's envelope is %" PRIu64
-                  " MiB (%s)", vram, sup->vram_envelope_mb, sup->envelope_why);
+        set_state(e, ENGINE_FAILED,
+                  "needs %" PRIu64 " MiB of VRAM, the node's envelope is %" PRIu64 " MiB (%s)",
+                  vram, sup->vram_envelope_mb, sup->envelope_why);
     else
-        set_state(e, ENGINE_FAILED, "needs %" PRIu64 " MiB of RAM, the node's envelope is %" PRIu64
-                  " MiB (%s)", ram, sup->ram_envelope_mb, sup->envelope_why);
+        set_state(e, ENGINE_FAILED,
+                  "needs %" PRIu64 " MiB of RAM, the node's envelope is %" PRIu64 " MiB (%s)", ram,
+                  sup->ram_envelope_mb, sup->envelope_why);
     notify_waiters(e, -ENOMEM, e->reason);
     return true;
 }
@@ -1027,14 +1049,15 @@ static void admit(struct supervisor *sup, struct engine *e)
     }
     if (group_busy)
         return;
+    /* Engines that are stopping still count in fits(): a start that needs their memory waits
+     * until their processes are gone (Ollama #7606), one that fits beside them goes now. */
     if (fits(sup, e)) {
-        if (stopping_any(sup) && e->cfg->memory.ram_mb + e->cfg->memory.vram_mb > 0) {
-            /* Memory of an engine being stopped is not back yet: wait for it (Ollama #7606). */
-            return;
-        }
         spawn_engine(e);
         return;
     }
+    /* Stops already under way may make room: evict nobody else until they are done. */
+    if (stopping_any(sup))
+        return;
     struct engine *victim = lru_victim(sup, e);
     if (victim != NULL) {
         uint64_t ram, vram;
@@ -1043,23 +1066,23 @@ static void admit(struct supervisor *sup, struct engine *e)
                  victim->cfg->name, e->cfg->name);
         events_publish(sup->events, "engine.evict",
                        json_pack("{s:s, s:s}", "engine", victim->cfg->name, "for", e->cfg->name));
-        begin_stop(victim, false, "evicted to make room for %s (needs %" PRIu64 " MiB RAM, %" PRIu64
-                   " MiB VRAM; in use %" PRIu64 " of %" PRIu64 " MiB RAM)", e->cfg->name,
-                   need_ram_mb(e), need_vram_mb(e), ram, sup->ram_envelope_mb);
+        begin_stop(victim, false,
+                   "evicted to make room for %s (needs %" PRIu64 " MiB RAM, %" PRIu64
+                   " MiB VRAM; in use %" PRIu64 " of %" PRIu64 " MiB RAM)",
+                   e->cfg->name, need_ram_mb(e), need_vram_mb(e), ram, sup->ram_envelope_mb);
         return;
     }
-    if (!stopping_any(sup)) {
+    {
         char who[256] = "";
         for (size_t i = 0; i < sup->nengines; i++) {
             struct engine *o = &sup->engines[i];
             if (o != e && running(o))
                 snprintf(who + strlen(who), sizeof(who) - strlen(who), "%s%s (%s%s)",
-                         who[0] ? ", " : "", o->cfg->name,
-                         o->in_flight ? "busy" : "resident", "");
+                         who[0] ? ", " : "", o->cfg->name, o->in_flight ? "busy" : "resident", "");
         }
-        snprintf(e->reason, sizeof(e->reason), "waiting for room: needs %" PRIu64 " MiB RAM and %"
-                 PRIu64 " MiB VRAM; held by %s", need_ram_mb(e), need_vram_mb(e),
-                 who[0] ? who : "nothing evictable");
+        snprintf(e->reason, sizeof(e->reason),
+                 "waiting for room: needs %" PRIu64 " MiB RAM and %" PRIu64 " MiB VRAM; held by %s",
+                 need_ram_mb(e), need_vram_mb(e), who[0] ? who : "nothing evictable");
     }
 }
 
@@ -1090,13 +1113,14 @@ struct sample {
         size_t nfound;
         uint64_t rss, read;
         uint64_t vram_mb;
-    } *eng;
+    } * eng;
     struct memory_host host;
     bool host_ok;
     double psi_some, psi_full;
     bool psi_ok;
     struct memory_gpu_snapshot gpu;
     bool gpu_ok;
+    bool procs_failed;
 };
 
 static void sample_work(uv_work_t *w)
@@ -1106,8 +1130,10 @@ static void sample_work(uv_work_t *w)
     s->host_ok = memory_host_read(s->sup->proc_root, &s->host) == 0;
     s->psi_ok = memory_psi_read(s->sup->proc_root, &s->psi_some, &s->psi_full) == 0;
     s->gpu_ok = s->sup->gpu != NULL && memory_gpu_read(s->sup->gpu, &s->gpu) == 0;
-    if (proc_table_read(s->sup->proc_root, &t) != 0)
+    if (proc_table_read(s->sup->proc_root, &t) != 0) {
+        s->procs_failed = true; /* not "every engine vanished": skip this sample */
         return;
+    }
     for (size_t i = 0; i < s->n; i++) {
         if (s->eng[i].root <= 0)
             continue;
@@ -1127,7 +1153,8 @@ static void merge_pids(struct engine *e, const struct proc_id *found, size_t n)
     for (size_t i = 0; i < n; i++) {
         bool known = false;
         for (size_t k = 0; k < e->npids && !known; k++)
-            known = e->pids[k].pid == found[i].pid && e->pids[k].start_ticks == found[i].start_ticks;
+            known =
+                e->pids[k].pid == found[i].pid && e->pids[k].start_ticks == found[i].start_ticks;
         if (!known && e->npids < MAX_TRACKED_PIDS)
             e->pids[e->npids++] = found[i];
     }
@@ -1138,16 +1165,20 @@ static void check_memory(struct engine *e)
     uint64_t declared = e->cfg->memory.ram_mb;
     uint64_t used_mb = e->rss_bytes >> 20;
     if (declared > 0 && used_mb > declared && e->state != ENGINE_STOPPING) {
-        begin_stop(e, true, "killed: used %.1f GiB of RAM, its envelope (memory.ram_mb) is %.1f "
-                   "GiB", (double)e->rss_bytes / (1 << 30), (double)declared / 1024);
+        begin_stop(e, true,
+                   "killed: used %.1f GiB of RAM, its envelope (memory.ram_mb) is %.1f "
+                   "GiB",
+                   (double)e->rss_bytes / (1 << 30), (double)declared / 1024);
         e->stop_then_start = false;
         native_signal_all(e->pid, e->pids, e->npids, SIGKILL);
         e->killed = true;
     }
     if (e->cfg->memory.vram_mb > 0 && e->vram_mb > e->cfg->memory.vram_mb &&
         e->state != ENGINE_STOPPING)
-        begin_stop(e, true, "killed: used %" PRIu64 " MiB of VRAM, its envelope "
-                   "(memory.vram_mb) is %" PRIu64 " MiB", e->vram_mb, e->cfg->memory.vram_mb);
+        begin_stop(e, true,
+                   "killed: used %" PRIu64 " MiB of VRAM, its envelope "
+                   "(memory.vram_mb) is %" PRIu64 " MiB",
+                   e->vram_mb, e->cfg->memory.vram_mb);
 }
 
 static void check_pressure(struct supervisor *sup)
@@ -1162,9 +1193,10 @@ static void check_pressure(struct supervisor *sup)
             worst = e;
     }
     if (worst != NULL && worst->rss_bytes > 0)
-        begin_stop(worst, true, "stopped: the machine is under memory pressure (PSI full avg10 "
-                   "%.0f%%) and this engine uses the most memory (%.1f GiB)", sup->psi_full,
-                   (double)worst->rss_bytes / (1 << 30));
+        begin_stop(worst, true,
+                   "stopped: the machine is under memory pressure (PSI full avg10 "
+                   "%.0f%%) and this engine uses the most memory (%.1f GiB)",
+                   sup->psi_full, (double)worst->rss_bytes / (1 << 30));
 }
 
 static void idle_unload(struct engine *e)
@@ -1185,14 +1217,14 @@ static void sample_done(uv_work_t *w, int status)
         sup->host = s->host;
     if (s->psi_ok)
         sup->psi_full = s->psi_full;
-    for (size_t i = 0; i < s->n && i < sup->nengines && status == 0; i++) {
+    for (size_t i = 0; i < s->n && i < sup->nengines && status == 0 && !s->procs_failed; i++) {
         struct engine *e = &sup->engines[i];
         if (s->eng[i].root <= 0 || e->pid != s->eng[i].root || !running(e))
             continue;
         merge_pids(e, s->eng[i].found, s->eng[i].nfound);
         native_reap_orphans(e->pids, e->npids, e->child ? e->pid : 0);
         if (s->eng[i].read > e->read_bytes + PROGRESS_READ_BYTES ||
-            s->eng[i].rss > e->rss_bytes + PROGRESS_RSS_BYTES)
+            s->eng[i].rss > e->rss_bytes + PROGRESS_RSS_BYTES || s->eng[i].vram_mb > e->vram_mb)
             e->last_progress_ms = clock_mono_ms();
         e->rss_bytes = s->eng[i].rss;
         e->read_bytes = s->eng[i].read;
@@ -1275,7 +1307,8 @@ static void compute_envelope(struct supervisor *sup, const struct init_work *w)
     } else {
         sup->ram_envelope_mb = (uint64_t)cfg->node.ram_mb;
     }
-    sup->vram_envelope_mb = cfg->node.vram_mb == CONFIG_AUTO ? gpu_total : (uint64_t)cfg->node.vram_mb;
+    sup->vram_envelope_mb =
+        cfg->node.vram_mb == CONFIG_AUTO ? gpu_total : (uint64_t)cfg->node.vram_mb;
     snprintf(sup->envelope_why, sizeof(sup->envelope_why), "RAM %s, VRAM %s: %s",
              cfg->node.ram_mb == CONFIG_AUTO ? "MemTotal minus node.reserve_mb" : "node.ram_mb",
              cfg->node.vram_mb == CONFIG_AUTO ? "from the GPUs" : "node.vram_mb",
@@ -1336,8 +1369,10 @@ static void adopt(struct engine *e, json_t *rec)
     if (!alive) {
         size_t n = native_signal_all(pid, NULL, 0, SIGKILL);
         if (n > 0)
-            log_warn("engines", "%s: pid %d from a previous arun is gone; killed what was left "
-                     "of its process group", e->cfg->name, (int)pid);
+            log_warn("engines",
+                     "%s: pid %d from a previous arun is gone; killed what was left "
+                     "of its process group",
+                     e->cfg->name, (int)pid);
         return;
     }
     if (!same) {
@@ -1506,8 +1541,7 @@ static void init_done_cb(uv_work_t *w, int status)
     compute_envelope(sup, iw);
     buf_cleanup(&iw->why);
     free(iw);
-    uv_timer_start(&sup->sample_timer, sample_timer_cb, SUPERVISOR_SAMPLE_MS,
-                   SUPERVISOR_SAMPLE_MS);
+    uv_timer_start(&sup->sample_timer, sample_timer_cb, SUPERVISOR_SAMPLE_MS, SUPERVISOR_SAMPLE_MS);
     uv_timer_start(&sup->log_timer, log_timer_cb, LOG_POLL_MS, LOG_POLL_MS);
     if (needs_containers(sup) &&
         container_detect(sup->loop, cli_pref(sup->cfg->runtime.container_cli),
@@ -1535,14 +1569,14 @@ struct supervisor *supervisor_new(const struct supervisor_options *o)
     sup->metrics = o->metrics;
     sup->httpc = o->httpc;
     sup->proc_root = o->proc_root ? o->proc_root : "/proc";
-    sup->m_state = metrics_gauge(o->metrics, "arun_engine_state",
-                                 "1 for the state each engine is in, 0 for the others", 2,
-                                 state_labels);
+    sup->m_state =
+        metrics_gauge(o->metrics, "arun_engine_state",
+                      "1 for the state each engine is in, 0 for the others", 2, state_labels);
     sup->m_restarts = metrics_counter(o->metrics, "arun_engine_restarts_total",
                                       "Restarts by the restart policy", 1, engine_label);
-    sup->m_load = metrics_histogram(o->metrics, "arun_engine_load_seconds",
-                                    "Time from spawn to ready", 1, engine_label,
-                                    metrics_latency_buckets, metrics_latency_nbuckets);
+    sup->m_load =
+        metrics_histogram(o->metrics, "arun_engine_load_seconds", "Time from spawn to ready", 1,
+                          engine_label, metrics_latency_buckets, metrics_latency_nbuckets);
     uv_timer_init(sup->loop, &sup->sample_timer);
     uv_timer_init(sup->loop, &sup->log_timer);
     sup->sample_timer.data = sup->log_timer.data = sup;
@@ -1735,21 +1769,17 @@ void supervisor_stop_engine(struct engine *e, const char *reason)
     notify_waiters(e, -ECANCELED, reason);
 }
 
-void supervisor_restart_engine(struct engine *e)
+int supervisor_restart_engine(struct engine *e, struct buf *why)
 {
-    struct buf why;
-    buf_init(&why, 512);
     if (running(e) && e->state != ENGINE_STOPPING) {
         begin_stop(e, false, "restarting by request");
         e->stop_then_start = true;
-    } else if (supervisor_start_engine(e, "restart by request", &why) != 0) {
-        log_warn("engines", "%s: restart: %s", e->cfg->name, buf_cstr(&why));
+        return 0;
     }
-    buf_cleanup(&why);
+    return supervisor_start_engine(e, "restart by request", why);
 }
 
-struct supervisor_waiter *supervisor_wait_ready(struct engine *e, supervisor_ready_cb cb,
-                                                void *arg)
+struct supervisor_waiter *supervisor_wait_ready(struct engine *e, supervisor_ready_cb cb, void *arg)
 {
     struct supervisor_waiter *w = xcalloc(1, sizeof(*w));
     w->e = e;
@@ -1858,8 +1888,8 @@ json_t *engine_to_json(const struct engine *e)
         e->cfg->start == CONFIG_START_ALWAYS   ? "always"
         : e->cfg->start == CONFIG_START_MANUAL ? "manual"
                                                : "on-demand",
-        "group", e->cfg->group, "log", e->log ? engine_log_path(e->log) : "", "expected_ready_in_ms",
-        json_null());
+        "group", e->cfg->group, "log", e->log ? engine_log_path(e->log) : "",
+        "expected_ready_in_ms", json_null());
     if ((e->state == ENGINE_STARTING || e->state == ENGINE_LOADING) && e->nloads > 0) {
         uint64_t sum = 0;
         for (size_t i = 0; i < e->nloads; i++)

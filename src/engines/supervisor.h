@@ -25,8 +25,8 @@
 
 enum engine_state {
     ENGINE_STOPPED,
-    ENGINE_STARTING,  /* spawned, no answer yet */
-    ENGINE_LOADING,   /* answers, not ready (503) */
+    ENGINE_STARTING, /* spawned, no answer yet */
+    ENGINE_LOADING,  /* answers, not ready (503) */
     ENGINE_READY,
     ENGINE_UNHEALTHY, /* was ready, probes fail */
     ENGINE_STOPPING,
@@ -36,7 +36,6 @@ enum engine_state {
 #define SUPERVISOR_RESTART_WINDOW_S 600 /* restart.max counts restarts within this window */
 #define SUPERVISOR_BACKOFF_MAX_MS 60000 /* exponential backoff stops growing here */
 #define SUPERVISOR_SAMPLE_MS 1000       /* memory and progress sampling period */
-#define SUPERVISOR_MEMORY_WAIT_MS 30000 /* after an eviction, wait this long at most for memory */
 #define SUPERVISOR_PSI_STOP_PCT 40.0    /* PSI "full avg10" that makes arun stop a grower */
 
 struct supervisor;
@@ -50,8 +49,8 @@ struct supervisor_options {
     struct events *events;
     struct metrics *metrics;
     struct httpc *httpc;
-    const char *nvml_path;    /* NULL = libnvidia-ml.so.1 */
-    const char *proc_root;    /* NULL = /proc */
+    const char *nvml_path; /* NULL = libnvidia-ml.so.1 */
+    const char *proc_root; /* NULL = /proc */
 };
 
 /* Called when an engine became ready (status 0), or cannot become ready now (-errno, with the
@@ -79,7 +78,9 @@ struct engine *supervisor_engine_at(struct supervisor *sup, size_t i);
 int supervisor_start_engine(struct engine *e, const char *why_start, struct buf *why) MUST_USE;
 /* Stops an engine (API). reason is shown while it stops and after. */
 void supervisor_stop_engine(struct engine *e, const char *reason);
-void supervisor_restart_engine(struct engine *e);
+/* Stops and starts again (a stopped engine is just started). Returns as
+ * supervisor_start_engine. */
+int supervisor_restart_engine(struct engine *e, struct buf *why) MUST_USE;
 /* Calls cb once the engine is ready or cannot become ready (see supervisor_ready_cb); starts it
  * if needed (as a request would, respecting start: manual). Returns a handle to cancel. */
 struct supervisor_waiter *supervisor_wait_ready(struct engine *e, supervisor_ready_cb cb,

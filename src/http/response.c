@@ -28,9 +28,10 @@ const char *http_error_type(int status)
 void http_add_header(struct http_request *r, const char *name, const char *value)
 {
     h2o_req_t *req = r->req;
+    /* h2o keeps pointers to both: they must live in the request's pool. */
     h2o_iovec_t n = h2o_strdup(&req->pool, name, SIZE_MAX);
-    h2o_add_header_by_str(&req->pool, &req->res.headers, n.base, n.len, 0, NULL, value,
-                          strlen(value));
+    h2o_iovec_t v = h2o_strdup(&req->pool, value, SIZE_MAX);
+    h2o_add_header_by_str(&req->pool, &req->res.headers, n.base, n.len, 0, NULL, v.base, v.len);
 }
 
 void http_send_bytes(struct http_request *r, int status, const char *content_type, const char *body,
@@ -40,8 +41,8 @@ void http_send_bytes(struct http_request *r, int status, const char *content_typ
     req->res.status = status;
     req->res.reason = http_status_reason(status);
     req->res.content_length = len;
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, content_type,
-                   strlen(content_type));
+    h2o_iovec_t ct = h2o_strdup(&req->pool, content_type, SIZE_MAX); /* may be borrowed */
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, ct.base, ct.len);
     http_stamp_response(r);
     h2o_send_inline(req, body, len);
 }

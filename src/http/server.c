@@ -531,3 +531,8 @@ size_t http_server_requests_in_flight(const struct http_server *srv)
 {
     return srv->in_flight;
 }
+
+const char *http_request_route(const struct http_request *r)
+{
+    return r->route != NULL ? r->route->pattern : NULL;
+}

@@ -111,6 +111,9 @@ const char *http_query(struct http_request *r, const char *name);
 /* Looks up a request header by lower-case name. NULL when absent; the value is NUL-terminated. */
 const char *http_header(struct http_request *r, const char *name);
 
+/* The pattern of the route that matched r ("/v1/engines/{name}"), or NULL. */
+const char *http_request_route(const struct http_request *r);
+
 /* The error type of the OpenAI shape for a status: invalid_request_error, … */
 const char *http_error_type(int status);
 

@@ -199,6 +199,20 @@ exec ${MOCK_BIN} --port "$1"
   });
 });
 
+describe('engine supervisor: start policies', () => {
+  test('start: always starts at boot; ttl_s unloads an idle engine; start: manual is never started by arun itself', async () => {
+    const arun = await new Arun({ config: `engines:\n  boot:\n    cmd: ${mock()}\n    start: always\n    ttl_s: 1\n  hand:\n    cmd: ${mock()}\n    start: manual\n` }).start();
+    try {
+      await waitState(arun, 'boot', 'ready');
+      const e = await waitState(arun, 'boot', 'stopped', { timeoutMs: 6000 });
+      assert.match(e.reason, /idle for 1 s \(ttl_s\)/);
+      const h = await engine(arun, 'hand');
+      assert.equal(h.state, 'stopped');
+      assert.match(h.reason, /start: manual/);
+    } finally { await arun.cleanup(); }
+  });
+});
+
 describe('engine supervisor: adoption and shutdown', () => {
   test('kill -9 of arun keeps the engine; the next arun adopts it with the same pid; SIGTERM stops it', async () => {
     const config = `engines:\n  keep:\n    cmd: ${mock()}\n    port: 41777\n`;

@@ -1,0 +1,583 @@
+/*
+ * gateway.c: routing, per-engine queues and the upstream relay. See gateway.h.
+ *
+ * DESIGN
+ * Each engine has a queue (struct gw_queue): at most max_concurrency requests in flight, then a
+ * FIFO of at most queue_limit. pump() is the one place that moves requests from the FIFO to the
+ * engine: it runs when a slot frees and when the engine becomes ready. While any request waits
+ * for an engine that is not ready, the queue holds one supervisor waiter, which starts the
+ * engine if needed and calls back once it is ready or cannot be.
+ *
+ * A request tries the engines of its route in order. It falls back to the next one when an
+ * engine cannot serve (failed, refused to start, connection refused, 5xx before the first
+ * byte), never after bytes reached the client; every fallback is a log line, an event and a
+ * metric, and the answer names the engine in x-arun-engine.
+ *
+ * Streaming: the upstream's SSE bytes are relayed as they arrive. When the client is slow and
+ * the stream's backlog passes half its cap, the upstream transfer is paused
+ * (CURL_WRITEFUNC_PAUSE) and resumed when the backlog drains, so memory stays bounded. A client
+ * that leaves cancels its upstream transfer at once, which frees the engine's slot.
+ */
+#include "gateway/gateway.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <string.h>
+
+#include "core/clock.h"
+#include "core/log.h"
+#include "http/sse.h"
+
+struct gw_req;
+
+struct gw_queue {
+    struct gateway *gw;
+    struct engine *e;
+    uint32_t in_flight;
+    uint32_t waiting;
+    struct gw_req *head, *tail;
+    struct supervisor_waiter *waiter; /* while requests wait for the engine to be ready */
+};
+
+struct gateway {
+    struct http_server *srv;
+    const struct config *cfg;
+    struct supervisor *sup;
+    struct httpc *httpc;
+    struct events *events;
+    struct gw_queue *queues; /* one per engine, in supervisor order */
+    size_t nqueues;
+    struct gw_req *active;   /* every live request, for shutdown */
+    struct metrics_family *m_fallbacks, *m_upstream_errors, *m_queue_wait, *m_ttft;
+};
+
+struct gw_req {
+    struct gateway *gw;
+    struct http_request *r;
+    char *body;
+    size_t body_len;
+    const char *path;        /* /v1/chat/completions … */
+    char model[256];
+    bool stream;
+    const char *engines[32]; /* the route: engine names, tried in order */
+    size_t nengines, idx;
+    struct gw_queue *q;
+    bool queued;
+    bool holding_slot;
+    struct httpc_req *up;
+    struct sse_stream *sse;
+    bool paused;
+    int up_status;
+    struct buf err_body;     /* a streaming upstream's error answer, to pass on or fall back */
+    uint64_t start_ns, dispatch_ns;
+    bool first_byte;
+    struct gw_req *next;     /* in the queue */
+    struct gw_req *aprev, *anext; /* in gw->active */
+};
+
+static void try_engine(struct gw_req *q);
+static void pump(struct gw_queue *q);
+
+/* ---- request bookkeeping ---- */
+
+static struct gw_queue *queue_of(struct gateway *gw, struct engine *e)
+{
+    for (size_t i = 0; i < gw->nqueues; i++)
+        if (gw->queues[i].e == e)
+            return &gw->queues[i];
+    return NULL;
+}
+
+static void req_free(struct gw_req *g)
+{
+    struct gateway *gw = g->gw;
+    if (g->aprev)
+        g->aprev->anext = g->anext;
+    else
+        gw->active = g->anext;
+    if (g->anext)
+        g->anext->aprev = g->aprev;
+    buf_cleanup(&g->err_body);
+    free(g->body);
+    free(g);
+}
+
+static void release_slot(struct gw_req *g)
+{
+    if (!g->holding_slot)
+        return;
+    g->holding_slot = false;
+    g->q->in_flight--;
+    supervisor_request_end(g->q->e);
+    pump(g->q);
+}
+
+static void unqueue(struct gw_req *g)
+{
+    if (!g->queued)
+        return;
+    struct gw_queue *q = g->q;
+    struct gw_req **pp = &q->head;
+    while (*pp != g)
+        pp = &(*pp)->next;
+    *pp = g->next;
+    if (q->tail == g) {
+        q->tail = q->head;
+        while (q->tail != NULL && q->tail->next != NULL)
+            q->tail = q->tail->next;
+    }
+    g->next = NULL;
+    g->queued = false;
+    q->waiting--;
+    supervisor_set_queued(q->e, q->waiting);
+}
+
+/* Answers with an error (when nothing was sent yet) and ends the request. */
+static void fail(struct gw_req *g, int status, const char *code, const char *fmt, ...)
+    PRINTF_LIKE(4, 5);
+
+static void fail(struct gw_req *g, int status, const char *code, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    unqueue(g);
+    release_slot(g);
+    if (g->sse != NULL) {
+        /* Headers went out already: the error travels in the stream, as OpenAI's does. */
+        json_t *j = json_pack("{s:{s:s, s:s, s:n, s:s}}", "error", "message", msg, "type",
+                              http_error_type(status), "param", "code", code);
+        char *s = json_dumps(j, JSON_COMPACT);
+        json_decref(j);
+        IGNORE_RESULT(sse_write(g->sse, NULL, NULL, s, strlen(s)));
+        free(s);
+        sse_end(g->sse);
+    } else {
+        if (status == 503 || status == 429) {
+            char ra[16];
+            snprintf(ra, sizeof(ra), "%d", GATEWAY_RETRY_AFTER_S);
+            http_add_header(g->r, "retry-after", ra);
+        }
+        http_send_error(g->r, status, code, NULL, "%s", msg);
+    }
+    req_free(g);
+}
+
+/* Moves to the next engine of the route; answers with why when none is left. */
+static void fall_back(struct gw_req *g, int status, const char *why)
+{
+    const char *from = g->engines[g->idx];
+    unqueue(g);
+    release_slot(g);
+    if (g->idx + 1 >= g->nengines) {
+        if (g->nengines > 1)
+            fail(g, status, "no_engine_available", "no engine of route %s could answer; the last "
+                 "one, %s: %s", g->model, from, why);
+        else
+            fail(g, status, status == 503 ? "engine_unavailable" : "upstream_error",
+                 "engine %s: %s", from, why);
+        return;
+    }
+    g->idx++;
+    log_warn("gateway", "falling back from %s to %s for model %s: %s", from,
+             g->engines[g->idx], g->model, why);
+    events_publish(g->gw->events, "gateway.fallback",
+                   json_pack("{s:s, s:s, s:s, s:s}", "model", g->model, "from", from, "to",
+                             g->engines[g->idx], "reason", why));
+    metrics_add(g->gw->m_fallbacks, 1, (const char *const[]){from, g->engines[g->idx]});
+    try_engine(g);
+}
+
+/* ---- upstream ---- */
+
+static void client_gone_cb(struct sse_stream *s, void *arg)
+{
+    struct gw_req *g = arg;
+    g->sse = NULL;
+    if (g->up != NULL) {
+        httpc_cancel(g->up); /* done is not called: finish here */
+        g->up = NULL;
+    }
+    release_slot(g);
+    log_info("gateway", "client left a stream from %s; upstream request cancelled",
+             g->engines[g->idx]);
+    req_free(g);
+}
+
+static void client_drained_cb(struct sse_stream *s, void *arg)
+{
+    struct gw_req *g = arg;
+    if (g->paused && g->up != NULL) {
+        g->paused = false;
+        httpc_resume(g->up);
+    }
+}
+
+static void start_stream(struct gw_req *g)
+{
+    http_add_header(g->r, "x-arun-engine", g->engines[g->idx]);
+    g->sse = sse_start(g->r, client_gone_cb, client_drained_cb, g);
+}
+
+static int up_headers_cb(struct httpc_req *r, int status, void *arg)
+{
+    struct gw_req *g = arg;
+    g->up_status = status;
+    if (status == 200 && g->stream && g->sse == NULL)
+        start_stream(g);
+    return 0;
+}
+
+static enum httpc_data_result up_data_cb(struct httpc_req *r, const char *p, size_t n, void *arg)
+{
+    struct gw_req *g = arg;
+    if (g->up_status != 200 || g->sse == NULL) {
+        IGNORE_RESULT(buf_append(&g->err_body, p, n)); /* capped: an error body is small */
+        return HTTPC_CONTINUE;
+    }
+    if (!g->first_byte) {
+        g->first_byte = true;
+        metrics_observe(g->gw->m_ttft, (double)(clock_mono_ns() - g->dispatch_ns) / 1e9,
+                        (const char *const[]){g->engines[g->idx]});
+    }
+    if (sse_write_raw(g->sse, p, n) != 0)
+        return HTTPC_ABORT;
+    if (sse_pending(g->sse) > SSE_MAX_PENDING / 2) {
+        g->paused = true; /* the client is slow: stop reading the engine until it catches up */
+        return HTTPC_PAUSE;
+    }
+    return HTTPC_CONTINUE;
+}
+
+static void up_done_cb(struct httpc_req *r, const struct httpc_result *res, void *arg)
+{
+    struct gw_req *g = arg;
+    const char *engine = g->engines[g->idx];
+    g->up = NULL;
+    if (res->error != 0 && !g->first_byte) {
+        metrics_add(g->gw->m_upstream_errors, 1, (const char *const[]){engine, "connect"});
+        fall_back(g, res->error == -ETIMEDOUT ? 504 : 502, res->error_text);
+        return;
+    }
+    if (res->status >= 500 && !g->first_byte) {
+        metrics_add(g->gw->m_upstream_errors, 1, (const char *const[]){engine, "status_5xx"});
+        char why[128];
+        snprintf(why, sizeof(why), "answered HTTP %d", res->status);
+        fall_back(g, 502, why);
+        return;
+    }
+    release_slot(g);
+    if (g->sse != NULL) {
+        if (res->error != 0)
+            log_warn("gateway", "stream from %s broke off: %s", engine, res->error_text);
+        sse_end(g->sse);
+        req_free(g);
+        return;
+    }
+    const char *ctype = httpc_header(r, "content-type");
+    const char *body = g->stream ? buf_cstr(&g->err_body) : res->body;
+    size_t len = g->stream ? g->err_body.len : res->body_len;
+    http_add_header(g->r, "x-arun-engine", engine);
+    http_send_bytes(g->r, res->status, ctype ? ctype : "application/json", body, len);
+    req_free(g);
+}
+
+static void dispatch(struct gw_req *g)
+{
+    struct gateway *gw = g->gw;
+    struct engine *e = g->q->e;
+    char url[512];
+    const char *rid = g->r->id;
+    char idh[HTTP_REQUEST_ID_MAX + 20], tph[256];
+    const char *headers[3] = {"Content-Type: application/json", idh, NULL};
+    size_t nh = 2;
+    const char *tp = http_header(g->r, "traceparent");
+
+    snprintf(url, sizeof(url), "http://127.0.0.1:%u%s", engine_port(e), g->path);
+    snprintf(idh, sizeof(idh), "X-Request-Id: %s", rid);
+    if (tp != NULL && strlen(tp) < 200) {
+        snprintf(tph, sizeof(tph), "traceparent: %s", tp);
+        headers[nh++] = tph;
+    }
+    g->q->in_flight++;
+    g->holding_slot = true;
+    supervisor_request_begin(e);
+    g->dispatch_ns = clock_mono_ns();
+    metrics_observe(gw->m_queue_wait, (double)(g->dispatch_ns - g->start_ns) / 1e9,
+                    (const char *const[]){engine_name(e)});
+    buf_reset(&g->err_body);
+    g->up_status = 0;
+    struct httpc_opts o = {.method = "POST", .url = url, .headers = headers, .nheaders = nh,
+                           .body = g->body, .body_len = g->body_len,
+                           .connect_timeout_ms = 5000,
+                           .first_byte_timeout_ms = GATEWAY_FIRST_BYTE_TIMEOUT_MS,
+                           .idle_timeout_ms = g->stream ? GATEWAY_IDLE_TIMEOUT_MS : 0,
+                           .on_headers = up_headers_cb,
+                           .on_data = g->stream ? up_data_cb : NULL, .arg = g};
+    int rc = httpc_request(gw->httpc, &o, up_done_cb, &g->up);
+    if (rc != 0)
+        fall_back(g, 502, "the upstream request could not be started");
+}
+
+/* ---- queues ---- */
+
+static void engine_ready_cb(struct engine *e, int status, const char *reason, void *arg)
+{
+    struct gw_queue *q = arg;
+    q->waiter = NULL;
+    if (status == 0) {
+        pump(q);
+        return;
+    }
+    /* The engine cannot serve now: every request waiting for it moves on. */
+    while (q->head != NULL)
+        fall_back(q->head, status == -ENOMEM ? 503 : 503, reason ? reason : "engine failed");
+}
+
+static void ensure_waiter(struct gw_queue *q)
+{
+    if (q->waiter == NULL && engine_state(q->e) != ENGINE_READY)
+        q->waiter = supervisor_wait_ready(q->e, engine_ready_cb, q);
+}
+
+static void pump(struct gw_queue *q)
+{
+    uint32_t max = engine_config(q->e)->max_concurrency;
+    while (q->head != NULL && q->in_flight < max && engine_state(q->e) == ENGINE_READY) {
+        struct gw_req *g = q->head;
+        unqueue(g);
+        dispatch(g);
+    }
+    if (q->head != NULL)
+        ensure_waiter(q);
+}
+
+static void try_engine(struct gw_req *g)
+{
+    struct gateway *gw = g->gw;
+    struct engine *e = supervisor_find(gw->sup, g->engines[g->idx]);
+    struct gw_queue *q = e ? queue_of(gw, e) : NULL;
+    if (q == NULL) {
+        fall_back(g, 503, "no such engine");
+        return;
+    }
+    g->q = q;
+    const struct config_engine *c = engine_config(e);
+    enum engine_state st = engine_state(e);
+    bool up = st == ENGINE_READY;
+    bool coming = st == ENGINE_STARTING || st == ENGINE_LOADING || st == ENGINE_STOPPING;
+    if (st == ENGINE_FAILED) {
+        /* Failed is not restarted by requests: that is the restart policy's job, and a
+         * request loop must not become a crash loop. The route moves on. */
+        fall_back(g, 503, engine_reason(e));
+        return;
+    }
+    if (!up && !coming) {
+        if (c->start == CONFIG_START_MANUAL) {
+            fall_back(g, 503, "the engine is stopped and has start: manual (start it with "
+                      "`arun engines start NAME`)");
+            return;
+        }
+        struct buf why;
+        buf_init(&why, 1024);
+        int rc = supervisor_start_engine(e, "a request for it", &why);
+        if (rc != 0) {
+            fall_back(g, 503, buf_cstr(&why));
+            buf_cleanup(&why);
+            return;
+        }
+        buf_cleanup(&why);
+    }
+    if (up && q->in_flight < c->max_concurrency && q->head == NULL) {
+        dispatch(g);
+        return;
+    }
+    if (q->waiting >= c->queue_limit) {
+        fail(g, 429, "queue_full", "engine %s is busy: %u requests in flight (max_concurrency "
+             "%u) and %u waiting (queue_limit %u); retry later", engine_name(e), q->in_flight,
+             c->max_concurrency, q->waiting, c->queue_limit);
+        return;
+    }
+    g->queued = true;
+    if (q->tail)
+        q->tail->next = g;
+    else
+        q->head = g;
+    q->tail = g;
+    q->waiting++;
+    supervisor_set_queued(e, q->waiting);
+    pump(q);
+}
+
+/* ---- endpoints ---- */
+
+static size_t resolve(struct gateway *gw, const char *model, const char **out, size_t cap)
+{
+    for (size_t i = 0; i < gw->cfg->nroutes; i++) {
+        const struct config_route *rt = &gw->cfg->routes[i];
+        if (strcmp(rt->name, model) != 0)
+            continue;
+        size_t n = 0;
+        for (size_t k = 0; k < rt->nengines && n < cap; k++)
+            out[n++] = rt->engines[k];
+        return n;
+    }
+    struct engine *e = supervisor_find_model(gw->sup, model);
+    if (e == NULL)
+        return 0;
+    out[0] = engine_name(e);
+    return 1;
+}
+
+static void known_models(struct gateway *gw, struct buf *out)
+{
+    for (size_t i = 0; i < gw->cfg->nengines; i++)
+        for (size_t k = 0; k < gw->cfg->engines[i].nmodels; k++)
+            IGNORE_RESULT(buf_printf(out, "%s%s", out->len ? ", " : "",
+                                     gw->cfg->engines[i].models[k]));
+    for (size_t i = 0; i < gw->cfg->nroutes; i++)
+        IGNORE_RESULT(buf_printf(out, "%s%s", out->len ? ", " : "", gw->cfg->routes[i].name));
+}
+
+static void completion(struct http_request *r, void *arg)
+{
+    struct gateway *gw = arg;
+    json_t *body;
+    if (http_read_json(r, &body) != 0)
+        return;
+    const char *model = json_string_value(json_object_get(body, "model"));
+    if (model == NULL || *model == '\0' || strlen(model) >= 256) {
+        json_decref(body);
+        http_send_error(r, 400, "missing_model", "model", "the request needs a \"model\" string");
+        return;
+    }
+    struct gw_req *g = xcalloc(1, sizeof(*g));
+    g->gw = gw;
+    g->r = r;
+    g->path = http_request_route(r);
+    snprintf(g->model, sizeof(g->model), "%s", model);
+    g->stream = json_is_true(json_object_get(body, "stream"));
+    g->start_ns = clock_mono_ns();
+    json_decref(body);
+    buf_init(&g->err_body, 64 * 1024);
+    g->nengines = resolve(gw, g->model, g->engines, ARRAY_SIZE(g->engines));
+    if (g->nengines == 0) {
+        struct buf names;
+        buf_init(&names, 16 * 1024);
+        known_models(gw, &names);
+        http_send_error(r, 404, "model_not_found", "model",
+                        "the model '%s' does not exist; models served here: %s", g->model,
+                        names.len ? buf_cstr(&names) : "(none configured)");
+        buf_cleanup(&names);
+        buf_cleanup(&g->err_body);
+        free(g);
+        return;
+    }
+    /* The body goes to the engine as the client sent it. */
+    g->body = xmalloc(r->req->entity.len + 1);
+    memcpy(g->body, r->req->entity.base, r->req->entity.len);
+    g->body_len = r->req->entity.len;
+    g->anext = gw->active;
+    if (g->anext)
+        g->anext->aprev = g;
+    gw->active = g;
+    try_engine(g);
+}
+
+static void list_models(struct http_request *r, void *arg)
+{
+    struct gateway *gw = arg;
+    json_t *data = json_array();
+    for (size_t i = 0; i < supervisor_count(gw->sup); i++) {
+        struct engine *e = supervisor_engine_at(gw->sup, i);
+        const struct config_engine *c = engine_config(e);
+        for (size_t k = 0; k < c->nmodels; k++)
+            json_array_append_new(data, json_pack("{s:s, s:s, s:i, s:s, s:s, s:s}", "id",
+                                                  c->models[k], "object", "model", "created", 0,
+                                                  "owned_by", "arun", "engine", c->name, "state",
+                                                  engine_state_name(engine_state(e))));
+    }
+    for (size_t i = 0; i < gw->cfg->nroutes; i++) {
+        const struct config_route *rt = &gw->cfg->routes[i];
+        struct engine *first = supervisor_find(gw->sup, rt->engines[0]);
+        json_array_append_new(
+            data, json_pack("{s:s, s:s, s:i, s:s, s:s, s:s}", "id", rt->name, "object", "model",
+                            "created", 0, "owned_by", "arun", "engine", rt->engines[0], "state",
+                            first ? engine_state_name(engine_state(first)) : "unknown"));
+    }
+    http_send_json(r, 200, json_pack("{s:s, s:o}", "object", "list", "data", data));
+}
+
+static void on_shutdown(void *arg)
+{
+    struct gateway *gw = arg;
+    for (size_t i = 0; i < gw->nqueues; i++) {
+        struct gw_queue *q = &gw->queues[i];
+        while (q->head != NULL)
+            fail(q->head, 503, "shutting_down", "arun is shutting down");
+    }
+}
+
+static const char *const fallback_labels[] = {"from", "to"};
+static const char *const upstream_labels[] = {"engine", "reason"};
+static const char *const engine_labels[] = {"engine"};
+
+struct gateway *gateway_new(struct http_server *srv, const struct config *cfg,
+                            struct supervisor *sup, struct httpc *httpc, struct events *events,
+                            struct metrics *metrics)
+{
+    struct gateway *gw = xcalloc(1, sizeof(*gw));
+    gw->srv = srv;
+    gw->cfg = cfg;
+    gw->sup = sup;
+    gw->httpc = httpc;
+    gw->events = events;
+    gw->nqueues = supervisor_count(sup);
+    gw->queues = xcalloc(gw->nqueues ? gw->nqueues : 1, sizeof(struct gw_queue));
+    for (size_t i = 0; i < gw->nqueues; i++) {
+        gw->queues[i].gw = gw;
+        gw->queues[i].e = supervisor_engine_at(sup, i);
+    }
+    gw->m_fallbacks = metrics_counter(metrics, "arun_fallbacks_total",
+                                      "Requests moved to the next engine of their route", 2,
+                                      fallback_labels);
+    gw->m_upstream_errors = metrics_counter(metrics, "arun_upstream_errors_total",
+                                            "Engine requests that failed before an answer", 2,
+                                            upstream_labels);
+    gw->m_queue_wait = metrics_histogram(metrics, "arun_queue_wait_seconds",
+                                         "Time a request waited for its engine", 1,
+                                         engine_labels, metrics_latency_buckets,
+                                         metrics_latency_nbuckets);
+    gw->m_ttft = metrics_histogram(metrics, "arun_ttft_seconds",
+                                   "Time from dispatch to the first streamed byte", 1,
+                                   engine_labels, metrics_latency_buckets,
+                                   metrics_latency_nbuckets);
+    http_route(srv, "GET", "/v1/models", list_models, gw);
+    http_route(srv, "POST", "/v1/chat/completions", completion, gw);
+    http_route(srv, "POST", "/v1/completions", completion, gw);
+    http_route(srv, "POST", "/v1/embeddings", completion, gw);
+    http_server_on_shutdown(srv, on_shutdown, gw);
+    return gw;
+}
+
+void gateway_free(struct gateway *gw)
+{
+    if (gw == NULL)
+        return;
+    while (gw->active != NULL) {
+        struct gw_req *g = gw->active;
+        if (g->up != NULL)
+            httpc_cancel(g->up);
+        g->up = NULL;
+        unqueue(g);
+        g->holding_slot = false; /* the supervisor is going away too */
+        req_free(g);
+    }
+    for (size_t i = 0; i < gw->nqueues; i++)
+        if (gw->queues[i].waiter != NULL)
+            supervisor_cancel_wait(gw->queues[i].waiter);
+    free(gw->queues);
+    free(gw);
+}
