@@ -15,6 +15,8 @@ LISTEN=${LISTEN:-127.0.0.1:8080}
 cat <<MSG
 arun: starting with $CONFIG; the API is at http://$LISTEN
 try, in another terminal:
+  curl -s http://$LISTEN/v1/chat/completions -d '{"model":"demo","messages":[{"role":"user","content":"hi"}]}'
+  curl -s http://$LISTEN/v1/engines
   curl -s http://$LISTEN/healthz
   curl -s http://$LISTEN/metrics | head
   curl -sN http://$LISTEN/v1/events

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cli/chat_cmd.h"
 #include "cli/config_cmd.h"
 #include "cli/doctor_cmd.h"
 #include "cli/engines_cmd.h"
@@ -35,6 +36,8 @@ static const struct verb verbs[] = {
     {"engines", engines_cmd_main, engines_cmd_usage,
      "list engines, or start|stop|restart one (running server)"},
     {"logs", logs_cmd_main, logs_cmd_usage, "print or follow an engine's output (running server)"},
+    {"chat", chat_cmd_main, chat_cmd_usage,
+     "ask a model; the answer streams to stdout (running server)"},
     {"doctor", doctor_cmd_main, doctor_cmd_usage,
      "check this machine and the config: GPU, memory, port, binaries, orphans"},
     {"config", config_cmd_main, config_cmd_usage, "check a configuration file: config check"},

@@ -25,6 +25,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "core/buf.h"
 
@@ -49,6 +50,7 @@ struct xfer {
     bool decided;           /* streaming: the status was looked at */
     bool streaming;         /* streaming and the status is 2xx: body bytes are events */
     bool got_headers;       /* a response header arrived: the server was reached */
+    int retry_after_s;      /* Retry-After in seconds, 0 when absent or an HTTP-date */
     int cb_rc;              /* why a callback ended the transfer (-E2BIG, a cb's value) */
     volatile sig_atomic_t *stop;
 };
@@ -125,10 +127,28 @@ static int sse_feed(struct sse_parser *p, const char *s, size_t n)
 
 /* ---- libcurl callbacks ---- */
 
+/* Retry-After as delta-seconds; the HTTP-date form is left out, arun never sends it. */
+static int parse_retry_after(const char *p, size_t n)
+{
+    static const char name[] = "retry-after:";
+    size_t i = sizeof(name) - 1;
+    if (n <= i || strncasecmp(p, name, i) != 0)
+        return 0;
+    while (i < n && (p[i] == ' ' || p[i] == '\t'))
+        i++;
+    int v = 0;
+    for (; i < n && p[i] >= '0' && p[i] <= '9'; i++)
+        v = v < 86400 ? v * 10 + (p[i] - '0') : v; /* a day is plenty; no overflow */
+    return v;
+}
+
 static size_t header_cb(char *p, size_t size, size_t n, void *arg)
 {
     struct xfer *x = arg;
+    int ra = parse_retry_after(p, size * n);
     x->got_headers = true;
+    if (ra > 0)
+        x->retry_after_s = ra;
     return size * n;
 }
 
@@ -225,6 +245,7 @@ static int perform(struct client *c, const char *method, const char *path, const
         long status = 0;
         curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
         res->status = (int)status;
+        res->retry_after_s = x->retry_after_s;
         res->len = x->body.len;
         res->body = x->body.len ? buf_steal(&x->body) : xstrdup("");
         res->json = res->len ? json_loadb(res->body, res->len, 0, NULL) : NULL;
@@ -258,21 +279,35 @@ int client_post(struct client *c, const char *path, const char *json_body,
     return request(c, "POST", path, json_body, res);
 }
 
-int client_stream_sse(struct client *c, const char *path, client_sse_cb on_event,
-                      client_sse_cb on_comment, void *arg, volatile sig_atomic_t *stop,
-                      struct client_response *res)
+static int stream(struct client *c, const char *method, const char *path, const char *body,
+                  client_sse_cb on_event, client_sse_cb on_comment, void *arg,
+                  volatile sig_atomic_t *stop, struct client_response *res)
 {
     struct sse_parser p = {.on_event = on_event, .on_comment = on_comment, .arg = arg};
     struct xfer x = {.c = c, .sse = &p, .stop = stop};
     buf_init(&p.line, CLIENT_SSE_MAX_LINE);
     buf_init(&p.data, CLIENT_SSE_MAX_EVENT);
     buf_init(&x.body, CLIENT_MAX_BODY);
-    int rc = perform(c, "GET", path, NULL, &x, res);
+    int rc = perform(c, method, path, body, &x, res);
     c->reached = x.got_headers;
     buf_cleanup(&x.body);
     buf_cleanup(&p.data);
     buf_cleanup(&p.line);
     return rc;
+}
+
+int client_stream_sse(struct client *c, const char *path, client_sse_cb on_event,
+                      client_sse_cb on_comment, void *arg, volatile sig_atomic_t *stop,
+                      struct client_response *res)
+{
+    return stream(c, "GET", path, NULL, on_event, on_comment, arg, stop, res);
+}
+
+int client_post_sse(struct client *c, const char *path, const char *json_body,
+                    client_sse_cb on_event, client_sse_cb on_comment, void *arg,
+                    volatile sig_atomic_t *stop, struct client_response *res)
+{
+    return stream(c, "POST", path, json_body, on_event, on_comment, arg, stop, res);
 }
 
 void client_response_cleanup(struct client_response *res)
@@ -390,12 +425,18 @@ int client_fail(const struct client *c, int rc)
     }
 }
 
-int client_fail_response(const struct client_response *res)
+const char *client_error_message(const struct client_response *res)
 {
     json_t *err = json_object_get(res->json, "error");
     const char *msg = json_string_value(json_object_get(err, "message"));
     if (msg == NULL && json_is_string(err))
         msg = json_string_value(err);
+    return msg;
+}
+
+int client_fail_response(const struct client_response *res)
+{
+    const char *msg = client_error_message(res);
     if (msg != NULL)
         fprintf(stderr, "arun: %s\n", msg);
     else

@@ -7,7 +7,8 @@
  * the exit codes: 1 runtime failure, 2 usage, 3 server unreachable.
  *
  * A streaming mode reads Server-Sent Events and hands over each event's data as it arrives,
- * for `arun logs -f` and, later, `arun runs watch`.
+ * for `arun logs -f`, `arun chat` (a POST that answers with a stream) and, later, `arun runs
+ * watch`.
  *
  * Not thread-safe: one client per thread. Nothing here uses signals (CURLOPT_NOSIGNAL), so a
  * verb may own SIGINT; a streaming call stops when the flag it is given becomes non-zero.
@@ -49,10 +50,11 @@ struct client {
 
 /* A finished exchange: any HTTP status counts as finished. */
 struct client_response {
-    int status;   /* HTTP status */
-    char *body;   /* NUL-terminated, heap ("" when empty) */
-    size_t len;   /* bytes of body */
-    json_t *json; /* the body parsed when it is JSON, else NULL; owned here */
+    int status;        /* HTTP status */
+    char *body;        /* NUL-terminated, heap ("" when empty) */
+    size_t len;        /* bytes of body */
+    json_t *json;      /* the body parsed when it is JSON, else NULL; owned here */
+    int retry_after_s; /* the Retry-After header in seconds (429, 503), 0 when absent */
 };
 
 /* Called once per SSE event with its data (lines joined with '\n', no trailing newline), or,
@@ -94,6 +96,12 @@ int client_stream_sse(struct client *c, const char *path, client_sse_cb on_event
                       client_sse_cb on_comment, void *arg, volatile sig_atomic_t *stop,
                       struct client_response *res) MUST_USE;
 
+/* POST base_url + path with a JSON body, answered as an SSE stream (an OpenAI "stream": true
+ * request). Same callbacks, stopping and results as client_stream_sse. */
+int client_post_sse(struct client *c, const char *path, const char *json_body,
+                    client_sse_cb on_event, client_sse_cb on_comment, void *arg,
+                    volatile sig_atomic_t *stop, struct client_response *res) MUST_USE;
+
 /* Prints why a call that returned rc (-errno) failed, e.g. "arun: cannot reach the server at
  * http://127.0.0.1:8080: connection refused (is `arun serve` running?)", and returns the exit
  * code: CLIENT_EXIT_UNREACHABLE when no exchange with the server happened, else
@@ -103,6 +111,10 @@ int client_fail(const struct client *c, int rc);
 /* Prints an error response as "arun: MESSAGE" (the OpenAI error's message, else the status and
  * the start of the body) and returns CLIENT_EXIT_FAILURE. */
 int client_fail_response(const struct client_response *res);
+
+/* The message of an error response: the OpenAI error's message, or a bare string "error",
+ * else NULL. Points into res. */
+const char *client_error_message(const struct client_response *res);
 
 /* s percent-encoded for a URL path segment or query value (RFC 3986 unreserved bytes kept).
  * Caller frees. */

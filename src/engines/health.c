@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/log.h"
@@ -70,6 +71,8 @@ static int start_http(struct health_probe *p, struct httpc *httpc, const struct 
     char url[512];
     static const char *const json_hdr[] = {"Content-Type: application/json"};
     char *body = NULL;
+    char auth[1024];
+    const char *auth_hdr[1] = {auth};
     struct httpc_opts o = {.connect_timeout_ms = e->health.timeout_ms,
                            .timeout_ms = e->health.timeout_ms,
                            .max_body_bytes = 64 * 1024,
@@ -89,6 +92,21 @@ static int start_http(struct health_probe *p, struct httpc *httpc, const struct 
     } else {
         snprintf(url, sizeof(url), "http://127.0.0.1:%u%s", port,
                  e->health.path ? e->health.path : "/health");
+    }
+    if (e->url != NULL) {
+        /* A remote engine: reachable when its OpenAI API lists models with our key. */
+        size_t n = strlen(e->url);
+        snprintf(url, sizeof(url), "%.*s/models", (int)(n && e->url[n - 1] == '/' ? n - 1 : n),
+                 e->url);
+        const char *key = e->api_key_env ? getenv(e->api_key_env) : NULL;
+        if (key != NULL) {
+            snprintf(auth, sizeof(auth), "Authorization: Bearer %s", key);
+            o.headers = auth_hdr;
+            o.nheaders = 1;
+        }
+        o.method = NULL;
+        o.body = NULL;
+        o.body_len = 0;
     }
     o.url = url;
     int rc = httpc_request(httpc, &o, http_done, &p->req);

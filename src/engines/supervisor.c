@@ -161,6 +161,7 @@ struct supervisor {
     void (*shutdown_cb)(void *);
     void *shutdown_arg;
     int closing;
+    int works; /* uv_queue_work items in flight (sampler, start-up) */
     bool freeing;
     struct metrics_family *m_state, *m_restarts, *m_load, *m_rss;
 };
@@ -170,6 +171,7 @@ static void begin_stop(struct engine *e, bool failure, const char *fmt, ...) PRI
 static void arm_timer(struct engine *e, uint64_t ms);
 static void record_save(struct engine *e);
 static void check_shutdown_done(struct supervisor *sup);
+static void free_if_done(struct supervisor *sup);
 
 /* ---- small facts ---- */
 
@@ -478,6 +480,15 @@ static void spawn_engine(struct engine *e)
         return;
     }
     engine_log_begin_run(e->log); /* a crash reason must quote this run, not the last */
+    if (e->backend == CONFIG_BACKEND_REMOTE && e->backend_ok) {
+        /* No process: the state comes from probing the API (GET url/models). */
+        buf_cleanup(&why);
+        e->spawned_ms = e->last_progress_ms = clock_mono_ms();
+        e->started_at_wall_ms = clock_wall_ms();
+        set_state(e, ENGINE_STARTING, "checking the remote API at %s", e->cfg->url);
+        start_probing(e);
+        return;
+    }
     int rc = e->backend_ok ? pick_port(e, &why) : -ENOTSUP;
     if (!e->backend_ok)
         IGNORE_RESULT(buf_puts(&why, e->backend_reason));
@@ -595,6 +606,8 @@ static uint64_t probe_interval(struct engine *e)
      * seen ready at once and a slow one costs a few probes a second; the configured interval
      * applies once it is up. */
     uint64_t iv = e->cfg->health.interval_ms;
+    if (e->backend == CONFIG_BACKEND_REMOTE)
+        return iv; /* a hosted API is not loading: probe it at the configured pace */
     if (e->state == ENGINE_STARTING || e->state == ENGINE_LOADING) {
         e->probe_gap_ms = e->probe_gap_ms ? e->probe_gap_ms * 2 : PROBE_FIRST_MS;
         if (e->probe_gap_ms > PROBE_STARTING_MAX_MS)
@@ -647,7 +660,7 @@ static void record_load(struct engine *e)
 static void became_ready(struct engine *e)
 {
     bool was_loading = e->state == ENGINE_STARTING || e->state == ENGINE_LOADING;
-    if (was_loading && !e->adopted_instance)
+    if (was_loading && !e->adopted_instance && e->backend != CONFIG_BACKEND_REMOTE)
         record_load(e);
     e->ready_ms = e->last_used_ms = clock_mono_ms();
     e->probe_failures = 0;
@@ -673,6 +686,9 @@ static void on_probe(const struct health_result *r, void *arg)
     case ENGINE_LOADING:
         if (r->outcome == HEALTH_OK)
             became_ready(e);
+        else if (e->backend == CONFIG_BACKEND_REMOTE)
+            set_state(e, ENGINE_STARTING, "the remote API at %s is not reachable: %s", e->cfg->url,
+                      r->detail[0] ? r->detail : "no answer");
         else if (r->outcome == HEALTH_LOADING && e->state == ENGINE_STARTING)
             set_state(e, ENGINE_LOADING, "loading (the engine answers 503 while it loads)");
         break;
@@ -727,7 +743,7 @@ static void timer_cb(uv_timer_t *t)
     switch (e->state) {
     case ENGINE_STARTING:
     case ENGINE_LOADING:
-        if (!check_load_deadlines(e) && e->probe == NULL)
+        if ((e->backend == CONFIG_BACKEND_REMOTE || !check_load_deadlines(e)) && e->probe == NULL)
             send_probe(e);
         break;
     case ENGINE_READY:
@@ -796,6 +812,10 @@ static void begin_stop(struct engine *e, bool failure, const char *fmt, ...)
     set_state(e, ENGINE_STOPPING, "%s", e->stop_reason);
     notify_waiters(e, -ECANCELED, e->stop_reason);
     e->stop_deadline_ms = clock_mono_ms() + (uint64_t)e->cfg->stop_timeout_s * 1000;
+    if (e->backend == CONFIG_BACKEND_REMOTE) {
+        on_gone(e, 0, 0, false);
+        return;
+    }
     if (e->backend == CONFIG_BACKEND_CONTAINER && e->container_name[0]) {
         if (container_stop(e->sup->crt, e->container_name, e->cfg->stop_timeout_s,
                            container_stopped_cb, e) != 0)
@@ -1213,6 +1233,14 @@ static void sample_done(uv_work_t *w, int status)
     struct sample *s = w->data;
     struct supervisor *sup = s->sup;
     sup->sampling = false;
+    sup->works--;
+    if (sup->freeing) {
+        /* arun is going away: the sample is not wanted, only the supervisor waited for it. */
+        free(s->eng);
+        free(s);
+        free_if_done(sup);
+        return;
+    }
     if (s->host_ok)
         sup->host = s->host;
     if (s->psi_ok)
@@ -1265,7 +1293,9 @@ static void sample_timer_cb(uv_timer_t *t)
     }
     s->work.data = s;
     sup->sampling = true;
+    sup->works++;
     if (uv_queue_work(sup->loop, &s->work, sample_work, sample_done) != 0) {
+        sup->works--;
         sup->sampling = false;
         free(s->eng);
         free(s);
@@ -1398,6 +1428,12 @@ static void adopt(struct engine *e, json_t *rec)
 static void record_read_cb(int status, const char *value, size_t len, void *arg)
 {
     struct engine *e = arg;
+    struct supervisor *sup = e->sup;
+    sup->works--;
+    if (sup->freeing) {
+        free_if_done(sup);
+        return;
+    }
     if (status == 0) {
         json_t *rec = json_loadb(value, len, 0, NULL);
         if (rec != NULL)
@@ -1417,7 +1453,8 @@ static void adoption_step_done(struct supervisor *sup)
     log_debug("engines", "adoption finished");
     for (size_t i = 0; i < sup->nengines; i++) {
         struct engine *e = &sup->engines[i];
-        if (e->cfg->start == CONFIG_START_ALWAYS && !running(e) && e->backend_ok) {
+        bool remote = e->backend == CONFIG_BACKEND_REMOTE;
+        if ((e->cfg->start == CONFIG_START_ALWAYS || remote) && !running(e) && e->backend_ok) {
             e->want_start = true;
             snprintf(e->start_why, sizeof(e->start_why), "start: always");
         }
@@ -1433,8 +1470,11 @@ static void begin_adoption(struct supervisor *sup)
         if (sup->store == NULL || !e->backend_ok)
             continue;
         sup->adopting++;
-        if (store_kv_get(sup->store, STORE_NS, e->cfg->name, record_read_cb, e) != 0)
+        sup->works++;
+        if (store_kv_get(sup->store, STORE_NS, e->cfg->name, record_read_cb, e) != 0) {
             sup->adopting--;
+            sup->works--;
+        }
     }
     if (sup->crt != NULL) {
         sup->adopting++;
@@ -1535,7 +1575,14 @@ static void init_done_cb(uv_work_t *w, int status)
 {
     struct init_work *iw = w->data;
     struct supervisor *sup = iw->sup;
+    sup->works--;
     sup->gpu = iw->gpu;
+    if (sup->freeing) {
+        buf_cleanup(&iw->why);
+        free(iw);
+        free_if_done(sup);
+        return;
+    }
     if (iw->host_ok)
         sup->host = iw->host;
     compute_envelope(sup, iw);
@@ -1624,8 +1671,10 @@ void supervisor_run(struct supervisor *sup)
     iw->nvml_path = NULL;
     buf_init(&iw->why, 512);
     iw->work.data = iw;
+    sup->works++;
     if (sup->nengines == 0 ||
         uv_queue_work(sup->loop, &iw->work, init_work_cb, init_done_cb) != 0) {
+        sup->works--;
         /* No engines: nothing to measure, and start-up stays within milliseconds. */
         buf_cleanup(&iw->why);
         free(iw);
@@ -1663,10 +1712,9 @@ void supervisor_shutdown(struct supervisor *sup, void (*done)(void *arg), void *
     check_shutdown_done(sup);
 }
 
-static void sup_closed_cb(uv_handle_t *h)
+static void free_if_done(struct supervisor *sup)
 {
-    struct supervisor *sup = h->data;
-    if (--sup->closing > 0 || !sup->freeing)
+    if (!sup->freeing || sup->closing > 0 || sup->works > 0)
         return;
     for (size_t i = 0; i < sup->nengines; i++)
         if (sup->engines[i].log != NULL)
@@ -1675,6 +1723,13 @@ static void sup_closed_cb(uv_handle_t *h)
     container_rt_free(sup->crt);
     free(sup->engines);
     free(sup);
+}
+
+static void sup_closed_cb(uv_handle_t *h)
+{
+    struct supervisor *sup = h->data;
+    sup->closing--;
+    free_if_done(sup);
 }
 
 void supervisor_free(struct supervisor *sup)
@@ -1732,10 +1787,6 @@ int supervisor_start_engine(struct engine *e, const char *why_start, struct buf 
     if (sup->shutting_down) {
         IGNORE_RESULT(buf_puts(why, "arun is shutting down"));
         return -ECANCELED;
-    }
-    if (e->backend == CONFIG_BACKEND_REMOTE) {
-        IGNORE_RESULT(buf_puts(why, "a remote engine is not started by arun"));
-        return -ENOTSUP;
     }
     if (running(e) && e->state != ENGINE_STOPPING)
         return 0;
@@ -1817,6 +1868,17 @@ void supervisor_set_queued(struct engine *e, uint32_t queued)
     e->queued = queued;
 }
 
+int64_t engine_expected_ready_ms(const struct engine *e)
+{
+    if (!(e->state == ENGINE_STARTING || e->state == ENGINE_LOADING) || e->nloads == 0)
+        return -1;
+    uint64_t sum = 0;
+    for (size_t i = 0; i < e->nloads; i++)
+        sum += e->loads[i];
+    uint64_t avg = sum / e->nloads, elapsed = clock_mono_ms() - e->spawned_ms;
+    return avg > elapsed ? (int64_t)(avg - elapsed) : 0;
+}
+
 struct engine_log *supervisor_engine_log(struct engine *e)
 {
     return e->log;
@@ -1890,13 +1952,8 @@ json_t *engine_to_json(const struct engine *e)
                                                : "on-demand",
         "group", e->cfg->group, "log", e->log ? engine_log_path(e->log) : "",
         "expected_ready_in_ms", json_null());
-    if ((e->state == ENGINE_STARTING || e->state == ENGINE_LOADING) && e->nloads > 0) {
-        uint64_t sum = 0;
-        for (size_t i = 0; i < e->nloads; i++)
-            sum += e->loads[i];
-        uint64_t avg = sum / e->nloads, elapsed = clock_mono_ms() - e->spawned_ms;
-        json_object_set_new(j, "expected_ready_in_ms",
-                            json_integer(avg > elapsed ? (json_int_t)(avg - elapsed) : 0));
-    }
+    int64_t eta = engine_expected_ready_ms(e);
+    if (eta >= 0)
+        json_object_set_new(j, "expected_ready_in_ms", json_integer(eta));
     return j;
 }

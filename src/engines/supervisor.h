@@ -100,6 +100,8 @@ const char *engine_reason(const struct engine *e);
 uint16_t engine_port(const struct engine *e);
 const struct config_engine *engine_config(const struct engine *e);
 enum config_backend engine_backend(const struct engine *e);
+/* While starting or loading: milliseconds until ready as past loads suggest; -1 unknown. */
+int64_t engine_expected_ready_ms(const struct engine *e);
 /* The engine's log (tail, followers); NULL when it could not be opened. */
 struct engine_log *supervisor_engine_log(struct engine *e);
 /* The engine as GET /v1/engines/NAME shows it (contract section 4). */

@@ -22,6 +22,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/clock.h"
@@ -47,8 +48,10 @@ struct gateway {
     struct events *events;
     struct gw_queue *queues; /* one per engine, in supervisor order */
     size_t nqueues;
-    struct gw_req *active;   /* every live request, for shutdown */
-    struct metrics_family *m_fallbacks, *m_upstream_errors, *m_queue_wait, *m_ttft;
+    struct gw_req *active; /* every live request, for shutdown */
+    uv_timer_t wait_timer; /* tells waiting streams where they stand */
+    struct metrics_family *m_fallbacks, *m_upstream_errors, *m_queue_wait, *m_ttft, *m_egress;
+    struct metrics_family *m_tokens;
 };
 
 struct gw_req {
@@ -56,7 +59,7 @@ struct gw_req {
     struct http_request *r;
     char *body;
     size_t body_len;
-    const char *path;        /* /v1/chat/completions … */
+    const char *path; /* /v1/chat/completions … */
     char model[256];
     bool stream;
     const char *engines[32]; /* the route: engine names, tried in order */
@@ -68,10 +71,18 @@ struct gw_req {
     struct sse_stream *sse;
     bool paused;
     int up_status;
-    struct buf err_body;     /* a streaming upstream's error answer, to pass on or fall back */
-    uint64_t start_ns, dispatch_ns;
+    struct buf err_body; /* a streaming upstream's error answer, to pass on or fall back */
+    uint64_t start_ns, dispatch_ns, ttft_ns;
+    char r_id[HTTP_REQUEST_ID_MAX + 1]; /* the request id, kept past the request's end */
     bool first_byte;
-    struct gw_req *next;     /* in the queue */
+    bool remote;   /* answered by a remote engine: the response says so */
+    char *up_body; /* the body sent upstream when it differs from the client's */
+    size_t up_body_len;
+    bool strip_usage; /* we asked for include_usage; the client did not: drop that chunk */
+    struct buf event; /* a streamed SSE event being assembled */
+    int64_t prompt_tokens, completion_tokens; /* from the engine's usage, -1 unknown */
+    int status_sent;
+    struct gw_req *next;          /* in the queue */
     struct gw_req *aprev, *anext; /* in gw->active */
 };
 
@@ -88,6 +99,41 @@ static struct gw_queue *queue_of(struct gateway *gw, struct engine *e)
     return NULL;
 }
 
+static void access_log(struct gw_req *g)
+{
+    struct gateway *gw = g->gw;
+    const char *engine = g->nengines ? g->engines[g->idx] : "";
+    double total_ms = (double)(clock_mono_ns() - g->start_ns) / 1e6;
+    double wait_ms = g->dispatch_ns ? (double)(g->dispatch_ns - g->start_ns) / 1e6 : total_ms;
+    double ttft_ms = g->ttft_ns ? (double)(g->ttft_ns - g->dispatch_ns) / 1e6 : -1;
+    if (g->prompt_tokens > 0)
+        metrics_add(gw->m_tokens, (double)g->prompt_tokens,
+                    (const char *const[]){engine, "prompt"});
+    if (g->completion_tokens > 0)
+        metrics_add(gw->m_tokens, (double)g->completion_tokens,
+                    (const char *const[]){engine, "completion"});
+    LOG_AT(LOGL_INFO, "gateway", g->r_id, 0,
+           json_pack("{s:s, s:s, s:s, s:i, s:b, s:b, s:f, s:f, s:f, s:I, s:I}", "path", g->path,
+                     "model", g->model, "engine", engine, "status", g->status_sent, "stream",
+                     g->stream, "egress", g->remote, "queue_wait_ms", wait_ms, "ttft_ms", ttft_ms,
+                     "duration_ms", total_ms, "prompt_tokens", (json_int_t)g->prompt_tokens,
+                     "completion_tokens", (json_int_t)g->completion_tokens),
+           "%s %s -> %s %d", g->path, g->model, engine[0] ? engine : "-", g->status_sent);
+}
+
+/* Takes usage {prompt_tokens, completion_tokens} from an engine's JSON, when present. */
+static void take_usage(struct gw_req *g, json_t *j)
+{
+    json_t *u = json_object_get(j, "usage");
+    if (!json_is_object(u))
+        return;
+    json_t *p = json_object_get(u, "prompt_tokens"), *c = json_object_get(u, "completion_tokens");
+    if (json_is_integer(p))
+        g->prompt_tokens = json_integer_value(p);
+    if (json_is_integer(c))
+        g->completion_tokens = json_integer_value(c);
+}
+
 static void req_free(struct gw_req *g)
 {
     struct gateway *gw = g->gw;
@@ -97,7 +143,10 @@ static void req_free(struct gw_req *g)
         gw->active = g->anext;
     if (g->anext)
         g->anext->aprev = g->aprev;
+    access_log(g);
     buf_cleanup(&g->err_body);
+    buf_cleanup(&g->event);
+    free(g->up_body);
     free(g->body);
     free(g);
 }
@@ -154,7 +203,9 @@ static void fail(struct gw_req *g, int status, const char *code, const char *fmt
         IGNORE_RESULT(sse_write(g->sse, NULL, NULL, s, strlen(s)));
         free(s);
         sse_end(g->sse);
+        g->status_sent = status;
     } else {
+        g->status_sent = status;
         if (status == 503 || status == 429) {
             char ra[16];
             snprintf(ra, sizeof(ra), "%d", GATEWAY_RETRY_AFTER_S);
@@ -173,16 +224,18 @@ static void fall_back(struct gw_req *g, int status, const char *why)
     release_slot(g);
     if (g->idx + 1 >= g->nengines) {
         if (g->nengines > 1)
-            fail(g, status, "no_engine_available", "no engine of route %s could answer; the last "
-                 "one, %s: %s", g->model, from, why);
+            fail(g, status, "no_engine_available",
+                 "no engine of route %s could answer; the last "
+                 "one, %s: %s",
+                 g->model, from, why);
         else
             fail(g, status, status == 503 ? "engine_unavailable" : "upstream_error",
                  "engine %s: %s", from, why);
         return;
     }
     g->idx++;
-    log_warn("gateway", "falling back from %s to %s for model %s: %s", from,
-             g->engines[g->idx], g->model, why);
+    log_warn("gateway", "falling back from %s to %s for model %s: %s", from, g->engines[g->idx],
+             g->model, why);
     events_publish(g->gw->events, "gateway.fallback",
                    json_pack("{s:s, s:s, s:s, s:s}", "model", g->model, "from", from, "to",
                              g->engines[g->idx], "reason", why));
@@ -200,6 +253,7 @@ static void client_gone_cb(struct sse_stream *s, void *arg)
         httpc_cancel(g->up); /* done is not called: finish here */
         g->up = NULL;
     }
+    unqueue(g); /* a client that left while waiting never reaches the engine */
     release_slot(g);
     log_info("gateway", "client left a stream from %s; upstream request cancelled",
              g->engines[g->idx]);
@@ -215,9 +269,17 @@ static void client_drained_cb(struct sse_stream *s, void *arg)
     }
 }
 
-static void start_stream(struct gw_req *g)
+/* Names who answered, and says so when the answer left the machine (contract 5). */
+static void add_answer_headers(struct gw_req *g)
 {
     http_add_header(g->r, "x-arun-engine", g->engines[g->idx]);
+    if (g->remote)
+        http_add_header(g->r, "x-arun-egress", "1");
+}
+
+static void start_stream(struct gw_req *g)
+{
+    add_answer_headers(g);
     g->sse = sse_start(g->r, client_gone_cb, client_drained_cb, g);
 }
 
@@ -230,6 +292,24 @@ static int up_headers_cb(struct httpc_req *r, int status, void *arg)
     return 0;
 }
 
+/* Relays one complete SSE event. The engine's usage is recorded; the usage-only chunk we asked
+ * for ourselves (stream_options.include_usage) is not passed to a client that did not ask. */
+static int relay_event(struct gw_req *g, const char *ev, size_t n)
+{
+    if (memmem(ev, n, "\"usage\"", 7) != NULL) {
+        const char *d = memmem(ev, n, "data:", 5);
+        json_t *j =
+            d ? json_loadb(d + 5, n - (size_t)(d + 5 - ev), JSON_DISABLE_EOF_CHECK, NULL) : NULL;
+        take_usage(g, j);
+        json_t *choices = json_object_get(j, "choices");
+        bool usage_only = json_is_array(choices) && json_array_size(choices) == 0;
+        json_decref(j);
+        if (usage_only && g->strip_usage)
+            return 0;
+    }
+    return sse_write_raw(g->sse, ev, n);
+}
+
 static enum httpc_data_result up_data_cb(struct httpc_req *r, const char *p, size_t n, void *arg)
 {
     struct gw_req *g = arg;
@@ -239,11 +319,25 @@ static enum httpc_data_result up_data_cb(struct httpc_req *r, const char *p, siz
     }
     if (!g->first_byte) {
         g->first_byte = true;
-        metrics_observe(g->gw->m_ttft, (double)(clock_mono_ns() - g->dispatch_ns) / 1e9,
+        g->ttft_ns = clock_mono_ns();
+        metrics_observe(g->gw->m_ttft, (double)(g->ttft_ns - g->dispatch_ns) / 1e9,
                         (const char *const[]){g->engines[g->idx]});
     }
-    if (sse_write_raw(g->sse, p, n) != 0)
-        return HTTPC_ABORT;
+    if (buf_append(&g->event, p, n) != 0)
+        return HTTPC_ABORT; /* an event larger than the cap: not an SSE stream we can relay */
+    /* Events end with a blank line; relay every complete one, keep the rest. */
+    size_t done = 0;
+    for (;;) {
+        const char *start = g->event.data + done;
+        const char *end = memmem(start, g->event.len - done, "\n\n", 2);
+        if (end == NULL)
+            break;
+        size_t len = (size_t)(end + 2 - start);
+        if (relay_event(g, start, len) != 0)
+            return HTTPC_ABORT;
+        done += len;
+    }
+    buf_consume(&g->event, done);
     if (sse_pending(g->sse) > SSE_MAX_PENDING / 2) {
         g->paused = true; /* the client is slow: stop reading the engine until it catches up */
         return HTTPC_PAUSE;
@@ -269,9 +363,21 @@ static void up_done_cb(struct httpc_req *r, const struct httpc_result *res, void
         return;
     }
     release_slot(g);
+    if (g->sse != NULL && g->up_status != 200 && !g->first_byte) {
+        /* The stream was opened early (the request waited) and the engine answered an error:
+         * it travels in the stream. */
+        fail(g, res->status ? res->status : 502, "upstream_error",
+             "engine %s answered HTTP %d: "
+             "%.300s",
+             engine, res->status, buf_cstr(&g->err_body));
+        return;
+    }
     if (g->sse != NULL) {
+        if (g->event.len > 0)
+            IGNORE_RESULT(sse_write_raw(g->sse, g->event.data, g->event.len));
         if (res->error != 0)
             log_warn("gateway", "stream from %s broke off: %s", engine, res->error_text);
+        g->status_sent = 200;
         sse_end(g->sse);
         req_free(g);
         return;
@@ -279,27 +385,60 @@ static void up_done_cb(struct httpc_req *r, const struct httpc_result *res, void
     const char *ctype = httpc_header(r, "content-type");
     const char *body = g->stream ? buf_cstr(&g->err_body) : res->body;
     size_t len = g->stream ? g->err_body.len : res->body_len;
-    http_add_header(g->r, "x-arun-engine", engine);
+    if (!g->stream && res->body != NULL) {
+        json_t *j = json_loadb(res->body, res->body_len, 0, NULL);
+        take_usage(g, j);
+        json_decref(j);
+    }
+    add_answer_headers(g);
+    g->status_sent = res->status;
     http_send_bytes(g->r, res->status, ctype ? ctype : "application/json", body, len);
     req_free(g);
+}
+
+/* The upstream URL: the engine's own port, or a remote engine's base URL (which ends in /v1,
+ * as OpenAI's does, so the path's own /v1 is dropped). */
+static void upstream_url(struct engine *e, const char *path, char *url, size_t size)
+{
+    const struct config_engine *c = engine_config(e);
+    if (engine_backend(e) != CONFIG_BACKEND_REMOTE) {
+        snprintf(url, size, "http://127.0.0.1:%u%s", engine_port(e), path);
+        return;
+    }
+    size_t n = strlen(c->url);
+    if (n > 0 && c->url[n - 1] == '/')
+        n--;
+    snprintf(url, size, "%.*s%s", (int)n, c->url, strncmp(path, "/v1/", 4) == 0 ? path + 3 : path);
 }
 
 static void dispatch(struct gw_req *g)
 {
     struct gateway *gw = g->gw;
     struct engine *e = g->q->e;
-    char url[512];
-    const char *rid = g->r->id;
-    char idh[HTTP_REQUEST_ID_MAX + 20], tph[256];
-    const char *headers[3] = {"Content-Type: application/json", idh, NULL};
+    char url[1024];
+    char idh[HTTP_REQUEST_ID_MAX + 20], tph[256], auth[1024];
+    const char *headers[4] = {"Content-Type: application/json", idh, NULL, NULL};
     size_t nh = 2;
     const char *tp = http_header(g->r, "traceparent");
 
-    snprintf(url, sizeof(url), "http://127.0.0.1:%u%s", engine_port(e), g->path);
-    snprintf(idh, sizeof(idh), "X-Request-Id: %s", rid);
+    upstream_url(e, g->path, url, sizeof(url));
+    snprintf(idh, sizeof(idh), "X-Request-Id: %s", g->r->id);
     if (tp != NULL && strlen(tp) < 200) {
         snprintf(tph, sizeof(tph), "traceparent: %s", tp);
         headers[nh++] = tph;
+    }
+    g->remote = engine_backend(e) == CONFIG_BACKEND_REMOTE;
+    if (g->remote) {
+        /* The key is read where it is used and never logged. */
+        const char *env = engine_config(e)->api_key_env;
+        const char *key = env ? getenv(env) : NULL;
+        if (key != NULL) {
+            snprintf(auth, sizeof(auth), "Authorization: Bearer %s", key);
+            headers[nh++] = auth;
+        }
+        log_info("gateway", "request %s for %s leaves this machine: remote engine %s", g->r->id,
+                 g->model, engine_name(e));
+        metrics_add(gw->m_egress, 1, (const char *const[]){engine_name(e)});
     }
     g->q->in_flight++;
     g->holding_slot = true;
@@ -309,16 +448,65 @@ static void dispatch(struct gw_req *g)
                     (const char *const[]){engine_name(e)});
     buf_reset(&g->err_body);
     g->up_status = 0;
-    struct httpc_opts o = {.method = "POST", .url = url, .headers = headers, .nheaders = nh,
-                           .body = g->body, .body_len = g->body_len,
+    struct httpc_opts o = {.method = "POST",
+                           .url = url,
+                           .headers = headers,
+                           .nheaders = nh,
+                           .body = g->up_body ? g->up_body : g->body,
+                           .body_len = g->up_body ? g->up_body_len : g->body_len,
                            .connect_timeout_ms = 5000,
                            .first_byte_timeout_ms = GATEWAY_FIRST_BYTE_TIMEOUT_MS,
                            .idle_timeout_ms = g->stream ? GATEWAY_IDLE_TIMEOUT_MS : 0,
                            .on_headers = up_headers_cb,
-                           .on_data = g->stream ? up_data_cb : NULL, .arg = g};
+                           .on_data = g->stream ? up_data_cb : NULL,
+                           .arg = g};
     int rc = httpc_request(gw->httpc, &o, up_done_cb, &g->up);
     if (rc != 0)
         fall_back(g, 502, "the upstream request could not be started");
+}
+
+/* ---- telling a waiting stream why it waits ---- */
+
+static const char *ordinal_suffix(uint32_t n)
+{
+    if (n % 100 >= 11 && n % 100 <= 13)
+        return "th";
+    return n % 10 == 1 ? "st" : n % 10 == 2 ? "nd" : n % 10 == 3 ? "rd" : "th";
+}
+
+/* An SSE comment, which the SDKs ignore: it says where the request stands, and keeps proxies
+ * (and h2o, which only notices a vanished client when it writes) from idling. */
+static void tell_waiting(struct gw_req *g, uint32_t position)
+{
+    struct engine *e = g->q->e;
+    char msg[256], eta[64] = "";
+    int64_t ms = engine_expected_ready_ms(e);
+    if (ms >= 0)
+        snprintf(eta, sizeof(eta), ", about %lld s left", (long long)((ms + 999) / 1000));
+    enum engine_state st = engine_state(e);
+    const char *what = st == ENGINE_READY      ? "engine busy"
+                       : st == ENGINE_STOPPING ? "engine being swapped"
+                       : st == ENGINE_STOPPED  ? "engine waiting to start"
+                                               : "engine loading";
+    snprintf(msg, sizeof(msg), "queued %u%s for %s, %s%s", position, ordinal_suffix(position),
+             engine_name(e), what, eta);
+    IGNORE_RESULT(sse_comment(g->sse, msg)); /* a full backlog here means the client is gone */
+}
+
+static void wait_timer_cb(uv_timer_t *t)
+{
+    struct gateway *gw = t->data;
+    for (size_t i = 0; i < gw->nqueues; i++) {
+        uint32_t pos = 0;
+        struct gw_req *g = gw->queues[i].head;
+        while (g != NULL) {
+            struct gw_req *next = g->next; /* tell_waiting may end g (client gone) */
+            pos++;
+            if (g->sse != NULL)
+                tell_waiting(g, pos);
+            g = next;
+        }
+    }
 }
 
 /* ---- queues ---- */
@@ -376,7 +564,8 @@ static void try_engine(struct gw_req *g)
     }
     if (!up && !coming) {
         if (c->start == CONFIG_START_MANUAL) {
-            fall_back(g, 503, "the engine is stopped and has start: manual (start it with "
+            fall_back(g, 503,
+                      "the engine is stopped and has start: manual (start it with "
                       "`arun engines start NAME`)");
             return;
         }
@@ -395,9 +584,10 @@ static void try_engine(struct gw_req *g)
         return;
     }
     if (q->waiting >= c->queue_limit) {
-        fail(g, 429, "queue_full", "engine %s is busy: %u requests in flight (max_concurrency "
-             "%u) and %u waiting (queue_limit %u); retry later", engine_name(e), q->in_flight,
-             c->max_concurrency, q->waiting, c->queue_limit);
+        fail(g, 429, "queue_full",
+             "engine %s is busy: %u requests in flight (max_concurrency "
+             "%u) and %u waiting (queue_limit %u); retry later",
+             engine_name(e), q->in_flight, c->max_concurrency, q->waiting, c->queue_limit);
         return;
     }
     g->queued = true;
@@ -408,6 +598,11 @@ static void try_engine(struct gw_req *g)
     q->tail = g;
     q->waiting++;
     supervisor_set_queued(e, q->waiting);
+    if (g->stream && g->sse == NULL && !(up && q->in_flight < c->max_concurrency)) {
+        /* It will wait: open the stream now and say why (the SDKs ignore comments). */
+        start_stream(g);
+        tell_waiting(g, q->waiting);
+    }
     pump(q);
 }
 
@@ -425,8 +620,8 @@ static size_t resolve(struct gateway *gw, const char *model, const char **out, s
         return n;
     }
     struct engine *e = supervisor_find_model(gw->sup, model);
-    if (e == NULL)
-        return 0;
+    if (e == NULL || engine_backend(e) == CONFIG_BACKEND_REMOTE)
+        return 0; /* a remote engine is reached only through a declared route (contract 5) */
     out[0] = engine_name(e);
     return 1;
 }
@@ -434,9 +629,9 @@ static size_t resolve(struct gateway *gw, const char *model, const char **out, s
 static void known_models(struct gateway *gw, struct buf *out)
 {
     for (size_t i = 0; i < gw->cfg->nengines; i++)
-        for (size_t k = 0; k < gw->cfg->engines[i].nmodels; k++)
-            IGNORE_RESULT(buf_printf(out, "%s%s", out->len ? ", " : "",
-                                     gw->cfg->engines[i].models[k]));
+        for (size_t k = 0; gw->cfg->engines[i].url == NULL && k < gw->cfg->engines[i].nmodels; k++)
+            IGNORE_RESULT(
+                buf_printf(out, "%s%s", out->len ? ", " : "", gw->cfg->engines[i].models[k]));
     for (size_t i = 0; i < gw->cfg->nroutes; i++)
         IGNORE_RESULT(buf_printf(out, "%s%s", out->len ? ", " : "", gw->cfg->routes[i].name));
 }
@@ -460,8 +655,24 @@ static void completion(struct http_request *r, void *arg)
     snprintf(g->model, sizeof(g->model), "%s", model);
     g->stream = json_is_true(json_object_get(body, "stream"));
     g->start_ns = clock_mono_ns();
+    g->prompt_tokens = g->completion_tokens = -1;
+    snprintf(g->r_id, sizeof(g->r_id), "%s", r->id);
+    r->own_access_log = true;
+    json_t *so = json_object_get(body, "stream_options");
+    if (g->stream && !json_is_true(json_object_get(so, "include_usage"))) {
+        /* Ask the engine for usage (for accounting) and strip it again on the way out. */
+        if (!json_is_object(so)) {
+            so = json_object();
+            json_object_set_new(body, "stream_options", so);
+        }
+        json_object_set_new(so, "include_usage", json_true());
+        g->up_body = json_dumps(body, JSON_COMPACT);
+        g->up_body_len = strlen(g->up_body);
+        g->strip_usage = true;
+    }
     json_decref(body);
     buf_init(&g->err_body, 64 * 1024);
+    buf_init(&g->event, SSE_MAX_PENDING / 2);
     g->nengines = resolve(gw, g->model, g->engines, ARRAY_SIZE(g->engines));
     if (g->nengines == 0) {
         struct buf names;
@@ -472,6 +683,8 @@ static void completion(struct http_request *r, void *arg)
                         names.len ? buf_cstr(&names) : "(none configured)");
         buf_cleanup(&names);
         buf_cleanup(&g->err_body);
+        buf_cleanup(&g->event);
+        free(g->up_body);
         free(g);
         return;
     }
@@ -493,6 +706,8 @@ static void list_models(struct http_request *r, void *arg)
     for (size_t i = 0; i < supervisor_count(gw->sup); i++) {
         struct engine *e = supervisor_engine_at(gw->sup, i);
         const struct config_engine *c = engine_config(e);
+        if (engine_backend(e) == CONFIG_BACKEND_REMOTE)
+            continue; /* reachable only through routes, which are listed below */
         for (size_t k = 0; k < c->nmodels; k++)
             json_array_append_new(data, json_pack("{s:s, s:s, s:i, s:s, s:s, s:s}", "id",
                                                   c->models[k], "object", "model", "created", 0,
@@ -523,6 +738,7 @@ static void on_shutdown(void *arg)
 static const char *const fallback_labels[] = {"from", "to"};
 static const char *const upstream_labels[] = {"engine", "reason"};
 static const char *const engine_labels[] = {"engine"};
+static const char *const token_labels[] = {"engine", "kind"};
 
 struct gateway *gateway_new(struct http_server *srv, const struct config *cfg,
                             struct supervisor *sup, struct httpc *httpc, struct events *events,
@@ -540,26 +756,39 @@ struct gateway *gateway_new(struct http_server *srv, const struct config *cfg,
         gw->queues[i].gw = gw;
         gw->queues[i].e = supervisor_engine_at(sup, i);
     }
-    gw->m_fallbacks = metrics_counter(metrics, "arun_fallbacks_total",
-                                      "Requests moved to the next engine of their route", 2,
-                                      fallback_labels);
-    gw->m_upstream_errors = metrics_counter(metrics, "arun_upstream_errors_total",
-                                            "Engine requests that failed before an answer", 2,
-                                            upstream_labels);
+    gw->m_fallbacks =
+        metrics_counter(metrics, "arun_fallbacks_total",
+                        "Requests moved to the next engine of their route", 2, fallback_labels);
+    gw->m_upstream_errors =
+        metrics_counter(metrics, "arun_upstream_errors_total",
+                        "Engine requests that failed before an answer", 2, upstream_labels);
     gw->m_queue_wait = metrics_histogram(metrics, "arun_queue_wait_seconds",
-                                         "Time a request waited for its engine", 1,
-                                         engine_labels, metrics_latency_buckets,
-                                         metrics_latency_nbuckets);
-    gw->m_ttft = metrics_histogram(metrics, "arun_ttft_seconds",
-                                   "Time from dispatch to the first streamed byte", 1,
-                                   engine_labels, metrics_latency_buckets,
-                                   metrics_latency_nbuckets);
+                                         "Time a request waited for its engine", 1, engine_labels,
+                                         metrics_latency_buckets, metrics_latency_nbuckets);
+    gw->m_ttft = metrics_histogram(
+        metrics, "arun_ttft_seconds", "Time from dispatch to the first streamed byte", 1,
+        engine_labels, metrics_latency_buckets, metrics_latency_nbuckets);
+    gw->m_egress = metrics_counter(metrics, "arun_egress_total",
+                                   "Requests answered by a remote engine (left this machine)", 1,
+                                   engine_labels);
+    gw->m_tokens = metrics_counter(metrics, "arun_tokens_total",
+                                   "Tokens reported by engines, by kind (prompt, completion)", 2,
+                                   token_labels);
     http_route(srv, "GET", "/v1/models", list_models, gw);
     http_route(srv, "POST", "/v1/chat/completions", completion, gw);
     http_route(srv, "POST", "/v1/completions", completion, gw);
     http_route(srv, "POST", "/v1/embeddings", completion, gw);
     http_server_on_shutdown(srv, on_shutdown, gw);
+    uv_timer_init(http_server_loop(srv), &gw->wait_timer);
+    gw->wait_timer.data = gw;
+    uv_timer_start(&gw->wait_timer, wait_timer_cb, GATEWAY_WAIT_NOTE_MS, GATEWAY_WAIT_NOTE_MS);
+    uv_unref((uv_handle_t *)&gw->wait_timer);
     return gw;
+}
+
+static void gw_closed_cb(uv_handle_t *h)
+{
+    free(h->data);
 }
 
 void gateway_free(struct gateway *gw)
@@ -579,5 +808,5 @@ void gateway_free(struct gateway *gw)
         if (gw->queues[i].waiter != NULL)
             supervisor_cancel_wait(gw->queues[i].waiter);
     free(gw->queues);
-    free(gw);
+    uv_close((uv_handle_t *)&gw->wait_timer, gw_closed_cb);
 }

@@ -21,6 +21,7 @@
 #define GATEWAY_FIRST_BYTE_TIMEOUT_MS (10u * 60 * 1000) /* a long prompt on a slow GPU */
 #define GATEWAY_IDLE_TIMEOUT_MS (5u * 60 * 1000)        /* between streamed chunks */
 #define GATEWAY_RETRY_AFTER_S 1                         /* for 429 when the queue is full */
+#define GATEWAY_WAIT_NOTE_MS 2000 /* a waiting stream hears where it stands this often */
 
 struct gateway;
 

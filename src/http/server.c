@@ -119,7 +119,7 @@ static void request_dispose(void *p)
     metrics_add(srv->m_requests, 1, (const char *const[]){route, method, status});
     metrics_observe(srv->m_duration, secs, (const char *const[]){route});
 
-    enum log_level lvl = quiet_route(r->route) ? LOGL_DEBUG : LOGL_INFO;
+    enum log_level lvl = quiet_route(r->route) || r->own_access_log ? LOGL_DEBUG : LOGL_INFO;
     if (lvl >= log_min_level) {
         json_t *f = json_pack("{s:s, s:s%, s:i, s:f, s:I}", "method", method, "path",
                               req->path.base, req->path.len, "status", st, "duration_ms",

@@ -40,7 +40,8 @@ struct http_request {
     const struct http_route *route;      /* the matched route (NULL for 404/405) */
     const char *params[HTTP_MAX_PARAMS]; /* path parameters, in pattern order, NUL-terminated */
     size_t nparams;
-    uint64_t start_ns; /* when the request reached the router */
+    uint64_t start_ns;   /* when the request reached the router */
+    bool own_access_log; /* the handler writes its own access line (http logs it at debug) */
 };
 
 /* A handler must answer the request, now or later (async), exactly once. */

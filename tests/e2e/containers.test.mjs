@@ -47,8 +47,9 @@ describe('engines as containers', { skip: !havePodman && 'podman is not installe
       const models = await (await fetch('http://127.0.0.1:41811/v1/models')).json();
       assert.equal(models.data[0].id, 'boxed');
       assert.deepEqual(containersLabelled('arun.engine=boxed'), ['arun-boxed']);
-      const logs = await (await fetch(`${arun.url}/v1/engines/boxed/logs?tail=20`)).text();
-      assert.match(logs, /listening on http:\/\/0\.0\.0\.0:41811/);
+      // `podman logs -f` delivers the container's output a moment after it was written.
+      await waitFor(async () => /listening on http:\/\/0\.0\.0\.0:41811/.test(
+        await (await fetch(`${arun.url}/v1/engines/boxed/logs?tail=20`)).text()), { what: 'the container output in the log' });
       const r = await arun.stop('SIGTERM');
       assert.equal(r.code, 0, arun.stderr.slice(-2000));
       assert.deepEqual(containersLabelled('arun.engine=boxed'), []);

@@ -3,7 +3,11 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import OpenAI from 'openai';
-import { Arun, MOCK_BIN, waitFor } from './lib/arun.mjs';
+import net from 'node:net';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { spawn } from 'node:child_process';
+import { Arun, MOCK_BIN, waitFor, runArun, tempDir } from './lib/arun.mjs';
 
 const mock = (extra = '') => `"${MOCK_BIN} --port \${PORT} --model \${NAME} ${extra}"`;
 const client = (arun) => new OpenAI({ baseURL: `${arun.url}/v1`, apiKey: 'none', maxRetries: 0 });
@@ -96,5 +100,87 @@ describe('gateway', () => {
       assert.equal(r.headers.get('x-arun-engine'), 'backup');
       assert.match(arun.stderr, /falling back from main to backup/);
     } finally { await arun.cleanup(); }
+  });
+
+  test('usage is asked of the engine for accounting, and stripped from streams that did not ask for it', async () => {
+    const arun = await new Arun({ config: `engines:\n  u:\n    cmd: ${mock()}\n` }).start();
+    try {
+      const oa = client(arun);
+      const plain = await oa.chat.completions.create({ model: 'u', messages: [{ role: 'user', content: 'count me' }], max_tokens: 5, stream: true });
+      const chunks = [];
+      for await (const c of plain) chunks.push(c);
+      assert.ok(chunks.every((c) => !c.usage), 'no usage chunk when the client did not ask');
+      const asked = await oa.chat.completions.create({ model: 'u', messages: [{ role: 'user', content: 'count me' }], max_tokens: 5, stream: true, stream_options: { include_usage: true } });
+      let usage;
+      for await (const c of asked) if (c.usage) usage = c.usage;
+      assert.equal(usage.completion_tokens, 5);
+      const m = await (await fetch(`${arun.url}/metrics`)).text();
+      assert.match(m, /^arun_tokens_total\{engine="u",kind="completion"\} 10$/m);
+      assert.match(m, /^arun_ttft_seconds_count\{engine="u"\} 2$/m);
+      const line = arun.logLines().find((l) => l.module === 'gateway' && l.completion_tokens === 5);
+      assert.ok(line && line.engine === 'u' && line.status === 200 && line.queue_wait_ms >= 0, JSON.stringify(line));
+    } finally { await arun.cleanup(); }
+  });
+
+  test('a streaming request that waits for a loading engine is told why in SSE comments', async () => {
+    const arun = await new Arun({ config: `engines:\n  slow:\n    cmd: ${mock('--load-ms 3000')}\n` }).start();
+    try {
+      const r = await fetch(`${arun.url}/v1/chat/completions`, { method: 'POST',
+        body: JSON.stringify({ model: 'slow', messages: [{ role: 'user', content: 'x' }], max_tokens: 3, stream: true }) });
+      assert.equal(r.status, 200);
+      const text = await r.text();
+      assert.match(text, /^: queued 1st for slow, engine (waiting to start|loading)/m);
+      assert.match(text, /data: \[DONE\]/);
+    } finally { await arun.cleanup(); }
+  });
+
+  test('a slow-reading client on a long stream keeps arun\'s memory bounded', async () => {
+    // ASan keeps freed memory in quarantine, which would look like growth: keep it small here.
+    const env = { ASAN_OPTIONS: `${process.env.ASAN_OPTIONS || ''}:quarantine_size_mb=1` };
+    const arun = await new Arun({ env, config: `engines:\n  fast:\n    cmd: ${mock('--max-tokens 100000 --ignore-eos')}\n    start: always\n` }).start();
+    try {
+      await waitFor(async () => (await (await fetch(`${arun.url}/v1/engines/fast`)).json()).state === 'ready', { what: 'ready' });
+      const before = arun.rssKb();
+      const body = JSON.stringify({ model: 'fast', messages: [{ role: 'user', content: 'x' }], stream: true, max_tokens: 100000 });
+      const s = net.connect(arun.port, '127.0.0.1');
+      s.on('error', () => {});
+      await new Promise((res) => s.once('connect', res));
+      s.write(`POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+      s.pause();   // read nothing: the kernel buffers fill, then arun's backlog, then the engine pauses
+      let peak = 0;
+      const t0 = Date.now();
+      await waitFor(async () => { peak = Math.max(peak, arun.rssKb()); return Date.now() - t0 > 3000; }, { timeoutMs: 5000, intervalMs: 100, what: '3 s of not reading' });
+      assert.ok(peak - before < 8 * 1024, `arun grew by ${(peak - before) / 1024} MB while the client did not read`);
+      s.destroy();
+    } finally { await arun.cleanup(); }
+  });
+
+  test('egress: deny refuses a route that ends in a remote engine; allow answers from it with x-arun-egress: 1', async () => {
+    const dir = tempDir();
+    const deny = join(dir, 'deny.yaml');
+    writeFileSync(deny, 'engines:\n  hosted:\n    url: http://127.0.0.1:9/v1\nroutes:\n  chat: [hosted]\n');
+    const r = runArun(['config', 'check', deny]);
+    assert.equal(r.status, 2);
+    assert.match(r.stderr, /remote and egress is deny/);
+    // A second mock engine stands in for the hosted API, and checks the key.
+    const hostedPort = 41900 + Math.floor(Math.random() * 50);
+    const hosted = spawn(MOCK_BIN, ['--port', String(hostedPort), '--model', 'gpt-4o-mini', '--api-key', 'sk-test-123'], { stdio: 'ignore' });
+    try {
+      await waitFor(async () => (await fetch(`http://127.0.0.1:${hostedPort}/health`)).status === 200, { what: 'hosted mock' });
+      const arun = await new Arun({ env: { HOSTED_KEY: 'sk-test-123' }, config: `egress: allow\nengines:\n  local:\n    cmd: ${mock('--crash-after-ms 100')}\n    restart: {policy: never}\n  hosted:\n    url: http://127.0.0.1:${hostedPort}/v1\n    api_key_env: HOSTED_KEY\n    models: [gpt-4o-mini]\nroutes:\n  chat: [local, hosted]\n` }).start();
+      try {
+        await fetch(`${arun.url}/v1/engines/local/start`, { method: 'POST' });
+        await waitFor(async () => (await (await fetch(`${arun.url}/v1/engines/local`)).json()).state === 'failed', { what: 'local down' });
+        await waitFor(async () => (await (await fetch(`${arun.url}/v1/engines/hosted`)).json()).state === 'ready', { what: 'hosted reachable' });
+        const res = await fetch(`${arun.url}/v1/chat/completions`, { method: 'POST', body: JSON.stringify({ model: 'chat', messages: [{ role: 'user', content: 'x' }], max_tokens: 2 }) });
+        assert.equal(res.status, 200);
+        assert.equal(res.headers.get('x-arun-engine'), 'hosted');
+        assert.equal(res.headers.get('x-arun-egress'), '1');
+        assert.ok(!arun.stderr.includes('sk-test-123'), 'the key is never logged');
+        const direct = await fetch(`${arun.url}/v1/chat/completions`, { method: 'POST', body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'x' }] }) });
+        assert.equal(direct.status, 404, 'a remote engine is reached only through a route');
+        assert.match(await (await fetch(`${arun.url}/metrics`)).text(), /^arun_egress_total\{engine="hosted"\} 1$/m);
+      } finally { await arun.cleanup(); }
+    } finally { hosted.kill('SIGTERM'); }
   });
 });
