@@ -50,6 +50,7 @@ struct gateway {
     size_t nqueues;
     struct gw_req *active; /* every live request, for shutdown */
     uv_timer_t wait_timer; /* tells waiting streams where they stand */
+    uint64_t ticks;        /* wait_timer ticks, for the slower notes */
     struct metrics_family *m_fallbacks, *m_upstream_errors, *m_queue_wait, *m_ttft, *m_egress;
     struct metrics_family *m_tokens;
 };
@@ -493,17 +494,26 @@ static void tell_waiting(struct gw_req *g, uint32_t position)
     IGNORE_RESULT(sse_comment(g->sse, msg)); /* a full backlog here means the client is gone */
 }
 
+/* Every GATEWAY_PEEK_MS: a waiting request whose client left leaves the queue before it
+ * reaches the engine; every GATEWAY_WAIT_NOTE_MS, waiting streams hear where they stand. */
 static void wait_timer_cb(uv_timer_t *t)
 {
     struct gateway *gw = t->data;
+    bool note = ++gw->ticks % (GATEWAY_WAIT_NOTE_MS / GATEWAY_PEEK_MS) == 0;
     for (size_t i = 0; i < gw->nqueues; i++) {
         uint32_t pos = 0;
         struct gw_req *g = gw->queues[i].head;
         while (g != NULL) {
-            struct gw_req *next = g->next; /* tell_waiting may end g (client gone) */
+            struct gw_req *next = g->next; /* g may end below */
             pos++;
-            if (g->sse != NULL)
+            if (g->sse == NULL && http_client_gone(g->r)) {
+                log_info("gateway", "client of %s left while queued for %s; dropped", g->r_id,
+                         engine_name(g->q->e));
+                pos--;
+                fail(g, 499, "client_closed_request", "the client closed the connection");
+            } else if (g->sse != NULL && note) {
                 tell_waiting(g, pos);
+            }
             g = next;
         }
     }
@@ -781,7 +791,7 @@ struct gateway *gateway_new(struct http_server *srv, const struct config *cfg,
     http_server_on_shutdown(srv, on_shutdown, gw);
     uv_timer_init(http_server_loop(srv), &gw->wait_timer);
     gw->wait_timer.data = gw;
-    uv_timer_start(&gw->wait_timer, wait_timer_cb, GATEWAY_WAIT_NOTE_MS, GATEWAY_WAIT_NOTE_MS);
+    uv_timer_start(&gw->wait_timer, wait_timer_cb, GATEWAY_PEEK_MS, GATEWAY_PEEK_MS);
     uv_unref((uv_handle_t *)&gw->wait_timer);
     return gw;
 }

@@ -22,6 +22,7 @@
 #define GATEWAY_IDLE_TIMEOUT_MS (5u * 60 * 1000)        /* between streamed chunks */
 #define GATEWAY_RETRY_AFTER_S 1                         /* for 429 when the queue is full */
 #define GATEWAY_WAIT_NOTE_MS 2000 /* a waiting stream hears where it stands this often */
+#define GATEWAY_PEEK_MS 250       /* a waiting client that left is noticed within this */
 
 struct gateway;
 

@@ -536,3 +536,19 @@ const char *http_request_route(const struct http_request *r)
 {
     return r->route != NULL ? r->route->pattern : NULL;
 }
+
+bool http_client_gone(struct http_request *r)
+{
+    h2o_conn_t *conn = r->req->conn;
+    if (conn->callbacks->get_socket == NULL)
+        return false;
+    h2o_socket_t *sock = conn->callbacks->get_socket(conn);
+    int fd = sock != NULL ? h2o_socket_get_fd(sock) : -1;
+    if (fd < 0)
+        return false;
+    char byte;
+    ssize_t n = recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n == 0)
+        return true;
+    return n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
+}

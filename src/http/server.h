@@ -112,6 +112,11 @@ const char *http_query(struct http_request *r, const char *name);
 /* Looks up a request header by lower-case name. NULL when absent; the value is NUL-terminated. */
 const char *http_header(struct http_request *r, const char *name);
 
+/* Whether the client of r closed or reset its connection. h2o 2.2 does not read from a
+ * connection while a request is being handled, so a handler that holds a request for long
+ * (a queue) asks this now and then (a non-blocking MSG_PEEK on the socket). */
+bool http_client_gone(struct http_request *r);
+
 /* The pattern of the route that matched r ("/v1/engines/{name}"), or NULL. */
 const char *http_request_route(const struct http_request *r);
 

@@ -183,4 +183,26 @@ describe('gateway', () => {
       } finally { await arun.cleanup(); }
     } finally { hosted.kill('SIGTERM'); }
   });
+
+  test('a request whose client goes away while queued leaves the queue at once and never reaches the engine', async () => {
+    const arun = await new Arun({ config: `engines:\n  q:\n    cmd: ${mock('--tokens-per-s 10')}\n    max_concurrency: 1\n    start: always\n` }).start();
+    try {
+      const e = await waitFor(async () => { const x = await (await fetch(`${arun.url}/v1/engines/q`)).json(); return x.state === 'ready' ? x : false; }, { what: 'ready' });
+      const busy = fetch(`${arun.url}/v1/chat/completions`, { method: 'POST', body: JSON.stringify({ model: 'q', messages: [{ role: 'user', content: 'x' }], max_tokens: 20 }) });
+      await waitFor(async () => (await (await fetch(`http://127.0.0.1:${e.port}/mock/stats`)).json()).concurrency === 1, { what: 'the engine busy' });
+      const body = JSON.stringify({ model: 'q', messages: [{ role: 'user', content: 'gone' }], max_tokens: 2 });
+      const s = net.connect(arun.port, '127.0.0.1');
+      s.on('error', () => {});
+      await new Promise((res) => s.once('connect', res));
+      s.write(`POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+      await waitFor(async () => (await (await fetch(`${arun.url}/v1/engines/q`)).json()).queued === 1, { what: 'the request queued' });
+      s.destroy();
+      const t0 = Date.now();
+      await waitFor(async () => (await (await fetch(`${arun.url}/v1/engines/q`)).json()).queued === 0, { timeoutMs: 2000, what: 'the queue to empty' });
+      assert.ok(Date.now() - t0 < 1000);
+      assert.equal((await busy).status, 200);
+      const stats = await (await fetch(`http://127.0.0.1:${e.port}/mock/stats`)).json();
+      assert.ok(!JSON.stringify(stats.last_request_body).includes('gone'), 'the engine never saw the request of the client that left');
+    } finally { await arun.cleanup(); }
+  });
 });
