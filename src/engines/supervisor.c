@@ -152,6 +152,10 @@ struct supervisor {
     char envelope_why[256];
     struct memory_host host;
     double psi_full;
+    uint64_t psi_holdoff_until_ms; /* no second pressure stop before this */
+    bool gpu_seen;                 /* a GPU snapshot arrived */
+    uint64_t gpu_free_mb;          /* free VRAM over all devices, from the last snapshot */
+    uint64_t vram_wait_until_ms;   /* after a GPU engine stopped: wait for its VRAM until then */
     struct container_rt *crt;
     bool container_detected;
     char container_why[256];
@@ -921,6 +925,8 @@ static void on_gone(struct engine *e, int64_t status, int sig, bool known)
     if (e->backend != CONFIG_BACKEND_CONTAINER && e->npids > 0)
         native_signal_all(e->pid, e->pids, e->npids, SIGKILL);
     double up_s = (double)(clock_mono_ms() - e->spawned_ms) / 1000.0;
+    if (e->vram_mb > 0 || e->cfg->memory.vram_mb > 0)
+        sup->vram_wait_until_ms = clock_mono_ms() + SUPERVISOR_VRAM_WAIT_MS;
     e->pid = 0;
     e->npids = 0;
     e->rss_bytes = 0;
@@ -1031,6 +1037,30 @@ static struct engine *lru_victim(struct supervisor *sup, struct engine *for_e)
     return best;
 }
 
+/* The driver frees a process's GPU memory some time after the process is gone (Ollama
+ * #7606 #9926): a start that needs VRAM waits until the GPU shows it free, for at most
+ * SUPERVISOR_VRAM_WAIT_MS after the last GPU engine stopped. */
+static bool vram_not_back(struct supervisor *sup, struct engine *e)
+{
+    uint64_t need = need_vram_mb(e);
+    if (need == 0 || !sup->gpu_seen || sup->gpu_free_mb >= need)
+        return false;
+    if (clock_mono_ms() >= sup->vram_wait_until_ms) {
+        if (sup->vram_wait_until_ms != 0)
+            log_warn("engines",
+                     "%s: starting although the GPU shows only %" PRIu64 " MiB free "
+                     "(needs %" PRIu64 "): waited %d s for memory to be released",
+                     e->cfg->name, sup->gpu_free_mb, need, SUPERVISOR_VRAM_WAIT_MS / 1000);
+        sup->vram_wait_until_ms = 0;
+        return false;
+    }
+    set_state(e, e->state,
+              "waiting for GPU memory: needs %" PRIu64 " MiB, %" PRIu64 " MiB free "
+              "while the driver releases what a stopped engine held",
+              need, sup->gpu_free_mb);
+    return true;
+}
+
 /* Refuses a start that can never fit, with the numbers. Returns true when refused. */
 static bool too_large(struct supervisor *sup, struct engine *e)
 {
@@ -1072,6 +1102,8 @@ static void admit(struct supervisor *sup, struct engine *e)
     /* Engines that are stopping still count in fits(): a start that needs their memory waits
      * until their processes are gone (Ollama #7606), one that fits beside them goes now. */
     if (fits(sup, e)) {
+        if (vram_not_back(sup, e))
+            return; /* the sampler calls schedule() again with the next reading */
         spawn_engine(e);
         return;
     }
@@ -1203,7 +1235,8 @@ static void check_memory(struct engine *e)
 
 static void check_pressure(struct supervisor *sup)
 {
-    if (sup->psi_full < SUPERVISOR_PSI_STOP_PCT)
+    /* avg10 falls slowly after a stop: hold off, or one pressure spike would stop them all. */
+    if (sup->psi_full < SUPERVISOR_PSI_STOP_PCT || clock_mono_ms() < sup->psi_holdoff_until_ms)
         return;
     struct engine *worst = NULL;
     for (size_t i = 0; i < sup->nengines; i++) {
@@ -1212,6 +1245,8 @@ static void check_pressure(struct supervisor *sup)
             (worst == NULL || e->rss_bytes > worst->rss_bytes))
             worst = e;
     }
+    if (worst != NULL && worst->rss_bytes > 0)
+        sup->psi_holdoff_until_ms = clock_mono_ms() + SUPERVISOR_PSI_HOLDOFF_MS;
     if (worst != NULL && worst->rss_bytes > 0)
         begin_stop(worst, true,
                    "stopped: the machine is under memory pressure (PSI full avg10 "
@@ -1245,6 +1280,15 @@ static void sample_done(uv_work_t *w, int status)
         sup->host = s->host;
     if (s->psi_ok)
         sup->psi_full = s->psi_full;
+    if (s->gpu_ok && s->gpu.ndevices > 0) {
+        uint64_t free_mb = 0;
+        for (int d = 0; d < s->gpu.ndevices; d++)
+            free_mb += s->gpu.dev[d].total_mb > s->gpu.dev[d].used_mb
+                           ? s->gpu.dev[d].total_mb - s->gpu.dev[d].used_mb
+                           : 0;
+        sup->gpu_seen = true;
+        sup->gpu_free_mb = free_mb;
+    }
     for (size_t i = 0; i < s->n && i < sup->nengines && status == 0 && !s->procs_failed; i++) {
         struct engine *e = &sup->engines[i];
         if (s->eng[i].root <= 0 || e->pid != s->eng[i].root || !running(e))

@@ -37,6 +37,10 @@ enum engine_state {
 #define SUPERVISOR_BACKOFF_MAX_MS 60000 /* exponential backoff stops growing here */
 #define SUPERVISOR_SAMPLE_MS 1000       /* memory and progress sampling period */
 #define SUPERVISOR_PSI_STOP_PCT 40.0    /* PSI "full avg10" that makes arun stop a grower */
+#define SUPERVISOR_PSI_HOLDOFF_MS 30000 /* after a pressure stop, the next waits this long */
+#define SUPERVISOR_VRAM_WAIT_MS                                                                    \
+    30000 /* after a GPU engine stopped, wait this long at most for                                \
+             its VRAM to show free before starting the next */
 
 struct supervisor;
 struct engine;
@@ -81,8 +85,9 @@ void supervisor_stop_engine(struct engine *e, const char *reason);
 /* Stops and starts again (a stopped engine is just started). Returns as
  * supervisor_start_engine. */
 int supervisor_restart_engine(struct engine *e, struct buf *why) MUST_USE;
-/* Calls cb once the engine is ready or cannot become ready (see supervisor_ready_cb); starts it
- * if needed (as a request would, respecting start: manual). Returns a handle to cancel. */
+/* Calls cb once the engine is ready or cannot become ready (see supervisor_ready_cb). It
+ * starts nothing: the caller asks for a start (and checks start: manual) first. Returns a
+ * handle to cancel. */
 struct supervisor_waiter *supervisor_wait_ready(struct engine *e, supervisor_ready_cb cb,
                                                 void *arg);
 void supervisor_cancel_wait(struct supervisor_waiter *w);
