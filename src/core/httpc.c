@@ -63,19 +63,23 @@ struct sock {
     struct sock *next;
 };
 
+#define HTTPC_SPARE_EASY 64 /* idle easy handles kept for reuse */
+
 struct httpc {
     uv_loop_t *loop;
-    CURLM *multi;                 /* NULL once httpc_free ran */
-    uv_timer_t timer;             /* libcurl's single timeout (timer_fn) */
-    uv_timer_t defer_timer;       /* runs run_deferred() on the next loop turn */
-    struct sock *socks;           /* every open poll */
-    struct httpc_req *reqs;       /* every live transfer */
-    struct httpc_req *defer_head; /* transfers with a deferred add, cancel or resume */
-    struct httpc_req *defer_tail; /* append point, keeps deferred work in order */
-    size_t active;                /* entries in reqs */
-    int in_curl;                  /* depth of libcurl calls that may run our callbacks */
-    int open_handles;             /* timers and polls not yet closed */
-    int freed;                    /* httpc_free ran; the struct goes at open_handles == 0 */
+    CURLM *multi;                  /* NULL once httpc_free ran */
+    uv_timer_t timer;              /* libcurl's single timeout (timer_fn) */
+    uv_timer_t defer_timer;        /* runs run_deferred() on the next loop turn */
+    struct sock *socks;            /* every open poll */
+    struct httpc_req *reqs;        /* every live transfer */
+    struct httpc_req *defer_head;  /* transfers with a deferred add, cancel or resume */
+    struct httpc_req *defer_tail;  /* append point, keeps deferred work in order */
+    size_t active;                 /* entries in reqs */
+    int in_curl;                   /* depth of libcurl calls that may run our callbacks */
+    int open_handles;              /* timers and polls not yet closed */
+    int freed;                     /* httpc_free ran; the struct goes at open_handles == 0 */
+    CURL *spare[HTTPC_SPARE_EASY]; /* reset easy handles kept for the next transfers */
+    size_t nspare;
 };
 
 struct httpc_req {
@@ -306,7 +310,13 @@ static void release(struct httpc_req *r)
     if (r->next != NULL)
         r->next->prev = r->prev;
     h->active--;
-    curl_easy_cleanup(r->easy);
+    if (h->nspare < HTTPC_SPARE_EASY && !h->freed) {
+        /* Creating and destroying a handle per request showed in the gateway's profile. */
+        curl_easy_reset(r->easy);
+        h->spare[h->nspare++] = r->easy;
+    } else {
+        curl_easy_cleanup(r->easy);
+    }
     curl_slist_free_all(r->headers);
     free(r->body);
     free(r->hostport);
@@ -854,7 +864,7 @@ static struct httpc_req *req_new(struct httpc *h, const struct httpc_opts *o, ht
 {
     struct httpc_req *r = xcalloc(1, sizeof(*r));
     r->h = h;
-    r->easy = curl_easy_init();
+    r->easy = h->nspare > 0 ? h->spare[--h->nspare] : curl_easy_init();
     if (r->easy == NULL)
         abort(); /* out of memory */
     r->hostport = hostport;
@@ -927,6 +937,8 @@ void httpc_free(struct httpc *h)
     }
     /* Closes the pooled connections; their sockets are no longer watched, but any that still
      * are get CURL_POLL_REMOVE through socket_fn. */
+    while (h->nspare > 0)
+        curl_easy_cleanup(h->spare[--h->nspare]);
     curl_multi_cleanup(h->multi);
     h->multi = NULL;
     while (h->socks != NULL)

@@ -32,12 +32,12 @@ const char *log_level_name(enum log_level level);
 void log_write(enum log_level level, const char *module, const char *request_id, int err,
                json_t *fields, const char *fmt, ...) PRINTF_LIKE(6, 7);
 
+/* fields (like the message arguments) is evaluated only when the level is on: building it
+ * costs nothing below the level, and there is nothing to free. */
 #define LOG_AT(level, module, rid, err, fields, ...)                                               \
     do {                                                                                           \
         if ((level) >= log_min_level)                                                              \
             log_write((level), (module), (rid), (err), (fields), __VA_ARGS__);                     \
-        else if ((fields) != NULL)                                                                 \
-            json_decref(fields);                                                                   \
     } while (0)
 
 #define log_debug(module, ...) LOG_AT(LOGL_DEBUG, module, NULL, 0, NULL, __VA_ARGS__)

@@ -1,0 +1,294 @@
+#!/bin/sh
+# bench/gateway.sh [BUILD_DIR]: what arun's OpenAI gateway costs on top of the engine it relays
+# to, beside a plain reverse proxy and a peer AI gateway, measured in the same run. The upstream
+# is always arun-mock-engine (docs/mock-engine.md); arun spawns it as engine `m` (no pacing) and
+# `s` (200 tokens/s, ignore_eos), and the direct rows talk to those same processes.
+#   (a) non-streaming: POST /v1/chat/completions, max_tokens 4, wrk -t1 -c32 -d5s with
+#       bench/gateway/post.lua, to: the mock directly, arun, nginx (1 worker, proxy_pass to the
+#       mock over a keepalive upstream). Best of 3 interleaved rounds by req/s. Then the same
+#       with one connection (wrk -c1 -d3s), where latency is what each hop adds to one request.
+#   (b) streaming: 200 concurrent streams of 500 tokens (bench/gateway/stream.mjs): TTFT p50/p99
+#       and inter-token delay, direct vs through arun. Median of 3 interleaved rounds per column.
+#   (c) peer: @portkey-ai/gateway (bench/gateway/package.json, `npm ci` there first) with the
+#       load of (a), beside the direct path and arun, all three inside a private network namespace
+#       (unshare -n) because Portkey binds every interface. Skipped, with the reason, when the
+#       package is not installed or unshare is not allowed.
+# Prints Markdown tables to paste into bench/README.md, and every round's raw line to stderr.
+# Everything listens on 127.0.0.1 (or on the namespace's own loopback), every load run is
+# bounded in time, and the whole script takes about 2.5 minutes.
+set -eu
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+. "$ROOT/bench/lib.sh"
+cd "$ROOT"
+LUA=$ROOT/bench/gateway/post.lua
+PORTKEY=$ROOT/bench/gateway/node_modules/@portkey-ai/gateway/build/start-server.js
+ROUNDS=${ROUNDS:-3}
+STREAMS=${STREAMS:-200}
+TOKENS=${TOKENS:-500}
+TPS=${TPS:-200}
+WRK1_SECS=${WRK1_SECS:-3}
+
+# run_post NAME URL: one bounded wrk run of post.lua; prints "NAME RPS P50_MS P99_MS BAD", BAD
+# being the non-2xx answers plus socket errors (anything but 0 makes the row meaningless).
+run_post() {
+    _out=$(wrk -t"${WRK_THREADS:-1}" -c"${WRK_CONNS:-32}" -d"${WRK_SECS:-5}"s --latency \
+        -s "$LUA" "$2")
+    _rps=$(printf '%s\n' "$_out" | awk '/^Requests\/sec/ {print $2}')
+    _p50=$(printf '%s\n' "$_out" | awk '$1=="50%" {print $2}')
+    _p99=$(printf '%s\n' "$_out" | awk '$1=="99%" {print $2}')
+    _bad=$(printf '%s\n' "$_out" | awk '/Non-2xx/ {n += $NF}
+        /Socket errors/ {gsub(",", ""); n += $4 + $6 + $8 + $10} END {print n + 0}')
+    [ "$_bad" = 0 ] || echo "bench: $1: $_bad bad answers or socket errors" >&2
+    echo "$1 $_rps $(to_ms "$_p50") $(to_ms "$_p99") $_bad"
+}
+
+# best_of NAMES…: reads run_post lines on stdin; prints the best (highest req/s) line of each.
+best_of() {
+    awk -v names="$*" 'NF==5 { if ($2 > best[$1]) { best[$1]=$2; line[$1]=$0 } }
+        END { n=split(names, a, " "); for (i=1; i<=n; i++) print line[a[i]] }'
+}
+
+# post_table REF: the Markdown table of best_of lines on stdin, each row against REF's row.
+post_table() {
+    _lines=$(cat)
+    _ref=$1
+    echo "| path | req/s | p50 ms | p99 ms | req/s vs $_ref | p99 added ms | bad answers |"
+    echo "|---|---:|---:|---:|---:|---:|---:|"
+    printf '%s\n' "$_lines" | awk -v ref="$_ref" '
+        { n++; name[n]=$1; rps[n]=$2; p50[n]=$3; p99[n]=$4; bad[n]=$5
+          if ($1 == ref) { rr = $2; rp = $4 } }
+        END { for (i=1; i<=n; i++)
+            printf "| %s | %.0f | %.3f | %.3f | %.2f | %+.3f | %d |\n",
+                name[i], rps[i], p50[i], p99[i], rps[i]/rr, p99[i]-rp, bad[i] }'
+}
+
+# wait_ready URL [SECONDS]: polls GET /v1/engines/NAME until its state is ready.
+wait_ready() {
+    _deadline=$(( $(date +%s) + ${2:-20} ))
+    until curl -sf "$1" 2>/dev/null | grep -q '"state":"ready"'; do
+        [ "$(date +%s)" -lt "$_deadline" ] || { echo "bench: $1 never became ready" >&2; return 1; }
+        sleep 0.05
+    done
+}
+
+# ---- (c), inside the namespace: the script runs itself again under unshare -n. ----------------
+if [ "${1:-}" = "--in-netns" ]; then
+    BUILD=$2
+    TMP=$3
+    PIDS=""
+    # arun stops its engine on SIGTERM; the namespace dies with its last process.
+    trap 'for p in $PIDS; do kill "$p" 2>/dev/null || true; done; sleep 0.3' EXIT
+    trap 'exit 1' INT TERM HUP PIPE
+    ip link set lo up
+    # A fresh loopback: fixed ports cannot collide with anything outside. arun spawns the mock as
+    # in (a); the direct and Portkey rows talk to that same process.
+    cat >"$TMP/ns-arun.yaml" <<EOF
+data_dir: $TMP/ns-data
+log_level: warn
+node: {ram_mb: 100000, vram_mb: 0, reserve_mb: 0}
+engines:
+  m:
+    cmd: "$BUILD/arun-mock-engine --port \${PORT} --load-ms 0"
+    port: 9001
+    start: always
+    max_concurrency: 256
+    queue_limit: 1024
+    restart: {policy: never}
+EOF
+    "$BUILD/arun" serve --config "$TMP/ns-arun.yaml" --listen 127.0.0.1:9000 2>"$TMP/ns-arun.log" &
+    PIDS="$PIDS $!"
+    NODE_ENV=production node "$PORTKEY" --port=8787 --headless >"$TMP/portkey.log" 2>&1 &
+    PIDS="$PIDS $!"
+    wait_http "http://127.0.0.1:9000/healthz"
+    wait_ready "http://127.0.0.1:9000/v1/engines/m"
+    wait_http "http://127.0.0.1:8787/" 30
+    # Portkey must forward to the mock and answer it unchanged, else its numbers mean nothing.
+    UP=http://127.0.0.1:9001/v1
+    if ! curl -sf http://127.0.0.1:8787/v1/chat/completions -H 'content-type: application/json' \
+        -H 'x-portkey-provider: openai' -H "x-portkey-custom-host: $UP" \
+        -H 'authorization: Bearer bench' \
+        -d '{"model":"m","messages":[{"role":"user","content":"hi"}],"max_tokens":4}' |
+        grep -q '"completion_tokens":4'; then
+        echo "bench: portkey did not relay a completion; its log:" >&2
+        cat "$TMP/portkey.log" >&2
+        exit 1
+    fi
+    R=""
+    for round in $(seq "$ROUNDS"); do
+        R="$R
+$(run_post direct "http://127.0.0.1:9001/v1/chat/completions")
+$(run_post arun "http://127.0.0.1:9000/v1/chat/completions")
+$(export PORTKEY_UPSTREAM="$UP" && run_post portkey "http://127.0.0.1:8787/v1/chat/completions")"
+    done
+    printf '%s\n' "$R" | sed '/^$/d; s/^/bench: (c) /' >&2
+    printf '%s\n' "$R" | best_of direct arun portkey
+    exit 0
+fi
+
+BUILD=${1:-build}
+case $BUILD in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
+if [ ! -x "$BUILD/arun" ] || [ ! -x "$BUILD/arun-mock-engine" ]; then
+    echo "bench: $BUILD/arun or arun-mock-engine missing: run make first" >&2
+    exit 1
+fi
+TMP=$(mktemp -d)
+chmod 755 "$TMP" # nginx's workers run as www-data
+PIDS=""
+cleanup() {
+    for p in $PIDS; do kill "$p" 2>/dev/null || true; done
+    [ -f "$TMP/nginx.pid" ] && kill "$(cat "$TMP/nginx.pid")" 2>/dev/null || true
+    sleep 0.3 # arun stops its engines on SIGTERM
+    rm -rf "$TMP"
+}
+# A signal (a closed pipe too) ends the run after cleaning up, instead of going on without TMP.
+trap cleanup EXIT
+trap 'exit 1' INT TERM HUP PIPE
+
+MOCK="$BUILD/arun-mock-engine"
+A_PORT=$(free_port); M_PORT=$(free_port); S_PORT=$(free_port); N_PORT=$(free_port)
+cat >"$TMP/arun.yaml" <<EOF
+data_dir: $TMP/data
+log_level: warn
+node: {ram_mb: 100000, vram_mb: 0, reserve_mb: 0}
+engines:
+  m:
+    cmd: "$MOCK --port \${PORT} --load-ms 0"
+    port: $M_PORT
+    start: always
+    max_concurrency: 256
+    queue_limit: 1024
+    restart: {policy: never}
+  s:
+    cmd: "$MOCK --port \${PORT} --load-ms 0 --tokens-per-s $TPS --ignore-eos"
+    port: $S_PORT
+    start: always
+    max_concurrency: 256
+    queue_limit: 1024
+    restart: {policy: never}
+EOF
+"$BUILD/arun" serve --config "$TMP/arun.yaml" --listen "127.0.0.1:$A_PORT" 2>"$TMP/arun.log" &
+PIDS="$PIDS $!"
+
+mkdir -p "$TMP/nginx"
+cat >"$TMP/nginx.conf" <<NGINX
+worker_processes 1;
+pid $TMP/nginx.pid;
+error_log $TMP/nginx/error.log;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path $TMP/nginx; proxy_temp_path $TMP/nginx; fastcgi_temp_path $TMP/nginx;
+    uwsgi_temp_path $TMP/nginx; scgi_temp_path $TMP/nginx;
+    upstream mock { server 127.0.0.1:$M_PORT; keepalive 64; }
+    server {
+        listen 127.0.0.1:$N_PORT;
+        location / {
+            proxy_pass http://mock;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+}
+NGINX
+/usr/sbin/nginx -p "$TMP/nginx" -c "$TMP/nginx.conf"
+
+wait_http "http://127.0.0.1:$A_PORT/healthz"
+wait_ready "http://127.0.0.1:$A_PORT/v1/engines/m"
+wait_ready "http://127.0.0.1:$A_PORT/v1/engines/s"
+wait_http "http://127.0.0.1:$N_PORT/health"
+
+# ---- (a) non-streaming ----------------------------------------------------------------------
+# Interleaved rounds so a noisy neighbour hurts every path alike; keep the best run of each.
+R=""
+for round in $(seq "$ROUNDS"); do
+    R="$R
+$(run_post direct "http://127.0.0.1:$M_PORT/v1/chat/completions")
+$(run_post arun "http://127.0.0.1:$A_PORT/v1/chat/completions")
+$(run_post nginx "http://127.0.0.1:$N_PORT/v1/chat/completions")"
+done
+printf '%s\n' "$R" | sed '/^$/d; s/^/bench: (a) /' >&2
+A_TABLE=$(printf '%s\n' "$R" | best_of direct arun nginx | post_table direct)
+
+# The same with one connection: no queueing at any hop, so the latency columns show what each
+# hop adds to one request (with 32 connections they mostly show throughput: latency ~ 32 / rps).
+R1=""
+for round in $(seq "$ROUNDS"); do
+    R1="$R1
+$(WRK_CONNS=1 WRK_SECS=$WRK1_SECS run_post direct "http://127.0.0.1:$M_PORT/v1/chat/completions")
+$(WRK_CONNS=1 WRK_SECS=$WRK1_SECS run_post arun "http://127.0.0.1:$A_PORT/v1/chat/completions")
+$(WRK_CONNS=1 WRK_SECS=$WRK1_SECS run_post nginx "http://127.0.0.1:$N_PORT/v1/chat/completions")"
+done
+printf '%s\n' "$R1" | sed '/^$/d; s/^/bench: (a1) /' >&2
+A1_TABLE=$(printf '%s\n' "$R1" | best_of direct arun nginx | post_table direct)
+
+# ---- (b) streaming --------------------------------------------------------------------------
+stream() { node bench/gateway/stream.mjs "$1" "http://127.0.0.1:$2/v1/chat/completions" \
+    "$STREAMS" "$TOKENS" s; }
+S=""
+for round in $(seq "$ROUNDS"); do
+    S="$S
+$(stream direct "$S_PORT")
+$(stream arun "$A_PORT")"
+done
+printf '%s\n' "$S" | sed '/^$/d; s/^/bench: (b) /' >&2
+B_TABLE=$(printf '%s\n' "$S" | awk '
+    function med(name, col,   v, n, i, j, t) {
+        n = 0; for (i=1; i<=nl; i++) if (nm[i]==name) v[++n] = f[i, col]
+        for (i=1; i<=n; i++) for (j=i+1; j<=n; j++) if (v[j] < v[i]) { t=v[i]; v[i]=v[j]; v[j]=t }
+        return v[int((n+1)/2)]
+    }
+    NF==8 { nl++; nm[nl]=$1; for (c=2; c<=8; c++) f[nl, c]=$c }
+    END {
+        printf "| path | TTFT p50 ms | TTFT p99 ms | inter-token mean ms | inter-token p99 ms"
+        print " | streams ok | wall ms |"
+        print "|---|---:|---:|---:|---:|---:|---:|"
+        split("direct arun", names, " ")
+        for (k=1; k<=2; k++) { n=names[k]
+            printf "| %s | %.2f | %.2f | %.3f | %.2f | %d | %d |\n",
+                n, med(n,2), med(n,3), med(n,4), med(n,5), med(n,6), med(n,8) }
+        printf "| arun - direct | %+.2f | %+.2f | %+.3f | %+.2f | | %+d |\n",
+            med("arun",2) - med("direct",2), med("arun",3) - med("direct",3),
+            med("arun",4) - med("direct",4), med("arun",5) - med("direct",5),
+            med("arun",8) - med("direct",8)
+    }')
+
+# ---- (c) the peer gateway, in a private network namespace ------------------------------------
+C_TABLE=""
+C_NOTE=""
+if [ ! -f "$PORTKEY" ]; then
+    C_NOTE="skipped: @portkey-ai/gateway is not installed (run \`npm ci\` in bench/gateway)"
+elif ! unshare -n true 2>/dev/null; then
+    C_NOTE="skipped: unshare -n is not allowed here (Portkey binds every interface, so it runs"
+    C_NOTE="$C_NOTE only in a private network namespace)"
+elif C_LINES=$(unshare -n sh "$ROOT/bench/gateway.sh" --in-netns "$BUILD" "$TMP"); then
+    C_TABLE=$(printf '%s\n' "$C_LINES" | post_table direct)
+else
+    C_NOTE="failed: see the messages above"
+fi
+
+echo "#### (a) non-streaming chat completions (max_tokens 4)"
+echo
+printf '%s\n' "$A_TABLE"
+echo
+echo "wrk -t${WRK_THREADS:-1} -c${WRK_CONNS:-32} -d${WRK_SECS:-5}s -s bench/gateway/post.lua," \
+    "best of $ROUNDS interleaved rounds"
+echo
+echo "#### (a) one connection"
+echo
+printf '%s\n' "$A1_TABLE"
+echo
+echo "wrk -t1 -c1 -d${WRK1_SECS}s -s bench/gateway/post.lua, best of $ROUNDS interleaved rounds"
+echo
+echo "#### (b) $STREAMS concurrent streams of $TOKENS tokens at $TPS tokens/s each"
+echo
+printf '%s\n' "$B_TABLE"
+echo
+echo "bench/gateway/stream.mjs (node:http), median of $ROUNDS interleaved rounds per column"
+echo
+PK_VERSION=$(sed -n 's/^ *"version": "\(.*\)",$/\1/p' "$(dirname "$PORTKEY")/../package.json" \
+    2>/dev/null | head -1)
+echo "#### (c) peer gateway: @portkey-ai/gateway ${PK_VERSION:-?}, in a private network namespace"
+echo
+if [ -n "$C_TABLE" ]; then printf '%s\n' "$C_TABLE"; else echo "$C_NOTE"; fi
+echo
+echo "$(nproc) cores, node $(node --version), $(date -u +%Y-%m-%d)"
