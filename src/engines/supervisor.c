@@ -153,9 +153,15 @@ struct supervisor {
     struct memory_host host;
     double psi_full;
     uint64_t psi_holdoff_until_ms; /* no second pressure stop before this */
-    bool gpu_seen;                 /* a GPU snapshot arrived */
-    uint64_t gpu_free_mb;          /* free VRAM over all devices, from the last snapshot */
-    uint64_t vram_wait_until_ms;   /* after a GPU engine stopped: wait for its VRAM until then */
+    struct {
+        struct proc_id id;
+        uint64_t kill_at_ms; /* SIGKILL if still alive then */
+        char name[64];
+    } orphans[SUPERVISOR_MAX_ORPHANS]; /* engines gone from the config, being stopped */
+    size_t norphans;
+    bool gpu_seen;               /* a GPU snapshot arrived */
+    uint64_t gpu_free_mb;        /* free VRAM over all devices, from the last snapshot */
+    uint64_t vram_wait_until_ms; /* after a GPU engine stopped: wait for its VRAM until then */
     struct container_rt *crt;
     bool container_detected;
     char container_why[256];
@@ -176,6 +182,7 @@ static void arm_timer(struct engine *e, uint64_t ms);
 static void record_save(struct engine *e);
 static void check_shutdown_done(struct supervisor *sup);
 static void free_if_done(struct supervisor *sup);
+static void reap_orphans(struct supervisor *sup);
 
 /* ---- small facts ---- */
 
@@ -1313,6 +1320,7 @@ static void sample_done(uv_work_t *w, int status)
         idle_unload(e);
     }
     check_pressure(sup);
+    reap_orphans(sup);
     free(s->eng);
     free(s);
     schedule(sup);
@@ -1488,6 +1496,72 @@ static void record_read_cb(int status, const char *value, size_t len, void *arg)
 }
 
 static void container_leftovers_cb(int status, json_t *list, const char *why, void *arg);
+static void adoption_step_done(struct supervisor *sup);
+
+static void orphan_record_deleted_cb(int status, void *arg)
+{
+}
+
+/* Records of engines that are no longer in the config: a process still running from one of
+ * them was left by a previous arun and would hold memory unseen; stop it (SIGTERM, then SIGKILL
+ * after SUPERVISOR_ORPHAN_GRACE_MS from the sampler) and forget the record. */
+static void orphans_listed_cb(int status, const char *value, size_t len, void *arg)
+{
+    struct supervisor *sup = arg;
+    sup->works--;
+    if (sup->freeing) {
+        free_if_done(sup);
+        return;
+    }
+    json_t *all = status == 0 ? json_loadb(value, len, 0, NULL) : NULL;
+    const char *name;
+    json_t *rec;
+    json_object_foreach(all, name, rec)
+    {
+        if (supervisor_find(sup, name) != NULL)
+            continue;
+        struct proc_id id = {.pid = (pid_t)json_integer_value(json_object_get(rec, "pid")),
+                             .start_ticks =
+                                 (uint64_t)json_integer_value(json_object_get(rec, "start_ticks"))};
+        if (id.pid > 1 && proc_alive(sup->proc_root, id)) {
+            log_warn("engines",
+                     "engine %s is no longer in the config, but pid %d that a "
+                     "previous arun started for it still runs; stopping it",
+                     name, (int)id.pid);
+            events_publish(sup->events, "engine.orphan",
+                           json_pack("{s:s, s:i}", "engine", name, "pid", (int)id.pid));
+            native_signal_all(id.pid, &id, 1, SIGTERM);
+            if (sup->norphans < SUPERVISOR_MAX_ORPHANS) {
+                sup->orphans[sup->norphans].id = id;
+                sup->orphans[sup->norphans].kill_at_ms =
+                    clock_mono_ms() + SUPERVISOR_ORPHAN_GRACE_MS;
+                snprintf(sup->orphans[sup->norphans].name, sizeof(sup->orphans[0].name), "%s",
+                         name);
+                sup->norphans++;
+            }
+        }
+        IGNORE_RESULT(store_kv_delete(sup->store, STORE_NS, name, orphan_record_deleted_cb, sup));
+    }
+    json_decref(all);
+    adoption_step_done(sup);
+}
+
+/* Called by the sampler: orphans that outlive their grace get SIGKILL. */
+static void reap_orphans(struct supervisor *sup)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < sup->norphans; i++) {
+        bool alive = proc_alive(sup->proc_root, sup->orphans[i].id);
+        if (alive && clock_mono_ms() >= sup->orphans[i].kill_at_ms) {
+            log_warn("engines", "orphan %s (pid %d) ignored SIGTERM; SIGKILL", sup->orphans[i].name,
+                     (int)sup->orphans[i].id.pid);
+            native_signal_all(sup->orphans[i].id.pid, &sup->orphans[i].id, 1, SIGKILL);
+        } else if (alive) {
+            sup->orphans[k++] = sup->orphans[i];
+        }
+    }
+    sup->norphans = k;
+}
 
 static void adoption_step_done(struct supervisor *sup)
 {
@@ -1524,6 +1598,14 @@ static void begin_adoption(struct supervisor *sup)
         sup->adopting++;
         if (container_list(sup->crt, "arun.engine", container_leftovers_cb, sup) != 0)
             sup->adopting--;
+    }
+    if (sup->store != NULL) {
+        sup->adopting++;
+        sup->works++;
+        if (store_kv_list(sup->store, STORE_NS, orphans_listed_cb, sup) != 0) {
+            sup->adopting--;
+            sup->works--;
+        }
     }
     adoption_step_done(sup);
 }

@@ -38,9 +38,11 @@ enum engine_state {
 #define SUPERVISOR_SAMPLE_MS 1000       /* memory and progress sampling period */
 #define SUPERVISOR_PSI_STOP_PCT 40.0    /* PSI "full avg10" that makes arun stop a grower */
 #define SUPERVISOR_PSI_HOLDOFF_MS 30000 /* after a pressure stop, the next waits this long */
-#define SUPERVISOR_VRAM_WAIT_MS                                                                    \
-    30000 /* after a GPU engine stopped, wait this long at most for                                \
-             its VRAM to show free before starting the next */
+/* After a GPU engine stopped, a start that needs VRAM waits at most this long for it to show
+ * free (drivers release it after the process is gone). */
+#define SUPERVISOR_VRAM_WAIT_MS 30000
+#define SUPERVISOR_MAX_ORPHANS 64        /* orphans tracked until gone, per start-up */
+#define SUPERVISOR_ORPHAN_GRACE_MS 10000 /* an orphan gets SIGKILL this long after SIGTERM */
 
 struct supervisor;
 struct engine;

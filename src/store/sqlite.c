@@ -34,6 +34,9 @@
 #include "core/log.h"
 #include "store/store_int.h"
 
+#define STRINGIFY_(x) #x
+#define STRINGIFY(x) STRINGIFY_(x)
+
 #define MODULE "store"
 
 enum stmt {
@@ -47,6 +50,7 @@ enum stmt {
     STMT_KV_PUT,
     STMT_KV_DELETE,
     STMT_KV_GET,
+    STMT_KV_LIST,
     STMT_PROBE,
     STMT__COUNT,
 };
@@ -64,6 +68,9 @@ static const char *const stmt_sql[STMT__COUNT] = {
                      "updated_ms = excluded.updated_ms"),
     [STMT_KV_DELETE] = "DELETE FROM kv WHERE ns = ?1 AND key = ?2",
     [STMT_KV_GET] = "SELECT value FROM kv WHERE ns = ?1 AND key = ?2",
+    /* json() re-embeds each stored JSON text as JSON, not as a string. */
+    [STMT_KV_LIST] = "SELECT json_group_object(key, json(value)) FROM (SELECT key, value FROM kv "
+                     "WHERE ns = ?1 ORDER BY key LIMIT " STRINGIFY(STORE_LIST_MAX) ")",
     [STMT_PROBE] = ("INSERT INTO store_probe (id, at_ms) VALUES (1, ?1) "
                     "ON CONFLICT (id) DO UPDATE SET at_ms = excluded.at_ms"),
 };
@@ -276,6 +283,25 @@ static int kv_get(struct sqlite_conn *c, struct store_op *op)
     return src;
 }
 
+static int kv_list(struct sqlite_conn *c, struct store_op *op)
+{
+    int src;
+    sqlite3_stmt *s = stmt_get(c, STMT_KV_LIST, &src);
+
+    if (s == NULL)
+        return src;
+    src = sqlite3_bind_text(s, 1, op->u.kv.ns, -1, SQLITE_STATIC);
+    if (src == SQLITE_OK)
+        src = sqlite3_step(s);
+    if (src == SQLITE_ROW) {
+        take_text(s, op);
+        src = SQLITE_OK;
+    }
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    return src;
+}
+
 static int probe(struct sqlite_conn *c, struct store_op *op)
 {
     int src;
@@ -314,8 +340,8 @@ typedef int (*apply_fn)(struct sqlite_conn *c, struct store_op *op);
 
 /* A new op kind without a row here fails the build. */
 static const apply_fn apply_fns[] = {
-    [STORE_OP_KV_PUT] = kv_put, [STORE_OP_KV_DELETE] = kv_delete, [STORE_OP_KV_GET] = kv_get,
-    [STORE_OP_PROBE] = probe,   [STORE_OP_SQL] = sql_text,
+    [STORE_OP_KV_PUT] = kv_put,   [STORE_OP_KV_DELETE] = kv_delete, [STORE_OP_KV_GET] = kv_get,
+    [STORE_OP_KV_LIST] = kv_list, [STORE_OP_PROBE] = probe,         [STORE_OP_SQL] = sql_text,
 };
 _Static_assert(ARRAY_SIZE(apply_fns) == STORE_OP__COUNT, "every op kind needs an apply function");
 

@@ -72,6 +72,7 @@ const struct store_op_kind_info store_op_kinds[STORE_OP__COUNT] = {
     [STORE_OP_KV_PUT] = {.name = "kv_put"},
     [STORE_OP_KV_DELETE] = {.name = "kv_delete"},
     [STORE_OP_KV_GET] = {.name = "kv_get", .read = true, .returns_value = true},
+    [STORE_OP_KV_LIST] = {.name = "kv_list", .read = true, .returns_value = true},
     [STORE_OP_PROBE] = {.name = "probe"},
     [STORE_OP_SQL] = {.name = "sql", .returns_value = true},
 };
@@ -524,6 +525,20 @@ int store_kv_get(struct store *st, const char *ns, const char *key, store_value_
 
     ASSERT(cb != NULL);
     rc = kv_op_new(STORE_OP_KV_GET, ns, key, NULL, 0, &op);
+    if (rc != 0)
+        return rc;
+    op->cb.value = cb;
+    op->arg = arg;
+    return submit(st, op);
+}
+
+int store_kv_list(struct store *st, const char *ns, store_value_cb cb, void *arg)
+{
+    struct store_op *op;
+    int rc;
+
+    ASSERT(cb != NULL);
+    rc = kv_op_new(STORE_OP_KV_LIST, ns, "*", NULL, 0, &op); /* the key is unused */
     if (rc != 0)
         return rc;
     op->cb.value = cb;

@@ -39,6 +39,7 @@
 #define STORE_NS_MAX 128                    /* bytes in a namespace name */
 #define STORE_KEY_MAX 1024                  /* bytes in a key */
 #define STORE_VALUE_MAX (16u * 1024 * 1024) /* bytes in one JSON value */
+#define STORE_LIST_MAX 10000                /* keys returned by one store_kv_list */
 
 struct store; /* opaque; one per process and data_dir */
 
@@ -108,5 +109,9 @@ int store_kv_delete(struct store *st, const char *ns, const char *key, store_wri
  * or -ENOENT. Returns as store_kv_put. */
 int store_kv_get(struct store *st, const char *ns, const char *key, store_value_cb cb,
                  void *arg) MUST_USE;
+
+/* Reads every (key, value) of ns as one JSON object {"key": value, …}, keys in order, at most
+ * STORE_LIST_MAX of them ("{}" when the namespace is empty). Returns as store_kv_get. */
+int store_kv_list(struct store *st, const char *ns, store_value_cb cb, void *arg) MUST_USE;
 
 #endif

@@ -25,8 +25,9 @@ enum store_op_kind {
     STORE_OP_KV_PUT,
     STORE_OP_KV_DELETE,
     STORE_OP_KV_GET,
-    STORE_OP_PROBE, /* writer-internal: a one-row write that tells whether commits work again */
-    STORE_OP_SQL,   /* tests and fault injection only: SQL text run by the writer */
+    STORE_OP_KV_LIST, /* every key of a namespace, as one JSON object */
+    STORE_OP_PROBE,   /* writer-internal: a one-row write that tells whether commits work again */
+    STORE_OP_SQL,     /* tests and fault injection only: SQL text run by the writer */
     STORE_OP__COUNT,
 };
 

@@ -240,4 +240,26 @@ describe('engine supervisor: adoption and shutdown', () => {
       rmSync(first.dir, { recursive: true, force: true });
     }
   });
+
+  test('an engine removed from the config while arun was down is found at start and stopped', async () => {
+    const both = `engines:\n  keep2:\n    cmd: ${mock()}\n  gone:\n    cmd: ${mock()}\n`;
+    const first = new Arun({ config: both });
+    await first.start();
+    let pid;
+    try {
+      await start(first, 'gone');
+      pid = (await waitState(first, 'gone', 'ready')).pid;
+      await first.stop('SIGKILL');
+      assert.ok(alive(pid));
+      const second = new Arun({ dir: first.dir, config: `engines:\n  keep2:\n    cmd: ${mock()}\n` });
+      await second.start();
+      try {
+        await waitFor(() => !alive(pid), { timeoutMs: 15000, what: 'the orphan to be stopped' });
+        assert.match(second.stderr, /engine gone is no longer in the config, but pid \d+ .* still runs; stopping it/);
+      } finally { await second.cleanup(); }
+    } finally {
+      if (pid && alive(pid)) process.kill(pid, 'SIGKILL');
+      rmSync(first.dir, { recursive: true, force: true });
+    }
+  });
 });

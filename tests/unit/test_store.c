@@ -367,6 +367,35 @@ static void test_put_then_get_roundtrips_through_the_loop(void **state)
     tmp_dir_free(tmp);
 }
 
+static void test_list_returns_a_namespace_as_one_object(void **state)
+{
+    char *tmp = tmp_dir_new(), *data_dir = data_dir_of(tmp);
+    uv_loop_t loop;
+    struct got g = {0};
+
+    assert_int_equal(uv_loop_init(&loop), 0);
+    struct store *st = open_store(&loop, data_dir, NULL);
+    assert_int_equal(store_kv_list(st, NS, got_cb, &g), 0);
+    assert_true(run_until(&loop, got_done, &g));
+    assert_int_equal(g.status, 0);
+    assert_string_equal(g.value, "{}");
+    free(g.value);
+
+    put_wait(&loop, st, "b\"quoted", "[1,2]", 0);
+    put_wait(&loop, st, "a", "{\"pid\":7}", 0);
+    g = (struct got){0};
+    assert_int_equal(store_kv_list(st, NS, got_cb, &g), 0);
+    assert_true(run_until(&loop, got_done, &g));
+    assert_int_equal(g.status, 0);
+    assert_string_equal(g.value, "{\"a\":{\"pid\":7},\"b\\\"quoted\":[1,2]}");
+    free(g.value);
+
+    close_store(&loop, st);
+    loop_finish(&loop);
+    free(data_dir);
+    tmp_dir_free(tmp);
+}
+
 static void test_delete_removes_the_key(void **state)
 {
     char *tmp = tmp_dir_new(), *data_dir = data_dir_of(tmp);
@@ -819,6 +848,7 @@ int main(void)
         cmocka_unit_test(test_acknowledged_write_survives_kill_9),
         cmocka_unit_test(test_put_then_get_roundtrips_through_the_loop),
         cmocka_unit_test(test_delete_removes_the_key),
+        cmocka_unit_test(test_list_returns_a_namespace_as_one_object),
         cmocka_unit_test(test_get_of_a_missing_key_is_enoent),
         cmocka_unit_test(test_invalid_arguments_fail_without_calling_back),
         cmocka_unit_test(test_puts_in_one_turn_share_few_commits),
