@@ -40,6 +40,7 @@
 #include "cli/client.h"
 #include "core/buf.h"
 #include "core/config.h"
+#include "core/fileio.h"
 
 #define STORE_DB_FILE "arun.db"     /* data_dir/arun.db: the store's SQLite file */
 #define STORE_LOCK_FILE "arun.lock" /* data_dir/arun.lock: flock'd by the arun that runs */
@@ -93,30 +94,6 @@ static void say(struct report *r, enum level lvl, const char *check, const char 
 }
 
 /* ---- small helpers ---- */
-
-/* Looks prog up like execvp: a name with '/' as it is, else each PATH entry. Heap or NULL. */
-static char *which(const char *prog)
-{
-    struct stat st;
-    if (strchr(prog, '/') != NULL)
-        return stat(prog, &st) == 0 && S_ISREG(st.st_mode) && access(prog, X_OK) == 0
-                   ? xstrdup(prog)
-                   : NULL;
-    const char *path = getenv("PATH");
-    if (path == NULL)
-        path = "/usr/local/bin:/usr/bin:/bin";
-    for (const char *p = path;;) {
-        const char *colon = strchr(p, ':');
-        size_t n = colon ? (size_t)(colon - p) : strlen(p);
-        char *cand = xasprintf("%.*s/%s", (int)(n ? n : 1), n ? p : ".", prog);
-        if (stat(cand, &st) == 0 && S_ISREG(st.st_mode) && access(cand, X_OK) == 0)
-            return cand;
-        free(cand);
-        if (colon == NULL)
-            return NULL;
-        p = colon + 1;
-    }
-}
 
 /* One value (kB) of /proc/meminfo, or -1. */
 static long long meminfo_kb(const char *text, const char *key)
@@ -256,7 +233,7 @@ static void check_gpu(struct report *r, const struct config *cfg)
 {
     char why[512] = "";
     int gpus = nvml_gpus(why, sizeof(why));
-    char *smi = which("nvidia-smi");
+    char *smi = fileio_which("nvidia-smi");
     if (gpus > 0)
         say(r, OK, "gpu", "%d NVIDIA GPU%s found through NVML (%s); nvidia-smi %s%s", gpus,
             gpus == 1 ? "" : "s", NVML_LIB, smi ? "at " : "not on PATH", smi ? smi : "");
@@ -483,10 +460,10 @@ static bool check_cmd(struct report *r, const struct config *cfg, const struct c
     } else if (prog[0] != '/' && strchr(prog, '/') != NULL && e->cwd != NULL) {
         /* A relative path with a '/' is resolved in the engine's cwd, where it is run. */
         char *in_cwd = xasprintf("%s/%s", e->cwd, prog);
-        found = which(in_cwd);
+        found = fileio_which(in_cwd);
         free(in_cwd);
     } else {
-        found = which(prog);
+        found = fileio_which(prog);
     }
     if (prog != NULL && prog[0] != '\0' && found == NULL) {
         const char *path = getenv("PATH");
@@ -505,9 +482,10 @@ static bool check_cmd(struct report *r, const struct config *cfg, const struct c
 static char *container_cli(const struct config *cfg, const char **name)
 {
     char *p = NULL;
-    if (cfg->runtime.container_cli != CONFIG_CLI_DOCKER && (p = which("podman")) != NULL)
+    if (cfg->runtime.container_cli != CONFIG_CLI_DOCKER && (p = fileio_which("podman")) != NULL)
         *name = "podman";
-    else if (cfg->runtime.container_cli != CONFIG_CLI_PODMAN && (p = which("docker")) != NULL)
+    else if (cfg->runtime.container_cli != CONFIG_CLI_PODMAN &&
+             (p = fileio_which("docker")) != NULL)
         *name = "docker";
     return p;
 }
@@ -630,7 +608,7 @@ static int orphan_processes(struct report *r, const char *db_path)
 /* Running containers labelled arun.engine=E for an engine E of this config. */
 static int orphan_containers(struct report *r, const struct config *cfg)
 {
-    char *podman = which("podman");
+    char *podman = fileio_which("podman");
     if (podman == NULL)
         return 0;
     free(podman);

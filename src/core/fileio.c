@@ -3,7 +3,12 @@
  */
 #include "core/fileio.h"
 
+#include <stdbool.h>
+
 #include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 ssize_t fileio_read_fd(int fd, char *buf, size_t cap)
@@ -20,4 +25,30 @@ ssize_t fileio_read_fd(int fd, char *buf, size_t cap)
         len += (size_t)n;
     }
     return (ssize_t)len;
+}
+
+static bool executable_file(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode) && access(path, X_OK) == 0;
+}
+
+char *fileio_which(const char *prog)
+{
+    if (strchr(prog, '/') != NULL)
+        return executable_file(prog) ? xstrdup(prog) : NULL;
+    const char *path = getenv("PATH");
+    if (path == NULL)
+        path = "/usr/local/bin:/usr/bin:/bin";
+    for (const char *p = path;;) {
+        const char *colon = strchr(p, ':');
+        size_t n = colon ? (size_t)(colon - p) : strlen(p);
+        char *cand = xasprintf("%.*s/%s", (int)(n ? n : 1), n ? p : ".", prog);
+        if (executable_file(cand))
+            return cand;
+        free(cand);
+        if (colon == NULL)
+            return NULL;
+        p = colon + 1;
+    }
 }

@@ -6,6 +6,8 @@
  */
 #include "engines/manifest.h"
 
+#include "core/fileio.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <string.h>
@@ -269,21 +271,5 @@ void manifest_hash(const struct config_engine *e, char out[17])
 
 char *manifest_which(const char *prog)
 {
-    struct stat st;
-    if (strchr(prog, '/') != NULL)
-        return stat(prog, &st) == 0 && S_ISREG(st.st_mode) ? xstrdup(prog) : NULL;
-    const char *path = getenv("PATH");
-    if (path == NULL)
-        path = "/usr/local/bin:/usr/bin:/bin";
-    for (const char *p = path;;) {
-        const char *colon = strchr(p, ':');
-        size_t n = colon ? (size_t)(colon - p) : strlen(p);
-        char *cand = xasprintf("%.*s/%s", (int)(n ? n : 1), n ? p : ".", prog);
-        if (stat(cand, &st) == 0 && S_ISREG(st.st_mode) && access(cand, X_OK) == 0)
-            return cand;
-        free(cand);
-        if (colon == NULL)
-            return NULL;
-        p = colon + 1;
-    }
+    return fileio_which(prog);
 }
