@@ -18,6 +18,7 @@ struct health_probe {
     health_cb cb;
     void *arg;
     bool is_cmd;
+    bool deep; /* a completion probe: the answer must be a completion */
     bool cancelled;
     bool done;
     int closing;
@@ -41,6 +42,15 @@ static void finish(struct health_probe *p, const struct health_result *r)
 
 /* ---- HTTP ---- */
 
+static bool is_completion(const struct httpc_result *res)
+{
+    json_t *j = res->body ? json_loadb(res->body, res->body_len, 0, NULL) : NULL;
+    json_t *choices = json_object_get(j, "choices");
+    bool ok = json_is_array(choices) && json_array_size(choices) > 0;
+    json_decref(j);
+    return ok;
+}
+
 static void http_done(struct httpc_req *req, const struct httpc_result *res, void *arg)
 {
     struct health_probe *p = arg;
@@ -54,6 +64,13 @@ static void http_done(struct httpc_req *req, const struct httpc_result *res, voi
     } else if (res->status == 503) {
         r.outcome = HEALTH_LOADING;
         snprintf(r.detail, sizeof(r.detail), "answers 503 (loading)");
+    } else if (res->status >= 200 && res->status < 300 && p->deep && !is_completion(res)) {
+        /* A 200 that is not a completion is what a broken GPU behind a live server gives. */
+        r.outcome = HEALTH_BAD;
+        snprintf(r.detail, sizeof(r.detail),
+                 "completion probe got HTTP %d without a completion "
+                 "in it (%.60s)",
+                 res->status, res->body ? res->body : "");
     } else if (res->status >= 200 && res->status < 300) {
         r.outcome = HEALTH_OK;
     } else {
@@ -77,6 +94,7 @@ static int start_http(struct health_probe *p, struct httpc *httpc, const struct 
                            .timeout_ms = e->health.timeout_ms,
                            .max_body_bytes = 64 * 1024,
                            .arg = p};
+    p->deep = completion && e->url == NULL;
     if (completion) {
         snprintf(url, sizeof(url), "http://127.0.0.1:%u/v1/chat/completions", port);
         json_t *j = json_pack("{s:s, s:[{s:s, s:s}], s:i, s:b}", "model",

@@ -156,6 +156,15 @@ exec ${MOCK_BIN} --port "$1"
     } finally { await arun.cleanup(); rmSync(dir, { recursive: true, force: true }); }
   });
 
+  test('health.probe: completion finds an engine whose /health is fine but whose completions are broken', async () => {
+    const arun = await new Arun({ config: `engines:\n  g:\n    cmd: ${mock('--garbage')}\n    health: {probe: completion, interval_ms: 100, failures: 2}\n` }).start();
+    try {
+      await start(arun, 'g');
+      const e = await waitState(arun, 'g', 'unhealthy');
+      assert.match(e.reason, /completion probe got HTTP 200 without a completion in it/);
+    } finally { await arun.cleanup(); }
+  });
+
   test('an engine using more memory than declared is stopped with the memory reason', async () => {
     const arun = await new Arun({ config: `engines:\n  fat:\n    cmd: ${mock('--rss-mb 300')}\n    memory: {ram_mb: 100}\n    restart: {policy: never}\n` }).start();
     try {
