@@ -26,11 +26,13 @@
  * httpc_free) is removed early with CURLOPT_FORBID_REUSE set, so its connection is closed
  * rather than pooled with half a response in it.
  *
- * Sockets: on CURL_POLL_REMOVE the poll is stopped and closed at once (uv_close), and libcurl
- * forgets its socketp; when libcurl opens a new socket that gets the same fd, socketp is NULL
- * again and a fresh uv_poll is made (libuv allows that as soon as the old one is stopped).
- * Pooled idle connections are not watched (libcurl removes their sockets), so each reuse
- * costs one uv_poll init and close, which is cheap next to a connect.
+ * Sockets: libcurl says CURL_POLL_REMOVE when it parks a connection in its pool as well as
+ * before it closes one, and forgets its socketp either way. The poll is only stopped then
+ * ("parked"), and found again by fd when libcurl reuses the connection, so a keep-alive
+ * request costs no uv_poll init/close or malloc (the gateway's profile showed that churn).
+ * A socket is really closed through our CURLOPT_CLOSESOCKETFUNCTION, which closes the uv_poll
+ * first (libuv drops the fd from epoll at once) and then the fd, so an fd number libcurl gets
+ * back later is never watched by a stale handle.
  *
  * Pause: returning CURL_WRITEFUNC_PAUSE makes libcurl keep the chunk it offered and offer it
  * again after curl_easy_pause(CONT). Our HTTPC_PAUSE means "this chunk was taken", so the
@@ -46,7 +48,9 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <string.h>
+#include <unistd.h>
 #include <strings.h>
 
 #include "core/buf.h"
@@ -59,6 +63,7 @@ struct sock {
     uv_poll_t poll;    /* watches fd for libcurl */
     struct httpc *h;   /* owner */
     curl_socket_t fd;  /* the socket libcurl named */
+    bool parked;       /* libcurl removed it (pooled connection): poll stopped, fd open */
     struct sock *prev; /* h->socks list */
     struct sock *next;
 };
@@ -211,17 +216,34 @@ static struct sock *sock_open(struct httpc *h, curl_socket_t fd)
     return s;
 }
 
+static struct sock *sock_find(struct httpc *h, curl_socket_t fd)
+{
+    for (struct sock *s = h->socks; s != NULL; s = s->next)
+        if (s->fd == fd)
+            return s;
+    return NULL;
+}
+
 static int socket_fn(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 {
     struct httpc *h = userp;
     struct sock *s = socketp;
     if (what == CURL_POLL_REMOVE) {
-        if (s != NULL)
-            sock_close(s);
+        if (s != NULL) {
+            uv_poll_stop(&s->poll);
+            s->parked = true;
+        }
         return 0;
     }
-    if (s == NULL)
-        s = sock_open(h, fd);
+    if (s == NULL) {
+        s = sock_find(h, fd);
+        if (s != NULL) {
+            s->parked = false;
+            curl_multi_assign(h->multi, fd, s); /* allowed here: it only stores the pointer */
+        } else {
+            s = sock_open(h, fd);
+        }
+    }
     if (s == NULL)
         return -1; /* libcurl marks the multi dead: transfers fail instead of hanging */
     int events = 0;
@@ -235,6 +257,17 @@ static int socket_fn(CURL *easy, curl_socket_t fd, int what, void *userp, void *
         return -1;
     }
     return 0;
+}
+
+/* libcurl closes a socket: drop its poll first, so the fd is out of epoll before the number
+ * can be reused. */
+static int close_socket_cb(void *clientp, curl_socket_t fd)
+{
+    struct httpc *h = clientp;
+    struct sock *s = sock_find(h, fd);
+    if (s != NULL)
+        sock_close(s);
+    return close(fd);
 }
 
 static void curl_timer_cb(uv_timer_t *t)
@@ -836,6 +869,8 @@ static int setup_easy(struct httpc_req *r, const struct httpc_opts *o, int loopb
     bad |= curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https") != 0;
     bad |= curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)r) != 0;
     bad |= curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) != 0;
+    bad |= curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, close_socket_cb) != 0;
+    bad |= curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, r->h) != 0;
     bad |= curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L) != 0;
     /* Streams can sit idle for minutes while a model loads; let the kernel notice dead peers. */
     bad |= curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L) != 0;
