@@ -157,6 +157,32 @@ static int load_config(const char *flag_path, const char *listen, struct config 
     return rc;
 }
 
+static bool loopback(const char *host)
+{
+    return strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0 ||
+           strcmp(host, "localhost") == 0;
+}
+
+/* Refuses what would serve without the protection the config asks for (contract 2 and 6):
+ * auth.mode: none is for loopback only, and keys are not checked by this version. */
+static int check_exposure(const struct config *cfg)
+{
+    if (cfg->auth.mode == CONFIG_AUTH_KEYS) {
+        fprintf(stderr, "arun: auth.mode: keys is not implemented in this version of arun; it "
+                        "would serve requests without checking keys, so it refuses to start\n");
+        return 2;
+    }
+    if (!loopback(cfg->listen_host)) {
+        fprintf(stderr,
+                "arun: listen: %s is not a loopback address and auth.mode is none: anyone "
+                "who can reach this machine could use it. Listen on 127.0.0.1 (or ::1) "
+                "and put a proxy with authentication in front\n",
+                cfg->listen_host);
+        return 2;
+    }
+    return 0;
+}
+
 static int open_store(struct daemon *d)
 {
     const char *url = d->cfg->store.url;
@@ -281,6 +307,11 @@ int serve_main(int argc, char **argv)
     rc = load_config(config_path, listen, &d.cfg);
     if (rc != 0)
         return rc;
+    rc = check_exposure(d.cfg);
+    if (rc != 0) {
+        config_free(d.cfg);
+        return rc;
+    }
     log_set_level(d.cfg->log_level);
     uv_loop_init(&d.loop);
     d.metrics = metrics_new();
