@@ -169,28 +169,15 @@ EOF
 "$BUILD/arun" serve --config "$TMP/arun.yaml" --listen "127.0.0.1:$A_PORT" 2>"$TMP/arun.log" &
 PIDS="$PIDS $!"
 
-mkdir -p "$TMP/nginx"
-cat >"$TMP/nginx.conf" <<NGINX
-worker_processes 1;
-pid $TMP/nginx.pid;
-error_log $TMP/nginx/error.log;
-events { worker_connections 1024; }
-http {
-    access_log off;
-    client_body_temp_path $TMP/nginx; proxy_temp_path $TMP/nginx; fastcgi_temp_path $TMP/nginx;
-    uwsgi_temp_path $TMP/nginx; scgi_temp_path $TMP/nginx;
-    upstream mock { server 127.0.0.1:$M_PORT; keepalive 64; }
+start_nginx "$TMP" "    upstream mock { server 127.0.0.1:$M_PORT; keepalive 64; }
     server {
         listen 127.0.0.1:$N_PORT;
         location / {
             proxy_pass http://mock;
             proxy_http_version 1.1;
-            proxy_set_header Connection "";
+            proxy_set_header Connection \"\";
         }
-    }
-}
-NGINX
-/usr/sbin/nginx -p "$TMP/nginx" -c "$TMP/nginx.conf"
+    }"
 
 wait_http "http://127.0.0.1:$A_PORT/healthz"
 wait_ready "http://127.0.0.1:$A_PORT/v1/engines/m"

@@ -26,21 +26,9 @@ printf 'data_dir: %s/data\nlog_level: warn\n' "$TMP" >"$TMP/arun.yaml"
 PIDS="$PIDS $!"
 "$BUILD/arun-mock-engine" --port "$M_PORT" 2>"$TMP/mock.log" &
 PIDS="$PIDS $!"
-mkdir -p "$TMP/html" "$TMP/nginx"
+mkdir -p "$TMP/html"
 printf '{"status":"ok"}' >"$TMP/html/healthz"
-cat >"$TMP/nginx.conf" <<NGINX
-worker_processes 1;
-pid $TMP/nginx.pid;
-error_log $TMP/nginx/error.log;
-events { worker_connections 1024; }
-http {
-    access_log off;
-    client_body_temp_path $TMP/nginx; proxy_temp_path $TMP/nginx; fastcgi_temp_path $TMP/nginx;
-    uwsgi_temp_path $TMP/nginx; scgi_temp_path $TMP/nginx;
-    server { listen 127.0.0.1:$N_PORT; root $TMP/html; }
-}
-NGINX
-/usr/sbin/nginx -p "$TMP/nginx" -c "$TMP/nginx.conf"
+start_nginx "$TMP" "    server { listen 127.0.0.1:$N_PORT; root $TMP/html; }"
 
 wait_http "http://127.0.0.1:$A_PORT/healthz"
 wait_http "http://127.0.0.1:$M_PORT/health"

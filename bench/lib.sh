@@ -32,3 +32,23 @@ to_ms() {
     *) echo "?" ;;
     esac
 }
+
+# start_nginx DIR HTTP_BODY: runs Debian's nginx (1 worker, no access log) with its pid, logs
+# and temp files under DIR and HTTP_BODY (server/upstream blocks) inside `http { }`. DIR must be
+# readable by nginx's workers (www-data). Stop it with `kill "$(cat DIR/nginx.pid)"`.
+start_nginx() {
+    mkdir -p "$1/nginx"
+    cat >"$1/nginx.conf" <<NGINX
+worker_processes 1;
+pid $1/nginx.pid;
+error_log $1/nginx/error.log;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path $1/nginx; proxy_temp_path $1/nginx; fastcgi_temp_path $1/nginx;
+    uwsgi_temp_path $1/nginx; scgi_temp_path $1/nginx;
+$2
+}
+NGINX
+    /usr/sbin/nginx -p "$1/nginx" -c "$1/nginx.conf"
+}
