@@ -20,34 +20,11 @@
 
 #include <cmocka.h>
 
+#include "testutil.h"
+
 #include "../../src/engines/memory.c"
 
 /* ---- helpers ---- */
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    return remove(path);
-}
-
-static void rm_rf(const char *dir)
-{
-    assert_int_equal(nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS), 0);
-}
-
-static void put(const char *dir, const char *rel, const char *text, mode_t mode)
-{
-    char path[512];
-    snprintf(path, sizeof(path), "%s/%s", dir, rel);
-    char *slash = strrchr(path, '/');
-    *slash = '\0';
-    mkdir(path, 0755);
-    *slash = '/';
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-    assert_int_equal(chmod(path, mode), 0);
-}
 
 static char *make_tmpdir(void)
 {
@@ -112,22 +89,23 @@ static void print_snapshot(const struct memory_gpu_snapshot *s)
 static void test_host_read_parses_meminfo(void **state)
 {
     char *root = make_tmpdir();
-    put(root, "meminfo",
-        "MemTotal:       16318748 kB\nMemFree:         1000000 kB\n"
-        "MemAvailable:   12000000 kB\nBuffers:          100 kB\n",
-        0644);
+    testutil_put(root, "meminfo",
+                 "MemTotal:       16318748 kB\nMemFree:         1000000 kB\n"
+                 "MemAvailable:   12000000 kB\nBuffers:          100 kB\n",
+                 0644);
     struct memory_host h;
     assert_int_equal(memory_host_read(root, &h), 0);
     assert_int_equal(h.total_mb, 16318748 / 1024);
     assert_int_equal(h.available_mb, 12000000 / 1024);
-    rm_rf(root);
+    testutil_rm_rf(root);
     free(root);
 }
 
 static void test_host_read_without_memavailable_uses_free_buffers_cached(void **state)
 {
     char *root = make_tmpdir();
-    put(root, "meminfo",
+    testutil_put(
+        root, "meminfo",
         "MemTotal:        2048000 kB\nMemFree:          102400 kB\nBuffers:           10240 kB\n"
         "Cached:           204800 kB\nSwapCached:            0 kB\n",
         0644);
@@ -135,18 +113,18 @@ static void test_host_read_without_memavailable_uses_free_buffers_cached(void **
     assert_int_equal(memory_host_read(root, &h), 0);
     assert_int_equal(h.total_mb, 2000);
     assert_int_equal(h.available_mb, 100 + 10 + 200);
-    rm_rf(root);
+    testutil_rm_rf(root);
     free(root);
 }
 
 static void test_host_read_rejects_meminfo_without_total(void **state)
 {
     char *root = make_tmpdir();
-    put(root, "meminfo", "MemFree: 1 kB\n", 0644);
+    testutil_put(root, "meminfo", "MemFree: 1 kB\n", 0644);
     struct memory_host h;
     assert_int_equal(memory_host_read(root, &h), -EINVAL);
     assert_int_equal(memory_host_read("/nonexistent-proc", &h), -ENOENT);
-    rm_rf(root);
+    testutil_rm_rf(root);
     free(root);
 }
 
@@ -163,15 +141,15 @@ static void test_host_read_real_proc(void **state)
 static void test_psi_read_parses_pressure(void **state)
 {
     char *root = make_tmpdir();
-    put(root, "pressure/memory",
-        "some avg10=12.34 avg60=1.00 avg300=0.50 total=123456\n"
-        "full avg10=0.07 avg60=0.00 avg300=0.00 total=789\n",
-        0644);
+    testutil_put(root, "pressure/memory",
+                 "some avg10=12.34 avg60=1.00 avg300=0.50 total=123456\n"
+                 "full avg10=0.07 avg60=0.00 avg300=0.00 total=789\n",
+                 0644);
     double some = -1, full = -1;
     assert_int_equal(memory_psi_read(root, &some, &full), 0);
     assert_float_equal(some, 12.34, 1e-9);
     assert_float_equal(full, 0.07, 1e-9);
-    rm_rf(root);
+    testutil_rm_rf(root);
     free(root);
 }
 
@@ -180,9 +158,9 @@ static void test_psi_read_without_psi_is_enoent(void **state)
     char *root = make_tmpdir();
     double some, full;
     assert_int_equal(memory_psi_read(root, &some, &full), -ENOENT);
-    put(root, "pressure/memory", "garbage\n", 0644);
+    testutil_put(root, "pressure/memory", "garbage\n", 0644);
     assert_int_equal(memory_psi_read(root, &some, &full), -EINVAL);
-    rm_rf(root);
+    testutil_rm_rf(root);
     free(root);
 }
 
@@ -343,7 +321,7 @@ static struct smi_env smi_env_new(bool with_smi)
                       "*) exit 2;;\n"
                       "esac\n",
                       e.dir, e.dir);
-        put(e.dir, "nvidia-smi", script, 0755);
+        testutil_put(e.dir, "nvidia-smi", script, 0755);
         free(script);
     }
     char *path = xasprintf("%s:/usr/bin:/bin", e.dir);
@@ -355,7 +333,7 @@ static struct smi_env smi_env_new(bool with_smi)
 static void smi_env_free(struct smi_env *e)
 {
     setenv("PATH", e->old_path, 1);
-    rm_rf(e->dir);
+    testutil_rm_rf(e->dir);
     free(e->dir);
     free(e->old_path);
 }
@@ -410,7 +388,7 @@ static void test_gpu_nvml_init_failure_falls_back(void **state)
 static void test_gpu_failing_nvidia_smi_means_none(void **state)
 {
     struct smi_env e = smi_env_new(true);
-    put(e.dir, "fail", "", 0644);
+    testutil_put(e.dir, "fail", "", 0644);
     struct buf why;
     buf_init(&why, 1024);
     struct memory_gpu *g = memory_gpu_open("/nonexistent/libnvidia-ml.so.1", &why);
@@ -427,7 +405,7 @@ static void test_gpu_hung_nvidia_smi_times_out(void **state)
     struct smi_env e = smi_env_new(true);
     struct memory_gpu *g = memory_gpu_open("/nonexistent/libnvidia-ml.so.1", NULL);
     assert_string_equal(memory_gpu_source(g), "nvidia-smi");
-    put(e.dir, "hang", "", 0644);
+    testutil_put(e.dir, "hang", "", 0644);
     g->smi_timeout_ms = 300;
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);

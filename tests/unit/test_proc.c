@@ -22,6 +22,8 @@
 
 #include <cmocka.h>
 
+#include "testutil.h"
+
 #include "engines/proc.h"
 
 #define PIPE_WAIT_MS 10000 /* a child that has not answered in 10 s is broken, not slow */
@@ -512,48 +514,29 @@ static void test_tree_survives_a_ppid_cycle_in_a_crafted_table(void **state)
 
 /* ---- the parser, on a fake /proc ---- */
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    return remove(path);
-}
-
-static void rm_rf(const char *dir)
-{
-    assert_int_equal(nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS), 0);
-}
-
-static void put(const char *root, const char *rel, const char *text)
-{
-    char path[512];
-    snprintf(path, sizeof(path), "%s/%s", root, rel);
-    char *slash = strrchr(path, '/');
-    *slash = '\0';
-    mkdir(path, 0755);
-    *slash = '/';
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-}
-
 static void test_fake_proc_parses_odd_comm_and_io(void **state)
 {
     char root[] = "/tmp/arun-fakeproc-XXXXXX";
     assert_non_null(mkdtemp(root));
-    put(root, "4242/stat",
-        "4242 (a) b (c) S 7 4242 4200 0 -1 4194560 100 0 0 0 5 6 0 0 20 0 1 0 987654 1 2 3\n");
-    put(root, "4242/statm", "1000 300 50 1 0 200 0\n");
-    put(root, "4242/io",
-        "rchar: 5000\nwchar: 1\nsyscr: 2\nsyscw: 3\nread_bytes: 9000\nwrite_bytes: 0\n"
-        "cancelled_write_bytes: 0\n");
+    testutil_put(
+        root, "4242/stat",
+        "4242 (a) b (c) S 7 4242 4200 0 -1 4194560 100 0 0 0 5 6 0 0 20 0 1 0 987654 1 2 3\n",
+        0644);
+    testutil_put(root, "4242/statm", "1000 300 50 1 0 200 0\n", 0644);
+    testutil_put(root, "4242/io",
+                 "rchar: 5000\nwchar: 1\nsyscr: 2\nsyscw: 3\nread_bytes: 9000\nwrite_bytes: 0\n"
+                 "cancelled_write_bytes: 0\n",
+                 0644);
     /* io unreadable or absent (no CONFIG_TASK_IO_ACCOUNTING): kept, counters zero. */
-    put(root, "17/stat", "17 (sh) Z 1 17 17 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 55 0 0\n");
-    put(root, "17/statm", "0 0 0 0 0 0 0\n");
+    testutil_put(root, "17/stat", "17 (sh) Z 1 17 17 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 55 0 0\n",
+                 0644);
+    testutil_put(root, "17/statm", "0 0 0 0 0 0 0\n", 0644);
     /* Vanished between listing and reading: no statm. */
-    put(root, "18/stat", "18 (gone) S 1 18 18 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 56 0 0\n");
-    put(root, "self/stat", "not a pid directory\n");
-    put(root, "19/stat", "19 (truncated) S 1 19\n");
-    put(root, "19/statm", "0 0 0 0 0 0 0\n");
+    testutil_put(root, "18/stat", "18 (gone) S 1 18 18 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 56 0 0\n",
+                 0644);
+    testutil_put(root, "self/stat", "not a pid directory\n", 0644);
+    testutil_put(root, "19/stat", "19 (truncated) S 1 19\n", 0644);
+    testutil_put(root, "19/statm", "0 0 0 0 0 0 0\n", 0644);
 
     struct proc_table t;
     assert_int_equal(proc_table_read(root, &t), 0);
@@ -583,7 +566,7 @@ static void test_fake_proc_parses_odd_comm_and_io(void **state)
     assert_int_equal(proc_start_ticks(root, 99, &start), -ESRCH);
     assert_int_equal(proc_start_ticks(root, 19, &start), -EINVAL);
     assert_true(proc_alive(root, (struct proc_id){4242, 987654}));
-    rm_rf(root);
+    testutil_rm_rf(root);
 }
 
 static void test_missing_proc_root_is_an_error(void **state)

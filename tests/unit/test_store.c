@@ -19,6 +19,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include "testutil.h"
 #include <sqlite3.h>
 #include <uv.h>
 
@@ -30,11 +32,6 @@
 #define NS "test"
 
 /* ---- helpers -------------------------------------------------------------------------- */
-
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    return remove(path);
-}
 
 /* A fresh directory; the store's data_dir is DIR/data, so store_open has to create it. */
 static char *tmp_dir_new(void)
@@ -53,7 +50,7 @@ static char *data_dir_of(const char *tmp)
 
 static void tmp_dir_free(char *dir)
 {
-    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    nftw(dir, testutil_rm_entry, 16, FTW_DEPTH | FTW_PHYS); /* best effort, as before */
     free(dir);
 }
 
