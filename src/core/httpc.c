@@ -44,6 +44,7 @@
  * resolver runs its own thread but only talks to us through the multi's sockets.
  */
 #include "core/httpc.h"
+#include "core/httpc_int.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -76,18 +77,21 @@ struct httpc {
     uv_timer_t timer;              /* libcurl's single timeout (timer_fn) */
     uv_timer_t defer_timer;        /* runs run_deferred() on the next loop turn */
     struct sock *socks;            /* every open poll */
-    struct httpc_req *reqs;        /* every live transfer */
-    struct httpc_req *defer_head;  /* transfers with a deferred add, cancel or resume */
-    struct httpc_req *defer_tail;  /* append point, keeps deferred work in order */
+    struct curl_req *reqs;         /* every live transfer */
+    struct curl_req *defer_head;   /* transfers with a deferred add, cancel or resume */
+    struct curl_req *defer_tail;   /* append point, keeps deferred work in order */
     size_t active;                 /* entries in reqs */
     int in_curl;                   /* depth of libcurl calls that may run our callbacks */
     int open_handles;              /* timers and polls not yet closed */
     int freed;                     /* httpc_free ran; the struct goes at open_handles == 0 */
     CURL *spare[HTTPC_SPARE_EASY]; /* reset easy handles kept for the next transfers */
     size_t nspare;
+    struct h1 *h1; /* the native transport for loopback http:// URLs */
+    bool native;   /* use it (httpc_set_native) */
 };
 
-struct httpc_req {
+struct curl_req {
+    struct httpc_req base; /* first: the public handle */
     struct httpc *h;
     CURL *easy;
     struct curl_slist *headers; /* request headers (libcurl does not copy the list) */
@@ -121,9 +125,9 @@ struct httpc_req {
     unsigned aborted : 1;         /* a callback said HTTPC_ABORT */
     unsigned body_too_big : 1;    /* buffered body passed max_body_bytes */
     unsigned headers_too_big : 1; /* response headers passed HTTPC_MAX_HEADER_BYTES */
-    struct httpc_req *prev;       /* h->reqs list */
-    struct httpc_req *next;
-    struct httpc_req *defer_next; /* h->defer list */
+    struct curl_req *prev;        /* h->reqs list */
+    struct curl_req *next;
+    struct curl_req *defer_next; /* h->defer list */
 };
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
@@ -291,7 +295,7 @@ static int timer_fn(CURLM *multi, long timeout_ms, void *userp)
 
 /* ---- transfer lifetime ---- */
 
-static void defer(struct httpc_req *r)
+static void defer(struct curl_req *r)
 {
     struct httpc *h = r->h;
     if (r->on_defer)
@@ -305,13 +309,13 @@ static void defer(struct httpc_req *r)
     h->defer_tail = r;
 }
 
-static void undefer(struct httpc_req *r)
+static void undefer(struct curl_req *r)
 {
     struct httpc *h = r->h;
-    struct httpc_req *prev = NULL;
+    struct curl_req *prev = NULL;
     if (!r->on_defer)
         return;
-    for (struct httpc_req *q = h->defer_head; q != NULL; prev = q, q = q->defer_next) {
+    for (struct curl_req *q = h->defer_head; q != NULL; prev = q, q = q->defer_next) {
         if (q != r)
             continue;
         if (prev != NULL)
@@ -331,7 +335,7 @@ static void req_timer_closed_cb(uv_handle_t *t)
 }
 
 /* Frees everything of a transfer that is out of the multi. The only place a req is freed. */
-static void release(struct httpc_req *r)
+static void release(struct curl_req *r)
 {
     struct httpc *h = r->h;
     ASSERT(!r->added);
@@ -363,7 +367,7 @@ static void release(struct httpc_req *r)
 
 /* Takes the transfer out of the multi. early: it did not finish by libcurl's account, so its
  * connection must not go back to the pool. */
-static void detach(struct httpc_req *r, int early)
+static void detach(struct curl_req *r, int early)
 {
     if (r->has_timer)
         uv_timer_stop(&r->timer);
@@ -376,7 +380,7 @@ static void detach(struct httpc_req *r, int early)
     r->added = 0;
 }
 
-static void fill_result(struct httpc_req *r, int err, const char *text, struct httpc_result *res)
+static void fill_result(struct curl_req *r, int err, const char *text, struct httpc_result *res)
 {
     long code = 0, connects = 0;
     double connect_s = 0, ttfb_s = 0;
@@ -398,7 +402,7 @@ static void fill_result(struct httpc_req *r, int err, const char *text, struct h
 }
 
 /* Ends a transfer with done. text is a heap sentence (or NULL when err is 0), freed here. */
-static void complete(struct httpc_req *r, int err, char *text)
+static void complete(struct curl_req *r, int err, char *text)
 {
     struct httpc_result res;
     ASSERT(r->h->in_curl == 0);
@@ -406,13 +410,13 @@ static void complete(struct httpc_req *r, int err, char *text)
     r->finished = 1;
     detach(r, err != 0);
     fill_result(r, err, text, &res);
-    r->done(r, &res, r->arg);
+    r->done(&r->base, &res, r->arg);
     free(text);
     release(r);
 }
 
 /* Ends a transfer without done (cancel, httpc_free). */
-static void drop(struct httpc_req *r)
+static void drop(struct curl_req *r)
 {
     r->finished = 1;
     detach(r, 1);
@@ -421,12 +425,12 @@ static void drop(struct httpc_req *r)
 
 /* ---- CURLcode -> -errno and a sentence, once, here ---- */
 
-static const char *detail(struct httpc_req *r, CURLcode cc)
+static const char *detail(struct curl_req *r, CURLcode cc)
 {
     return r->errbuf[0] != '\0' ? r->errbuf : curl_easy_strerror(cc);
 }
 
-static int map_write_error(struct httpc_req *r, char **text)
+static int map_write_error(struct curl_req *r, char **text)
 {
     if (r->body_too_big) {
         *text =
@@ -446,7 +450,7 @@ static int map_write_error(struct httpc_req *r, char **text)
     return -EIO;
 }
 
-static int map_connect_error(struct httpc_req *r, CURLcode cc, char **text)
+static int map_connect_error(struct curl_req *r, CURLcode cc, char **text)
 {
     long os_errno = 0;
     curl_easy_getinfo(r->easy, CURLINFO_OS_ERRNO, &os_errno);
@@ -462,7 +466,7 @@ static int map_connect_error(struct httpc_req *r, CURLcode cc, char **text)
     return -(int)os_errno;
 }
 
-static int map_timeout(struct httpc_req *r, char **text)
+static int map_timeout(struct curl_req *r, char **text)
 {
     if (!r->connected) {
         uint32_t ms = r->connect_timeout_ms;
@@ -477,7 +481,7 @@ static int map_timeout(struct httpc_req *r, char **text)
     return -ETIMEDOUT;
 }
 
-static int map_curl_error(struct httpc_req *r, CURLcode cc, char **text)
+static int map_curl_error(struct curl_req *r, CURLcode cc, char **text)
 {
     switch (cc) {
     case CURLE_WRITE_ERROR:
@@ -523,7 +527,7 @@ static int map_curl_error(struct httpc_req *r, CURLcode cc, char **text)
 }
 
 /* A transfer libcurl finished (result cc), or one whose unpause failed. */
-static void finish_curl(struct httpc_req *r, CURLcode cc)
+static void finish_curl(struct curl_req *r, CURLcode cc)
 {
     char *text = NULL;
     if (r->cancelled) {
@@ -546,16 +550,16 @@ static void process_done(struct httpc *h)
         CURLcode cc = msg->data.result;
         char *priv = NULL;
         curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &priv);
-        finish_curl((struct httpc_req *)priv, cc);
+        finish_curl((struct curl_req *)priv, cc);
     }
 }
 
 /* ---- pause / resume ---- */
 
-static void arm_timer(struct httpc_req *r, uint32_t ms);
+static void arm_timer(struct curl_req *r, uint32_t ms);
 static void req_timer_cb(uv_timer_t *t);
 
-static void unpause(struct httpc_req *r)
+static void unpause(struct curl_req *r)
 {
     struct httpc *h = r->h;
     r->paused = 0;
@@ -572,7 +576,7 @@ static void unpause(struct httpc_req *r)
 
 static void run_deferred(struct httpc *h)
 {
-    struct httpc_req *r;
+    struct curl_req *r;
     while (!h->freed && (r = h->defer_head) != NULL) {
         h->defer_head = r->defer_next;
         if (h->defer_head == NULL)
@@ -625,7 +629,7 @@ static void drive(struct httpc *h, curl_socket_t fd, int ev_bitmask)
 
 /* ---- per-transfer timeouts: first byte, then idle ---- */
 
-static void arm_timer(struct httpc_req *r, uint32_t ms)
+static void arm_timer(struct curl_req *r, uint32_t ms)
 {
     if (!r->has_timer) {
         uv_timer_init(r->h->loop, &r->timer);
@@ -637,7 +641,7 @@ static void arm_timer(struct httpc_req *r, uint32_t ms)
 
 static void req_timer_cb(uv_timer_t *t)
 {
-    struct httpc_req *r = t->data;
+    struct curl_req *r = t->data;
     char *text;
     if (!r->headers_done)
         text = xasprintf("no response headers from %s within %u ms", r->hostport,
@@ -652,12 +656,12 @@ static void req_timer_cb(uv_timer_t *t)
 static int prereq_cb(void *userp, char *conn_primary_ip, char *conn_local_ip, int primary_port,
                      int local_port)
 {
-    struct httpc_req *r = userp;
+    struct curl_req *r = userp;
     r->connected = 1;
     return CURL_PREREQFUNC_OK;
 }
 
-static int store_header(struct httpc_req *r, const char *p, size_t n)
+static int store_header(struct curl_req *r, const char *p, size_t n)
 {
     const char *colon = memchr(p, ':', n);
     if (colon == NULL || colon == p)
@@ -667,31 +671,23 @@ static int store_header(struct httpc_req *r, const char *p, size_t n)
         v++;
     while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' ' || end[-1] == '\t'))
         end--;
-    static const char nul = '\0';
-    int rc = buf_append(&r->resp_headers, p, (size_t)(colon - p));
-    if (rc == 0)
-        rc = buf_append(&r->resp_headers, &nul, 1);
-    if (rc == 0)
-        rc = buf_append(&r->resp_headers, v, (size_t)(end - v));
-    if (rc == 0)
-        rc = buf_append(&r->resp_headers, &nul, 1);
-    return rc;
+    return httpc_store_header(&r->resp_headers, p, (size_t)(colon - p), v, (size_t)(end - v));
 }
 
-static void headers_complete(struct httpc_req *r, int status)
+static void headers_complete(struct curl_req *r, int status)
 {
     r->headers_done = 1;
     if (r->idle_timeout_ms != 0)
         arm_timer(r, r->idle_timeout_ms);
     else if (r->has_timer)
         uv_timer_stop(&r->timer);
-    if (r->on_headers != NULL && r->on_headers(r, status, r->arg) == HTTPC_ABORT)
+    if (r->on_headers != NULL && r->on_headers(&r->base, status, r->arg) == HTTPC_ABORT)
         r->aborted = 1;
 }
 
 static size_t header_cb(char *p, size_t size, size_t nitems, void *userp)
 {
-    struct httpc_req *r = userp;
+    struct curl_req *r = userp;
     size_t n = size * nitems;
     if (r->cancelled || r->headers_done)
         return r->cancelled ? 0 : n; /* after the header block: trailers, not kept */
@@ -716,7 +712,7 @@ static size_t header_cb(char *p, size_t size, size_t nitems, void *userp)
 
 static size_t write_cb(char *p, size_t size, size_t nitems, void *userp)
 {
-    struct httpc_req *r = userp;
+    struct curl_req *r = userp;
     size_t total = size * nitems, n = total;
     if (r->cancelled)
         return 0;
@@ -736,7 +732,7 @@ static size_t write_cb(char *p, size_t size, size_t nitems, void *userp)
         r->body_too_big = 1;
         return 0;
     }
-    enum httpc_data_result dr = r->on_data(r, p, n, r->arg);
+    enum httpc_data_result dr = r->on_data(&r->base, p, n, r->arg);
     if (r->cancelled)
         return 0;
     switch (dr) {
@@ -758,7 +754,7 @@ static size_t write_cb(char *p, size_t size, size_t nitems, void *userp)
 
 /* ---- request setup ---- */
 
-static int check_opts(const struct httpc_opts *o)
+int httpc_check_opts(const struct httpc_opts *o)
 {
     if (o->url == NULL || (o->body == NULL && o->body_len > 0))
         return -EINVAL;
@@ -836,7 +832,7 @@ static struct curl_slist *build_headers(const struct httpc_opts *o)
     return list;
 }
 
-static int set_method(struct httpc_req *r, const struct httpc_opts *o)
+static int set_method(struct curl_req *r, const struct httpc_opts *o)
 {
     CURL *e = r->easy;
     int bad = 0;
@@ -861,7 +857,7 @@ static int set_method(struct httpc_req *r, const struct httpc_opts *o)
     return bad ? -EINVAL : 0;
 }
 
-static int setup_easy(struct httpc_req *r, const struct httpc_opts *o, int loopback)
+static int setup_easy(struct curl_req *r, const struct httpc_opts *o, int loopback)
 {
     CURL *e = r->easy;
     int bad = 0;
@@ -894,10 +890,11 @@ static int setup_easy(struct httpc_req *r, const struct httpc_opts *o, int loopb
     return set_method(r, o);
 }
 
-static struct httpc_req *req_new(struct httpc *h, const struct httpc_opts *o, httpc_done_cb done,
-                                 char *hostport)
+static struct curl_req *req_new(struct httpc *h, const struct httpc_opts *o, httpc_done_cb done,
+                                char *hostport)
 {
-    struct httpc_req *r = xcalloc(1, sizeof(*r));
+    struct curl_req *r = xcalloc(1, sizeof(*r));
+    r->base.transport = HTTPC_TRANSPORT_CURL;
     r->h = h;
     r->easy = h->nspare > 0 ? h->spare[--h->nspare] : curl_easy_init();
     if (r->easy == NULL)
@@ -921,7 +918,7 @@ static struct httpc_req *req_new(struct httpc *h, const struct httpc_opts *o, ht
 }
 
 /* Frees a req that never reached the multi or the list (setup failed). */
-static void req_discard(struct httpc_req *r)
+static void req_discard(struct curl_req *r)
 {
     curl_easy_cleanup(r->easy);
     curl_slist_free_all(r->headers);
@@ -947,6 +944,8 @@ struct httpc *httpc_new(uv_loop_t *loop)
     curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, timer_fn);
     curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
     curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, (long)HTTPC_MAX_CONNECTS);
+    h->h1 = h1_new(loop);
+    h->native = true;
     uv_timer_init(loop, &h->timer);
     h->timer.data = h;
     uv_timer_init(loop, &h->defer_timer);
@@ -962,10 +961,12 @@ void httpc_free(struct httpc *h)
     ASSERT(!h->freed);
     ASSERT(h->in_curl == 0); /* not from on_headers/on_data */
     h->freed = 1;
+    h1_free(h->h1);
+    h->h1 = NULL;
     /* A req whose done is running (httpc_free called from done) is released by complete(). */
-    struct httpc_req *r = h->reqs;
+    struct curl_req *r = h->reqs;
     while (r != NULL) {
-        struct httpc_req *next = r->next;
+        struct curl_req *next = r->next;
         if (!r->finished)
             drop(r);
         r = next;
@@ -990,12 +991,16 @@ int httpc_request(struct httpc *h, const struct httpc_opts *o, httpc_done_cb don
     ASSERT(done != NULL);
     if (h->freed)
         return -ESHUTDOWN;
-    int rc = check_opts(o);
+    int rc = httpc_check_opts(o);
+    if (rc != 0)
+        return rc;
+    if (h->native && h1_takes(o->url))
+        return h1_request(h->h1, o, done, out);
     if (rc == 0)
         rc = parse_url(o->url, &hostport, &loopback);
     if (rc != 0)
         return rc;
-    struct httpc_req *r = req_new(h, o, done, hostport);
+    struct curl_req *r = req_new(h, o, done, hostport);
     rc = setup_easy(r, o, loopback);
     if (rc != 0) {
         req_discard(r);
@@ -1021,12 +1026,24 @@ int httpc_request(struct httpc *h, const struct httpc_opts *o, httpc_done_cb don
     if (r->first_byte_timeout_ms != 0)
         arm_timer(r, r->first_byte_timeout_ms);
     if (out != NULL)
-        *out = r;
+        *out = &r->base;
     return 0;
 }
 
-void httpc_resume(struct httpc_req *r)
+/* The public functions take either transport's request. */
+static struct curl_req *curl_of(struct httpc_req *pub)
 {
+    ASSERT(pub->transport == HTTPC_TRANSPORT_CURL);
+    return (struct curl_req *)pub;
+}
+
+void httpc_resume(struct httpc_req *pub)
+{
+    if (pub->transport == HTTPC_TRANSPORT_H1) {
+        h1_resume(pub);
+        return;
+    }
+    struct curl_req *r = curl_of(pub);
     if (r->finished || r->cancelled)
         return;
     r->resume_pending = 1;
@@ -1035,9 +1052,16 @@ void httpc_resume(struct httpc_req *r)
     uv_timer_start(&r->h->defer_timer, defer_timer_cb, 0, 0);
 }
 
-void httpc_cancel(struct httpc_req *r)
+void httpc_cancel(struct httpc_req *pub)
 {
-    if (r == NULL || r->finished || r->cancelled)
+    if (pub == NULL)
+        return;
+    if (pub->transport == HTTPC_TRANSPORT_H1) {
+        h1_cancel(pub);
+        return;
+    }
+    struct curl_req *r = curl_of(pub);
+    if (r->finished || r->cancelled)
         return;
     if (r->h->in_curl > 0) {
         r->cancelled = 1; /* write_cb/header_cb refuse further data; run_deferred drops it */
@@ -1047,12 +1071,33 @@ void httpc_cancel(struct httpc_req *r)
     drop(r);
 }
 
-const char *httpc_header(struct httpc_req *r, const char *name)
+const char *httpc_header(struct httpc_req *pub, const char *name)
 {
-    const char *p = r->resp_headers.data;
+    if (pub->transport == HTTPC_TRANSPORT_H1)
+        return h1_header(pub, name);
+    return httpc_find_header(&curl_of(pub)->resp_headers, name);
+}
+
+int httpc_store_header(struct buf *b, const char *name, size_t name_len, const char *value,
+                       size_t value_len)
+{
+    static const char nul = '\0';
+    int rc = buf_append(b, name, name_len);
+    if (rc == 0)
+        rc = buf_append(b, &nul, 1);
+    if (rc == 0)
+        rc = buf_append(b, value, value_len);
+    if (rc == 0)
+        rc = buf_append(b, &nul, 1);
+    return rc;
+}
+
+const char *httpc_find_header(const struct buf *b, const char *name)
+{
+    const char *p = b->data;
     if (p == NULL)
         return NULL;
-    const char *end = p + r->resp_headers.len;
+    const char *end = p + b->len;
     while (p < end) {
         const char *v = p + strlen(p) + 1;
         if (strcasecmp(p, name) == 0)
@@ -1064,5 +1109,10 @@ const char *httpc_header(struct httpc_req *r, const char *name)
 
 size_t httpc_active(const struct httpc *h)
 {
-    return h->active;
+    return h->active + (h->h1 != NULL ? h1_active(h->h1) : 0);
+}
+
+void httpc_set_native(struct httpc *h, bool on)
+{
+    h->native = on;
 }

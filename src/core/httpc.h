@@ -4,6 +4,10 @@
  * remote-engine probes and the OpenAI gateway's upstream requests, which stream SSE from an
  * engine to a client with backpressure both ways.
  *
+ * Two transports: http:// URLs to this machine (the engines arun runs) go over a native
+ * HTTP/1.1 client on libuv; everything else (https, names, proxies) over libcurl. The caller
+ * cannot tell them apart: same callbacks, errors and sentences.
+ *
  * Two modes per request: buffered (the whole body arrives in done's result, capped) and
  * streaming (on_data is set: chunks are handed over as they arrive, nothing is kept).
  * Connections to the same host are kept alive and reused across requests.
@@ -14,6 +18,7 @@
 #ifndef ARUN_CORE_HTTPC_H
 #define ARUN_CORE_HTTPC_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
@@ -105,5 +110,10 @@ void httpc_cancel(struct httpc_req *r);
 const char *httpc_header(struct httpc_req *r, const char *name);
 /* The transfers started and not yet finished or cancelled. */
 size_t httpc_active(const struct httpc *h);
+/* Whether http:// URLs to a loopback address (127.x.x.x, [::1], localhost) use the native
+ * HTTP/1.1 transport (on, the default: a fraction of a libcurl transfer's work per request) or
+ * libcurl like every other URL. For tests and comparisons; requests already started keep
+ * theirs. */
+void httpc_set_native(struct httpc *h, bool on);
 
 #endif

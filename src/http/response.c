@@ -100,17 +100,6 @@ int http_read_json(struct http_request *r, json_t **out)
     return 0;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 const char *http_query(struct http_request *r, const char *name)
 {
     h2o_req_t *req = r->req;
@@ -130,8 +119,8 @@ const char *http_query(struct http_request *r, const char *name)
             char *w = d.base;
             for (size_t i = 0; i < d.len; i++) {
                 int hi, lo;
-                if (d.base[i] == '%' && i + 2 < d.len && (hi = hexval(d.base[i + 1])) >= 0 &&
-                    (lo = hexval(d.base[i + 2])) >= 0) {
+                if (d.base[i] == '%' && i + 2 < d.len && (hi = hex_digit(d.base[i + 1])) >= 0 &&
+                    (lo = hex_digit(d.base[i + 2])) >= 0) {
                     *w++ = (char)(hi * 16 + lo);
                     i += 2;
                 } else {

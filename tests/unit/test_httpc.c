@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -107,6 +108,9 @@ static int teardown(void **state)
 
 /* ---- the loop ---- */
 
+/* Which transport the tests of this group run against (httpc_set_native). */
+static bool use_native = true;
+
 struct env {
     uv_loop_t loop;
     struct httpc *h;
@@ -120,6 +124,7 @@ static void env_init(struct env *e, const char *const *mock_flags)
         mock_start(&e->mock, mock_flags);
     assert_int_equal(uv_loop_init(&e->loop), 0);
     e->h = httpc_new(&e->loop);
+    httpc_set_native(e->h, use_native);
 }
 
 static void env_cleanup(struct env *e)
@@ -795,6 +800,278 @@ static void test_free_with_transfers_in_flight_calls_nothing_and_leaks_nothing(v
     env_cleanup(&e); /* runs the loop to the end and checks uv_loop_close() == 0 */
 }
 
+/* ---- a scripted HTTP/1.1 server, for answers the mock engine never gives ---- */
+
+#define SCRIPT_CLOSE "<close>" /* read the request, then close without answering */
+
+struct script {
+    const char *const *answers; /* one per request, in order; a leading '!' closes after it */
+    size_t n;
+    int fd; /* listening socket */
+    int port;
+    pthread_t thread;
+    int connections;   /* accepted; read after script_stop */
+    size_t body_bytes; /* request body bytes read, all requests together */
+};
+
+static int read_request(int c, struct script *s)
+{
+    char head[16384];
+    size_t len = 0;
+    char *end;
+    while ((end = memmem(head, len, "\r\n\r\n", 4)) == NULL) {
+        ssize_t k = read(c, head + len, sizeof(head) - 1 - len);
+        if (k <= 0)
+            return -1;
+        len += (size_t)k;
+    }
+    head[len] = '\0';
+    size_t have = len - (size_t)(end + 4 - head), want = 0;
+    const char *cl = strcasestr(head, "\r\ncontent-length:");
+    if (cl != NULL && cl < end)
+        want = strtoul(cl + 17, NULL, 10);
+    s->body_bytes += have;
+    while (have < want) {
+        char sink[65536];
+        ssize_t k = read(c, sink, sizeof(sink));
+        if (k <= 0)
+            return -1;
+        have += (size_t)k;
+        s->body_bytes += (size_t)k;
+    }
+    return 0;
+}
+
+static void *script_main(void *arg)
+{
+    struct script *s = arg;
+    size_t next = 0;
+    while (next < s->n) {
+        int c = accept(s->fd, NULL, NULL);
+        if (c < 0)
+            break; /* script_stop shut the socket down */
+        s->connections++;
+        while (next < s->n && read_request(c, s) == 0) {
+            const char *a = s->answers[next++];
+            if (strcmp(a, SCRIPT_CLOSE) == 0)
+                break;
+            int close_after = a[0] == '!';
+            a += close_after;
+            for (size_t off = 0, len = strlen(a); off < len;) {
+                ssize_t k = write(c, a + off, len - off);
+                if (k <= 0)
+                    break;
+                off += (size_t)k;
+            }
+            if (close_after)
+                break;
+        }
+        close(c);
+    }
+    return NULL;
+}
+
+static void script_start(struct script *s, const char *const *answers, size_t n)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof(a);
+    *s = (struct script){.answers = answers, .n = n};
+    s->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(s->fd >= 0);
+    assert_int_equal(bind(s->fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(s->fd, 16), 0);
+    assert_int_equal(getsockname(s->fd, (struct sockaddr *)&a, &alen), 0);
+    s->port = ntohs(a.sin_port);
+    assert_int_equal(pthread_create(&s->thread, NULL, script_main, s), 0);
+}
+
+static void script_stop(struct script *s)
+{
+    shutdown(s->fd, SHUT_RDWR); /* wakes an accept() that waits for a request never sent */
+    pthread_join(s->thread, NULL);
+    close(s->fd);
+}
+
+/* One request to the scripted server, run to its end. */
+static void script_get(struct env *e, struct script *sc, const char *path, struct httpc_opts *o,
+                       struct seen *s)
+{
+    char url[128];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", sc->port, path);
+    seen_init(s);
+    o->url = url;
+    o->arg = s;
+    assert_int_equal(httpc_request(e->h, o, done_cb, NULL), 0);
+    wait_done(e, s);
+}
+
+static void test_a_keepalive_connection_closed_under_a_request_is_replaced_once(void **state)
+{
+    static const char *const answers[] = {
+        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        SCRIPT_CLOSE, /* the engine dropped the pooled connection as the request came */
+        "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok2",
+    };
+    struct env e;
+    struct script sc;
+    struct seen s1, s2;
+    struct httpc_opts o = {0};
+    env_init(&e, NULL);
+    script_start(&sc, answers, 3);
+    script_get(&e, &sc, "/a", &o, &s1);
+    assert_int_equal(s1.status, 200);
+    assert_string_equal(buf_cstr(&s1.body), "ok");
+    script_get(&e, &sc, "/b", &o, &s2);
+    assert_int_equal(s2.error, 0);
+    assert_int_equal(s2.status, 200);
+    assert_string_equal(buf_cstr(&s2.body), "ok2");
+    assert_int_equal(s2.new_connects, 1);
+    script_stop(&sc);
+    assert_int_equal(sc.connections, 2);
+    buf_cleanup(&s1.body);
+    buf_cleanup(&s2.body);
+    env_cleanup(&e);
+}
+
+static void test_a_body_until_close_and_connection_close_are_not_reused(void **state)
+{
+    static const char *const answers[] = {
+        "!HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end",
+        "HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\nnext",
+    };
+    struct env e;
+    struct script sc;
+    struct seen s1, s2;
+    struct httpc_opts o = {0};
+    env_init(&e, NULL);
+    script_start(&sc, answers, 2);
+    script_get(&e, &sc, "/", &o, &s1);
+    assert_int_equal(s1.error, 0);
+    assert_string_equal(buf_cstr(&s1.body), "until the end");
+    assert_string_equal(s1.content_type, "text/plain");
+    script_get(&e, &sc, "/", &o, &s2);
+    assert_int_equal(s2.error, 0);
+    assert_string_equal(buf_cstr(&s2.body), "next");
+    script_stop(&sc);
+    assert_int_equal(sc.connections, 2);
+    buf_cleanup(&s1.body);
+    buf_cleanup(&s2.body);
+    env_cleanup(&e);
+}
+
+static void test_chunked_body_with_extensions_and_trailers_then_reuse(void **state)
+{
+    static const char *const answers[] = {
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        "3;x=y\r\nabc\r\n2\r\nde\r\n0\r\nTrailer: 1\r\n\r\n",
+        "HTTP/1.1 100 Continue\r\n\r\n"
+        "HTTP/1.1 201 Created\r\nContent-Type: text/x-final\r\nContent-Length: 1\r\n\r\nz",
+    };
+    struct env e;
+    struct script sc;
+    struct seen s1, s2;
+    struct httpc_opts o = {.on_data = data_cb};
+    env_init(&e, NULL);
+    script_start(&sc, answers, 2);
+    script_get(&e, &sc, "/", &o, &s1);
+    assert_int_equal(s1.error, 0);
+    assert_string_equal(buf_cstr(&s1.body), "abcde");
+    o = (struct httpc_opts){.on_headers = headers_cb};
+    script_get(&e, &sc, "/", &o, &s2);
+    assert_int_equal(s2.error, 0);
+    assert_int_equal(s2.status, 201); /* the interim 100 is not the answer */
+    assert_int_equal(s2.headers_calls, 1);
+    assert_string_equal(s2.content_type, "text/x-final");
+    assert_string_equal(buf_cstr(&s2.body), "z");
+    script_stop(&sc);
+    assert_int_equal(sc.connections, 1);
+    buf_cleanup(&s1.body);
+    buf_cleanup(&s2.body);
+    env_cleanup(&e);
+}
+
+static void test_a_request_body_larger_than_the_socket_buffer_arrives_whole(void **state)
+{
+    enum { BODY = 8 << 20 };
+    static const char *const answers[] = {"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"};
+    struct env e;
+    struct script sc;
+    struct seen s;
+    char *body = malloc(BODY);
+    assert_non_null(body);
+    memset(body, 'x', BODY);
+    struct httpc_opts o = {.body = body, .body_len = BODY};
+    env_init(&e, NULL);
+    script_start(&sc, answers, 1);
+    script_get(&e, &sc, "/", &o, &s);
+    assert_int_equal(s.error, 0);
+    assert_string_equal(buf_cstr(&s.body), "ok");
+    script_stop(&sc);
+    assert_int_equal(sc.body_bytes, BODY);
+    free(body);
+    buf_cleanup(&s.body);
+    env_cleanup(&e);
+}
+
+static void test_headers_past_the_cap_are_eproto_with_a_sentence(void **state)
+{
+    static char big[HTTPC_MAX_HEADER_BYTES + 256];
+    const char *answers[] = {big};
+    int n = snprintf(big, sizeof(big), "HTTP/1.1 200 OK\r\nX-Big: ");
+    memset(big + n, 'a', HTTPC_MAX_HEADER_BYTES + 100 - (size_t)n);
+    strcpy(big + HTTPC_MAX_HEADER_BYTES + 100, "\r\nContent-Length: 0\r\n\r\n");
+    struct env e;
+    struct script sc;
+    struct seen s;
+    struct httpc_opts o = {0};
+    env_init(&e, NULL);
+    script_start(&sc, answers, 1);
+    script_get(&e, &sc, "/", &o, &s);
+    assert_int_equal(s.error, -EPROTO);
+    assert_non_null(strstr(s.error_text, "exceed"));
+    script_stop(&sc);
+    buf_cleanup(&s.body);
+    env_cleanup(&e);
+}
+
+static void test_a_malformed_answer_is_eproto_naming_the_engine(void **state)
+{
+    static const char *const answers[] = {
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        "HTTP/1.1 200 OK\r\nBad Header: x\r\n\r\n",
+    };
+    struct env e;
+    struct script sc;
+    struct seen s1, s2;
+    struct httpc_opts o = {0};
+    if (!use_native)
+        skip(); /* libcurl has its own leniency and words; the native rules are tested here */
+    env_init(&e, NULL);
+    script_start(&sc, answers, 2);
+    script_get(&e, &sc, "/", &o, &s1);
+    assert_int_equal(s1.error, -EPROTO);
+    assert_non_null(strstr(s1.error_text, "bad chunked encoding"));
+    script_get(&e, &sc, "/", &o, &s2);
+    assert_int_equal(s2.error, -EPROTO);
+    assert_non_null(strstr(s2.error_text, "malformed response from 127.0.0.1:"));
+    script_stop(&sc);
+    buf_cleanup(&s1.body);
+    buf_cleanup(&s2.body);
+    env_cleanup(&e);
+}
+
+static int native_group(void **state)
+{
+    use_native = true;
+    return 0;
+}
+
+static int curl_group(void **state)
+{
+    use_native = false;
+    return 0;
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -821,6 +1098,15 @@ int main(void)
         cmocka_unit_test_teardown(test_free_from_done_with_others_in_flight, teardown),
         cmocka_unit_test_teardown(
             test_free_with_transfers_in_flight_calls_nothing_and_leaks_nothing, teardown),
+        cmocka_unit_test(test_a_keepalive_connection_closed_under_a_request_is_replaced_once),
+        cmocka_unit_test(test_a_body_until_close_and_connection_close_are_not_reused),
+        cmocka_unit_test(test_chunked_body_with_extensions_and_trailers_then_reuse),
+        cmocka_unit_test(test_a_request_body_larger_than_the_socket_buffer_arrives_whole),
+        cmocka_unit_test(test_headers_past_the_cap_are_eproto_with_a_sentence),
+        cmocka_unit_test(test_a_malformed_answer_is_eproto_naming_the_engine),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    /* Every test against both transports: they promise the same. */
+    int failed = cmocka_run_group_tests_name("native HTTP/1.1", tests, native_group, NULL);
+    failed += cmocka_run_group_tests_name("libcurl", tests, curl_group, NULL);
+    return failed;
 }

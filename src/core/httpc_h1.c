@@ -1,0 +1,1009 @@
+/*
+ * httpc_h1.c: httpc's native transport: HTTP/1.1 over libuv TCP, for engines on this machine.
+ *
+ * It owns, per struct httpc, the keep-alive connections to loopback engines (idle ones in a
+ * most-recently-used list, at most HTTPC_MAX_CONNECTS), and per request its encoded request
+ * bytes, its response headers and (buffered mode) its body. It promises everything httpc.h
+ * promises: done runs exactly once per accepted request unless it is cancelled or the client
+ * freed, never from inside httpc_request; on_data never runs from inside httpc_resume; the
+ * same errors and sentences as the libcurl transport. It does not do TLS, DNS, proxies,
+ * redirects or compression: URLs that need any of them go to libcurl (h1_takes()).
+ *
+ * DESIGN
+ *
+ * Why it exists: the gateway relays every request to an engine on 127.0.0.1, and through
+ * libcurl each relay cost about twelve system calls (epoll_ctl churn as libcurl re-arms its
+ * socket, a poll() liveness check before reusing a connection) and a libcurl transfer's setup;
+ * bench/gateway.sh had arun at half of nginx's throughput. Here a request on a pooled
+ * connection is one write() (uv_try_write) and one read(), and the socket stays registered for
+ * reading for its whole life, idle or not: an idle connection that turns readable was closed
+ * (or written to) by the engine and is dropped at once, so a reused connection is almost never
+ * stale.
+ *
+ * Almost: the engine may close an idle connection just as a request is written to it. A
+ * request that fails on a reused connection before any byte of an answer arrived is sent once
+ * more on a new connection, and that is logged (libcurl does the same, silently).
+ *
+ * A connection carries one request at a time (no pipelining). Its uv_timer holds the current
+ * request's nearest deadline (connect, first byte, idle gap, whole transfer), re-armed by
+ * rearm() whenever the phase changes or data arrives. Body bytes go to on_data straight from
+ * the read buffer; the chunked coding is decoded in place first (core/http1.c), so each read
+ * becomes at most one on_data call and a pause never leaves bytes undelivered: HTTPC_PAUSE
+ * just stops reading (uv_read_stop) until httpc_resume.
+ *
+ * Callbacks and lifetime: on_headers and on_data run with r->in_cb set; httpc_cancel() inside
+ * them only marks the request, and the code after the callback drops it. Start failures
+ * (a socket that cannot be made) are reported through the defer timer, so done never runs
+ * inside httpc_request. A connection's handles close asynchronously; it is freed in the last
+ * close callback, and the struct h1 after its last handle closed once h1_free ran.
+ *
+ * THREAD SAFETY NOTES
+ *
+ * None: one loop thread owns a struct h1, its connections and its requests.
+ */
+#include "core/httpc_int.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/clock.h"
+#include "core/http1.h"
+#include "core/log.h"
+
+#define RBUF_INITIAL (16u * 1024)                      /* read buffer of a new connection */
+#define RBUF_MAX (HTTPC_MAX_HEADER_BYTES + 16u * 1024) /* a whole head must fit */
+#define READ_MIN_ROOM 4096u                            /* grow before offering less */
+#define TCP_KEEPALIVE_S 60 /* streams sit idle while a model loads: let the kernel probe */
+#define HOST_MAX 64        /* longest loopback host we take: "[::1]", "127.255.255.255" */
+
+struct h1_conn;
+
+struct h1 {
+    uv_loop_t *loop;
+    uv_timer_t defer_timer; /* reports start failures on the next loop turn */
+    struct h1_conn *idle;   /* idle keep-alive connections, most recently used first */
+    size_t nidle;           /* entries in idle */
+    struct h1_req *reqs;    /* every live request */
+    struct h1_req *failing; /* requests whose start failed, for defer_timer */
+    size_t active;          /* entries in reqs */
+    int open_handles;       /* the defer timer and every connection's tcp and timer */
+    bool freed;             /* h1_free ran; the struct goes at open_handles == 0 */
+};
+
+struct h1_conn {
+    uv_tcp_t tcp;
+    uv_connect_t connect;
+    uv_write_t write;
+    uv_timer_t timer; /* the carried request's nearest deadline */
+    struct h1 *t;
+    struct h1_req *req;           /* the request it carries; NULL while idle or closing */
+    struct sockaddr_storage addr; /* the engine's address, the pool's key */
+    char *rbuf;                   /* bytes read and not consumed yet: rbuf[0..rlen) */
+    size_t rlen;
+    size_t rcap;
+    char *wpend;          /* the rest of a request uv_write is sending, or NULL */
+    struct h1_conn *prev; /* t->idle */
+    struct h1_conn *next;
+    int open;               /* of tcp and timer, the handles not closed yet */
+    unsigned connected : 1; /* the TCP connect finished */
+    unsigned reused : 1;    /* it carried an earlier request */
+    unsigned idle : 1;      /* on t->idle */
+    unsigned closing : 1;   /* conn_close ran */
+};
+
+struct h1_req {
+    struct httpc_req base; /* first: the public handle */
+    struct h1 *t;
+    struct h1_conn *conn; /* the connection carrying it; NULL before and after */
+    httpc_done_cb done;
+    int (*on_headers)(struct httpc_req *r, int status, void *arg);
+    enum httpc_data_result (*on_data)(struct httpc_req *r, const char *p, size_t n, void *arg);
+    void *arg;
+    struct sockaddr_storage addr; /* where to connect */
+    char hostport[HOST_MAX + 8];  /* "host:port" for sentences */
+    char *wbuf;                   /* the request as sent, kept for one resend */
+    size_t wlen;
+    uint32_t connect_timeout_ms;
+    uint32_t timeout_ms;
+    uint32_t first_byte_timeout_ms;
+    uint32_t idle_timeout_ms;
+    size_t max_body_bytes;        /* buffered mode cap */
+    struct http1_head resp;       /* the final response's head, once headers_done */
+    struct http1_chunked chunked; /* decoder state for a chunked body */
+    uint64_t body_left;           /* HTTP1_BODY_LENGTH: bytes still to come */
+    struct buf resp_headers;      /* "name\0value\0" pairs of the current response */
+    struct buf resp_body;         /* buffered mode: the body so far */
+    uint64_t start_ns;            /* when h1_request ran */
+    uint64_t connect_ns;          /* when a new connection was made, 0 when reused */
+    uint64_t first_byte_ns;       /* when the first response byte arrived */
+    uint64_t last_data_ns;        /* for the idle timeout */
+    long connects;                /* connections opened for it */
+    int fail_err;                 /* a start failure for defer_timer to report */
+    char *fail_text;
+    unsigned head : 1;         /* HEAD: no body comes */
+    unsigned headers_done : 1; /* the final response's head was parsed */
+    unsigned got_bytes : 1;    /* some response byte arrived on the current connection */
+    unsigned paused : 1;       /* on_data said HTTPC_PAUSE; not reading */
+    unsigned resume_asked : 1; /* httpc_resume ran inside on_data */
+    unsigned in_cb : 1;        /* on_headers or on_data is running */
+    unsigned cancelled : 1;    /* httpc_cancel ran inside a callback */
+    unsigned resent : 1;       /* it was sent again after a stale connection */
+    unsigned finished : 1;     /* done is running or it is being dropped */
+    struct h1_req *prev;       /* t->reqs */
+    struct h1_req *next;
+    struct h1_req *fail_next; /* t->failing */
+};
+
+static void process(struct h1_req *r);
+static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *b);
+
+/* ---- handles and the struct's lifetime ---- */
+
+static void handle_closed(struct h1 *t)
+{
+    ASSERT(t->open_handles > 0);
+    if (--t->open_handles == 0 && t->freed)
+        free(t);
+}
+
+static void defer_timer_closed_cb(uv_handle_t *h)
+{
+    handle_closed(h->data);
+}
+
+/* ---- connections ---- */
+
+static void idle_unlink(struct h1_conn *c)
+{
+    struct h1 *t = c->t;
+    if (!c->idle)
+        return;
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        t->idle = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+    c->idle = 0;
+    t->nidle--;
+}
+
+static void conn_closed_cb(uv_handle_t *h)
+{
+    struct h1_conn *c = h->data;
+    struct h1 *t = c->t;
+    if (--c->open == 0) {
+        free(c->rbuf);
+        free(c->wpend);
+        free(c);
+    }
+    handle_closed(t);
+}
+
+/* Closes a connection that carries nothing (the caller detached its request). */
+static void conn_close(struct h1_conn *c)
+{
+    if (c->closing)
+        return;
+    ASSERT(c->req == NULL);
+    c->closing = 1;
+    idle_unlink(c);
+    uv_close((uv_handle_t *)&c->tcp, conn_closed_cb);
+    uv_close((uv_handle_t *)&c->timer, conn_closed_cb);
+}
+
+static bool same_addr(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+    if (a->ss_family != b->ss_family)
+        return false;
+    if (a->ss_family == AF_INET) {
+        const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
+        return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+    }
+    const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
+    return x->sin6_port == y->sin6_port &&
+           memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
+}
+
+static struct h1_conn *take_idle(struct h1 *t, const struct sockaddr_storage *addr)
+{
+    for (struct h1_conn *c = t->idle; c != NULL; c = c->next) {
+        if (same_addr(&c->addr, addr)) {
+            idle_unlink(c);
+            return c;
+        }
+    }
+    return NULL;
+}
+
+/* Keeps a connection whose response ended cleanly for the next request to its engine. */
+static void park(struct h1_conn *c)
+{
+    struct h1 *t = c->t;
+    c->reused = 1;
+    c->idle = 1;
+    c->prev = NULL;
+    c->next = t->idle;
+    if (t->idle != NULL)
+        t->idle->prev = c;
+    t->idle = c;
+    t->nidle++;
+    if (t->nidle > HTTPC_MAX_CONNECTS) {
+        struct h1_conn *oldest = t->idle;
+        while (oldest->next != NULL)
+            oldest = oldest->next;
+        conn_close(oldest);
+    }
+}
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *out)
+{
+    struct h1_conn *c = h->data;
+    if (c->rcap - c->rlen < READ_MIN_ROOM && c->rcap < RBUF_MAX) {
+        size_t cap = c->rcap == 0 ? RBUF_INITIAL : c->rcap * 2;
+        c->rcap = cap < RBUF_MAX ? cap : RBUF_MAX;
+        c->rbuf = xrealloc(c->rbuf, c->rcap);
+    }
+    /* A full buffer (a head past RBUF_MAX) gets no room: read_cb sees UV_ENOBUFS. */
+    *out = uv_buf_init(c->rbuf + c->rlen, (unsigned)(c->rcap - c->rlen));
+}
+
+/* ---- the end of a request ---- */
+
+static void req_free(struct h1_req *r)
+{
+    struct h1 *t = r->t;
+    if (r->prev != NULL)
+        r->prev->next = r->next;
+    else
+        t->reqs = r->next;
+    if (r->next != NULL)
+        r->next->prev = r->prev;
+    t->active--;
+    free(r->wbuf);
+    free(r->fail_text);
+    buf_cleanup(&r->resp_headers);
+    buf_cleanup(&r->resp_body);
+    free(r);
+}
+
+static void unfail(struct h1_req *r)
+{
+    struct h1_req **pp = &r->t->failing;
+    while (*pp != NULL && *pp != r)
+        pp = &(*pp)->fail_next;
+    if (*pp == r)
+        *pp = r->fail_next;
+}
+
+/* Takes the connection from the request: back to the pool when the response ended cleanly and
+ * nothing else is in flight on it, else closed. */
+static void detach(struct h1_req *r, bool clean)
+{
+    struct h1_conn *c = r->conn;
+    if (c == NULL)
+        return;
+    r->conn = NULL;
+    c->req = NULL;
+    uv_timer_stop(&c->timer);
+    if (clean && r->resp.keep_alive && c->rlen == 0 && c->wpend == NULL && !c->t->freed) {
+        if (r->paused)
+            uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb); /* idle ones read */
+        park(c);
+    } else {
+        conn_close(c);
+    }
+}
+
+/* Ends a request with done. text: a heap sentence when err != 0, freed here. */
+static void finish(struct h1_req *r, int err, char *text)
+{
+    ASSERT(!r->finished);
+    r->finished = 1;
+    detach(r, err == 0);
+    uint64_t now = clock_mono_ns();
+    struct httpc_result res = {
+        .error = err,
+        .error_text = err != 0 ? text : NULL,
+        .status = r->headers_done ? r->resp.status : 0,
+        .body = r->on_data == NULL ? buf_cstr(&r->resp_body) : NULL,
+        .body_len = r->on_data == NULL ? r->resp_body.len : 0,
+        .connect_s = r->connect_ns ? (double)(r->connect_ns - r->start_ns) / 1e9 : 0,
+        .ttfb_s = r->first_byte_ns ? (double)(r->first_byte_ns - r->start_ns) / 1e9 : 0,
+        .total_s = (double)(now - r->start_ns) / 1e9,
+        .new_connects = r->connects,
+    };
+    r->done(&r->base, &res, r->arg);
+    free(text);
+    req_free(r);
+}
+
+/* Ends a request without done (cancel, h1_free). */
+static void drop(struct h1_req *r)
+{
+    r->finished = 1;
+    unfail(r);
+    detach(r, false);
+    req_free(r);
+}
+
+static void fail(struct h1_req *r, int err, char *text)
+{
+    finish(r, err, text);
+}
+
+static void defer_timer_cb(uv_timer_t *timer)
+{
+    struct h1 *t = timer->data;
+    struct h1_req *r;
+    while (!t->freed && (r = t->failing) != NULL) {
+        t->failing = r->fail_next;
+        char *text = r->fail_text;
+        r->fail_text = NULL;
+        finish(r, r->fail_err, text);
+    }
+}
+
+/* A failure found while starting: reported on the next loop turn, never inside the caller. */
+static void fail_soon(struct h1_req *r, int err, char *text)
+{
+    struct h1 *t = r->t;
+    r->fail_err = err;
+    r->fail_text = text;
+    r->fail_next = t->failing;
+    t->failing = r;
+    uv_timer_start(&t->defer_timer, defer_timer_cb, 0, 0);
+}
+
+/* ---- deadlines ---- */
+
+static uint64_t ms_after(uint64_t from_ns, uint32_t ms)
+{
+    return from_ns + (uint64_t)ms * 1000000u;
+}
+
+static void timer_cb(uv_timer_t *timer);
+
+/* Arms the connection's timer for the request's nearest deadline in its current phase. */
+static void rearm(struct h1_req *r)
+{
+    struct h1_conn *c = r->conn;
+    if (c == NULL)
+        return;
+    uint64_t dl = UINT64_MAX;
+    if (r->timeout_ms != 0)
+        dl = ms_after(r->start_ns, r->timeout_ms);
+    if (!c->connected && ms_after(r->start_ns, r->connect_timeout_ms) < dl)
+        dl = ms_after(r->start_ns, r->connect_timeout_ms);
+    if (!r->headers_done && r->first_byte_timeout_ms != 0 &&
+        ms_after(r->start_ns, r->first_byte_timeout_ms) < dl)
+        dl = ms_after(r->start_ns, r->first_byte_timeout_ms);
+    if (r->headers_done && r->idle_timeout_ms != 0 && !r->paused &&
+        ms_after(r->last_data_ns, r->idle_timeout_ms) < dl)
+        dl = ms_after(r->last_data_ns, r->idle_timeout_ms);
+    if (dl == UINT64_MAX) {
+        uv_timer_stop(&c->timer);
+        return;
+    }
+    uint64_t now = clock_mono_ns();
+    uint64_t ms = dl > now ? (dl - now + 999999u) / 1000000u : 0;
+    uv_timer_start(&c->timer, timer_cb, ms, 0);
+}
+
+static void timer_cb(uv_timer_t *timer)
+{
+    struct h1_conn *c = timer->data;
+    struct h1_req *r = c->req;
+    if (r == NULL)
+        return;
+    uint64_t now = clock_mono_ns();
+    char *text;
+    if (!c->connected) {
+        uint32_t ms = r->connect_timeout_ms;
+        if (r->timeout_ms != 0 && r->timeout_ms < ms)
+            ms = r->timeout_ms;
+        text = xasprintf("cannot connect to %s within %u ms", r->hostport, ms);
+    } else if (!r->headers_done) {
+        uint32_t ms =
+            r->first_byte_timeout_ms != 0 && now >= ms_after(r->start_ns, r->first_byte_timeout_ms)
+                ? r->first_byte_timeout_ms
+                : r->timeout_ms;
+        text = xasprintf("no response headers from %s within %u ms", r->hostport, ms);
+    } else if (r->idle_timeout_ms != 0 && !r->paused &&
+               now >= ms_after(r->last_data_ns, r->idle_timeout_ms)) {
+        text = xasprintf("no data from %s for %u ms", r->hostport, r->idle_timeout_ms);
+    } else if (r->timeout_ms != 0 && now >= ms_after(r->start_ns, r->timeout_ms)) {
+        text = xasprintf("response from %s took longer than %u ms", r->hostport, r->timeout_ms);
+    } else {
+        rearm(r); /* woke a little early (millisecond rounding) */
+        return;
+    }
+    fail(r, -ETIMEDOUT, text);
+}
+
+/* ---- sending ---- */
+
+static void start_conn(struct h1_req *r);
+
+/* The connection broke under a request. One that was reused and brought no answer yet was
+ * most likely closed by the engine while idle: the request goes once more on a new one. */
+static void broken(struct h1_req *r, int uverr)
+{
+    struct h1_conn *c = r->conn;
+    if (c->reused && !r->got_bytes && !r->resent) {
+        log_info("httpc",
+                 "keep-alive connection to %s was closed before an answer (%s); sending the "
+                 "request again on a new connection",
+                 r->hostport, uv_strerror(uverr));
+        r->resent = 1;
+        detach(r, false);
+        start_conn(r);
+        rearm(r);
+        return;
+    }
+    if (!r->got_bytes && uverr == UV_EOF)
+        fail(r, -ECONNRESET, xasprintf("%s closed the connection without answering", r->hostport));
+    else if (r->got_bytes && uverr == UV_EOF)
+        fail(r, -ECONNRESET,
+             xasprintf("%s closed the connection before the end of the response", r->hostport));
+    else
+        fail(r, -ECONNRESET,
+             xasprintf("connection to %s reset: %s", r->hostport, uv_strerror(uverr)));
+}
+
+static void write_cb(uv_write_t *w, int status)
+{
+    struct h1_conn *c = w->data;
+    free(c->wpend);
+    c->wpend = NULL;
+    if (status < 0 && !c->closing && c->req != NULL)
+        broken(c->req, status);
+}
+
+static void send_req(struct h1_req *r)
+{
+    struct h1_conn *c = r->conn;
+    uv_buf_t b = uv_buf_init(r->wbuf, (unsigned)r->wlen);
+    int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    if (n == (int)r->wlen)
+        return;
+    if (n == UV_EAGAIN)
+        n = 0;
+    if (n < 0) {
+        broken(r, n);
+        return;
+    }
+    /* The kernel took part of it (a big body): uv_write sends the rest from a copy, so the
+     * connection never points into a request that may be gone by then. */
+    size_t rest = r->wlen - (size_t)n;
+    c->wpend = xmalloc(rest);
+    memcpy(c->wpend, r->wbuf + n, rest);
+    b = uv_buf_init(c->wpend, (unsigned)rest);
+    c->write.data = c;
+    int rc = uv_write(&c->write, (uv_stream_t *)&c->tcp, &b, 1, write_cb);
+    if (rc != 0) {
+        free(c->wpend);
+        c->wpend = NULL;
+        broken(r, rc);
+    }
+}
+
+static void connect_cb(uv_connect_t *cr, int status)
+{
+    struct h1_conn *c = cr->data;
+    struct h1_req *r = c->req;
+    if (c->closing || r == NULL)
+        return;
+    if (status < 0) {
+        if (status == UV_ECONNREFUSED)
+            fail(r, -ECONNREFUSED, xasprintf("connection refused: %s", r->hostport));
+        else
+            fail(r, status,
+                 xasprintf("cannot connect to %s: %s", r->hostport, uv_strerror(status)));
+        return;
+    }
+    c->connected = 1;
+    r->connect_ns = clock_mono_ns();
+    uv_tcp_nodelay(&c->tcp, 1);
+    uv_tcp_keepalive(&c->tcp, 1, TCP_KEEPALIVE_S);
+    int rc = uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
+    if (rc != 0) {
+        fail(r, rc, xasprintf("cannot read from %s: %s", r->hostport, uv_strerror(rc)));
+        return;
+    }
+    rearm(r);
+    send_req(r);
+}
+
+/* Opens a new connection for r. */
+static void start_conn(struct h1_req *r)
+{
+    struct h1 *t = r->t;
+    struct h1_conn *c = xcalloc(1, sizeof(*c));
+    c->t = t;
+    c->addr = r->addr;
+    uv_tcp_init(t->loop, &c->tcp);
+    uv_timer_init(t->loop, &c->timer);
+    c->tcp.data = c;
+    c->timer.data = c;
+    c->connect.data = c;
+    c->open = 2;
+    t->open_handles += 2;
+    c->req = r;
+    r->conn = c;
+    r->connects++;
+    r->got_bytes = 0;
+    int rc = uv_tcp_connect(&c->connect, &c->tcp, (const struct sockaddr *)&r->addr, connect_cb);
+    if (rc != 0) {
+        detach(r, false);
+        fail_soon(r, rc, xasprintf("cannot connect to %s: %s", r->hostport, uv_strerror(rc)));
+    }
+}
+
+/* ---- receiving ---- */
+
+static int field_cb(void *arg, const char *name, size_t name_len, const char *value,
+                    size_t value_len)
+{
+    struct h1_req *r = arg;
+    return httpc_store_header(&r->resp_headers, name, name_len, value, value_len);
+}
+
+/* Hands body bytes on. Returns 0, or -1 when the request ended (cancelled, aborted, over its
+ * cap) and must not be touched again. */
+static int deliver(struct h1_req *r, const char *p, size_t n)
+{
+    if (n == 0)
+        return 0;
+    if (r->idle_timeout_ms != 0) {
+        r->last_data_ns = clock_mono_ns();
+        rearm(r);
+    }
+    if (r->on_data == NULL) {
+        if (buf_append(&r->resp_body, p, n) == 0)
+            return 0;
+        fail(r, -E2BIG,
+             xasprintf("response body from %s exceeds %zu bytes", r->hostport, r->max_body_bytes));
+        return -1;
+    }
+    r->in_cb = 1;
+    enum httpc_data_result dr = r->on_data(&r->base, p, n, r->arg);
+    r->in_cb = 0;
+    if (r->cancelled) {
+        drop(r);
+        return -1;
+    }
+    if (dr == HTTPC_ABORT) {
+        fail(r, -ECONNABORTED, xasprintf("transfer from %s aborted by its reader", r->hostport));
+        return -1;
+    }
+    if (dr == HTTPC_PAUSE && !r->resume_asked) {
+        r->paused = 1;
+        uv_read_stop((uv_stream_t *)&r->conn->tcp);
+        rearm(r); /* a reader that pauses is not an idle engine */
+    }
+    r->resume_asked = 0;
+    return 0;
+}
+
+/* The final head arrived. Returns 0, or -1 when the request ended. */
+static int head_done(struct h1_req *r)
+{
+    r->headers_done = 1;
+    r->last_data_ns = clock_mono_ns();
+    if (r->resp.framing == HTTP1_BODY_LENGTH)
+        r->body_left = r->resp.content_length;
+    http1_chunked_init(&r->chunked);
+    if (r->on_data == NULL && r->resp.framing == HTTP1_BODY_LENGTH &&
+        r->resp.content_length > r->max_body_bytes) {
+        /* Refused before reading the body, as libcurl's MAXFILESIZE does. */
+        fail(r, -E2BIG,
+             xasprintf("response body from %s exceeds %zu bytes", r->hostport, r->max_body_bytes));
+        return -1;
+    }
+    rearm(r);
+    if (r->on_headers == NULL)
+        return 0;
+    r->in_cb = 1;
+    int rc = r->on_headers(&r->base, r->resp.status, r->arg);
+    r->in_cb = 0;
+    if (r->cancelled) {
+        drop(r);
+        return -1;
+    }
+    if (rc == HTTPC_ABORT) {
+        fail(r, -ECONNABORTED, xasprintf("transfer from %s aborted by its reader", r->hostport));
+        return -1;
+    }
+    return 0;
+}
+
+static void consume(struct h1_conn *c, size_t n)
+{
+    memmove(c->rbuf, c->rbuf + n, c->rlen - n);
+    c->rlen -= n;
+}
+
+/* Reads heads (skipping 1xx) and then the body from the connection's buffer. */
+static void process(struct h1_req *r)
+{
+    struct h1_conn *c = r->conn;
+    while (!r->headers_done) {
+        ssize_t hl = http1_parse_head(c->rbuf, c->rlen, r->head, &r->resp, field_cb, r);
+        if (hl == 0) {
+            if (c->rlen < HTTPC_MAX_HEADER_BYTES)
+                return; /* more to come */
+            hl = -2;
+        }
+        if (hl == -2) {
+            fail(r, -EPROTO,
+                 xasprintf("response headers from %s exceed %u bytes", r->hostport,
+                           (unsigned)HTTPC_MAX_HEADER_BYTES));
+            return;
+        }
+        if (hl < 0) {
+            fail(r, -EPROTO,
+                 xasprintf("malformed response from %s: not an HTTP/1.x response head",
+                           r->hostport));
+            return;
+        }
+        consume(c, (size_t)hl);
+        if (r->resp.status < 200) {
+            buf_reset(&r->resp_headers); /* an interim response: the final one follows */
+            continue;
+        }
+        if (head_done(r) != 0)
+            return;
+    }
+    char *p = c->rbuf;
+    size_t n = c->rlen;
+    size_t out = n;
+    bool complete = false;
+    switch (r->resp.framing) {
+    case HTTP1_BODY_NONE:
+        complete = true;
+        out = 0;
+        break;
+    case HTTP1_BODY_LENGTH:
+        if (out > r->body_left)
+            out = (size_t)r->body_left;
+        r->body_left -= out;
+        complete = r->body_left == 0;
+        break;
+    case HTTP1_BODY_CHUNKED: {
+        ssize_t used = http1_dechunk(&r->chunked, p, n, &out, &complete);
+        if (used < 0) {
+            fail(r, -EPROTO,
+                 xasprintf("malformed response from %s: bad chunked encoding", r->hostport));
+            return;
+        }
+        if (complete && (size_t)used < n)
+            r->resp.keep_alive = false;
+        break;
+    }
+    case HTTP1_BODY_EOF:
+        break;
+    }
+    if (complete && out < n && r->resp.framing != HTTP1_BODY_CHUNKED)
+        r->resp.keep_alive = false; /* bytes after the response: nothing we asked for */
+    c->rlen = 0;                    /* p stays valid: the buffer is only written by the next read */
+    if (deliver(r, p, out) != 0)
+        return;
+    if (complete)
+        finish(r, 0, NULL);
+}
+
+static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
+{
+    struct h1_conn *c = s->data;
+    struct h1_req *r = c->req;
+    if (nread == 0 || c->closing)
+        return;
+    if (r == NULL) {
+        /* Idle: the engine closed it, or sent what nobody asked for. Either way it is done. */
+        conn_close(c);
+        return;
+    }
+    if (nread == UV_ENOBUFS) {
+        fail(r, -EPROTO,
+             xasprintf("response headers from %s exceed %u bytes", r->hostport,
+                       (unsigned)HTTPC_MAX_HEADER_BYTES));
+        return;
+    }
+    if (nread < 0) {
+        if (nread == UV_EOF && r->headers_done && r->resp.framing == HTTP1_BODY_EOF) {
+            r->resp.keep_alive = false;
+            finish(r, 0, NULL);
+            return;
+        }
+        broken(r, (int)nread);
+        return;
+    }
+    if (!r->got_bytes) {
+        r->got_bytes = 1;
+        if (r->first_byte_ns == 0)
+            r->first_byte_ns = clock_mono_ns();
+    }
+    c->rlen += (size_t)nread;
+    process(r);
+}
+
+/* ---- request setup ---- */
+
+/* Splits an http:// URL to a loopback host. Returns 0, or -EINVAL for anything else (which
+ * libcurl then gets: credentials, names, IPv6 other than ::1, odd characters). */
+static int parse_url(const char *url, struct sockaddr_storage *addr, const char **authority,
+                     size_t *authority_len, const char **path)
+{
+    if (strncmp(url, "http://", 7) != 0)
+        return -EINVAL;
+    const char *a = url + 7;
+    size_t alen = strcspn(a, "/?#");
+    const char *rest = a + alen;
+    char host[HOST_MAX];
+    size_t hlen;
+    const char *port_at;
+    if (memchr(a, '@', alen) != NULL || alen == 0)
+        return -EINVAL;
+    if (a[0] == '[') {
+        const char *close = memchr(a, ']', alen);
+        if (close == NULL)
+            return -EINVAL;
+        hlen = (size_t)(close - a - 1);
+        if (hlen >= sizeof(host))
+            return -EINVAL;
+        memcpy(host, a + 1, hlen);
+        port_at = close + 1;
+    } else {
+        const char *colon = memchr(a, ':', alen);
+        hlen = colon != NULL ? (size_t)(colon - a) : alen;
+        if (hlen >= sizeof(host))
+            return -EINVAL;
+        memcpy(host, a, hlen);
+        port_at = a + hlen;
+    }
+    host[hlen] = '\0';
+    unsigned port = 80;
+    if (port_at < a + alen) {
+        if (*port_at != ':' || port_at + 1 == a + alen)
+            return -EINVAL;
+        port = 0;
+        for (const char *d = port_at + 1; d < a + alen; d++) {
+            if (*d < '0' || *d > '9' || port > 65535)
+                return -EINVAL;
+            port = port * 10 + (unsigned)(*d - '0');
+        }
+        if (port == 0 || port > 65535)
+            return -EINVAL;
+    }
+    memset(addr, 0, sizeof(*addr));
+    if (a[0] == '[') {
+        if (strcmp(host, "::1") != 0 || uv_ip6_addr(host, (int)port, (void *)addr) != 0)
+            return -EINVAL;
+    } else if (strcasecmp(host, "localhost") == 0) {
+        if (uv_ip4_addr("127.0.0.1", (int)port, (void *)addr) != 0)
+            return -EINVAL;
+    } else if (strncmp(host, "127.", 4) != 0 || uv_ip4_addr(host, (int)port, (void *)addr) != 0) {
+        return -EINVAL;
+    }
+    for (const char *q = rest; *q != '\0'; q++) {
+        if ((unsigned char)*q <= ' ' || *q == '#' || (unsigned char)*q >= 0x7f)
+            return -EINVAL; /* fragments and raw bytes: libcurl's rules apply */
+    }
+    *authority = a;
+    *authority_len = alen;
+    *path = rest;
+    return 0;
+}
+
+bool h1_takes(const char *url)
+{
+    struct sockaddr_storage addr;
+    const char *a, *path;
+    size_t alen;
+    return parse_url(url, &addr, &a, &alen, &path) == 0;
+}
+
+/* "Name:" with nothing after the colon removes a header in libcurl's convention; the same
+ * here (the libcurl transport's "Expect:" is one). */
+static bool header_is_removal(const char *h)
+{
+    const char *colon = strchr(h, ':');
+    return colon != NULL && colon[strspn(colon + 1, " \t") + 1] == '\0';
+}
+
+static bool header_named(const char *h, const char *name)
+{
+    size_t n = strlen(name);
+    return strncasecmp(h, name, n) == 0 && h[n] == ':';
+}
+
+static char *put(char *w, const char *s, size_t n)
+{
+    memcpy(w, s, n);
+    return w + n;
+}
+
+static char *puts_crlf(char *w, const char *s)
+{
+    w = put(w, s, strlen(s));
+    return put(w, "\r\n", 2);
+}
+
+/* The request bytes: request line, headers, body, in one buffer for one write. (memcpy rather
+ * than snprintf: formatting showed in the gateway's profile.) */
+static void encode(struct h1_req *r, const struct httpc_opts *o, const char *method,
+                   const char *authority, size_t authority_len, const char *path)
+{
+    bool has_host = false, has_accept = false;
+    char length[32];
+    size_t size = strlen(method) + strlen(path) + authority_len + 96 + o->body_len;
+    for (size_t i = 0; i < o->nheaders; i++) {
+        size += strlen(o->headers[i]) + 2;
+        has_host |= header_named(o->headers[i], "Host");
+        has_accept |= header_named(o->headers[i], "Accept");
+    }
+    bool with_length = o->body != NULL || strcmp(method, "POST") == 0 ||
+                       strcmp(method, "PUT") == 0 || strcmp(method, "PATCH") == 0;
+    char *start = xmalloc(size), *w = start;
+    w = put(w, method, strlen(method));
+    w = put(w, " /", *path == '/' ? 1 : 2);
+    w = put(w, path, strlen(path));
+    w = put(w, " HTTP/1.1\r\n", 11);
+    if (!has_host) {
+        w = put(w, "Host: ", 6);
+        w = put(w, authority, authority_len);
+        w = put(w, "\r\n", 2);
+    }
+    if (!has_accept)
+        w = put(w, "Accept: */*\r\n", 13);
+    for (size_t i = 0; i < o->nheaders; i++) {
+        if (header_is_removal(o->headers[i]) || header_named(o->headers[i], "Content-Length") ||
+            header_named(o->headers[i], "Transfer-Encoding"))
+            continue;
+        w = puts_crlf(w, o->headers[i]);
+    }
+    if (with_length) {
+        int n = snprintf(length, sizeof(length), "Content-Length: %zu", o->body_len);
+        w = put(w, length, (size_t)n);
+        w = put(w, "\r\n", 2);
+    }
+    w = put(w, "\r\n", 2);
+    ASSERT((size_t)(w - start) + o->body_len <= size);
+    if (o->body_len > 0)
+        w = put(w, o->body, o->body_len);
+    r->wbuf = start;
+    r->wlen = (size_t)(w - start);
+}
+
+/* ---- public (through httpc.c) ---- */
+
+struct h1 *h1_new(uv_loop_t *loop)
+{
+    struct h1 *t = xcalloc(1, sizeof(*t));
+    t->loop = loop;
+    uv_timer_init(loop, &t->defer_timer);
+    t->defer_timer.data = t;
+    t->open_handles = 1;
+    return t;
+}
+
+void h1_free(struct h1 *t)
+{
+    if (t == NULL)
+        return;
+    ASSERT(!t->freed);
+    t->freed = true;
+    struct h1_req *r = t->reqs;
+    while (r != NULL) {
+        struct h1_req *next = r->next;
+        if (!r->finished)
+            drop(r); /* one whose done is running is released by finish() */
+        r = next;
+    }
+    while (t->idle != NULL)
+        conn_close(t->idle);
+    uv_close((uv_handle_t *)&t->defer_timer, defer_timer_closed_cb);
+}
+
+int h1_request(struct h1 *t, const struct httpc_opts *o, httpc_done_cb done, struct httpc_req **out)
+{
+    struct sockaddr_storage addr;
+    const char *authority, *path;
+    size_t authority_len;
+    if (t->freed)
+        return -ESHUTDOWN;
+    if (parse_url(o->url, &addr, &authority, &authority_len, &path) != 0)
+        return -EINVAL;
+    const char *method = o->method != NULL ? o->method : o->body != NULL ? "POST" : "GET";
+
+    struct h1_req *r = xcalloc(1, sizeof(*r));
+    r->base.transport = HTTPC_TRANSPORT_H1;
+    r->t = t;
+    r->done = done;
+    r->on_headers = o->on_headers;
+    r->on_data = o->on_data;
+    r->arg = o->arg;
+    r->addr = addr;
+    bool has_port =
+        authority[authority_len - 1] != ']' && memchr(authority, ':', authority_len) != NULL;
+    snprintf(r->hostport, sizeof(r->hostport), "%.*s%s", (int)authority_len, authority,
+             has_port ? "" : ":80");
+    r->connect_timeout_ms =
+        o->connect_timeout_ms ? o->connect_timeout_ms : HTTPC_CONNECT_TIMEOUT_MS;
+    r->timeout_ms = o->timeout_ms;
+    r->first_byte_timeout_ms = o->first_byte_timeout_ms;
+    r->idle_timeout_ms = o->idle_timeout_ms;
+    r->max_body_bytes = o->max_body_bytes ? o->max_body_bytes : HTTPC_MAX_BODY_BYTES;
+    r->head = strcmp(method, "HEAD") == 0;
+    buf_init(&r->resp_headers, HTTPC_MAX_HEADER_BYTES);
+    buf_init(&r->resp_body, r->max_body_bytes);
+    r->start_ns = clock_mono_ns();
+    encode(r, o, method, authority, authority_len, path);
+
+    r->next = t->reqs;
+    if (t->reqs != NULL)
+        t->reqs->prev = r;
+    t->reqs = r;
+    t->active++;
+
+    struct h1_conn *c = take_idle(t, &addr);
+    if (c != NULL) {
+        c->req = r;
+        r->conn = c;
+        rearm(r);
+        send_req(r); /* a failure here resends or fails through fail_soon, never done */
+    } else {
+        start_conn(r);
+        rearm(r);
+    }
+    if (out != NULL)
+        *out = &r->base;
+    return 0;
+}
+
+void h1_resume(struct httpc_req *pub)
+{
+    struct h1_req *r = (struct h1_req *)pub;
+    if (r->finished || r->cancelled)
+        return;
+    if (r->in_cb) {
+        r->resume_asked = 1; /* on_data is running: its HTTPC_PAUSE, if any, is void */
+        return;
+    }
+    if (!r->paused)
+        return;
+    r->paused = 0;
+    if (r->conn != NULL) {
+        /* libuv only reads on a later loop turn: on_data never runs from in here. */
+        uv_read_start((uv_stream_t *)&r->conn->tcp, alloc_cb, read_cb);
+        r->last_data_ns = clock_mono_ns();
+        rearm(r);
+    }
+}
+
+void h1_cancel(struct httpc_req *pub)
+{
+    struct h1_req *r = (struct h1_req *)pub;
+    if (r->finished || r->cancelled)
+        return;
+    if (r->in_cb) {
+        r->cancelled = 1; /* the code after the callback drops it */
+        return;
+    }
+    drop(r);
+}
+
+const char *h1_header(struct httpc_req *pub, const char *name)
+{
+    return httpc_find_header(&((struct h1_req *)pub)->resp_headers, name);
+}
+
+size_t h1_active(const struct h1 *t)
+{
+    return t->active;
+}

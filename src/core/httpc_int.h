@@ -1,0 +1,55 @@
+/*
+ * httpc_int.h: what the two transports of core/httpc share; not for other modules.
+ *
+ * httpc.c drives libcurl (https, DNS names, proxies: everything a remote engine may need);
+ * httpc_h1.c speaks HTTP/1.1 itself over libuv TCP to loopback engines, which is where the
+ * gateway spends its requests and where a libcurl transfer cost three times the proxying work
+ * of nginx (bench/README.md). Each transport's request starts with a struct httpc_req, so the
+ * public functions can tell them apart.
+ */
+#ifndef ARUN_CORE_HTTPC_INT_H
+#define ARUN_CORE_HTTPC_INT_H
+
+#include "core/buf.h"
+#include "core/httpc.h"
+
+enum httpc_transport {
+    HTTPC_TRANSPORT_CURL = 1,
+    HTTPC_TRANSPORT_H1 = 2,
+};
+
+/* The first member of each transport's request struct. */
+struct httpc_req {
+    enum httpc_transport transport;
+};
+
+/* Validates what both transports take alike (URL present, header lines without CR/LF, method
+ * letters, sizes). Returns 0, -EINVAL or -E2BIG. */
+int httpc_check_opts(const struct httpc_opts *o);
+/* Appends "name\0value\0" to a response header store; -ENOBUFS past its cap. */
+int httpc_store_header(struct buf *b, const char *name, size_t name_len, const char *value,
+                       size_t value_len);
+/* Looks a header up in such a store (case-insensitive); NULL when absent. */
+const char *httpc_find_header(const struct buf *b, const char *name);
+
+/* ---- the native HTTP/1.1 transport (httpc_h1.c) ---- */
+
+struct h1; /* one per struct httpc */
+
+/* Makes the transport on loop. */
+struct h1 *h1_new(uv_loop_t *loop);
+/* Drops every request without callbacks and closes every connection; the struct goes when its
+ * handles have closed. NULL is a no-op. */
+void h1_free(struct h1 *t);
+/* Whether url is one this transport takes: http:// to a loopback address given literally
+ * (127.x.x.x, [::1], localhost), no credentials. */
+bool h1_takes(const char *url);
+/* As httpc_request, for a URL h1_takes() accepted and options httpc_check_opts() passed. */
+int h1_request(struct h1 *t, const struct httpc_opts *o, httpc_done_cb done,
+               struct httpc_req **out) MUST_USE;
+void h1_resume(struct httpc_req *r);
+void h1_cancel(struct httpc_req *r);
+const char *h1_header(struct httpc_req *r, const char *name);
+size_t h1_active(const struct h1 *t);
+
+#endif
