@@ -28,23 +28,44 @@ TOKENS=${TOKENS:-500}
 TPS=${TPS:-200}
 WRK1_SECS=${WRK1_SECS:-3}
 
-# run_post NAME URL: one bounded wrk run of post.lua; prints "NAME RPS P50_MS P99_MS BAD", BAD
-# being the non-2xx answers plus socket errors (anything but 0 makes the row meaningless).
+# cpu_ticks PID…: user + system clock ticks these processes (all their threads) used so far.
+cpu_ticks() {
+    _t=0
+    for _p in "$@"; do
+        _v=$(awk '{print $14 + $15}' "/proc/$_p/stat" 2>/dev/null || echo 0)
+        _t=$((_t + _v))
+    done
+    echo "$_t"
+}
+
+# run_post NAME URL PID…: one bounded wrk run of post.lua; prints "NAME RPS P50_MS P99_MS BAD
+# CPU_US", BAD being the non-2xx answers plus socket errors (anything but 0 makes the row
+# meaningless) and CPU_US the CPU time the processes PID… spent per request (the server that
+# answers wrk: the engine for direct, the proxy alone otherwise). Unlike req/s, that number does
+# not depend on how the two cores were shared between wrk, the proxy and the engine.
 run_post() {
+    _name=$1
+    _url=$2
+    shift 2
+    _t0=$(cpu_ticks "$@")
     _out=$(wrk -t"${WRK_THREADS:-1}" -c"${WRK_CONNS:-32}" -d"${WRK_SECS:-5}"s --latency \
-        -s "$LUA" "$2")
+        -s "$LUA" "$_url")
+    _t1=$(cpu_ticks "$@")
+    _n=$(printf '%s\n' "$_out" | awk '/requests in/ {print $1}')
     _rps=$(printf '%s\n' "$_out" | awk '/^Requests\/sec/ {print $2}')
     _p50=$(printf '%s\n' "$_out" | awk '$1=="50%" {print $2}')
     _p99=$(printf '%s\n' "$_out" | awk '$1=="99%" {print $2}')
     _bad=$(printf '%s\n' "$_out" | awk '/Non-2xx/ {n += $NF}
         /Socket errors/ {gsub(",", ""); n += $4 + $6 + $8 + $10} END {print n + 0}')
-    [ "$_bad" = 0 ] || echo "bench: $1: $_bad bad answers or socket errors" >&2
-    echo "$1 $_rps $(to_ms "$_p50") $(to_ms "$_p99") $_bad"
+    [ "$_bad" = 0 ] || echo "bench: $_name: $_bad bad answers or socket errors" >&2
+    _cpu=$(awk -v t="$((_t1 - _t0))" -v hz="$(getconf CLK_TCK)" -v n="$_n" \
+        'BEGIN { printf "%.2f", (n > 0 ? t * 1e6 / hz / n : 0) }')
+    echo "$_name $_rps $(to_ms "$_p50") $(to_ms "$_p99") $_bad $_cpu"
 }
 
 # best_of NAMES…: reads run_post lines on stdin; prints the best (highest req/s) line of each.
 best_of() {
-    awk -v names="$*" 'NF==5 { if ($2 > best[$1]) { best[$1]=$2; line[$1]=$0 } }
+    awk -v names="$*" 'NF==6 { if ($2 > best[$1]) { best[$1]=$2; line[$1]=$0 } }
         END { n=split(names, a, " "); for (i=1; i<=n; i++) print line[a[i]] }'
 }
 
@@ -52,14 +73,15 @@ best_of() {
 post_table() {
     _lines=$(cat)
     _ref=$1
-    echo "| path | req/s | p50 ms | p99 ms | req/s vs $_ref | p99 added ms | bad answers |"
-    echo "|---|---:|---:|---:|---:|---:|---:|"
+    echo "| path | req/s | p50 ms | p99 ms | req/s vs $_ref | p99 added ms | bad answers" \
+        "| server CPU µs/req |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|"
     printf '%s\n' "$_lines" | awk -v ref="$_ref" '
-        { n++; name[n]=$1; rps[n]=$2; p50[n]=$3; p99[n]=$4; bad[n]=$5
+        { n++; name[n]=$1; rps[n]=$2; p50[n]=$3; p99[n]=$4; bad[n]=$5; cpu[n]=$6
           if ($1 == ref) { rr = $2; rp = $4 } }
         END { for (i=1; i<=n; i++)
-            printf "| %s | %.0f | %.3f | %.3f | %.2f | %+.3f | %d |\n",
-                name[i], rps[i], p50[i], p99[i], rps[i]/rr, p99[i]-rp, bad[i] }'
+            printf "| %s | %.0f | %.3f | %.3f | %.2f | %+.3f | %d | %.1f |\n",
+                name[i], rps[i], p50[i], p99[i], rps[i]/rr, p99[i]-rp, bad[i], cpu[i] }'
 }
 
 # wait_ready URL [SECONDS]: polls GET /v1/engines/NAME until its state is ready.
@@ -69,6 +91,11 @@ wait_ready() {
         [ "$(date +%s)" -lt "$_deadline" ] || { echo "bench: $1 never became ready" >&2; return 1; }
         sleep 0.05
     done
+}
+
+# engine_pid URL: the pid of the engine that GET /v1/engines/NAME describes.
+engine_pid() {
+    curl -sf "$1" | sed -n 's/.*"pid":\([0-9]*\).*/\1/p'
 }
 
 # ---- (c), inside the namespace: the script runs itself again under unshare -n. ----------------
@@ -96,12 +123,15 @@ engines:
     restart: {policy: never}
 EOF
     "$BUILD/arun" serve --config "$TMP/ns-arun.yaml" --listen 127.0.0.1:9000 2>"$TMP/ns-arun.log" &
+    ARUN_PID=$!
     PIDS="$PIDS $!"
     NODE_ENV=production node "$PORTKEY" --port=8787 --headless >"$TMP/portkey.log" 2>&1 &
+    PORTKEY_PID=$!
     PIDS="$PIDS $!"
     wait_http "http://127.0.0.1:9000/healthz"
     wait_ready "http://127.0.0.1:9000/v1/engines/m"
     wait_http "http://127.0.0.1:8787/" 30
+    MOCK_PID=$(engine_pid "http://127.0.0.1:9000/v1/engines/m")
     # Portkey must forward to the mock and answer it unchanged, else its numbers mean nothing.
     UP=http://127.0.0.1:9001/v1
     if ! curl -sf http://127.0.0.1:8787/v1/chat/completions -H 'content-type: application/json' \
@@ -116,9 +146,10 @@ EOF
     R=""
     for round in $(seq "$ROUNDS"); do
         R="$R
-$(run_post direct "http://127.0.0.1:9001/v1/chat/completions")
-$(run_post arun "http://127.0.0.1:9000/v1/chat/completions")
-$(export PORTKEY_UPSTREAM="$UP" && run_post portkey "http://127.0.0.1:8787/v1/chat/completions")"
+$(run_post direct "http://127.0.0.1:9001/v1/chat/completions" "$MOCK_PID")
+$(run_post arun "http://127.0.0.1:9000/v1/chat/completions" "$ARUN_PID")
+$(export PORTKEY_UPSTREAM="$UP" &&
+    run_post portkey "http://127.0.0.1:8787/v1/chat/completions" "$PORTKEY_PID")"
     done
     printf '%s\n' "$R" | sed '/^$/d; s/^/bench: (c) /' >&2
     printf '%s\n' "$R" | best_of direct arun portkey
@@ -167,6 +198,7 @@ engines:
     restart: {policy: never}
 EOF
 "$BUILD/arun" serve --config "$TMP/arun.yaml" --listen "127.0.0.1:$A_PORT" 2>"$TMP/arun.log" &
+ARUN_PID=$!
 PIDS="$PIDS $!"
 
 start_nginx "$TMP" "    upstream mock { server 127.0.0.1:$M_PORT; keepalive 64; }
@@ -183,15 +215,19 @@ wait_http "http://127.0.0.1:$A_PORT/healthz"
 wait_ready "http://127.0.0.1:$A_PORT/v1/engines/m"
 wait_ready "http://127.0.0.1:$A_PORT/v1/engines/s"
 wait_http "http://127.0.0.1:$N_PORT/health"
+# The processes whose CPU time each row reports: the engine (direct), arun, nginx's master and
+# worker.
+MOCK_PID=$(engine_pid "http://127.0.0.1:$A_PORT/v1/engines/m")
+NGINX_PIDS="$(cat "$TMP/nginx.pid") $(pgrep -P "$(cat "$TMP/nginx.pid")" | tr '\n' ' ')"
 
 # ---- (a) non-streaming ----------------------------------------------------------------------
 # Interleaved rounds so a noisy neighbour hurts every path alike; keep the best run of each.
 R=""
 for round in $(seq "$ROUNDS"); do
     R="$R
-$(run_post direct "http://127.0.0.1:$M_PORT/v1/chat/completions")
-$(run_post arun "http://127.0.0.1:$A_PORT/v1/chat/completions")
-$(run_post nginx "http://127.0.0.1:$N_PORT/v1/chat/completions")"
+$(run_post direct "http://127.0.0.1:$M_PORT/v1/chat/completions" "$MOCK_PID")
+$(run_post arun "http://127.0.0.1:$A_PORT/v1/chat/completions" "$ARUN_PID")
+$(run_post nginx "http://127.0.0.1:$N_PORT/v1/chat/completions" $NGINX_PIDS)"
 done
 printf '%s\n' "$R" | sed '/^$/d; s/^/bench: (a) /' >&2
 A_TABLE=$(printf '%s\n' "$R" | best_of direct arun nginx | post_table direct)
@@ -201,9 +237,12 @@ A_TABLE=$(printf '%s\n' "$R" | best_of direct arun nginx | post_table direct)
 R1=""
 for round in $(seq "$ROUNDS"); do
     R1="$R1
-$(WRK_CONNS=1 WRK_SECS=$WRK1_SECS run_post direct "http://127.0.0.1:$M_PORT/v1/chat/completions")
-$(WRK_CONNS=1 WRK_SECS=$WRK1_SECS run_post arun "http://127.0.0.1:$A_PORT/v1/chat/completions")
-$(WRK_CONNS=1 WRK_SECS=$WRK1_SECS run_post nginx "http://127.0.0.1:$N_PORT/v1/chat/completions")"
+$(WRK_CONNS=1 WRK_SECS=$WRK1_SECS run_post direct "http://127.0.0.1:$M_PORT/v1/chat/completions" \
+    "$MOCK_PID")
+$(WRK_CONNS=1 WRK_SECS=$WRK1_SECS run_post arun "http://127.0.0.1:$A_PORT/v1/chat/completions" \
+    "$ARUN_PID")
+$(WRK_CONNS=1 WRK_SECS=$WRK1_SECS run_post nginx "http://127.0.0.1:$N_PORT/v1/chat/completions" \
+    $NGINX_PIDS)"
 done
 printf '%s\n' "$R1" | sed '/^$/d; s/^/bench: (a1) /' >&2
 A1_TABLE=$(printf '%s\n' "$R1" | best_of direct arun nginx | post_table direct)

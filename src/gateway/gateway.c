@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "core/clock.h"
+#include "core/jsonscan.h"
 #include "core/log.h"
 #include "http/sse.h"
 
@@ -676,14 +677,40 @@ static void known_models(struct gateway *gw, struct buf *out)
         IGNORE_RESULT(buf_printf(out, "%s%s", out->len ? ", " : "", gw->cfg->routes[i].name));
 }
 
+/* The fast path for routing: a non-streaming request whose "model" is a plain string is routed
+ * from a scan of its body, without building a JSON tree (core/jsonscan.h). Returns false when
+ * the full parse must decide: anything unusual, and streaming requests, whose body is rewritten
+ * (stream_options). */
+static bool route_fast(struct http_request *r, char *model, size_t size)
+{
+    h2o_iovec_t body = r->req->entity;
+    struct jsonscan_member m[] = {{.name = "model"}, {.name = "stream"}};
+    if (body.base == NULL || jsonscan_object(body.base, body.len, m, ARRAY_SIZE(m)) != 0)
+        return false;
+    if (m[1].value != NULL && m[1].len == 4 && memcmp(m[1].value, "true", 4) == 0)
+        return false;
+    const char *v = m[0].value;
+    size_t len = m[0].len;
+    if (v == NULL || v[0] != '"' || len <= 2 || len - 2 >= size || memchr(v, '\\', len) != NULL)
+        return false;
+    memcpy(model, v + 1, len - 2);
+    model[len - 2] = '\0';
+    return true;
+}
+
 static void completion(struct http_request *r, void *arg)
 {
     struct gateway *gw = arg;
-    json_t *body;
-    if (http_read_json(r, &body) != 0)
-        return;
-    const char *model = json_string_value(json_object_get(body, "model"));
-    if (model == NULL || *model == '\0' || strlen(model) >= 256) {
+    json_t *body = NULL;
+    char fast_model[sizeof(((struct gw_req *)0)->model)];
+    const char *model = fast_model;
+    bool fast = route_fast(r, fast_model, sizeof(fast_model));
+    if (!fast) {
+        if (http_read_json(r, &body) != 0)
+            return;
+        model = json_string_value(json_object_get(body, "model"));
+    }
+    if (model == NULL || *model == '\0' || strlen(model) >= sizeof(fast_model)) {
         json_decref(body);
         http_send_error(r, 400, "missing_model", "model", "the request needs a \"model\" string");
         return;
@@ -693,7 +720,7 @@ static void completion(struct http_request *r, void *arg)
     g->r = r;
     g->path = http_request_route(r);
     snprintf(g->model, sizeof(g->model), "%s", model);
-    g->stream = json_is_true(json_object_get(body, "stream"));
+    g->stream = !fast && json_is_true(json_object_get(body, "stream"));
     g->start_ns = clock_mono_ns();
     g->prompt_tokens = g->completion_tokens = -1;
     snprintf(g->r_id, sizeof(g->r_id), "%s", r->id);

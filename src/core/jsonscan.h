@@ -1,0 +1,31 @@
+/*
+ * jsonscan.h: checks a JSON text without building it, and finds members of its top-level
+ * object. For the gateway's hot path: a request is routed by its "model" and "stream" without
+ * allocating a tree (jansson's parse was the largest user-space cost of a relayed request).
+ *
+ * It is a fast path, not a parser: whenever it is not sure jansson would read the text the same
+ * way (invalid JSON, escapes in names, \u0000, numbers jansson may refuse as too big, deep
+ * nesting, objects with many members) it says "no", and the caller parses with jansson, which also words
+ * any error.
+ */
+#ifndef ARUN_CORE_JSONSCAN_H
+#define ARUN_CORE_JSONSCAN_H
+
+#include <stddef.h>
+
+#define JSONSCAN_MAX_DEPTH 64        /* deeper texts go to the full parser */
+#define JSONSCAN_MAX_OBJECT_DEPTH 8  /* objects nested deeper: the full parser */
+#define JSONSCAN_MAX_MEMBERS 32      /* members of one object; more: the full parser */
+
+struct jsonscan_member {
+    const char *name;  /* in: the member's name, plain ASCII */
+    const char *value; /* out: the value's first byte in the text, NULL when absent */
+    size_t len;        /* out: the value's length (a string's includes its quotes) */
+};
+
+/* Checks that p[0..n) is one JSON object (RFC 8259, UTF-8) that jansson would parse with
+ * JSON_REJECT_DUPLICATES to the same values, and fills in the members asked for. Returns 0, or
+ * -1 when the text is invalid or outside the fast path: then parse it with jansson. */
+int jsonscan_object(const char *p, size_t n, struct jsonscan_member *m, size_t nm);
+
+#endif
