@@ -331,11 +331,6 @@ static void drop(struct h1_req *r)
     req_free(r);
 }
 
-static void fail(struct h1_req *r, int err, char *text)
-{
-    finish(r, err, text);
-}
-
 static void defer_timer_cb(uv_timer_t *timer)
 {
     struct h1 *t = timer->data;
@@ -422,7 +417,7 @@ static void timer_cb(uv_timer_t *timer)
         rearm(r); /* woke a little early (millisecond rounding) */
         return;
     }
-    fail(r, -ETIMEDOUT, text);
+    finish(r, -ETIMEDOUT, text);
 }
 
 /* ---- sending ---- */
@@ -446,13 +441,14 @@ static void broken(struct h1_req *r, int uverr)
         return;
     }
     if (!r->got_bytes && uverr == UV_EOF)
-        fail(r, -ECONNRESET, xasprintf("%s closed the connection without answering", r->hostport));
+        finish(r, -ECONNRESET,
+               xasprintf("%s closed the connection without answering", r->hostport));
     else if (r->got_bytes && uverr == UV_EOF)
-        fail(r, -ECONNRESET,
-             xasprintf("%s closed the connection before the end of the response", r->hostport));
+        finish(r, -ECONNRESET,
+               xasprintf("%s closed the connection before the end of the response", r->hostport));
     else
-        fail(r, -ECONNRESET,
-             xasprintf("connection to %s reset: %s", r->hostport, uv_strerror(uverr)));
+        finish(r, -ECONNRESET,
+               xasprintf("connection to %s reset: %s", r->hostport, uv_strerror(uverr)));
 }
 
 static void write_cb(uv_write_t *w, int status)
@@ -500,10 +496,10 @@ static void connect_cb(uv_connect_t *cr, int status)
         return;
     if (status < 0) {
         if (status == UV_ECONNREFUSED)
-            fail(r, -ECONNREFUSED, xasprintf("connection refused: %s", r->hostport));
+            finish(r, -ECONNREFUSED, xasprintf("connection refused: %s", r->hostport));
         else
-            fail(r, status,
-                 xasprintf("cannot connect to %s: %s", r->hostport, uv_strerror(status)));
+            finish(r, status,
+                   xasprintf("cannot connect to %s: %s", r->hostport, uv_strerror(status)));
         return;
     }
     c->connected = 1;
@@ -512,7 +508,7 @@ static void connect_cb(uv_connect_t *cr, int status)
     uv_tcp_keepalive(&c->tcp, 1, TCP_KEEPALIVE_S);
     int rc = uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
     if (rc != 0) {
-        fail(r, rc, xasprintf("cannot read from %s: %s", r->hostport, uv_strerror(rc)));
+        finish(r, rc, xasprintf("cannot read from %s: %s", r->hostport, uv_strerror(rc)));
         return;
     }
     rearm(r);
@@ -566,8 +562,9 @@ static int deliver(struct h1_req *r, const char *p, size_t n)
     if (r->on_data == NULL) {
         if (buf_append(&r->resp_body, p, n) == 0)
             return 0;
-        fail(r, -E2BIG,
-             xasprintf("response body from %s exceeds %zu bytes", r->hostport, r->max_body_bytes));
+        finish(
+            r, -E2BIG,
+            xasprintf("response body from %s exceeds %zu bytes", r->hostport, r->max_body_bytes));
         return -1;
     }
     r->in_cb = 1;
@@ -578,7 +575,7 @@ static int deliver(struct h1_req *r, const char *p, size_t n)
         return -1;
     }
     if (dr == HTTPC_ABORT) {
-        fail(r, -ECONNABORTED, xasprintf("transfer from %s aborted by its reader", r->hostport));
+        finish(r, -ECONNABORTED, xasprintf("transfer from %s aborted by its reader", r->hostport));
         return -1;
     }
     if (dr == HTTPC_PAUSE && !r->resume_asked) {
@@ -601,8 +598,9 @@ static int head_done(struct h1_req *r)
     if (r->on_data == NULL && r->resp.framing == HTTP1_BODY_LENGTH &&
         r->resp.content_length > r->max_body_bytes) {
         /* Refused before reading the body, as libcurl's MAXFILESIZE does. */
-        fail(r, -E2BIG,
-             xasprintf("response body from %s exceeds %zu bytes", r->hostport, r->max_body_bytes));
+        finish(
+            r, -E2BIG,
+            xasprintf("response body from %s exceeds %zu bytes", r->hostport, r->max_body_bytes));
         return -1;
     }
     rearm(r);
@@ -616,7 +614,7 @@ static int head_done(struct h1_req *r)
         return -1;
     }
     if (rc == HTTPC_ABORT) {
-        fail(r, -ECONNABORTED, xasprintf("transfer from %s aborted by its reader", r->hostport));
+        finish(r, -ECONNABORTED, xasprintf("transfer from %s aborted by its reader", r->hostport));
         return -1;
     }
     return 0;
@@ -640,15 +638,15 @@ static void process(struct h1_req *r)
             hl = -2;
         }
         if (hl == -2) {
-            fail(r, -EPROTO,
-                 xasprintf("response headers from %s exceed %u bytes", r->hostport,
-                           (unsigned)HTTPC_MAX_HEADER_BYTES));
+            finish(r, -EPROTO,
+                   xasprintf("response headers from %s exceed %u bytes", r->hostport,
+                             (unsigned)HTTPC_MAX_HEADER_BYTES));
             return;
         }
         if (hl < 0) {
-            fail(r, -EPROTO,
-                 xasprintf("malformed response from %s: not an HTTP/1.x response head",
-                           r->hostport));
+            finish(r, -EPROTO,
+                   xasprintf("malformed response from %s: not an HTTP/1.x response head",
+                             r->hostport));
             return;
         }
         consume(c, (size_t)hl);
@@ -677,8 +675,8 @@ static void process(struct h1_req *r)
     case HTTP1_BODY_CHUNKED: {
         ssize_t used = http1_dechunk(&r->chunked, p, n, &out, &complete);
         if (used < 0) {
-            fail(r, -EPROTO,
-                 xasprintf("malformed response from %s: bad chunked encoding", r->hostport));
+            finish(r, -EPROTO,
+                   xasprintf("malformed response from %s: bad chunked encoding", r->hostport));
             return;
         }
         if (complete && (size_t)used < n)
@@ -709,9 +707,9 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
         return;
     }
     if (nread == UV_ENOBUFS) {
-        fail(r, -EPROTO,
-             xasprintf("response headers from %s exceed %u bytes", r->hostport,
-                       (unsigned)HTTPC_MAX_HEADER_BYTES));
+        finish(r, -EPROTO,
+               xasprintf("response headers from %s exceed %u bytes", r->hostport,
+                         (unsigned)HTTPC_MAX_HEADER_BYTES));
         return;
     }
     if (nread < 0) {

@@ -11,7 +11,7 @@
 
 #include "core/common.h"
 
-#define NUMBER_MAX_LEN 24  /* longer numbers may be "too big" to jansson: full parser */
+#define NUMBER_MAX_LEN 24     /* longer numbers may be "too big" to jansson: full parser */
 #define INTEGER_MAX_DIGITS 18 /* fits in json_int_t (int64) for sure */
 
 static const char *skip_ws(const char *p, const char *e)

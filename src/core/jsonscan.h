@@ -5,17 +5,17 @@
  *
  * It is a fast path, not a parser: whenever it is not sure jansson would read the text the same
  * way (invalid JSON, escapes in names, \u0000, numbers jansson may refuse as too big, deep
- * nesting, objects with many members) it says "no", and the caller parses with jansson, which also words
- * any error.
+ * nesting, objects with many members) it says "no", and the caller parses with jansson, which also
+ * words any error.
  */
 #ifndef ARUN_CORE_JSONSCAN_H
 #define ARUN_CORE_JSONSCAN_H
 
 #include <stddef.h>
 
-#define JSONSCAN_MAX_DEPTH 64        /* deeper texts go to the full parser */
-#define JSONSCAN_MAX_OBJECT_DEPTH 8  /* objects nested deeper: the full parser */
-#define JSONSCAN_MAX_MEMBERS 32      /* members of one object; more: the full parser */
+#define JSONSCAN_MAX_DEPTH 64       /* deeper texts go to the full parser */
+#define JSONSCAN_MAX_OBJECT_DEPTH 8 /* objects nested deeper: the full parser */
+#define JSONSCAN_MAX_MEMBERS 32     /* members of one object; more: the full parser */
 
 struct jsonscan_member {
     const char *name;  /* in: the member's name, plain ASCII */

@@ -80,8 +80,8 @@ static int check(const char *text, size_t n)
         assert_non_null(m[i].value);
         json_t *got = json_loadb(m[i].value, m[i].len, JSON_DECODE_ANY, &e);
         if (got == NULL || !json_equal(got, want))
-            fail_msg("member %s read as %.*s: %.*s", m[i].name, (int)m[i].len, m[i].value,
-                     (int)n, text);
+            fail_msg("member %s read as %.*s: %.*s", m[i].name, (int)m[i].len, m[i].value, (int)n,
+                     text);
         json_decref(got);
     }
     json_decref(j);
