@@ -23,6 +23,9 @@ void buf_init(struct buf *b, size_t cap);
 void buf_cleanup(struct buf *b);
 /* Forgets the contents but keeps the storage. */
 void buf_reset(struct buf *b);
+/* Makes room for n more bytes in one allocation, so appends that follow do not grow the storage
+ * step by step. Returns 0, or -ENOBUFS (nothing changed) when the cap would be passed. */
+int buf_reserve(struct buf *b, size_t n) MUST_USE;
 /* Appends n bytes. Returns 0, or -ENOBUFS (nothing appended) when the cap would be passed. */
 int buf_append(struct buf *b, const void *p, size_t n) MUST_USE;
 /* Appends a NUL-terminated string. Same errors as buf_append. */

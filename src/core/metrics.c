@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "core/common.h"
@@ -140,23 +141,65 @@ struct metrics_family *metrics_computed(struct metrics *m, const char *name, con
     return f;
 }
 
+/* A series' key is its label values joined by 0xff bytes. Lookups hash and compare the values in
+ * place (a request touches several series: building each key cost two allocations); the key
+ * string is built only when a series is created. Both hashes are FNV-1a over the same bytes. */
+#define FNV_OFFSET 1469598103934665603ull
+#define FNV_PRIME 1099511628211ull
+#define KEY_SEP '\xff'
+
 static uint64_t hash_str(const char *s)
 {
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    uint64_t h = FNV_OFFSET;
     for (; *s != '\0'; s++) {
         h ^= (unsigned char)*s;
-        h *= 1099511628211ull;
+        h *= FNV_PRIME;
     }
     return h;
 }
 
-static void join_key(const struct metrics_family *f, const char *const *values, struct buf *key)
+static const char *value_at(const char *const *values, size_t i)
+{
+    return values[i] != NULL ? values[i] : "";
+}
+
+static uint64_t hash_values(const struct metrics_family *f, const char *const *values)
+{
+    uint64_t h = FNV_OFFSET;
+    for (size_t i = 0; i < f->nlabels; i++) {
+        if (i > 0) {
+            h ^= (unsigned char)KEY_SEP;
+            h *= FNV_PRIME;
+        }
+        for (const char *v = value_at(values, i); *v != '\0'; v++) {
+            h ^= (unsigned char)*v;
+            h *= FNV_PRIME;
+        }
+    }
+    return h;
+}
+
+static bool key_matches(const char *key, const struct metrics_family *f, const char *const *values)
 {
     for (size_t i = 0; i < f->nlabels; i++) {
-        if (i > 0)
-            IGNORE_RESULT(buf_append(key, "\xff", 1)); /* key buffers are uncapped */
-        IGNORE_RESULT(buf_puts(key, values[i] != NULL ? values[i] : ""));
+        if (i > 0 && *key++ != KEY_SEP)
+            return false;
+        for (const char *v = value_at(values, i); *v != '\0'; v++, key++)
+            if (*key != *v)
+                return false;
     }
+    return *key == '\0';
+}
+
+static char *join_key(const struct metrics_family *f, const char *const *values)
+{
+    struct buf key = {.data = NULL, .cap = SIZE_MAX};
+    for (size_t i = 0; i < f->nlabels; i++) {
+        if (i > 0)
+            IGNORE_RESULT(buf_append(&key, (char[]){KEY_SEP}, 1)); /* key buffers are uncapped */
+        IGNORE_RESULT(buf_puts(&key, value_at(values, i)));
+    }
+    return buf_steal(&key);
 }
 
 static void grow(struct metrics_family *f)
@@ -180,29 +223,21 @@ static struct series *series_get(struct metrics_family *f, const char *const *va
 {
     static const char *const overflow[METRICS_MAX_LABELS] = {"_overflow", "_overflow", "_overflow",
                                                              "_overflow"};
-    struct buf key = {.data = NULL, .cap = SIZE_MAX};
-    join_key(f, values, &key);
-    const char *k = buf_cstr(&key);
-
     if (f->nslots == 0 || (f->nseries + 1) * 2 > f->nslots)
         grow(f);
-    size_t i = hash_str(k) & (f->nslots - 1);
+    size_t i = hash_values(f, values) & (f->nslots - 1);
     while (f->slots[i].key != NULL) {
-        if (strcmp(f->slots[i].key, k) == 0) {
-            buf_cleanup(&key);
+        if (key_matches(f->slots[i].key, f, values))
             return &f->slots[i];
-        }
         i = (i + 1) & (f->nslots - 1);
     }
-    if (f->nseries >= METRICS_MAX_SERIES && values != overflow) {
-        buf_cleanup(&key);
+    if (f->nseries >= METRICS_MAX_SERIES && values != overflow)
         return series_get(f, overflow);
-    }
     struct series *s = &f->slots[i];
-    s->key = buf_steal(&key);
+    s->key = join_key(f, values);
     s->values = xcalloc(f->nlabels ? f->nlabels : 1, sizeof(char *));
     for (size_t j = 0; j < f->nlabels; j++)
-        s->values[j] = xstrdup(values[j] != NULL ? values[j] : "");
+        s->values[j] = xstrdup(value_at(values, j));
     if (f->type == METRICS_HISTOGRAM)
         s->buckets = xcalloc(f->nbounds, sizeof(uint64_t));
     f->nseries++;

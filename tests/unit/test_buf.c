@@ -1,8 +1,10 @@
-/* Unit tests of core/buf: the capped growable buffer. */
+/* Unit tests of core/buf (the capped growable buffer) and core/common's formatting helper. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -31,6 +33,35 @@ static void test_append_past_cap_fails_and_keeps_contents(void **state)
     buf_cleanup(&b);
 }
 
+static void test_reserve_makes_room_once_within_the_cap(void **state)
+{
+    struct buf b;
+    buf_init(&b, 100);
+    assert_int_equal(buf_reserve(&b, 101), -ENOBUFS);
+    assert_null(b.data);
+    assert_int_equal(buf_reserve(&b, 90), 0);
+    char *data = b.data;
+    for (int i = 0; i < 90; i++)
+        assert_int_equal(buf_append(&b, "x", 1), 0);
+    assert_ptr_equal(b.data, data); /* no growth after the reservation */
+    assert_int_equal(b.len, 90);
+    assert_int_equal(buf_reserve(&b, 11), -ENOBUFS);
+    assert_int_equal(buf_reserve(&b, 10), 0);
+    buf_cleanup(&b);
+}
+
+static void test_fmt_u64_matches_printf(void **state)
+{
+    const uint64_t cases[] = {0, 1, 9, 10, 99, 100, 65535, 4294967296ull, UINT64_MAX};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char got[21], want[32];
+        size_t n = fmt_u64(got, cases[i]);
+        snprintf(want, sizeof(want), "%llu", (unsigned long long)cases[i]);
+        assert_string_equal(got, want);
+        assert_int_equal(n, strlen(want));
+    }
+}
+
 static void test_consume_and_steal(void **state)
 {
     struct buf b;
@@ -51,6 +82,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_appends_grow_and_stay_terminated),
         cmocka_unit_test(test_append_past_cap_fails_and_keeps_contents),
+        cmocka_unit_test(test_reserve_makes_room_once_within_the_cap),
+        cmocka_unit_test(test_fmt_u64_matches_printf),
         cmocka_unit_test(test_consume_and_steal),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
