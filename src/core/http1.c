@@ -17,12 +17,13 @@
 #define CHUNK_TRAILER_MAX 65536  /* the whole trailer section */
 #define CHUNK_SIZE_DIGITS_MAX 15 /* 2^60 bytes: no real chunk is larger, and no overflow */
 
+/* RFC 9110 5.6.2: token characters, DIGIT / ALPHA / one of !#$%&'*+-.^_`|~, as a bitmap of
+ * the 128 ASCII codes (test_http1 checks it against that definition for every byte). */
+static const uint64_t tchar_bits[2] = {0x03ff6cfa00000000ull, 0x57ffffffc7fffffeull};
+
 static bool is_tchar(unsigned char c)
 {
-    /* RFC 9110 5.6.2: token characters. */
-    if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
-        return true;
-    return c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+    return c < 128 && (tchar_bits[c >> 6] >> (c & 63) & 1) != 0;
 }
 
 /* Does the comma-separated list v[0..n) contain token (case-insensitive)? last: only as its
@@ -107,56 +108,57 @@ ssize_t http1_parse_head(const char *p, size_t n, bool head_request, struct http
     const char *l;
     bool has_length = false, has_te = false, te_chunked = false, close = false, ka = false;
 
-    /* Nothing is reported before the whole head is here: a field_fn never sees half a head. */
-    for (size_t scan = 0, lines = 0;; lines++) {
-        if (!next_line(p, n, &scan, &l, &len))
+    if (!next_line(p, n, &pos, &l, &len))
+        return 0;
+    if (len == 0 || parse_status_line(l, len, &h) != 0)
+        return -1; /* an empty first line, or not a status line */
+    /* Validate every field (a malformed one refuses the head as soon as it is seen) before
+     * reporting any: a field_fn never sees part of a head, nor part of a bad one. */
+    size_t fields = pos;
+    for (;;) {
+        if (!next_line(p, n, &pos, &l, &len))
             return 0;
-        if (len == 0 && lines == 0)
-            return -1; /* an empty first line */
         if (len == 0)
             break;
-    }
-    if (!next_line(p, n, &pos, &l, &len) || parse_status_line(l, len, &h) != 0)
-        return -1;
-    /* Validate every field before reporting any, so a malformed head reports nothing. */
-    size_t fields = pos;
-    for (int pass = 0; pass < 2; pass++) {
-        size_t fpos = fields;
-        while (next_line(p, n, &fpos, &l, &len) && len > 0) {
-            size_t c = 0;
-            while (c < len && is_tchar((unsigned char)l[c]))
-                c++;
-            if (c == 0 || c == len || l[c] != ':')
-                return -1; /* no name, no colon, or blanks before the colon (or obs-fold) */
-            const char *v = l + c + 1, *ve = l + len;
-            while (v < ve && (*v == ' ' || *v == '\t'))
-                v++;
-            while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
-                ve--;
-            size_t vl = (size_t)(ve - v);
-            if (pass == 1) {
-                if (field_fn != NULL && field_fn(arg, l, c, v, vl) != 0)
-                    return -2;
-                continue;
-            }
-            if (c == 14 && strncasecmp(l, "content-length", 14) == 0) {
-                uint64_t x;
-                if (parse_length(v, vl, &x) != 0 || (has_length && x != h.content_length))
-                    return -1;
-                has_length = true;
-                h.content_length = x;
-            } else if (c == 17 && strncasecmp(l, "transfer-encoding", 17) == 0) {
-                has_te = true;
-                te_chunked = list_has(v, vl, "chunked", true); /* the last field decides */
-            } else if (c == 10 && strncasecmp(l, "connection", 10) == 0) {
-                close |= list_has(v, vl, "close", false);
-                ka |= list_has(v, vl, "keep-alive", false);
-            }
+        size_t c = 0;
+        while (c < len && is_tchar((unsigned char)l[c]))
+            c++;
+        if (c == 0 || c == len || l[c] != ':')
+            return -1; /* no name, no colon, or blanks before the colon (or obs-fold) */
+        const char *v = l + c + 1, *ve = l + len;
+        while (v < ve && (*v == ' ' || *v == '\t'))
+            v++;
+        while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
+            ve--;
+        size_t vl = (size_t)(ve - v);
+        if (c == 14 && strncasecmp(l, "content-length", 14) == 0) {
+            uint64_t x;
+            if (parse_length(v, vl, &x) != 0 || (has_length && x != h.content_length))
+                return -1;
+            has_length = true;
+            h.content_length = x;
+        } else if (c == 17 && strncasecmp(l, "transfer-encoding", 17) == 0) {
+            has_te = true;
+            te_chunked = list_has(v, vl, "chunked", true); /* the last field decides */
+        } else if (c == 10 && strncasecmp(l, "connection", 10) == 0) {
+            close |= list_has(v, vl, "close", false);
+            ka |= list_has(v, vl, "keep-alive", false);
         }
-        if (pass == 0)
-            pos = fpos;
     }
     size_t head_len = pos;
+    /* Report: the lines are known good, so the first colon ends each name. */
+    for (size_t fpos = fields; field_fn != NULL && fpos < head_len;) {
+        next_line(p, n, &fpos, &l, &len);
+        if (len == 0)
+            break;
+        const char *colon = memchr(l, ':', len), *v = colon + 1, *ve = l + len;
+        while (v < ve && (*v == ' ' || *v == '\t'))
+            v++;
+        while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
+            ve--;
+        if (field_fn(arg, l, (size_t)(colon - l), v, (size_t)(ve - v)) != 0)
+            return -2;
+    }
     bool no_body = head_request || h.status < 200 || h.status == 204 || h.status == 304;
     if (no_body)
         h.framing = HTTP1_BODY_NONE;

@@ -35,8 +35,9 @@ typedef int (*http1_field_fn)(void *arg, const char *name, size_t name_len, cons
 
 /* Parses a response head at p[0..n). head_request: the request was HEAD (no body follows).
  * Returns the head's length in bytes when it is complete (fields reported through field_fn,
- * which may be NULL), 0 when more bytes are needed (nothing reported), -1 when the bytes are
- * not an HTTP/1.x response head, -2 when field_fn stopped it. */
+ * which may be NULL), 0 when more bytes are needed (nothing reported), -1 as soon as a complete
+ * line shows the bytes are not an HTTP/1.x response head (nothing reported), -2 when field_fn
+ * stopped it. */
 ssize_t http1_parse_head(const char *p, size_t n, bool head_request, struct http1_head *out,
                          http1_field_fn field_fn, void *arg);
 

@@ -1,6 +1,7 @@
 /* Unit tests of core/http1: response heads and the chunked coding, cut at every byte. */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
@@ -145,6 +146,29 @@ static void test_malformed_heads_are_refused_before_any_field_is_reported(void *
     assert_int_equal(h.content_length, 3);
 }
 
+static void test_field_names_are_tokens_exactly(void **state)
+{
+    /* Every byte as a one-character field name: accepted iff RFC 9110 calls it a tchar. */
+    for (int c = 0; c < 256; c++) {
+        if (c == '\n')
+            continue; /* it would end the head: a head with no fields, not a name */
+        bool tchar = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                     (c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+        char head[64];
+        int n = snprintf(head, sizeof(head), "HTTP/1.1 200 OK\r\n%c: v\r\n\r\n", c ? c : 'x');
+        if (c == 0)
+            head[17] = '\0';
+        struct http1_head h;
+        struct fields f;
+        memset(&f, 0, sizeof(f));
+        ssize_t rc = http1_parse_head(head, (size_t)n, false, &h, field_fn, &f);
+        if (tchar && rc != n)
+            fail_msg("token character 0x%02x refused", c);
+        if (!tchar && rc > 0)
+            fail_msg("0x%02x accepted in a field name", c);
+    }
+}
+
 static void test_field_fn_can_stop_the_parse(void **state)
 {
     struct http1_head h;
@@ -249,6 +273,7 @@ int main(void)
         cmocka_unit_test(test_bare_lf_and_missing_reason_are_accepted),
         cmocka_unit_test(test_framing_rules),
         cmocka_unit_test(test_malformed_heads_are_refused_before_any_field_is_reported),
+        cmocka_unit_test(test_field_names_are_tokens_exactly),
         cmocka_unit_test(test_field_fn_can_stop_the_parse),
         cmocka_unit_test(test_dechunk_at_every_split_gives_the_same_body),
         cmocka_unit_test(test_dechunk_stops_at_the_end_and_says_what_followed),
