@@ -41,10 +41,9 @@ struct h1 *h1_new(uv_loop_t *loop);
 /* Drops every request without callbacks and closes every connection; the struct goes when its
  * handles have closed. NULL is a no-op. */
 void h1_free(struct h1 *t);
-/* Whether url is one this transport takes: http:// to a loopback address given literally
- * (127.x.x.x, [::1], localhost), no credentials. */
-bool h1_takes(const char *url);
-/* As httpc_request, for a URL h1_takes() accepted and options httpc_check_opts() passed. */
+/* As httpc_request, for options httpc_check_opts() passed. Returns -EAFNOSUPPORT, having done
+ * nothing, for a URL this transport does not take; it takes http:// to a loopback address given
+ * literally (127.x.x.x, [::1], localhost), without credentials. */
 int h1_request(struct h1 *t, const struct httpc_opts *o, httpc_done_cb done,
                struct httpc_req **out) MUST_USE;
 void h1_resume(struct httpc_req *r);

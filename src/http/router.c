@@ -20,6 +20,7 @@ void http_router_cleanup(struct http_router *rt)
         for (size_t i = 0; i < r->nsegs; i++)
             free(r->segs[i]);
         free(r->segs);
+        free(r->seglen);
         free(r->method);
         free(r->pattern);
         free(r);
@@ -37,20 +38,21 @@ void http_router_add(struct http_router *rt, const char *method, const char *pat
     r->pattern = xstrdup(pattern);
     r->fn = fn;
     r->arg = arg;
-    size_t nparams = 0;
     const char *p = pattern + 1;
     while (*p != '\0' || r->nsegs == 0) {
         const char *slash = strchr(p, '/');
         size_t n = slash ? (size_t)(slash - p) : strlen(p);
         r->segs = xrealloc(r->segs, (r->nsegs + 1) * sizeof(char *));
+        r->seglen = xrealloc(r->seglen, (r->nsegs + 1) * sizeof(size_t));
+        r->seglen[r->nsegs] = n;
         r->segs[r->nsegs++] = xstrndup(p, n);
         if (n > 0 && p[0] == '{')
-            nparams++;
+            r->nparams++;
         if (slash == NULL)
             break;
         p = slash + 1;
     }
-    ASSERT(nparams <= HTTP_MAX_PARAMS);
+    ASSERT(r->nparams <= HTTP_MAX_PARAMS);
     *rt->tail = r;
     rt->tail = &r->next;
 }
@@ -72,7 +74,7 @@ static int match(const struct http_route *route, struct http_request *r, const c
             if (n == 0)
                 return 0;
             r->params[nparams++] = h2o_strdup(&r->req->pool, p, n).base;
-        } else if (strlen(want) != n || memcmp(want, p, n) != 0) {
+        } else if (route->seglen[i] != n || memcmp(want, p, n) != 0) {
             return 0;
         }
         if (i + 1 == route->nsegs)
@@ -98,9 +100,7 @@ enum http_router_result http_router_match(const struct http_router *rt, struct h
             (h2o_memis(method.base, method.len, H2O_STRLIT("HEAD")) &&
              strcmp(route->method, "GET") == 0)) {
             r->route = route;
-            r->nparams = 0;
-            for (size_t i = 0; i < route->nsegs; i++)
-                r->nparams += route->segs[i][0] == '{';
+            r->nparams = route->nparams;
             return HTTP_ROUTER_FOUND;
         }
     }

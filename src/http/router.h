@@ -9,10 +9,11 @@
 #include "http/server.h"
 
 struct http_route {
-    char *method;  /* "GET", "POST", … */
-    char *pattern; /* as registered; also the metrics label */
-    char **segs;   /* pattern split on '/'; "{x}" segments capture */
-    size_t nsegs;
+    char *method;   /* "GET", "POST", … */
+    char *pattern;  /* as registered; also the metrics label */
+    char **segs;    /* pattern split on '/'; "{x}" segments capture */
+    size_t *seglen; /* strlen of each of segs */
+    size_t nsegs, nparams;
     http_handler_fn fn;
     void *arg;
     struct http_route *next;

@@ -67,6 +67,16 @@ static bool id_char_ok(char c)
            c == '_' || c == '.' || c == ':';
 }
 
+/* "req_" and 16 hex digits (a generated request id), by hand: formatting showed in the profile. */
+static void format_id(char out[24], uint64_t v)
+{
+    static const char hex[] = "0123456789abcdef";
+    memcpy(out, "req_", 4);
+    for (int i = 0; i < 16; i++)
+        out[4 + i] = hex[(v >> (60 - 4 * i)) & 0xf];
+    out[20] = '\0';
+}
+
 /* Takes the client's x-request-id when it is 1-64 safe characters, so a caller can follow its
  * own id through our logs; anything else is replaced rather than echoed (log injection). */
 static void assign_request_id(struct http_request *r)
@@ -83,7 +93,7 @@ static void assign_request_id(struct http_request *r)
             return;
         }
     }
-    snprintf(r->id, sizeof(r->id), "req_%016llx", (unsigned long long)next_random(r->srv));
+    format_id(r->id, next_random(r->srv));
 }
 
 void http_stamp_response(struct http_request *r)
@@ -111,11 +121,16 @@ static void request_dispose(void *p)
     h2o_req_t *req = r->req;
     double secs = (double)(clock_mono_ns() - r->start_ns) / 1e9;
     const char *route = r->route ? r->route->pattern : "unmatched";
-    char status[8], method[16];
+    char status[4], method[16];
     int st = req->res.status ? req->res.status : 499; /* 499: the client left before an answer */
-
-    snprintf(status, sizeof(status), "%d", st);
-    snprintf(method, sizeof(method), "%.*s", (int)req->method.len, req->method.base);
+    int code = st >= 100 && st <= 999 ? st : 0;       /* three digits, by hand (see format_id) */
+    status[0] = (char)('0' + code / 100);
+    status[1] = (char)('0' + code / 10 % 10);
+    status[2] = (char)('0' + code % 10);
+    status[3] = '\0';
+    size_t mlen = req->method.len < sizeof(method) - 1 ? req->method.len : sizeof(method) - 1;
+    memcpy(method, req->method.base, mlen);
+    method[mlen] = '\0';
     metrics_add(srv->m_requests, 1, (const char *const[]){route, method, status});
     metrics_observe(srv->m_duration, secs, (const char *const[]){route});
 
@@ -181,15 +196,16 @@ static void rewrite_do_send(h2o_ostream_t *self, h2o_req_t *req, h2o_iovec_t *bu
     h2o_ostream_send_next(&os->super, req, &out, out.len ? 1 : 0, state);
 }
 
-/* h2o's own errors arrive here with a text/plain body and no x-request-id. Everything sent by
- * our handlers already carries one and passes untouched. */
+/* Every response passes here as it starts. h2o's own errors arrive with a text/plain body and
+ * no x-request-id: they are rewritten in the OpenAI shape. Everything sent by our handlers
+ * already carries one and passes untouched, but for the Server header. */
 static void error_filter_setup(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
 {
     struct http_server *srv = ((struct error_filter *)self)->srv;
     bool ours = h2o_find_header_by_str(&req->res.headers, H2O_STRLIT("x-request-id"), -1) >= 0;
     if (!ours && req->res.status >= 400) {
         char *id = h2o_mem_alloc_pool(&req->pool, 24); /* headers keep pointers: pool, not stack */
-        snprintf(id, 24, "req_%016llx", (unsigned long long)next_random(srv));
+        format_id(id, next_random(srv));
         json_t *err =
             json_pack("{s:{s:s, s:s, s:n, s:s}}", "error", "message",
                       req->res.status == 413 ? "request body is larger than limits.max_body_bytes"
@@ -211,6 +227,8 @@ static void error_filter_setup(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t
                               id, strlen(id));
         slot = &os->super.next;
     }
+    /* Here rather than h2o's server_name, which it formats with sprintf into every response. */
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_SERVER, NULL, H2O_STRLIT("arun"));
     h2o_setup_next_ostream(req, slot);
 }
 
@@ -300,7 +318,7 @@ struct http_server *http_server_new(uv_loop_t *loop, const struct http_server_op
     http_router_init(&srv->router);
 
     h2o_config_init(&srv->globalconf);
-    srv->globalconf.server_name = h2o_iovec_init(H2O_STRLIT("arun"));
+    srv->globalconf.server_name = h2o_iovec_init(NULL, 0); /* error_filter_setup adds it */
     srv->globalconf.max_request_entity_size = o->max_body_bytes;
     srv->globalconf.http1.req_timeout = srv->opts.req_timeout_ms;
     srv->globalconf.http2.idle_timeout = HTTP_IDLE_TIMEOUT_MS;

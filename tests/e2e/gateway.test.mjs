@@ -114,8 +114,12 @@ describe('gateway', () => {
       let usage;
       for await (const c of asked) if (c.usage) usage = c.usage;
       assert.equal(usage.completion_tokens, 5);
+      // A non-streaming answer's usage is read from its body (the last "usage" object).
+      const whole = await oa.chat.completions.create({ model: 'u', messages: [{ role: 'user', content: 'count me too' }], max_tokens: 7 });
+      assert.equal(whole.usage.completion_tokens, 7);
       const m = await (await fetch(`${arun.url}/metrics`)).text();
-      assert.match(m, /^arun_tokens_total\{engine="u",kind="completion"\} 10$/m);
+      assert.match(m, /^arun_tokens_total\{engine="u",kind="completion"\} 17$/m);
+      assert.match(m, new RegExp(`^arun_tokens_total\\{engine="u",kind="prompt"\\} ${2 * usage.prompt_tokens + whole.usage.prompt_tokens}$`, 'm'));
       assert.match(m, /^arun_ttft_seconds_count\{engine="u"\} 2$/m);
       const line = arun.logLines().find((l) => l.module === 'gateway' && l.completion_tokens === 5);
       assert.ok(line && line.engine === 'u' && line.status === 200 && line.queue_wait_ms >= 0, JSON.stringify(line));
