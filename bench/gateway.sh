@@ -1,12 +1,15 @@
 #!/bin/sh
 # bench/gateway.sh [BUILD_DIR]: what arun's OpenAI gateway costs on top of the engine it relays
 # to, beside a plain reverse proxy and a peer AI gateway, measured in the same run. The upstream
-# is always arun-mock-engine (docs/mock-engine.md); arun spawns it as engine `m` (no pacing) and
-# `s` (200 tokens/s, ignore_eos), and the direct rows talk to those same processes.
+# is always arun-mock-engine (docs/mock-engine.md); arun spawns it as engine `m` (no pacing),
+# `s` (200 tokens/s, ignore_eos) and `w` (1000 tokens/s), and the direct rows talk to those same
+# processes.
 #   (a) non-streaming: POST /v1/chat/completions, max_tokens 4, wrk -t1 -c32 -d5s with
 #       bench/gateway/post.lua, to: the mock directly, arun, nginx (1 worker, proxy_pass to the
 #       mock over a keepalive upstream). Best of 3 interleaved rounds by req/s. Then the same
 #       with one connection (wrk -c1 -d3s), where latency is what each hop adds to one request.
+#       Then the 32-connection load against `w`, which takes 4 ms per answer as a real engine
+#       takes time: the engine bounds throughput there, and the rows show what each hop costs.
 #   (b) streaming: 200 concurrent streams of 500 tokens (bench/gateway/stream.mjs): TTFT p50/p99
 #       and inter-token delay, direct vs through arun. Median of 3 interleaved rounds per column.
 #   (c) peer: @portkey-ai/gateway (bench/gateway/package.json, `npm ci` there first) with the
@@ -15,7 +18,7 @@
 #       package is not installed or unshare is not allowed.
 # Prints Markdown tables to paste into bench/README.md, and every round's raw line to stderr.
 # Everything listens on 127.0.0.1 (or on the namespace's own loopback), every load run is
-# bounded in time, and the whole script takes about 2.5 minutes.
+# bounded in time, and the whole script takes about 3 minutes.
 set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 . "$ROOT/bench/lib.sh"
@@ -27,6 +30,7 @@ STREAMS=${STREAMS:-200}
 TOKENS=${TOKENS:-500}
 TPS=${TPS:-200}
 WRK1_SECS=${WRK1_SECS:-3}
+WORK_TPS=${WORK_TPS:-1000}
 
 # cpu_ticks PID…: user + system clock ticks these processes (all their threads) used so far.
 cpu_ticks() {
@@ -177,6 +181,7 @@ trap 'exit 1' INT TERM HUP PIPE
 
 MOCK="$BUILD/arun-mock-engine"
 A_PORT=$(free_port); M_PORT=$(free_port); S_PORT=$(free_port); N_PORT=$(free_port)
+W_PORT=$(free_port); NW_PORT=$(free_port)
 cat >"$TMP/arun.yaml" <<EOF
 data_dir: $TMP/data
 log_level: warn
@@ -196,16 +201,32 @@ engines:
     max_concurrency: 256
     queue_limit: 1024
     restart: {policy: never}
+  w:
+    cmd: "$MOCK --port \${PORT} --load-ms 0 --tokens-per-s $WORK_TPS"
+    port: $W_PORT
+    start: always
+    max_concurrency: 256
+    queue_limit: 1024
+    restart: {policy: never}
 EOF
 "$BUILD/arun" serve --config "$TMP/arun.yaml" --listen "127.0.0.1:$A_PORT" 2>"$TMP/arun.log" &
 ARUN_PID=$!
 PIDS="$PIDS $!"
 
 start_nginx "$TMP" "    upstream mock { server 127.0.0.1:$M_PORT; keepalive 64; }
+    upstream work { server 127.0.0.1:$W_PORT; keepalive 64; }
     server {
         listen 127.0.0.1:$N_PORT;
         location / {
             proxy_pass http://mock;
+            proxy_http_version 1.1;
+            proxy_set_header Connection \"\";
+        }
+    }
+    server {
+        listen 127.0.0.1:$NW_PORT;
+        location / {
+            proxy_pass http://work;
             proxy_http_version 1.1;
             proxy_set_header Connection \"\";
         }
@@ -214,10 +235,12 @@ start_nginx "$TMP" "    upstream mock { server 127.0.0.1:$M_PORT; keepalive 64; 
 wait_http "http://127.0.0.1:$A_PORT/healthz"
 wait_ready "http://127.0.0.1:$A_PORT/v1/engines/m"
 wait_ready "http://127.0.0.1:$A_PORT/v1/engines/s"
+wait_ready "http://127.0.0.1:$A_PORT/v1/engines/w"
 wait_http "http://127.0.0.1:$N_PORT/health"
 # The processes whose CPU time each row reports: the engine (direct), arun, nginx's master and
 # worker.
 MOCK_PID=$(engine_pid "http://127.0.0.1:$A_PORT/v1/engines/m")
+WORK_PID=$(engine_pid "http://127.0.0.1:$A_PORT/v1/engines/w")
 NGINX_PIDS="$(cat "$TMP/nginx.pid") $(pgrep -P "$(cat "$TMP/nginx.pid")" | tr '\n' ' ')"
 
 # ---- (a) non-streaming ----------------------------------------------------------------------
@@ -246,6 +269,20 @@ $(WRK_CONNS=1 WRK_SECS=$WRK1_SECS run_post nginx "http://127.0.0.1:$N_PORT/v1/ch
 done
 printf '%s\n' "$R1" | sed '/^$/d; s/^/bench: (a1) /' >&2
 A1_TABLE=$(printf '%s\n' "$R1" | best_of direct arun nginx | post_table direct)
+
+# The same load against an engine that takes time to answer (4 tokens at WORK_TPS tokens/s), as
+# any real one does: the engine, not the CPU, bounds throughput, and the rows show what each
+# hop costs then.
+WBODY='{"model":"w","messages":[{"role":"user","content":"hi"}],"max_tokens":4}'
+R2=""
+for round in $(seq "$ROUNDS"); do
+    R2="$R2
+$(WRK_BODY=$WBODY run_post direct "http://127.0.0.1:$W_PORT/v1/chat/completions" "$WORK_PID")
+$(WRK_BODY=$WBODY run_post arun "http://127.0.0.1:$A_PORT/v1/chat/completions" "$ARUN_PID")
+$(WRK_BODY=$WBODY run_post nginx "http://127.0.0.1:$NW_PORT/v1/chat/completions" $NGINX_PIDS)"
+done
+printf '%s\n' "$R2" | sed '/^$/d; s/^/bench: (a2) /' >&2
+A2_TABLE=$(printf '%s\n' "$R2" | best_of direct arun nginx | post_table direct)
 
 # ---- (b) streaming --------------------------------------------------------------------------
 stream() { node bench/gateway/stream.mjs "$1" "http://127.0.0.1:$2/v1/chat/completions" \
@@ -304,6 +341,13 @@ echo
 printf '%s\n' "$A1_TABLE"
 echo
 echo "wrk -t1 -c1 -d${WRK1_SECS}s -s bench/gateway/post.lua, best of $ROUNDS interleaved rounds"
+echo
+echo "#### (a) an engine that works: 4 tokens at $WORK_TPS tokens/s per answer"
+echo
+printf '%s\n' "$A2_TABLE"
+echo
+echo "wrk -t${WRK_THREADS:-1} -c${WRK_CONNS:-32} -d${WRK_SECS:-5}s -s bench/gateway/post.lua," \
+    "best of $ROUNDS interleaved rounds"
 echo
 echo "#### (b) $STREAMS concurrent streams of $TOKENS tokens at $TPS tokens/s each"
 echo

@@ -137,8 +137,6 @@ static void take_usage(struct gw_req *g, json_t *j)
         g->completion_tokens = json_integer_value(c);
 }
 
-/* Reads one integer member after "usage" without building a JSON tree: a whole parse of each
- * answer cost a tenth of the gateway's CPU (bench/gateway.sh's profile). */
 /* Where "key" (quotes included) is in [p, end): the first occurrence, or with last the last one.
  * It looks for the key's first letter with memchr/memrchr, which beats memmem's set-up on the
  * few hundred bytes of an answer (this runs for every non-streaming answer). */
@@ -163,6 +161,8 @@ static const char *find_key(const char *p, const char *end, const char *key, boo
     return NULL;
 }
 
+/* Reads one integer member after p without building a JSON tree: a whole parse of each answer
+ * cost a tenth of the gateway's CPU (bench/gateway.sh's profile). */
 static int64_t scan_int_after(const char *p, const char *end, const char *key)
 {
     const char *k = find_key(p, end, key, false);
@@ -352,22 +352,83 @@ static int up_headers_cb(struct httpc_req *r, int status, void *arg)
     return 0;
 }
 
+/* Whether an event carries usage counts: "usage" followed by an object. Asked for include_usage,
+ * engines put "usage":null in every chunk and the counts in the last one only; parsing each
+ * chunk to find out cost more CPU than the rest of the relay (jansson, ~40k instructions). */
+static bool has_usage_object(const char *ev, size_t n)
+{
+    const char *end = ev + n, *u = find_key(ev, end, "usage", true);
+    if (u == NULL)
+        return false;
+    for (u += 7; u < end && (*u == ' ' || *u == '\t' || *u == ':'); u++)
+        ;
+    return u < end && *u == '{';
+}
+
+/* Reads a usage chunk's counts and whether it is usage only (empty choices), from a scan of its
+ * JSON; jansson reads what the scan does not take. */
+static bool read_usage_chunk(struct gw_req *g, const char *json, size_t n)
+{
+    struct jsonscan_member m[] = {{.name = "usage"}, {.name = "choices"}};
+    if (jsonscan_object(json, n, m, ARRAY_SIZE(m)) == 0) {
+        if (m[0].value != NULL && m[0].value[0] == '{') {
+            const char *end = m[0].value + m[0].len;
+            int64_t p = scan_int_after(m[0].value, end, "prompt_tokens");
+            int64_t c = scan_int_after(m[0].value, end, "completion_tokens");
+            if (p >= 0)
+                g->prompt_tokens = p;
+            if (c >= 0)
+                g->completion_tokens = c;
+        }
+        const char *v = m[1].value;
+        if (v == NULL || v[0] != '[')
+            return false;
+        for (v++; *v == ' ' || *v == '\t' || *v == '\n' || *v == '\r'; v++)
+            ;
+        return *v == ']';
+    }
+    json_t *j = json_loadb(json, n, JSON_DISABLE_EOF_CHECK, NULL);
+    take_usage(g, j);
+    json_t *choices = json_object_get(j, "choices");
+    bool usage_only = json_is_array(choices) && json_array_size(choices) == 0;
+    json_decref(j);
+    return usage_only;
+}
+
 /* Relays one complete SSE event. The engine's usage is recorded; the usage-only chunk we asked
  * for ourselves (stream_options.include_usage) is not passed to a client that did not ask. */
 static int relay_event(struct gw_req *g, const char *ev, size_t n)
 {
-    if (memmem(ev, n, "\"usage\"", 7) != NULL) {
-        const char *d = memmem(ev, n, "data:", 5);
-        json_t *j =
-            d ? json_loadb(d + 5, n - (size_t)(d + 5 - ev), JSON_DISABLE_EOF_CHECK, NULL) : NULL;
-        take_usage(g, j);
-        json_t *choices = json_object_get(j, "choices");
-        bool usage_only = json_is_array(choices) && json_array_size(choices) == 0;
-        json_decref(j);
+    if (has_usage_object(ev, n)) {
+        const char *d = n >= 5 && memcmp(ev, "data:", 5) == 0 ? ev : memmem(ev, n, "data:", 5);
+        bool usage_only = false;
+        if (d != NULL) {
+            const char *json = d + 5, *end = ev + n;
+            while (json < end && (*json == ' ' || *json == '\t'))
+                json++;
+            const char *nl = memchr(json, '\n', (size_t)(end - json));
+            usage_only = read_usage_chunk(g, json, (size_t)((nl ? nl : end) - json));
+        }
         if (usage_only && g->strip_usage)
             return 0;
     }
     return sse_write_raw(g->sse, ev, n);
+}
+
+/* The end of an SSE event: the first "\n\n" in p[0..n), or NULL. (memchr, not memmem: this
+ * runs for every token, and memmem's set-up showed in the streaming profile.) */
+static const char *blank_line(const char *p, size_t n)
+{
+    const char *end = p + n;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        if (nl == NULL || nl + 1 >= end)
+            return NULL;
+        if (nl[1] == '\n')
+            return nl;
+        p = nl + 1;
+    }
+    return NULL;
 }
 
 static enum httpc_data_result up_data_cb(struct httpc_req *r, const char *p, size_t n, void *arg)
@@ -389,7 +450,7 @@ static enum httpc_data_result up_data_cb(struct httpc_req *r, const char *p, siz
     size_t done = 0;
     for (;;) {
         const char *start = g->event.data + done;
-        const char *end = memmem(start, g->event.len - done, "\n\n", 2);
+        const char *end = blank_line(start, g->event.len - done);
         if (end == NULL)
             break;
         size_t len = (size_t)(end + 2 - start);
@@ -710,18 +771,20 @@ static void known_models(struct gateway *gw, struct buf *out)
         IGNORE_RESULT(buf_printf(out, "%s%s", out->len ? ", " : "", gw->cfg->routes[i].name));
 }
 
-/* The fast path for routing: a non-streaming request whose "model" is a plain string is routed
- * from a scan of its body, without building a JSON tree (core/jsonscan.h). Returns false when
- * the full parse must decide: anything unusual, and streaming requests, whose body is rewritten
- * (stream_options). */
-static bool route_fast(struct http_request *r, char *model, size_t size)
+/* The fast path for routing: a request whose "model" is a plain string is routed from a scan of
+ * its body, without building a JSON tree (core/jsonscan.h); *stream says whether it streams.
+ * Returns false when the full parse must decide: anything unusual, and streaming requests that
+ * bring their own stream_options (which jansson edits to ask for usage). */
+static bool route_fast(struct http_request *r, char *model, size_t size, bool *stream)
 {
     h2o_iovec_t body = r->req->entity;
-    struct jsonscan_member m[] = {{.name = "model"}, {.name = "stream"}};
+    struct jsonscan_member m[] = {
+        {.name = "model"}, {.name = "stream"}, {.name = "stream_options"}};
     if (body.base == NULL || jsonscan_object(body.base, body.len, m, ARRAY_SIZE(m)) != 0)
         return false;
-    if (m[1].value != NULL && m[1].len == 4 && memcmp(m[1].value, "true", 4) == 0)
-        return false;
+    *stream = m[1].value != NULL && m[1].len == 4 && memcmp(m[1].value, "true", 4) == 0;
+    if (*stream && m[2].value != NULL)
+        return false; /* the client's stream_options: jansson edits them */
     const char *v = m[0].value;
     size_t len = m[0].len;
     if (v == NULL || v[0] != '"' || len <= 2 || len - 2 >= size || memchr(v, '\\', len) != NULL)
@@ -731,13 +794,30 @@ static bool route_fast(struct http_request *r, char *model, size_t size)
     return true;
 }
 
+/* The body of a streaming request that did not ask for usage, asking for it: the member goes in
+ * right after the opening brace (the scan found no stream_options, and a model member follows). */
+static char *ask_usage(const char *body, size_t len, size_t *out_len)
+{
+    static const char member[] = "\"stream_options\":{\"include_usage\":true},";
+    const char *brace = memchr(body, '{', len);
+    size_t head = (size_t)(brace + 1 - body);
+    char *out = xmalloc(len + sizeof(member));
+    memcpy(out, body, head);
+    memcpy(out + head, member, sizeof(member) - 1);
+    memcpy(out + head + sizeof(member) - 1, body + head, len - head);
+    *out_len = len + sizeof(member) - 1;
+    out[*out_len] = '\0';
+    return out;
+}
+
 static void completion(struct http_request *r, void *arg)
 {
     struct gateway *gw = arg;
     json_t *body = NULL;
     char fast_model[sizeof(((struct gw_req *)0)->model)];
     const char *model = fast_model;
-    bool fast = route_fast(r, fast_model, sizeof(fast_model));
+    bool fast_stream = false;
+    bool fast = route_fast(r, fast_model, sizeof(fast_model), &fast_stream);
     if (!fast) {
         if (http_read_json(r, &body) != 0)
             return;
@@ -754,13 +834,17 @@ static void completion(struct http_request *r, void *arg)
     g->r = r;
     g->path = http_request_route(r);
     memcpy(g->model, model, model_len + 1);
-    g->stream = !fast && json_is_true(json_object_get(body, "stream"));
+    g->stream = fast ? fast_stream : json_is_true(json_object_get(body, "stream"));
     g->start_ns = clock_mono_ns();
     g->prompt_tokens = g->completion_tokens = -1;
     memcpy(g->r_id, r->id, strlen(r->id) + 1);
     r->own_access_log = true;
     json_t *so = json_object_get(body, "stream_options");
-    if (g->stream && !json_is_true(json_object_get(so, "include_usage"))) {
+    if (fast && g->stream) {
+        /* Ask the engine for usage (for accounting) and strip it again on the way out. */
+        g->up_body = ask_usage(r->req->entity.base, r->req->entity.len, &g->up_body_len);
+        g->strip_usage = true;
+    } else if (g->stream && !json_is_true(json_object_get(so, "include_usage"))) {
         /* Ask the engine for usage (for accounting) and strip it again on the way out. */
         if (!json_is_object(so)) {
             so = json_object();
