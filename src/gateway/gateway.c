@@ -72,6 +72,7 @@ struct gw_req {
     bool holding_slot;
     struct httpc_req *up;
     struct sse_stream *sse;
+    size_t sse_idx; /* the engine x-arun-engine named when the stream opened */
     bool paused;
     int up_status;
     struct buf err_body; /* a streaming upstream's error answer, to pass on or fall back */
@@ -340,6 +341,7 @@ static void add_answer_headers(struct gw_req *g)
 static void start_stream(struct gw_req *g)
 {
     add_answer_headers(g);
+    g->sse_idx = g->idx;
     g->sse = sse_start(g->r, client_gone_cb, client_drained_cb, g);
 }
 
@@ -440,6 +442,16 @@ static enum httpc_data_result up_data_cb(struct httpc_req *r, const char *p, siz
     }
     if (!g->first_byte) {
         g->first_byte = true;
+        if (g->idx != g->sse_idx) {
+            /* The stream opened while the request waited, naming the engine of that moment;
+             * another answers after a fallback. Headers are gone: a comment says who. */
+            char note[256];
+            snprintf(note, sizeof(note), "answered by engine %s after falling back from %s%s",
+                     g->engines[g->idx], g->engines[g->sse_idx],
+                     g->remote ? "; this answer comes from a remote engine: it left this machine"
+                               : "");
+            IGNORE_RESULT(sse_comment(g->sse, note));
+        }
         g->ttft_ns = clock_mono_ns();
         metrics_observe(g->gw->m_ttft, (double)(g->ttft_ns - g->dispatch_ns) / 1e9,
                         (const char *const[]){g->engines[g->idx]});

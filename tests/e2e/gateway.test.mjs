@@ -138,6 +138,23 @@ describe('gateway', () => {
     } finally { await arun.cleanup(); }
   });
 
+  test('a stream that opened while waiting and then fell back says in a comment which engine answered', async () => {
+    // a never finishes loading (it crashes first); the stream opens while waiting for it, so
+    // its x-arun-engine names a, and the answer comes from b.
+    const arun = await new Arun({ config: `engines:\n  a:\n    cmd: ${mock('--load-ms 5000 --crash-after-ms 700')}\n    restart: {policy: never}\n  b:\n    cmd: ${mock()}\nroutes:\n  chat: [a, b]\n` }).start();
+    try {
+      const r = await fetch(`${arun.url}/v1/chat/completions`, { method: 'POST',
+        body: JSON.stringify({ model: 'chat', messages: [{ role: 'user', content: 'x' }], max_tokens: 3, stream: true }) });
+      assert.equal(r.status, 200);
+      assert.equal(r.headers.get('x-arun-engine'), 'a');
+      const text = await r.text();
+      assert.match(text, /^: queued 1st for a, engine /m);
+      assert.match(text, /^: answered by engine b after falling back from a$/m);
+      assert.ok(text.indexOf(': answered by') < text.indexOf('data: {'), 'the note comes before the answer');
+      assert.match(text, /data: \[DONE\]/);
+    } finally { await arun.cleanup(); }
+  });
+
   test('a slow-reading client on a long stream keeps arun\'s memory bounded', async () => {
     // ASan keeps freed memory in quarantine, which would look like growth: keep it small here.
     const env = { ASAN_OPTIONS: `${process.env.ASAN_OPTIONS || ''}:quarantine_size_mb=1` };
