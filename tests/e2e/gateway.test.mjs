@@ -117,10 +117,19 @@ describe('gateway', () => {
       // A non-streaming answer's usage is read from its body (the last "usage" object).
       const whole = await oa.chat.completions.create({ model: 'u', messages: [{ role: 'user', content: 'count me too' }], max_tokens: 7 });
       assert.equal(whole.usage.completion_tokens, 7);
+      // A body with blanks before its brace and model last: include_usage is spliced in after
+      // the brace, the engine still reads it, and the client still sees no usage chunk.
+      const raw = await fetch(`${arun.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' },
+        body: '\n  {"messages":[{"role":"user","content":"x"}],"stream":true,"max_tokens":2,"model":"u"}' });
+      assert.equal(raw.status, 200);
+      const sse = await raw.text();
+      assert.match(sse, /data: \[DONE\]/);
+      assert.doesNotMatch(sse, /"usage":\{/, 'no usage chunk when the client did not ask');
       const m = await (await fetch(`${arun.url}/metrics`)).text();
-      assert.match(m, /^arun_tokens_total\{engine="u",kind="completion"\} 17$/m);
-      assert.match(m, new RegExp(`^arun_tokens_total\\{engine="u",kind="prompt"\\} ${2 * usage.prompt_tokens + whole.usage.prompt_tokens}$`, 'm'));
-      assert.match(m, /^arun_ttft_seconds_count\{engine="u"\} 2$/m);
+      assert.match(m, /^arun_tokens_total\{engine="u",kind="completion"\} 19$/m);
+      // The mock counts a token per word of the prompt, role included: "user x" is 2.
+      assert.match(m, new RegExp(`^arun_tokens_total\\{engine="u",kind="prompt"\\} ${2 * usage.prompt_tokens + whole.usage.prompt_tokens + 2}$`, 'm'));
+      assert.match(m, /^arun_ttft_seconds_count\{engine="u"\} 3$/m);
       const line = arun.logLines().find((l) => l.module === 'gateway' && l.completion_tokens === 5);
       assert.ok(line && line.engine === 'u' && line.status === 200 && line.queue_wait_ms >= 0, JSON.stringify(line));
     } finally { await arun.cleanup(); }
