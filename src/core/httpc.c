@@ -1083,17 +1083,16 @@ const char *httpc_header(struct httpc_req *pub, const char *name)
 int httpc_store_header(struct buf *b, const char *name, size_t name_len, const char *value,
                        size_t value_len)
 {
-    /* One reservation, then copies: this runs for every field of every response. */
+    /* One reservation, so the four appends below never grow the storage (this runs for every
+     * field of every response). */
+    static const char nul = '\0';
     int rc = buf_reserve(b, name_len + value_len + 2);
     if (rc != 0)
         return rc;
-    char *w = b->data + b->len;
-    memcpy(w, name, name_len);
-    w[name_len] = '\0';
-    memcpy(w + name_len + 1, value, value_len);
-    w[name_len + 1 + value_len] = '\0';
-    b->len += name_len + value_len + 2;
-    b->data[b->len] = '\0';
+    IGNORE_RESULT(buf_append(b, name, name_len));
+    IGNORE_RESULT(buf_append(b, &nul, 1));
+    IGNORE_RESULT(buf_append(b, value, value_len));
+    IGNORE_RESULT(buf_append(b, &nul, 1));
     return 0;
 }
 

@@ -180,19 +180,24 @@ static int64_t scan_int_after(const char *p, const char *end, const char *key)
     return v;
 }
 
+/* Takes the token counts found in [p, end), a usage object or what follows its key. */
+static void take_counts(struct gw_req *g, const char *p, const char *end)
+{
+    int64_t prompt = scan_int_after(p, end, "prompt_tokens");
+    int64_t completion = scan_int_after(p, end, "completion_tokens");
+    if (prompt >= 0)
+        g->prompt_tokens = prompt;
+    if (completion >= 0)
+        g->completion_tokens = completion;
+}
+
 /* Token counts from an answer's "usage" object: the last one, as engines put it after the
  * choices (a model's own text cannot hold the key unescaped). */
 static void scan_usage(struct gw_req *g, const char *body, size_t len)
 {
     const char *end = body + len, *u = find_key(body, end, "usage", true);
-    if (u == NULL)
-        return;
-    int64_t p = scan_int_after(u, end, "prompt_tokens");
-    int64_t c = scan_int_after(u, end, "completion_tokens");
-    if (p >= 0)
-        g->prompt_tokens = p;
-    if (c >= 0)
-        g->completion_tokens = c;
+    if (u != NULL)
+        take_counts(g, u, end);
 }
 
 static void req_free(struct gw_req *g)
@@ -373,15 +378,8 @@ static bool read_usage_chunk(struct gw_req *g, const char *json, size_t n)
 {
     struct jsonscan_member m[] = {{.name = "usage"}, {.name = "choices"}};
     if (jsonscan_object(json, n, m, ARRAY_SIZE(m)) == 0) {
-        if (m[0].value != NULL && m[0].value[0] == '{') {
-            const char *end = m[0].value + m[0].len;
-            int64_t p = scan_int_after(m[0].value, end, "prompt_tokens");
-            int64_t c = scan_int_after(m[0].value, end, "completion_tokens");
-            if (p >= 0)
-                g->prompt_tokens = p;
-            if (c >= 0)
-                g->completion_tokens = c;
-        }
+        if (m[0].value != NULL && m[0].value[0] == '{')
+            take_counts(g, m[0].value, m[0].value + m[0].len);
         const char *v = m[1].value;
         if (v == NULL || v[0] != '[')
             return false;
@@ -553,14 +551,15 @@ static void dispatch(struct gw_req *g)
     struct gateway *gw = g->gw;
     struct engine *e = g->q->e;
     char url[1024];
-    char idh[sizeof("X-Request-Id: ") + HTTP_REQUEST_ID_MAX], tph[256], auth[1024];
+    static const char id_name[] = "X-Request-Id: ";
+    char idh[sizeof(id_name) + HTTP_REQUEST_ID_MAX], tph[256], auth[1024];
     const char *headers[4] = {"Content-Type: application/json", idh, NULL, NULL};
     size_t nh = 2;
     const char *tp = http_header(g->r, "traceparent");
 
     upstream_url(e, g->path, url, sizeof(url));
-    memcpy(idh, "X-Request-Id: ", 14);
-    memcpy(idh + 14, g->r_id, strlen(g->r_id) + 1);
+    memcpy(idh, id_name, sizeof(id_name) - 1);
+    memcpy(idh + sizeof(id_name) - 1, g->r_id, strlen(g->r_id) + 1);
     if (tp != NULL && strlen(tp) < 200) {
         snprintf(tph, sizeof(tph), "traceparent: %s", tp);
         headers[nh++] = tph;
@@ -852,19 +851,20 @@ static void completion(struct http_request *r, void *arg)
     memcpy(g->r_id, r->id, strlen(r->id) + 1);
     r->own_access_log = true;
     json_t *so = json_object_get(body, "stream_options");
-    if (fast && g->stream) {
-        /* Ask the engine for usage (for accounting) and strip it again on the way out. */
-        g->up_body = ask_usage(r->req->entity.base, r->req->entity.len, &g->up_body_len);
-        g->strip_usage = true;
-    } else if (g->stream && !json_is_true(json_object_get(so, "include_usage"))) {
-        /* Ask the engine for usage (for accounting) and strip it again on the way out. */
-        if (!json_is_object(so)) {
-            so = json_object();
-            json_object_set_new(body, "stream_options", so);
+    if (g->stream && (fast || !json_is_true(json_object_get(so, "include_usage")))) {
+        /* Ask the engine for usage (for accounting) and strip it again on the way out. The
+         * fast path saw no stream_options; jansson edits the client's. */
+        if (fast) {
+            g->up_body = ask_usage(r->req->entity.base, r->req->entity.len, &g->up_body_len);
+        } else {
+            if (!json_is_object(so)) {
+                so = json_object();
+                json_object_set_new(body, "stream_options", so);
+            }
+            json_object_set_new(so, "include_usage", json_true());
+            g->up_body = json_dumps(body, JSON_COMPACT);
+            g->up_body_len = strlen(g->up_body);
         }
-        json_object_set_new(so, "include_usage", json_true());
-        g->up_body = json_dumps(body, JSON_COMPACT);
-        g->up_body_len = strlen(g->up_body);
         g->strip_usage = true;
     }
     json_decref(body);

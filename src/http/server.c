@@ -121,13 +121,9 @@ static void request_dispose(void *p)
     h2o_req_t *req = r->req;
     double secs = (double)(clock_mono_ns() - r->start_ns) / 1e9;
     const char *route = r->route ? r->route->pattern : "unmatched";
-    char status[4], method[16];
+    char status[21], method[16];
     int st = req->res.status ? req->res.status : 499; /* 499: the client left before an answer */
-    int code = st >= 100 && st <= 999 ? st : 0;       /* three digits, by hand (see format_id) */
-    status[0] = (char)('0' + code / 100);
-    status[1] = (char)('0' + code / 10 % 10);
-    status[2] = (char)('0' + code % 10);
-    status[3] = '\0';
+    fmt_u64(status, st > 0 ? (uint64_t)st : 0);
     size_t mlen = req->method.len < sizeof(method) - 1 ? req->method.len : sizeof(method) - 1;
     memcpy(method, req->method.base, mlen);
     method[mlen] = '\0';
