@@ -2,11 +2,15 @@
  * supervisor.c: engine lifecycles, admission and the memory envelope. See supervisor.h.
  *
  * DESIGN
- * Each engine is a state machine; set_state() is the only writer of e->state and e->reason,
- * and it logs the transition, notes it in the engine's log, publishes an `engine.state` event
- * and updates the state metric (curl multi.c's mstate()). The work of a transition is done by
- * the functions that call it: spawn_engine (-> starting), on_probe (-> loading/ready/unhealthy),
- * begin_stop (-> stopping), on_gone (-> stopped/failed, then the restart policy).
+ * Each engine is a state machine; set_state() is the only writer of e->state and e->reason.
+ * It asserts that the transition is allowed, logs it, notes it in the engine's log, publishes an
+ * `engine.state` event, updates the state metric and then does the new state's entry work
+ * (curl multi.c's mstate()): entering `ready` wakes the requests waiting for the engine and runs
+ * admission again, entering `stopping`, `stopped` or `failed` turns them away unless a start of
+ * the engine is already decided. So no path into a state can forget what that state promises.
+ * The process work stays with the callers: spawn_engine (-> starting), on_probe
+ * (-> loading/ready/unhealthy), begin_stop (-> stopping), on_gone (-> stopped/failed, then the
+ * restart policy).
  *
  * Admission. An engine may start when its need, max(declared, peak seen), fits in the node's
  * envelope minus what running engines need. When it does not, idle engines (no request in
@@ -129,6 +133,8 @@ struct engine {
     bool stop_then_start; /* restart: start again once stopped */
     char stop_reason[256];
     bool stop_is_failure; /* a stop that ends in `failed` (memory, stall, health) */
+    int fail_status;      /* what waiters hear when the next set_state() enters `failed`:
+                             -ENOMEM (too large) or 0 for -EIO */
     uint64_t stop_deadline_ms;
     bool killed; /* SIGKILL sent */
 };
@@ -214,44 +220,6 @@ static struct manifest_vars vars_of(const struct engine *e)
         .name = e->cfg->name, .port = e->port, .data_dir = e->sup->cfg->data_dir};
 }
 
-/* ---- the one state setter ---- */
-
-static void set_state(struct engine *e, enum engine_state s, const char *fmt, ...)
-    PRINTF_LIKE(3, 4);
-
-static void set_state(struct engine *e, enum engine_state s, const char *fmt, ...)
-{
-    struct supervisor *sup = e->sup;
-    enum engine_state old = e->state;
-    char reason[sizeof(e->reason)] = "";
-    if (fmt != NULL) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(reason, sizeof(reason), fmt, ap);
-        va_end(ap);
-    }
-    if (old == s && strcmp(reason, e->reason) == 0)
-        return;
-    e->state = s;
-    snprintf(e->reason, sizeof(e->reason), "%s", reason);
-    e->state_ms = clock_mono_ms();
-
-    enum log_level lvl = s == ENGINE_FAILED || s == ENGINE_UNHEALTHY ? LOGL_WARN : LOGL_INFO;
-    LOG_AT(lvl, "engines", NULL, 0,
-           json_pack("{s:s, s:s, s:s, s:s}", "engine", e->cfg->name, "from", state_names[old], "to",
-                     state_names[s], "reason", reason),
-           "%s: %s -> %s%s%s", e->cfg->name, state_names[old], state_names[s],
-           reason[0] ? ": " : "", reason);
-    if (e->log != NULL)
-        engine_log_note(e->log, "%s%s%s", state_names[s], reason[0] ? ": " : "", reason);
-    events_publish(sup->events, "engine.state",
-                   json_pack("{s:s, s:s, s:s, s:s}", "engine", e->cfg->name, "from",
-                             state_names[old], "state", state_names[s], "reason", reason));
-    for (size_t i = 0; i < ARRAY_SIZE(state_names); i++)
-        metrics_set(sup->m_state, i == (size_t)s,
-                    (const char *const[]){e->cfg->name, state_names[i]});
-}
-
 /* ---- waiters (requests holding for an engine) ---- */
 
 static void waiter_unlink(struct supervisor *sup, struct supervisor_waiter *w)
@@ -277,6 +245,120 @@ static void notify_waiters(struct engine *e, int status, const char *reason)
         }
         w = next;
     }
+}
+
+/* ---- the one state setter ---- */
+
+static void record_load(struct engine *e);
+
+/* Which states each state may move to (a bit per target). Staying in a state to change only its
+ * reason is always allowed. `ready` is entered only from starting, loading or unhealthy, so its
+ * entry work below is the one place where waiting requests are woken. */
+#define TO(s) (1u << (s))
+static const unsigned allowed_next[] = {
+    [ENGINE_STOPPED] = TO(ENGINE_STARTING) | TO(ENGINE_FAILED),
+    [ENGINE_STARTING] = TO(ENGINE_LOADING) | TO(ENGINE_READY) | TO(ENGINE_STOPPING) |
+                        TO(ENGINE_STOPPED) | TO(ENGINE_FAILED),
+    [ENGINE_LOADING] = TO(ENGINE_STARTING) | TO(ENGINE_READY) | TO(ENGINE_STOPPING) |
+                       TO(ENGINE_STOPPED) | TO(ENGINE_FAILED),
+    [ENGINE_READY] =
+        TO(ENGINE_UNHEALTHY) | TO(ENGINE_STOPPING) | TO(ENGINE_STOPPED) | TO(ENGINE_FAILED),
+    [ENGINE_UNHEALTHY] =
+        TO(ENGINE_READY) | TO(ENGINE_STOPPING) | TO(ENGINE_STOPPED) | TO(ENGINE_FAILED),
+    [ENGINE_STOPPING] = TO(ENGINE_STOPPED) | TO(ENGINE_FAILED),
+    [ENGINE_FAILED] = TO(ENGINE_STARTING) | TO(ENGINE_STOPPED),
+};
+#undef TO
+
+/* Whether a start of this engine is already decided, so requests waiting for it keep waiting
+ * through a stop or a failure instead of being turned away. */
+static bool start_follows(const struct engine *e)
+{
+    return e->want_start || e->stop_then_start || e->restart_pending;
+}
+
+/* Each state's entry work (curl multi.c's mstate() init functions). Runs after the transition
+ * is logged and published, so work that moves the engine on (schedule() may start another
+ * engine, a waiter may ask for a stop) sees the new state. A new reason for the same state runs
+ * it too (old == state): a `failed` engine that fails again still turns its waiters away. */
+static void enter_state(struct engine *e, enum engine_state old, int fail_status)
+{
+    switch (e->state) {
+    case ENGINE_STARTING:
+        if (old != ENGINE_STARTING && old != ENGINE_LOADING)
+            e->spawned_ms = e->last_progress_ms = clock_mono_ms();
+        break;
+    case ENGINE_READY:
+        if (old == ENGINE_READY)
+            break;
+        if (old == ENGINE_STARTING || old == ENGINE_LOADING) {
+            if (!e->adopted_instance && e->backend != CONFIG_BACKEND_REMOTE)
+                record_load(e);
+            e->ready_ms = e->last_used_ms = clock_mono_ms();
+        }
+        e->probe_failures = 0;
+        notify_waiters(e, 0, NULL);
+        schedule(e->sup);
+        break;
+    case ENGINE_STOPPING:
+        if (old == ENGINE_STOPPING)
+            break;
+        e->stop_deadline_ms = clock_mono_ms() + (uint64_t)e->cfg->stop_timeout_s * 1000;
+        if (!start_follows(e))
+            notify_waiters(e, -ECANCELED, e->reason);
+        break;
+    case ENGINE_STOPPED:
+        if (!start_follows(e))
+            notify_waiters(e, -ECANCELED, e->reason);
+        break;
+    case ENGINE_FAILED:
+        if (!start_follows(e))
+            notify_waiters(e, fail_status ? fail_status : -EIO, e->reason);
+        break;
+    case ENGINE_LOADING:
+    case ENGINE_UNHEALTHY:
+        break; /* requests keep waiting: it may still become ready */
+    }
+}
+
+static void set_state(struct engine *e, enum engine_state s, const char *fmt, ...)
+    PRINTF_LIKE(3, 4);
+
+static void set_state(struct engine *e, enum engine_state s, const char *fmt, ...)
+{
+    struct supervisor *sup = e->sup;
+    enum engine_state old = e->state;
+    char reason[sizeof(e->reason)] = "";
+    if (fmt != NULL) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(reason, sizeof(reason), fmt, ap);
+        va_end(ap);
+    }
+    int fail_status = e->fail_status;
+    e->fail_status = 0;
+    if (old == s && strcmp(reason, e->reason) == 0)
+        return;
+    ASSERT(old == s || (allowed_next[old] & (1u << s)) != 0);
+    e->state = s;
+    snprintf(e->reason, sizeof(e->reason), "%s", reason);
+    e->state_ms = clock_mono_ms();
+
+    enum log_level lvl = s == ENGINE_FAILED || s == ENGINE_UNHEALTHY ? LOGL_WARN : LOGL_INFO;
+    LOG_AT(lvl, "engines", NULL, 0,
+           json_pack("{s:s, s:s, s:s, s:s}", "engine", e->cfg->name, "from", state_names[old], "to",
+                     state_names[s], "reason", reason),
+           "%s: %s -> %s%s%s", e->cfg->name, state_names[old], state_names[s],
+           reason[0] ? ": " : "", reason);
+    if (e->log != NULL)
+        engine_log_note(e->log, "%s%s%s", state_names[s], reason[0] ? ": " : "", reason);
+    events_publish(sup->events, "engine.state",
+                   json_pack("{s:s, s:s, s:s, s:s}", "engine", e->cfg->name, "from",
+                             state_names[old], "state", state_names[s], "reason", reason));
+    for (size_t i = 0; i < ARRAY_SIZE(state_names); i++)
+        metrics_set(sup->m_state, i == (size_t)s,
+                    (const char *const[]){e->cfg->name, state_names[i]});
+    enter_state(e, old, fail_status);
 }
 
 /* ---- store records (adoption) ---- */
@@ -450,7 +532,6 @@ static void stale_removed_cb(int status, const char *out, const char *why_rm, vo
     buf_init(&why, 1024);
     if (run_container(e, &why) != 0) {
         set_state(e, ENGINE_FAILED, "%s", buf_cstr(&why));
-        notify_waiters(e, -EIO, e->reason);
     }
     buf_cleanup(&why);
 }
@@ -487,7 +568,6 @@ static void spawn_engine(struct engine *e)
                   "its log file under %s/logs could not be opened (see arun's "
                   "log); an engine is never run without its log",
                   e->sup->cfg->data_dir);
-        notify_waiters(e, -EIO, e->reason);
         return;
     }
     engine_log_begin_run(e->log); /* a crash reason must quote this run, not the last */
@@ -508,7 +588,6 @@ static void spawn_engine(struct engine *e)
                                                     : spawn_native(e, &why);
     if (rc != 0) {
         set_state(e, ENGINE_FAILED, "%s", buf_cstr(&why));
-        notify_waiters(e, -EIO, e->reason);
         buf_cleanup(&why);
         return;
     }
@@ -571,7 +650,6 @@ static void container_started_cb(int status, const char *out, const char *why, v
         return;
     if (status != 0) {
         set_state(e, ENGINE_FAILED, "container did not start: %s", why);
-        notify_waiters(e, -EIO, e->reason);
         schedule(e->sup);
         return;
     }
@@ -668,18 +746,6 @@ static void record_load(struct engine *e)
     record_save(e);
 }
 
-static void became_ready(struct engine *e)
-{
-    bool was_loading = e->state == ENGINE_STARTING || e->state == ENGINE_LOADING;
-    if (was_loading && !e->adopted_instance && e->backend != CONFIG_BACKEND_REMOTE)
-        record_load(e);
-    e->ready_ms = e->last_used_ms = clock_mono_ms();
-    e->probe_failures = 0;
-    set_state(e, ENGINE_READY, NULL);
-    notify_waiters(e, 0, NULL);
-    schedule(e->sup);
-}
-
 static void on_probe(const struct health_result *r, void *arg)
 {
     struct engine *e = arg;
@@ -696,7 +762,7 @@ static void on_probe(const struct health_result *r, void *arg)
     case ENGINE_STARTING:
     case ENGINE_LOADING:
         if (r->outcome == HEALTH_OK)
-            became_ready(e);
+            set_state(e, ENGINE_READY, NULL);
         else if (e->backend == CONFIG_BACKEND_REMOTE)
             set_state(e, ENGINE_STARTING, "the remote API at %s is not reachable: %s", e->cfg->url,
                       r->detail[0] ? r->detail : "no answer");
@@ -821,8 +887,6 @@ static void begin_stop(struct engine *e, bool failure, const char *fmt, ...)
         return;
     }
     set_state(e, ENGINE_STOPPING, "%s", e->stop_reason);
-    notify_waiters(e, -ECANCELED, e->stop_reason);
-    e->stop_deadline_ms = clock_mono_ms() + (uint64_t)e->cfg->stop_timeout_s * 1000;
     if (e->backend == CONFIG_BACKEND_REMOTE) {
         on_gone(e, 0, 0, false);
         return;
@@ -880,7 +944,6 @@ static void apply_restart_policy(struct engine *e, bool clean_exit, const char *
                    (c->restart.policy == CONFIG_RESTART_ON_FAILURE && !clean_exit);
     if (!restart || e->sup->shutting_down) {
         set_state(e, clean_exit ? ENGINE_STOPPED : ENGINE_FAILED, "%s", what);
-        notify_waiters(e, -EIO, e->reason);
         return;
     }
     uint64_t now = clock_mono_ms();
@@ -891,7 +954,6 @@ static void apply_restart_policy(struct engine *e, bool clean_exit, const char *
     if (e->window_restarts >= c->restart.max) {
         set_state(e, ENGINE_FAILED, "%s; gave up after %u restarts within %d s (restart.max)", what,
                   e->window_restarts, SUPERVISOR_RESTART_WINDOW_S);
-        notify_waiters(e, -EIO, e->reason);
         return;
     }
     e->window_restarts++;
@@ -940,18 +1002,17 @@ static void on_gone(struct engine *e, int64_t status, int sig, bool known)
     record_save(e);
 
     if (was_stopping) {
+        /* A restart is decided before the state is set, so waiting requests keep waiting. */
+        bool again = e->stop_then_start && !sup->shutting_down;
+        e->stop_then_start = false;
+        e->want_start = again;
         if (e->stop_is_failure) {
-            if (e->cfg->restart.policy != CONFIG_RESTART_NEVER && !sup->shutting_down &&
-                !e->stop_then_start)
+            if (e->cfg->restart.policy != CONFIG_RESTART_NEVER && !sup->shutting_down && !again)
                 apply_restart_policy(e, false, e->stop_reason);
             else
                 set_state(e, ENGINE_FAILED, "%s", e->stop_reason);
         } else {
             set_state(e, ENGINE_STOPPED, "%s", e->stop_reason);
-        }
-        if (e->stop_then_start && !sup->shutting_down) {
-            e->stop_then_start = false;
-            e->want_start = true;
         }
         schedule(sup);
         check_shutdown_done(sup);
@@ -1075,6 +1136,7 @@ static bool too_large(struct supervisor *sup, struct engine *e)
     if (ram <= sup->ram_envelope_mb && vram <= sup->vram_envelope_mb)
         return false;
     e->want_start = false;
+    e->fail_status = -ENOMEM;
     if (vram > sup->vram_envelope_mb)
         set_state(e, ENGINE_FAILED,
                   "needs %" PRIu64 " MiB of VRAM, the node's envelope is %" PRIu64 " MiB (%s)",
@@ -1083,7 +1145,6 @@ static bool too_large(struct supervisor *sup, struct engine *e)
         set_state(e, ENGINE_FAILED,
                   "needs %" PRIu64 " MiB of RAM, the node's envelope is %" PRIu64 " MiB (%s)", ram,
                   sup->ram_envelope_mb, sup->envelope_why);
-    notify_waiters(e, -ENOMEM, e->reason);
     return true;
 }
 
@@ -1139,9 +1200,10 @@ static void admit(struct supervisor *sup, struct engine *e)
                 snprintf(who + strlen(who), sizeof(who) - strlen(who), "%s%s (%s%s)",
                          who[0] ? ", " : "", o->cfg->name, o->in_flight ? "busy" : "resident", "");
         }
-        snprintf(e->reason, sizeof(e->reason),
-                 "waiting for room: needs %" PRIu64 " MiB RAM and %" PRIu64 " MiB VRAM; held by %s",
-                 need_ram_mb(e), need_vram_mb(e), who[0] ? who : "nothing evictable");
+        set_state(e, e->state,
+                  "waiting for room: needs %" PRIu64 " MiB RAM and %" PRIu64
+                  " MiB VRAM; held by %s",
+                  need_ram_mb(e), need_vram_mb(e), who[0] ? who : "nothing evictable");
     }
 }
 
@@ -1949,8 +2011,8 @@ void supervisor_stop_engine(struct engine *e, const char *reason)
 int supervisor_restart_engine(struct engine *e, struct buf *why)
 {
     if (running(e) && e->state != ENGINE_STOPPING) {
+        e->stop_then_start = true; /* before the stop, so waiting requests wait for the start */
         begin_stop(e, false, "restarting by request");
-        e->stop_then_start = true;
         return 0;
     }
     return supervisor_start_engine(e, "restart by request", why);

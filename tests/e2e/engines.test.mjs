@@ -156,6 +156,31 @@ exec ${MOCK_BIN} --port "$1"
     } finally { await arun.cleanup(); rmSync(dir, { recursive: true, force: true }); }
   });
 
+  test('a request that arrives while its engine is unhealthy is served once the engine is ready again', async () => {
+    const dir = tempDir();
+    const flag = join(dir, 'healthy');
+    writeFileSync(flag, '');
+    const arun = await new Arun({ config: `engines:\n  u:\n    cmd: ${mock()}\n    health: {cmd: "test -e ${flag}", interval_ms: 100, failures: 1}\n` }).start();
+    try {
+      await start(arun, 'u');
+      await waitState(arun, 'u', 'ready');
+      rmSync(flag);
+      await waitState(arun, 'u', 'unhealthy');
+      const answer = fetch(`${arun.url}/v1/chat/completions`, {
+        method: 'POST', headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'u', messages: [{ role: 'user', content: 'hi' }] }),
+      });
+      await waitFor(async () => (await engine(arun, 'u')).queued === 1, { what: 'the request to be queued' });
+      writeFileSync(flag, '');
+      await waitState(arun, 'u', 'ready');
+      // The deadline is a failure bound, not a timing claim: the request waits for a state change.
+      const r = await Promise.race([answer, new Promise((_, rej) => setTimeout(
+        () => rej(new Error('the queued request was not served after unhealthy -> ready')), 10000))]);
+      assert.equal(r.status, 200);
+      assert.equal((await r.json()).object, 'chat.completion');
+    } finally { await arun.cleanup(); rmSync(dir, { recursive: true, force: true }); }
+  });
+
   test('health.probe: completion finds an engine whose /health is fine but whose completions are broken', async () => {
     const arun = await new Arun({ config: `engines:\n  g:\n    cmd: ${mock('--garbage')}\n    health: {probe: completion, interval_ms: 100, failures: 2}\n` }).start();
     try {
