@@ -162,11 +162,18 @@ void manifest_argv_free(char **argv)
 int manifest_env(const struct config_engine *e, const struct manifest_vars *v, char ***env_out,
                  struct buf *err)
 {
-    size_t n = 0, cap = e->nenv + 1;
+    size_t n = 0, cap = e->nenv + 2;
     for (char **p = environ; *p != NULL; p++)
         cap++;
     char **env = xcalloc(cap, sizeof(char *));
+    /* First, so a reader of /proc/PID/environ finds it within its first bytes. */
+    char mark[MANIFEST_MARKER_MAX];
+    manifest_marker(v->data_dir, v->name, mark, sizeof(mark));
+    env[n++] = xasprintf("%s=%s", MANIFEST_MARKER_ENV, mark);
+    size_t klen = strlen(MANIFEST_MARKER_ENV);
     for (char **p = environ; *p != NULL; p++) {
+        if (strncmp(*p, MANIFEST_MARKER_ENV, klen) == 0 && (*p)[klen] == '=')
+            continue; /* arun run by an engine of another arun: never pass that mark on */
         bool overridden = false;
         for (size_t i = 0; i < e->nenv && !overridden; i++) {
             size_t k = strlen(e->env[i].key);
@@ -267,6 +274,13 @@ void manifest_hash(const struct config_engine *e, char out[17])
              (unsigned long long)e->memory.vram_mb);
     hash_str(&h, num);
     snprintf(out, 17, "%016llx", (unsigned long long)h);
+}
+
+void manifest_marker(const char *data_dir, const char *name, char *out, size_t cap)
+{
+    uint64_t h = 1469598103934665603ull;
+    hash_str(&h, data_dir);
+    snprintf(out, cap, "%016llx/%s", (unsigned long long)h, name);
 }
 
 char *manifest_which(const char *prog)

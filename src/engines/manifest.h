@@ -46,8 +46,20 @@ int manifest_backend(const struct config *cfg, const struct config_engine *e,
                      const struct manifest_host *host, enum config_backend *out,
                      struct buf *reason) MUST_USE;
 
-/* The environment for a native engine: arun's own, then the manifest's env (expanded), as a
- * NULL-terminated heap array of "K=V". Returns 0 or -EINVAL with a sentence. */
+/* Every native engine process carries MANIFEST_MARKER_ENV=<data_dir id>/<name> in its
+ * environment, and its children inherit it: a later arun on the same data_dir finds every
+ * process an earlier one started (by scanning /proc/PID/environ), whether or not the earlier
+ * one lived to record it. The id is a digest of data_dir, so two aruns with their own data_dirs
+ * never take each other's engines. */
+#define MANIFEST_MARKER_ENV "ARUN_ENGINE"
+#define MANIFEST_MARKER_MAX 128 /* 16 hex digits, '/', an engine name (config caps it) */
+
+/* Writes the marker value "<data_dir id>/<name>" into out (truncated to cap - 1 bytes). */
+void manifest_marker(const char *data_dir, const char *name, char *out, size_t cap);
+
+/* The environment for a native engine: the marker (first), arun's own environment without any
+ * marker it inherited, then the manifest's env (expanded), as a NULL-terminated heap array of
+ * "K=V". Returns 0 or -EINVAL with a sentence. */
 int manifest_env(const struct config_engine *e, const struct manifest_vars *v, char ***env_out,
                  struct buf *err) MUST_USE;
 

@@ -437,3 +437,24 @@ int proc_start_ticks(const char *proc_root, pid_t pid, uint64_t *out)
     *out = p.start_ticks;
     return 0;
 }
+
+int proc_environ_get(const char *proc_root, pid_t pid, const char *key, char *out, size_t cap)
+{
+    ASSERT(cap > 0);
+    size_t klen = strlen(key);
+    int dirfd = open_pid_dir(proc_root, pid);
+    if (dirfd < 0)
+        return dirfd;
+    char *buf = xmalloc(PROC_ENVIRON_MAX + 1);
+    ssize_t n = read_small(dirfd, "environ", buf, PROC_ENVIRON_MAX + 1);
+    close(dirfd);
+    int rc = n < 0 ? (int)n : -ENOENT;
+    for (ssize_t i = 0; n > 0 && i < n && rc == -ENOENT; i += (ssize_t)strlen(buf + i) + 1) {
+        if (strncmp(buf + i, key, klen) == 0 && buf[i + (ssize_t)klen] == '=') {
+            snprintf(out, cap, "%s", buf + i + klen + 1);
+            rc = 0;
+        }
+    }
+    free(buf);
+    return rc;
+}

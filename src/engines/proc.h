@@ -20,6 +20,9 @@
 /* PID_MAX_LIMIT on 64-bit Linux: /proc cannot list more processes than this, so it caps the
  * table a scan may build. */
 #define PROC_TABLE_MAX 4194304
+/* How much of /proc/PID/environ proc_environ_get() reads: engines' environments are a few KiB;
+ * a variable arun itself sets is placed first, so it is always within this. */
+#define PROC_ENVIRON_MAX (256 * 1024)
 
 struct proc_info {
     pid_t pid, ppid, pgid, sid;
@@ -85,6 +88,14 @@ bool proc_alive(const char *proc_root, struct proc_id id);
 /* Start time of a live pid, for adoption after an arun restart: 0 and *out, or -ESRCH (no such
  * process, or a zombie), or another -errno when /proc/PID/stat cannot be read or parsed. */
 int proc_start_ticks(const char *proc_root, pid_t pid, uint64_t *out) MUST_USE;
+
+/* The value of one variable in the environment a live process was started with
+ * (/proc/PID/environ, as its exec saw it; later setenv() calls do not show). Reads at most
+ * PROC_ENVIRON_MAX bytes of it: a variable past that is not found. Copies the value into out
+ * (truncated to cap - 1 bytes) and returns 0, or -ENOENT when the variable is absent, -ESRCH
+ * when the process is gone, or another -errno (-EACCES: another user's process). */
+int proc_environ_get(const char *proc_root, pid_t pid, const char *key, char *out,
+                     size_t cap) MUST_USE;
 
 /* Whether a process in a snapshot has exited (zombie or dead) though its entry remains. */
 static inline bool proc_info_gone(const struct proc_info *p)

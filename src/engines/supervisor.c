@@ -171,8 +171,9 @@ struct supervisor {
     struct container_rt *crt;
     bool container_detected;
     char container_why[256];
-    int adopting; /* adoption steps in flight at start-up */
-    bool ready;   /* start-up done: backends known, adoption finished */
+    int adopting;       /* adoption steps in flight at start-up */
+    bool marks_scanned; /* the scan for marked engine processes ran (after the records) */
+    bool ready;         /* start-up done: backends known, adoption finished */
     bool shutting_down;
     void (*shutdown_cb)(void *);
     void *shutdown_arg;
@@ -1564,6 +1565,24 @@ static void orphan_record_deleted_cb(int status, void *arg)
 {
 }
 
+/* Stops a process a previous arun left that this one does not adopt: SIGTERM now, SIGKILL
+ * after SUPERVISOR_ORPHAN_GRACE_MS (reap_orphans) or at shutdown, whichever comes first. pgid is
+ * the group to signal with it (0: none). */
+static void stop_orphan(struct supervisor *sup, struct proc_id id, pid_t pgid, const char *name)
+{
+    events_publish(sup->events, "engine.orphan",
+                   json_pack("{s:s, s:i}", "engine", name, "pid", (int)id.pid));
+    if (sup->norphans == SUPERVISOR_MAX_ORPHANS) {
+        native_signal_all(pgid, &id, 1, SIGKILL); /* no room to wait for it */
+        return;
+    }
+    native_signal_all(pgid, &id, 1, SIGTERM);
+    sup->orphans[sup->norphans].id = id;
+    sup->orphans[sup->norphans].kill_at_ms = clock_mono_ms() + SUPERVISOR_ORPHAN_GRACE_MS;
+    snprintf(sup->orphans[sup->norphans].name, sizeof(sup->orphans[0].name), "%s", name);
+    sup->norphans++;
+}
+
 /* Records of engines that are no longer in the config: a process still running from one of
  * them was left by a previous arun and would hold memory unseen; stop it (SIGTERM, then SIGKILL
  * after SUPERVISOR_ORPHAN_GRACE_MS from the sampler) and forget the record. */
@@ -1590,17 +1609,7 @@ static void orphans_listed_cb(int status, const char *value, size_t len, void *a
                      "engine %s is no longer in the config, but pid %d that a "
                      "previous arun started for it still runs; stopping it",
                      name, (int)id.pid);
-            events_publish(sup->events, "engine.orphan",
-                           json_pack("{s:s, s:i}", "engine", name, "pid", (int)id.pid));
-            native_signal_all(id.pid, &id, 1, SIGTERM);
-            if (sup->norphans < SUPERVISOR_MAX_ORPHANS) {
-                sup->orphans[sup->norphans].id = id;
-                sup->orphans[sup->norphans].kill_at_ms =
-                    clock_mono_ms() + SUPERVISOR_ORPHAN_GRACE_MS;
-                snprintf(sup->orphans[sup->norphans].name, sizeof(sup->orphans[0].name), "%s",
-                         name);
-                sup->norphans++;
-            }
+            stop_orphan(sup, id, id.pid, name);
         }
         IGNORE_RESULT(store_kv_delete(sup->store, STORE_NS, name, orphan_record_deleted_cb, sup));
     }
@@ -1625,10 +1634,144 @@ static void reap_orphans(struct supervisor *sup)
     sup->norphans = k;
 }
 
+/* ---- marked processes: engines no record names ---- */
+
+/* An engine process found by its marker that no adopted engine accounts for. */
+struct mark_found {
+    struct proc_id id;
+    bool leader; /* leads its process group: signal the group too */
+    char name[MANIFEST_MARKER_MAX];
+};
+
+/* The scan, on a worker: the adopted engines' trees (kept) and what else carries our mark. */
+struct mark_scan {
+    uv_work_t work;
+    struct supervisor *sup;
+    char prefix[MANIFEST_MARKER_MAX]; /* "<data_dir id>/" */
+    struct {
+        pid_t root;
+        struct proc_id known[MAX_TRACKED_PIDS];
+        size_t nknown;
+    } * keep;
+    size_t nkeep;
+    struct mark_found *found;
+    size_t nfound, cap;
+};
+
+static bool id_in(const struct proc_id *ids, size_t n, const struct proc_info *p)
+{
+    for (size_t i = 0; i < n; i++)
+        if (ids[i].pid == p->pid && ids[i].start_ticks == p->start_ticks)
+            return true;
+    return false;
+}
+
+static void mark_scan_work(uv_work_t *w)
+{
+    struct mark_scan *m = w->data;
+    struct proc_table t = {0};
+    if (proc_table_read(m->sup->proc_root, &t) != 0)
+        return; /* nothing to go on: adoption stays with the records */
+    size_t cap = m->nkeep * MAX_TRACKED_PIDS, nkept = 0;
+    struct proc_id *kept = xcalloc(cap ? cap : 1, sizeof(*kept));
+    for (size_t i = 0; i < m->nkeep; i++) {
+        size_t n = proc_tree(&t, m->keep[i].root, m->keep[i].known, m->keep[i].nknown, kept + nkept,
+                             cap - nkept);
+        nkept += n < cap - nkept ? n : cap - nkept;
+    }
+    size_t plen = strlen(m->prefix);
+    for (size_t i = 0; i < t.n; i++) {
+        const struct proc_info *p = &t.procs[i];
+        char v[MANIFEST_MARKER_MAX];
+        if (proc_info_gone(p) || p->pid == getpid() || id_in(kept, nkept, p) ||
+            proc_environ_get(m->sup->proc_root, p->pid, MANIFEST_MARKER_ENV, v, sizeof(v)) != 0 ||
+            strncmp(v, m->prefix, plen) != 0)
+            continue;
+        if (m->nfound == m->cap) {
+            m->cap = m->cap ? m->cap * 2 : 8;
+            m->found = xrealloc(m->found, m->cap * sizeof(*m->found));
+        }
+        struct mark_found *f = &m->found[m->nfound++];
+        f->id = (struct proc_id){.pid = p->pid, .start_ticks = p->start_ticks};
+        f->leader = p->pgid == p->pid;
+        snprintf(f->name, sizeof(f->name), "%s", v + plen);
+    }
+    free(kept);
+    proc_table_free(&t);
+}
+
+static void adoption_step_done(struct supervisor *sup);
+
+static void mark_scan_done(uv_work_t *w, int status)
+{
+    struct mark_scan *m = w->data;
+    struct supervisor *sup = m->sup;
+    sup->works--;
+    for (size_t i = 0; i < m->nfound && !sup->freeing; i++) {
+        struct mark_found *f = &m->found[i];
+        bool known = false; /* already being stopped as an engine gone from the config */
+        for (size_t k = 0; k < sup->norphans && !known; k++)
+            known = sup->orphans[k].id.pid == f->id.pid &&
+                    sup->orphans[k].id.start_ticks == f->id.start_ticks;
+        if (known || !proc_alive(sup->proc_root, f->id))
+            continue;
+        log_warn("engines",
+                 "%s: pid %d was started by a previous arun that stopped before it recorded "
+                 "the engine; stopping it",
+                 f->name, (int)f->id.pid);
+        stop_orphan(sup, f->id, f->leader ? f->id.pid : 0, f->name);
+    }
+    free(m->found);
+    free(m->keep);
+    free(m);
+    if (sup->freeing) {
+        free_if_done(sup);
+        return;
+    }
+    adoption_step_done(sup);
+}
+
+/* After the records: every process that carries this data_dir's marker and is not part of an
+ * engine adopted from its record was started by a previous arun that died before its record
+ * was committed (or that recorded a newer instance): stop it. Returns 0 when the scan is queued
+ * (it ends in adoption_step_done), or -errno. */
+static int begin_mark_scan(struct supervisor *sup)
+{
+    struct mark_scan *m = xcalloc(1, sizeof(*m));
+    m->sup = sup;
+    manifest_marker(sup->cfg->data_dir, "", m->prefix, sizeof(m->prefix));
+    m->keep = xcalloc(sup->nengines ? sup->nengines : 1, sizeof(*m->keep));
+    for (size_t i = 0; i < sup->nengines; i++) {
+        struct engine *e = &sup->engines[i];
+        if (!e->adopted || !running(e) || e->pid <= 0)
+            continue;
+        m->keep[m->nkeep].root = e->pid;
+        memcpy(m->keep[m->nkeep].known, e->pids, e->npids * sizeof(struct proc_id));
+        m->keep[m->nkeep].nknown = e->npids;
+        m->nkeep++;
+    }
+    m->work.data = m;
+    sup->adopting = 1;
+    sup->works++;
+    int rc = uv_queue_work(sup->loop, &m->work, mark_scan_work, mark_scan_done);
+    if (rc != 0) {
+        sup->adopting = 0;
+        sup->works--;
+        free(m->keep);
+        free(m);
+    }
+    return rc;
+}
+
 static void adoption_step_done(struct supervisor *sup)
 {
     if (--sup->adopting > 0)
         return;
+    if (!sup->marks_scanned) {
+        sup->marks_scanned = true;
+        if (begin_mark_scan(sup) == 0)
+            return;
+    }
     sup->ready = true;
     log_debug("engines", "adoption finished");
     for (size_t i = 0; i < sup->nengines; i++) {
@@ -1887,6 +2030,10 @@ static void check_shutdown_done(struct supervisor *sup)
 void supervisor_shutdown(struct supervisor *sup, void (*done)(void *arg), void *arg)
 {
     sup->shutting_down = true;
+    /* Orphans still in their SIGTERM grace must not outlive a clean stop of arun. */
+    for (size_t i = 0; i < sup->norphans; i++)
+        native_signal_all(sup->orphans[i].id.pid, &sup->orphans[i].id, 1, SIGKILL);
+    sup->norphans = 0;
     sup->shutdown_cb = done;
     sup->shutdown_arg = arg;
     for (size_t i = 0; i < sup->nengines; i++) {

@@ -4,7 +4,7 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, readdirSync, writeFileSync, existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { Arun, MOCK_BIN, ROOT, waitFor, tempDir } from './lib/arun.mjs';
 
 const api = async (arun, path, opts) => {
@@ -247,6 +247,19 @@ describe('engine supervisor: start policies', () => {
   });
 });
 
+// Holds SQLite's write lock on db (as another writer would) until release().
+async function holdWriteLock(db) {
+  const p = spawn('sqlite3', [db], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let out = '';
+  p.stdout.setEncoding('utf8');
+  p.stdout.on('data', (d) => { out += d; });
+  p.stderr.on('data', (d) => { out += d; });
+  p.stdin.write(".timeout 5000\nBEGIN IMMEDIATE;\nSELECT 'locked';\n");
+  await waitFor(() => out.includes('locked'), { what: `the write lock on ${db}` });
+  const exited = new Promise((r) => p.on('exit', r));
+  return { release: async () => { p.stdin.end('COMMIT;\n.quit\n'); await exited; } };
+}
+
 describe('engine supervisor: adoption and shutdown', () => {
   test('kill -9 of arun keeps the engine; the next arun adopts it with the same pid; SIGTERM stops it', async () => {
     const config = `engines:\n  keep:\n    cmd: ${mock()}\n    port: 41777\n`;
@@ -272,6 +285,52 @@ describe('engine supervisor: adoption and shutdown', () => {
     } finally {
       if (pid && alive(pid)) process.kill(pid, 'SIGKILL');
       rmSync(first.dir, { recursive: true, force: true });
+    }
+  });
+
+  test('kill -9 of arun in the first 50 ms after engines start leaves none that the next arun neither adopts nor stops', async () => {
+    const ROUNDS = 15;
+    const names = ['r1', 'r2', 'r3'];
+    const token = `race${process.pid}x${Date.now() % 100000}`;
+    // A new manifest each round (--max-tokens), so the next arun adopts none of the last
+    // round's engines and starts them all again; the last arun keeps the manifest of the
+    // round before it, so what was recorded is adopted there.
+    const config = (round) => `engines:\n${names.map((n) => `  ${n}:\n    cmd: ${mock(`--model ${token}-${n} --max-tokens ${100 + round}`)}\n`).join('')}`;
+    // Live (not zombie) mock processes of this test.
+    const marked = () => readdirSync('/proc').filter((p) => /^\d+$/.test(p)).map(Number).filter((pid) => {
+      try {
+        return !/\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'))
+          && readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(token);
+      } catch { return false; }
+    });
+    const dir = tempDir();
+    try {
+      for (let round = 0; round < ROUNDS; round++) {
+        const a = new Arun({ dir, config: config(round) });
+        await a.start();
+        // Two rounds in three commit slowly, as on a busy disk: another writer holds the
+        // database, so records wait in arun's writer while the engines already run.
+        const lock = round % 3 !== 2 ? await holdWriteLock(join(dir, 'data', 'arun.db')) : null;
+        await Promise.all(names.map((n) => start(a, n)));
+        await new Promise((r) => setTimeout(r, Math.floor(Math.random() * 50))); // the fault's moment
+        await a.stop('SIGKILL');
+        await lock?.release();
+      }
+      const last = new Arun({ dir, config: config(ROUNDS - 1) });
+      await last.start();
+      const engines = async () => (await api(last, '/v1/engines')).body.data;
+      await waitFor(async () => {
+        const pids = new Set((await engines()).filter((e) => e.pid).map((e) => e.pid));
+        const stray = marked().filter((pid) => !pids.has(pid));
+        if (stray.length > 0) throw new Error(`not adopted and still running: ${stray.join(' ')}`);
+        return true;
+      }, { timeoutMs: 15000, what: 'every engine process to be adopted or stopped' });
+      const r = await last.stop('SIGTERM');
+      assert.equal(r.code, 0, last.stderr.slice(-3000));
+      await waitFor(() => marked().length === 0, { timeoutMs: 5000, what: 'no engine process after a clean stop' });
+    } finally {
+      for (const pid of marked()) process.kill(pid, 'SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 

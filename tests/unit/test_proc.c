@@ -569,6 +569,35 @@ static void test_fake_proc_parses_odd_comm_and_io(void **state)
     testutil_rm_rf(root);
 }
 
+static void test_environ_gives_a_variable_the_exec_saw(void **state)
+{
+    /* The write end closes on exec (O_CLOEXEC): EOF on the read end means the new environment
+     * is the one /proc shows. */
+    int p[2];
+    assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        char *argv[] = {"sleep", "1000", NULL};
+        char *envp[] = {"ARUN_TEST_MARK=abc/def", "ARUN_TEST_MARKER=wrong", "PATH=/bin", NULL};
+        execve("/bin/sleep", argv, envp);
+        _exit(127);
+    }
+    close(p[1]);
+    char c;
+    assert_int_equal(read(p[0], &c, 1), 0);
+    close(p[0]);
+    char v[64];
+    assert_int_equal(proc_environ_get("/proc", pid, "ARUN_TEST_MARK", v, sizeof(v)), 0);
+    assert_string_equal(v, "abc/def");
+    assert_int_equal(proc_environ_get("/proc", pid, "ARUN_TEST_MARKE", v, sizeof(v)), -ENOENT);
+    assert_int_equal(proc_environ_get("/proc", pid, "ARUN_TEST_MARK", v, 4), 0);
+    assert_string_equal(v, "abc");
+    kill(pid, SIGKILL);
+    assert_int_equal(waitpid(pid, NULL, 0), pid);
+    assert_int_equal(proc_environ_get("/proc", pid, "ARUN_TEST_MARK", v, sizeof(v)), -ESRCH);
+}
+
 static void test_missing_proc_root_is_an_error(void **state)
 {
     struct proc_table t;
@@ -601,6 +630,7 @@ int main(void)
         cmocka_unit_test(test_tree_survives_a_ppid_cycle_in_a_crafted_table),
         cmocka_unit_test(test_fake_proc_parses_odd_comm_and_io),
         cmocka_unit_test(test_missing_proc_root_is_an_error),
+        cmocka_unit_test(test_environ_gives_a_variable_the_exec_saw),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
