@@ -1815,12 +1815,8 @@ static void begin_adoption(struct supervisor *sup)
     adoption_step_done(sup);
 }
 
-static void container_adopt_cb(int status, const struct container_state *st, const char *why,
-                               void *arg)
+static void adopt_container(struct engine *e, const struct container_state *st)
 {
-    struct engine *e = arg;
-    if (status != 0 || !st->running || running(e))
-        return;
     e->pid = st->pid;
     e->adopted = false; /* the logs follower tells us when it exits */
     e->adopted_instance = true;
@@ -1833,6 +1829,16 @@ static void container_adopt_cb(int status, const struct container_state *st, con
                               container_follow_exit_cb, e, &e->follow) != 0)
         e->follow = NULL;
     start_probing(e);
+}
+
+/* One adoption step: a start decision for this engine waits for it (adoption_step_done). */
+static void container_adopt_cb(int status, const struct container_state *st, const char *why,
+                               void *arg)
+{
+    struct engine *e = arg;
+    if (status == 0 && st->running && !running(e))
+        adopt_container(e, st);
+    adoption_step_done(e->sup);
 }
 
 static void leftover_removed_cb(int status, const char *out, const char *why, void *arg)
@@ -1860,8 +1866,12 @@ static void container_leftovers_cb(int status, json_t *list, const char *why, vo
                     strcmp(hash, e->manifest_hash) == 0 && state != NULL &&
                     strcmp(state, "running") == 0 && e->cfg->port != CONFIG_AUTO;
         if (keep) {
+            /* Adoption settles before any start decision: `start: always` must find this
+             * container running, not start a second one that replaces it. */
             e->port = (uint16_t)e->cfg->port;
-            IGNORE_RESULT(container_inspect(sup->crt, name, container_adopt_cb, e));
+            sup->adopting++;
+            if (container_inspect(sup->crt, name, container_adopt_cb, e) != 0)
+                sup->adopting--;
             continue;
         }
         if (name == NULL)

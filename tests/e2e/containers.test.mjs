@@ -58,6 +58,37 @@ describe('engines as containers', { skip: !havePodman && 'podman is not installe
       spawnSync('podman', ['rm', '-f', 'arun-boxed'], { env: { ...process.env, CONTAINERS_CONF } });
     }
   });
+
+  test('a start: always container survives kill -9 of arun and the next arun adopts it instead of starting another', async () => {
+    const name = `always${process.pid}`; // unique: other suites may run podman at the same time
+    const config = `runtime: {prefer: container}\nengines:\n  ${name}:\n${manifest(42000 + (process.pid % 900))}    start: always\n`;
+    const env = { CONTAINERS_CONF };
+    const idOf = () => spawnSync('podman', ['inspect', '--format', '{{.Id}}', `arun-${name}`],
+      { encoding: 'utf8', env: { ...process.env, CONTAINERS_CONF } }).stdout.trim();
+    const first = new Arun({ config, env });
+    try {
+      await first.start();
+      await waitState(first, name, 'ready');
+      const id = idOf();
+      assert.ok(id, 'the container runs');
+      await first.stop('SIGKILL');
+      const second = new Arun({ dir: first.dir, config, env });
+      try {
+        await second.start();
+        const e = await waitState(second, name, 'ready');
+        assert.equal(e.backend, 'container');
+        assert.equal(idOf(), id, 'the same container, adopted, not a new one');
+        assert.match(await (await fetch(`${second.url}/v1/engines/${name}/logs?tail=50`)).text(),
+          /adopted container/);
+        const r = await second.stop('SIGTERM');
+        assert.equal(r.code, 0, second.stderr.slice(-2000));
+        assert.deepEqual(containersLabelled(`arun.engine=${name}`), []);
+      } finally { await second.cleanup(); }
+    } finally {
+      spawnSync('podman', ['rm', '-f', `arun-${name}`], { env: { ...process.env, CONTAINERS_CONF } });
+      await first.cleanup();
+    }
+  });
 });
 
 describe('backend fallback', () => {
