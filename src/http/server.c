@@ -15,14 +15,19 @@
  * is counted, timed and logged. That is the one place that sees every request end, whatever the
  * handler did or whether the client left.
  *
- * The drain (SIGTERM) stops accepting, asks h2o to close idle connections
- * (h2o_context_request_shutdown: keep-alive connections close after their current response),
- * runs the shutdown hooks so long-lived streams end, and then waits until no connection is
- * left, or the deadline passes.
+ * The drain (SIGTERM) stops accepting, closes idle connections at once, makes every connection
+ * with a request in progress close after its response, runs the shutdown hooks so long-lived
+ * streams end, and then waits until no connection is left, or the deadline passes.
+ * h2o 2.2 does only part of this by itself: h2o_context_request_shutdown turns keep-alive off
+ * for requests parsed after it and sends HTTP/2 GOAWAY, but an HTTP/1 connection waiting for
+ * its next request, or one whose response began with keep-alive, stays open until its client
+ * or the header timeout closes it (h2o 2.3 added h2o_context_close_idle_connections for this).
+ * So the drain walks h2o's HTTP/1 connections itself (see close_idle_http1).
  */
 #include "http/server_int.h"
 
 #include <errno.h>
+#include <h2o/http1.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -154,9 +159,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     r->start_ns = clock_mono_ns();
     srv->in_flight++;
     assign_request_id(r);
-
-    if (srv->draining)
-        req->http1_is_persistent = 0; /* finish this one, then close the connection */
+    /* During a drain h2o has already turned keep-alive off (shutdown_requested, at parse time). */
 
     h2o_iovec_t path = req->path_normalized;
     switch (http_router_match(&srv->router, r, req->method, path)) {
@@ -465,6 +468,45 @@ static void drain_deadline_cb(uv_timer_t *t)
     uv_timer_start(&srv->drain_timer, cut_deadline_cb, HTTP_CUT_GRACE_MS, 0);
 }
 
+/* Whether the client has sent bytes that h2o has not read yet: a request on its way. */
+static bool bytes_waiting(int fd)
+{
+    char byte;
+    return recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
+}
+
+/* Called for each HTTP/1 connection with the request it holds. A connection is idle when that
+ * request was never parsed (version 0: waiting for the first or next request) and no byte of
+ * the next one has arrived, in h2o's buffer or the kernel's. An idle one is shut down under h2o,
+ * which reads EOF and closes it through its own path (conn_close_cb follows). Any other has
+ * keep-alive turned off, so it closes once its response (streamed or not) is complete; a request
+ * still being parsed gets that from h2o itself (shutdown_requested). */
+static int drain_http1_conn(h2o_req_t *req, void *arg)
+{
+    size_t *idle = arg;
+    h2o_socket_t *sock = req->conn->callbacks->get_socket(req->conn);
+    int fd = sock != NULL ? h2o_socket_get_fd(sock) : -1;
+    if (req->version != 0 || fd < 0 || sock->input->size != 0 || bytes_waiting(fd)) {
+        req->http1_is_persistent = 0;
+        return 0;
+    }
+    shutdown(fd, SHUT_RDWR);
+    (*idle)++;
+    return 0;
+}
+
+/* Closes idle HTTP/1 connections now and the busy ones after their response. HTTP/2 ones got a
+ * GOAWAY from h2o_context_request_shutdown; the drain deadline bounds them. Returns how many
+ * idle connections were closed. h2o's foreach_request is the one public way to reach its
+ * HTTP/1 connections; it does not change the list, and shutdown(2) closes nothing before the
+ * loop runs again. */
+static size_t close_idle_http1(struct http_server *srv)
+{
+    size_t idle = 0;
+    (void)H2O_HTTP1_CALLBACKS.foreach_request(&srv->ctx, drain_http1_conn, &idle); /* never fails */
+    return idle;
+}
+
 void http_server_shutdown(struct http_server *srv, http_drained_cb done, void *arg)
 {
     if (srv->draining)
@@ -477,9 +519,12 @@ void http_server_shutdown(struct http_server *srv, http_drained_cb done, void *a
         uv_close((uv_handle_t *)&srv->listener, handle_closed_cb);
         srv->listening = false;
     }
-    log_info("http", "draining: %zu connections, %zu requests in flight, deadline %u ms",
-             srv->connections, srv->in_flight, srv->opts.drain_timeout_ms);
     h2o_context_request_shutdown(&srv->ctx);
+    size_t idle = close_idle_http1(srv);
+    log_info("http",
+             "draining: %zu connections (%zu idle, closed now), %zu requests in flight, "
+             "deadline %u ms",
+             srv->connections, idle, srv->in_flight, srv->opts.drain_timeout_ms);
     for (struct shutdown_hook *h = srv->hooks; h != NULL; h = h->next)
         h->fn(h->arg);
     uv_timer_start(&srv->drain_timer, drain_deadline_cb, srv->opts.drain_timeout_ms, 0);

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import http from 'node:http';
 import { Arun, waitFor } from './lib/arun.mjs';
+import { startMock } from './lib/mock.mjs';
 
 // A raw HTTP exchange over one socket: resolves with everything the server sent until it closed
 // the connection (or until `until(text)` says enough).
@@ -184,6 +185,99 @@ describe('arun serve: lifecycle', () => {
       for (const b of bodies) assert.match(b, /arun is shutting down/);
     } finally {
       await arun.cleanup();
+    }
+  });
+
+  // The drain ends on its own only when no connection is left; one that had to be cut at the
+  // deadline says so in this line.
+  const hitDeadline = (arun) => /drain deadline/.test(arun.stderr);
+
+  test('SIGTERM closes an idle keep-alive connection at once instead of waiting out the drain', async () => {
+    const arun = await new Arun().start();
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      const sock = await new Promise((resolve, reject) => {
+        http.get(`${arun.url}/healthz`, { agent }, (res) => {
+          const sock = res.socket;
+          res.resume();
+          res.on('end', () => resolve(sock));
+        }).on('error', reject);
+      });
+      let closed = false;
+      sock.on('close', () => { closed = true; });
+      await waitFor(() => agent.freeSockets[Object.keys(agent.freeSockets)[0]]?.length === 1,
+        { what: 'the connection to be idle in the pool' });
+      const r = await arun.stop('SIGTERM');
+      assert.equal(r.code, 0, arun.stderr.slice(-2000));
+      assert.ok(!hitDeadline(arun), `the idle connection held the drain:\n${arun.stderr.slice(-2000)}`);
+      assert.match(arun.stderr, /draining: 1 connections \(1 idle, closed now\)/);
+      await waitFor(() => closed, { what: 'the client to see its idle connection closed' });
+    } finally {
+      agent.destroy();
+      await arun.cleanup();
+    }
+  });
+
+  test('a request whose body is still arriving when SIGTERM comes is answered, then its connection closes', async () => {
+    const arun = await new Arun().start();
+    try {
+      const s = net.connect(arun.port, '127.0.0.1');
+      s.on('error', () => {});
+      let got = '';
+      const closed = new Promise((r) => s.on('close', r));
+      s.on('data', (d) => { got += d.toString('latin1'); });
+      await new Promise((r) => s.once('connect', r));
+      s.write('POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc');
+      await waitFor(async () => /arun_http_open_connections [1-9]/.test(await (await fetch(`${arun.url}/metrics`)).text()),
+        { what: 'the connection to be open' });
+      arun.proc.kill('SIGTERM');
+      await waitFor(() => /draining/.test(arun.stderr), { what: 'the drain to start' });
+      s.write('defghij');
+      await closed;
+      assert.match(got, /^HTTP\/1\.1 405 /, 'the request in progress got its answer');
+      assert.match(got, /\r\nconnection: close\r\n/i);
+      const r = await arun.exited;
+      assert.equal(r.code, 0, arun.stderr.slice(-2000));
+      assert.ok(!hitDeadline(arun), arun.stderr.slice(-2000));
+    } finally {
+      await arun.cleanup();
+    }
+  });
+
+  test('a stream in progress when SIGTERM comes runs to its end, then arun exits without cutting it', async () => {
+    // A remote engine: arun does not stop it at the drain, so the stream can finish.
+    const engine = await startMock(['--model', 'm', '--tokens-per-s', '20']);
+    const agent = new http.Agent({ keepAlive: true });
+    const arun = await new Arun({ config: `egress: allow\nengines:\n  r:\n    url: ${engine.baseURL}\n    models: [m]\nroutes:\n  chat: [r]\n` }).start();
+    try {
+      await waitFor(async () => (await (await fetch(`${arun.url}/v1/engines/r`)).json()).state === 'ready', { what: 'the engine reachable' });
+      // Node's http agent keeps the connection open after the stream (fetch would close it on
+      // its own after 4 s): only the drain can close it.
+      const body = await new Promise((resolve, reject) => {
+        const req = http.request(`${arun.url}/v1/chat/completions`, { method: 'POST', agent }, (res) => {
+          if (res.statusCode !== 200) reject(new Error(`status ${res.statusCode}`));
+          let text = '';
+          res.setEncoding('utf8');
+          res.once('data', () => {
+            arun.proc.kill('SIGTERM');
+          });
+          res.on('data', (d) => { text += d; });
+          res.on('end', () => resolve(text));
+          res.on('error', reject);
+        }).on('error', reject);
+        req.end(JSON.stringify({ model: 'chat', stream: true, max_tokens: 12, messages: [{ role: 'user', content: 'x' }] }));
+      });
+      assert.match(arun.stderr, /draining: .*, 1 requests in flight/,
+        'the drain began while the stream was in flight');
+      assert.match(body, /data: \[DONE\]\n\n$/, 'the stream ran to its end');
+      assert.match(body, /"finish_reason":"length"/);
+      const r = await arun.exited;
+      assert.equal(r.code, 0, arun.stderr.slice(-2000));
+      assert.ok(!hitDeadline(arun), `the finished stream's connection held the drain:\n${arun.stderr.slice(-2000)}`);
+    } finally {
+      agent.destroy();
+      await arun.cleanup();
+      await engine.stop();
     }
   });
 
