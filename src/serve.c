@@ -108,7 +108,8 @@ static void drained_cb(struct http_server *srv, bool forced, void *arg)
     struct daemon *d = arg;
     if (forced && http_server_connections(srv) > 0) {
         log_warn("serve", "exiting with %zu connections still open", http_server_connections(srv));
-        _exit(0); /* a SIGTERM drain ends in 0 (contract); the warning says what was cut */
+        log_flush(); /* _exit runs no atexit handler */
+        _exit(0);    /* a SIGTERM drain ends in 0 (contract); the warning says what was cut */
     }
     d->http_drained = true;
     maybe_close(d);
@@ -126,6 +127,7 @@ static void signal_cb(uv_signal_t *h, int signum)
     struct daemon *d = h->data;
     if (++d->signals_seen > 1) {
         log_warn("serve", "second signal (%s): exiting now without draining", strsignal(signum));
+        log_flush(); /* _exit runs no atexit handler */
         _exit(1);
     }
     log_info("serve", "%s: draining and stopping engines (send it again to exit at once)",
@@ -253,6 +255,7 @@ static void start_signals(struct daemon *d)
 static int finish(struct daemon *d, int code)
 {
     close_modules(d);
+    log_buffer_stop(); /* from here on one write per line; its timer closes in the run below */
     uv_run(&d->loop, UV_RUN_DEFAULT);
     int rc = uv_loop_close(&d->loop);
     if (rc != 0)
@@ -313,6 +316,7 @@ int serve_main(int argc, char **argv)
     }
     log_set_level(d.cfg->log_level);
     uv_loop_init(&d.loop);
+    log_buffer_start(&d.loop); /* one write per LOG_FLUSH_MS instead of one per request */
     d.metrics = metrics_new();
     d.events = events_new();
 
@@ -328,6 +332,7 @@ int serve_main(int argc, char **argv)
              strchr(d.cfg->listen_host, ':') ? "]" : "", http_server_port(d.srv),
              d.cfg->path ? d.cfg->path : "embedded defaults", d.cfg->data_dir,
              (double)(clock_mono_ns() - t0) / 1e6);
+    log_flush(); /* whoever started arun waits for this line */
     uv_run(&d.loop, UV_RUN_DEFAULT);
     log_info("serve", "stopped");
     return finish(&d, 0);

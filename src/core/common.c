@@ -6,8 +6,11 @@
 #include <stdarg.h>
 #include <string.h>
 
+#include "core/log.h"
+
 void common_assert_fail(const char *cond, const char *file, int line)
 {
+    log_flush(); /* what led here comes out before the verdict */
     fprintf(stderr, "arun: assertion failed: %s (%s:%d)\n", cond, file, line);
     abort();
 }
@@ -15,6 +18,7 @@ void common_assert_fail(const char *cond, const char *file, int line)
 static void *check(void *p)
 {
     if (p == NULL) {
+        log_flush();
         fputs("arun: out of memory\n", stderr);
         abort();
     }

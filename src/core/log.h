@@ -9,8 +9,15 @@
 #define ARUN_CORE_LOG_H
 
 #include <jansson.h>
+#include <uv.h>
 
 #include "core/common.h"
+
+/* The buffer of log_buffer_start: about 180 access lines, nginx's usual access_log buffer. */
+#define LOG_BUFFER_BYTES (64 * 1024)
+/* The longest a buffered line waits: short enough that a person tailing the log, or a test
+ * waiting for a line, never notices. */
+#define LOG_FLUSH_MS 50
 
 enum log_level {
     LOGL_DEBUG,
@@ -27,8 +34,21 @@ void log_set_level(enum log_level level);
 int log_level_parse(const char *s, enum log_level *out) MUST_USE;
 const char *log_level_name(enum log_level level);
 
-/* Writes one line. err is 0 or a negative errno (rendered as "error"). fields, when not NULL, is
- * a JSON object whose members are added to the line; the call takes the reference. */
+/* From now on lines at info and below are kept in a LOG_BUFFER_BYTES buffer and written in
+ * batches: when it is full, LOG_FLUSH_MS after the first line (a timer on loop, which this thread
+ * must run), with the next warn or error line, at log_flush() and at exit. Lines from other
+ * threads are written at once. The timer does not keep the loop alive. Call once, from the loop
+ * thread; log_buffer_stop() before closing the loop. */
+void log_buffer_start(uv_loop_t *loop);
+/* Writes what is buffered now. Safe from any thread, at exit and before abort(). */
+void log_flush(void);
+/* Flushes and goes back to one write per line; closes the timer (run the loop once more for
+ * its close). A no-op when buffering is off. */
+void log_buffer_stop(void);
+
+/* Writes one line (or buffers it: see log_buffer_start). err is 0 or a negative errno (rendered as
+ * "error"). fields, when not NULL, is a JSON object whose members are added to the line; the call
+ * takes the reference. */
 void log_write(enum log_level level, const char *module, const char *request_id, int err,
                json_t *fields, const char *fmt, ...) PRINTF_LIKE(6, 7);
 

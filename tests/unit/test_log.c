@@ -1,0 +1,275 @@
+/* Unit tests of core/log's buffering: what is written when, and that order is kept. stderr (fd 2)
+ * is pointed at a temporary file for each test and read back from it. */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "core/log.h"
+
+#define WAIT_DEADLINE_MS 5000 /* generous: the flush timer is LOG_FLUSH_MS */
+
+struct fixture {
+    uv_loop_t loop;
+    FILE *capture;    /* the file fd 2 points at */
+    int saved_stderr; /* fd 2 before the test */
+};
+
+static struct fixture fx;
+
+static int setup(void **state)
+{
+    fflush(stderr);
+    fx.capture = tmpfile();
+    assert_non_null(fx.capture);
+    fx.saved_stderr = dup(STDERR_FILENO);
+    assert_true(fx.saved_stderr >= 0);
+    assert_int_equal(dup2(fileno(fx.capture), STDERR_FILENO), STDERR_FILENO);
+    assert_int_equal(uv_loop_init(&fx.loop), 0);
+    log_set_level(LOGL_INFO);
+    log_buffer_start(&fx.loop);
+    return 0;
+}
+
+/* Points fd 2 back at the test's stderr, where cmocka reports failures. */
+static void restore_stderr(void)
+{
+    if (fx.saved_stderr < 0)
+        return;
+    assert_int_equal(dup2(fx.saved_stderr, STDERR_FILENO), STDERR_FILENO);
+    close(fx.saved_stderr);
+    fx.saved_stderr = -1;
+}
+
+static int teardown(void **state)
+{
+    log_buffer_stop();
+    restore_stderr();
+    assert_int_equal(uv_run(&fx.loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(uv_loop_close(&fx.loop), 0);
+    fclose(fx.capture);
+    return 0;
+}
+
+/* Everything written to fd 2 so far. The caller frees it. */
+static char *output(void)
+{
+    static const size_t cap = 1 << 20;
+    char *s = calloc(1, cap + 1);
+    assert_non_null(s);
+    ssize_t n = pread(fileno(fx.capture), s, cap, 0);
+    assert_true(n >= 0);
+    return s;
+}
+
+/* Fails the test showing what was captured (cmocka's message goes to the real stderr). */
+#define FAIL_SHOWING(s, ...)                                                                       \
+    do {                                                                                           \
+        restore_stderr();                                                                          \
+        fprintf(stderr, "captured output:\n%s\n", (s));                                            \
+        free(s);                                                                                   \
+        fail_msg(__VA_ARGS__);                                                                     \
+    } while (0)
+
+static void assert_output_empty(void)
+{
+    char *s = output();
+    if (s[0] != '\0')
+        FAIL_SHOWING(s, "expected nothing written yet");
+    free(s);
+}
+
+/* Asserts the messages appear in the output, each on a complete line, in this order. */
+static void assert_lines_in_order(const char *const *msgs, size_t n)
+{
+    char *s = output();
+    const char *at = s;
+    for (size_t i = 0; i < n; i++) {
+        char want[128];
+        snprintf(want, sizeof(want), "\"msg\":\"%s\"", msgs[i]);
+        const char *hit = strstr(at, want);
+        if (hit == NULL)
+            FAIL_SHOWING(s, "line \"%s\" missing or out of order", msgs[i]);
+        if (strchr(hit, '\n') == NULL)
+            FAIL_SHOWING(s, "line \"%s\" is not complete", msgs[i]);
+        at = hit + strlen(want);
+    }
+    free(s);
+}
+
+/* ---- waiting on the loop for a condition, with a deadline ---- */
+
+struct wait {
+    uv_timer_t check;
+    const char *needle;
+    uint64_t deadline_ms;
+    bool found;
+};
+
+static void check_cb(uv_timer_t *t)
+{
+    struct wait *w = t->data;
+    char *s = output();
+    w->found = strstr(s, w->needle) != NULL;
+    free(s);
+    if (w->found || uv_now(t->loop) > w->deadline_ms)
+        uv_close((uv_handle_t *)t, NULL);
+}
+
+/* Runs the loop until needle appears in the output or WAIT_DEADLINE_MS passes. */
+static bool run_until_output(const char *needle)
+{
+    struct wait w = {.needle = needle, .deadline_ms = uv_now(&fx.loop) + WAIT_DEADLINE_MS};
+    uv_timer_init(&fx.loop, &w.check);
+    w.check.data = &w;
+    uv_timer_start(&w.check, check_cb, 5, 5);
+    uv_run(&fx.loop, UV_RUN_DEFAULT);
+    return w.found;
+}
+
+/* ---- tests ---- */
+
+static void test_info_lines_wait_for_the_timer_and_keep_their_order(void **state)
+{
+    log_info("t", "first");
+    log_info("t", "second");
+    assert_output_empty();
+    assert_true(run_until_output("second"));
+    assert_lines_in_order((const char *const[]){"first", "second"}, 2);
+}
+
+static void test_a_warn_line_comes_out_at_once_after_what_was_buffered(void **state)
+{
+    log_info("t", "a");
+    log_info("t", "b");
+    log_warn("t", "c");
+    assert_lines_in_order((const char *const[]){"a", "b", "c"}, 3);
+}
+
+static void test_an_error_line_comes_out_at_once_after_what_was_buffered(void **state)
+{
+    log_info("t", "a");
+    log_error_errno("t", -ENOENT, "b");
+    assert_lines_in_order((const char *const[]){"a", "b"}, 2);
+}
+
+static void test_a_full_buffer_is_written_before_the_line_that_does_not_fit(void **state)
+{
+    char pad[1001];
+    memset(pad, 'x', sizeof(pad) - 1);
+    pad[sizeof(pad) - 1] = '\0';
+    size_t lines = LOG_BUFFER_BYTES / sizeof(pad) + 2; /* more than fits */
+    for (size_t i = 0; i < lines; i++)
+        log_info("t", "%s line %zu", pad, i);
+    char *s = output();
+    if (strlen(s) < LOG_BUFFER_BYTES / 2)
+        FAIL_SHOWING(s, "a full buffer should have been written before any timer ran");
+    free(s);
+    log_flush();
+    s = output();
+    const char *at = s;
+    for (size_t i = 0; i < lines; i++) {
+        char want[32];
+        snprintf(want, sizeof(want), " line %zu\"", i);
+        const char *hit = strstr(at, want);
+        if (hit == NULL)
+            FAIL_SHOWING(s, "line %zu missing or out of order", i);
+        at = hit + strlen(want);
+    }
+    free(s);
+}
+
+static void *other_thread(void *arg)
+{
+    log_info("t", "from a worker");
+    return NULL;
+}
+
+static void test_a_line_from_another_thread_comes_out_at_once_in_order(void **state)
+{
+    pthread_t th;
+    log_info("t", "from the loop");
+    assert_int_equal(pthread_create(&th, NULL, other_thread, NULL), 0);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_lines_in_order((const char *const[]){"from the loop", "from a worker"}, 2);
+}
+
+static void test_exit_writes_what_is_buffered(void **state)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        log_info("t", "last words");
+        exit(0); /* atexit: log_flush */
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(
+        WIFEXITED(status)); /* its status may be LeakSanitizer's: the child skips teardown */
+    assert_lines_in_order((const char *const[]){"last words"}, 1);
+}
+
+static void test_a_failed_assert_writes_what_is_buffered_before_its_message(void **state)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        log_info("t", "what led here");
+        volatile int broken = 1;
+        ASSERT(broken == 0);
+        _exit(0);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
+    char *s = output();
+    const char *line = strstr(s, "\"msg\":\"what led here\"}\n");
+    const char *verdict = strstr(s, "assertion failed");
+    if (line == NULL || verdict == NULL || line > verdict)
+        FAIL_SHOWING(s, "the buffered line should come before the assertion message");
+    free(s);
+}
+
+static void test_after_stop_each_line_comes_out_at_once(void **state)
+{
+    log_info("t", "buffered");
+    log_buffer_stop();
+    assert_lines_in_order((const char *const[]){"buffered"}, 1);
+    log_info("t", "direct");
+    assert_lines_in_order((const char *const[]){"buffered", "direct"}, 2);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_info_lines_wait_for_the_timer_and_keep_their_order,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_warn_line_comes_out_at_once_after_what_was_buffered,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_an_error_line_comes_out_at_once_after_what_was_buffered, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_full_buffer_is_written_before_the_line_that_does_not_fit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_line_from_another_thread_comes_out_at_once_in_order,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_exit_writes_what_is_buffered, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_failed_assert_writes_what_is_buffered_before_its_message, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_after_stop_each_line_comes_out_at_once, setup,
+                                        teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
