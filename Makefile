@@ -10,7 +10,7 @@ export ASAN_OPTIONS ?= detect_leaks=1:abort_on_error=0:halt_on_error=1:strict_st
 export UBSAN_OPTIONS ?= halt_on_error=1:print_stacktrace=1
 export LSAN_OPTIONS ?= suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0
 
-.PHONY: all deps build run test unit e2e bench install clean format
+.PHONY: all deps build run test unit e2e bench install clean format fuzz
 
 all: build
 
@@ -25,7 +25,8 @@ run: build
 	@scripts/run-demo.sh $(BUILD)
 
 $(ASAN_BUILD)/build.ninja $(ASAN_BUILD)/Makefile:
-	@CC=clang cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DARUN_SANITIZE=ON >/dev/null
+	@CC=clang cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DARUN_SANITIZE=ON \
+	  -DARUN_FUZZ=ON >/dev/null
 
 asan: deps $(ASAN_BUILD)/Makefile
 	@cmake --build $(ASAN_BUILD) -j $(JOBS)
@@ -41,6 +42,15 @@ e2e: asan $(E2E)/node_modules/.package-lock.json
 	  node --test --test-concurrency=2 $(E2E)/
 
 test: unit e2e
+
+# The fuzz targets for longer than make test does (FUZZ_SECONDS each), in the sanitizer build.
+FUZZ_SECONDS ?= 60
+fuzz: deps $(ASAN_BUILD)/Makefile
+	@cmake -S . -B $(ASAN_BUILD) -DARUN_FUZZ=ON >/dev/null
+	@cmake --build $(ASAN_BUILD) -j $(JOBS)
+	@for t in $(ASAN_BUILD)/fuzz_*; do \
+	  m=$${t##*/fuzz_}; $$t -max_total_time=$(FUZZ_SECONDS) -max_len=512 \
+	    $(ASAN_BUILD)/fuzz-corpus/$$m tests/fuzz/corpus/$$m || exit 1; done
 
 bench: build
 	@bench/http.sh $(BUILD)

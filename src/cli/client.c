@@ -7,12 +7,11 @@
  * DESIGN
  *
  * A buffered request collects the body in a capped struct buf. A streaming request feeds the
- * bytes to an SSE parser (WHATWG "server-sent events" rules: lines end at CRLF, LF or CR; a
- * line starting with ':' is a comment; "data" fields accumulate, joined with LF; a blank line
- * dispatches) until the server ends the response. The first byte of the body decides the mode:
- * a non-2xx answer is an error document, buffered for client_fail_response(), never parsed as
- * events. Stopping is cooperative: libcurl calls the progress function at least once a second
- * even on an idle stream, and it returns 1 once the caller's flag is set, which ends the
+ * bytes to http/sse_parser (the WHATWG "server-sent events" rules, the same reader the gateway
+ * uses on engines' streams) until the server ends the response. The first byte of the body decides
+ * the mode: a non-2xx answer is an error document, buffered for client_fail_response(), never
+ * parsed as events. Stopping is cooperative: libcurl calls the progress function at least once a
+ * second even on an idle stream, and it returns 1 once the caller's flag is set, which ends the
  * transfer with CURLE_ABORTED_BY_CALLBACK (-EINTR). No signal handler touches libcurl.
  *
  * Whether a failure means "unreachable" (exit 3) depends on whether the server was reached:
@@ -28,16 +27,14 @@
 #include <strings.h>
 
 #include "core/buf.h"
+#include "http/sse_parser.h"
 
 /* Loopback is never sent through an http_proxy from the environment: the default server is
  * local, and a proxy would answer for it with its own errors. */
 #define NO_PROXY_HOSTS "localhost,127.0.0.1,::1"
 
-struct sse_parser {
-    struct buf line; /* the line being read, without its end */
-    struct buf data; /* the event's data: its data fields joined with '\n' */
-    bool have_data;  /* a data field was seen since the last dispatch */
-    bool after_cr;   /* the last byte was '\r': a '\n' right after it ends nothing more */
+/* The caller's callbacks, behind the SSE parser's. */
+struct sse_sink {
     client_sse_cb on_event, on_comment;
     void *arg;
 };
@@ -55,74 +52,20 @@ struct xfer {
     volatile sig_atomic_t *stop;
 };
 
-/* ---- SSE parsing ---- */
+/* ---- SSE (http/sse_parser reads the stream) ---- */
 
-static int sse_dispatch(struct sse_parser *p)
+/* Every event that had a data field is handed over, an empty one too: an engine's blank log
+ * line arrives as exactly that ("data: " then a blank line), and a log follower must show it. */
+static int sink_event_cb(const struct sse_event *ev, void *arg)
 {
-    int rc = 0;
-    /* The WHATWG rules drop an event whose data is empty; an engine's blank log line arrives
-     * as exactly that ("data: " then a blank line), and a log follower must show it, so any
-     * event that had a data field is handed over. */
-    if (p->have_data)
-        rc = p->on_event(buf_cstr(&p->data), p->data.len, p->arg);
-    buf_reset(&p->data);
-    p->have_data = false;
-    return rc;
+    struct sse_sink *k = arg;
+    return k->on_event(ev->data, ev->data_len, k->arg);
 }
 
-static int sse_field(struct sse_parser *p, const char *l, size_t n)
+static int sink_comment_cb(const char *text, size_t len, void *arg)
 {
-    const char *colon = memchr(l, ':', n);
-    size_t name_len = colon ? (size_t)(colon - l) : n;
-    const char *v = colon ? colon + 1 : l + n;
-    size_t vlen = (size_t)(l + n - v);
-    if (vlen > 0 && v[0] == ' ') {
-        v++;
-        vlen--;
-    }
-    if (name_len == 0) { /* a comment */
-        return p->on_comment ? p->on_comment(v, vlen, p->arg) : 0;
-    }
-    if (name_len != 4 || memcmp(l, "data", 4) != 0)
-        return 0; /* event, id, retry and unknown fields mean nothing to the CLI */
-    int rc = p->have_data ? buf_append(&p->data, "\n", 1) : 0;
-    if (rc == 0)
-        rc = buf_append(&p->data, v, vlen);
-    p->have_data = true;
-    return rc;
-}
-
-static int sse_line(struct sse_parser *p)
-{
-    int rc = p->line.len == 0 ? sse_dispatch(p) : sse_field(p, buf_cstr(&p->line), p->line.len);
-    buf_reset(&p->line);
-    return rc;
-}
-
-/* Takes n bytes of the stream. Returns 0, -ENOBUFS (a line or an event over its cap) or a
- * callback's non-zero value. */
-static int sse_feed(struct sse_parser *p, const char *s, size_t n)
-{
-    int rc = 0;
-    for (size_t i = 0; i < n && rc == 0; i++) {
-        char ch = s[i];
-        if (ch == '\n' && p->after_cr) {
-            p->after_cr = false;
-            continue;
-        }
-        p->after_cr = ch == '\r';
-        if (ch == '\n' || ch == '\r') {
-            rc = sse_line(p);
-            continue;
-        }
-        /* Runs of plain bytes go in at once; the per-byte loop only sees line ends. */
-        size_t j = i;
-        while (j < n && s[j] != '\n' && s[j] != '\r')
-            j++;
-        rc = buf_append(&p->line, s + i, j - i);
-        i = j - 1;
-    }
-    return rc;
+    struct sse_sink *k = arg;
+    return k->on_comment ? k->on_comment(text, len, k->arg) : 0;
 }
 
 /* ---- libcurl callbacks ---- */
@@ -162,7 +105,7 @@ static size_t write_cb(char *p, size_t size, size_t n, void *arg)
         x->streaming = status >= 200 && status < 300;
         x->decided = true;
     }
-    int rc = x->streaming ? sse_feed(x->sse, p, len) : buf_append(&x->body, p, len);
+    int rc = x->streaming ? sse_parser_feed(x->sse, p, len) : buf_append(&x->body, p, len);
     if (rc == 0)
         return len;
     x->cb_rc = rc == -ENOBUFS ? -E2BIG : rc;
@@ -283,16 +226,16 @@ static int stream(struct client *c, const char *method, const char *path, const 
                   client_sse_cb on_event, client_sse_cb on_comment, void *arg,
                   volatile sig_atomic_t *stop, struct client_response *res)
 {
-    struct sse_parser p = {.on_event = on_event, .on_comment = on_comment, .arg = arg};
+    struct sse_sink sink = {.on_event = on_event, .on_comment = on_comment, .arg = arg};
+    struct sse_parser p;
+    sse_parser_init(&p, CLIENT_SSE_MAX_LINE, CLIENT_SSE_MAX_EVENT, sink_event_cb, sink_comment_cb,
+                    &sink);
     struct xfer x = {.c = c, .sse = &p, .stop = stop};
-    buf_init(&p.line, CLIENT_SSE_MAX_LINE);
-    buf_init(&p.data, CLIENT_SSE_MAX_EVENT);
     buf_init(&x.body, CLIENT_MAX_BODY);
     int rc = perform(c, method, path, body, &x, res);
     c->reached = x.got_headers;
     buf_cleanup(&x.body);
-    buf_cleanup(&p.data);
-    buf_cleanup(&p.line);
+    sse_parser_cleanup(&p);
     return rc;
 }
 

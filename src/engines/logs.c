@@ -20,13 +20,13 @@
  *
  * Bytes arrive per stream (stdout, stderr, read back) in whatever chunks the pipe gave. Each stream
  * keeps its own partial line, so a stdout line and a stderr line that arrive interleaved never mix.
- * A line ends at "\n", at "\r\n", or at a lone "\r": tqdm-style progress bars redraw with "\r"
- * and never write "\n", and as one "line" they would grow until cut; as lines, each redraw is
- * readable in the file and in `arun logs -f`. A line that fits in the chunk it arrived in is
- * passed on without a copy; only a line split across chunks is assembled in the stream's buffer,
- * which is capped at ENGINE_LOG_MAX_LINE. Past that the line is cut: its first bytes (backed off
- * to a UTF-8 character boundary) plus ENGINE_LOG_CUT_MARK are emitted as the line, and the rest
- * up to the line's end is dropped.
+ * A line ends at "\n", at "\r\n", or at a lone "\r" (http/sse_parser.h's line scanner, the SSE
+ * rules): tqdm-style progress bars redraw with "\r" and never write "\n", and as one "line" they
+ * would grow until cut; as lines, each redraw is readable in the file and in `arun logs -f`. A line
+ * that fits in the chunk it arrived in is passed on without a copy; only a line split across chunks
+ * is assembled in the stream's buffer, which is capped at ENGINE_LOG_MAX_LINE. Past that the line
+ * is cut: its first bytes (backed off to a UTF-8 character boundary) plus ENGINE_LOG_CUT_MARK are
+ * emitted as the line, and the rest up to the line's end is dropped.
  *
  * emit() is the one place a line goes out, in this order: the file buffer, the tail, the
  * last-line memory (engine lines only), the followers. The file buffer collects the lines of one
@@ -86,6 +86,7 @@
 
 #include "core/clock.h"
 #include "core/log.h"
+#include "http/sse_parser.h"
 
 #define MODULE "engine_log"
 /* File bytes collected before a write(2): one typical pipe read. Room for one more whole line
@@ -116,7 +117,7 @@ struct stream_state {
     int stream;      /* what followers are told: 1 stdout, 2 stderr (ST_FILE says 1) */
     bool to_file;    /* its lines are written to NAME.log (not for ST_FILE: they are there) */
     bool skipping;   /* dropping the rest of a cut line up to its end */
-    bool after_cr;   /* the last byte ended a line with '\r': a '\n' right after belongs to it */
+    struct sse_lines lines; /* where lines end: CR, LF or CRLF, also across chunks */
 };
 
 struct tail_line {
@@ -701,10 +702,12 @@ static void line_end(struct engine_log *l, struct stream_state *st, const char *
                      bool cr)
 {
     /* A '\r' at a line's start ends nothing: it is a progress bar's first redraw, or the '\r'
-     * of an empty line's "\r\n" (whose '\n' then ends the empty line). */
-    if (cr && n == 0 && st->part.len == 0 && !st->skipping)
+     * of an empty line's "\r\n", whose '\n' then ends the empty line (so the scanner must not
+     * take that '\n' as the rest of this '\r'). */
+    if (cr && n == 0 && st->part.len == 0 && !st->skipping) {
+        st->lines.after_cr = false;
         return;
-    st->after_cr = cr;
+    }
     if (st->part.len == 0 && !st->skipping && n <= ENGINE_LOG_MAX_LINE) {
         emit(l, st->stream, st->to_file, p, n); /* the whole line is in this chunk: no copy */
         return;
@@ -716,27 +719,18 @@ static void line_end(struct engine_log *l, struct stream_state *st, const char *
         emit_part(l, st);
 }
 
-/* Splits a chunk of the stream's bytes into lines. */
+/* Splits a chunk of the stream's bytes into lines, with the SSE line rules (http/sse_parser). */
 static void feed_bytes(struct engine_log *l, struct stream_state *st, const char *data, size_t len)
 {
-    size_t i = 0;
-    while (i < len) {
-        if (st->after_cr) {
-            st->after_cr = false;
-            if (data[i] == '\n') {
-                i++;
-                continue;
-            }
-        }
-        size_t j = i;
-        while (j < len && data[j] != '\n' && data[j] != '\r')
-            j++;
-        if (j == len) {
-            take(l, st, data + i, j - i);
-            break;
-        }
-        line_end(l, st, data + i, j - i, data[j] == '\r');
-        i = j + 1;
+    while (len > 0) {
+        struct sse_piece pc;
+        size_t used = sse_lines_next(&st->lines, data, len, &pc);
+        if (pc.end != 0)
+            line_end(l, st, pc.p, pc.len, pc.end == '\r');
+        else
+            take(l, st, pc.p, pc.len);
+        data += used;
+        len -= used;
     }
 }
 
@@ -777,7 +771,7 @@ void engine_log_flush(struct engine_log *l)
     for (int i = 0; i < ST_COUNT; i++) {
         emit_part(l, &l->streams[i]);
         l->streams[i].skipping = false;
-        l->streams[i].after_cr = false;
+        l->streams[i].lines = (struct sse_lines){0};
     }
     file_flush(l);
 }

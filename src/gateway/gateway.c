@@ -30,6 +30,7 @@
 #include "core/jsonscan.h"
 #include "core/log.h"
 #include "http/sse.h"
+#include "http/sse_parser.h"
 
 struct gw_req;
 
@@ -82,8 +83,8 @@ struct gw_req {
     bool remote;   /* answered by a remote engine: the response says so */
     char *up_body; /* the body sent upstream when it differs from the client's */
     size_t up_body_len;
-    bool strip_usage; /* we asked for include_usage; the client did not: drop that chunk */
-    struct buf event; /* a streamed SSE event being assembled */
+    bool strip_usage;         /* we asked for include_usage; the client did not: drop that chunk */
+    struct sse_parser events; /* reads the engine's SSE stream (any line ends) */
     int64_t prompt_tokens, completion_tokens; /* from the engine's usage, -1 unknown */
     int status_sent;
     struct gw_req *next;          /* in the queue */
@@ -211,7 +212,7 @@ static void req_free(struct gw_req *g)
         g->anext->aprev = g->aprev;
     access_log(g);
     buf_cleanup(&g->err_body);
-    buf_cleanup(&g->event);
+    sse_parser_cleanup(&g->events);
     free(g->up_body);
     free(g->body);
     free(g);
@@ -395,40 +396,29 @@ static bool read_usage_chunk(struct gw_req *g, const char *json, size_t n)
     return usage_only;
 }
 
-/* Relays one complete SSE event. The engine's usage is recorded; the usage-only chunk we asked
- * for ourselves (stream_options.include_usage) is not passed to a client that did not ask. */
-static int relay_event(struct gw_req *g, const char *ev, size_t n)
+/* Relays one complete SSE event, framed again with LF line ends whatever the engine used. The
+ * engine's usage is recorded; the usage-only chunk we asked for ourselves
+ * (stream_options.include_usage) is not passed to a client that did not ask. */
+static int relay_event_cb(const struct sse_event *ev, void *arg)
 {
-    if (has_usage_object(ev, n)) {
-        const char *d = n >= 5 && memcmp(ev, "data:", 5) == 0 ? ev : memmem(ev, n, "data:", 5);
-        bool usage_only = false;
-        if (d != NULL) {
-            const char *json = d + 5, *end = ev + n;
-            while (json < end && (*json == ' ' || *json == '\t'))
-                json++;
-            const char *nl = memchr(json, '\n', (size_t)(end - json));
-            usage_only = read_usage_chunk(g, json, (size_t)((nl ? nl : end) - json));
-        }
-        if (usage_only && g->strip_usage)
-            return 0;
-    }
-    return sse_write_raw(g->sse, ev, n);
+    struct gw_req *g = arg;
+    if (has_usage_object(ev->data, ev->data_len) && read_usage_chunk(g, ev->data, ev->data_len) &&
+        g->strip_usage)
+        return 0;
+    return sse_write(g->sse, ev->type, ev->id, ev->data, ev->data_len);
 }
 
-/* The end of an SSE event: the first "\n\n" in p[0..n), or NULL. (memchr, not memmem: this
- * runs for every token, and memmem's set-up showed in the streaming profile.) */
-static const char *blank_line(const char *p, size_t n)
+/* Relays an engine's comment (sse-starlette's keep-alive pings): it keeps proxies between arun
+ * and the client from timing the stream out. Longer ones are dropped: nobody reads them. */
+static int relay_comment_cb(const char *text, size_t len, void *arg)
 {
-    const char *end = p + n;
-    while (p < end) {
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        if (nl == NULL || nl + 1 >= end)
-            return NULL;
-        if (nl[1] == '\n')
-            return nl;
-        p = nl + 1;
-    }
-    return NULL;
+    struct gw_req *g = arg;
+    char c[256];
+    if (len >= sizeof(c))
+        return 0;
+    memcpy(c, text, len);
+    c[len] = '\0';
+    return sse_comment(g->sse, c);
 }
 
 static enum httpc_data_result up_data_cb(struct httpc_req *r, const char *p, size_t n, void *arg)
@@ -454,21 +444,10 @@ static enum httpc_data_result up_data_cb(struct httpc_req *r, const char *p, siz
         metrics_observe(g->gw->m_ttft, (double)(g->ttft_ns - g->dispatch_ns) / 1e9,
                         (const char *const[]){g->engines[g->idx]});
     }
-    if (buf_append(&g->event, p, n) != 0)
-        return HTTPC_ABORT; /* an event larger than the cap: not an SSE stream we can relay */
-    /* Events end with a blank line; relay every complete one, keep the rest. */
-    size_t done = 0;
-    for (;;) {
-        const char *start = g->event.data + done;
-        const char *end = blank_line(start, g->event.len - done);
-        if (end == NULL)
-            break;
-        size_t len = (size_t)(end + 2 - start);
-        if (relay_event(g, start, len) != 0)
-            return HTTPC_ABORT;
-        done += len;
-    }
-    buf_consume(&g->event, done);
+    /* Every event these bytes complete is relayed now; a partial one waits in the parser. A
+     * stream we cannot read (an event over the cap) or a client too far behind ends it. */
+    if (sse_parser_feed(&g->events, p, n) != 0)
+        return HTTPC_ABORT;
     if (sse_pending(g->sse) > SSE_MAX_PENDING / 2) {
         g->paused = true; /* the client is slow: stop reading the engine until it catches up */
         return HTTPC_PAUSE;
@@ -504,8 +483,6 @@ static void up_done_cb(struct httpc_req *r, const struct httpc_result *res, void
         return;
     }
     if (g->sse != NULL) {
-        if (g->event.len > 0)
-            IGNORE_RESULT(sse_write_raw(g->sse, g->event.data, g->event.len));
         if (res->error != 0)
             log_warn("gateway", "stream from %s broke off: %s", engine, res->error_text);
         g->status_sent = 200;
@@ -869,7 +846,8 @@ static void completion(struct http_request *r, void *arg)
     }
     json_decref(body);
     buf_init(&g->err_body, 64 * 1024);
-    buf_init(&g->event, SSE_MAX_PENDING / 2);
+    sse_parser_init(&g->events, SSE_MAX_PENDING / 2, SSE_MAX_PENDING / 2, relay_event_cb,
+                    relay_comment_cb, g);
     g->nengines = resolve(gw, g->model, g->engines, ARRAY_SIZE(g->engines));
     if (g->nengines == 0) {
         struct buf names;
@@ -880,7 +858,7 @@ static void completion(struct http_request *r, void *arg)
                         names.len ? buf_cstr(&names) : "(none configured)");
         buf_cleanup(&names);
         buf_cleanup(&g->err_body);
-        buf_cleanup(&g->event);
+        sse_parser_cleanup(&g->events);
         free(g->up_body);
         free(g);
         return;

@@ -90,6 +90,30 @@ describe('gateway', () => {
     } finally { await arun.cleanup(); }
   });
 
+  test('a stream from an engine that frames SSE with CRLF is relayed live, event by event', async () => {
+    // sse-starlette (llama-cpp-python's server) ends lines with CRLF: events end with
+    // "\r\n\r\n". Each token is sent 0.5 s after the one before; the client must have each one
+    // before the engine sends the next (the engine's own count says how far it got).
+    const arun = await new Arun({ config: `engines:\n  crlf:\n    cmd: ${mock('--sse-crlf --tokens-per-s 2')}\n    start: always\n` }).start();
+    try {
+      const e = await waitFor(async () => { const x = await (await fetch(`${arun.url}/v1/engines/crlf`)).json(); return x.state === 'ready' ? x : false; }, { what: 'ready' });
+      const sent = async () => (await (await fetch(`http://127.0.0.1:${e.port}/mock/stats`)).json()).events_sent;
+      const stream = await client(arun).chat.completions.create({ model: 'crlf', messages: [{ role: 'user', content: 'x' }], max_tokens: 3, stream: true, stream_options: { include_usage: true } });
+      const seen = [];
+      let text = '', usage, finish;
+      for await (const c of stream) {
+        const piece = c.choices[0]?.delta?.content;
+        if (piece) { text += piece; seen.push(await sent()); }
+        finish ??= c.choices[0]?.finish_reason ?? undefined;
+        if (c.usage) usage = c.usage;
+      }
+      assert.deepEqual(seen, [1, 2, 3], 'the engine had sent exactly this many tokens when each reached the client');
+      assert.equal(text.split(' ').length - 1, 3);
+      assert.equal(finish, 'length');
+      assert.equal(usage.completion_tokens, 3);
+    } finally { await arun.cleanup(); }
+  });
+
   test('a route whose first engine is crashed answers from the second, named in x-arun-engine', async () => {
     const arun = await new Arun({ config: `engines:\n  main:\n    cmd: ${mock('--crash-after-ms 100')}\n    restart: {policy: never}\n  backup:\n    cmd: ${mock()}\nroutes:\n  chat-default: [main, backup]\n` }).start();
     try {

@@ -304,6 +304,34 @@ describe('engine life and failure modes', () => {
     }
   });
 
+  test('--crash-after-tokens cuts a stream after N tokens: no finish, no [DONE], then the process exits', async () => {
+    const mock = await startMock(['--crash-after-tokens', '2']);
+    try {
+      const r = await fetch(`${mock.url}/v1/chat/completions`, { method: 'POST', body: JSON.stringify({ model: 'm', messages: hello, stream: true, max_tokens: 10 }) });
+      assert.equal(r.status, 200);
+      let text = '';
+      await assert.rejects(async () => { for await (const b of r.body) text += Buffer.from(b).toString(); });
+      assert.equal((text.match(/"content":"[^"]+"/g) ?? []).length, 2, text); // not the role's 
+      assert.doesNotMatch(text, /finish_reason":"|\[DONE\]/);
+      assert.deepEqual(await mock.exited, { code: 1, signal: null });
+      assert.match(mock.stderr(), /crashing on purpose after a stream sent its tokens/);
+    } finally {
+      await mock.stop();
+    }
+  });
+
+  test('--sse-crlf ends every SSE line with CRLF; the SDK reads the same answer', async (t) => {
+    const mock = await mockFor(t, ['--sse-crlf']);
+    const r = await fetch(`${mock.url}/v1/chat/completions`, { method: 'POST', body: JSON.stringify({ model: 'm', messages: hello, seed: 7, stream: true }) });
+    const raw = await r.text();
+    assert.ok(raw.endsWith('data: [DONE]\r\n\r\n'), JSON.stringify(raw.slice(-40)));
+    assert.doesNotMatch(raw.replace(/\r\n/g, ''), /\n/, 'every LF is part of a CRLF');
+    const stream = await client(mock).chat.completions.create({ model: 'm', messages: hello, seed: 7, stream: true });
+    let text = '';
+    for await (const c of stream) text += c.choices[0]?.delta?.content ?? '';
+    assert.equal(text, mockAnswer(chatPromptText(hello), { seed: 7 }).text);
+  });
+
   test('--hang accepts connections and never answers; SIGTERM still exits 0', async (t) => {
     const mock = await mockFor(t, ['--hang']);
     await assert.rejects(fetch(`${mock.url}/health`, { signal: AbortSignal.timeout(300) }), (e) => e.name === 'TimeoutError');

@@ -11,7 +11,9 @@
  */
 #include <errno.h>
 #include <jansson.h>
+#include <signal.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/random.h>
@@ -197,6 +199,19 @@ void api_send_garbage(h2o_req_t *req, enum completion_kind kind, int stream)
         respond_raw(req, 200, "application/json", h2o_iovec_init(json, sizeof(json) - 1));
 }
 
+_Noreturn void api_crash(const struct mock_opts *o, const char *why)
+{
+    if (o->crash_signal != 0) {
+        fprintf(stderr, "arun-mock-engine: crashing on purpose %s (signal %d)\n", why,
+                o->crash_signal);
+        signal(o->crash_signal, SIG_DFL);
+        raise(o->crash_signal);
+    }
+    fprintf(stderr, "arun-mock-engine: crashing on purpose %s (exit status %d)\n", why,
+            o->crash_exit_code);
+    _exit(o->crash_exit_code);
+}
+
 /* ---- small endpoints ---- */
 
 static void handle_models(struct api *a, h2o_req_t *req)
@@ -333,10 +348,11 @@ static void handle_stats(struct api *a, h2o_req_t *req)
     for (int r = 0; r < API_ROUTE_COUNT; r++)
         json_object_set_new(by_path, route_names[r], json_integer((json_int_t)a->by_route[r]));
     json_t *doc = json_pack(
-        "{s:I,s:o,s:I,s:I,s:I,s:b,s:I,s:o}", "requests", (json_int_t)a->requests,
+        "{s:I,s:o,s:I,s:I,s:I,s:I,s:b,s:I,s:o}", "requests", (json_int_t)a->requests,
         "requests_by_path", by_path, "concurrency", (json_int_t)a->concurrency, "peak_concurrency",
-        (json_int_t)a->peak_concurrency, "aborted", (json_int_t)a->aborted, "loaded", a->loaded,
-        "rss_mb", (json_int_t)a->rss_mb, "last_request_body", last_body_json(a));
+        (json_int_t)a->peak_concurrency, "aborted", (json_int_t)a->aborted, "events_sent",
+        (json_int_t)a->events_sent, "loaded", a->loaded, "rss_mb", (json_int_t)a->rss_mb,
+        "last_request_body", last_body_json(a));
     ASSERT(doc != NULL);
     respond_json(req, 200, doc);
 }
@@ -347,6 +363,7 @@ static void reset_stats(struct api *a)
     memset(a->by_route, 0, sizeof(a->by_route));
     a->peak_concurrency = a->concurrency;
     a->aborted = 0;
+    a->events_sent = 0;
     free(a->last_body);
     a->last_body = NULL;
     a->last_body_len = 0;

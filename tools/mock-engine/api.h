@@ -35,6 +35,7 @@ struct api {
     unsigned concurrency;      /* completions in flight: from arrival to last byte or abort */
     unsigned peak_concurrency; /* the highest concurrency since start or /mock/reset */
     uint64_t aborted;          /* completions whose client left before the end */
+    uint64_t events_sent;      /* token events written by streams (role and final ones aside) */
     char *last_body;           /* the last request entity (heap), NULL when none */
     size_t last_body_len;      /* its length in bytes */
     size_t rss_mb;             /* what --rss-mb allocated, for /mock/stats */
@@ -55,5 +56,8 @@ int api_handle(struct api *a, h2o_req_t *req);
 /* Ends every completion in flight at once (shutdown): streams are cut, waiting non-streaming
  * requests get 503. Their memory goes when h2o disposes their requests. */
 void api_abort_all(struct api *a);
+/* Dies like a crashed engine, with no cleanup: prints why to stderr, then raises --crash-signal
+ * or _exits with --crash-exit-code. Used by --crash-after-ms and --crash-after-tokens. */
+_Noreturn void api_crash(const struct mock_opts *o, const char *why);
 
 #endif

@@ -483,11 +483,22 @@ static void open_event(struct completion *c)
     api_put(&c->chunk, c->head.base, c->head.len);
 }
 
+/* Ends an SSE event: its data line and the blank line after it, with LF or, under --sse-crlf,
+ * with CRLF as sse-starlette (llama-cpp-python's server) frames them. */
+static void end_event(struct completion *c)
+{
+    if (c->api->opts->sse_crlf)
+        API_PUTS(&c->chunk, "\r\n\r\n");
+    else
+        API_PUTS(&c->chunk, "\n\n");
+}
+
 static void close_event(struct completion *c)
 {
     if (c->include_usage)
         API_PUTS(&c->chunk, ",\"usage\":null");
-    API_PUTS(&c->chunk, "}\n\n");
+    API_PUTS(&c->chunk, "}");
+    end_event(c);
 }
 
 static void send_token(struct completion *c)
@@ -505,6 +516,7 @@ static void send_token(struct completion *c)
     API_PUTS(&c->chunk, "\"logprobs\":null,\"finish_reason\":null}]");
     close_event(c);
     c->sent++;
+    c->api->events_sent++;
     send_chunk(c, H2O_SEND_STATE_IN_PROGRESS);
 }
 
@@ -523,9 +535,11 @@ static void send_final(struct completion *c)
         open_event(c);
         API_PUTS(&c->chunk, "\"choices\":[],");
         put_usage(&c->chunk, c);
-        API_PUTS(&c->chunk, "}\n\n");
+        API_PUTS(&c->chunk, "}");
+        end_event(c);
     }
-    API_PUTS(&c->chunk, "data: [DONE]\n\n");
+    API_PUTS(&c->chunk, "data: [DONE]");
+    end_event(c);
     c->responded = 1;
     send_chunk(c, H2O_SEND_STATE_FINAL);
 }
@@ -546,6 +560,9 @@ static void on_proceed(h2o_generator_t *g, h2o_req_t *req)
 {
     struct completion *c = H2O_STRUCT_FROM_MEMBER(struct completion, generator, g);
     c->awaiting_proceed = 0;
+    int crash_at = c->api->opts->crash_after_tokens;
+    if (crash_at > 0 && c->sent >= (unsigned)crash_at && !c->responded)
+        api_crash(c->api->opts, "after a stream sent its tokens"); /* h2o wrote them */
     if (c->aborted) {
         c->awaiting_proceed = 1;
         h2o_send(req, NULL, 0, H2O_SEND_STATE_ERROR);

@@ -91,15 +91,9 @@ static void start_loading(struct mock *m)
 static void crash_cb(uv_timer_t *t)
 {
     struct mock *m = t->data;
-    if (m->opts.crash_signal != 0) {
-        fprintf(stderr, "arun-mock-engine: crashing on purpose after %d ms (signal %d)\n",
-                m->opts.crash_after_ms, m->opts.crash_signal);
-        signal(m->opts.crash_signal, SIG_DFL);
-        raise(m->opts.crash_signal);
-    }
-    fprintf(stderr, "arun-mock-engine: crashing on purpose after %d ms (exit status %d)\n",
-            m->opts.crash_after_ms, m->opts.crash_exit_code);
-    _exit(m->opts.crash_exit_code);
+    char why[64];
+    snprintf(why, sizeof(why), "after %d ms", m->opts.crash_after_ms);
+    api_crash(&m->opts, why);
 }
 
 static void grace_cb(uv_timer_t *t)

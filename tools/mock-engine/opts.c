@@ -29,6 +29,8 @@ enum {
     OPT_FAIL_STATUS,
     OPT_EMBEDDING_DIM,
     OPT_IGNORE_EOS,
+    OPT_SSE_CRLF,
+    OPT_CRASH_AFTER_TOKENS,
     OPT_HELP,
 };
 
@@ -51,6 +53,8 @@ static const struct option long_opts[] = {
     {"fail-status", required_argument, NULL, OPT_FAIL_STATUS},
     {"embedding-dim", required_argument, NULL, OPT_EMBEDDING_DIM},
     {"ignore-eos", no_argument, NULL, OPT_IGNORE_EOS},
+    {"sse-crlf", no_argument, NULL, OPT_SSE_CRLF},
+    {"crash-after-tokens", required_argument, NULL, OPT_CRASH_AFTER_TOKENS},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -70,6 +74,8 @@ void opts_usage(FILE *f)
           "  --crash-after-ms N     die N ms after start (exit status 1)\n"
           "  --crash-exit-code N    the exit status of that death (1)\n"
           "  --crash-signal N       die by signal N instead (e.g. 6, 9, 11)\n"
+          "  --crash-after-tokens N die once a stream has sent N tokens\n"
+          "  --sse-crlf             end SSE lines with CRLF, as sse-starlette does\n"
           "  --hang                 accept connections, never answer\n"
           "  --garbage              model endpoints answer broken JSON and SSE\n"
           "  --rss-mb N             allocate and touch N MiB once loaded (0)\n"
@@ -114,6 +120,9 @@ static int set_int_opt(struct mock_opts *o, int id, const char *arg, FILE *err)
         return parse_int("crash-exit-code", arg, 0, 255, &o->crash_exit_code, err);
     case OPT_CRASH_SIGNAL:
         return parse_int("crash-signal", arg, 1, 64, &o->crash_signal, err);
+    case OPT_CRASH_AFTER_TOKENS:
+        return parse_int("crash-after-tokens", arg, 1, OPTS_MAX_TOKENS_CAP, &o->crash_after_tokens,
+                         err);
     case OPT_RSS_MB:
         return parse_int("rss-mb", arg, 0, OPTS_RSS_MB_CAP, &o->rss_mb, err);
     case OPT_LOG_EVERY_MS:
@@ -162,6 +171,9 @@ int opts_parse(struct mock_opts *o, int argc, char **argv, FILE *err)
             break;
         case OPT_IGNORE_EOS:
             o->ignore_eos = 1;
+            break;
+        case OPT_SSE_CRLF:
+            o->sse_crlf = 1;
             break;
         case OPT_HELP:
             opts_usage(stdout);

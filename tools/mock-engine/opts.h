@@ -14,24 +14,26 @@
 #define OPTS_EMBEDDING_DIM_CAP 8192
 
 struct mock_opts {
-    const char *host;    /* address to bind, "127.0.0.1" unless --host */
-    int port;            /* 0 asks the kernel for a free port */
-    const char *model;   /* model id served by /v1/models and echoed when a request has none */
-    int load_ms;         /* length of the loading phase (503 "Loading model") */
-    int tokens_per_s;    /* generation pace; 0 = as fast as possible */
-    int max_tokens;      /* answer cap when a request gives no max_tokens */
-    int crash_after_ms;  /* 0 = never; otherwise die this long after start */
-    int crash_exit_code; /* exit status of that death when crash_signal is 0 */
-    int crash_signal;    /* when not 0, die by this signal instead */
-    int hang;            /* accept connections, never answer */
-    int garbage;         /* model endpoints answer broken JSON / SSE */
-    int rss_mb;          /* MiB allocated and touched once loaded */
-    int log_every_ms;    /* progress line period while loading; 0 = none */
-    int quiet_load;      /* print nothing while loading (but the port line when --port 0) */
-    const char *api_key; /* NULL = no auth */
-    int fail_status;     /* 0, or the HTTP status every model endpoint answers */
-    int embedding_dim;   /* length of the embedding vectors unless the request asks */
-    int ignore_eos;      /* answers always run to max_tokens (finish_reason "length") */
+    const char *host;       /* address to bind, "127.0.0.1" unless --host */
+    int port;               /* 0 asks the kernel for a free port */
+    const char *model;      /* model id served by /v1/models and echoed when a request has none */
+    int load_ms;            /* length of the loading phase (503 "Loading model") */
+    int tokens_per_s;       /* generation pace; 0 = as fast as possible */
+    int max_tokens;         /* answer cap when a request gives no max_tokens */
+    int crash_after_ms;     /* 0 = never; otherwise die this long after start */
+    int crash_exit_code;    /* exit status of that death when crash_signal is 0 */
+    int crash_signal;       /* when not 0, die by this signal instead */
+    int hang;               /* accept connections, never answer */
+    int garbage;            /* model endpoints answer broken JSON / SSE */
+    int rss_mb;             /* MiB allocated and touched once loaded */
+    int log_every_ms;       /* progress line period while loading; 0 = none */
+    int quiet_load;         /* print nothing while loading (but the port line when --port 0) */
+    const char *api_key;    /* NULL = no auth */
+    int fail_status;        /* 0, or the HTTP status every model endpoint answers */
+    int embedding_dim;      /* length of the embedding vectors unless the request asks */
+    int ignore_eos;         /* answers always run to max_tokens (finish_reason "length") */
+    int sse_crlf;           /* SSE lines end with CRLF (as sse-starlette frames them), not LF */
+    int crash_after_tokens; /* 0 = never; otherwise die once a stream has sent this many tokens */
 };
 
 /* Fills o from argv. Returns 0, 1 when --help was printed (exit 0), or -EINVAL after printing
