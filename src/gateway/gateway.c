@@ -87,7 +87,9 @@ struct gw_req {
     struct sse_parser events; /* reads the engine's SSE stream (any line ends) */
     int64_t prompt_tokens, completion_tokens; /* from the engine's usage, -1 unknown */
     int status_sent;
-    struct gw_req *next;          /* in the queue */
+    const char
+        *error_code;     /* why the request failed (an OpenAI error code), NULL when it did not */
+    struct gw_req *next; /* in the queue */
     struct gw_req *aprev, *anext; /* in gw->active */
 };
 
@@ -117,13 +119,16 @@ static void access_log(struct gw_req *g)
     if (g->completion_tokens > 0)
         metrics_add(gw->m_tokens, (double)g->completion_tokens,
                     (const char *const[]){engine, "completion"});
-    LOG_AT(LOGL_INFO, "gateway", g->r_id, 0,
-           json_pack("{s:s, s:s, s:s, s:i, s:b, s:b, s:f, s:f, s:f, s:I, s:I}", "path", g->path,
-                     "model", g->model, "engine", engine, "status", g->status_sent, "stream",
-                     g->stream, "egress", g->remote, "queue_wait_ms", wait_ms, "ttft_ms", ttft_ms,
-                     "duration_ms", total_ms, "prompt_tokens", (json_int_t)g->prompt_tokens,
-                     "completion_tokens", (json_int_t)g->completion_tokens),
-           "%s %s -> %s %d", g->path, g->model, engine[0] ? engine : "-", g->status_sent);
+    /* A failure is a warning, so that a stream cut after its 200 is not read as a success. */
+    LOG_AT(g->error_code ? LOGL_WARN : LOGL_INFO, "gateway", g->r_id, 0,
+           json_pack("{s:s, s:s, s:s, s:i, s:b, s:b, s:f, s:f, s:f, s:I, s:I, s:s?}", "path",
+                     g->path, "model", g->model, "engine", engine, "status", g->status_sent,
+                     "stream", g->stream, "egress", g->remote, "queue_wait_ms", wait_ms, "ttft_ms",
+                     ttft_ms, "duration_ms", total_ms, "prompt_tokens",
+                     (json_int_t)g->prompt_tokens, "completion_tokens",
+                     (json_int_t)g->completion_tokens, "error_code", g->error_code),
+           "%s %s -> %s %d%s%s", g->path, g->model, engine[0] ? engine : "-", g->status_sent,
+           g->error_code ? " " : "", g->error_code ? g->error_code : "");
 }
 
 /* Takes usage {prompt_tokens, completion_tokens} from an engine's JSON, when present. */
@@ -261,15 +266,18 @@ static void fail(struct gw_req *g, int status, const char *code, const char *fmt
     va_end(ap);
     unqueue(g);
     release_slot(g);
+    g->error_code = code;
     if (g->sse != NULL) {
-        /* Headers went out already: the error travels in the stream, as OpenAI's does. */
+        /* Headers went out already: the error travels in the stream, as OpenAI's does, and the
+         * transfer is cut rather than ended, so that a client that reads no events (curl, a
+         * plain fetch) fails too instead of taking a cut answer for a whole one. */
         json_t *j = json_pack("{s:{s:s, s:s, s:n, s:s}}", "error", "message", msg, "type",
                               http_error_type(status), "param", "code", code);
         char *s = json_dumps(j, JSON_COMPACT);
         json_decref(j);
         IGNORE_RESULT(sse_write(g->sse, NULL, NULL, s, strlen(s)));
         free(s);
-        sse_end(g->sse);
+        sse_abort(g->sse);
         g->status_sent = status;
     } else {
         g->status_sent = status;
@@ -482,9 +490,17 @@ static void up_done_cb(struct httpc_req *r, const struct httpc_result *res, void
              engine, res->status, buf_cstr(&g->err_body));
         return;
     }
+    if (g->sse != NULL && res->error != 0) {
+        /* The engine died or broke off mid-answer: what the client has is not a whole answer,
+         * and it must be able to tell (an error event, then a cut transfer). */
+        metrics_add(g->gw->m_upstream_errors, 1, (const char *const[]){engine, "stream_cut"});
+        log_warn("gateway", "stream from %s broke off: %s", engine, res->error_text);
+        fail(g, 502, "upstream_stream_cut",
+             "engine %s stopped in the middle of the answer (%s); what was streamed is incomplete",
+             engine, res->error_text);
+        return;
+    }
     if (g->sse != NULL) {
-        if (res->error != 0)
-            log_warn("gateway", "stream from %s broke off: %s", engine, res->error_text);
         g->status_sent = 200;
         sse_end(g->sse);
         req_free(g);
@@ -936,7 +952,9 @@ struct gateway *gateway_new(struct http_server *srv, const struct config *cfg,
                         "Requests moved to the next engine of their route", 2, fallback_labels);
     gw->m_upstream_errors =
         metrics_counter(metrics, "arun_upstream_errors_total",
-                        "Engine requests that failed before an answer", 2, upstream_labels);
+                        "Engine requests that failed: connect or status_5xx before an answer, "
+                        "stream_cut after it began",
+                        2, upstream_labels);
     gw->m_queue_wait = metrics_histogram(metrics, "arun_queue_wait_seconds",
                                          "Time a request waited for its engine", 1, engine_labels,
                                          metrics_latency_buckets, metrics_latency_nbuckets);

@@ -27,6 +27,7 @@ struct sse_stream {
     struct buf pending;
     bool in_flight; /* an h2o_send is outstanding */
     bool ending;    /* sse_end called: send FINAL when pending is flushed */
+    bool failing;   /* sse_abort called: send ERROR instead of FINAL */
     bool done;      /* FINAL sent, or the client left */
     sse_close_cb on_close;
     sse_drain_cb on_drain;
@@ -44,9 +45,11 @@ static void flush(struct sse_stream *s)
     s->pending = tmp;
     buf_reset(&s->pending);
     h2o_iovec_t iov = h2o_iovec_init(s->sending.data, s->sending.len);
-    h2o_send_state_t state = s->ending ? H2O_SEND_STATE_FINAL : H2O_SEND_STATE_IN_PROGRESS;
+    h2o_send_state_t state = !s->ending   ? H2O_SEND_STATE_IN_PROGRESS
+                             : s->failing ? H2O_SEND_STATE_ERROR
+                                          : H2O_SEND_STATE_FINAL;
     s->in_flight = true;
-    if (state == H2O_SEND_STATE_FINAL)
+    if (state != H2O_SEND_STATE_IN_PROGRESS)
         s->done = true;
     h2o_send(s->r->req, &iov, iov.len ? 1 : 0, state);
 }
@@ -185,6 +188,14 @@ void sse_end(struct sse_stream *s)
         return;
     s->ending = true;
     flush(s);
+}
+
+void sse_abort(struct sse_stream *s)
+{
+    if (s->done || s->ending)
+        return;
+    s->failing = true;
+    sse_end(s);
 }
 
 size_t sse_pending(const struct sse_stream *s)

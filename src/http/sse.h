@@ -41,6 +41,11 @@ int sse_comment(struct sse_stream *s, const char *text) MUST_USE;
 int sse_write_raw(struct sse_stream *s, const char *data, size_t len) MUST_USE;
 /* Ends the stream after what is queued has been sent. close_cb is not called afterwards. */
 void sse_end(struct sse_stream *s);
+/* Ends the stream as failed after what is queued has been sent (an error event, say): the
+ * transfer is cut instead of closed cleanly (h2o's H2O_SEND_STATE_ERROR: HTTP/1.1 gets no
+ * terminating chunk and the connection is closed, HTTP/2 a RST_STREAM), so that every client,
+ * curl and fetch included, sees a failed transfer. close_cb is not called afterwards. */
+void sse_abort(struct sse_stream *s);
 /* Bytes queued and not yet handed to the socket. */
 size_t sse_pending(const struct sse_stream *s);
 /* The request the stream answers. */

@@ -114,6 +114,37 @@ describe('gateway', () => {
     } finally { await arun.cleanup(); }
   });
 
+  test('a stream cut by an engine crash ends with an error event and a failed transfer, and is logged as a failure', async () => {
+    // Each engine dies once h2o has written its 2nd token: the client has a 200 and two tokens.
+    const crashing = (name) => `  ${name}:\n    cmd: ${mock('--crash-after-tokens 2')}\n    restart: {policy: never}\n`;
+    const arun = await new Arun({ config: `engines:\n${crashing('sdk')}${crashing('raw')}` }).start();
+    try {
+      // The openai SDK: the iteration throws the error event's message after the two tokens.
+      const stream = await client(arun).chat.completions.create({ model: 'sdk', messages: [{ role: 'user', content: 'x' }], max_tokens: 10, stream: true });
+      let tokens = 0;
+      await assert.rejects(async () => { for await (const c of stream) if (c.choices[0]?.delta?.content) tokens++; },
+        (e) => /engine sdk stopped in the middle of the answer/.test(e.message));
+      assert.equal(tokens, 2);
+      // A plain fetch (as curl): the transfer itself fails, and the error event came before that.
+      const r = await fetch(`${arun.url}/v1/chat/completions`, { method: 'POST', body: JSON.stringify({ model: 'raw', messages: [{ role: 'user', content: 'x' }], max_tokens: 10, stream: true }) });
+      assert.equal(r.status, 200);
+      let text = '';
+      const dec = new TextDecoder();
+      await assert.rejects(async () => { for await (const b of r.body) text += dec.decode(b, { stream: true }); });
+      const events = text.split('\n\n').filter((e) => e.startsWith('data: ')).map((e) => e.slice(6));
+      const last = JSON.parse(events.at(-1));
+      assert.equal(last.error.code, 'upstream_stream_cut', text);
+      assert.doesNotMatch(text, /\[DONE\]|"finish_reason":"/);
+      // The access line and the metrics say the upstream failed.
+      const line = await waitFor(() => arun.logLines().find((l) => l.module === 'gateway' && l.engine === 'raw' && 'status' in l), { what: 'the access line' });
+      assert.equal(line.status, 502, JSON.stringify(line));
+      assert.equal(line.error_code, 'upstream_stream_cut');
+      assert.equal(line.level, 'warn');
+      const m = await (await fetch(`${arun.url}/metrics`)).text();
+      assert.match(m, /^arun_upstream_errors_total\{engine="raw",reason="stream_cut"\} 1$/m);
+    } finally { await arun.cleanup(); }
+  });
+
   test('a route whose first engine is crashed answers from the second, named in x-arun-engine', async () => {
     const arun = await new Arun({ config: `engines:\n  main:\n    cmd: ${mock('--crash-after-ms 100')}\n    restart: {policy: never}\n  backup:\n    cmd: ${mock()}\nroutes:\n  chat-default: [main, backup]\n` }).start();
     try {
