@@ -27,7 +27,7 @@
 #include <string.h>
 
 #include "core/clock.h"
-#include "core/jsonscan.h"
+#include "gateway/jsonscan.h"
 #include "core/log.h"
 #include "http/sse.h"
 #include "http/sse_parser.h"
@@ -776,7 +776,7 @@ static void known_models(struct gateway *gw, struct buf *out)
 }
 
 /* The fast path for routing: a request whose "model" is a plain string is routed from a scan of
- * its body, without building a JSON tree (core/jsonscan.h); *stream says whether it streams.
+ * its body, without building a JSON tree (gateway/jsonscan.h); *stream says whether it streams.
  * Returns false when the full parse must decide: anything unusual, and streaming requests that
  * bring their own stream_options (which jansson edits to ask for usage). */
 static bool route_fast(struct http_request *r, char *model, size_t size, bool *stream)

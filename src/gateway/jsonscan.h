@@ -8,10 +8,12 @@
  * nesting, objects with many members) it says "no", and the caller parses with jansson, which also
  * words any error.
  */
-#ifndef ARUN_CORE_JSONSCAN_H
-#define ARUN_CORE_JSONSCAN_H
+#ifndef ARUN_GATEWAY_JSONSCAN_H
+#define ARUN_GATEWAY_JSONSCAN_H
 
 #include <stddef.h>
+
+#include "core/common.h"
 
 #define JSONSCAN_MAX_DEPTH 64       /* deeper texts go to the full parser */
 #define JSONSCAN_MAX_OBJECT_DEPTH 8 /* objects nested deeper: the full parser */
@@ -25,7 +27,8 @@ struct jsonscan_member {
 
 /* Checks that p[0..n) is one JSON object (RFC 8259, UTF-8) that jansson would parse with
  * JSON_REJECT_DUPLICATES to the same values, and fills in the members asked for. Returns 0, or
- * -1 when the text is invalid or outside the fast path: then parse it with jansson. */
-int jsonscan_object(const char *p, size_t n, struct jsonscan_member *m, size_t nm);
+ * -EINVAL when the text is invalid or outside the fast path: then parse it with jansson, which
+ * also words the error. */
+int jsonscan_object(const char *p, size_t n, struct jsonscan_member *m, size_t nm) MUST_USE;
 
 #endif

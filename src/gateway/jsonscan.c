@@ -3,8 +3,9 @@
  * jsonscan.h. tests/unit/test_jsonscan.c holds it to jansson: on every text of its corpus and
  * thousands of mutations of them, "0" here must mean jansson parses it too, to the same members.
  */
-#include "core/jsonscan.h"
+#include "gateway/jsonscan.h"
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
@@ -196,28 +197,28 @@ int jsonscan_object(const char *s, size_t n, struct jsonscan_member *m, size_t n
         m[i].value = NULL;
     p = skip_ws(p, e);
     if (p == e || *p != '{')
-        return -1;
+        return -EINVAL;
     nnames[1] = 0;
     for (;;) {
         p = skip_ws(p, e);
         if (st == AFTER && depth == 0)
-            return p == e ? 0 : -1;
+            return p == e ? 0 : -EINVAL;
         if (p == e)
-            return -1;
+            return -EINVAL;
         switch (st) {
         case VALUE:
             if (depth == 1)
                 member_value = p;
             if (*p == '{' || *p == '[') {
                 if (depth == JSONSCAN_MAX_DEPTH)
-                    return -1;
+                    return -EINVAL;
                 if (*p == '{')
                     objects |= UINT64_C(1) << depth;
                 else
                     objects &= ~(UINT64_C(1) << depth);
                 depth++;
                 if (*p == '{' && depth > JSONSCAN_MAX_OBJECT_DEPTH)
-                    return -1;
+                    return -EINVAL;
                 if (*p == '{')
                     nnames[depth] = 0;
                 st = *p == '{' ? OBJECT_FIRST : ARRAY_FIRST;
@@ -231,7 +232,7 @@ int jsonscan_object(const char *s, size_t n, struct jsonscan_member *m, size_t n
             else
                 p = scan_literal(p, e);
             if (p == NULL)
-                return -1;
+                return -EINVAL;
             st = AFTER;
             break;
         case OBJECT_FIRST:
@@ -243,24 +244,24 @@ int jsonscan_object(const char *s, size_t n, struct jsonscan_member *m, size_t n
                 break;
             }
             if (*p != '"')
-                return -1;
+                return -EINVAL;
             const char *name = p;
             p = scan_string(p, e, &escaped);
             if (p == NULL)
-                return -1;
+                return -EINVAL;
             /* Names are compared as written: an escape could spell a duplicate differently. */
             if (escaped || nnames[depth] == JSONSCAN_MAX_MEMBERS)
-                return -1;
+                return -EINVAL;
             size_t len = (size_t)(p - name);
             for (size_t i = 0; i < nnames[depth]; i++) {
                 if (name_lens[depth][i] == len && memcmp(names[depth][i], name, len) == 0)
-                    return -1; /* a duplicate: jansson words the error */
+                    return -EINVAL; /* a duplicate: jansson words the error */
             }
             names[depth][nnames[depth]] = name;
             name_lens[depth][nnames[depth]++] = len;
             p = skip_ws(p, e);
             if (p == e || *p != ':')
-                return -1;
+                return -EINVAL;
             p++;
             st = VALUE;
             continue;
@@ -282,7 +283,7 @@ int jsonscan_object(const char *s, size_t n, struct jsonscan_member *m, size_t n
                 continue;
             }
             if (*p != (in_object ? '}' : ']'))
-                return -1;
+                return -EINVAL;
             depth--;
             p++;
             break; /* still AFTER: the container was a value */
