@@ -1,0 +1,242 @@
+/*
+ * queue.c: where a request stands with its engine (gateway_int.h): the per-engine queues, the
+ * state setter, trying the engines of a route in order (fallbacks), and what a waiting request
+ * hears. It owns gw_req.state, the fifos and the slot counts; it never talks HTTP itself.
+ *
+ * DESIGN
+ * Each engine has a queue (struct gw_queue): at most max_concurrency requests in flight, then a
+ * FIFO of at most queue_limit (an h2o_linklist_t: a request that leaves from the middle, its
+ * client gone, is unlinked in O(1)). pump() is the one place that moves requests from the FIFO
+ * to the engine: it runs when a slot frees and when the engine becomes ready. While any request
+ * waits for an engine that is not ready, the queue holds one supervisor waiter, which starts the
+ * engine if needed and calls back once it is ready or cannot be.
+ *
+ * A request tries the engines of its route in order. It falls back to the next one when an
+ * engine cannot serve (failed, refused to start, connection refused, 5xx before the first
+ * byte), never after bytes reached the client; every fallback is a log line, an event and a
+ * metric, and the answer names the engine in x-arun-engine.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/clock.h"
+#include "core/log.h"
+#include "gateway/gateway_int.h"
+
+static void pump(struct gw_queue *q);
+
+static struct gw_req *fifo_head(struct gw_queue *q)
+{
+    if (h2o_linklist_is_empty(&q->fifo))
+        return NULL;
+    return H2O_STRUCT_FROM_MEMBER(struct gw_req, qlink, q->fifo.next);
+}
+
+static const char *const state_names[] = {"routing", "queued", "upstream", "done"};
+
+void gw_set_state(struct gw_req *g, enum gw_state st)
+{
+    enum gw_state from = g->state;
+    ASSERT(from != GW_DONE || st == GW_DONE); /* nothing comes back from done */
+    if (from == st)
+        return;
+    struct gw_queue *q = g->q;
+    bool tell = !g->gw->closing; /* the supervisor is going away with the gateway */
+    log_debug("gateway", "request %s: %s -> %s", g->r_id, state_names[from], state_names[st]);
+    g->state = st;
+    if (from == GW_QUEUED) {
+        h2o_linklist_unlink(&g->qlink);
+        q->waiting--;
+    }
+    if (st == GW_QUEUED) {
+        h2o_linklist_insert(&q->fifo, &g->qlink);
+        q->waiting++;
+    }
+    if ((from == GW_QUEUED || st == GW_QUEUED) && tell)
+        supervisor_set_queued(q->e, q->waiting);
+    if (st == GW_UPSTREAM) {
+        q->in_flight++;
+        supervisor_request_begin(q->e);
+    }
+    if (from == GW_UPSTREAM) {
+        /* Last: the freed slot may go to the next request at once, and g is out of it. */
+        q->in_flight--;
+        if (tell) {
+            supervisor_request_end(q->e);
+            pump(q);
+        }
+    }
+}
+
+/* Moves to the next engine of the route; answers with why when none is left. */
+void gw_fall_back(struct gw_req *g, int status, const char *why)
+{
+    const char *from = g->engines[g->idx];
+    gw_set_state(g, GW_ROUTING);
+    if (g->idx + 1 >= g->nengines) {
+        if (g->nengines > 1)
+            gw_fail(g, status, "no_engine_available",
+                    "no engine of route %s could answer; the last "
+                    "one, %s: %s",
+                    g->model, from, why);
+        else
+            gw_fail(g, status, status == 503 ? "engine_unavailable" : "upstream_error",
+                    "engine %s: %s", from, why);
+        return;
+    }
+    g->idx++;
+    log_warn("gateway", "falling back from %s to %s for model %s: %s", from, g->engines[g->idx],
+             g->model, why);
+    events_publish(g->gw->events, "gateway.fallback",
+                   json_pack("{s:s, s:s, s:s, s:s}", "model", g->model, "from", from, "to",
+                             g->engines[g->idx], "reason", why));
+    metrics_add(g->gw->m_fallbacks, 1, (const char *const[]){from, g->engines[g->idx]});
+    gw_try_engine(g);
+}
+
+static struct gw_queue *queue_of(struct gateway *gw, struct engine *e)
+{
+    for (size_t i = 0; i < gw->nqueues; i++)
+        if (gw->queues[i].e == e)
+            return &gw->queues[i];
+    return NULL;
+}
+
+static const char *ordinal_suffix(uint32_t n)
+{
+    if (n % 100 >= 11 && n % 100 <= 13)
+        return "th";
+    return n % 10 == 1 ? "st" : n % 10 == 2 ? "nd" : n % 10 == 3 ? "rd" : "th";
+}
+
+/* An SSE comment, which the SDKs ignore: it says where the request stands, and keeps proxies
+ * (and h2o, which only notices a vanished client when it writes) from idling. */
+void gw_tell_waiting(struct gw_req *g, uint32_t position)
+{
+    struct engine *e = g->q->e;
+    char msg[256], eta[64] = "";
+    int64_t ms = engine_expected_ready_ms(e);
+    if (ms >= 0)
+        snprintf(eta, sizeof(eta), ", about %lld s left", (long long)((ms + 999) / 1000));
+    enum engine_state st = engine_state(e);
+    const char *what = st == ENGINE_READY      ? "engine busy"
+                       : st == ENGINE_STOPPING ? "engine being swapped"
+                       : st == ENGINE_STOPPED  ? "engine waiting to start"
+                                               : "engine loading";
+    snprintf(msg, sizeof(msg), "queued %u%s for %s, %s%s", position, ordinal_suffix(position),
+             engine_name(e), what, eta);
+    IGNORE_RESULT(sse_comment(g->sse, msg)); /* a full backlog here means the client is gone */
+}
+
+/* Every GATEWAY_PEEK_MS: a waiting request whose client left leaves the queue before it
+ * reaches the engine; every GATEWAY_WAIT_NOTE_MS, waiting streams hear where they stand. */
+void gw_wait_timer_cb(uv_timer_t *t)
+{
+    struct gateway *gw = t->data;
+    bool note = ++gw->ticks % (GATEWAY_WAIT_NOTE_MS / GATEWAY_PEEK_MS) == 0;
+    for (size_t i = 0; i < gw->nqueues; i++) {
+        uint32_t pos = 0;
+        h2o_linklist_t *fifo = &gw->queues[i].fifo;
+        for (h2o_linklist_t *n = fifo->next, *next; n != fifo; n = next) {
+            next = n->next; /* g may end below */
+            struct gw_req *g = H2O_STRUCT_FROM_MEMBER(struct gw_req, qlink, n);
+            pos++;
+            if (g->sse == NULL && http_client_gone(g->r)) {
+                log_info("gateway", "client of %s left while queued for %s; dropped", g->r_id,
+                         engine_name(g->q->e));
+                pos--;
+                gw_fail(g, 499, "client_closed_request", "the client closed the connection");
+            } else if (g->sse != NULL && note) {
+                gw_tell_waiting(g, pos);
+            }
+        }
+    }
+}
+
+static void engine_ready_cb(struct engine *e, int status, const char *reason, void *arg)
+{
+    struct gw_queue *q = arg;
+    q->waiter = NULL;
+    if (status == 0) {
+        pump(q);
+        return;
+    }
+    /* The engine cannot serve now: every request waiting for it moves on. */
+    struct gw_req *g;
+    while ((g = fifo_head(q)) != NULL)
+        gw_fall_back(g, 503, reason ? reason : "engine failed");
+}
+
+static void ensure_waiter(struct gw_queue *q)
+{
+    if (q->waiter == NULL && engine_state(q->e) != ENGINE_READY)
+        q->waiter = supervisor_wait_ready(q->e, engine_ready_cb, q);
+}
+
+static void pump(struct gw_queue *q)
+{
+    uint32_t max = engine_config(q->e)->max_concurrency;
+    struct gw_req *g;
+    while ((g = fifo_head(q)) != NULL && q->in_flight < max && engine_state(q->e) == ENGINE_READY)
+        gw_dispatch(g); /* GW_QUEUED -> GW_UPSTREAM */
+    if (fifo_head(q) != NULL)
+        ensure_waiter(q);
+}
+
+void gw_try_engine(struct gw_req *g)
+{
+    struct gateway *gw = g->gw;
+    struct engine *e = supervisor_find(gw->sup, g->engines[g->idx]);
+    struct gw_queue *q = e ? queue_of(gw, e) : NULL;
+    if (q == NULL) {
+        gw_fall_back(g, 503, "no such engine");
+        return;
+    }
+    g->q = q;
+    const struct config_engine *c = engine_config(e);
+    enum engine_state st = engine_state(e);
+    bool up = st == ENGINE_READY;
+    bool coming = st == ENGINE_STARTING || st == ENGINE_LOADING || st == ENGINE_STOPPING;
+    if (st == ENGINE_FAILED) {
+        /* Failed is not restarted by requests: that is the restart policy's job, and a
+         * request loop must not become a crash loop. The route moves on. */
+        gw_fall_back(g, 503, engine_reason(e));
+        return;
+    }
+    if (!up && !coming) {
+        if (c->start == CONFIG_START_MANUAL) {
+            gw_fall_back(g, 503,
+                         "the engine is stopped and has start: manual (start it with "
+                         "`arun engines start NAME`)");
+            return;
+        }
+        struct buf why;
+        buf_init(&why, 1024);
+        int rc = supervisor_start_engine(e, "a request for it", &why);
+        if (rc != 0) {
+            gw_fall_back(g, 503, buf_cstr(&why));
+            buf_cleanup(&why);
+            return;
+        }
+        buf_cleanup(&why);
+    }
+    if (up && q->in_flight < c->max_concurrency && fifo_head(q) == NULL) {
+        gw_dispatch(g);
+        return;
+    }
+    if (q->waiting >= c->queue_limit) {
+        gw_fail(g, 429, "queue_full",
+                "engine %s is busy: %u requests in flight (max_concurrency "
+                "%u) and %u waiting (queue_limit %u); retry later",
+                engine_name(e), q->in_flight, c->max_concurrency, q->waiting, c->queue_limit);
+        return;
+    }
+    gw_set_state(g, GW_QUEUED);
+    if (g->stream && g->sse == NULL && !(up && q->in_flight < c->max_concurrency)) {
+        /* It will wait: open the stream now and say why (the SDKs ignore comments). */
+        gw_start_stream(g);
+        gw_tell_waiting(g, q->waiting);
+    }
+    pump(q);
+}
