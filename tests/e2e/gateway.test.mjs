@@ -185,7 +185,8 @@ describe('gateway', () => {
       // The mock counts a token per word of the prompt, role included: "user x" is 2.
       assert.match(m, new RegExp(`^arun_tokens_total\\{engine="u",kind="prompt"\\} ${2 * usage.prompt_tokens + whole.usage.prompt_tokens + 2}$`, 'm'));
       assert.match(m, /^arun_ttft_seconds_count\{engine="u"\} 3$/m);
-      const line = arun.logLines().find((l) => l.module === 'gateway' && l.completion_tokens === 5);
+      // Log lines are buffered for up to 100 ms: wait for the access line, do not assume it.
+      const line = await waitFor(() => arun.logLines().find((l) => l.module === 'gateway' && l.completion_tokens === 5), { what: 'the access line' });
       assert.ok(line && line.engine === 'u' && line.status === 200 && line.queue_wait_ms >= 0, JSON.stringify(line));
     } finally { await arun.cleanup(); }
   });
