@@ -17,19 +17,23 @@ void buf_cleanup(struct buf *b)
     free(b->data);
     b->data = NULL;
     b->len = b->size = 0;
+    b->truncated = false;
 }
 
 void buf_reset(struct buf *b)
 {
     b->len = 0;
+    b->truncated = false;
     if (b->data != NULL)
         b->data[0] = '\0';
 }
 
 static int reserve(struct buf *b, size_t extra)
 {
-    if (extra > b->cap || b->len > b->cap - extra)
+    if (extra > b->cap || b->len > b->cap - extra) {
+        b->truncated = true;
         return -ENOBUFS;
+    }
     size_t need = b->len + extra + 1;
     if (need <= b->size)
         return 0;

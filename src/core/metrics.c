@@ -196,8 +196,8 @@ static char *join_key(const struct metrics_family *f, const char *const *values)
     struct buf key = {.data = NULL, .cap = SIZE_MAX};
     for (size_t i = 0; i < f->nlabels; i++) {
         if (i > 0)
-            IGNORE_RESULT(buf_append(&key, (char[]){KEY_SEP}, 1)); /* key buffers are uncapped */
-        IGNORE_RESULT(buf_puts(&key, value_at(values, i)));
+            buf_append(&key, (char[]){KEY_SEP}, 1); /* key buffers are uncapped */
+        buf_puts(&key, value_at(values, i));
     }
     return buf_steal(&key);
 }
@@ -275,11 +275,11 @@ static void put_label_value(struct buf *out, const char *v)
 {
     for (; *v != '\0'; v++) {
         if (*v == '\\' || *v == '"')
-            IGNORE_RESULT(buf_printf(out, "\\%c", *v));
+            buf_printf(out, "\\%c", *v);
         else if (*v == '\n')
-            IGNORE_RESULT(buf_puts(out, "\\n"));
+            buf_puts(out, "\\n");
         else
-            IGNORE_RESULT(buf_append(out, v, 1));
+            buf_append(out, v, 1);
     }
 }
 
@@ -288,35 +288,35 @@ static void put_labels(struct buf *out, size_t n, const char *const *labels,
 {
     if (n == 0 && extra_name == NULL)
         return;
-    IGNORE_RESULT(buf_puts(out, "{"));
+    buf_puts(out, "{");
     for (size_t i = 0; i < n; i++) {
-        IGNORE_RESULT(buf_printf(out, "%s%s=\"", i ? "," : "", labels[i]));
+        buf_printf(out, "%s%s=\"", i ? "," : "", labels[i]);
         put_label_value(out, values[i]);
-        IGNORE_RESULT(buf_puts(out, "\""));
+        buf_puts(out, "\"");
     }
     if (extra_name != NULL)
-        IGNORE_RESULT(buf_printf(out, "%s%s=\"%s\"", n ? "," : "", extra_name, extra));
-    IGNORE_RESULT(buf_puts(out, "}"));
+        buf_printf(out, "%s%s=\"%s\"", n ? "," : "", extra_name, extra);
+    buf_puts(out, "}");
 }
 
 static void put_value(struct buf *out, double v)
 {
     if (isinf(v))
-        IGNORE_RESULT(buf_puts(out, v > 0 ? "+Inf" : "-Inf"));
+        buf_puts(out, v > 0 ? "+Inf" : "-Inf");
     else if (v == (double)(int64_t)v && fabs(v) < 1e15)
-        IGNORE_RESULT(buf_printf(out, "%lld", (long long)v));
+        buf_printf(out, "%lld", (long long)v);
     else
-        IGNORE_RESULT(buf_printf(out, "%.9g", v));
+        buf_printf(out, "%.9g", v);
 }
 
 void metrics_put_sample(struct metrics_family *f, struct buf *out, size_t nlabels,
                         const char *const *labels, const char *const *values, double v)
 {
-    IGNORE_RESULT(buf_puts(out, f->name));
+    buf_puts(out, f->name);
     put_labels(out, nlabels, labels, values, NULL, NULL);
-    IGNORE_RESULT(buf_puts(out, " "));
+    buf_puts(out, " ");
     put_value(out, v);
-    IGNORE_RESULT(buf_puts(out, "\n"));
+    buf_puts(out, "\n");
 }
 
 static void render_histogram(struct metrics_family *f, struct series *s, struct buf *out)
@@ -333,25 +333,25 @@ static void render_histogram(struct metrics_family *f, struct series *s, struct 
             cum = s->count;
             snprintf(le, sizeof(le), "+Inf");
         }
-        IGNORE_RESULT(buf_printf(out, "%s_bucket", f->name));
+        buf_printf(out, "%s_bucket", f->name);
         put_labels(out, f->nlabels, labels, values, "le", le);
-        IGNORE_RESULT(buf_printf(out, " %llu\n", (unsigned long long)cum));
+        buf_printf(out, " %llu\n", (unsigned long long)cum);
     }
-    IGNORE_RESULT(buf_printf(out, "%s_sum", f->name));
+    buf_printf(out, "%s_sum", f->name);
     put_labels(out, f->nlabels, labels, values, NULL, NULL);
-    IGNORE_RESULT(buf_puts(out, " "));
+    buf_puts(out, " ");
     put_value(out, s->value);
-    IGNORE_RESULT(buf_printf(out, "\n%s_count", f->name));
+    buf_printf(out, "\n%s_count", f->name);
     put_labels(out, f->nlabels, labels, values, NULL, NULL);
-    IGNORE_RESULT(buf_printf(out, " %llu\n", (unsigned long long)s->count));
+    buf_printf(out, " %llu\n", (unsigned long long)s->count);
 }
 
 int metrics_render(struct metrics *m, struct buf *out)
 {
     static const char *const type_names[] = {"counter", "gauge", "histogram"};
     for (struct metrics_family *f = m->head; f != NULL; f = f->next) {
-        IGNORE_RESULT(buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", f->name, f->help, f->name,
-                                 type_names[f->type]));
+        buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", f->name, f->help, f->name,
+                   type_names[f->type]);
         if (f->collect != NULL) {
             f->collect(f, out, f->collect_arg);
             continue;

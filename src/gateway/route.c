@@ -28,8 +28,7 @@ void gw_route_known_models(struct gateway *gw, struct buf *out)
 {
     for (size_t i = 0; i < gw->cfg->nengines; i++)
         for (size_t k = 0; gw->cfg->engines[i].url == NULL && k < gw->cfg->engines[i].nmodels; k++)
-            IGNORE_RESULT(
-                buf_printf(out, "%s%s", out->len ? ", " : "", gw->cfg->engines[i].models[k]));
+            buf_printf(out, "%s%s", out->len ? ", " : "", gw->cfg->engines[i].models[k]);
     for (size_t i = 0; i < gw->cfg->nroutes; i++)
-        IGNORE_RESULT(buf_printf(out, "%s%s", out->len ? ", " : "", gw->cfg->routes[i].name));
+        buf_printf(out, "%s%s", out->len ? ", " : "", gw->cfg->routes[i].name);
 }

@@ -70,7 +70,7 @@ static enum httpc_data_result up_data_cb(struct httpc_req *r, const char *p, siz
 {
     struct gw_req *g = arg;
     if (g->up_status != 200 || g->sse == NULL) {
-        IGNORE_RESULT(buf_append(&g->err_body, p, n)); /* capped: an error body is small */
+        buf_append(&g->err_body, p, n); /* capped: an error body is small */
         return HTTPC_CONTINUE;
     }
     if (!g->first_byte) {

@@ -441,7 +441,7 @@ static int exec(struct sqlite_conn *c, const char *sql, const char *what, struct
 
     if (src == SQLITE_OK)
         return 0;
-    IGNORE_RESULT(buf_printf(err, "%s: %s", what, msg != NULL ? msg : sqlite3_errstr(src)));
+    buf_printf(err, "%s: %s", what, msg != NULL ? msg : sqlite3_errstr(src));
     sqlite3_free(msg);
     return sqlite_errno(src);
 }
@@ -461,7 +461,7 @@ static int query_int(struct sqlite_conn *c, const char *sql, int64_t *out, struc
     sqlite3_finalize(s);
     if (src == SQLITE_OK)
         return 0;
-    IGNORE_RESULT(buf_printf(err, "%s: %s", sql, sqlite3_errmsg(c->db)));
+    buf_printf(err, "%s: %s", sql, sqlite3_errmsg(c->db));
     return sqlite_errno(src);
 }
 
@@ -497,10 +497,10 @@ static int migrate(struct sqlite_conn *c, const char *path, struct buf *err)
         return rc;
     rc = query_int(c, "PRAGMA user_version", &version, err);
     if (rc == 0 && version > known) {
-        IGNORE_RESULT(buf_printf(err,
-                                 "%s has schema version %lld, this arun knows up to %lld: use a "
-                                 "newer arun or another data_dir",
-                                 path, (long long)version, (long long)known));
+        buf_printf(err,
+                   "%s has schema version %lld, this arun knows up to %lld: use a "
+                   "newer arun or another data_dir",
+                   path, (long long)version, (long long)known);
         rc = -ENOTSUP;
     }
     if (rc == 0 && version < known)
@@ -523,8 +523,8 @@ static int conn_open(const struct store_options *opts, const char *path, bool wr
     c->verb = writer ? "commit" : "read";
     src = sqlite3_open_v2(path, &c->db, flags, NULL);
     if (src != SQLITE_OK) {
-        IGNORE_RESULT(buf_printf(err, "cannot open %s: %s", path,
-                                 c->db != NULL ? sqlite3_errmsg(c->db) : sqlite3_errstr(src)));
+        buf_printf(err, "cannot open %s: %s", path,
+                   c->db != NULL ? sqlite3_errmsg(c->db) : sqlite3_errstr(src));
         rc = sqlite_errno(src);
         goto fail;
     }
@@ -564,14 +564,14 @@ static int use_wal(struct sqlite_conn *c, const char *path, struct buf *err)
     }
     sqlite3_finalize(s);
     if (src != SQLITE_OK) {
-        IGNORE_RESULT(buf_printf(err, "%s: cannot switch to WAL: %s", path, sqlite3_errmsg(c->db)));
+        buf_printf(err, "%s: cannot switch to WAL: %s", path, sqlite3_errmsg(c->db));
         return sqlite_errno(src);
     }
     if (!wal) {
-        IGNORE_RESULT(buf_printf(err,
-                                 "%s: the file system does not support WAL mode (it needs "
-                                 "shared memory: not NFS)",
-                                 path));
+        buf_printf(err,
+                   "%s: the file system does not support WAL mode (it needs "
+                   "shared memory: not NFS)",
+                   path);
         return -ENOTSUP;
     }
     return 0;
@@ -585,8 +585,8 @@ static int sqlite_open(const struct store_options *opts, const char *data_dir,
     int rc;
 
     if (sqlite3_threadsafe() == 0) {
-        IGNORE_RESULT(buf_puts(err, "this SQLite was built without thread support "
-                                    "(SQLITE_THREADSAFE=0); arun needs it"));
+        buf_puts(err, "this SQLite was built without thread support "
+                      "(SQLITE_THREADSAFE=0); arun needs it");
         rc = -ENOTSUP;
         goto out;
     }

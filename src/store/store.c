@@ -599,11 +599,11 @@ static int pick_backend(const struct store_options *opts, const struct store_bac
     }
     /* The URL is not echoed: a postgres URL may carry a password. */
     if (strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0) {
-        IGNORE_RESULT(buf_puts(err, "store.url: PostgreSQL is not supported by this arun yet: "
-                                    "use sqlite"));
+        buf_puts(err, "store.url: PostgreSQL is not supported by this arun yet: "
+                      "use sqlite");
         return -ENOTSUP;
     }
-    IGNORE_RESULT(buf_puts(err, "store.url: expected sqlite or postgres://…"));
+    buf_puts(err, "store.url: expected sqlite or postgres://…");
     return -EINVAL;
 }
 
@@ -614,7 +614,7 @@ static int make_data_dir(const char *dir, struct buf *err)
     int rc = 0;
 
     if (dir[0] == '\0') {
-        IGNORE_RESULT(buf_puts(err, "data_dir is empty"));
+        buf_puts(err, "data_dir is empty");
         return -EINVAL;
     }
     path = xstrdup(dir);
@@ -625,7 +625,7 @@ static int make_data_dir(const char *dir, struct buf *err)
         *p = '\0';
         if (mkdir(path, 0700) != 0 && errno != EEXIST) {
             rc = -errno;
-            IGNORE_RESULT(buf_printf(err, "cannot create data_dir %s: %s", path, strerror(-rc)));
+            buf_printf(err, "cannot create data_dir %s: %s", path, strerror(-rc));
             goto out;
         }
         if (last)
@@ -659,19 +659,19 @@ static int take_lock(struct store *st, struct buf *err)
     st->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (st->lock_fd < 0) {
         rc = -errno;
-        IGNORE_RESULT(buf_printf(err, "cannot open %s: %s", path, strerror(-rc)));
+        buf_printf(err, "cannot open %s: %s", path, strerror(-rc));
         goto out;
     }
     if (flock(st->lock_fd, LOCK_EX | LOCK_NB) != 0) {
         rc = errno == EWOULDBLOCK ? -EBUSY : -errno;
         long holder = read_holder_pid(st->lock_fd);
         if (rc == -EBUSY && holder > 0)
-            IGNORE_RESULT(buf_printf(err, "data_dir %s is in use by another arun (pid %ld)",
-                                     st->data_dir, holder));
+            buf_printf(err, "data_dir %s is in use by another arun (pid %ld)", st->data_dir,
+                       holder);
         else if (rc == -EBUSY)
-            IGNORE_RESULT(buf_printf(err, "data_dir %s is in use by another arun", st->data_dir));
+            buf_printf(err, "data_dir %s is in use by another arun", st->data_dir);
         else
-            IGNORE_RESULT(buf_printf(err, "cannot lock %s: %s", path, strerror(-rc)));
+            buf_printf(err, "cannot lock %s: %s", path, strerror(-rc));
         release_lock(st);
         goto out;
     }
@@ -720,7 +720,7 @@ static int start(struct store *st, const struct store_options *opts, struct buf 
     if (rc != 0) {
         free(st->done_async);
         st->done_async = NULL;
-        IGNORE_RESULT(buf_printf(err, "cannot set up the store's wakeup: %s", uv_strerror(rc)));
+        buf_printf(err, "cannot set up the store's wakeup: %s", uv_strerror(rc));
         return rc;
     }
     st->done_async->data = st;
@@ -729,7 +729,7 @@ static int start(struct store *st, const struct store_options *opts, struct buf 
     if (rc == 0)
         rc = worker_start(&st->reader);
     if (rc != 0)
-        IGNORE_RESULT(buf_printf(err, "cannot start the store's threads: %s", strerror(-rc)));
+        buf_printf(err, "cannot start the store's threads: %s", strerror(-rc));
     return rc;
 }
 

@@ -33,6 +33,24 @@ static void test_append_past_cap_fails_and_keeps_contents(void **state)
     buf_cleanup(&b);
 }
 
+static void test_a_refused_append_is_remembered_until_reset(void **state)
+{
+    struct buf b;
+    buf_init(&b, 4);
+    buf_puts(&b, "ab");
+    assert_false(b.truncated);
+    buf_puts(&b, "cdef"); /* refused: the cap is 4 */
+    buf_puts(&b, "c");    /* fits, but the contents already miss "cdef" */
+    assert_true(b.truncated);
+    assert_string_equal(buf_cstr(&b), "abc");
+    buf_reset(&b);
+    assert_false(b.truncated);
+    buf_printf(&b, "%d", 12345);
+    assert_true(b.truncated);
+    buf_cleanup(&b);
+    assert_false(b.truncated);
+}
+
 static void test_reserve_makes_room_once_within_the_cap(void **state)
 {
     struct buf b;
@@ -82,6 +100,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_appends_grow_and_stay_terminated),
         cmocka_unit_test(test_append_past_cap_fails_and_keeps_contents),
+        cmocka_unit_test(test_a_refused_append_is_remembered_until_reset),
         cmocka_unit_test(test_reserve_makes_room_once_within_the_cap),
         cmocka_unit_test(test_fmt_u64_matches_printf),
         cmocka_unit_test(test_consume_and_steal),
