@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <h2o/linklist.h>
+
 #include "core/log.h"
 #include "engines/logs.h"
 #include "http/sse.h"
@@ -20,13 +22,13 @@ struct follower {
     struct engine_log *log;
     struct engine_log_follower *f;
     struct sse_stream *sse;
-    struct follower *prev, *next;
+    h2o_linklist_t link; /* in api->followers */
 };
 
 struct engines_api {
     struct http_server *srv;
     struct supervisor *sup;
-    struct follower *followers;
+    h2o_linklist_t followers;
 };
 
 static struct engine *find_or_404(struct engines_api *api, struct http_request *r)
@@ -109,12 +111,7 @@ static void follower_free(struct follower *f)
 {
     if (f->f != NULL)
         engine_log_unfollow(f->log, f->f);
-    if (f->prev)
-        f->prev->next = f->next;
-    else
-        f->api->followers = f->next;
-    if (f->next)
-        f->next->prev = f->prev;
+    h2o_linklist_unlink(&f->link);
     free(f);
 }
 
@@ -170,10 +167,7 @@ static void get_logs(struct http_request *r, void *arg)
     struct follower *f = xcalloc(1, sizeof(*f));
     f->api = api;
     f->log = log;
-    f->next = api->followers;
-    if (f->next)
-        f->next->prev = f;
-    api->followers = f;
+    h2o_linklist_insert(&api->followers, &f->link);
     f->sse = sse_start(r, follower_close_cb, NULL, f);
     /* The tail first, one event a line, then live lines. */
     const char *p = buf_cstr(&out), *end = p + out.len;
@@ -190,8 +184,8 @@ static void get_logs(struct http_request *r, void *arg)
 static void on_shutdown(void *arg)
 {
     struct engines_api *api = arg;
-    while (api->followers != NULL) {
-        struct follower *f = api->followers;
+    while (!h2o_linklist_is_empty(&api->followers)) {
+        struct follower *f = H2O_STRUCT_FROM_MEMBER(struct follower, link, api->followers.next);
         IGNORE_RESULT(sse_comment(f->sse, "arun is shutting down"));
         sse_end(f->sse);
         follower_free(f);
@@ -201,6 +195,7 @@ static void on_shutdown(void *arg)
 struct engines_api *engines_api_new(struct http_server *srv, struct supervisor *sup)
 {
     struct engines_api *api = xcalloc(1, sizeof(*api));
+    h2o_linklist_init_anchor(&api->followers);
     api->srv = srv;
     api->sup = sup;
     http_route(srv, "GET", "/v1/engines", list_engines, api);

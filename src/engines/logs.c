@@ -84,6 +84,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <h2o/linklist.h>
+#include <h2o/memory.h> /* H2O_STRUCT_FROM_MEMBER */
+
 #include "core/clock.h"
 #include "core/log.h"
 #include "http/sse_parser.h"
@@ -127,7 +130,7 @@ struct tail_line {
 };
 
 struct engine_log_follower {
-    struct engine_log_follower *prev, *next;
+    h2o_linklist_t link; /* in l->followers, the oldest first */
     engine_log_line_cb cb;
     void *arg;
     bool removed; /* unfollowed during a dispatch; freed when the dispatch ends */
@@ -162,10 +165,9 @@ struct engine_log {
     struct buf last_any;   /* the last engine line of this run */
     bool run_has_lines;    /* last_any holds a line (maybe an empty one) */
 
-    struct engine_log_follower *followers; /* the oldest first */
-    struct engine_log_follower *followers_end;
-    unsigned dispatching; /* nesting depth of dispatch(); > 0 defers frees */
-    size_t removed;       /* followers marked removed, waiting for the sweep */
+    h2o_linklist_t followers; /* engine_log_follower.link, the oldest first */
+    unsigned dispatching;     /* nesting depth of dispatch(); > 0 defers frees */
+    size_t removed;           /* followers marked removed, waiting for the sweep */
 
     uint64_t last_output_ms;
     uint64_t bytes_total;
@@ -606,42 +608,38 @@ static void remember(struct buf *b, const char *line, size_t len)
 
 /* ---- followers ---- */
 
-static void follower_unlink(struct engine_log *l, struct engine_log_follower *f)
+static void follower_unlink(struct engine_log_follower *f)
 {
-    if (f->prev != NULL)
-        f->prev->next = f->next;
-    else
-        l->followers = f->next;
-    if (f->next != NULL)
-        f->next->prev = f->prev;
-    else
-        l->followers_end = f->prev;
+    h2o_linklist_unlink(&f->link);
     free(f);
 }
 
 /* Frees the followers unfollowed during a dispatch. */
 static void followers_sweep(struct engine_log *l)
 {
-    struct engine_log_follower *f = l->followers;
-    while (f != NULL && l->removed > 0) {
-        struct engine_log_follower *next = f->next;
+    h2o_linklist_t *node = l->followers.next;
+    while (node != &l->followers && l->removed > 0) {
+        struct engine_log_follower *f =
+            H2O_STRUCT_FROM_MEMBER(struct engine_log_follower, link, node);
+        node = node->next;
         if (f->removed) {
-            follower_unlink(l, f);
+            follower_unlink(f);
             l->removed--;
         }
-        f = next;
     }
 }
 
 static void dispatch(struct engine_log *l, int stream, const char *line, size_t len)
 {
-    struct engine_log_follower *last = l->followers_end;
+    h2o_linklist_t *last = l->followers.prev; /* followers added by a callback wait a line */
 
     l->dispatching++;
-    for (struct engine_log_follower *f = l->followers; f != NULL; f = f->next) {
+    for (h2o_linklist_t *node = l->followers.next; node != &l->followers; node = node->next) {
+        struct engine_log_follower *f =
+            H2O_STRUCT_FROM_MEMBER(struct engine_log_follower, link, node);
         if (!f->removed)
             f->cb(line, len, stream, f->arg);
-        if (f == last) /* f is still linked: frees wait for the sweep below */
+        if (node == last) /* f is still linked: frees wait for the sweep below */
             break;
     }
     l->dispatching--;
@@ -874,12 +872,7 @@ struct engine_log_follower *engine_log_follow(struct engine_log *l, engine_log_l
     struct engine_log_follower *f = xcalloc(1, sizeof(*f));
     f->cb = cb;
     f->arg = arg;
-    f->prev = l->followers_end;
-    if (l->followers_end != NULL)
-        l->followers_end->next = f;
-    else
-        l->followers = f;
-    l->followers_end = f;
+    h2o_linklist_insert(&l->followers, &f->link);
     return f;
 }
 
@@ -891,7 +884,7 @@ void engine_log_unfollow(struct engine_log *l, struct engine_log_follower *f)
         l->removed++;
         return;
     }
-    follower_unlink(l, f);
+    follower_unlink(f);
 }
 
 /* ---- open and close ---- */
@@ -951,6 +944,7 @@ int engine_log_open(const char *dir, const char *name, const struct engine_log_o
         goto out;
     }
     l = xcalloc(1, sizeof(*l));
+    h2o_linklist_init_anchor(&l->followers);
     l->fd = -1;
     l->rfd = -1;
     l->name = xstrdup(name);
@@ -986,7 +980,7 @@ void engine_log_close(struct engine_log *l)
     if (l == NULL)
         return;
     ASSERT(l->dispatching == 0);
-    ASSERT(l->followers == NULL);
+    ASSERT(h2o_linklist_is_empty(&l->followers));
     engine_log_flush(l);
     if (l->fd >= 0)
         close(l->fd);

@@ -14,6 +14,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <h2o/linklist.h>
+
 #include "core/clock.h"
 #include "core/log.h"
 #include "http/sse.h"
@@ -28,8 +30,9 @@ struct ready_check {
 struct watcher {
     struct runtime_api *api;
     struct sse_stream *sse;
-    struct events_sub *sub;
-    struct watcher *prev, *next;
+    struct events_sub *sub; /* NULL while events_subscribe replays the ring */
+    bool overflowed;        /* fell behind during the replay: ended once the replay returns */
+    h2o_linklist_t link;    /* in api->watchers */
 };
 
 struct runtime_api {
@@ -37,7 +40,7 @@ struct runtime_api {
     struct metrics *metrics;
     struct events *events;
     struct ready_check *checks;
-    struct watcher *watchers;
+    h2o_linklist_t watchers;
     size_t nwatchers;
     uv_timer_t heartbeat;
     uint64_t started_ms;
@@ -159,12 +162,7 @@ static void watcher_free(struct watcher *w)
     struct runtime_api *api = w->api;
     if (w->sub != NULL)
         events_unsubscribe(api->events, w->sub);
-    if (w->prev != NULL)
-        w->prev->next = w->next;
-    else
-        api->watchers = w->next;
-    if (w->next != NULL)
-        w->next->prev = w->prev;
+    h2o_linklist_unlink(&w->link);
     api->nwatchers--;
     free(w);
 }
@@ -183,9 +181,13 @@ static void watcher_end(struct watcher *w, const char *why)
     watcher_free(w);
 }
 
+#define DROPPED_WHY "dropped: this client fell too far behind; reconnect with Last-Event-ID"
+
 static void on_event(uint64_t id, const char *type, const char *json, void *arg)
 {
     struct watcher *w = arg;
+    if (w->overflowed)
+        return;
     char ids[24];
     snprintf(ids, sizeof(ids), "%" PRIu64, id);
     int rc = sse_write(w->sse, type, ids, json, strlen(json));
@@ -194,7 +196,10 @@ static void on_event(uint64_t id, const char *type, const char *json, void *arg)
                  "dropping a /v1/events client %zu bytes behind; it can reconnect with "
                  "Last-Event-ID",
                  sse_pending(w->sse));
-        watcher_end(w, "dropped: this client fell too far behind; reconnect with Last-Event-ID");
+        if (w->sub == NULL)
+            w->overflowed = true; /* events_subscribe is still replaying: events_page ends it */
+        else
+            watcher_end(w, DROPPED_WHY);
     }
 }
 
@@ -217,41 +222,34 @@ static void events_page(struct http_request *r, void *arg)
     }
     struct watcher *w = xcalloc(1, sizeof(*w));
     w->api = api;
-    w->next = api->watchers;
-    if (w->next != NULL)
-        w->next->prev = w;
-    api->watchers = w;
+    h2o_linklist_insert(&api->watchers, &w->link);
     api->nwatchers++;
     w->sse = sse_start(r, watcher_close_cb, NULL, w);
     IGNORE_RESULT(sse_comment(w->sse, "arun events")); /* a fresh stream has room */
-    /* Replay from the ring may already overflow a slow client: the callback then frees w. */
-    struct events_sub *sub = events_subscribe(api->events, after, on_event, w);
-    struct watcher *still;
-    for (still = api->watchers; still != NULL && still != w; still = still->next)
-        ;
-    if (still == NULL)
-        events_unsubscribe(api->events, sub);
-    else
-        w->sub = sub;
+    /* Replay from the ring may already overflow a slow client: on_event only marks it then. */
+    w->sub = events_subscribe(api->events, after, on_event, w);
+    if (w->overflowed)
+        watcher_end(w, DROPPED_WHY);
 }
 
 static void heartbeat_cb(uv_timer_t *t)
 {
     struct runtime_api *api = t->data;
-    struct watcher *w = api->watchers;
-    while (w != NULL) {
-        struct watcher *next = w->next;
+    h2o_linklist_t *node = api->watchers.next;
+    while (node != &api->watchers) {
+        struct watcher *w = H2O_STRUCT_FROM_MEMBER(struct watcher, link, node);
+        node = node->next;
         if (sse_comment(w->sse, "heartbeat") == -ENOBUFS)
             watcher_end(w, NULL);
-        w = next;
     }
 }
 
 static void on_shutdown(void *arg)
 {
     struct runtime_api *api = arg;
-    while (api->watchers != NULL)
-        watcher_end(api->watchers, "arun is shutting down");
+    while (!h2o_linklist_is_empty(&api->watchers))
+        watcher_end(H2O_STRUCT_FROM_MEMBER(struct watcher, link, api->watchers.next),
+                    "arun is shutting down");
     uv_timer_stop(&api->heartbeat);
 }
 
@@ -261,6 +259,7 @@ struct runtime_api *runtime_api_new(struct http_server *srv, struct metrics *met
                                     struct events *events)
 {
     struct runtime_api *api = xcalloc(1, sizeof(*api));
+    h2o_linklist_init_anchor(&api->watchers);
     api->srv = srv;
     api->metrics = metrics;
     api->events = events;
