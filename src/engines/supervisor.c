@@ -36,6 +36,7 @@
 
 #include "core/clock.h"
 #include "core/log.h"
+#include "engines/admission.h"
 #include "engines/container.h"
 #include "engines/health.h"
 #include "engines/logs.h"
@@ -224,57 +225,36 @@ static void timer_cb(uv_timer_t *t)
     }
 }
 
-static bool evictable(const struct engine *o, uint64_t now, bool ignore_residency)
+/* ---- admission: the decision is admission.c's, the acts are here ---- */
+
+static struct admission_engine admission_of(const struct engine *o, uint64_t now)
 {
-    if (!(o->state == ENGINE_READY || o->state == ENGINE_UNHEALTHY))
-        return false;
-    if (o->in_flight > 0 || o->queued > 0)
-        return false;
-    return ignore_residency || now - o->ready_ms >= (uint64_t)o->cfg->min_resident_s * 1000;
+    bool serving = o->state == ENGINE_READY || o->state == ENGINE_UNHEALTHY;
+    return (struct admission_engine){
+        .name = o->cfg->name,
+        .group = o->cfg->group,
+        .need_ram_mb = sup_need_ram_mb(o),
+        .need_vram_mb = sup_need_vram_mb(o),
+        .running = sup_running(o),
+        .stopping = o->state == ENGINE_STOPPING,
+        .serving = serving,
+        .busy = o->in_flight > 0 || o->queued > 0,
+        .resident = serving && now - o->ready_ms < (uint64_t)o->cfg->min_resident_s * 1000,
+        .remote = o->backend == CONFIG_BACKEND_REMOTE,
+        .last_used_ms = o->last_used_ms,
+    };
 }
 
-/* What engines that are sup_running (or about to) hold of the envelope. */
-static void in_use(struct supervisor *sup, const struct engine *except, uint64_t *ram,
-                   uint64_t *vram)
-{
-    *ram = *vram = 0;
-    for (size_t i = 0; i < sup->nengines; i++) {
-        struct engine *o = &sup->engines[i];
-        if (o == except || !sup_running(o) || o->backend == CONFIG_BACKEND_REMOTE)
-            continue;
-        *ram += sup_need_ram_mb(o);
-        *vram += sup_need_vram_mb(o);
-    }
-}
-
-static bool fits(struct supervisor *sup, struct engine *e)
-{
-    uint64_t ram, vram;
-    in_use(sup, e, &ram, &vram);
-    return ram + sup_need_ram_mb(e) <= sup->ram_envelope_mb &&
-           vram + sup_need_vram_mb(e) <= sup->vram_envelope_mb;
-}
-
-static bool stopping_any(struct supervisor *sup)
-{
-    for (size_t i = 0; i < sup->nengines; i++)
-        if (sup->engines[i].state == ENGINE_STOPPING)
-            return true;
-    return false;
-}
-
-static struct engine *lru_victim(struct supervisor *sup, struct engine *for_e)
+/* Asks admission about e with the engines as they are now. stop: room for nengines indices. */
+static void decide(struct supervisor *sup, struct engine *e, size_t *stop,
+                   struct admission_decision *d)
 {
     uint64_t now = clock_mono_ms();
-    struct engine *best = NULL;
-    for (size_t i = 0; i < sup->nengines; i++) {
-        struct engine *o = &sup->engines[i];
-        if (o == for_e || o->backend == CONFIG_BACKEND_REMOTE || !evictable(o, now, false))
-            continue;
-        if (best == NULL || o->last_used_ms < best->last_used_ms)
-            best = o;
-    }
-    return best;
+    struct admission_engine *snap = xcalloc(sup->nengines, sizeof(*snap));
+    for (size_t i = 0; i < sup->nengines; i++)
+        snap[i] = admission_of(&sup->engines[i], now);
+    admission_decide(snap, sup->nengines, (size_t)(e - sup->engines), &sup->envelope, stop, d);
+    free(snap);
 }
 
 /* The driver frees a process's GPU memory some time after the process is gone (Ollama
@@ -301,83 +281,92 @@ static bool vram_not_back(struct supervisor *sup, struct engine *e)
     return true;
 }
 
-/* Refuses a start that can never fit, with the numbers. Returns true when refused. */
-static bool too_large(struct supervisor *sup, struct engine *e)
+static void refuse_too_large(struct supervisor *sup, struct engine *e, bool vram)
 {
-    uint64_t ram = sup_need_ram_mb(e), vram = sup_need_vram_mb(e);
-    if (ram <= sup->ram_envelope_mb && vram <= sup->vram_envelope_mb)
-        return false;
     e->want_start = false;
     e->fail_status = -ENOMEM;
-    if (vram > sup->vram_envelope_mb)
+    if (vram)
         sup_set_state(e, ENGINE_FAILED,
                       "needs %" PRIu64 " MiB of VRAM, the node's envelope is %" PRIu64 " MiB (%s)",
-                      vram, sup->vram_envelope_mb, sup->envelope_why);
+                      sup_need_vram_mb(e), sup->envelope.vram_mb, sup->envelope.why);
     else
         sup_set_state(e, ENGINE_FAILED,
                       "needs %" PRIu64 " MiB of RAM, the node's envelope is %" PRIu64 " MiB (%s)",
-                      ram, sup->ram_envelope_mb, sup->envelope_why);
-    return true;
+                      sup_need_ram_mb(e), sup->envelope.ram_mb, sup->envelope.why);
 }
 
-/* Tries to admit one waiting engine. Returns true when it started (or waits on stops). */
+/* Refuses a start that can never fit, with the numbers. Returns true when refused. */
+static bool too_large(struct supervisor *sup, struct engine *e)
+{
+    size_t *stop = xcalloc(sup->nengines, sizeof(*stop));
+    struct admission_decision d;
+    decide(sup, e, stop, &d);
+    free(stop);
+    if (d.verdict == ADMISSION_TOO_LARGE)
+        refuse_too_large(sup, e, d.vram);
+    return d.verdict == ADMISSION_TOO_LARGE;
+}
+
+static void evict(struct supervisor *sup, struct engine *e, struct engine *victim,
+                  const struct admission_decision *d)
+{
+    log_info("engines", "evicting %s (idle, least recently used) to make room for %s",
+             victim->cfg->name, e->cfg->name);
+    events_publish(sup->events, "engine.evict",
+                   json_pack("{s:s, s:s}", "engine", victim->cfg->name, "for", e->cfg->name));
+    sup_begin_stop(victim, false,
+                   "evicted to make room for %s (needs %" PRIu64 " MiB RAM, %" PRIu64
+                   " MiB VRAM; in use %" PRIu64 " of %" PRIu64 " MiB RAM)",
+                   e->cfg->name, sup_need_ram_mb(e), sup_need_vram_mb(e), d->ram_in_use_mb,
+                   sup->envelope.ram_mb);
+}
+
+static void wait_for_room(struct supervisor *sup, struct engine *e)
+{
+    char who[256] = "";
+    for (size_t i = 0; i < sup->nengines; i++) {
+        struct engine *o = &sup->engines[i];
+        if (o != e && sup_running(o))
+            snprintf(who + strlen(who), sizeof(who) - strlen(who), "%s%s (%s)", who[0] ? ", " : "",
+                     o->cfg->name, o->in_flight ? "busy" : "resident");
+    }
+    sup_set_state(e, e->state,
+                  "waiting for room: needs %" PRIu64 " MiB RAM and %" PRIu64
+                  " MiB VRAM; held by %s",
+                  sup_need_ram_mb(e), sup_need_vram_mb(e), who[0] ? who : "nothing evictable");
+}
+
+/* Does what admission decides for one engine that waits to start. */
 static void admit(struct supervisor *sup, struct engine *e)
 {
-    if (too_large(sup, e))
-        return;
-    /* An exclusive group: every other member must be stopped first. */
-    bool group_busy = false;
-    for (size_t i = 0; e->cfg->group && i < sup->nengines; i++) {
-        struct engine *o = &sup->engines[i];
-        if (o == e || o->cfg->group == NULL || strcmp(o->cfg->group, e->cfg->group) != 0 ||
-            !sup_running(o))
-            continue;
-        group_busy = true;
-        if (o->state != ENGINE_STOPPING && o->in_flight == 0 && o->queued == 0)
-            sup_begin_stop(o, false, "stopped for %s (exclusive group %s)", e->cfg->name,
-                           e->cfg->group);
+    size_t *stop = xcalloc(sup->nengines, sizeof(*stop));
+    struct admission_decision d;
+    decide(sup, e, stop, &d);
+    switch (d.verdict) {
+    case ADMISSION_TOO_LARGE:
+        refuse_too_large(sup, e, d.vram);
+        break;
+    case ADMISSION_GROUP:
+        for (size_t k = 0; k < d.nstop; k++)
+            sup_begin_stop(&sup->engines[stop[k]], false, "stopped for %s (exclusive group %s)",
+                           e->cfg->name, e->cfg->group);
+        break;
+    case ADMISSION_START:
+        /* Engines that are stopping still count: a start that needs their memory waits until
+         * their processes are gone (Ollama #7606), one that fits beside them goes now. */
+        if (!vram_not_back(sup, e)) /* else the sampler schedules again with the next reading */
+            sup_spawn_engine(e);
+        break;
+    case ADMISSION_WAIT:
+        break; /* stops under way may make room: evict nobody else until they are done */
+    case ADMISSION_EVICT:
+        evict(sup, e, &sup->engines[d.victim], &d);
+        break;
+    case ADMISSION_NO_ROOM:
+        wait_for_room(sup, e);
+        break;
     }
-    if (group_busy)
-        return;
-    /* Engines that are stopping still count in fits(): a start that needs their memory waits
-     * until their processes are gone (Ollama #7606), one that fits beside them goes now. */
-    if (fits(sup, e)) {
-        if (vram_not_back(sup, e))
-            return; /* the sampler calls sup_schedule() again with the next reading */
-        sup_spawn_engine(e);
-        return;
-    }
-    /* Stops already under way may make room: evict nobody else until they are done. */
-    if (stopping_any(sup))
-        return;
-    struct engine *victim = lru_victim(sup, e);
-    if (victim != NULL) {
-        uint64_t ram, vram;
-        in_use(sup, e, &ram, &vram);
-        log_info("engines", "evicting %s (idle, least recently used) to make room for %s",
-                 victim->cfg->name, e->cfg->name);
-        events_publish(sup->events, "engine.evict",
-                       json_pack("{s:s, s:s}", "engine", victim->cfg->name, "for", e->cfg->name));
-        sup_begin_stop(victim, false,
-                       "evicted to make room for %s (needs %" PRIu64 " MiB RAM, %" PRIu64
-                       " MiB VRAM; in use %" PRIu64 " of %" PRIu64 " MiB RAM)",
-                       e->cfg->name, sup_need_ram_mb(e), sup_need_vram_mb(e), ram,
-                       sup->ram_envelope_mb);
-        return;
-    }
-    {
-        char who[256] = "";
-        for (size_t i = 0; i < sup->nengines; i++) {
-            struct engine *o = &sup->engines[i];
-            if (o != e && sup_running(o))
-                snprintf(who + strlen(who), sizeof(who) - strlen(who), "%s%s (%s%s)",
-                         who[0] ? ", " : "", o->cfg->name, o->in_flight ? "busy" : "resident", "");
-        }
-        sup_set_state(e, e->state,
-                      "waiting for room: needs %" PRIu64 " MiB RAM and %" PRIu64
-                      " MiB VRAM; held by %s",
-                      sup_need_ram_mb(e), sup_need_vram_mb(e), who[0] ? who : "nothing evictable");
-    }
+    free(stop);
 }
 
 void sup_schedule(struct supervisor *sup)
@@ -407,25 +396,13 @@ struct init_work {
 
 static void compute_envelope(struct supervisor *sup, const struct init_work *w)
 {
-    const struct config *cfg = sup->cfg;
     uint64_t gpu_total = 0;
     for (int i = 0; w->snap_ok && i < w->snap.ndevices; i++)
         gpu_total += w->snap.dev[i].total_mb;
-    if (cfg->node.ram_mb == CONFIG_AUTO) {
-        uint64_t total = w->host_ok ? w->host.total_mb : 0;
-        uint64_t reserve = (uint64_t)cfg->node.reserve_mb;
-        sup->ram_envelope_mb = total > reserve ? total - reserve : 0;
-    } else {
-        sup->ram_envelope_mb = (uint64_t)cfg->node.ram_mb;
-    }
-    sup->vram_envelope_mb =
-        cfg->node.vram_mb == CONFIG_AUTO ? gpu_total : (uint64_t)cfg->node.vram_mb;
-    snprintf(sup->envelope_why, sizeof(sup->envelope_why), "RAM %s, VRAM %s: %s",
-             cfg->node.ram_mb == CONFIG_AUTO ? "MemTotal minus node.reserve_mb" : "node.ram_mb",
-             cfg->node.vram_mb == CONFIG_AUTO ? "from the GPUs" : "node.vram_mb",
-             buf_cstr(&w->why));
+    admission_envelope(sup->cfg, w->host_ok ? w->host.total_mb : 0, gpu_total, buf_cstr(&w->why),
+                       &sup->envelope);
     log_info("engines", "memory envelope: %" PRIu64 " MiB RAM, %" PRIu64 " MiB VRAM (%s)",
-             sup->ram_envelope_mb, sup->vram_envelope_mb, sup->envelope_why);
+             sup->envelope.ram_mb, sup->envelope.vram_mb, sup->envelope.why);
 }
 
 static void init_work_cb(uv_work_t *w)
@@ -589,7 +566,7 @@ void supervisor_run(struct supervisor *sup)
         /* No engines: nothing to measure, and start-up stays within milliseconds. */
         buf_cleanup(&iw->why);
         free(iw);
-        sup->ram_envelope_mb = sup->vram_envelope_mb = 0;
+        sup->envelope.ram_mb = sup->envelope.vram_mb = 0;
         sup->ready = true;
     }
 }

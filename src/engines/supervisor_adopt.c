@@ -443,7 +443,7 @@ static void container_leftovers_cb(int status, json_t *list, const char *why, vo
                     strcmp(state, "running") == 0 && e->cfg->port != CONFIG_AUTO;
         if (keep) {
             /* Adoption settles before any start decision: `start: always` must find this
-             * container sup_running, not start a second one that replaces it. */
+             * container running, not start a second one that replaces it. */
             e->port = (uint16_t)e->cfg->port;
             sup->adopting++;
             if (container_inspect(sup->crt, name, container_adopt_cb, e) != 0)

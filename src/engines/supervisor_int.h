@@ -18,6 +18,7 @@
 #ifndef ARUN_ENGINES_SUPERVISOR_INT_H
 #define ARUN_ENGINES_SUPERVISOR_INT_H
 
+#include "engines/admission.h"
 #include "engines/health.h"
 #include "engines/manifest.h"
 #include "engines/memory.h"
@@ -123,8 +124,7 @@ struct supervisor {
     uv_timer_t log_timer;
     bool sampling; /* a sample is in the worker */
     struct memory_gpu *gpu;
-    uint64_t ram_envelope_mb, vram_envelope_mb;
-    char envelope_why[256];
+    struct admission_envelope envelope;
     struct memory_host host;
     double psi_full;
     uint64_t psi_holdoff_until_ms; /* no second pressure stop before this */
