@@ -35,6 +35,7 @@
 #include "engines/memory.h"
 #include "engines/native.h"
 #include "engines/proc.h"
+#include "engines/record.h"
 
 static void adoption_step_done(struct supervisor *sup);
 static void container_leftovers_cb(int status, json_t *list, const char *why, void *arg);
@@ -51,42 +52,37 @@ void sup_record_save(struct engine *e)
 {
     if (e->sup->store == NULL)
         return;
-    json_t *loads = json_array();
-    for (size_t i = 0; i < e->nloads; i++)
-        json_array_append_new(loads, json_integer((json_int_t)e->loads[i]));
-    json_t *j = json_pack(
-        "{s:i, s:I, s:i, s:s, s:s, s:s, s:I, s:o, s:i}", "pid", (int)e->pid, "start_ticks",
-        (json_int_t)e->pid_start_ticks, "port", e->port, "backend", config_backend_name(e->backend),
-        "container", e->container_name, "manifest", e->manifest_hash, "started_at_ms",
-        (json_int_t)e->started_at_wall_ms, "loads", loads, "restarts", (int)e->restarts);
-    char *s = json_dumps(j, JSON_COMPACT);
-    json_decref(j);
-    if (store_kv_put(e->sup->store, STORE_NS, e->cfg->name, s, strlen(s), record_saved_cb, e) != 0)
+    struct engine_record r = {.pid = e->pid,
+                              .start_ticks = e->pid_start_ticks,
+                              .port = e->port,
+                              .started_at_ms = e->started_at_wall_ms,
+                              .nloads = e->nloads,
+                              .restarts = e->restarts};
+    snprintf(r.backend, sizeof(r.backend), "%s", config_backend_name(e->backend));
+    snprintf(r.container, sizeof(r.container), "%s", e->container_name);
+    snprintf(r.manifest, sizeof(r.manifest), "%s", e->manifest_hash);
+    memcpy(r.loads, e->loads, e->nloads * sizeof(e->loads[0]));
+    char *s = engine_record_format(&r);
+    if (store_kv_put(e->sup->store, ENGINE_RECORD_NS, e->cfg->name, s, strlen(s), record_saved_cb,
+                     e) != 0)
         log_warn("engines", "%s: engine record not saved (store busy or closing)", e->cfg->name);
     free(s);
 }
 
-static void adopt(struct engine *e, json_t *rec)
+static void adopt(struct engine *e, const struct engine_record *rec)
 {
-    pid_t pid = (pid_t)json_integer_value(json_object_get(rec, "pid"));
-    uint64_t ticks = (uint64_t)json_integer_value(json_object_get(rec, "start_ticks"));
-    const char *hash = json_string_value(json_object_get(rec, "manifest"));
-    json_t *loads = json_object_get(rec, "loads");
-    size_t i;
-    json_t *v;
-    json_array_foreach(loads, i, v)
-    {
-        if (e->nloads < LOAD_HISTORY)
-            e->loads[e->nloads++] = (uint64_t)json_integer_value(v);
-    }
+    pid_t pid = rec->pid;
+    uint64_t ticks = rec->start_ticks;
+    memcpy(e->loads, rec->loads, rec->nloads * sizeof(e->loads[0]));
+    e->nloads = rec->nloads;
     if (e->nloads > 0)
         e->last_load_ms = e->loads[e->nloads - 1];
-    e->restarts = (uint32_t)json_integer_value(json_object_get(rec, "restarts"));
+    e->restarts = rec->restarts;
     if (pid <= 0 || e->backend != CONFIG_BACKEND_NATIVE)
         return;
     struct proc_id id = {.pid = pid, .start_ticks = ticks};
     bool alive = proc_alive(e->sup->proc_root, id);
-    bool same = hash != NULL && strcmp(hash, e->manifest_hash) == 0;
+    bool same = strcmp(rec->manifest, e->manifest_hash) == 0;
     if (!alive) {
         size_t n = native_signal_all(pid, NULL, 0, SIGKILL);
         if (n > 0)
@@ -108,8 +104,8 @@ static void adopt(struct engine *e, json_t *rec)
     e->npids = 1;
     e->adopted = true;
     e->adopted_instance = true;
-    e->port = (uint16_t)json_integer_value(json_object_get(rec, "port"));
-    e->started_at_wall_ms = json_integer_value(json_object_get(rec, "started_at_ms"));
+    e->port = rec->port;
+    e->started_at_wall_ms = rec->started_at_ms;
     e->spawned_ms = e->last_progress_ms = clock_mono_ms();
     engine_log_note(e->log, "adopted pid %d from a previous arun (port %u)", (int)pid, e->port);
     sup_set_state(e, ENGINE_STARTING, "adopted pid %d from a previous arun; probing it", (int)pid);
@@ -125,12 +121,9 @@ static void record_read_cb(int status, const char *value, size_t len, void *arg)
         sup_free_if_done(sup);
         return;
     }
-    if (status == 0) {
-        json_t *rec = json_loadb(value, len, 0, NULL);
-        if (rec != NULL)
-            adopt(e, rec);
-        json_decref(rec);
-    }
+    struct engine_record rec;
+    if (status == 0 && engine_record_parse(value, len, &rec) == 0)
+        adopt(e, &rec);
     adoption_step_done(e->sup);
 }
 
@@ -169,14 +162,13 @@ static void orphans_listed_cb(int status, const char *value, size_t len, void *a
     }
     json_t *all = status == 0 ? json_loadb(value, len, 0, NULL) : NULL;
     const char *name;
-    json_t *rec;
-    json_object_foreach(all, name, rec)
+    json_t *j;
+    json_object_foreach(all, name, j)
     {
-        if (supervisor_find(sup, name) != NULL)
+        struct engine_record rec;
+        if (supervisor_find(sup, name) != NULL || engine_record_from_json(j, &rec) != 0)
             continue;
-        struct proc_id id = {.pid = (pid_t)json_integer_value(json_object_get(rec, "pid")),
-                             .start_ticks =
-                                 (uint64_t)json_integer_value(json_object_get(rec, "start_ticks"))};
+        struct proc_id id = {.pid = rec.pid, .start_ticks = rec.start_ticks};
         if (id.pid > 1 && proc_alive(sup->proc_root, id)) {
             log_warn("engines",
                      "engine %s is no longer in the config, but pid %d that a "
@@ -184,7 +176,8 @@ static void orphans_listed_cb(int status, const char *value, size_t len, void *a
                      name, (int)id.pid);
             stop_orphan(sup, id, id.pid, name);
         }
-        IGNORE_RESULT(store_kv_delete(sup->store, STORE_NS, name, orphan_record_deleted_cb, sup));
+        IGNORE_RESULT(
+            store_kv_delete(sup->store, ENGINE_RECORD_NS, name, orphan_record_deleted_cb, sup));
     }
     json_decref(all);
     adoption_step_done(sup);
@@ -370,7 +363,7 @@ void sup_begin_adoption(struct supervisor *sup)
             continue;
         sup->adopting++;
         sup->works++;
-        if (store_kv_get(sup->store, STORE_NS, e->cfg->name, record_read_cb, e) != 0) {
+        if (store_kv_get(sup->store, ENGINE_RECORD_NS, e->cfg->name, record_read_cb, e) != 0) {
             sup->adopting--;
             sup->works--;
         }
@@ -383,7 +376,7 @@ void sup_begin_adoption(struct supervisor *sup)
     if (sup->store != NULL) {
         sup->adopting++;
         sup->works++;
-        if (store_kv_list(sup->store, STORE_NS, orphans_listed_cb, sup) != 0) {
+        if (store_kv_list(sup->store, ENGINE_RECORD_NS, orphans_listed_cb, sup) != 0) {
             sup->adopting--;
             sup->works--;
         }

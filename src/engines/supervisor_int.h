@@ -24,12 +24,12 @@
 #include "engines/memory.h"
 #include "engines/native.h"
 #include "engines/proc.h"
+#include "engines/record.h"
 #include "engines/supervisor.h"
 
-#define MAX_TRACKED_PIDS 256  /* processes tracked per engine; far more than any engine forks */
-#define LOAD_HISTORY 8        /* past load durations kept for the remaining-time estimate */
-#define STORE_NS "engines"    /* kv namespace of the engine records */
-#define PORT_AUTO_FIRST 41000 /* port: auto picks from this range */
+#define MAX_TRACKED_PIDS 256 /* processes tracked per engine; far more than any engine forks */
+#define LOAD_HISTORY ENGINE_RECORD_LOADS /* past load durations kept (and recorded) */
+#define PORT_AUTO_FIRST 41000            /* port: auto picks from this range */
 #define PORT_AUTO_LAST 41999
 #define LOG_POLL_MS 200 /* how often engine output written to the log file is picked up */
 
