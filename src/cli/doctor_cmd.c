@@ -3,7 +3,7 @@
  * "warn …" or "fail …", with a sentence a person can act on; the exit code is 1 when any check
  * failed. It reads the config the way `arun serve` would (--config FILE, else $ARUN_CONFIG,
  * else ./arun.yaml, else the embedded defaults), then looks at this machine: /proc for memory
- * and processes, dlopen for NVML, PATH for binaries and container CLIs, a bind() for the port,
+ * and processes, NVML or nvidia-smi, PATH for binaries and container CLIs, a bind() for the port,
  * and data_dir's lock and database for engines an arun left behind.
  *
  * It never writes anything an arun uses: the database is opened read-only, a test file in
@@ -13,17 +13,18 @@
  *
  * DESIGN
  *
- * The CLI links no layer above core, so the few things the engines layer also knows are
- * re-stated here in their simplest form: the first word of `cmd` split like a shell with
- * ${VAR} looked up in the environment (${PORT}, ${NAME} and ${DATA_DIR} are arun's own and
- * always resolve), a PATH lookup like execvp's, and the engine record arun keeps in the kv
- * table (ns 'engines': pid, start_ticks, port, container). A record names an orphan when its
- * pid is alive and started at the same clock tick as recorded (field 22 of /proc/PID/stat), so
- * a pid reused by another program is never reported.
+ * The doctor restates nothing the engines and store layers know: it links their loop-free
+ * modules and asks them. Host memory and the GPUs come from engines/memory (MemTotal,
+ * MemAvailable; NVML, else nvidia-smi), the envelope and what it refuses from engines/admission
+ * (the rules the supervisor applies), `cmd` is split and expanded by engines/manifest exactly as
+ * a spawn would, the engine record is engines/record's, the database and lock file names are
+ * store/store.h's, and a process is "the same" by engines/proc (pid and start time, so a pid
+ * reused by another program is never reported). Orphans are found two ways, as the next arun
+ * would find them: through the records, and through the environment marker every engine
+ * process carries (manifest.h), which also finds engines started just before an arun died.
  */
 #include "cli/doctor_cmd.h"
 
-#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -41,11 +42,14 @@
 #include "core/buf.h"
 #include "core/config.h"
 #include "core/fileio.h"
+#include "engines/admission.h"
+#include "engines/manifest.h"
+#include "engines/memory.h"
+#include "engines/proc.h"
+#include "engines/record.h"
+#include "store/store.h"
 
-#define STORE_DB_FILE "arun.db"     /* data_dir/arun.db: the store's SQLite file */
-#define STORE_LOCK_FILE "arun.lock" /* data_dir/arun.lock: flock'd by the arun that runs */
-#define ENGINES_NS "engines"        /* kv namespace of the supervisor's engine records */
-#define NVML_LIB "libnvidia-ml.so.1"
+#define MAX_ORPHANS_SHOWN 64         /* marked processes listed one by one; more are counted */
 #define MAX_PODMAN_OUTPUT (4u << 20) /* `podman ps` of a few hundred containers */
 #define HEALTHZ_TIMEOUT_MS 3000      /* an arun answers /healthz at once; a stuck program never */
 
@@ -93,30 +97,6 @@ static void say(struct report *r, enum level lvl, const char *check, const char 
     free(msg);
 }
 
-/* ---- small helpers ---- */
-
-/* One value (kB) of /proc/meminfo, or -1. */
-static long long meminfo_kb(const char *text, const char *key)
-{
-    const char *p = strstr(text, key);
-    return p != NULL ? strtoll(p + strlen(key), NULL, 10) : -1;
-}
-
-/* Reads a small file whole. Returns 0 and fills b, or -errno. */
-static int read_file(const char *path, struct buf *b)
-{
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return -errno;
-    char chunk[4096];
-    size_t n;
-    int rc = 0;
-    while (rc == 0 && (n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-        rc = buf_append(b, chunk, n);
-    fclose(f);
-    return rc;
-}
-
 /* ---- config ---- */
 
 static struct config *check_config(struct report *r, const char *flag_path)
@@ -144,20 +124,66 @@ static struct config *check_config(struct report *r, const char *flag_path)
     return cfg;
 }
 
-/* ---- memory ---- */
+/* ---- memory and GPUs ---- */
 
-static void check_memory(struct report *r, const struct config *cfg)
+/* What the machine has, read once for the memory and GPU checks. */
+struct machine {
+    struct memory_host host;
+    bool host_ok;
+    struct memory_gpu_snapshot gpu;
+    bool gpu_ok;
+    uint64_t gpu_total_mb;
+    char gpu_why[512]; /* which GPU source was picked and why */
+};
+
+static void read_machine(struct machine *m)
 {
-    struct buf text;
-    buf_init(&text, 1 << 20);
-    if (read_file("/proc/meminfo", &text) != 0) {
-        say(r, WARN, "memory", "cannot read /proc/meminfo: the envelope cannot be checked");
-        goto out;
+    struct buf why;
+    buf_init(&why, sizeof(m->gpu_why) - 1);
+    m->host_ok = memory_host_read("/proc", &m->host) == 0;
+    struct memory_gpu *g = memory_gpu_open(NULL, &why);
+    m->gpu_ok = memory_gpu_read(g, &m->gpu) == 0;
+    memory_gpu_close(g);
+    for (int i = 0; m->gpu_ok && i < m->gpu.ndevices; i++)
+        m->gpu_total_mb += m->gpu.dev[i].total_mb;
+    snprintf(m->gpu_why, sizeof(m->gpu_why), "%s", buf_cstr(&why));
+    buf_cleanup(&why);
+}
+
+/* The first engine the supervisor would refuse as too large for the envelope, or SIZE_MAX. */
+static size_t first_too_large(const struct config *cfg, const struct admission_envelope *env,
+                              bool *vram)
+{
+    size_t found = SIZE_MAX, n = cfg->nengines;
+    struct admission_engine *snap = xcalloc(n ? n : 1, sizeof(*snap));
+    size_t *stop = xcalloc(n ? n : 1, sizeof(*stop));
+    for (size_t i = 0; i < n; i++)
+        snap[i] = (struct admission_engine){.name = cfg->engines[i].name,
+                                            .need_ram_mb = cfg->engines[i].memory.ram_mb,
+                                            .need_vram_mb = cfg->engines[i].memory.vram_mb};
+    for (size_t i = 0; i < n && found == SIZE_MAX; i++) {
+        struct admission_decision d;
+        admission_decide(snap, n, i, env, stop, &d);
+        if (d.verdict == ADMISSION_TOO_LARGE) {
+            found = i;
+            *vram = d.vram;
+        }
     }
-    long long total_mb = meminfo_kb(buf_cstr(&text), "MemTotal:") / 1024;
-    long long avail_mb = meminfo_kb(buf_cstr(&text), "MemAvailable:") / 1024;
-    long long envelope =
-        cfg->node.ram_mb == CONFIG_AUTO ? total_mb - cfg->node.reserve_mb : cfg->node.ram_mb;
+    free(stop);
+    free(snap);
+    return found;
+}
+
+static void check_memory(struct report *r, const struct config *cfg, const struct machine *m)
+{
+    if (!m->host_ok) {
+        say(r, WARN, "memory", "cannot read /proc/meminfo: the envelope cannot be checked");
+        return;
+    }
+    struct admission_envelope env;
+    admission_envelope(cfg, m->host.total_mb, m->gpu_total_mb, m->gpu_why, &env);
+    long long total_mb = (long long)m->host.total_mb, avail_mb = (long long)m->host.available_mb;
+    long long envelope = (long long)env.ram_mb;
     uint64_t largest = 0;
     const char *largest_name = NULL;
     for (size_t i = 0; i < cfg->nengines; i++)
@@ -165,6 +191,8 @@ static void check_memory(struct report *r, const struct config *cfg)
             largest = cfg->engines[i].memory.ram_mb;
             largest_name = cfg->engines[i].name;
         }
+    bool vram = false;
+    size_t big = first_too_large(cfg, &env, &vram);
     if (envelope <= 0)
         say(r, FAIL, "memory",
             "the envelope for engines is %lld MiB (%lld MiB total minus "
@@ -175,86 +203,42 @@ static void check_memory(struct report *r, const struct config *cfg)
             "node.ram_mb is %lld MiB, more than this machine's %lld MiB: "
             "engines may be admitted that do not fit",
             (long long)cfg->node.ram_mb, total_mb);
-    else if (largest_name != NULL && (long long)largest > envelope)
+    else if (big != SIZE_MAX)
         say(r, WARN, "memory",
-            "engine %s declares %llu MiB, more than the envelope of %lld "
-            "MiB: it will be refused",
-            largest_name, (unsigned long long)largest, envelope);
+            "engine %s declares %llu MiB of %s, more than the envelope of %llu MiB: it will be "
+            "refused",
+            cfg->engines[big].name,
+            (unsigned long long)(vram ? cfg->engines[big].memory.vram_mb
+                                      : cfg->engines[big].memory.ram_mb),
+            vram ? "VRAM" : "RAM", (unsigned long long)(vram ? env.vram_mb : env.ram_mb));
     else
         say(r, OK, "memory",
             "%lld MiB total, %lld MiB available now; the envelope for engines "
             "is %lld MiB%s",
             total_mb, avail_mb, envelope,
             cfg->node.ram_mb == CONFIG_AUTO ? " (auto: total minus node.reserve_mb)" : "");
-    if (largest_name != NULL && avail_mb >= 0 && (long long)largest > avail_mb &&
-        (long long)largest <= envelope)
+    if (largest_name != NULL && (long long)largest > avail_mb && (long long)largest <= envelope)
         say(r, WARN, "memory",
             "only %lld MiB is available now and engine %s declares %llu MiB: "
             "it may not start until memory is freed",
             avail_mb, largest_name, (unsigned long long)largest);
-out:
-    buf_cleanup(&text);
 }
 
-/* ---- GPU ---- */
-
-typedef int (*nvml_void_fn)(void);
-typedef int (*nvml_count_fn)(unsigned int *);
-
-/* NVML's answer: the number of GPUs, or -1 with *why set. */
-static int nvml_gpus(char *why, size_t why_len)
+static void check_gpu(struct report *r, const struct config *cfg, const struct machine *m)
 {
-    void *h = dlopen(NVML_LIB, RTLD_NOW | RTLD_LOCAL);
-    if (h == NULL) {
-        snprintf(why, why_len, "%s", dlerror());
-        return -1;
-    }
-    nvml_void_fn init = (nvml_void_fn)dlsym(h, "nvmlInit_v2");
-    nvml_void_fn shutdown = (nvml_void_fn)dlsym(h, "nvmlShutdown");
-    nvml_count_fn count = (nvml_count_fn)dlsym(h, "nvmlDeviceGetCount_v2");
-    unsigned n = 0;
-    int rc = -1;
-    if (init == NULL || shutdown == NULL || count == NULL) {
-        snprintf(why, why_len, "%s lacks nvmlInit_v2/nvmlDeviceGetCount_v2", NVML_LIB);
-    } else if ((rc = init()) != 0) {
-        snprintf(why, why_len, "nvmlInit failed with NVML error %d (is the driver loaded?)", rc);
-        rc = -1;
-    } else {
-        rc = count(&n) == 0 ? (int)n : -1;
-        if (rc < 0)
-            snprintf(why, why_len, "nvmlDeviceGetCount failed");
-        IGNORE_RESULT(shutdown());
-    }
-    dlclose(h);
-    return rc;
-}
-
-static void check_gpu(struct report *r, const struct config *cfg)
-{
-    char why[512] = "";
-    int gpus = nvml_gpus(why, sizeof(why));
-    char *smi = fileio_which("nvidia-smi");
-    if (gpus > 0)
-        say(r, OK, "gpu", "%d NVIDIA GPU%s found through NVML (%s); nvidia-smi %s%s", gpus,
-            gpus == 1 ? "" : "s", NVML_LIB, smi ? "at " : "not on PATH", smi ? smi : "");
-    else if (gpus == 0)
-        say(r, WARN, "gpu", "NVML loads but reports no GPU: engines run on CPU");
-    else if (smi != NULL)
-        say(r, WARN, "gpu",
-            "nvidia-smi is at %s but NVML cannot be used (%s): arun cannot "
-            "measure VRAM",
-            smi, why);
+    const char *source = m->gpu_ok ? m->gpu.source : "none";
+    if (!m->gpu_ok)
+        say(r, WARN, "gpu", "the GPUs cannot be read (%s): arun cannot measure VRAM", m->gpu.error);
+    else if (strcmp(source, "none") != 0 && m->gpu.ndevices > 0)
+        say(r, OK, "gpu", "%d NVIDIA GPU%s, %llu MiB in all (%s)", m->gpu.ndevices,
+            m->gpu.ndevices == 1 ? "" : "s", (unsigned long long)m->gpu_total_mb, m->gpu_why);
+    else if (strcmp(source, "none") != 0)
+        say(r, WARN, "gpu", "%s answers but reports no GPU: engines run on CPU", source);
     else if (cfg->node.vram_mb > 0)
-        say(r, WARN, "gpu",
-            "node.vram_mb is %lld but no NVIDIA GPU was found (%s is not "
-            "loadable, no nvidia-smi on PATH)",
-            (long long)cfg->node.vram_mb, NVML_LIB);
+        say(r, WARN, "gpu", "node.vram_mb is %lld but no NVIDIA GPU was found (%s)",
+            (long long)cfg->node.vram_mb, m->gpu_why);
     else
-        say(r, OK, "gpu",
-            "no NVIDIA GPU (%s not loadable, no nvidia-smi on PATH): engines run "
-            "on CPU",
-            NVML_LIB);
-    free(smi);
+        say(r, OK, "gpu", "no NVIDIA GPU (%s): engines run on CPU", m->gpu_why);
 }
 
 /* ---- the listen port ---- */
@@ -380,101 +364,37 @@ static void check_data_dir(struct report *r, const struct config *cfg)
 
 /* ---- engines' binaries ---- */
 
-/* The first word of cmd as a POSIX shell splits it (quotes, backslashes), raw. Heap. */
-static char *first_word(const char *s)
-{
-    struct buf b;
-    buf_init(&b, 64 * 1024);
-    char quote = 0;
-    while (*s == ' ' || *s == '\t' || *s == '\n')
-        s++;
-    for (; *s != '\0'; s++) {
-        if (quote == 0 && (*s == ' ' || *s == '\t' || *s == '\n'))
-            break;
-        if ((quote == 0 && (*s == '\'' || *s == '"')) || *s == quote) {
-            quote = quote ? 0 : *s;
-            continue;
-        }
-        if (*s == '\\' && quote != '\'' && s[1] != '\0')
-            s++;
-        if (buf_append(&b, s, 1) != 0)
-            break; /* 64 KiB of one word: the check below reports it as not found */
-    }
-    char *w = b.len ? buf_steal(&b) : xstrdup("");
-    buf_cleanup(&b);
-    return w;
-}
-
-/* Expands ${VAR} from the environment (arun's own ${PORT}, ${NAME}, ${DATA_DIR} always
- * resolve). Returns the heap result, or NULL with the first unset name in unset. */
-static char *expand(const char *s, const struct config *cfg, const char *engine, char *unset,
-                    size_t unset_len)
-{
-    struct buf b;
-    buf_init(&b, 64 * 1024);
-    for (const char *p = s; *p != '\0'; p++) {
-        const char *end = p[0] == '$' && p[1] == '{' ? strchr(p + 2, '}') : NULL;
-        if (p[0] == '$' && p[1] == '$') {
-            IGNORE_RESULT(buf_puts(&b, "$")); /* the cap is far above a command's length */
-            p++;
-            continue;
-        }
-        if (end == NULL) {
-            IGNORE_RESULT(buf_append(&b, p, 1));
-            continue;
-        }
-        char name[256];
-        snprintf(name, sizeof(name), "%.*s", (int)(end - p - 2), p + 2);
-        const char *v = strcmp(name, "PORT") == 0       ? "41000"
-                        : strcmp(name, "NAME") == 0     ? engine
-                        : strcmp(name, "DATA_DIR") == 0 ? cfg->data_dir
-                                                        : getenv(name);
-        if (v == NULL) {
-            snprintf(unset, unset_len, "%s", name);
-            buf_cleanup(&b);
-            return NULL;
-        }
-        IGNORE_RESULT(buf_puts(&b, v));
-        p = end;
-    }
-    char *out = buf_steal(&b);
-    buf_cleanup(&b);
-    return out ? out : xstrdup("");
-}
-
-/* Checks a native engine's binary. Returns true when it is found. */
+/* Checks a native engine's binary as a spawn would find it (cmd split and expanded by
+ * manifest_argv, ${PORT} as the first auto port). Returns true when it is found. */
 static bool check_cmd(struct report *r, const struct config *cfg, const struct config_engine *e,
                       const char *check, enum level missing)
 {
-    char unset[256];
-    char *raw = first_word(e->cmd);
-    char *prog = expand(raw, cfg, e->name, unset, sizeof(unset));
-    char *found = NULL;
-    if (prog == NULL) {
-        say(r, missing, check,
-            "${%s} in cmd is not set in the environment: the binary cannot be "
-            "known",
-            unset);
-    } else if (prog[0] == '\0') {
+    struct manifest_vars v = {.name = e->name, .port = 41000, .data_dir = cfg->data_dir};
+    struct buf err;
+    buf_init(&err, 1024);
+    char **argv = NULL, *found = NULL;
+    if (manifest_argv(e->cmd, &v, &argv, &err) != 0) {
+        say(r, missing, check, "cmd: %s: the binary cannot be known", buf_cstr(&err));
+    } else if (argv[0] == NULL || argv[0][0] == '\0') {
         say(r, missing, check, "cmd is empty");
-    } else if (prog[0] != '/' && strchr(prog, '/') != NULL && e->cwd != NULL) {
+    } else if (argv[0][0] != '/' && strchr(argv[0], '/') != NULL && e->cwd != NULL) {
         /* A relative path with a '/' is resolved in the engine's cwd, where it is run. */
-        char *in_cwd = xasprintf("%s/%s", e->cwd, prog);
-        found = fileio_which(in_cwd);
+        char *in_cwd = xasprintf("%s/%s", e->cwd, argv[0]);
+        found = manifest_which(in_cwd);
         free(in_cwd);
     } else {
-        found = fileio_which(prog);
+        found = manifest_which(argv[0]);
     }
-    if (prog != NULL && prog[0] != '\0' && found == NULL) {
+    if (argv != NULL && argv[0] != NULL && argv[0][0] != '\0' && found == NULL) {
         const char *path = getenv("PATH");
-        say(r, missing, check, "binary not found: %s (PATH=%s)", prog, path ? path : "");
+        say(r, missing, check, "binary not found: %s (PATH=%s)", argv[0], path ? path : "");
     } else if (found != NULL) {
         say(r, OK, check, "native, runs %s", found);
     }
     bool ok = found != NULL;
     free(found);
-    free(prog);
-    free(raw);
+    manifest_argv_free(argv);
+    buf_cleanup(&err);
     return ok;
 }
 
@@ -522,63 +442,33 @@ static void check_engine(struct report *r, const struct config *cfg, const struc
 
 /* ---- orphans ---- */
 
-/* Field 22 of /proc/PID/stat (start time in clock ticks) of a live process, or 0 when it is gone
- * or a zombie. */
-static unsigned long long start_ticks(long pid)
+/* Reports one engine record of arun.db when its process outlived its arun. Returns its pid
+ * when it did, else 0. */
+static pid_t check_record(struct report *r, const char *name, const char *value)
 {
-    char path[64], text[1024];
-    snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
+    struct engine_record rec;
+    if (engine_record_parse(value, strlen(value), &rec) != 0 || rec.pid <= 0 ||
+        rec.start_ticks == 0 ||
+        !proc_alive("/proc", (struct proc_id){.pid = rec.pid, .start_ticks = rec.start_ticks}))
         return 0;
-    size_t n = fread(text, 1, sizeof(text) - 1, f);
-    fclose(f);
-    text[n] = '\0';
-    /* The command name in parentheses may hold spaces and ')': fields start after the last. */
-    const char *p = strrchr(text, ')');
-    if (p == NULL || p[1] != ' ' || p[2] == 'Z' || p[2] == 'X')
-        return 0;
-    p += 2; /* field 3, the state */
-    for (int field = 3; field < 22 && p != NULL; field++) {
-        p = strchr(p, ' ');
-        p = p ? p + 1 : NULL;
-    }
-    return p ? strtoull(p, NULL, 10) : 0;
+    char *check = xasprintf("orphan engine %s", name);
+    if (rec.container[0] != '\0')
+        say(r, WARN, check,
+            "container %s (pid %ld) still running on port %u with no arun "
+            "(stop it with podman stop %s, or start arun to adopt it)",
+            rec.container, (long)rec.pid, rec.port, rec.container);
+    else
+        say(r, WARN, check,
+            "pid %ld still running on port %u with no arun (stop it with "
+            "kill -TERM -%ld, or start arun to adopt it)",
+            (long)rec.pid, rec.port, (long)rec.pid);
+    free(check);
+    return rec.pid;
 }
 
-/* Reports one engine record of arun.db when its process outlived its arun. Returns 1 when it
- * did. */
-static int check_record(struct report *r, const char *name, const char *value)
-{
-    json_t *j = json_loads(value, 0, NULL);
-    long pid = (long)json_integer_value(json_object_get(j, "pid"));
-    unsigned long long ticks =
-        (unsigned long long)json_integer_value(json_object_get(j, "start_ticks"));
-    long port = (long)json_integer_value(json_object_get(j, "port"));
-    const char *container = json_string_value(json_object_get(j, "container"));
-    int found = 0;
-    if (pid > 0 && ticks != 0 && start_ticks(pid) == ticks) {
-        char *check = xasprintf("orphan engine %s", name);
-        if (container != NULL && container[0] != '\0')
-            say(r, WARN, check,
-                "container %s (pid %ld) still running on port %ld with no arun "
-                "(stop it with podman stop %s, or start arun to adopt it)",
-                container, pid, port, container);
-        else
-            say(r, WARN, check,
-                "pid %ld still running on port %ld with no arun (stop it with "
-                "kill -TERM -%ld, or start arun to adopt it)",
-                pid, port, pid);
-        free(check);
-        found = 1;
-    }
-    json_decref(j);
-    return found;
-}
-
-/* Engine processes recorded in arun.db that are still alive. Returns how many, or -1 when the
- * database could not be read (said). */
-static int orphan_processes(struct report *r, const char *db_path)
+/* Engine processes recorded in arun.db that are still alive, their pids added to seen (room
+ * for MAX_ORPHANS_SHOWN). Returns how many, or -1 when the database could not be read (said). */
+static int orphan_processes(struct report *r, const char *db_path, pid_t *seen, size_t *nseen)
 {
     sqlite3 *db = NULL;
     sqlite3_stmt *st = NULL;
@@ -589,10 +479,13 @@ static int orphan_processes(struct report *r, const char *db_path)
     if (rc == SQLITE_OK)
         rc = sqlite3_prepare_v2(db, "SELECT key, value FROM kv WHERE ns = ?1", -1, &st, NULL);
     if (rc == SQLITE_OK)
-        rc = sqlite3_bind_text(st, 1, ENGINES_NS, -1, SQLITE_STATIC);
+        rc = sqlite3_bind_text(st, 1, ENGINE_RECORD_NS, -1, SQLITE_STATIC);
     while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        found += check_record(r, (const char *)sqlite3_column_text(st, 0),
-                              (const char *)sqlite3_column_text(st, 1));
+        pid_t pid = check_record(r, (const char *)sqlite3_column_text(st, 0),
+                                 (const char *)sqlite3_column_text(st, 1));
+        found += pid > 0;
+        if (pid > 0 && *nseen < MAX_ORPHANS_SHOWN)
+            seen[(*nseen)++] = pid;
         rc = SQLITE_OK;
     }
     if (rc != SQLITE_DONE) {
@@ -602,6 +495,38 @@ static int orphan_processes(struct report *r, const char *db_path)
     }
     sqlite3_finalize(st);
     sqlite3_close(db);
+    return found;
+}
+
+/* Engine processes no record names (started just before their arun died): found by the
+ * environment marker of this data_dir. Group leaders only: what they started goes with them. */
+static int orphan_marked(struct report *r, const struct config *cfg, const pid_t *seen,
+                         size_t nseen)
+{
+    char prefix[MANIFEST_MARKER_MAX], mark[MANIFEST_MARKER_MAX];
+    manifest_marker(cfg->data_dir, "", prefix, sizeof(prefix));
+    struct proc_table t;
+    int found = 0;
+    if (proc_table_read("/proc", &t) != 0)
+        return 0;
+    for (size_t i = 0; i < t.n; i++) {
+        const struct proc_info *p = &t.procs[i];
+        bool known = false;
+        for (size_t k = 0; k < nseen && !known; k++)
+            known = seen[k] == p->pid || seen[k] == p->pgid;
+        if (known || proc_info_gone(p) || p->pgid != p->pid ||
+            proc_environ_get("/proc", p->pid, MANIFEST_MARKER_ENV, mark, sizeof(mark)) != 0 ||
+            strncmp(mark, prefix, strlen(prefix)) != 0)
+            continue;
+        char *check = xasprintf("orphan engine %s", mark + strlen(prefix));
+        say(r, WARN, check,
+            "pid %ld still running with no arun and no record (stop it with kill -TERM -%ld, "
+            "or start arun, which stops it)",
+            (long)p->pid, (long)p->pid);
+        free(check);
+        found++;
+    }
+    proc_table_free(&t);
     return found;
 }
 
@@ -674,9 +599,12 @@ static void check_orphans(struct report *r, const struct config *cfg)
         goto out;
     }
     /* No arun holds data_dir (and, holding the lock, none can start while we look). */
-    int procs = access(db_path, F_OK) == 0 ? orphan_processes(r, db_path) : 0;
+    pid_t seen[MAX_ORPHANS_SHOWN];
+    size_t nseen = 0;
+    int procs = access(db_path, F_OK) == 0 ? orphan_processes(r, db_path, seen, &nseen) : 0;
+    int marked = orphan_marked(r, cfg, seen, nseen);
     int containers = orphan_containers(r, cfg);
-    if (procs == 0 && containers == 0)
+    if (procs == 0 && marked == 0 && containers == 0)
         say(r, OK, "orphans", "no engine left running by an arun that is gone");
 out:
     if (fd >= 0)
@@ -707,9 +635,11 @@ int doctor_cmd_main(int argc, char **argv)
     if (r.json)
         r.items = json_array();
     struct config *cfg = check_config(&r, config_path);
+    struct machine m = {0};
+    read_machine(&m);
     if (cfg != NULL) {
-        check_memory(&r, cfg);
-        check_gpu(&r, cfg);
+        check_memory(&r, cfg, &m);
+        check_gpu(&r, cfg, &m);
         check_listen(&r, cfg);
         check_data_dir(&r, cfg);
         for (size_t i = 0; i < cfg->nengines; i++)
@@ -717,7 +647,7 @@ int doctor_cmd_main(int argc, char **argv)
         check_orphans(&r, cfg);
     } else {
         struct config *dflt = config_default();
-        check_gpu(&r, dflt); /* the machine's own checks still help while the config is fixed */
+        check_gpu(&r, dflt, &m); /* the machine's checks still help while the config is fixed */
         config_free(dflt);
     }
     if (r.json) {

@@ -7,6 +7,7 @@ import { spawn } from 'node:child_process';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Arun, MOCK_BIN, ARUN_BIN, runArun, waitFor, tempDir, assertNoSanitizerReport } from './lib/arun.mjs';
+import { holdWriteLock } from './lib/dblock.mjs';
 
 const engineConfig = (extra = '') => `engines:\n  m1:\n    cmd: "${MOCK_BIN} --port \${PORT}"\n    models: [m1, alias-one]\n    memory: {ram_mb: 2000}\n${extra}`;
 
@@ -197,7 +198,7 @@ describe('arun doctor', () => {
     const items = JSON.parse(u.stdout);
     const unset = items.find((i) => i.check === 'engine unset');
     assert.equal(unset.level, 'fail');
-    assert.match(unset.message, /\$\{ARUN_TEST_UNSET_VAR\} in cmd is not set/);
+    assert.match(unset.message, /cmd: \$\{ARUN_TEST_UNSET_VAR\} is not set/);
   });
 
   test('an invalid config fails, exit 1', () => {
@@ -228,5 +229,26 @@ describe('arun doctor', () => {
       await arun.cleanup();
     }
     await waitFor(() => !alive(pid), { what: 'the orphan to exit' });
+  });
+
+  test('an engine whose arun died before recording it is reported by its environment marker', async () => {
+    const arun = await new Arun({ config: engineConfig() }).start();
+    let pid = 0;
+    try {
+      // The record waits behind another writer, so it is never committed: only the marker tells.
+      const lock = await holdWriteLock(join(arun.dataDir, 'arun.db'));
+      try {
+        const s = cli(['engines', 'start', 'm1', '--wait', '--server', arun.url]);
+        assert.equal(s.status, 0, s.stderr);
+        pid = JSON.parse(cli(['engines', '--json', '--server', arun.url]).stdout).data[0].pid;
+        await arun.stop('SIGKILL');
+      } finally { await lock.release(); }
+      assert.ok(alive(pid), 'the engine outlives its arun');
+      const r = cli(['doctor', '--config', arun.configPath]);
+      assert.match(r.stdout, new RegExp(`^warn orphan engine m1: pid ${pid} still running with no arun and no record`, 'm'), r.stdout);
+    } finally {
+      if (pid > 0 && alive(pid)) process.kill(pid, 'SIGKILL');
+      await arun.cleanup();
+    }
   });
 });

@@ -4,8 +4,9 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, readdirSync, writeFileSync, existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { Arun, MOCK_BIN, ROOT, waitFor, tempDir } from './lib/arun.mjs';
+import { holdWriteLock } from './lib/dblock.mjs';
 
 const api = async (arun, path, opts) => {
   const r = await fetch(`${arun.url}${path}`, opts);
@@ -246,19 +247,6 @@ describe('engine supervisor: start policies', () => {
     } finally { await arun.cleanup(); }
   });
 });
-
-// Holds SQLite's write lock on db (as another writer would) until release().
-async function holdWriteLock(db) {
-  const p = spawn('sqlite3', [db], { stdio: ['pipe', 'pipe', 'pipe'] });
-  let out = '';
-  p.stdout.setEncoding('utf8');
-  p.stdout.on('data', (d) => { out += d; });
-  p.stderr.on('data', (d) => { out += d; });
-  p.stdin.write(".timeout 5000\nBEGIN IMMEDIATE;\nSELECT 'locked';\n");
-  await waitFor(() => out.includes('locked'), { what: `the write lock on ${db}` });
-  const exited = new Promise((r) => p.on('exit', r));
-  return { release: async () => { p.stdin.end('COMMIT;\n.quit\n'); await exited; } };
-}
 
 describe('engine supervisor: adoption and shutdown', () => {
   test('kill -9 of arun keeps the engine; the next arun adopts it with the same pid; SIGTERM stops it', async () => {
