@@ -404,6 +404,8 @@ static void adopt_container(struct engine *e, const struct container_state *st)
 static void container_adopt_cb(int status, const struct container_state *st, const char *why,
                                void *arg)
 {
+    if (status == -ECANCELED)
+        return; /* container_rt_free: the supervisor is gone */
     struct engine *e = arg;
     if (status == 0 && st->running && !sup_running(e))
         adopt_container(e, st);
@@ -412,6 +414,8 @@ static void container_adopt_cb(int status, const struct container_state *st, con
 
 static void leftover_removed_cb(int status, const char *out, const char *why, void *arg)
 {
+    if (status == -ECANCELED)
+        return; /* container_rt_free: the supervisor is gone */
     if (status != 0)
         log_warn("engines", "could not remove a leftover container: %s", why);
 }
@@ -420,6 +424,8 @@ static void leftover_removed_cb(int status, const char *out, const char *why, vo
  * record), remove the rest so "container name already in use" never happens. */
 static void container_leftovers_cb(int status, json_t *list, const char *why, void *arg)
 {
+    if (status == -ECANCELED)
+        return; /* container_rt_free: the supervisor is gone */
     struct supervisor *sup = arg;
     size_t i;
     json_t *c;

@@ -151,6 +151,8 @@ static int run_container(struct engine *e, struct buf *why)
 /* A failed `run` can leave a created container holding the name: remove it first. */
 static void stale_removed_cb(int status, const char *out, const char *why_rm, void *arg)
 {
+    if (status == -ECANCELED)
+        return; /* container_rt_free: the supervisor is gone */
     struct engine *e = arg;
     if (e->state != ENGINE_STARTING)
         return;
@@ -236,8 +238,10 @@ void sup_on_container_output(int stream, const char *p, size_t n, void *arg)
 static void container_inspect_exit_cb(int status, const struct container_state *st, const char *why,
                                       void *arg)
 {
+    if (status == -ECANCELED)
+        return; /* container_rt_free: the supervisor is gone */
     struct engine *e = arg;
-    if (!sup_running(e))
+    if (!sup_running(e) || e->state == ENGINE_STOPPING)
         return;
     if (status == 0 && st->running)
         return; /* the follower ended, the container did not */
@@ -246,9 +250,13 @@ static void container_inspect_exit_cb(int status, const struct container_state *
 
 void sup_container_follow_exit_cb(int status, void *arg)
 {
+    if (status == -ECANCELED)
+        return; /* container_rt_free: the supervisor is gone */
     struct engine *e = arg;
     e->follow = NULL;
-    if (sup_running(e) &&
+    /* While stopping, the stop path ends the instance once `rm` is done: an exit seen here
+     * would end it before the container is removed, and arun could exit leaving it behind. */
+    if (sup_running(e) && e->state != ENGINE_STOPPING &&
         container_inspect(e->sup->crt, e->container_name, container_inspect_exit_cb, e) != 0)
         sup_on_gone(e, -1, 0, false);
 }
@@ -256,6 +264,8 @@ void sup_container_follow_exit_cb(int status, void *arg)
 static void container_pid_cb(int status, const struct container_state *st, const char *why,
                              void *arg)
 {
+    if (status == -ECANCELED)
+        return; /* container_rt_free: the supervisor is gone */
     struct engine *e = arg;
     if (status == 0 && st->running && sup_running(e)) {
         e->pid = st->pid;
@@ -267,6 +277,8 @@ static void container_pid_cb(int status, const struct container_state *st, const
 
 static void container_started_cb(int status, const char *out, const char *why, void *arg)
 {
+    if (status == -ECANCELED)
+        return; /* container_rt_free: the supervisor is gone */
     struct engine *e = arg;
     if (e->state != ENGINE_STARTING)
         return;

@@ -26,6 +26,8 @@
 
 static void container_removed_cb(int status, const char *out, const char *why, void *arg)
 {
+    if (status == -ECANCELED)
+        return; /* container_rt_free: the supervisor is gone */
     struct engine *e = arg;
     if (status != 0)
         log_warn("engines", "%s: could not remove container %s: %s", e->cfg->name,
@@ -36,6 +38,8 @@ static void container_removed_cb(int status, const char *out, const char *why, v
 
 static void container_stopped_cb(int status, const char *out, const char *why, void *arg)
 {
+    if (status == -ECANCELED)
+        return; /* container_rt_free: the supervisor is gone */
     struct engine *e = arg;
     if (e->follow != NULL) {
         container_follow_stop(e->follow);
