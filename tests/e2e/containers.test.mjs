@@ -3,6 +3,7 @@
 import { test, describe, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { Arun, MOCK_BIN, ROOT, waitFor } from './lib/arun.mjs';
 
@@ -13,7 +14,8 @@ const havePodman = spawnSync('podman', ['--version']).status === 0;
 const engine = async (arun, name) => (await fetch(`${arun.url}/v1/engines/${name}`)).json();
 const waitState = (arun, name, state, timeoutMs = 20000) => waitFor(async () => {
   const e = await engine(arun, name);
-  return e.state === state ? e : false;
+  if (e.state !== state) throw new Error(`${e.state}: ${e.reason}`); // shown if it times out
+  return e;
 }, { what: `${name} to be ${state}`, timeoutMs });
 
 function containersLabelled(label) {
@@ -27,6 +29,14 @@ const manifest = (port) => `    image: ${IMAGE}
     args: ["/arun-mock-engine", "--host", "0.0.0.0", "--port", "\${PORT}", "--model", "boxed"]
     port: ${port}
 `;
+
+// A port nothing listens on now (the kernel's choice), for a container that needs a fixed one.
+const freePort = () => new Promise((resolve, reject) => {
+  const srv = createServer().listen(0, '127.0.0.1', () => {
+    const { port } = srv.address();
+    srv.close(() => resolve(port));
+  }).on('error', reject);
+});
 
 describe('engines as containers', { skip: !havePodman && 'podman is not installed' }, () => {
   before(() => {
@@ -61,7 +71,7 @@ describe('engines as containers', { skip: !havePodman && 'podman is not installe
 
   test('a start: always container survives kill -9 of arun and the next arun adopts it instead of starting another', async () => {
     const name = `always${process.pid}`; // unique: other suites may run podman at the same time
-    const config = `runtime: {prefer: container}\nengines:\n  ${name}:\n${manifest(42000 + (process.pid % 900))}    start: always\n`;
+    const config = `runtime: {prefer: container}\nengines:\n  ${name}:\n${manifest(await freePort())}    start: always\n`;
     const env = { CONTAINERS_CONF };
     const idOf = () => spawnSync('podman', ['inspect', '--format', '{{.Id}}', `arun-${name}`],
       { encoding: 'utf8', env: { ...process.env, CONTAINERS_CONF } }).stdout.trim();
