@@ -6,7 +6,10 @@
 # processes.
 #   (a) non-streaming: POST /v1/chat/completions, max_tokens 4, wrk -t1 -c32 -d5s with
 #       bench/gateway/post.lua, to: the mock directly, arun, nginx (1 worker, proxy_pass to the
-#       mock over a keepalive upstream). Best of 3 interleaved rounds by req/s. Then the same
+#       mock over a keepalive upstream). Both keep an access log as they would in production:
+#       arun at its default log_level (info: one line a request, LOG_LEVEL to change it),
+#       nginx with `access_log` in its default (combined) format (NGINX_ACCESS_LOG=off to turn
+#       it off), each into a file. Best of 3 interleaved rounds by req/s. Then the same
 #       with one connection (wrk -c1 -d3s), where latency is what each hop adds to one request.
 #       Then the 32-connection load against `w`, which takes 4 ms per answer as a real engine
 #       takes time: the engine bounds throughput there, and the rows show what each hop costs.
@@ -31,6 +34,8 @@ TOKENS=${TOKENS:-500}
 TPS=${TPS:-200}
 WRK1_SECS=${WRK1_SECS:-3}
 WORK_TPS=${WORK_TPS:-1000}
+LOG_LEVEL=${LOG_LEVEL:-info}               # arun's default
+NGINX_ACCESS_LOG=${NGINX_ACCESS_LOG:-on} # on: nginx's default access_log, into a file
 
 # cpu_ticks PID…: user + system clock ticks these processes (all their threads) used so far.
 cpu_ticks() {
@@ -115,7 +120,7 @@ if [ "${1:-}" = "--in-netns" ]; then
     # in (a); the direct and Portkey rows talk to that same process.
     cat >"$TMP/ns-arun.yaml" <<EOF
 data_dir: $TMP/ns-data
-log_level: warn
+log_level: $LOG_LEVEL
 node: {ram_mb: 100000, vram_mb: 0, reserve_mb: 0}
 engines:
   m:
@@ -184,7 +189,7 @@ A_PORT=$(free_port); M_PORT=$(free_port); S_PORT=$(free_port); N_PORT=$(free_por
 W_PORT=$(free_port); NW_PORT=$(free_port)
 cat >"$TMP/arun.yaml" <<EOF
 data_dir: $TMP/data
-log_level: warn
+log_level: $LOG_LEVEL
 node: {ram_mb: 100000, vram_mb: 0, reserve_mb: 0}
 engines:
   m:
@@ -213,10 +218,14 @@ EOF
 ARUN_PID=$!
 PIDS="$PIDS $!"
 
+# lib.sh turns nginx's access log off for the whole http block; a server's own access_log wins.
+NGINX_LOG="access_log off;"
+[ "$NGINX_ACCESS_LOG" = off ] || NGINX_LOG="access_log $TMP/nginx/access.log;"
 start_nginx "$TMP" "    upstream mock { server 127.0.0.1:$M_PORT; keepalive 64; }
     upstream work { server 127.0.0.1:$W_PORT; keepalive 64; }
     server {
         listen 127.0.0.1:$N_PORT;
+        $NGINX_LOG
         location / {
             proxy_pass http://mock;
             proxy_http_version 1.1;
@@ -225,6 +234,7 @@ start_nginx "$TMP" "    upstream mock { server 127.0.0.1:$M_PORT; keepalive 64; 
     }
     server {
         listen 127.0.0.1:$NW_PORT;
+        $NGINX_LOG
         location / {
             proxy_pass http://work;
             proxy_http_version 1.1;
@@ -361,4 +371,5 @@ echo "#### (c) peer gateway: @portkey-ai/gateway ${PK_VERSION:-?}, in a private 
 echo
 if [ -n "$C_TABLE" ]; then printf '%s\n' "$C_TABLE"; else echo "$C_NOTE"; fi
 echo
-echo "$(nproc) cores, node $(node --version), $(date -u +%Y-%m-%d)"
+echo "arun log_level: $LOG_LEVEL, nginx access log: $NGINX_ACCESS_LOG;" \
+    "$(nproc) cores, node $(node --version), $(date -u +%Y-%m-%d)"

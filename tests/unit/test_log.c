@@ -1,6 +1,7 @@
 /* Unit tests of core/log's buffering: what is written when, and that order is kept. stderr (fd 2)
  * is pointed at a temporary file for each test and read back from it. */
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <signal.h>
 #include <setjmp.h>
@@ -243,6 +244,97 @@ static void test_a_failed_assert_writes_what_is_buffered_before_its_message(void
     free(s);
 }
 
+/* The fields are written by hand, not by json_dumps: they must read back as json_dumps writes
+ * them (same text for scalars), and the whole line must be valid JSON. */
+static void test_fields_are_written_as_json_dumps_writes_them(void **state)
+{
+    json_t *f =
+        json_pack("{s:s, s:s, s:i, s:I, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:b, s:b, "
+                  "s:n, s:[i, s], s:{s:i}}",
+                  "plain", "GET /v1/models", "escaped",
+                  "a\"b\\c\nd\te\x01"
+                  "f \xc3\xa9",
+                  "zero", 0, "big", (json_int_t)INT64_MAX, "neg", (json_int_t)INT64_MIN, "half",
+                  0.5, "whole", 3.0, "tiny", 1e-7, "huge", 1e20, "neg_real", -2.5, "ms", 123.456789,
+                  "long", 123456789.0, "t", 1, "f", 0, "nothing", "list", 1, "x", "obj", "k", 2);
+    char *want = calloc(1, 4096);
+    assert_non_null(want);
+    const char *key;
+    json_t *value;
+    json_object_foreach(f, key, value)
+    {
+        char *v = json_dumps(value, JSON_ENCODE_ANY | JSON_COMPACT | JSON_REAL_PRECISION(6));
+        snprintf(want + strlen(want), 4096 - strlen(want), ",\"%s\":%s", key, v);
+        free(v);
+    }
+    json_incref(f);
+    log_write(LOGL_WARN, "t", NULL, 0, f, "fields");
+    char *s = output();
+    char *line_end = strchr(s, '\n');
+    assert_non_null(line_end);
+    *line_end = '\0';
+    json_error_t err;
+    json_t *back = json_loads(s, 0, &err);
+    if (back == NULL)
+        FAIL_SHOWING(s, "not JSON: %s", err.text);
+    json_object_foreach(f, key, value)
+    {
+        json_t *got = json_object_get(back, key);
+        /* Reals have 6 significant digits: the comparison with json_dumps below covers them. */
+        if (!json_is_real(value) && !json_equal(got, value))
+            FAIL_SHOWING(s, "field %s does not read back", key);
+    }
+    /* Byte for byte as json_dumps, but for control characters: \t is written \u0009. */
+    char *tab = strstr(want, "\\t");
+    assert_non_null(tab);
+    memmove(tab + 6, tab + 2, strlen(tab + 2) + 1);
+    memcpy(tab, "\\u0009", 6);
+    if (strstr(s, want) == NULL) {
+        fprintf(stdout, "want: %s\n", want);
+        FAIL_SHOWING(s, "fields differ from json_dumps");
+    }
+    json_decref(back);
+    json_decref(f);
+    free(want);
+    free(s);
+}
+
+/* Reals are written without printf in the range durations take: the text must be what
+ * json_dumps writes, over many magnitudes. */
+static void test_reals_are_written_as_json_dumps_writes_them(void **state)
+{
+    enum { N = 1000 }; /* about 20 KB: one line, not cut */
+    srand(42);
+    json_t *f = json_object();
+    char key[16];
+    for (int i = 0; i < N; i++) {
+        double mag = pow(10.0, -4.0 + 11.0 * rand() / (double)RAND_MAX); /* 1e-4 .. 1e7 */
+        double v = (i % 7 == 0 ? -mag : mag);
+        if (i % 50 == 0)
+            v = (double)(i / 50); /* whole numbers too */
+        snprintf(key, sizeof(key), "r%d", i);
+        json_object_set_new(f, key, json_real(v));
+    }
+    json_incref(f);
+    log_write(LOGL_WARN, "t", NULL, 0, f, "reals");
+    char *s = output();
+    int wrong = 0;
+    const char *k;
+    json_t *value;
+    json_object_foreach(f, k, value)
+    {
+        char *v = json_dumps(value, JSON_ENCODE_ANY | JSON_COMPACT | JSON_REAL_PRECISION(6));
+        char want[64];
+        snprintf(want, sizeof(want), "\"%s\":%s%c", k, v, strcmp(k, "r999") == 0 ? '}' : ',');
+        if (strstr(s, want) == NULL && wrong++ < 5)
+            fprintf(stdout, "missing: %s\n", want);
+        free(v);
+    }
+    free(s);
+    json_decref(f);
+    assert_int_equal(wrong, 0);
+}
+
 static void test_after_stop_each_line_comes_out_at_once(void **state)
 {
     log_info("t", "buffered");
@@ -268,6 +360,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_exit_writes_what_is_buffered, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_a_failed_assert_writes_what_is_buffered_before_its_message, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fields_are_written_as_json_dumps_writes_them, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_reals_are_written_as_json_dumps_writes_them, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_after_stop_each_line_comes_out_at_once, setup,
                                         teardown),
     };
