@@ -10,7 +10,7 @@ export ASAN_OPTIONS ?= detect_leaks=1:abort_on_error=0:halt_on_error=1:strict_st
 export UBSAN_OPTIONS ?= halt_on_error=1:print_stacktrace=1
 export LSAN_OPTIONS ?= suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0
 
-.PHONY: all deps build run test unit e2e bench install clean format fuzz
+.PHONY: all deps build run test layers unit e2e bench install clean format fuzz
 
 all: build
 
@@ -41,7 +41,12 @@ e2e: asan $(E2E)/node_modules/.package-lock.json
 	@ARUN_BIN=$(CURDIR)/$(ASAN_BUILD)/arun MOCK_BIN=$(CURDIR)/$(ASAN_BUILD)/arun-mock-engine \
 	  node --test --test-concurrency=2 $(E2E)/
 
-test: unit e2e
+# The layer order of the design (scripts/check-layers.sh), checked first: it takes a moment.
+layers:
+	@scripts/check-layers.sh --self-test
+	@scripts/check-layers.sh
+
+test: layers unit e2e
 
 # The fuzz targets for longer than make test does (FUZZ_SECONDS each), in the sanitizer build.
 FUZZ_SECONDS ?= 60
