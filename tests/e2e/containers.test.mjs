@@ -3,9 +3,8 @@
 import { test, describe, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
-import { Arun, MOCK_BIN, ROOT, waitFor } from './lib/arun.mjs';
+import { Arun, MOCK_BIN, ROOT, waitFor, freePort } from './lib/arun.mjs';
 
 const IMAGE = 'localhost/arun-e2e-mock:1';
 const CONTAINERS_CONF = join(ROOT, 'tests/containers.conf');
@@ -30,14 +29,6 @@ const manifest = (port) => `    image: ${IMAGE}
     port: ${port}
 `;
 
-// A port nothing listens on now (the kernel's choice), for a container that needs a fixed one.
-const freePort = () => new Promise((resolve, reject) => {
-  const srv = createServer().listen(0, '127.0.0.1', () => {
-    const { port } = srv.address();
-    srv.close(() => resolve(port));
-  }).on('error', reject);
-});
-
 describe('engines as containers', { skip: !havePodman && 'podman is not installed' }, () => {
   before(() => {
     const r = spawnSync(join(ROOT, 'scripts/mock-image.sh'), [IMAGE, dirname(MOCK_BIN)],
@@ -46,7 +37,8 @@ describe('engines as containers', { skip: !havePodman && 'podman is not installe
   });
 
   test('a podman-backed mock engine reaches ready, answers on its mapped port, and is removed on SIGTERM', async () => {
-    const arun = new Arun({ config: `runtime: {prefer: container}\nengines:\n  boxed:\n${manifest(41811)}`,
+    const port = await freePort();
+    const arun = new Arun({ config: `runtime: {prefer: container}\nengines:\n  boxed:\n${manifest(port)}`,
       env: { CONTAINERS_CONF } });
     await arun.start();
     try {
@@ -54,11 +46,11 @@ describe('engines as containers', { skip: !havePodman && 'podman is not installe
       const e = await waitState(arun, 'boxed', 'ready');
       assert.equal(e.backend, 'container');
       assert.match(e.backend_reason, /container: preferred by runtime.prefer/);
-      const models = await (await fetch('http://127.0.0.1:41811/v1/models')).json();
+      const models = await (await fetch(`http://127.0.0.1:${port}/v1/models`)).json();
       assert.equal(models.data[0].id, 'boxed');
       assert.deepEqual(containersLabelled('arun.engine=boxed'), ['arun-boxed']);
       // `podman logs -f` delivers the container's output a moment after it was written.
-      await waitFor(async () => /listening on http:\/\/0\.0\.0\.0:41811/.test(
+      await waitFor(async () => new RegExp(`listening on http://0\\.0\\.0\\.0:${port}\\b`).test(
         await (await fetch(`${arun.url}/v1/engines/boxed/logs?tail=20`)).text()), { what: 'the container output in the log' });
       const r = await arun.stop('SIGTERM');
       assert.equal(r.code, 0, arun.stderr.slice(-2000));
@@ -103,7 +95,8 @@ describe('engines as containers', { skip: !havePodman && 'podman is not installe
 
 describe('backend fallback', () => {
   test('with prefer: container and no container CLI on PATH, the same manifest runs natively and says why', async () => {
-    const arun = new Arun({ config: `runtime: {prefer: container}\nengines:\n  boxed:\n${manifest(41812)}`,
+    const port = await freePort();
+    const arun = new Arun({ config: `runtime: {prefer: container}\nengines:\n  boxed:\n${manifest(port)}`,
       env: { PATH: '/nonexistent' } });
     await arun.start();
     try {
@@ -111,7 +104,7 @@ describe('backend fallback', () => {
       const e = await waitState(arun, 'boxed', 'ready');
       assert.equal(e.backend, 'native');
       assert.match(e.backend_reason, /container preferred, but no podman or docker found.*running natively/);
-      assert.equal((await fetch('http://127.0.0.1:41812/health')).status, 200);
+      assert.equal((await fetch(`http://127.0.0.1:${port}/health`)).status, 200);
     } finally { await arun.cleanup(); }
   });
 });

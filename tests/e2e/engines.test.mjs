@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, readdirSync, writeFileSync, existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { Arun, MOCK_BIN, ROOT, waitFor, tempDir } from './lib/arun.mjs';
+import { Arun, MOCK_BIN, ROOT, waitFor, tempDir, freePort } from './lib/arun.mjs';
 import { holdWriteLock } from './lib/dblock.mjs';
 
 const api = async (arun, path, opts) => {
@@ -250,7 +250,8 @@ describe('engine supervisor: start policies', () => {
 
 describe('engine supervisor: adoption and shutdown', () => {
   test('kill -9 of arun keeps the engine; the next arun adopts it with the same pid; SIGTERM stops it', async () => {
-    const config = `engines:\n  keep:\n    cmd: ${mock()}\n    port: 41777\n`;
+    const port = await freePort();
+    const config = `engines:\n  keep:\n    cmd: ${mock()}\n    port: ${port}\n`;
     const first = new Arun({ config });
     await first.start();
     let pid;
@@ -265,7 +266,7 @@ describe('engine supervisor: adoption and shutdown', () => {
         const e = await waitState(second, "keep", "ready").catch((err) => { throw new Error(err.message + "\n" + second.stderr.slice(-3000)); });
         assert.equal(e.pid, pid);
         assert.match((await api(second, '/v1/engines/keep/logs')).body, /adopted pid/);
-        assert.equal((await fetch('http://127.0.0.1:41777/health')).status, 200);
+        assert.equal((await fetch(`http://127.0.0.1:${port}/health`)).status, 200);
         const r = await second.stop('SIGTERM');
         assert.equal(r.code, 0, second.stderr.slice(-3000));
         assert.ok(!alive(pid), 'a clean stop of arun stops its engines');

@@ -349,10 +349,10 @@ describe('engine life and failure modes', () => {
     const stream = await client(mock).chat.completions.create({ model: 'm', messages: hello, stream: true });
     const it = stream[Symbol.asyncIterator]();
     await it.next();
-    const t0 = Date.now();
     const { code, signal } = await mock.stop();
     assert.deepEqual({ code, signal }, { code: 0, signal: null }, mock.stderr());
-    assert.ok(Date.now() - t0 < 1000, `exit took ${Date.now() - t0} ms`);
+    // Promptly: the stream was ended at once, not cut when the shutdown grace ran out.
+    assert.doesNotMatch(mock.stderr(), /connections still open .* after shutdown began/);
     assert.equal(mock.sanitizerReport(), null);
     await assert.rejects(async () => { for (;;) if ((await it.next()).done) break; });
   });

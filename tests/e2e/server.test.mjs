@@ -24,13 +24,20 @@ function rawExchange(port, chunks, { until, timeoutMs = 5000 } = {}) {
   });
 }
 
+// The drain ends on its own only when no connection is left; one that had to be cut at the
+// deadline says so in this line.
+const hitDeadline = (arun) => /drain deadline/.test(arun.stderr);
+
 describe('arun serve: HTTP core', () => {
   let arun;
   before(async () => { arun = await new Arun().start(); });
   after(async () => { await arun.cleanup(); });
 
-  test('starts in well under 100 ms with no engines', () => {
-    assert.ok(arun.startupMs < 100, `start-up took ${arun.startupMs} ms`);
+  test('starts without waiting on anything when it has no engines', () => {
+    // The release build starts in a few ms; the ASan build on two shared cores takes up to ten
+    // times longer. What this guards against is start-up waiting on something (an engine, a
+    // probe, the network, a timer), which costs seconds, not a slow machine: hence the margin.
+    assert.ok(arun.startupMs < 2000, `start-up took ${arun.startupMs} ms`);
   });
 
   test('GET /healthz is 200 and carries a generated x-request-id', async () => {
@@ -131,12 +138,19 @@ describe('arun serve: HTTP core', () => {
     let i = 0;
     const drip = setInterval(() => { if (!slowClosed) slow.write(req[i++ % req.length]); }, 100);
     try {
-      await waitFor(() => arun.stderr.length >= 0 && i > 3, { what: 'slowloris to start' });
-      const t0 = performance.now();
+      // Every connection accepted (1,000 idle, the slow one and this probe's) and the slow one
+      // part-way through its head.
+      await waitFor(async () => {
+        const m = /^arun_http_open_connections (\d+)$/m.exec(await (await fetch(`${arun.url}/metrics`)).text());
+        return m && Number(m[1]) >= 1002 && i > 3;
+      }, { what: 'all connections accepted and the slowloris started' });
+      const idleOpen = () => idle.filter((s) => !s.destroyed && s.readyState === 'open').length;
       const r = await fetch(`${arun.url}/healthz`);
-      const ms = performance.now() - t0;
       assert.equal(r.status, 200);
-      assert.ok(ms < 500, `normal request took ${ms} ms`);
+      // Not delayed: answered while the slow client and the idle ones are all still held open.
+      // A server they could block would answer only after the header timeout (10 s) cut them.
+      assert.ok(!slowClosed, 'the normal request was answered only after the slowloris was cut');
+      assert.equal(idleOpen(), 1000, 'the normal request was answered only after idle connections were cut');
       // The header timeout (10 s) cuts the slowloris client off; idle ones go the same way.
       await waitFor(() => slowClosed, { timeoutMs: 15000, what: 'the slowloris connection to be closed' });
     } finally {
@@ -180,17 +194,13 @@ describe('arun serve: lifecycle', () => {
       }, { what: '50 subscribers' });
       const r = await arun.stop('SIGTERM');
       assert.equal(r.code, 0, arun.stderr.slice(-2000));
-      assert.ok(r.ms < 10000, `took ${r.ms} ms`);
+      assert.ok(!hitDeadline(arun), `the streams held the drain until its deadline:\n${arun.stderr.slice(-2000)}`);
       const bodies = await Promise.all(streams);
       for (const b of bodies) assert.match(b, /arun is shutting down/);
     } finally {
       await arun.cleanup();
     }
   });
-
-  // The drain ends on its own only when no connection is left; one that had to be cut at the
-  // deadline says so in this line.
-  const hitDeadline = (arun) => /drain deadline/.test(arun.stderr);
 
   test('SIGTERM closes an idle keep-alive connection at once instead of waiting out the drain', async () => {
     const arun = await new Arun().start();
@@ -267,8 +277,8 @@ describe('arun serve: lifecycle', () => {
         }).on('error', reject);
         req.end(JSON.stringify({ model: 'chat', stream: true, max_tokens: 12, messages: [{ role: 'user', content: 'x' }] }));
       });
-      assert.match(arun.stderr, /draining: .*, 1 requests in flight/,
-        'the drain began while the stream was in flight');
+      await waitFor(() => /draining: .*, 1 requests in flight/.test(arun.stderr),
+        { what: 'the drain to have begun while the stream was in flight' });
       assert.match(body, /data: \[DONE\]\n\n$/, 'the stream ran to its end');
       assert.match(body, /"finish_reason":"length"/);
       const r = await arun.exited;
@@ -293,10 +303,10 @@ describe('arun serve: lifecycle', () => {
         { what: 'the stuck connection' });
       arun.proc.kill('SIGTERM');
       await waitFor(() => /draining/.test(arun.stderr), { what: 'the drain to start' });
-      const t0 = Date.now();
       const r = await arun.stop('SIGINT');
-      assert.ok(Date.now() - t0 < 2000);
-      assert.equal(r.code, 1);
+      // 1 and this line: the second signal cut the drain (a drain that ends exits 0).
+      assert.equal(r.code, 1, arun.stderr.slice(-2000));
+      assert.match(arun.stderr, /second signal \(Interrupt\): exiting now without draining/);
       s.destroy();
     } finally {
       await arun.cleanup();

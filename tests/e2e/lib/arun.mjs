@@ -1,6 +1,7 @@
 // Test harness: starts arun (the ASan build under `make test`) on an ephemeral port with a
 // config and data_dir of the test's own, and helps tests wait on conditions with deadlines.
 import { spawn, spawnSync } from 'node:child_process';
+import net from 'node:net';
 import { mkdtempSync, writeFileSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
@@ -14,6 +15,21 @@ export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..')
 export const ARUN_BIN = process.env.ARUN_BIN || join(ROOT, 'build/arun');
 export const MOCK_BIN = process.env.MOCK_BIN || join(ROOT, 'build/arun-mock-engine');
 
+
+// The supervisor's `port: auto` range (docs/engines.md).
+export const AUTO_PORTS = { min: 41000, max: 41999 };
+
+// A free TCP port on 127.0.0.1 for a test that must name one, outside AUTO_PORTS: a port inside
+// could be handed at the same moment to an engine of another arun (tests run in parallel).
+export async function freePort() {
+  for (;;) {
+    const port = await new Promise((resolve, reject) => {
+      const srv = net.createServer().on('error', reject);
+      srv.listen(0, '127.0.0.1', () => { const p = srv.address().port; srv.close(() => resolve(p)); });
+    });
+    if (port < AUTO_PORTS.min || port > AUTO_PORTS.max) return port;
+  }
+}
 
 export function tempDir(prefix = 'arun-test-') {
   return mkdtempSync(join(tmpdir(), prefix));
