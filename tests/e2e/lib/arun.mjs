@@ -69,13 +69,18 @@ export class Arun {
     });
     this.proc.stderr.setEncoding('utf8');
     this.proc.stderr.on('data', (d) => { this.stderr += d; });
+    const stderrEnded = new Promise((res) => this.proc.stderr.on('end', res));
     this.proc.stdout.resume();
     this.exited = new Promise((res) => this.proc.on('exit', (code, signal) => {
       this.exit = { code, signal };
       res(this.exit);
     }));
-    const line = await waitFor(() => {
-      if (this.exit) throw new Error(`arun exited ${JSON.stringify(this.exit)}:\n${this.stderr}`);
+    const line = await waitFor(async () => {
+      if (this.exit) {
+        // 'exit' can come before the last of stderr: read it all (bounded) for the message.
+        await Promise.race([stderrEnded, new Promise((r) => setTimeout(r, 2000).unref())]);
+        throw new waitFor.Stop(`arun exited ${JSON.stringify(this.exit)}:\n${this.stderr}`);
+      }
       return this.logLines().find((l) => /listening on http/.test(l.msg || ''));
     }, { timeoutMs, what: 'arun to listen' });
     this.port = Number(/:(\d+) \(/.exec(line.msg)[1]);
