@@ -410,6 +410,8 @@ struct word {
 
 struct field;
 typedef void field_fn(struct ctx *c, yaml_node_t *v, const char *path, void *base);
+/* An F_FUNC key's value in config_to_json, read from the base struct. Returns a new reference. */
+typedef json_t *field_json_fn(const void *base);
 /* Returns NULL when s is acceptable, else what is wrong, as a phrase. */
 typedef const char *check_fn(const char *s);
 
@@ -435,6 +437,9 @@ struct field {
     const struct word *words; /* F_ENUM: the accepted words, ended by {NULL} */
     const struct field *sub;  /* F_MAP: the nested table, ended by {NULL} */
     field_fn *fn;             /* F_FUNC */
+    field_json_fn *to_json;   /* F_FUNC: what config_to_json writes (every other kind: itself) */
+    int64_t dflt;             /* integers and F_ENUM: the value when the key is absent */
+    const char *dflt_str;     /* F_STR: the value when the key is absent (NULL: unset) */
     check_fn *check;          /* F_STR: optional extra check */
 };
 
@@ -660,6 +665,100 @@ static yaml_node_t *field_val(const struct field *fields, yaml_node_t **vals, co
     return NULL;
 }
 
+/* ---- JSON: config_to_json walks the same tables ----------------------------------------- */
+
+static json_t *str_or_null(const char *s)
+{
+    return s != NULL ? json_string(s) : json_null();
+}
+
+static json_t *int_or_auto(int64_t v)
+{
+    return v == CONFIG_AUTO ? json_string("auto") : json_integer(v);
+}
+
+static json_t *strings_json(char *const *v, size_t n)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(a, json_string(v[i]));
+    return a;
+}
+
+/* One field's value as config_to_json writes it: strings (null when unset), integers ("auto"
+ * for CONFIG_AUTO where the key accepts it), enum words, nested tables, and F_FUNC keys through
+ * their to_json. The tables that parse the file write it too, so a key is added in one place. */
+static json_t *fields_json(const struct field *fields, const void *base);
+
+static json_t *field_json(const struct field *f, const void *base)
+{
+    const char *p = (const char *)base + f->off;
+    switch (f->kind) {
+    case F_STR:
+        return str_or_null(*(char *const *)p);
+    case F_INT:
+        return (f->flags & FL_AUTO) ? int_or_auto(*(const int *)p) : json_integer(*(const int *)p);
+    case F_U32:
+        return json_integer(*(const uint32_t *)p);
+    case F_U64:
+        return json_integer((json_int_t) * (const uint64_t *)p);
+    case F_I64:
+        return (f->flags & FL_AUTO) ? int_or_auto(*(const int64_t *)p)
+                                    : json_integer(*(const int64_t *)p);
+    case F_ENUM:
+        return json_string(word_name(f->words, *(const int *)p));
+    case F_MAP:
+        return fields_json(f->sub, base);
+    case F_FUNC:
+        break;
+    }
+    ASSERT(f->to_json != NULL); /* every F_FUNC key says how it is written */
+    return f->to_json(base);
+}
+
+static json_t *fields_json(const struct field *fields, const void *base)
+{
+    json_t *o = json_object();
+    for (const struct field *f = fields; f->key != NULL; f++)
+        json_object_set_new(o, f->key, field_json(f, base));
+    return o;
+}
+
+/* ---- defaults: the same tables say what an absent key means ------------------------------ */
+
+/* Sets every key of fields in base (zeroed by the caller) to its default: .dflt, .dflt_str, and
+ * nested tables in turn. F_FUNC keys default to zero (empty lists, no env) unless their owner
+ * sets more (listen and runtime.allowed: config_default). */
+static void fields_defaults(const struct field *fields, void *base)
+{
+    for (const struct field *f = fields; f->key != NULL; f++) {
+        char *p = (char *)base + f->off;
+        switch (f->kind) {
+        case F_STR:
+            *(char **)p = f->dflt_str != NULL ? xstrdup(f->dflt_str) : NULL;
+            break;
+        case F_INT:
+        case F_ENUM:
+            *(int *)p = (int)f->dflt;
+            break;
+        case F_U32:
+            *(uint32_t *)p = (uint32_t)f->dflt;
+            break;
+        case F_U64:
+            *(uint64_t *)p = (uint64_t)f->dflt;
+            break;
+        case F_I64:
+            *(int64_t *)p = f->dflt;
+            break;
+        case F_MAP:
+            fields_defaults(f->sub, base);
+            break;
+        case F_FUNC:
+            break;
+        }
+    }
+}
+
 /* ---- checks on strings ------------------------------------------------------------------- */
 
 static bool has_space_or_control(const char *s)
@@ -862,6 +961,16 @@ int config_parse_listen(const char *s, char **host_out, uint16_t *port_out)
     return split_listen(s, host_out, port_out, &why, 0);
 }
 
+static json_t *listen_json(const void *base)
+{
+    const struct config *cfg = base;
+    bool v6 = strchr(cfg->listen_host, ':') != NULL;
+    char *listen = xasprintf(v6 ? "[%s]:%u" : "%s:%u", cfg->listen_host, cfg->listen_port);
+    json_t *j = json_string(listen);
+    free(listen);
+    return j;
+}
+
 static void parse_listen_node(struct ctx *c, yaml_node_t *v, const char *path, void *base)
 {
     struct config *cfg = base;
@@ -921,6 +1030,17 @@ static const struct word allowed_words[] = {
     {"remote", CONFIG_BACKEND_REMOTE},
     {NULL, 0},
 };
+
+static json_t *allowed_json(const void *base)
+{
+    const struct config *cfg = base;
+    json_t *allowed = json_array();
+    for (const struct word *w = allowed_words; w->name != NULL; w++) {
+        if (cfg->runtime.allowed & (1u << w->value))
+            json_array_append_new(allowed, json_string(w->name));
+    }
+    return allowed;
+}
 
 static void parse_allowed(struct ctx *c, yaml_node_t *v, const char *path, void *base)
 {
@@ -1017,6 +1137,27 @@ static const struct word continuation_words[] = {
     {NULL, 0},
 };
 
+static json_t *args_json(const void *base)
+{
+    const struct config_engine *e = base;
+    return strings_json(e->args, e->nargs);
+}
+
+static json_t *models_json(const void *base)
+{
+    const struct config_engine *e = base;
+    return strings_json(e->models, e->nmodels);
+}
+
+static json_t *env_json(const void *base)
+{
+    const struct config_engine *e = base;
+    json_t *env = json_object();
+    for (size_t i = 0; i < e->nenv; i++)
+        json_object_set_new(env, e->env[i].key, json_string(e->env[i].value));
+    return env;
+}
+
 static void parse_args(struct ctx *c, yaml_node_t *v, const char *path, void *base)
 {
     struct config_engine *e = base;
@@ -1075,22 +1216,47 @@ static void parse_env(struct ctx *c, yaml_node_t *v, const char *path, void *bas
 }
 
 static const struct field health_fields[] = {
-    {.key = "path", .kind = F_STR, .off = ENG(health.path), .check = check_http_path},
+    {.key = "path",
+     .kind = F_STR,
+     .off = ENG(health.path),
+     .check = check_http_path,
+     .dflt_str = "/health"},
     {.key = "cmd", .kind = F_STR, .off = ENG(health.cmd), .check = check_cmd},
-    {.key = "probe", .kind = F_ENUM, .off = ENG(health.probe), .words = probe_words},
-    {.key = "interval_ms", .kind = F_U32, .off = ENG(health.interval_ms), .min = 1, .max = DAY_MS},
-    {.key = "timeout_ms", .kind = F_U32, .off = ENG(health.timeout_ms), .min = 1, .max = DAY_MS},
-    {.key = "failures", .kind = F_U32, .off = ENG(health.failures), .min = 1, .max = 1000},
+    {.key = "probe",
+     .kind = F_ENUM,
+     .off = ENG(health.probe),
+     .words = probe_words,
+     .dflt = CONFIG_PROBE_HTTP},
+    {.key = "interval_ms",
+     .kind = F_U32,
+     .off = ENG(health.interval_ms),
+     .min = 1,
+     .max = DAY_MS,
+     .dflt = 1000},
+    {.key = "timeout_ms",
+     .kind = F_U32,
+     .off = ENG(health.timeout_ms),
+     .min = 1,
+     .max = DAY_MS,
+     .dflt = 2000},
+    {.key = "failures",
+     .kind = F_U32,
+     .off = ENG(health.failures),
+     .min = 1,
+     .max = 1000,
+     .dflt = 3},
     {.key = "stall_timeout_s",
      .kind = F_U32,
      .off = ENG(health.stall_timeout_s),
      .min = 1,
-     .max = WEEK_S},
+     .max = WEEK_S,
+     .dflt = 120},
     {.key = "start_timeout_s",
      .kind = F_U32,
      .off = ENG(health.start_timeout_s),
      .min = 1,
-     .max = WEEK_S},
+     .max = WEEK_S,
+     .dflt = 3600},
     {.key = NULL},
 };
 
@@ -1101,61 +1267,89 @@ static const struct field memory_fields[] = {
 };
 
 static const struct field restart_fields[] = {
-    {.key = "policy", .kind = F_ENUM, .off = ENG(restart.policy), .words = restart_words},
-    {.key = "max", .kind = F_U32, .off = ENG(restart.max), .min = 0, .max = 1000000},
-    {.key = "backoff_ms", .kind = F_U32, .off = ENG(restart.backoff_ms), .min = 1, .max = 3600000},
+    {.key = "policy",
+     .kind = F_ENUM,
+     .off = ENG(restart.policy),
+     .words = restart_words,
+     .dflt = CONFIG_RESTART_ON_FAILURE},
+    {.key = "max", .kind = F_U32, .off = ENG(restart.max), .min = 0, .max = 1000000, .dflt = 5},
+    {.key = "backoff_ms",
+     .kind = F_U32,
+     .off = ENG(restart.backoff_ms),
+     .min = 1,
+     .max = 3600000,
+     .dflt = 1000},
     {.key = NULL},
 };
 
 static const struct field engine_fields[] = {
-    {.key = "backend", .kind = F_ENUM, .off = ENG(backend), .words = backend_words},
+    {.key = "backend",
+     .kind = F_ENUM,
+     .off = ENG(backend),
+     .words = backend_words,
+     .dflt = CONFIG_BACKEND_AUTO},
     {.key = "cmd", .kind = F_STR, .off = ENG(cmd), .check = check_cmd},
     {.key = "image", .kind = F_STR, .off = ENG(image)},
-    {.key = "args", .kind = F_FUNC, .fn = parse_args},
+    {.key = "args", .kind = F_FUNC, .fn = parse_args, .to_json = args_json},
     {.key = "url", .kind = F_STR, .off = ENG(url), .check = check_url},
     {.key = "api_key_env", .kind = F_STR, .off = ENG(api_key_env), .check = check_env_name},
-    {.key = "port", .kind = F_INT, .off = ENG(port), .min = 1, .max = 65535, .flags = FL_AUTO},
-    {.key = "env", .kind = F_FUNC, .fn = parse_env},
+    {.key = "port",
+     .kind = F_INT,
+     .off = ENG(port),
+     .min = 1,
+     .max = 65535,
+     .flags = FL_AUTO,
+     .dflt = CONFIG_AUTO},
+    {.key = "env", .kind = F_FUNC, .fn = parse_env, .to_json = env_json},
     {.key = "cwd", .kind = F_STR, .off = ENG(cwd)},
-    {.key = "models", .kind = F_FUNC, .fn = parse_models},
+    {.key = "models", .kind = F_FUNC, .fn = parse_models, .to_json = models_json},
     {.key = "health", .kind = F_MAP, .sub = health_fields},
     {.key = "memory", .kind = F_MAP, .sub = memory_fields},
-    {.key = "max_concurrency", .kind = F_U32, .off = ENG(max_concurrency), .min = 1, .max = 100000},
-    {.key = "queue_limit", .kind = F_U32, .off = ENG(queue_limit), .min = 0, .max = 1000000},
-    {.key = "ttl_s", .kind = F_U32, .off = ENG(ttl_s), .min = 0, .max = YEAR_S},
-    {.key = "start", .kind = F_ENUM, .off = ENG(start), .words = start_words},
+    {.key = "max_concurrency",
+     .kind = F_U32,
+     .off = ENG(max_concurrency),
+     .min = 1,
+     .max = 100000,
+     .dflt = 4},
+    {.key = "queue_limit",
+     .kind = F_U32,
+     .off = ENG(queue_limit),
+     .min = 0,
+     .max = 1000000,
+     .dflt = 64},
+    {.key = "ttl_s", .kind = F_U32, .off = ENG(ttl_s), .min = 0, .max = YEAR_S, .dflt = 0},
+    {.key = "start",
+     .kind = F_ENUM,
+     .off = ENG(start),
+     .words = start_words,
+     .dflt = CONFIG_START_ON_DEMAND},
     {.key = "group", .kind = F_STR, .off = ENG(group)},
     {.key = "restart", .kind = F_MAP, .sub = restart_fields},
-    {.key = "stop_timeout_s", .kind = F_U32, .off = ENG(stop_timeout_s), .min = 1, .max = 3600},
+    {.key = "stop_timeout_s",
+     .kind = F_U32,
+     .off = ENG(stop_timeout_s),
+     .min = 1,
+     .max = 3600,
+     .dflt = 15},
     {.key = "stop_cmd", .kind = F_STR, .off = ENG(stop_cmd), .check = check_cmd},
-    {.key = "min_resident_s", .kind = F_U32, .off = ENG(min_resident_s), .min = 0, .max = 86400},
-    {.key = "continuation", .kind = F_ENUM, .off = ENG(continuation), .words = continuation_words},
+    {.key = "min_resident_s",
+     .kind = F_U32,
+     .off = ENG(min_resident_s),
+     .min = 0,
+     .max = 86400,
+     .dflt = 30},
+    {.key = "continuation",
+     .kind = F_ENUM,
+     .off = ENG(continuation),
+     .words = continuation_words,
+     .dflt = CONFIG_CONT_NONE},
     {.key = NULL},
 };
 
 static void engine_defaults(struct config_engine *e, const char *name, int line)
 {
-    *e = (struct config_engine){
-        .name = xstrdup(name),
-        .line = line,
-        .backend = CONFIG_BACKEND_AUTO,
-        .port = CONFIG_AUTO,
-        .health = {.path = xstrdup("/health"),
-                   .probe = CONFIG_PROBE_HTTP,
-                   .interval_ms = 1000,
-                   .timeout_ms = 2000,
-                   .failures = 3,
-                   .stall_timeout_s = 120,
-                   .start_timeout_s = 3600},
-        .max_concurrency = 4,
-        .queue_limit = 64,
-        .ttl_s = 0,
-        .start = CONFIG_START_ON_DEMAND,
-        .restart = {.policy = CONFIG_RESTART_ON_FAILURE, .max = 5, .backoff_ms = 1000},
-        .stop_timeout_s = 15,
-        .min_resident_s = 30,
-        .continuation = CONFIG_CONT_NONE,
-    };
+    *e = (struct config_engine){.name = xstrdup(name), .line = line};
+    fields_defaults(engine_fields, e);
 }
 
 static void engine_free(struct config_engine *e)
@@ -1381,6 +1575,16 @@ static void parse_engine(struct ctx *c, const struct entry *en, const char *path
     check_engine_vs_others(c, idx, en->key, vals, path);
 }
 
+static json_t *engines_json(const void *base)
+{
+    const struct config *cfg = base;
+    json_t *engines = json_object();
+    for (size_t i = 0; i < cfg->nengines; i++)
+        json_object_set_new(engines, cfg->engines[i].name,
+                            fields_json(engine_fields, &cfg->engines[i]));
+    return engines;
+}
+
 static void parse_engines(struct ctx *c, yaml_node_t *v, const char *path, void *base)
 {
     struct config *cfg = base;
@@ -1489,6 +1693,16 @@ static void parse_route(struct ctx *c, const struct entry *en, const char *path)
         route_entry(c, r, node_get(c, en->val->data.sequence.items.start[i]), path, i);
 }
 
+static json_t *routes_json(const void *base)
+{
+    const struct config *cfg = base;
+    json_t *routes = json_object();
+    for (size_t i = 0; i < cfg->nroutes; i++)
+        json_object_set_new(routes, cfg->routes[i].name,
+                            strings_json(cfg->routes[i].engines, cfg->routes[i].nengines));
+    return routes;
+}
+
 static void parse_routes(struct ctx *c, yaml_node_t *v, const char *path, void *base)
 {
     struct config *cfg = base;
@@ -1546,12 +1760,24 @@ static const struct word egress_words[] = {
 };
 
 static const struct field store_fields[] = {
-    {.key = "url", .kind = F_STR, .off = CFG(store.url), .check = check_store_url},
-    {.key = "synchronous", .kind = F_ENUM, .off = CFG(store.synchronous), .words = sync_words},
+    {.key = "url",
+     .kind = F_STR,
+     .off = CFG(store.url),
+     .check = check_store_url,
+     .dflt_str = "sqlite"},
+    {.key = "synchronous",
+     .kind = F_ENUM,
+     .off = CFG(store.synchronous),
+     .words = sync_words,
+     .dflt = CONFIG_SYNC_FULL},
     {.key = NULL},
 };
 static const struct field auth_fields[] = {
-    {.key = "mode", .kind = F_ENUM, .off = CFG(auth.mode), .words = auth_words},
+    {.key = "mode",
+     .kind = F_ENUM,
+     .off = CFG(auth.mode),
+     .words = auth_words,
+     .dflt = CONFIG_AUTH_NONE},
     {.key = NULL},
 };
 static const struct field limits_fields[] = {
@@ -1559,12 +1785,14 @@ static const struct field limits_fields[] = {
      .kind = F_U64,
      .off = CFG(limits.max_body_bytes),
      .min = MAX_BODY_MIN,
-     .max = MAX_BODY_MAX},
+     .max = MAX_BODY_MAX,
+     .dflt = 8388608},
     {.key = "max_connections",
      .kind = F_U32,
      .off = CFG(limits.max_connections),
      .min = 1,
-     .max = MAX_CONNECTIONS_MAX},
+     .max = MAX_CONNECTIONS_MAX,
+     .dflt = 200000},
     {.key = NULL},
 };
 static const struct field node_fields[] = {
@@ -1573,55 +1801,69 @@ static const struct field node_fields[] = {
      .off = CFG(node.ram_mb),
      .min = 1,
      .max = MAX_MIB,
-     .flags = FL_AUTO},
+     .flags = FL_AUTO,
+     .dflt = CONFIG_AUTO},
     {.key = "vram_mb",
      .kind = F_I64,
      .off = CFG(node.vram_mb),
      .min = 0,
      .max = MAX_MIB,
-     .flags = FL_AUTO},
-    {.key = "reserve_mb", .kind = F_I64, .off = CFG(node.reserve_mb), .min = 0, .max = MAX_MIB},
+     .flags = FL_AUTO,
+     .dflt = CONFIG_AUTO},
+    {.key = "reserve_mb",
+     .kind = F_I64,
+     .off = CFG(node.reserve_mb),
+     .min = 0,
+     .max = MAX_MIB,
+     .dflt = 2048},
     {.key = NULL},
 };
 static const struct field runtime_fields[] = {
-    {.key = "allowed", .kind = F_FUNC, .fn = parse_allowed},
-    {.key = "prefer", .kind = F_ENUM, .off = CFG(runtime.prefer), .words = prefer_words},
-    {.key = "container_cli", .kind = F_ENUM, .off = CFG(runtime.container_cli), .words = cli_words},
+    {.key = "allowed", .kind = F_FUNC, .fn = parse_allowed, .to_json = allowed_json},
+    {.key = "prefer",
+     .kind = F_ENUM,
+     .off = CFG(runtime.prefer),
+     .words = prefer_words,
+     .dflt = CONFIG_BACKEND_CONTAINER},
+    {.key = "container_cli",
+     .kind = F_ENUM,
+     .off = CFG(runtime.container_cli),
+     .words = cli_words,
+     .dflt = CONFIG_CLI_AUTO},
     {.key = NULL},
 };
 /* Processed in this order: engines need runtime, routes need engines and egress. */
 static const struct field top_fields[] = {
-    {.key = "listen", .kind = F_FUNC, .fn = parse_listen_node},
-    {.key = "data_dir", .kind = F_STR, .off = CFG(data_dir)},
+    {.key = "listen", .kind = F_FUNC, .fn = parse_listen_node, .to_json = listen_json},
+    {.key = "data_dir", .kind = F_STR, .off = CFG(data_dir), .dflt_str = "./arun-data"},
     {.key = "store", .kind = F_MAP, .sub = store_fields},
-    {.key = "log_level", .kind = F_ENUM, .off = CFG(log_level), .words = level_words},
+    {.key = "log_level",
+     .kind = F_ENUM,
+     .off = CFG(log_level),
+     .words = level_words,
+     .dflt = LOGL_INFO},
     {.key = "auth", .kind = F_MAP, .sub = auth_fields},
     {.key = "limits", .kind = F_MAP, .sub = limits_fields},
     {.key = "node", .kind = F_MAP, .sub = node_fields},
     {.key = "runtime", .kind = F_MAP, .sub = runtime_fields},
-    {.key = "egress", .kind = F_ENUM, .off = CFG(egress), .words = egress_words},
-    {.key = "engines", .kind = F_FUNC, .fn = parse_engines},
-    {.key = "routes", .kind = F_FUNC, .fn = parse_routes},
+    {.key = "egress",
+     .kind = F_ENUM,
+     .off = CFG(egress),
+     .words = egress_words,
+     .dflt = CONFIG_EGRESS_DENY},
+    {.key = "engines", .kind = F_FUNC, .fn = parse_engines, .to_json = engines_json},
+    {.key = "routes", .kind = F_FUNC, .fn = parse_routes, .to_json = routes_json},
     {.key = NULL},
 };
 
 struct config *config_default(void)
 {
     struct config *cfg = xcalloc(1, sizeof *cfg);
-    *cfg = (struct config){
-        .listen_host = xstrdup("127.0.0.1"), /* loopback unless the file says otherwise */
-        .listen_port = 8080,
-        .data_dir = xstrdup("./arun-data"),
-        .store = {.url = xstrdup("sqlite"), .synchronous = CONFIG_SYNC_FULL},
-        .log_level = LOGL_INFO,
-        .auth = {.mode = CONFIG_AUTH_NONE},
-        .limits = {.max_body_bytes = 8388608, .max_connections = 200000},
-        .node = {.ram_mb = CONFIG_AUTO, .vram_mb = CONFIG_AUTO, .reserve_mb = 2048},
-        .runtime = {.allowed = CONFIG_ALLOW_NATIVE | CONFIG_ALLOW_CONTAINER | CONFIG_ALLOW_REMOTE,
-                    .prefer = CONFIG_BACKEND_CONTAINER,
-                    .container_cli = CONFIG_CLI_AUTO},
-        .egress = CONFIG_EGRESS_DENY,
-    };
+    fields_defaults(top_fields, cfg);
+    /* The two F_FUNC keys with a value when absent. */
+    cfg->listen_host = xstrdup("127.0.0.1"); /* loopback unless the file says otherwise */
+    cfg->listen_port = 8080;
+    cfg->runtime.allowed = CONFIG_ALLOW_NATIVE | CONFIG_ALLOW_CONTAINER | CONFIG_ALLOW_REMOTE;
     return cfg;
 }
 
@@ -1862,87 +2104,9 @@ const char *config_backend_name(enum config_backend b)
     return word_name(backend_words, b);
 }
 
-/* ---- JSON -------------------------------------------------------------------------------- */
-
-static json_t *str_or_null(const char *s)
-{
-    return s != NULL ? json_string(s) : json_null();
-}
-
-static json_t *int_or_auto(int64_t v)
-{
-    return v == CONFIG_AUTO ? json_string("auto") : json_integer(v);
-}
-
-static json_t *strings_json(char *const *v, size_t n)
-{
-    json_t *a = json_array();
-    for (size_t i = 0; i < n; i++)
-        json_array_append_new(a, json_string(v[i]));
-    return a;
-}
-
-static json_t *engine_json(const struct config_engine *e)
-{
-    json_t *env = json_object();
-    for (size_t i = 0; i < e->nenv; i++)
-        json_object_set_new(env, e->env[i].key, json_string(e->env[i].value));
-
-    return json_pack(
-        "{s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o,"
-        " s:{s:o, s:o, s:s, s:I, s:I, s:I, s:I, s:I}, s:{s:I, s:I},"
-        " s:I, s:I, s:I, s:s, s:o, s:{s:s, s:I, s:I}, s:I, s:o, s:I, s:s}",
-        "backend", word_name(backend_words, e->backend), "cmd", str_or_null(e->cmd), "image",
-        str_or_null(e->image), "args", strings_json(e->args, e->nargs), "url", str_or_null(e->url),
-        "api_key_env", str_or_null(e->api_key_env), "port", int_or_auto(e->port), "env", env, "cwd",
-        str_or_null(e->cwd), "models", strings_json(e->models, e->nmodels), "health", "path",
-        str_or_null(e->health.path), "cmd", str_or_null(e->health.cmd), "probe",
-        word_name(probe_words, e->health.probe), "interval_ms", (json_int_t)e->health.interval_ms,
-        "timeout_ms", (json_int_t)e->health.timeout_ms, "failures", (json_int_t)e->health.failures,
-        "stall_timeout_s", (json_int_t)e->health.stall_timeout_s, "start_timeout_s",
-        (json_int_t)e->health.start_timeout_s, "memory", "ram_mb", (json_int_t)e->memory.ram_mb,
-        "vram_mb", (json_int_t)e->memory.vram_mb, "max_concurrency", (json_int_t)e->max_concurrency,
-        "queue_limit", (json_int_t)e->queue_limit, "ttl_s", (json_int_t)e->ttl_s, "start",
-        word_name(start_words, e->start), "group", str_or_null(e->group), "restart", "policy",
-        word_name(restart_words, e->restart.policy), "max", (json_int_t)e->restart.max,
-        "backoff_ms", (json_int_t)e->restart.backoff_ms, "stop_timeout_s",
-        (json_int_t)e->stop_timeout_s, "stop_cmd", str_or_null(e->stop_cmd), "min_resident_s",
-        (json_int_t)e->min_resident_s, "continuation",
-        word_name(continuation_words, e->continuation));
-}
-
 json_t *config_to_json(const struct config *cfg)
 {
-    bool v6 = strchr(cfg->listen_host, ':') != NULL;
-    char *listen = xasprintf(v6 ? "[%s]:%u" : "%s:%u", cfg->listen_host, cfg->listen_port);
-    json_t *allowed = json_array(), *engines = json_object(), *routes = json_object();
-
-    for (const struct word *w = allowed_words; w->name != NULL; w++) {
-        if (cfg->runtime.allowed & (1u << w->value))
-            json_array_append_new(allowed, json_string(w->name));
-    }
-    for (size_t i = 0; i < cfg->nengines; i++)
-        json_object_set_new(engines, cfg->engines[i].name, engine_json(&cfg->engines[i]));
-    for (size_t i = 0; i < cfg->nroutes; i++)
-        json_object_set_new(routes, cfg->routes[i].name,
-                            strings_json(cfg->routes[i].engines, cfg->routes[i].nengines));
-
-    json_t *j = json_pack(
-        "{s:s, s:s, s:{s:s, s:s}, s:s, s:{s:s}, s:{s:I, s:I}, s:{s:o, s:o, s:I},"
-        " s:{s:o, s:s, s:s}, s:s, s:o, s:o}",
-        "listen", listen, "data_dir", cfg->data_dir, "store", "url", cfg->store.url, "synchronous",
-        word_name(sync_words, cfg->store.synchronous), "log_level",
-        word_name(level_words, cfg->log_level), "auth", "mode",
-        word_name(auth_words, cfg->auth.mode), "limits", "max_body_bytes",
-        (json_int_t)cfg->limits.max_body_bytes, "max_connections",
-        (json_int_t)cfg->limits.max_connections, "node", "ram_mb", int_or_auto(cfg->node.ram_mb),
-        "vram_mb", int_or_auto(cfg->node.vram_mb), "reserve_mb", (json_int_t)cfg->node.reserve_mb,
-        "runtime", "allowed", allowed, "prefer", word_name(prefer_words, cfg->runtime.prefer),
-        "container_cli", word_name(cli_words, cfg->runtime.container_cli), "egress",
-        word_name(egress_words, cfg->egress), "engines", engines, "routes", routes);
-    free(listen);
-    ASSERT(j != NULL); /* only fails on a format mistake or invalid UTF-8, which libyaml rejects */
-    return j;
+    return fields_json(top_fields, cfg);
 }
 
 void config_free(struct config *cfg)
