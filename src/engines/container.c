@@ -31,6 +31,9 @@
 #include <stdarg.h>
 #include <string.h>
 
+#include <h2o/linklist.h>
+#include <h2o/memory.h> /* H2O_STRUCT_FROM_MEMBER */
+
 #include "core/buf.h"
 #include "core/log.h"
 #include "engines/manifest.h"
@@ -53,7 +56,7 @@ struct call {
     uv_timer_t timer;   /* timeout before exit, EOF wait after */
     uv_loop_t *loop;
     struct container_rt *rt;       /* NULL once detached (cancelled or done) */
-    struct call *prev, *next;      /* in rt->calls while attached */
+    h2o_linklist_t link;           /* in rt->calls while attached */
     enum container_kind kind;      /* copied: the rt may be gone when the call ends */
     char *what;                    /* "podman run IMAGE": the subject of a `why` */
     struct buf out[2];             /* captured stdout, stderr (capped) */
@@ -87,7 +90,7 @@ struct container_rt {
     enum container_kind kind;
     char name[64]; /* "podman 4.3.1" */
     uint32_t timeout_ms;
-    struct call *calls; /* in flight */
+    h2o_linklist_t calls; /* call.link: in flight */
 };
 
 static const char *kind_name(enum container_kind k)
@@ -138,6 +141,7 @@ struct container_rt *container_rt_new(uv_loop_t *loop, const char *path, enum co
                                       const char *version)
 {
     struct container_rt *rt = xcalloc(1, sizeof(*rt));
+    h2o_linklist_init_anchor(&rt->calls);
     rt->loop = loop;
     rt->path = xstrdup(path);
     rt->kind = kind;
@@ -150,13 +154,7 @@ static void call_unlink(struct call *c)
 {
     if (c->rt == NULL)
         return;
-    if (c->prev != NULL)
-        c->prev->next = c->next;
-    else
-        c->rt->calls = c->next;
-    if (c->next != NULL)
-        c->next->prev = c->prev;
-    c->prev = c->next = NULL;
+    h2o_linklist_unlink(&c->link);
     c->rt = NULL;
 }
 
@@ -164,8 +162,8 @@ void container_rt_free(struct container_rt *rt)
 {
     if (rt == NULL)
         return;
-    while (rt->calls != NULL) {
-        struct call *c = rt->calls;
+    while (!h2o_linklist_is_empty(&rt->calls)) {
+        struct call *c = H2O_STRUCT_FROM_MEMBER(struct call, link, rt->calls.next);
         call_unlink(c);
         c->cancelled = true;
         if (!c->exited)
@@ -472,10 +470,7 @@ static int call_start(struct container_rt *rt, struct call *c, struct argv *a)
         return rc;
     }
     c->rt = rt;
-    c->next = rt->calls;
-    if (rt->calls != NULL)
-        rt->calls->prev = c;
-    rt->calls = c;
+    h2o_linklist_insert(&rt->calls, &c->link);
     for (int i = 0; i < 2; i++) {
         rc = uv_read_start((uv_stream_t *)&c->pipes[i], alloc_cb, read_cb);
         ASSERT(rc == 0); /* a fresh pipe from uv_spawn can always start reading */

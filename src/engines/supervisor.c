@@ -34,6 +34,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <h2o/memory.h> /* H2O_STRUCT_FROM_MEMBER */
+
 #include "core/clock.h"
 #include "core/log.h"
 #include "engines/admission.h"
@@ -55,28 +57,30 @@ const char *engine_state_name(enum engine_state s)
     return state_names[s];
 }
 
-static void waiter_unlink(struct supervisor *sup, struct supervisor_waiter *w)
-{
-    if (w->prev)
-        w->prev->next = w->next;
-    else
-        sup->waiters = w->next;
-    if (w->next)
-        w->next->prev = w->prev;
-}
-
+/* Calls and frees every waiter of e. The waiters of e move to a list of their own first: a
+ * callback may start, stop or wait for engines, so it may add waiters (they wait for the next
+ * change) or cancel one of e's still to be called (it is unlinked from that list like any
+ * other). */
 static void notify_waiters(struct engine *e, int status, const char *reason)
 {
     struct supervisor *sup = e->sup;
-    struct supervisor_waiter *w = sup->waiters;
-    while (w != NULL) {
-        struct supervisor_waiter *next = w->next;
+    h2o_linklist_t mine;
+    h2o_linklist_init_anchor(&mine);
+    h2o_linklist_t *node = sup->waiters.next;
+    while (node != &sup->waiters) {
+        struct supervisor_waiter *w = H2O_STRUCT_FROM_MEMBER(struct supervisor_waiter, link, node);
+        node = node->next;
         if (w->e == e) {
-            waiter_unlink(sup, w);
-            w->cb(e, status, reason, w->arg);
-            free(w);
+            h2o_linklist_unlink(&w->link);
+            h2o_linklist_insert(&mine, &w->link);
         }
-        w = next;
+    }
+    while (!h2o_linklist_is_empty(&mine)) {
+        struct supervisor_waiter *w =
+            H2O_STRUCT_FROM_MEMBER(struct supervisor_waiter, link, mine.next);
+        h2o_linklist_unlink(&w->link);
+        w->cb(e, status, reason, w->arg);
+        free(w);
     }
 }
 
@@ -497,6 +501,7 @@ static const char *const engine_label[] = {"engine"};
 struct supervisor *supervisor_new(const struct supervisor_options *o)
 {
     struct supervisor *sup = xcalloc(1, sizeof(*sup));
+    h2o_linklist_init_anchor(&sup->waiters);
     sup->loop = o->loop;
     sup->cfg = o->cfg;
     sup->store = o->store;
@@ -723,16 +728,13 @@ struct supervisor_waiter *supervisor_wait_ready(struct engine *e, supervisor_rea
     w->e = e;
     w->cb = cb;
     w->arg = arg;
-    w->next = e->sup->waiters;
-    if (w->next)
-        w->next->prev = w;
-    e->sup->waiters = w;
+    h2o_linklist_insert(&e->sup->waiters, &w->link);
     return w;
 }
 
 void supervisor_cancel_wait(struct supervisor_waiter *w)
 {
-    waiter_unlink(w->e->sup, w);
+    h2o_linklist_unlink(&w->link);
     free(w);
 }
 

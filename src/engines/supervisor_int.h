@@ -18,6 +18,8 @@
 #ifndef ARUN_ENGINES_SUPERVISOR_INT_H
 #define ARUN_ENGINES_SUPERVISOR_INT_H
 
+#include <h2o/linklist.h>
+
 #include "engines/admission.h"
 #include "engines/health.h"
 #include "engines/manifest.h"
@@ -41,7 +43,7 @@ struct supervisor_waiter {
     struct engine *e;
     supervisor_ready_cb cb;
     void *arg;
-    struct supervisor_waiter *prev, *next;
+    h2o_linklist_t link; /* in sup->waiters */
 };
 
 struct engine {
@@ -119,7 +121,7 @@ struct supervisor {
     const char *proc_root;
     struct engine *engines;
     size_t nengines;
-    struct supervisor_waiter *waiters;
+    h2o_linklist_t waiters; /* supervisor_waiter.link: requests waiting for an engine */
     uv_timer_t sample_timer;
     uv_timer_t log_timer;
     bool sampling; /* a sample is in the worker */
