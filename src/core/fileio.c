@@ -6,6 +6,7 @@
 #include <stdbool.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -25,6 +26,34 @@ ssize_t fileio_read_fd(int fd, char *buf, size_t cap)
         len += (size_t)n;
     }
     return (ssize_t)len;
+}
+
+int fileio_read_at(int dirfd, const char *path, struct buf *out)
+{
+    int fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int rc = 0;
+    char chunk[4096];
+    for (;;) {
+        ssize_t n = read(fd, chunk, sizeof(chunk));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            rc = -errno;
+            break;
+        }
+        if (n == 0)
+            break;
+        size_t room = out->cap - out->len;
+        buf_append(out, chunk, (size_t)n < room ? (size_t)n : room); /* fits: at most room */
+        if ((size_t)n > room) {
+            out->truncated = true; /* a prefix: the rest is not read */
+            break;
+        }
+    }
+    close(fd);
+    return rc;
 }
 
 static bool executable_file(const char *path)

@@ -5,9 +5,24 @@
 #ifndef ARUN_CORE_FILEIO_H
 #define ARUN_CORE_FILEIO_H
 
+#include <fcntl.h>
 #include <sys/types.h>
 
+#include "core/buf.h"
 #include "core/common.h"
+
+/* Appends the whole file at path (relative to dirfd, as openat(2) takes it) to out, reading until
+ * EOF, so files whose stat size is 0 (/proc) read whole too. Opens with O_CLOEXEC and retries
+ * EINTR. Returns 0 or -errno (out may then hold part of the file). A file longer than out's cap
+ * leaves its first bytes up to the cap in out and sets out->truncated: callers that need the
+ * whole file check it, callers that parse a prefix may not. */
+int fileio_read_at(int dirfd, const char *path, struct buf *out) MUST_USE;
+
+/* fileio_read_at() of a path (relative to the working directory when not absolute). */
+static inline int fileio_read(const char *path, struct buf *out)
+{
+    return fileio_read_at(AT_FDCWD, path, out);
+}
 
 /* Reads from fd until EOF or until cap bytes are in buf (retrying EINTR). Returns the number of
  * bytes read or -errno. Does not NUL-terminate and does not close fd. */

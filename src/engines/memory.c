@@ -78,20 +78,14 @@ static const char *errstr(int err, char *tmp, size_t size)
 
 /* ---- host memory and pressure ---- */
 
-/* Reads proc_root/rel into buf (NUL-terminated). Returns 0 or -errno. */
-static int read_text(const char *proc_root, const char *rel, char *buf, size_t size)
+/* Appends proc_root/rel to out (fileio_read). Returns 0 or -errno. */
+static int read_text(const char *proc_root, const char *rel, struct buf *out)
 {
     char path[PATH_MAX];
     int n = snprintf(path, sizeof(path), "%s/%s", proc_root, rel);
     if (n < 0 || (size_t)n >= sizeof(path))
         return -ENAMETOOLONG;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    ssize_t rc = fileio_read_fd(fd, buf, size - 1);
-    close(fd);
-    buf[rc > 0 ? rc : 0] = '\0';
-    return rc < 0 ? (int)rc : 0;
+    return fileio_read(path, out);
 }
 
 /* Finds "Key:   N kB" in meminfo. Returns true and *kb when present. */
@@ -114,11 +108,13 @@ static bool meminfo_kb(const char *text, const char *key, uint64_t *kb)
 
 int memory_host_read(const char *proc_root, struct memory_host *out)
 {
-    char *text = xmalloc(MEMINFO_MAX);
+    struct buf b;
+    buf_init(&b, MEMINFO_MAX);
     uint64_t total, avail, free_kb = 0, buffers = 0, cached = 0;
-    int rc = read_text(proc_root, "meminfo", text, MEMINFO_MAX);
+    int rc = read_text(proc_root, "meminfo", &b);
     if (rc != 0)
         goto out;
+    const char *text = buf_cstr(&b);
     if (!meminfo_kb(text, "MemTotal", &total)) {
         rc = -EINVAL;
         goto out;
@@ -133,7 +129,7 @@ int memory_host_read(const char *proc_root, struct memory_host *out)
     out->total_mb = total / 1024;
     out->available_mb = avail / 1024;
 out:
-    free(text);
+    buf_cleanup(&b);
     return rc;
 }
 
@@ -170,21 +166,26 @@ static bool psi_avg10(const char *text, const char *kind, double *out)
 
 int memory_psi_read(const char *proc_root, double *some_avg10, double *full_avg10)
 {
-    char text[PSI_FILE_MAX];
-    int rc = read_text(proc_root, "pressure/memory", text, sizeof(text));
+    struct buf b;
+    buf_init(&b, PSI_FILE_MAX);
+    double some, full = 0;
+    int rc = read_text(proc_root, "pressure/memory", &b);
     /* Built with PSI but booted with psi=0, the file exists and reading it fails. */
     if (rc == -EOPNOTSUPP)
         rc = -ENOENT;
     if (rc != 0)
-        return rc;
-    double some, full = 0;
-    if (!psi_avg10(text, "some", &some))
-        return -EINVAL;
-    if (strstr(text, "full ") != NULL && !psi_avg10(text, "full", &full))
-        return -EINVAL;
+        goto out;
+    const char *text = buf_cstr(&b);
+    if (!psi_avg10(text, "some", &some) ||
+        (strstr(text, "full ") != NULL && !psi_avg10(text, "full", &full))) {
+        rc = -EINVAL;
+        goto out;
+    }
     *some_avg10 = some;
     *full_avg10 = full;
-    return 0;
+out:
+    buf_cleanup(&b);
+    return rc;
 }
 
 /* ---- NVML, declared as its API reference documents it ---- */

@@ -44,18 +44,6 @@
 /* Memo states of proc_tree()'s walk. */
 enum tree_mark { TREE_UNKNOWN, TREE_VISITING, TREE_IN, TREE_OUT };
 
-/* Reads a small file relative to dirfd into buf (NUL-terminated). Returns its length or -errno. */
-static ssize_t read_small(int dirfd, const char *name, char *buf, size_t size)
-{
-    int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    ssize_t rc = fileio_read_fd(fd, buf, size - 1);
-    close(fd);
-    buf[rc > 0 ? rc : 0] = '\0';
-    return rc;
-}
-
 /* Opens proc_root/PID as a directory. Returns the descriptor or -errno (-ESRCH when absent). */
 static int open_pid_dir(const char *proc_root, pid_t pid)
 {
@@ -113,25 +101,32 @@ static int parse_stat(const char *s, struct proc_info *p)
 /* Reads and parses PID's stat relative to its directory. */
 static int read_stat(int dirfd, struct proc_info *p)
 {
-    char buf[PROC_FILE_MAX];
-    ssize_t n = read_small(dirfd, "stat", buf, sizeof(buf));
-    if (n < 0)
-        return (int)n;
-    return parse_stat(buf, p);
+    struct buf b;
+    buf_init(&b, PROC_FILE_MAX);
+    int rc = fileio_read_at(dirfd, "stat", &b);
+    if (rc == 0)
+        rc = parse_stat(buf_cstr(&b), p);
+    buf_cleanup(&b);
+    return rc;
 }
 
 /* statm: "size resident shared text lib data dt", in pages. */
 static int read_statm(int dirfd, uint64_t page_size, struct proc_info *p)
 {
-    char buf[256];
-    ssize_t n = read_small(dirfd, "statm", buf, sizeof(buf));
-    if (n < 0)
-        return (int)n;
+    struct buf b;
+    buf_init(&b, PROC_FILE_MAX);
     unsigned long long size_pages, resident_pages;
-    if (sscanf(buf, "%llu %llu", &size_pages, &resident_pages) != 2)
-        return -EINVAL;
+    int rc = fileio_read_at(dirfd, "statm", &b);
+    if (rc != 0)
+        goto out;
+    if (sscanf(buf_cstr(&b), "%llu %llu", &size_pages, &resident_pages) != 2) {
+        rc = -EINVAL;
+        goto out;
+    }
     p->rss_bytes = (uint64_t)resident_pages * page_size;
-    return 0;
+out:
+    buf_cleanup(&b);
+    return rc;
 }
 
 /* io: "rchar: N\nwchar: N\n…read_bytes: N\n…". Optional: reading it needs ptrace-read access
@@ -139,10 +134,13 @@ static int read_statm(int dirfd, uint64_t page_size, struct proc_info *p)
  * CONFIG_TASK_IO_ACCOUNTING; without it the counters stay zero and the process still counts. */
 static void read_io(int dirfd, struct proc_info *p)
 {
-    char buf[1024];
-    if (read_small(dirfd, "io", buf, sizeof(buf)) < 0)
+    struct buf b;
+    buf_init(&b, PROC_FILE_MAX);
+    if (fileio_read_at(dirfd, "io", &b) != 0) {
+        buf_cleanup(&b);
         return;
-    for (const char *line = buf; line != NULL && *line != '\0';) {
+    }
+    for (const char *line = buf_cstr(&b); line != NULL && *line != '\0';) {
         unsigned long long v;
         if (sscanf(line, "rchar: %llu", &v) == 1)
             p->rchar = v;
@@ -153,6 +151,7 @@ static void read_io(int dirfd, struct proc_info *p)
             line++;
     }
     p->read_bytes = p->rchar > p->storage_read_bytes ? p->rchar : p->storage_read_bytes;
+    buf_cleanup(&b);
 }
 
 /* Reads one process. Returns 0, -ESRCH when it vanished (skip it), or another -errno. */
@@ -445,16 +444,19 @@ int proc_environ_get(const char *proc_root, pid_t pid, const char *key, char *ou
     int dirfd = open_pid_dir(proc_root, pid);
     if (dirfd < 0)
         return dirfd;
-    char *buf = xmalloc(PROC_ENVIRON_MAX + 1);
-    ssize_t n = read_small(dirfd, "environ", buf, PROC_ENVIRON_MAX + 1);
+    struct buf b;
+    buf_init(&b, PROC_ENVIRON_MAX); /* a longer environment is searched in its first bytes */
+    int rc = fileio_read_at(dirfd, "environ", &b);
     close(dirfd);
-    int rc = n < 0 ? (int)n : -ENOENT;
-    for (ssize_t i = 0; n > 0 && i < n && rc == -ENOENT; i += (ssize_t)strlen(buf + i) + 1) {
-        if (strncmp(buf + i, key, klen) == 0 && buf[i + (ssize_t)klen] == '=') {
-            snprintf(out, cap, "%s", buf + i + klen + 1);
+    if (rc == 0)
+        rc = -ENOENT;
+    const char *env = buf_cstr(&b);
+    for (size_t i = 0; i < b.len && rc == -ENOENT; i += strlen(env + i) + 1) {
+        if (strncmp(env + i, key, klen) == 0 && env[i + klen] == '=') {
+            snprintf(out, cap, "%s", env + i + klen + 1);
             rc = 0;
         }
     }
-    free(buf);
+    buf_cleanup(&b);
     return rc;
 }

@@ -17,6 +17,7 @@
 #include <h2o/linklist.h>
 
 #include "core/clock.h"
+#include "core/fileio.h"
 #include "core/log.h"
 #include "http/sse.h"
 
@@ -78,15 +79,16 @@ static void readyz(struct http_request *r, void *arg)
 
 /* ---- metrics ---- */
 
+/* "size resident …" in pages; 0 when /proc cannot tell. */
 static long rss_bytes(void)
 {
     long pages = 0, resident = 0;
-    FILE *f = fopen("/proc/self/statm", "r");
-    if (f == NULL)
-        return 0;
-    if (fscanf(f, "%ld %ld", &pages, &resident) != 2)
+    struct buf b;
+    buf_init(&b, 256); /* seven numbers */
+    if (fileio_read("/proc/self/statm", &b) != 0 ||
+        sscanf(buf_cstr(&b), "%ld %ld", &pages, &resident) != 2)
         resident = 0;
-    fclose(f);
+    buf_cleanup(&b);
     return resident * sysconf(_SC_PAGESIZE);
 }
 
