@@ -66,7 +66,7 @@ static bool store_ready_check(void *arg, struct buf *why)
     struct store *st = arg;
     if (store_ready(st))
         return true;
-    IGNORE_RESULT(buf_puts(why, store_status(st))); /* a cut reason is still a reason */
+    buf_puts(why, store_status(st)); /* a short sentence (STORE_WHY_MAX): it fits */
     return false;
 }
 

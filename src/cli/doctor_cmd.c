@@ -286,7 +286,8 @@ static int try_bind(const char *host, uint16_t port)
         rc = -errno;
         goto out;
     }
-    /* As arun does: a port in TIME_WAIT after a restart is free for it. */
+    /* As arun does: a port in TIME_WAIT after a restart is free for it. Without the option the
+     * check is only stricter. */
     IGNORE_RESULT(setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)));
     if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0)
         rc = -errno;
@@ -365,8 +366,8 @@ static void check_data_dir(struct report *r, const struct config *cfg)
 /* ---- engines' binaries ---- */
 
 /* Checks a native engine's binary as a spawn would find it (cmd split and expanded by
- * manifest_argv, ${PORT} as the first auto port). Returns true when it is found. */
-static bool check_cmd(struct report *r, const struct config *cfg, const struct config_engine *e,
+ * manifest_argv, ${PORT} as the first auto port) and says what it found. */
+static void check_cmd(struct report *r, const struct config *cfg, const struct config_engine *e,
                       const char *check, enum level missing)
 {
     struct manifest_vars v = {.name = e->name, .port = 41000, .data_dir = cfg->data_dir};
@@ -391,11 +392,9 @@ static bool check_cmd(struct report *r, const struct config *cfg, const struct c
     } else if (found != NULL) {
         say(r, OK, check, "native, runs %s", found);
     }
-    bool ok = found != NULL;
     free(found);
     manifest_argv_free(argv);
     buf_cleanup(&err);
-    return ok;
 }
 
 /* The container CLI engines would use (runtime.container_cli), heap, or NULL. */
@@ -432,10 +431,10 @@ static void check_engine(struct report *r, const struct config *cfg, const struc
             say(r, FAIL, check, "image %s needs podman or docker, and neither is on PATH",
                 e->image);
         if (cli == NULL && e->cmd != NULL && (cfg->runtime.allowed & CONFIG_ALLOW_NATIVE))
-            IGNORE_RESULT(check_cmd(r, cfg, e, check, FAIL));
+            check_cmd(r, cfg, e, check, FAIL);
         free(cli);
     } else if (e->cmd != NULL) {
-        IGNORE_RESULT(check_cmd(r, cfg, e, check, FAIL));
+        check_cmd(r, cfg, e, check, FAIL);
     }
     free(check);
 }

@@ -37,12 +37,12 @@ static struct engine *find_or_404(struct engines_api *api, struct http_request *
     if (e != NULL)
         return e;
     struct buf names;
-    buf_init(&names, 4096);
-    for (size_t i = 0; i < supervisor_count(api->sup); i++)
-        IGNORE_RESULT(buf_printf(&names, "%s%s", i ? ", " : "",
-                                 engine_name(supervisor_engine_at(api->sup, i))));
-    http_send_error(r, 404, "engine_not_found", "name", "no engine named '%.100s'; engines: %s",
-                    r->params[0], names.len ? buf_cstr(&names) : "(none configured)");
+    buf_init(&names, 768); /* with the rest, within http_send_error's 1 KiB message */
+    for (size_t i = 0; i < supervisor_count(api->sup) && !names.truncated; i++)
+        buf_printf(&names, "%s%s", i ? ", " : "", engine_name(supervisor_engine_at(api->sup, i)));
+    http_send_error(r, 404, "engine_not_found", "name", "no engine named '%.100s'; engines: %s%s",
+                    r->params[0], names.len ? buf_cstr(&names) : "(none configured)",
+                    names.truncated ? ", …" : "");
     buf_cleanup(&names);
     return NULL;
 }
@@ -124,6 +124,7 @@ static void follower_line_cb(const char *line, size_t len, int stream, void *arg
 {
     struct follower *f = arg;
     if (sse_write(f->sse, NULL, NULL, line, len) == -ENOBUFS) {
+        /* Best effort: the backlog is full, and the stream ends either way. */
         IGNORE_RESULT(sse_comment(f->sse, "dropped: this client fell too far behind"));
         sse_end(f->sse);
         follower_free(f); /* unfollowing from inside the callback is allowed */
@@ -186,7 +187,7 @@ static void on_shutdown(void *arg)
     struct engines_api *api = arg;
     while (!h2o_linklist_is_empty(&api->followers)) {
         struct follower *f = H2O_STRUCT_FROM_MEMBER(struct follower, link, api->followers.next);
-        IGNORE_RESULT(sse_comment(f->sse, "arun is shutting down"));
+        IGNORE_RESULT(sse_comment(f->sse, "arun is shutting down")); /* best effort: it ends */
         sse_end(f->sse);
         follower_free(f);
     }

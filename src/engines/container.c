@@ -44,6 +44,9 @@
 #define DRAIN_MS 500
 /* Bytes of the CLI's error line quoted in a `why`. */
 #define WHY_LINE_MAX 400
+/* Bytes of a call's subject ("podman run IMAGE") kept: an image name from the config can be any
+ * length, and with WHY_LINE_MAX and a hint this keeps every `why` under its 4 KiB buffer. */
+#define WHAT_MAX 1024
 #define NAME_MAX_LEN 128 /* docker's and podman's limit on a container name */
 
 struct call;
@@ -296,8 +299,8 @@ static void append_error_line(struct buf *b, const char *text)
     best_n -= (size_t)(s - best);
     while (best_n > 0 && (s[best_n - 1] == '\r' || s[best_n - 1] == ' '))
         best_n--;
-    IGNORE_RESULT(buf_printf(b, "%.*s%s", (int)(best_n > WHY_LINE_MAX ? WHY_LINE_MAX : best_n), s,
-                             best_n > WHY_LINE_MAX ? "…" : ""));
+    buf_printf(b, "%.*s%s", (int)(best_n > WHY_LINE_MAX ? WHY_LINE_MAX : best_n), s,
+               best_n > WHY_LINE_MAX ? "…" : "");
 }
 
 /* The outcome of a finished call as status and sentence (written to why, empty on success). */
@@ -305,29 +308,27 @@ static int call_outcome(struct call *c, struct buf *why)
 {
     const char *err = buf_cstr(&c->out[1]);
     if (c->cancelled) {
-        IGNORE_RESULT(
-            buf_printf(why, "%s: cancelled (the container runtime was shut down)", c->what));
+        buf_printf(why, "%s: cancelled (the container runtime was shut down)", c->what);
         return -ECANCELED;
     }
     if (c->timed_out) {
-        IGNORE_RESULT(
-            buf_printf(why, "%s: no answer within %u ms; killed it", c->what, c->timeout_ms));
+        buf_printf(why, "%s: no answer within %u ms; killed it", c->what, c->timeout_ms);
         return -ETIMEDOUT;
     }
     if (c->term_signal != 0) {
-        IGNORE_RESULT(buf_printf(why, "%s: killed by signal %d", c->what, c->term_signal));
+        buf_printf(why, "%s: killed by signal %d", c->what, c->term_signal);
         return -EIO;
     }
     if (c->exit_status == 0)
         return 0;
-    IGNORE_RESULT(buf_printf(why, "%s: ", c->what));
+    buf_printf(why, "%s: ", c->what);
     if (*err != '\0' || c->out[0].len > 0)
         append_error_line(why, *err != '\0' ? err : buf_cstr(&c->out[0]));
     else
-        IGNORE_RESULT(buf_printf(why, "exit status %lld", (long long)c->exit_status));
+        buf_printf(why, "exit status %lld", (long long)c->exit_status);
     const char *hint = hint_for(err);
     if (hint != NULL)
-        IGNORE_RESULT(buf_printf(why, "; %s", hint));
+        buf_printf(why, "; %s", hint);
     return says_missing(err) ? -ENOENT : -EIO;
 }
 
@@ -435,7 +436,7 @@ static struct call *call_new(struct container_rt *rt, size_t size, const char *w
     struct call *c = xcalloc(1, size);
     c->loop = rt->loop;
     c->kind = rt->kind;
-    c->what = xstrdup(what);
+    c->what = strlen(what) > WHAT_MAX ? xasprintf("%.*s…", WHAT_MAX, what) : xstrdup(what);
     c->finish = finish;
     c->arg = arg;
     c->timeout_ms = rt->timeout_ms;
@@ -625,8 +626,8 @@ static int parse_state(struct call *c, struct container_state *st, json_t **root
 {
     json_error_t jerr;
     if (c->truncated) {
-        IGNORE_RESULT(buf_printf(why, "%s: output cut at the output cap (%u bytes)", c->what,
-                                 CONTAINER_OUTPUT_CAP));
+        buf_printf(why, "%s: output cut at the output cap (%u bytes)", c->what,
+                   CONTAINER_OUTPUT_CAP);
         return -EIO;
     }
     json_t *arr = json_loadb(c->out[0].data, c->out[0].len, 0, &jerr);
@@ -634,13 +635,12 @@ static int parse_state(struct call *c, struct container_state *st, json_t **root
     json_t *state = json_object_get(obj, "State");
     if (json_is_array(arr) && json_array_size(arr) == 0) {
         json_decref(arr);
-        IGNORE_RESULT(buf_printf(why, "%s: no such container", c->what));
+        buf_printf(why, "%s: no such container", c->what);
         return -ENOENT;
     }
     if (!json_is_object(state)) {
         json_decref(arr);
-        IGNORE_RESULT(buf_printf(why, "%s: unexpected output (%s)", c->what,
-                                 arr ? "no State object" : jerr.text));
+        buf_printf(why, "%s: unexpected output (%s)", c->what, arr ? "no State object" : jerr.text);
         return -EIO;
     }
     copy_str(st->id, sizeof(st->id), json_object_get(obj, "Id"));
@@ -759,8 +759,8 @@ static void finish_list(struct call *c, int status, const char *why)
         list = parse_list(c);
         if (list == NULL) {
             status = -EIO;
-            IGNORE_RESULT(buf_printf(&msg, "%s: output is not the JSON expected%s", c->what,
-                                     c->truncated ? " (cut at the output cap)" : ""));
+            buf_printf(&msg, "%s: output is not the JSON expected%s", c->what,
+                       c->truncated ? " (cut at the output cap)" : "");
             why = buf_cstr(&msg);
         }
     }

@@ -892,13 +892,13 @@ void engine_log_unfollow(struct engine_log *l, struct engine_log_follower *f)
 static int check_name(const char *dir, const char *name, struct buf *err)
 {
     if (dir == NULL || dir[0] == '\0') {
-        IGNORE_RESULT(buf_puts(err, "engine log directory is empty"));
+        buf_puts(err, "engine log directory is empty");
         return -EINVAL;
     }
     if (name == NULL || name[0] == '\0' || strchr(name, '/') != NULL || strcmp(name, ".") == 0 ||
         strcmp(name, "..") == 0 || strlen(name) > NAME_LEN_MAX) {
-        IGNORE_RESULT(buf_printf(err, "engine log name \"%s\" is not a plain file name",
-                                 name != NULL ? name : ""));
+        buf_printf(err, "engine log name \"%s\" is not a plain file name",
+                   name != NULL ? name : "");
         return -EINVAL;
     }
     return 0;
@@ -940,7 +940,7 @@ int engine_log_open(const char *dir, const char *name, const struct engine_log_o
         goto out;
     if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
         rc = -errno;
-        IGNORE_RESULT(buf_printf(err, "cannot create log directory %s: %s", dir, strerror(-rc)));
+        buf_printf(err, "cannot create log directory %s: %s", dir, strerror(-rc));
         goto out;
     }
     l = xcalloc(1, sizeof(*l));
@@ -952,7 +952,7 @@ int engine_log_open(const char *dir, const char *name, const struct engine_log_o
     resolve_opts(&l->opts, o);
     rc = open_file(l);
     if (rc != 0) {
-        IGNORE_RESULT(buf_printf(err, "cannot open engine log %s: %s", l->path, strerror(-rc)));
+        buf_printf(err, "cannot open engine log %s: %s", l->path, strerror(-rc));
         goto out;
     }
     buf_init(&l->wbuf, WBUF_CAP);

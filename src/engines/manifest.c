@@ -27,16 +27,16 @@ int manifest_expand(const char *s, const struct manifest_vars *v, char **out, st
 {
     struct buf b;
     char port[8];
-    buf_init(&b, 1 << 20);
+    buf_init(&b, MANIFEST_EXPAND_MAX);
     snprintf(port, sizeof(port), "%u", v->port);
     for (const char *p = s; *p != '\0'; p++) {
         if (p[0] == '$' && p[1] == '$') {
-            IGNORE_RESULT(buf_puts(&b, "$")); /* 1 MiB cap: a command line is far shorter */
+            buf_puts(&b, "$");
             p++;
             continue;
         }
         if (p[0] != '$' || p[1] != '{') {
-            IGNORE_RESULT(buf_append(&b, p, 1));
+            buf_append(&b, p, 1);
             continue;
         }
         const char *name = p + 2, *end = strchr(name, '}');
@@ -44,10 +44,10 @@ int manifest_expand(const char *s, const struct manifest_vars *v, char **out, st
         for (const char *q = name; ok && q < end; q++)
             ok = var_char(*q, q == name);
         if (!ok) {
-            IGNORE_RESULT(buf_printf(err,
-                                     "\"%.40s\": a ${ without a valid NAME} after it (write $$ "
-                                     "for a literal $)",
-                                     p));
+            buf_printf(err,
+                       "\"%.40s\": a ${ without a valid NAME} after it (write $$ "
+                       "for a literal $)",
+                       p);
             buf_cleanup(&b);
             return -EINVAL;
         }
@@ -64,12 +64,17 @@ int manifest_expand(const char *s, const struct manifest_vars *v, char **out, st
         else
             val = getenv(tmp);
         if (val == NULL) {
-            IGNORE_RESULT(buf_printf(err, "${%s} is not set in arun's environment", tmp));
+            buf_printf(err, "${%s} is not set in arun's environment", tmp);
             buf_cleanup(&b);
             return -EINVAL;
         }
-        IGNORE_RESULT(buf_puts(&b, val));
+        buf_puts(&b, val);
         p = end;
+    }
+    if (b.truncated) { /* the environment can make it so: run no word with a part left out */
+        buf_printf(err, "\"%.40s\" expands to more than %u bytes", s, MANIFEST_EXPAND_MAX);
+        buf_cleanup(&b);
+        return -E2BIG;
     }
     *out = buf_steal(&b);
     return 0;
@@ -87,7 +92,7 @@ static int split(const char *s, char ***words, size_t *n, struct buf *err)
         if (*p == '\0')
             break;
         struct buf word;
-        buf_init(&word, 1 << 20);
+        buf_init(&word, 1 << 20); /* a word is shorter than its config file (CONFIG_MAX_BYTES) */
         char quote = 0;
         for (; *p != '\0'; p++) {
             char c = *p;
@@ -99,14 +104,14 @@ static int split(const char *s, char ***words, size_t *n, struct buf *err)
                 quote = 0;
             } else if (c == '\\' && quote != '\'' && p[1] != '\0') {
                 p++;
-                IGNORE_RESULT(buf_append(&word, p, 1));
+                buf_append(&word, p, 1);
             } else {
-                IGNORE_RESULT(buf_append(&word, p, 1));
+                buf_append(&word, p, 1);
             }
         }
         if (quote != 0 || count >= MANIFEST_MAX_WORDS) {
-            IGNORE_RESULT(buf_puts(err, quote ? "unbalanced quote in the command"
-                                              : "too many words in the command"));
+            buf_puts(err,
+                     quote ? "unbalanced quote in the command" : "too many words in the command");
             buf_cleanup(&word);
             for (size_t i = 0; i < count; i++)
                 free(w[i]);
@@ -130,7 +135,7 @@ int manifest_argv(const char *cmd, const struct manifest_vars *v, char ***argv_o
     if (rc != 0)
         return rc;
     if (n == 0) {
-        IGNORE_RESULT(buf_puts(err, "the command is empty"));
+        buf_puts(err, "the command is empty");
         free(words);
         return -EINVAL;
     }
@@ -206,43 +211,43 @@ int manifest_backend(const struct config *cfg, const struct config_engine *e,
 
     if (e->backend == CONFIG_BACKEND_REMOTE || (e->backend == CONFIG_BACKEND_AUTO && e->url)) {
         *out = CONFIG_BACKEND_REMOTE;
-        IGNORE_RESULT(buf_printf(reason, "remote: an API at %s that arun does not run", e->url));
+        buf_printf(reason, "remote: an API at %s that arun does not run", e->url);
         return 0;
     }
     if (e->backend == CONFIG_BACKEND_NATIVE) {
         *out = CONFIG_BACKEND_NATIVE;
-        IGNORE_RESULT(buf_puts(reason, "native: backend: native in the manifest"));
+        buf_puts(reason, "native: backend: native in the manifest");
         return 0;
     }
     if (e->backend == CONFIG_BACKEND_CONTAINER) {
         *out = CONFIG_BACKEND_CONTAINER;
         if (!host->container_ok) {
-            IGNORE_RESULT(buf_printf(reason, "backend: container, but %s", why));
+            buf_printf(reason, "backend: container, but %s", why);
             return -ENOTSUP;
         }
-        IGNORE_RESULT(buf_puts(reason, "container: backend: container in the manifest"));
+        buf_puts(reason, "container: backend: container in the manifest");
         return 0;
     }
     /* auto */
     if (container_allowed && host->container_ok &&
         (!native_ok || cfg->runtime.prefer == CONFIG_BACKEND_CONTAINER)) {
         *out = CONFIG_BACKEND_CONTAINER;
-        IGNORE_RESULT(buf_puts(reason, native_ok ? "container: preferred by runtime.prefer"
-                                                 : "container: the manifest gives only an image"));
+        buf_puts(reason, native_ok ? "container: preferred by runtime.prefer"
+                                   : "container: the manifest gives only an image");
         return 0;
     }
     if (native_ok) {
         *out = CONFIG_BACKEND_NATIVE;
         if (container_allowed && cfg->runtime.prefer == CONFIG_BACKEND_CONTAINER)
-            IGNORE_RESULT(buf_printf(reason, "container preferred, but %s: running natively", why));
+            buf_printf(reason, "container preferred, but %s: running natively", why);
         else if (container_allowed)
-            IGNORE_RESULT(buf_puts(reason, "native: preferred by runtime.prefer"));
+            buf_puts(reason, "native: preferred by runtime.prefer");
         else
-            IGNORE_RESULT(buf_puts(reason, "native: the manifest gives only a cmd"));
+            buf_puts(reason, "native: the manifest gives only a cmd");
         return 0;
     }
     *out = CONFIG_BACKEND_CONTAINER;
-    IGNORE_RESULT(buf_printf(reason, "the manifest gives only an image, and %s", why));
+    buf_printf(reason, "the manifest gives only an image, and %s", why);
     return -ENOTSUP;
 }
 

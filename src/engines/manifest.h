@@ -12,6 +12,10 @@
 #include "core/buf.h"
 #include "core/config.h"
 
+/* The most bytes one expanded word may hold: far more than a command line needs (Linux takes
+ * at most 128 KiB in one argument), and a bound on what the environment can add. */
+#define MANIFEST_EXPAND_MAX (1u << 20)
+
 /* Values of the ${…} variables. Other names are looked up in the environment. */
 struct manifest_vars {
     const char *name;     /* ${NAME} */
@@ -26,7 +30,8 @@ struct manifest_host {
 };
 
 /* Expands ${PORT}, ${NAME}, ${DATA_DIR} and ${VAR} (environment) in s; "$$" is a literal "$".
- * Returns 0 and *out (heap), or -EINVAL with a sentence in err ("${MODEL_DIR} is not set"). */
+ * Returns 0 and *out (heap), or -EINVAL with a sentence in err ("${MODEL_DIR} is not set"), or
+ * -E2BIG when the result would pass MANIFEST_EXPAND_MAX bytes. */
 int manifest_expand(const char *s, const struct manifest_vars *v, char **out,
                     struct buf *err) MUST_USE;
 

@@ -770,7 +770,7 @@ static void why_printf(struct buf *why, const char *fmt, ...)
         return;
     va_list ap;
     va_start(ap, fmt);
-    IGNORE_RESULT(buf_vprintf(why, fmt, ap));
+    buf_vprintf(why, fmt, ap);
     va_end(ap);
 }
 

@@ -34,13 +34,16 @@ int native_precheck(char **argv, const char *cwd, uint16_t port, struct buf *why
     char *path = manifest_which(argv[0]);
     if (path == NULL) {
         const char *p = getenv("PATH");
-        IGNORE_RESULT(buf_printf(why, "binary not found: %s (PATH=%s)", argv[0], p ? p : ""));
+        p = p ? p : "";
+        /* Both bounded, so the sentence fits the callers' 1 KiB: a long PATH is not rare. */
+        buf_printf(why, "binary not found: %.300s (PATH=%.500s%s)", argv[0], p,
+                   strlen(p) > 500 ? "…" : "");
         return -ENOENT;
     }
     free(path);
     struct stat st;
     if (cwd != NULL && (stat(cwd, &st) != 0 || !S_ISDIR(st.st_mode))) {
-        IGNORE_RESULT(buf_printf(why, "cwd is not a directory: %s", cwd));
+        buf_printf(why, "cwd is not a directory: %s", cwd);
         return -ENOTDIR;
     }
     if (port != 0) {
@@ -57,10 +60,10 @@ int native_precheck(char **argv, const char *cwd, uint16_t port, struct buf *why
         if (fd >= 0)
             close(fd);
         if (rc != 0 && e == EADDRINUSE) {
-            IGNORE_RESULT(buf_printf(why,
-                                     "port %u is already in use on 127.0.0.1 (another "
-                                     "engine or program); use port: auto or another port",
-                                     port));
+            buf_printf(why,
+                       "port %u is already in use on 127.0.0.1 (another "
+                       "engine or program); use port: auto or another port",
+                       port);
             return -EADDRINUSE;
         }
     }
@@ -96,7 +99,7 @@ int native_spawn(uv_loop_t *loop, char **argv, char **env, const char *cwd, int 
     c->arg = arg;
     int rc = uv_spawn(loop, &c->proc, &o);
     if (rc != 0) {
-        IGNORE_RESULT(buf_printf(why, "cannot start %s: %s", argv[0], uv_strerror(rc)));
+        buf_printf(why, "cannot start %s: %s", argv[0], uv_strerror(rc));
         /* A failed uv_spawn still initialised the handle; it must be closed. */
         uv_close((uv_handle_t *)&c->proc, (uv_close_cb)free);
         return rc;
@@ -150,10 +153,9 @@ void native_become_subreaper(void)
 void native_describe_exit(int64_t exit_status, int term_signal, struct buf *out)
 {
     if (term_signal != 0)
-        IGNORE_RESULT(
-            buf_printf(out, "killed by signal %d (SIG%s)%s", term_signal,
-                       sigabbrev_np(term_signal) ? sigabbrev_np(term_signal) : "?",
-                       term_signal == SIGKILL ? ", possibly by the kernel's OOM killer" : ""));
+        buf_printf(out, "killed by signal %d (SIG%s)%s", term_signal,
+                   sigabbrev_np(term_signal) ? sigabbrev_np(term_signal) : "?",
+                   term_signal == SIGKILL ? ", possibly by the kernel's OOM killer" : "");
     else
-        IGNORE_RESULT(buf_printf(out, "exited with code %lld", (long long)exit_status));
+        buf_printf(out, "exited with code %lld", (long long)exit_status);
 }

@@ -29,6 +29,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <string.h>
@@ -535,7 +536,7 @@ struct supervisor *supervisor_new(const struct supervisor_options *o)
         uv_timer_init(sup->loop, &e->timer);
         e->timer.data = e;
         struct buf err;
-        buf_init(&err, 512);
+        buf_init(&err, 512 + PATH_MAX); /* the store opened data_dir, so it is under PATH_MAX */
         if (engine_log_open(logdir, e->cfg->name, NULL, &e->log, &err) != 0) {
             log_error("engines", "%s: %s", e->cfg->name, buf_cstr(&err));
             e->log = NULL;
@@ -677,7 +678,7 @@ int supervisor_start_engine(struct engine *e, const char *why_start, struct buf 
 {
     struct supervisor *sup = e->sup;
     if (sup->shutting_down) {
-        IGNORE_RESULT(buf_puts(why, "arun is shutting down"));
+        buf_puts(why, "arun is shutting down");
         return -ECANCELED;
     }
     if (sup_running(e) && e->state != ENGINE_STOPPING)
@@ -687,7 +688,7 @@ int supervisor_start_engine(struct engine *e, const char *why_start, struct buf 
         return 0;
     }
     if (too_large(sup, e)) {
-        IGNORE_RESULT(buf_puts(why, e->reason));
+        buf_puts(why, e->reason);
         return -ENOMEM;
     }
     e->want_start = true;

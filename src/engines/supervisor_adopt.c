@@ -176,6 +176,8 @@ static void orphans_listed_cb(int status, const char *value, size_t len, void *a
                      name, (int)id.pid);
             stop_orphan(sup, id, id.pid, name);
         }
+        /* A record the store refuses to delete now is found again by the next arun, whose
+         * orphan check finds its process gone or stops it: nothing to do here either way. */
         IGNORE_RESULT(
             store_kv_delete(sup->store, ENGINE_RECORD_NS, name, orphan_record_deleted_cb, sup));
     }
@@ -453,6 +455,8 @@ static void container_leftovers_cb(int status, json_t *list, const char *why, vo
             continue;
         log_warn("engines", "removing leftover container %s (%s) from a previous arun", name,
                  state ? state : "unknown state");
+        /* A failed start is logged by the container module; the name then stays taken and the
+         * engine's own start removes it again (spawn_container). */
         IGNORE_RESULT(container_rm(sup->crt, name, leftover_removed_cb, sup));
     }
     adoption_step_done(sup);

@@ -58,8 +58,7 @@ static int pick_port(struct engine *e, struct buf *why)
             return 0;
         }
     }
-    IGNORE_RESULT(
-        buf_printf(why, "no free port in %d-%d for port: auto", PORT_AUTO_FIRST, PORT_AUTO_LAST));
+    buf_printf(why, "no free port in %d-%d for port: auto", PORT_AUTO_FIRST, PORT_AUTO_LAST);
     return -EADDRINUSE;
 }
 
@@ -76,8 +75,8 @@ static int spawn_native(struct engine *e, struct buf *why)
     if (rc == 0) {
         fd = engine_log_child_fd(e->log);
         if (fd < 0) {
-            IGNORE_RESULT(buf_printf(why, "cannot open the log file %s: %s",
-                                     engine_log_path(e->log), strerror(-fd)));
+            buf_printf(why, "cannot open the log file %s: %s", engine_log_path(e->log),
+                       strerror(-fd));
             rc = fd;
         }
     }
@@ -94,9 +93,10 @@ static int spawn_native(struct engine *e, struct buf *why)
         e->npids = 1;
         struct buf cmdline;
         buf_init(&cmdline, 2048);
-        for (char **a = argv; *a != NULL; a++)
-            IGNORE_RESULT(buf_printf(&cmdline, "%s%s", a == argv ? "" : " ", *a));
-        engine_log_note(e->log, "started pid %d: %s", (int)e->pid, buf_cstr(&cmdline));
+        for (char **a = argv; *a != NULL && !cmdline.truncated; a++)
+            buf_printf(&cmdline, "%s%s", a == argv ? "" : " ", *a);
+        engine_log_note(e->log, "started pid %d: %s%s", (int)e->pid, buf_cstr(&cmdline),
+                        cmdline.truncated ? " …" : "");
         buf_cleanup(&cmdline);
     }
     manifest_argv_free(argv);
@@ -136,8 +136,7 @@ static int run_container(struct engine *e, struct buf *why)
                                    .gpus = c->memory.vram_mb > 0};
         rc = container_run(e->sup->crt, &s, container_started_cb, e);
         if (rc != 0)
-            IGNORE_RESULT(buf_printf(why, "cannot run %s: %s", container_rt_name(e->sup->crt),
-                                     strerror(-rc)));
+            buf_printf(why, "cannot run %s: %s", container_rt_name(e->sup->crt), strerror(-rc));
     }
     for (size_t i = 0; i < c->nargs; i++)
         free(args[i]);
@@ -169,8 +168,7 @@ static int spawn_container(struct engine *e, struct buf *why)
     snprintf(e->container_name, sizeof(e->container_name), "arun-%s", e->cfg->name);
     int rc = container_rm(e->sup->crt, e->container_name, stale_removed_cb, e);
     if (rc != 0)
-        IGNORE_RESULT(
-            buf_printf(why, "cannot run %s: %s", container_rt_name(e->sup->crt), strerror(-rc)));
+        buf_printf(why, "cannot run %s: %s", container_rt_name(e->sup->crt), strerror(-rc));
     else
         engine_log_note(e->log, "starting container %s from %s", e->container_name, e->cfg->image);
     return rc;
@@ -210,7 +208,7 @@ void sup_spawn_engine(struct engine *e)
     }
     int rc = e->backend_ok ? pick_port(e, &why) : -ENOTSUP;
     if (!e->backend_ok)
-        IGNORE_RESULT(buf_puts(&why, e->backend_reason));
+        buf_puts(&why, e->backend_reason);
     if (rc == 0)
         rc = e->backend == CONFIG_BACKEND_CONTAINER ? spawn_container(e, &why)
                                                     : spawn_native(e, &why);
@@ -291,6 +289,8 @@ static void container_started_cb(int status, const char *out, const char *why, v
     if (container_logs_follow(e->sup->crt, e->container_name, sup_on_container_output,
                               sup_container_follow_exit_cb, e, &e->follow) != 0)
         e->follow = NULL;
+    /* Without the pid (the inspect could not start) the engine runs, unsampled and unrecorded
+     * by pid; the container module logs why. */
     IGNORE_RESULT(container_inspect(e->sup->crt, e->container_name, container_pid_cb, e));
     sup_start_probing(e);
 }

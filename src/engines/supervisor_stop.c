@@ -10,6 +10,7 @@
 #include "engines/supervisor_int.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <string.h>
@@ -214,17 +215,17 @@ void sup_on_gone(struct engine *e, int64_t status, int sig, bool known)
         return;
     }
     struct buf what;
-    buf_init(&what, 1024);
+    buf_init(&what, 512 + PATH_MAX); /* the log's path was opened, so it is under PATH_MAX */
     if (known)
         native_describe_exit(status, sig, &what);
     else
-        IGNORE_RESULT(buf_puts(&what, "exited (it was adopted from a previous arun, so its exit "
-                                      "code is unknown)"));
-    IGNORE_RESULT(buf_printf(&what, " after %.1f s", up_s));
+        buf_puts(&what, "exited (it was adopted from a previous arun, so its exit "
+                        "code is unknown)");
+    buf_printf(&what, " after %.1f s", up_s);
     const char *last = engine_log_last_line(e->log);
     if (last != NULL)
-        IGNORE_RESULT(buf_printf(&what, ": %.200s", last));
-    IGNORE_RESULT(buf_printf(&what, " (see %s)", engine_log_path(e->log)));
+        buf_printf(&what, ": %.200s", last);
+    buf_printf(&what, " (see %s)", engine_log_path(e->log));
     engine_log_note(e->log, "%s", buf_cstr(&what));
     apply_restart_policy(e, known && status == 0 && sig == 0, buf_cstr(&what));
     buf_cleanup(&what);
