@@ -1,9 +1,11 @@
 /*
  * events.c: in-memory publish/subscribe with a replay ring. See events.h.
  *
- * Delivery is synchronous from events_publish(). A callback may unsubscribe itself: the list
- * walk reads `next` before the call and unsubscribe only marks the entry dead while a publish is
- * running; dead entries are reaped when the outermost publish returns.
+ * Delivery is synchronous from events_publish(). A callback may unsubscribe itself: while a
+ * publish is running, unsubscribe only marks the entry dead, so the walk can still read its
+ * `next` after the call; dead entries are reaped when the outermost publish returns. A
+ * subscriber added during a publish goes to the head of the list, behind the walk: it hears
+ * only later events (its replay already gave it this one).
  */
 #include "core/events.h"
 

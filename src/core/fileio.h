@@ -1,6 +1,7 @@
 /*
  * fileio.h: small blocking file helpers shared by modules that read /proc and config files.
- * They block: call them at start-up or from worker threads, never on the loop's hot path.
+ * They block: call them at start-up or from worker threads, never on the loop's hot path. /proc
+ * files are the exception: they are made in memory and never wait on a disk.
  */
 #ifndef ARUN_CORE_FILEIO_H
 #define ARUN_CORE_FILEIO_H
