@@ -383,32 +383,18 @@ out:
 /* Reads at most CONFIG_MAX_BYTES of path. Returns 0 or -errno (-EFBIG when larger). */
 static int read_file(const char *path, char **out, size_t *len_out)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    char *data = NULL;
-    size_t len = 0;
-    int rc = 0;
-
-    if (fd < 0)
-        return -errno;
-    data = xmalloc(CONFIG_MAX_BYTES + 2);
-    ssize_t n = fileio_read_fd(fd, data, CONFIG_MAX_BYTES + 1);
-    if (n < 0) {
-        rc = (int)n;
-        goto out;
-    }
-    len = (size_t)n;
-    if (len > CONFIG_MAX_BYTES) {
+    struct buf b;
+    buf_init(&b, CONFIG_MAX_BYTES);
+    int rc = fileio_read(path, &b);
+    if (rc == 0 && b.truncated)
         rc = -EFBIG;
-        goto out;
+    if (rc != 0) {
+        buf_cleanup(&b);
+        return rc;
     }
-    data[len] = '\0';
-    *out = data;
-    *len_out = len;
-    data = NULL;
-out:
-    free(data);
-    close(fd);
-    return rc;
+    *len_out = b.len;
+    *out = buf_steal(&b);
+    return 0;
 }
 
 int config_load(const char *path, struct config **out, struct buf *errors)
@@ -421,13 +407,13 @@ int config_load(const char *path, struct config **out, struct buf *errors)
     rc = read_file(path, &text, &len);
     if (rc == -EFBIG) {
         if (errors != NULL)
-            IGNORE_RESULT(buf_printf(errors, "%s: larger than %u bytes; is this a config file?\n",
-                                     path, CONFIG_MAX_BYTES));
+            buf_printf(errors, "%s: larger than %u bytes; is this a config file?\n", path,
+                       CONFIG_MAX_BYTES);
         return rc;
     }
     if (rc != 0) {
         if (errors != NULL)
-            IGNORE_RESULT(buf_printf(errors, "%s: cannot read: %s\n", path, strerror(-rc)));
+            buf_printf(errors, "%s: cannot read: %s\n", path, strerror(-rc));
         return rc;
     }
     rc = config_parse(text, len, path, out, errors);

@@ -76,11 +76,11 @@ void config_flush_errors(struct ctx *c, struct buf *out)
     for (unsigned i = 0; i < c->nerrs; i++) {
         /* A full buffer drops the rest: the caller chose its cap, and the first lines matter. */
         if (out != NULL)
-            IGNORE_RESULT(buf_printf(out, "%s\n", c->errs[i].text));
+            buf_printf(out, "%s\n", c->errs[i].text);
         free(c->errs[i].text);
     }
     if (c->dropped > 0 && out != NULL)
-        IGNORE_RESULT(buf_printf(out, "%s: %u more errors not shown\n", c->file, c->dropped));
+        buf_printf(out, "%s: %u more errors not shown\n", c->file, c->dropped);
     c->nerrs = 0;
 }
 

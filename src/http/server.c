@@ -366,10 +366,10 @@ int http_server_listen(struct http_server *srv, struct buf *err)
     struct sockaddr_storage ss;
     int rc = resolve(srv->host, srv->opts.port, &ss);
     if (rc != 0) {
-        IGNORE_RESULT(buf_printf(err,
-                                 "listen: %s is not an IP address (use an address such as "
-                                 "127.0.0.1 or ::1, or localhost)",
-                                 srv->host));
+        buf_printf(err,
+                   "listen: %s is not an IP address (use an address such as "
+                   "127.0.0.1 or ::1, or localhost)",
+                   srv->host);
         return rc;
     }
     uv_tcp_init(srv->loop, &srv->listener);
@@ -379,13 +379,13 @@ int http_server_listen(struct http_server *srv, struct buf *err)
         rc = uv_listen((uv_stream_t *)&srv->listener, 4096, on_accept);
     if (rc != 0) {
         if (rc == UV_EADDRINUSE)
-            IGNORE_RESULT(buf_printf(err,
-                                     "%s:%u is already in use: another arun or another "
-                                     "server listens there; pick another with --listen",
-                                     srv->host, srv->opts.port));
+            buf_printf(err,
+                       "%s:%u is already in use: another arun or another "
+                       "server listens there; pick another with --listen",
+                       srv->host, srv->opts.port);
         else
-            IGNORE_RESULT(buf_printf(err, "cannot listen on %s:%u: %s", srv->host, srv->opts.port,
-                                     uv_strerror(rc)));
+            buf_printf(err, "cannot listen on %s:%u: %s", srv->host, srv->opts.port,
+                       uv_strerror(rc));
         uv_close((uv_handle_t *)&srv->listener, NULL); /* never listened: nothing refers to it */
         return rc;
     }
