@@ -38,7 +38,7 @@
 struct conn {
     uv_tcp_t tcp; /* first: h2o closes it and calls conn_close_cb with its address */
     struct http_server *srv;
-    struct conn *prev, *next; /* srv->conns: to cut them off when a drain runs out of time */
+    h2o_linklist_t link; /* in srv->conns: to cut them off when a drain runs out of time */
 };
 
 struct catchall {
@@ -244,12 +244,7 @@ static void conn_close_cb(uv_handle_t *h)
 {
     struct conn *c = (struct conn *)h;
     struct http_server *srv = c->srv;
-    if (c->prev != NULL)
-        c->prev->next = c->next;
-    else
-        srv->conns = c->next;
-    if (c->next != NULL)
-        c->next->prev = c->prev;
+    h2o_linklist_unlink(&c->link);
     srv->connections--;
     free(c);
     maybe_drained(srv);
@@ -289,10 +284,7 @@ static void on_accept(uv_stream_t *listener, int status)
     }
     uv_tcp_nodelay(&c->tcp, 1);
     srv->connections++;
-    c->next = srv->conns;
-    if (c->next != NULL)
-        c->next->prev = c;
-    srv->conns = c;
+    h2o_linklist_insert(&srv->conns, &c->link);
     h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)&c->tcp, conn_close_cb);
     h2o_accept(&srv->accept_ctx, sock);
 }
@@ -303,6 +295,7 @@ struct http_server *http_server_new(uv_loop_t *loop, const struct http_server_op
                                     struct metrics *metrics)
 {
     struct http_server *srv = xcalloc(1, sizeof(*srv));
+    h2o_linklist_init_anchor(&srv->conns);
     srv->loop = loop;
     srv->opts = *o;
     srv->host = xstrdup(o->host);
@@ -460,7 +453,8 @@ static void drain_deadline_cb(uv_timer_t *t)
              "still open; cutting them",
              srv->opts.drain_timeout_ms, srv->connections, srv->in_flight);
     srv->drain_forced = true;
-    for (struct conn *c = srv->conns; c != NULL; c = c->next) {
+    for (h2o_linklist_t *node = srv->conns.next; node != &srv->conns; node = node->next) {
+        struct conn *c = H2O_STRUCT_FROM_MEMBER(struct conn, link, node);
         uv_os_fd_t fd;
         if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0)
             shutdown(fd, SHUT_RDWR);

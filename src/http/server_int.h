@@ -36,10 +36,10 @@ struct http_server {
     http_drained_cb drained_cb;
     void *drained_arg;
     bool drain_done;
-    bool drain_forced;  /* the deadline passed and connections were cut */
-    struct conn *conns; /* open connections, newest first */
-    int closing;        /* own handles still closing */
-    bool freeing;       /* http_server_free ran: free when closing reaches 0 */
+    bool drain_forced;    /* the deadline passed and connections were cut */
+    h2o_linklist_t conns; /* struct conn.link: open connections, the oldest first */
+    int closing;          /* own handles still closing */
+    bool freeing;         /* http_server_free ran: free when closing reaches 0 */
     struct metrics *metrics;
     struct metrics_family *m_requests; /* arun_http_requests_total{route,method,status} */
     struct metrics_family *m_duration; /* arun_http_request_duration_seconds{route} */
