@@ -443,6 +443,13 @@ const struct config_engine *config_find_engine(const struct config *cfg, const c
     return NULL;
 }
 
+bool config_egress_allows(const struct config *cfg, const struct config_engine *e, bool via_route)
+{
+    if (config_engine_backend(cfg, e) != CONFIG_BACKEND_REMOTE)
+        return true;
+    return via_route && cfg->egress == CONFIG_EGRESS_ALLOW;
+}
+
 enum config_backend config_engine_backend(const struct config *cfg, const struct config_engine *e)
 {
     if (e->backend != CONFIG_BACKEND_AUTO)

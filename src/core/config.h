@@ -171,6 +171,12 @@ const struct config_engine *config_find_engine(const struct config *cfg, const c
  * (podman, the binary) is for the engines layer to find out at start. */
 enum config_backend config_engine_backend(const struct config *cfg, const struct config_engine *e);
 
+/* The egress policy (contract 5), decided here and nowhere else: whether a request may reach
+ * engine e when it names the engine's model itself (via_route false) or a declared route that
+ * lists e (via_route true). A local engine always may; a remote one only through a route, and
+ * only with egress: allow. */
+bool config_egress_allows(const struct config *cfg, const struct config_engine *e, bool via_route);
+
 /* "auto", "native", "container" or "remote". */
 const char *config_backend_name(enum config_backend b);
 

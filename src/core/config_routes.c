@@ -65,7 +65,7 @@ static void route_entry(struct ctx *c, struct config_route *r, yaml_node_t *item
             return;
         }
     }
-    if (config_engine_backend(cfg, e) == CONFIG_BACKEND_REMOTE && cfg->egress == CONFIG_EGRESS_DENY)
+    if (!config_egress_allows(cfg, e, true))
         config_err_at(c, item, path,
                       "engine '%s' is remote and egress is deny; set egress: allow to let requests "
                       "leave this machine",

@@ -238,7 +238,7 @@ static void list_models(struct http_request *r, void *arg)
     for (size_t i = 0; i < supervisor_count(gw->sup); i++) {
         struct engine *e = supervisor_engine_at(gw->sup, i);
         const struct config_engine *c = engine_config(e);
-        if (engine_backend(e) == CONFIG_BACKEND_REMOTE)
+        if (!config_egress_allows(gw->cfg, c, false))
             continue; /* reachable only through routes, which are listed below */
         for (size_t k = 0; k < c->nmodels; k++)
             json_array_append_new(data, json_pack("{s:s, s:s, s:i, s:s, s:s, s:s}", "id",

@@ -18,8 +18,8 @@ size_t gw_route_resolve(struct gateway *gw, const char *model, const char **out,
         return n;
     }
     struct engine *e = supervisor_find_model(gw->sup, model);
-    if (e == NULL || engine_backend(e) == CONFIG_BACKEND_REMOTE)
-        return 0; /* a remote engine is reached only through a declared route (contract 5) */
+    if (e == NULL || !config_egress_allows(gw->cfg, engine_config(e), false))
+        return 0;
     out[0] = engine_name(e);
     return 1;
 }
@@ -27,7 +27,9 @@ size_t gw_route_resolve(struct gateway *gw, const char *model, const char **out,
 void gw_route_known_models(struct gateway *gw, struct buf *out)
 {
     for (size_t i = 0; i < gw->cfg->nengines; i++)
-        for (size_t k = 0; gw->cfg->engines[i].url == NULL && k < gw->cfg->engines[i].nmodels; k++)
+        for (size_t k = 0; k < gw->cfg->engines[i].nmodels &&
+                           config_egress_allows(gw->cfg, &gw->cfg->engines[i], false);
+             k++)
             buf_printf(out, "%s%s", out->len ? ", " : "", gw->cfg->engines[i].models[k]);
     for (size_t i = 0; i < gw->cfg->nroutes; i++)
         buf_printf(out, "%s%s", out->len ? ", " : "", gw->cfg->routes[i].name);
