@@ -342,16 +342,40 @@ unlock:
     pthread_mutex_unlock(&lbuf.mu);
 }
 
-void log_write(enum log_level level, const char *module, const char *request_id, int err,
-               json_t *fields, const char *fmt, ...)
+static void put_typed(struct line *l, const struct log_field *f)
 {
-    struct line *l = &tls_line;
-    char msg[4096];
-    va_list ap;
+    put_key(l, f->key, strlen(f->key));
+    switch (f->type) {
+    case LOG_F_STR:
+        if (f->s == NULL) {
+            PUT_LIT(l, "null");
+            return;
+        }
+        PUT_LIT(l, "\"");
+        put_escaped(l, f->s, strlen(f->s));
+        PUT_LIT(l, "\"");
+        return;
+    case LOG_F_INT:
+        put_int(l, f->i);
+        return;
+    case LOG_F_REAL:
+        put_real(l, f->d);
+        return;
+    case LOG_F_BOOL:
+        if (f->b)
+            PUT_LIT(l, "true");
+        else
+            PUT_LIT(l, "false");
+        return;
+    }
+}
 
-    va_start(ap, fmt);
+/* Starts l with the fields every line has, up to the message. */
+static void begin_line(struct line *l, enum log_level level, const char *module,
+                       const char *request_id, const char *fmt, va_list ap)
+{
+    char msg[4096];
     int n = vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
 
     l->len = 0;
     put_time(l);
@@ -363,14 +387,46 @@ void log_write(enum log_level level, const char *module, const char *request_id,
     PUT_LIT(l, "\"");
     put_escaped(l, msg, n < 0 ? 0 : (size_t)n < sizeof(msg) ? (size_t)n : sizeof(msg) - 1);
     PUT_LIT(l, "\"");
+}
+
+static void end_line(struct line *l, enum log_level level)
+{
+    memcpy(l->data + l->len, "}\n", 2); /* room reserved in struct line */
+    deliver(level, l->data, l->len + 2);
+}
+
+void log_write(enum log_level level, const char *module, const char *request_id, int err,
+               json_t *fields, const char *fmt, ...)
+{
+    struct line *l = &tls_line;
+    va_list ap;
+
+    va_start(ap, fmt);
+    begin_line(l, level, module, request_id, fmt, ap);
+    va_end(ap);
     if (err != 0)
         put_field(l, "error", strerror(-err));
     if (fields != NULL) {
         put_fields(l, fields);
         json_decref(fields);
     }
-    memcpy(l->data + l->len, "}\n", 2); /* room reserved in struct line */
-    deliver(level, l->data, l->len + 2);
+    end_line(l, level);
+}
+
+void log_write_fields(enum log_level level, const char *module, const char *request_id, int err,
+                      const struct log_field *fields, size_t n, const char *fmt, ...)
+{
+    struct line *l = &tls_line;
+    va_list ap;
+
+    va_start(ap, fmt);
+    begin_line(l, level, module, request_id, fmt, ap);
+    va_end(ap);
+    if (err != 0)
+        put_field(l, "error", strerror(-err));
+    for (size_t i = 0; i < n; i++)
+        put_typed(l, &fields[i]);
+    end_line(l, level);
 }
 
 void log_flush(void)

@@ -299,6 +299,46 @@ static void test_fields_are_written_as_json_dumps_writes_them(void **state)
     free(s);
 }
 
+/* Typed fields (the access line's) are written exactly as the same jansson object would be. */
+static void test_typed_fields_are_written_as_their_jansson_twins(void **state)
+{
+    const struct log_field typed[] = {
+        LOG_STR("path", "/v1/chat/completions"),
+        LOG_STR("esc", "a\"b\n\x01"),
+        LOG_STR("none", NULL),
+        LOG_INT("zero", 0),
+        LOG_INT("min", INT64_MIN),
+        LOG_REAL("ms", 12.345678),
+        LOG_REAL("neg", -1.0),
+        LOG_BOOL("t", true),
+        LOG_BOOL("f", false),
+    };
+    json_t *twin =
+        json_pack("{s:s, s:s, s:n, s:I, s:I, s:f, s:f, s:b, s:b}", "path", "/v1/chat/completions",
+                  "esc", "a\"b\n\x01", "none", "zero", (json_int_t)0, "min", (json_int_t)INT64_MIN,
+                  "ms", 12.345678, "neg", -1.0, "t", 1, "f", 0);
+    log_write(LOGL_WARN, "t", "req-1", -ENOENT, twin, "same %d", 1);
+    log_write_fields(LOGL_WARN, "t", "req-1", -ENOENT, typed, ARRAY_SIZE(typed), "same %d", 1);
+    char *s = output();
+    char *first = s, *second = strchr(s, '\n');
+    assert_non_null(second);
+    *second++ = '\0';
+    char *end = strchr(second, '\n');
+    assert_non_null(end);
+    *end = '\0';
+    /* The time differs at most; compare from the level on. */
+    char *a = strstr(first, "\"level\""), *b = strstr(second, "\"level\"");
+    assert_non_null(a);
+    assert_non_null(b);
+    if (strcmp(a, b) != 0) {
+        restore_stderr();
+        fprintf(stderr, "jansson: %s\ntyped:   %s\n", a, b);
+        free(s);
+        fail_msg("typed fields differ from jansson's");
+    }
+    free(s);
+}
+
 /* Reals are written without printf in the range durations take: the text must be what
  * json_dumps writes, over many magnitudes. */
 static void test_reals_are_written_as_json_dumps_writes_them(void **state)
@@ -361,6 +401,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(
             test_a_failed_assert_writes_what_is_buffered_before_its_message, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fields_are_written_as_json_dumps_writes_them, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_typed_fields_are_written_as_their_jansson_twins, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_reals_are_written_as_json_dumps_writes_them, setup,
                                         teardown),
