@@ -56,6 +56,28 @@ void http_send_json(struct http_request *r, int status, json_t *body)
     free(s);
 }
 
+/* Replaces each byte that does not start a well-formed UTF-8 sequence with '?', so that a
+ * message cut by a precision (%.100s) or a buffer's end, or quoting bytes a client sent, is still
+ * sent instead of being lost whole. Overlong forms and surrogates are left to jansson's check. */
+static void make_utf8(char *s)
+{
+    for (unsigned char *p = (unsigned char *)s; *p != '\0';) {
+        size_t n = *p < 0x80             ? 1
+                   : (*p & 0xE0) == 0xC0 ? 2
+                   : (*p & 0xF0) == 0xE0 ? 3
+                   : (*p & 0xF8) == 0xF0 ? 4
+                                         : 0;
+        size_t k = 1;
+        while (k < n && (p[k] & 0xC0) == 0x80)
+            k++;
+        if (n == 0 || k < n) {
+            *p++ = '?';
+            continue;
+        }
+        p += n;
+    }
+}
+
 void http_send_error(struct http_request *r, int status, const char *code, const char *param,
                      const char *fmt, ...)
 {
@@ -64,6 +86,7 @@ void http_send_error(struct http_request *r, int status, const char *code, const
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    make_utf8(msg);
     json_t *err = json_object();
     json_object_set_new(err, "message", json_string(msg));
     json_object_set_new(err, "type", json_string(http_error_type(status)));

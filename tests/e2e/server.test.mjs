@@ -77,6 +77,19 @@ describe('arun serve: HTTP core', () => {
     assert.equal((await m.json()).error.code, 'method_not_allowed');
   });
 
+  test('an error message that quotes a client\'s text cut inside a character keeps the message', async () => {
+    // The name is quoted with %.100s: 'x' and 60 two-byte characters are cut inside the 50th.
+    const name = `x${'é'.repeat(60)}`;
+    const r = await fetch(`${arun.url}/v1/engines/${encodeURIComponent(name)}`);
+    assert.equal(r.status, 404);
+    const msg = (await r.json()).error.message;
+    assert.ok(msg.startsWith(`no engine named '${name.slice(0, 50)}?'`), msg);
+    const ev = await fetch(`${arun.url}/v1/events`, { headers: { 'last-event-id': `x${'é'.repeat(30)}` } });
+    assert.equal(ev.status, 400);
+    // fetch sends header values as Latin-1: each é is one byte 0xE9, never valid UTF-8 alone.
+    assert.match((await ev.json()).error.message, /^Last-Event-ID must be an event id \(a number\), got "x\?{30}"$/);
+  });
+
   test('paths with .. are normalised, never escape the routes', async () => {
     const r = await rawExchange(arun.port, ['GET /v1/../../healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n']);
     assert.match(r.text, /^HTTP\/1\.1 200/);
