@@ -16,6 +16,9 @@
 
 #define LOGS_TAIL_DEFAULT 100
 #define LOGS_TAIL_MAX 10000
+/* The most tail a follow stream starts with: half the SSE backlog, so live lines have room. */
+#define FOLLOW_TAIL_BYTES (SSE_MAX_PENDING / 2)
+#define SSE_EVENT_OVERHEAD 8 /* "data: " and the blank line that ends the event */
 
 struct follower {
     struct engines_api *api;
@@ -131,6 +134,32 @@ static void follower_line_cb(const char *line, size_t len, int stream, void *arg
     }
 }
 
+/* Where the newest lines of tail [start, end) that fit in FOLLOW_TAIL_BYTES of SSE begin; the
+ * count of older lines left out goes to *left_out. Without this a long tail overflowed the
+ * stream's backlog and its newest lines were dropped without a word. */
+static const char *follow_tail_start(const char *start, const char *end, size_t *left_out)
+{
+    const char *first = end; /* the oldest line taken so far */
+    const char *p = end;     /* the end of the line before first */
+    size_t framed = 0;
+
+    *left_out = 0;
+    if (p > start && p[-1] == '\n')
+        p--; /* the last line's own newline */
+    while (p > start) {
+        const char *nl = memrchr(start, '\n', (size_t)(p - start));
+        const char *line = nl ? nl + 1 : start;
+        framed += (size_t)(p - line) + SSE_EVENT_OVERHEAD;
+        if (framed > FOLLOW_TAIL_BYTES)
+            break;
+        first = line;
+        p = nl ? nl : start;
+    }
+    for (const char *q = start; q < first; q++)
+        *left_out += *q == '\n';
+    return first;
+}
+
 static void get_logs(struct http_request *r, void *arg)
 {
     struct engines_api *api = arg;
@@ -171,11 +200,21 @@ static void get_logs(struct http_request *r, void *arg)
     h2o_linklist_insert(&api->followers, &f->link);
     f->sse = sse_start(r, follower_close_cb, NULL, f);
     /* The tail first, one event a line, then live lines. */
-    const char *p = buf_cstr(&out), *end = p + out.len;
+    const char *start = buf_cstr(&out), *end = start + out.len;
+    size_t left_out = 0;
+    const char *p = follow_tail_start(start, end, &left_out);
+    if (left_out > 0) {
+        char note[160];
+        snprintf(note, sizeof(note),
+                 "%zu older lines left out: a stream starts with at most %u KiB; "
+                 "GET without follow=1 has them all",
+                 left_out, FOLLOW_TAIL_BYTES / 1024);
+        IGNORE_RESULT(sse_comment(f->sse, note)); /* fits: the stream is empty */
+    }
     while (p < end) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
-        IGNORE_RESULT(sse_write(f->sse, NULL, NULL, p, n)); /* the tail fits: capped above */
+        IGNORE_RESULT(sse_write(f->sse, NULL, NULL, p, n)); /* fits: follow_tail_start */
         p += n + 1;
     }
     buf_cleanup(&out);

@@ -74,6 +74,32 @@ describe('engine supervisor: native', () => {
     } finally { await arun.cleanup(); }
   });
 
+  test('following a log whose tail is larger than a stream may start with gets its newest lines and a note', async () => {
+    const dir = tempDir();
+    // 1,200 lines of 1.1 KB: the in-memory tail (1 MiB) holds more than a stream starts with.
+    writeFileSync(join(dir, 'loud.sh'), `awk 'BEGIN { s = sprintf("%1090s", ""); gsub(/ /, "x", s); for (i = 1; i <= 1200; i++) printf "logline %05d %s\\n", i, s }'
+exec ${MOCK_BIN} --port "$1"
+`);
+    const arun = await new Arun({ config: `engines:\n  loud:\n    cmd: "sh ${join(dir, 'loud.sh')} \${PORT}"\n` }).start();
+    const ac = new AbortController();
+    try {
+      await start(arun, 'loud');
+      await waitState(arun, 'loud', 'ready');
+      const r = await fetch(`${arun.url}/v1/engines/loud/logs?tail=1000&follow=1`, { signal: ac.signal });
+      assert.equal(r.status, 200);
+      let text = '';
+      const dec = new TextDecoder();
+      const reader = r.body.getReader();
+      await waitFor(async () => {
+        const { value } = await reader.read();
+        text += dec.decode(value, { stream: true });
+        return /data: logline 01200 /.test(text) && /listening on http/.test(text);
+      }, { what: 'the newest tail lines in the stream', timeoutMs: 10000 });
+      assert.match(text, /^: \d+ older lines left out: a stream starts with at most 512 KiB; GET without follow=1 has them all$/m);
+      assert.ok(text.length < 600 * 1024, `the stream started with ${text.length} bytes`);
+    } finally { ac.abort(); await arun.cleanup(); rmSync(dir, { recursive: true, force: true }); }
+  });
+
   test('a crashing engine is restarted per policy, then failed after max, with its output in the log', async () => {
     const arun = await new Arun({ config: `engines:\n  crashy:\n    cmd: ${mock('--crash-after-ms 200')}\n    restart: {policy: on-failure, max: 2, backoff_ms: 100}\n` }).start();
     try {
