@@ -21,7 +21,7 @@
 #include "core/config.h"
 #include "core/events.h"
 #include "core/log.h"
-#include "core/httpc.h"
+#include "http/httpc.h"
 #include "core/metrics.h"
 #include "engines/api.h"
 #include "engines/supervisor.h"

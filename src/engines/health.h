@@ -11,7 +11,7 @@
 #include <uv.h>
 
 #include "core/config.h"
-#include "core/httpc.h"
+#include "http/httpc.h"
 #include "engines/manifest.h"
 
 enum health_outcome {

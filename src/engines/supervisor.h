@@ -19,7 +19,7 @@
 
 #include "core/config.h"
 #include "core/events.h"
-#include "core/httpc.h"
+#include "http/httpc.h"
 #include "core/metrics.h"
 #include "store/store.h"
 

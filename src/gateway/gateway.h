@@ -13,7 +13,7 @@
 
 #include "core/config.h"
 #include "core/events.h"
-#include "core/httpc.h"
+#include "http/httpc.h"
 #include "core/metrics.h"
 #include "engines/supervisor.h"
 #include "http/server.h"

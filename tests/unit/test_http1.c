@@ -1,4 +1,4 @@
-/* Unit tests of core/http1: response heads and the chunked coding, cut at every byte. */
+/* Unit tests of http/http1: response heads and the chunked coding, cut at every byte. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -8,7 +8,7 @@
 
 #include <cmocka.h>
 
-#include "core/http1.h"
+#include "http/http1.h"
 
 struct fields {
     char seen[1024]; /* "name=value;" per field */

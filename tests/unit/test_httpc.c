@@ -1,4 +1,4 @@
-/* Unit tests of core/httpc against a real arun-mock-engine process. */
+/* Unit tests of http/httpc against a real arun-mock-engine process. */
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -18,7 +18,7 @@
 
 #include "core/buf.h"
 #include "core/clock.h"
-#include "core/httpc.h"
+#include "http/httpc.h"
 
 #define MOCK_START_DEADLINE_MS 10000
 #define WAIT_MS 10000 /* the most any single wait in these tests may take */

@@ -43,8 +43,8 @@
  * None: one loop thread owns a struct httpc and all its transfers. libcurl's threaded
  * resolver runs its own thread but only talks to us through the multi's sockets.
  */
-#include "core/httpc.h"
-#include "core/httpc_int.h"
+#include "http/httpc.h"
+#include "http/httpc_int.h"
 
 #include <curl/curl.h>
 #include <errno.h>

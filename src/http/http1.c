@@ -6,7 +6,7 @@
  * that is not all digits or differs between two fields are all errors. Lenient where it is
  * harmless: a bare LF ends a line as well as CRLF, and the reason phrase may be missing.
  */
-#include "core/http1.h"
+#include "http/http1.h"
 
 #include <string.h>
 #include <strings.h>

@@ -15,8 +15,8 @@
  * Everything runs on the loop thread that owns the struct httpc; nothing here is thread-safe.
  * See docs/internals/httpc.md for who may call what from where.
  */
-#ifndef ARUN_CORE_HTTPC_H
-#define ARUN_CORE_HTTPC_H
+#ifndef ARUN_HTTP_HTTPC_H
+#define ARUN_HTTP_HTTPC_H
 
 #include <stdbool.h>
 #include <stddef.h>

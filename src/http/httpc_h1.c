@@ -28,7 +28,7 @@
  * A connection carries one request at a time (no pipelining). Its uv_timer holds the current
  * request's nearest deadline (connect, first byte, idle gap, whole transfer), re-armed by
  * rearm() whenever the phase changes or data arrives. Body bytes go to on_data straight from
- * the read buffer; the chunked coding is decoded in place first (core/http1.c), so each read
+ * the read buffer; the chunked coding is decoded in place first (http/http1.c), so each read
  * becomes at most one on_data call and a pause never leaves bytes undelivered: HTTPC_PAUSE
  * just stops reading (uv_read_stop) until httpc_resume.
  *
@@ -42,7 +42,7 @@
  *
  * None: one loop thread owns a struct h1, its connections and its requests.
  */
-#include "core/httpc_int.h"
+#include "http/httpc_int.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -51,7 +51,7 @@
 #include <strings.h>
 
 #include "core/clock.h"
-#include "core/http1.h"
+#include "http/http1.h"
 #include "core/log.h"
 
 #define RBUF_INITIAL (16u * 1024)                      /* read buffer of a new connection */

@@ -1,5 +1,5 @@
 /*
- * httpc_int.h: what the two transports of core/httpc share; not for other modules.
+ * httpc_int.h: what the two transports of http/httpc share; not for other modules.
  *
  * httpc.c drives libcurl (https, DNS names, proxies: everything a remote engine may need);
  * httpc_h1.c speaks HTTP/1.1 itself over libuv TCP to loopback engines, which is where the
@@ -7,11 +7,11 @@
  * of nginx (bench/README.md). Each transport's request starts with a struct httpc_req, so the
  * public functions can tell them apart.
  */
-#ifndef ARUN_CORE_HTTPC_INT_H
-#define ARUN_CORE_HTTPC_INT_H
+#ifndef ARUN_HTTP_HTTPC_INT_H
+#define ARUN_HTTP_HTTPC_INT_H
 
 #include "core/buf.h"
-#include "core/httpc.h"
+#include "http/httpc.h"
 
 enum httpc_transport {
     HTTPC_TRANSPORT_CURL = 1,

@@ -4,8 +4,8 @@
  * transfer coding (section 7.1), decoded in place so a body can be handed on without a copy.
  * Neither allocates; both accept input cut at any byte.
  */
-#ifndef ARUN_CORE_HTTP1_H
-#define ARUN_CORE_HTTP1_H
+#ifndef ARUN_HTTP_HTTP1_H
+#define ARUN_HTTP_HTTP1_H
 
 #include <stdbool.h>
 #include <stddef.h>
