@@ -1,30 +1,22 @@
 /*
  * http1.c: HTTP/1.x response heads and the chunked coding. See http1.h.
  *
- * Strict where leniency lets a response be read two ways (RFC 9112 section 11.2, response
- * splitting and smuggling): whitespace before a field's colon, obs-fold lines, a Content-Length
- * that is not all digits or differs between two fields are all errors. Lenient where it is
- * harmless: a bare LF ends a line as well as CRLF, and the reason phrase may be missing.
+ * picohttpparser (phr_parse_response, phr_decode_chunked, exported by libh2o: picohttp.h)
+ * reads the bytes: status line, field names (tokens only, no blank before the colon), values,
+ * chunk sizes and data. This file owns what the fields mean and the rules picohttpparser leaves
+ * to its caller. Strict where leniency lets a response be read two ways (RFC 9112 section 11.2,
+ * response splitting and smuggling): obs-fold lines, a Content-Length that is not all digits or
+ * differs between two fields, both Content-Length and Transfer-Encoding (read, but the
+ * connection is not reused), a trailer section that does not end in CRLF are all errors.
+ * Lenient where it is harmless: a bare LF ends a line as well as CRLF, and the reason phrase
+ * may be missing with the space before it.
  */
 #include "http/http1.h"
 
 #include <string.h>
 #include <strings.h>
 
-#include "core/common.h"
-
-#define CHUNK_LINE_MAX 4096      /* a chunk-size line with extensions, or one trailer field */
-#define CHUNK_TRAILER_MAX 65536  /* the whole trailer section */
-#define CHUNK_SIZE_DIGITS_MAX 15 /* 2^60 bytes: no real chunk is larger, and no overflow */
-
-/* RFC 9110 5.6.2: token characters, DIGIT / ALPHA / one of !#$%&'*+-.^_`|~, as a bitmap of
- * the 128 ASCII codes (test_http1 checks it against that definition for every byte). */
-static const uint64_t tchar_bits[2] = {0x03ff6cfa00000000ull, 0x57ffffffc7fffffeull};
-
-static bool is_tchar(unsigned char c)
-{
-    return c < 128 && (tchar_bits[c >> 6] >> (c & 63) & 1) != 0;
-}
+#define CHUNK_TRAILER_MAX 65536 /* the whole trailer section */
 
 /* Does the comma-separated list v[0..n) contain token (case-insensitive)? last: only as its
  * final element. */
@@ -67,70 +59,72 @@ static int parse_length(const char *v, size_t n, uint64_t *out)
     return 0;
 }
 
-/* The next line of p[*pos..n): sets *line and *len (without CR LF) and advances *pos. Returns
- * false when the line is not complete yet. */
-static bool next_line(const char *p, size_t n, size_t *pos, const char **line, size_t *len)
+/* "HTTP/1.x NNN" with nothing after the code: RFC 9112 wants a space there even when the reason
+ * is empty, and picohttpparser insists on it, but servers that leave both out exist and the
+ * head cannot be read two ways. Returns the length of that line with its line end, 0 when p
+ * does not start with one. */
+static size_t reasonless_status_line(const char *p, size_t n)
 {
-    const char *start = p + *pos;
-    const char *lf = memchr(start, '\n', n - *pos);
-    if (lf == NULL)
-        return false;
-    size_t l = (size_t)(lf - start);
-    if (l > 0 && start[l - 1] == '\r')
-        l--;
-    *line = start;
-    *len = l;
-    *pos = (size_t)(lf + 1 - p);
-    return true;
+    if (n < 13 || memcmp(p, "HTTP/1.", 7) != 0 || p[7] < '0' || p[7] > '9' || p[8] != ' ')
+        return 0;
+    for (int i = 9; i < 12; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return 0;
+    }
+    if (p[12] == '\n')
+        return 13;
+    return n >= 14 && p[12] == '\r' && p[13] == '\n' ? 14 : 0;
 }
 
-static int parse_status_line(const char *l, size_t len, struct http1_head *h)
+/* picohttpparser over p[0..n): the head's length, 0 for more, -1 malformed, -2 too many fields.
+ * Sets *minor, *status and the fields f[0..*nf). */
+static ssize_t pico_head(const char *p, size_t n, int *minor, int *status, struct phr_header *f,
+                         size_t *nf)
 {
-    /* "HTTP/1.x NNN[ reason]" */
-    if (len < 12 || memcmp(l, "HTTP/1.", 7) != 0 || l[7] < '0' || l[7] > '9' || l[8] != ' ')
-        return -1;
-    for (int i = 9; i < 12; i++) {
-        if (l[i] < '0' || l[i] > '9')
-            return -1;
+    const char *msg;
+    size_t msg_len, room = *nf;
+    int rc = phr_parse_response(p, n, minor, status, &msg, &msg_len, f, nf, 0);
+    if (rc == -1) {
+        size_t sl = reasonless_status_line(p, n);
+        if (sl > 0) {
+            *minor = p[7] - '0';
+            *status = (p[9] - '0') * 100 + (p[10] - '0') * 10 + (p[11] - '0');
+            *nf = room;
+            rc = phr_parse_headers(p + sl, n - sl, f, nf, 0);
+            if (rc > 0)
+                rc += (int)sl;
+        }
     }
-    if (len > 12 && l[12] != ' ')
-        return -1;
-    h->minor = l[7] - '0';
-    h->status = (l[9] - '0') * 100 + (l[10] - '0') * 10 + (l[11] - '0');
-    return h->status >= 100 ? 0 : -1;
+    if (rc == -2)
+        return 0;
+    if (rc == -1)
+        return *nf == room ? -2 : -1; /* it stops with every slot used only when out of room */
+    return rc;
 }
 
 ssize_t http1_parse_head(const char *p, size_t n, bool head_request, struct http1_head *out,
                          http1_field_fn field_fn, void *arg)
 {
+    struct phr_header f[HTTP1_MAX_FIELDS];
+    size_t nf = HTTP1_MAX_FIELDS;
     struct http1_head h = {0};
-    size_t pos = 0, len;
-    const char *l;
     bool has_length = false, has_te = false, te_chunked = false, close = false, ka = false;
 
-    if (!next_line(p, n, &pos, &l, &len))
-        return 0;
-    if (len == 0 || parse_status_line(l, len, &h) != 0)
-        return -1; /* an empty first line, or not a status line */
-    /* Validate every field (a malformed one refuses the head as soon as it is seen) before
-     * reporting any: a field_fn never sees part of a head, nor part of a bad one. */
-    size_t fields = pos;
-    for (;;) {
-        if (!next_line(p, n, &pos, &l, &len))
-            return 0;
-        if (len == 0)
-            break;
-        size_t c = 0;
-        while (c < len && is_tchar((unsigned char)l[c]))
-            c++;
-        if (c == 0 || c == len || l[c] != ':')
-            return -1; /* no name, no colon, or blanks before the colon (or obs-fold) */
-        const char *v = l + c + 1, *ve = l + len;
-        while (v < ve && (*v == ' ' || *v == '\t'))
-            v++;
-        while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
-            ve--;
-        size_t vl = (size_t)(ve - v);
+    ssize_t head_len = pico_head(p, n, &h.minor, &h.status, f, &nf);
+    if (head_len <= 0)
+        return head_len;
+    if (h.status < 100)
+        return -1;
+    /* Validate every field (a malformed one refuses the head) before reporting any: a field_fn
+     * never sees part of a head, nor part of a bad one. */
+    for (size_t i = 0; i < nf; i++) {
+        if (f[i].name == NULL)
+            return -1; /* obs-fold: one field or two, depending on who reads it */
+        while (f[i].value_len > 0 &&
+               (f[i].value[f[i].value_len - 1] == ' ' || f[i].value[f[i].value_len - 1] == '\t'))
+            f[i].value_len--;
+        const char *l = f[i].name, *v = f[i].value;
+        size_t c = f[i].name_len, vl = f[i].value_len;
         if (c == 14 && strncasecmp(l, "content-length", 14) == 0) {
             uint64_t x;
             if (parse_length(v, vl, &x) != 0 || (has_length && x != h.content_length))
@@ -145,18 +139,8 @@ ssize_t http1_parse_head(const char *p, size_t n, bool head_request, struct http
             ka |= list_has(v, vl, "keep-alive", false);
         }
     }
-    size_t head_len = pos;
-    /* Report: the lines are known good, so the first colon ends each name. */
-    for (size_t fpos = fields; field_fn != NULL && fpos < head_len;) {
-        next_line(p, n, &fpos, &l, &len);
-        if (len == 0)
-            break;
-        const char *colon = memchr(l, ':', len), *v = colon + 1, *ve = l + len;
-        while (v < ve && (*v == ' ' || *v == '\t'))
-            v++;
-        while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
-            ve--;
-        if (field_fn(arg, l, (size_t)(colon - l), v, (size_t)(ve - v)) != 0)
+    for (size_t i = 0; field_fn != NULL && i < nf; i++) {
+        if (field_fn(arg, f[i].name, f[i].name_len, f[i].value, f[i].value_len) != 0)
             return -2;
     }
     bool no_body = head_request || h.status < 200 || h.status == 204 || h.status == 304;
@@ -171,126 +155,66 @@ ssize_t http1_parse_head(const char *p, size_t n, bool head_request, struct http
     h.keep_alive = (h.minor >= 1 ? !close : ka && !close) && h.framing != HTTP1_BODY_EOF &&
                    !(has_te && has_length); /* both: a smuggling attempt or a broken server */
     *out = h;
-    return (ssize_t)head_len;
+    return head_len;
 }
 
+/* Where the trailer section stands, once picohttpparser has read the last chunk's size line. */
 enum {
-    S_SIZE,        /* hex digits of the chunk size */
-    S_EXT,         /* chunk extensions, up to the end of the size line */
-    S_SIZE_LF,     /* the LF after the size line's CR */
-    S_DATA,        /* chunk data */
-    S_DATA_CR,     /* the CRLF after chunk data */
-    S_DATA_LF,     /* its LF */
+    S_CHUNKS,      /* picohttpparser's part: sizes, extensions, data */
     S_TRAILER,     /* the start of a trailer line (or of the final empty line) */
     S_TRAILER_IN,  /* inside a trailer field line */
     S_TRAILER_END, /* the LF of the final empty line */
     S_DONE,
 };
 
-/* The size line ended: data follows, or (size 0) the trailer section. */
-static void size_line_done(struct http1_chunked *d)
+/* The trailer section at p[0..n): ours rather than picohttpparser's, which takes a final line
+ * of CR CR ... LF and does not bound the section. Returns the bytes read, or -1. */
+static ssize_t trailers(struct http1_chunked *d, const char *p, size_t n)
 {
-    d->state = d->left > 0 ? S_DATA : S_TRAILER;
-    d->line = 0;
+    size_t in = 0;
+    for (; in < n && d->state != S_DONE; in++) {
+        char c = p[in];
+        if (++d->line > CHUNK_TRAILER_MAX)
+            return -1;
+        switch (d->state) {
+        case S_TRAILER:
+            d->state = c == '\r' ? S_TRAILER_END : c == '\n' ? S_DONE : S_TRAILER_IN;
+            break;
+        case S_TRAILER_IN:
+            if (c == '\n')
+                d->state = S_TRAILER;
+            break;
+        default: /* S_TRAILER_END */
+            if (c != '\n')
+                return -1;
+            d->state = S_DONE;
+            break;
+        }
+    }
+    return (ssize_t)in;
 }
 
 ssize_t http1_dechunk(struct http1_chunked *d, char *p, size_t n, size_t *out_len, bool *done)
 {
-    size_t in = 0, out = 0;
+    size_t out = 0, in = 0; /* decoded bytes; input bytes read before the trailer section */
     *done = false;
-    while (in < n && d->state != S_DONE) {
-        char c = p[in];
-        switch (d->state) {
-        case S_SIZE: {
-            int v = hex_digit(c);
-            if (v >= 0) {
-                if (++d->digits > CHUNK_SIZE_DIGITS_MAX)
-                    return -1;
-                d->left = d->left * 16 + (uint64_t)v;
-            } else if (d->digits == 0) {
-                return -1;
-            } else if (c == ';' || c == ' ' || c == '\t') {
-                d->state = S_EXT;
-            } else if (c == '\r') {
-                d->state = S_SIZE_LF;
-            } else if (c == '\n') {
-                size_line_done(d);
-            } else {
-                return -1;
-            }
-            in++;
-            break;
-        }
-        case S_EXT:
-            if (++d->line > CHUNK_LINE_MAX)
-                return -1;
-            if (c == '\n')
-                size_line_done(d);
-            in++;
-            break;
-        case S_SIZE_LF:
-            if (c != '\n')
-                return -1;
-            size_line_done(d);
-            in++;
-            break;
-        case S_DATA: {
-            size_t k = n - in;
-            if (k > d->left)
-                k = (size_t)d->left;
-            memmove(p + out, p + in, k);
-            out += k;
-            in += k;
-            d->left -= k;
-            if (d->left == 0)
-                d->state = S_DATA_CR;
-            break;
-        }
-        case S_DATA_CR:
-            if (c == '\r')
-                d->state = S_DATA_LF;
-            else if (c == '\n')
-                d->state = S_SIZE;
-            else
-                return -1;
-            d->digits = 0;
-            in++;
-            break;
-        case S_DATA_LF:
-            if (c != '\n')
-                return -1;
-            d->state = S_SIZE;
-            in++;
-            break;
-        case S_TRAILER:
-            if (c == '\r')
-                d->state = S_TRAILER_END;
-            else if (c == '\n')
-                d->state = S_DONE;
-            else
-                d->state = S_TRAILER_IN;
-            if (++d->line > CHUNK_TRAILER_MAX)
-                return -1;
-            in++;
-            break;
-        case S_TRAILER_IN:
-            if (++d->line > CHUNK_TRAILER_MAX)
-                return -1;
-            if (c == '\n')
-                d->state = S_TRAILER;
-            in++;
-            break;
-        case S_TRAILER_END:
-            if (c != '\n')
-                return -1;
-            d->state = S_DONE;
-            in++;
-            break;
-        default:
+    if (d->state == S_CHUNKS) {
+        out = n;
+        ssize_t rc = phr_decode_chunked(&d->pico, p, &out);
+        if (rc == -1)
             return -1;
+        if (rc == -2) {
+            *out_len = out;
+            return (ssize_t)n;
         }
+        /* The last chunk's size line was read; the rest (moved to p + out) is ours. */
+        d->state = S_TRAILER;
+        in = n - (size_t)rc;
     }
+    ssize_t used = trailers(d, p + out, n - in);
+    if (used < 0)
+        return -1;
     *out_len = out;
     *done = d->state == S_DONE;
-    return (ssize_t)in;
+    return (ssize_t)(in + (size_t)used);
 }

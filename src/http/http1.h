@@ -2,7 +2,8 @@
  * http1.h: incremental parsing of HTTP/1.x responses, for httpc's native transport. Two pieces:
  * the response head (status line and header fields, RFC 9112 sections 4 and 5) and the chunked
  * transfer coding (section 7.1), decoded in place so a body can be handed on without a copy.
- * Neither allocates; both accept input cut at any byte.
+ * Neither allocates; both accept input cut at any byte. The bytes are parsed by picohttpparser
+ * (picohttp.h); the rules about what the fields mean, and the stricter ones on top, are ours.
  */
 #ifndef ARUN_HTTP_HTTP1_H
 #define ARUN_HTTP_HTTP1_H
@@ -11,6 +12,10 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+
+#include "http/picohttp.h"
+
+#define HTTP1_MAX_FIELDS 256 /* header fields per head; more is treated as a head too large */
 
 /* How the body of a response is delimited (RFC 9112 section 6.3). */
 enum http1_framing {
@@ -35,18 +40,17 @@ typedef int (*http1_field_fn)(void *arg, const char *name, size_t name_len, cons
 
 /* Parses a response head at p[0..n). head_request: the request was HEAD (no body follows).
  * Returns the head's length in bytes when it is complete (fields reported through field_fn,
- * which may be NULL), 0 when more bytes are needed (nothing reported), -1 as soon as a complete
- * line shows the bytes are not an HTTP/1.x response head (nothing reported), -2 when field_fn
- * stopped it. */
+ * which may be NULL), 0 when more bytes are needed (nothing reported), -1 as soon as the bytes
+ * show they are not an HTTP/1.x response head (nothing reported), -2 when field_fn stopped it
+ * or the head has more than HTTP1_MAX_FIELDS fields. */
 ssize_t http1_parse_head(const char *p, size_t n, bool head_request, struct http1_head *out,
                          http1_field_fn field_fn, void *arg);
 
 /* The state of a chunked body between calls; zero it (or http1_chunked_init) per response. */
 struct http1_chunked {
-    int state;       /* where in the grammar the last call stopped */
-    uint64_t left;   /* bytes of chunk data still to come in the current chunk */
-    unsigned digits; /* hex digits seen of the current chunk size */
-    unsigned line;   /* bytes of the current size or trailer line (bounded) */
+    struct phr_chunked_decoder pico; /* the chunks, up to the last chunk's size line */
+    int state;                       /* 0 in the chunks, then where in the trailer section */
+    unsigned line;                   /* bytes of the trailer section so far (bounded) */
 };
 
 static inline void http1_chunked_init(struct http1_chunked *d)

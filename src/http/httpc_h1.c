@@ -28,9 +28,9 @@
  * A connection carries one request at a time (no pipelining). Its uv_timer holds the current
  * request's nearest deadline (connect, first byte, idle gap, whole transfer), re-armed by
  * rearm() whenever the phase changes or data arrives. Body bytes go to on_data straight from
- * the read buffer; the chunked coding is decoded in place first (http/http1.c), so each read
- * becomes at most one on_data call and a pause never leaves bytes undelivered: HTTPC_PAUSE
- * just stops reading (uv_read_stop) until httpc_resume.
+ * the read buffer; the chunked coding is decoded in place first (http/http1.c, picohttpparser),
+ * so each read becomes at most one on_data call and a pause never leaves bytes undelivered:
+ * HTTPC_PAUSE just stops reading (uv_read_stop) until httpc_resume.
  *
  * Callbacks and lifetime: on_headers and on_data run with r->in_cb set; httpc_cancel() inside
  * them only marks the request, and the code after the callback drops it. Start failures
@@ -647,8 +647,8 @@ static void process(struct h1_req *r)
         }
         if (hl == -2) {
             finish(r, -EPROTO,
-                   xasprintf("response headers from %s exceed %u bytes", r->hostport,
-                             (unsigned)HTTPC_MAX_HEADER_BYTES));
+                   xasprintf("response headers from %s exceed %u bytes or %u fields", r->hostport,
+                             (unsigned)HTTPC_MAX_HEADER_BYTES, (unsigned)HTTP1_MAX_FIELDS));
             return;
         }
         if (hl < 0) {

@@ -74,6 +74,41 @@ static void test_bare_lf_and_missing_reason_are_accepted(void **state)
     assert_string_equal(f.seen, "X=y;");
 }
 
+static void test_empty_reason_and_blanks_around_values(void **state)
+{
+    struct http1_head h;
+    struct fields f;
+    const char *s = "HTTP/1.1 200 \r\nA:\t x \t\r\nB:\r\nContent-Length: 0\r\n\r\n";
+    assert_int_equal(parse(s, &h, &f), (ssize_t)strlen(s));
+    assert_string_equal(f.seen, "A=x;B=;Content-Length=0;");
+}
+
+static void test_a_control_byte_in_a_value_is_refused(void **state)
+{
+    struct http1_head h;
+    struct fields f;
+    assert_int_equal(parse("HTTP/1.1 200 OK\r\nX: a\rb\r\n\r\n", &h, &f), -1);
+    assert_int_equal(parse("HTTP/1.1 200 OK\r\nX: a\001b\r\n\r\n", &h, &f), -1);
+    assert_int_equal(f.count, 0);
+}
+
+static void test_more_fields_than_the_cap_is_a_head_too_large(void **state)
+{
+    static char s[16 + (HTTP1_MAX_FIELDS + 1) * 6 + 4];
+    size_t n = (size_t)snprintf(s, sizeof(s), "HTTP/1.1 200 OK\r\n");
+    for (int i = 0; i <= HTTP1_MAX_FIELDS; i++)
+        n += (size_t)snprintf(s + n, sizeof(s) - n, "X: 1\r\n");
+    n += (size_t)snprintf(s + n, sizeof(s) - n, "\r\n");
+    struct http1_head h;
+    struct fields f = {0};
+    assert_int_equal(http1_parse_head(s, n, false, &h, field_fn, &f), -2);
+    assert_int_equal(f.count, 0);
+    /* One fewer fits. */
+    const char *last = strstr(s + 17, "X: 1\r\n\r\n");
+    memmove((char *)last, last + 6, 3);
+    assert_int_equal(http1_parse_head(s, n - 6, false, &h, NULL, NULL), (ssize_t)(n - 6));
+}
+
 static void test_framing_rules(void **state)
 {
     struct http1_head h;
@@ -271,6 +306,9 @@ int main(void)
         cmocka_unit_test(test_head_with_length_reports_fields_and_keeps_alive),
         cmocka_unit_test(test_head_cut_anywhere_needs_more_and_reports_nothing),
         cmocka_unit_test(test_bare_lf_and_missing_reason_are_accepted),
+        cmocka_unit_test(test_empty_reason_and_blanks_around_values),
+        cmocka_unit_test(test_a_control_byte_in_a_value_is_refused),
+        cmocka_unit_test(test_more_fields_than_the_cap_is_a_head_too_large),
         cmocka_unit_test(test_framing_rules),
         cmocka_unit_test(test_malformed_heads_are_refused_before_any_field_is_reported),
         cmocka_unit_test(test_field_names_are_tokens_exactly),
