@@ -95,8 +95,10 @@ static int start_http(struct health_probe *p, struct httpc *httpc, const struct 
                            .max_body_bytes = 64 * 1024,
                            .arg = p};
     p->deep = completion && e->url == NULL;
+    o.to = (struct httpc_endpoint){
+        .host = "127.0.0.1", .port = port, .path = e->health.path ? e->health.path : "/health"};
     if (completion) {
-        snprintf(url, sizeof(url), "http://127.0.0.1:%u/v1/chat/completions", port);
+        o.to.path = "/v1/chat/completions";
         json_t *j = json_pack("{s:s, s:[{s:s, s:s}], s:i, s:b}", "model",
                               e->nmodels ? e->models[0] : e->name, "messages", "role", "user",
                               "content", "ping", "max_tokens", 1, "stream", 0);
@@ -107,9 +109,6 @@ static int start_http(struct health_probe *p, struct httpc *httpc, const struct 
         o.body_len = strlen(body);
         o.headers = json_hdr;
         o.nheaders = 1;
-    } else {
-        snprintf(url, sizeof(url), "http://127.0.0.1:%u%s", port,
-                 e->health.path ? e->health.path : "/health");
     }
     if (e->url != NULL) {
         /* A remote engine: reachable when its OpenAI API lists models with our key. */
@@ -125,8 +124,8 @@ static int start_http(struct health_probe *p, struct httpc *httpc, const struct 
         o.method = NULL;
         o.body = NULL;
         o.body_len = 0;
+        o.url = url;
     }
-    o.url = url;
     int rc = httpc_request(httpc, &o, http_done, &p->req);
     free(body);
     return rc;

@@ -155,22 +155,11 @@ static void up_done_cb(struct httpc_req *r, const struct httpc_result *res, void
     gw_req_free(g);
 }
 
-/* The upstream URL: the engine's own port, or a remote engine's base URL (which ends in /v1,
- * as OpenAI's does, so the path's own /v1 is dropped). A local URL is put together by hand: it
- * is built for every request, and snprintf showed in the profile. */
+/* A remote engine's URL: its base URL (which ends in /v1, as OpenAI's does, so the path's own
+ * /v1 is dropped). A local engine is reached by parts (httpc_endpoint), with no URL at all. */
 static void upstream_url(struct engine *e, const char *path, char *url, size_t size)
 {
     const struct config_engine *c = engine_config(e);
-    if (engine_backend(e) != CONFIG_BACKEND_REMOTE) {
-        static const char prefix[] = "http://127.0.0.1:";
-        size_t plen = strlen(path);
-        ASSERT(sizeof(prefix) - 1 + 5 + plen < size);
-        memcpy(url, prefix, sizeof(prefix) - 1);
-        char *w = url + sizeof(prefix) - 1;
-        w += fmt_u64(w, engine_port(e));
-        memcpy(w, path, plen + 1);
-        return;
-    }
     size_t n = strlen(c->url);
     if (n > 0 && c->url[n - 1] == '/')
         n--;
@@ -188,7 +177,6 @@ void gw_dispatch(struct gw_req *g)
     size_t nh = 2;
     const char *tp = http_header(g->r, "traceparent");
 
-    upstream_url(e, g->path, url, sizeof(url));
     memcpy(idh, id_name, sizeof(id_name) - 1);
     memcpy(idh + sizeof(id_name) - 1, g->r_id, strlen(g->r_id) + 1);
     if (tp != NULL && strlen(tp) < 200) {
@@ -197,6 +185,7 @@ void gw_dispatch(struct gw_req *g)
     }
     g->remote = engine_backend(e) == CONFIG_BACKEND_REMOTE;
     if (g->remote) {
+        upstream_url(e, g->path, url, sizeof(url));
         /* The key is read where it is used and never logged. */
         const char *env = engine_config(e)->api_key_env;
         const char *key = env ? getenv(env) : NULL;
@@ -215,7 +204,8 @@ void gw_dispatch(struct gw_req *g)
     buf_reset(&g->err_body);
     g->up_status = 0;
     struct httpc_opts o = {.method = "POST",
-                           .url = url,
+                           .url = g->remote ? url : NULL,
+                           .to = {.host = "127.0.0.1", .port = engine_port(e), .path = g->path},
                            .headers = headers,
                            .nheaders = nh,
                            .body = g->up_body ? g->up_body : g->body,

@@ -754,9 +754,30 @@ static size_t write_cb(char *p, size_t size, size_t nitems, void *userp)
 
 /* ---- request setup ---- */
 
+/* An endpoint's parts: a host of letters, digits, '.', '-' and ':' (an IPv6 address without
+ * brackets), a port, an origin-form path of visible ASCII without a fragment. */
+static int check_endpoint(const struct httpc_endpoint *to)
+{
+    if (to->host == NULL || to->host[0] == '\0' || to->port == 0 || to->path == NULL ||
+        to->path[0] != '/' || strlen(to->host) > HTTPC_MAX_HOST)
+        return -EINVAL;
+    for (const char *c = to->host; *c != '\0'; c++) {
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+              *c == '.' || *c == '-' || *c == ':'))
+            return -EINVAL;
+    }
+    for (const char *c = to->path; *c != '\0'; c++) {
+        if ((unsigned char)*c <= ' ' || (unsigned char)*c >= 0x7f || *c == '#')
+            return -EINVAL;
+    }
+    return 0;
+}
+
 int httpc_check_opts(const struct httpc_opts *o)
 {
-    if (o->url == NULL || (o->body == NULL && o->body_len > 0))
+    if (o->url == NULL && check_endpoint(&o->to) != 0)
+        return -EINVAL;
+    if (o->body == NULL && o->body_len > 0)
         return -EINVAL;
     if (o->body_len > HTTPC_MAX_REQUEST_BODY)
         return -E2BIG;
@@ -999,11 +1020,23 @@ int httpc_request(struct httpc *h, const struct httpc_opts *o, httpc_done_cb don
         if (rc != -EAFNOSUPPORT)
             return rc;
     }
-    rc = parse_url(o->url, &hostport, &loopback);
-    if (rc != 0)
+    /* An endpoint libcurl is to reach (a name, or the native transport off) as the URL it
+     * takes; the only place one is built. */
+    struct httpc_opts oc = *o;
+    char *built = NULL;
+    if (o->url == NULL) {
+        bool v6 = strchr(o->to.host, ':') != NULL;
+        oc.url = built = xasprintf("http://%s%s%s:%u%s", v6 ? "[" : "", o->to.host, v6 ? "]" : "",
+                                   (unsigned)o->to.port, o->to.path);
+    }
+    rc = parse_url(oc.url, &hostport, &loopback);
+    if (rc != 0) {
+        free(built);
         return rc;
-    struct curl_req *r = req_new(h, o, done, hostport);
-    rc = setup_easy(r, o, loopback);
+    }
+    struct curl_req *r = req_new(h, &oc, done, hostport);
+    rc = setup_easy(r, &oc, loopback);
+    free(built); /* libcurl copied it (CURLOPT_URL) */
     if (rc != 0) {
         req_discard(r);
         return rc;

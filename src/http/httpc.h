@@ -31,6 +31,7 @@
 #define HTTPC_MAX_REQUEST_HEADERS 256              /* opts.nheaders above this: -EINVAL */
 #define HTTPC_MAX_REQUEST_BODY (64u * 1024 * 1024) /* opts.body_len above this: -E2BIG */
 #define HTTPC_MAX_CONNECTS 256                     /* idle connections kept in the pool */
+#define HTTPC_MAX_HOST 253                         /* bytes of httpc_endpoint.host */
 
 struct httpc;     /* one per loop: a CURLM driven by uv_poll per socket + one uv_timer */
 struct httpc_req; /* one transfer */
@@ -42,9 +43,19 @@ enum httpc_data_result {
     HTTPC_ABORT,    /* end the transfer: done runs with -ECONNABORTED */
 };
 
+/* Where a request goes, in parts: plain HTTP to host:port, path. The engines arun runs are
+ * reached this way, so no URL is put together per request only to be taken apart again. */
+struct httpc_endpoint {
+    const char *host; /* an address ("127.0.0.1", "::1", no brackets) or a name ("localhost") */
+    uint16_t port;    /* 1-65535 */
+    const char *path; /* origin form with any query: "/v1/chat/completions"; httpc_prewarm
+                         ignores it */
+};
+
 struct httpc_opts {
     const char *method;             /* NULL = GET (POST when body is set); "HEAD" sends none */
-    const char *url;                /* http:// or https:// */
+    const char *url;                /* http:// or https://; NULL: the request goes to `to` */
+    struct httpc_endpoint to;       /* when url is NULL: http://to.host:to.port to.path */
     const char *const *headers;     /* "Name: value" lines, nheaders of them (copied) */
     size_t nheaders;                /* at most HTTPC_MAX_REQUEST_HEADERS */
     const char *body;               /* request body (copied), or NULL */
@@ -92,7 +103,7 @@ struct httpc *httpc_new(uv_loop_t *loop);
  * handles close (run the loop). NULL is a no-op. May be called from a done callback. */
 void httpc_free(struct httpc *h);
 /* Starts a transfer. Returns 0 and *out (out may be NULL if not wanted), or -errno without
- * calling done: -EINVAL (bad URL or method, too many headers), -E2BIG (body over
+ * calling done: -EINVAL (bad URL, endpoint or method, too many headers), -E2BIG (body over
  * HTTPC_MAX_REQUEST_BODY), -ESHUTDOWN (httpc_free was called). done runs exactly once, on the
  * loop, never from inside httpc_request itself; the req is freed after done returns. */
 int httpc_request(struct httpc *h, const struct httpc_opts *o, httpc_done_cb done,

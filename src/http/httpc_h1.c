@@ -740,10 +740,56 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 
 /* ---- request setup ---- */
 
+/* Where a request goes: the address, the authority for Host and sentences, the path. */
+struct target {
+    struct sockaddr_storage addr;
+    const char *authority; /* into the URL, or into abuf */
+    size_t authority_len;
+    const char *path;
+    char abuf[HOST_MAX + 8]; /* "host:port" made from an endpoint */
+};
+
+/* The address of a loopback host given literally ("localhost", 127.x.x.x, and "::1" when v6).
+ * Returns 0, or -EINVAL for any other host (libcurl's then). */
+static int loopback_addr(const char *host, bool v6, unsigned port, struct sockaddr_storage *addr)
+{
+    memset(addr, 0, sizeof(*addr));
+    if (v6)
+        return strcmp(host, "::1") == 0 && uv_ip6_addr(host, (int)port, (void *)addr) == 0
+                   ? 0
+                   : -EINVAL;
+    if (strcasecmp(host, "localhost") == 0)
+        return uv_ip4_addr("127.0.0.1", (int)port, (void *)addr) == 0 ? 0 : -EINVAL;
+    if (strncmp(host, "127.", 4) != 0 || uv_ip4_addr(host, (int)port, (void *)addr) != 0)
+        return -EINVAL;
+    return 0;
+}
+
+/* An endpoint (checked by httpc_check_opts) to a loopback host. Returns 0 or -EINVAL. */
+static int target_of_endpoint(const struct httpc_endpoint *to, struct target *t)
+{
+    bool v6 = strchr(to->host, ':') != NULL;
+    size_t hlen = strlen(to->host);
+    if (hlen >= HOST_MAX - 2 || loopback_addr(to->host, v6, to->port, &t->addr) != 0)
+        return -EINVAL;
+    char *w = t->abuf;
+    if (v6)
+        *w++ = '[';
+    memcpy(w, to->host, hlen);
+    w += hlen;
+    if (v6)
+        *w++ = ']';
+    *w++ = ':';
+    w += fmt_u64(w, to->port);
+    t->authority = t->abuf;
+    t->authority_len = (size_t)(w - t->abuf);
+    t->path = to->path;
+    return 0;
+}
+
 /* Splits an http:// URL to a loopback host. Returns 0, or -EINVAL for anything else (which
  * libcurl then gets: credentials, names, IPv6 other than ::1, odd characters). */
-static int parse_url(const char *url, struct sockaddr_storage *addr, const char **authority,
-                     size_t *authority_len, const char **path)
+static int target_of_url(const char *url, struct target *t)
 {
     if (strncmp(url, "http://", 7) != 0)
         return -EINVAL;
@@ -786,23 +832,15 @@ static int parse_url(const char *url, struct sockaddr_storage *addr, const char 
         if (port == 0 || port > 65535)
             return -EINVAL;
     }
-    memset(addr, 0, sizeof(*addr));
-    if (a[0] == '[') {
-        if (strcmp(host, "::1") != 0 || uv_ip6_addr(host, (int)port, (void *)addr) != 0)
-            return -EINVAL;
-    } else if (strcasecmp(host, "localhost") == 0) {
-        if (uv_ip4_addr("127.0.0.1", (int)port, (void *)addr) != 0)
-            return -EINVAL;
-    } else if (strncmp(host, "127.", 4) != 0 || uv_ip4_addr(host, (int)port, (void *)addr) != 0) {
+    if (loopback_addr(host, a[0] == '[', port, &t->addr) != 0)
         return -EINVAL;
-    }
     for (const char *q = rest; *q != '\0'; q++) {
         if ((unsigned char)*q <= ' ' || *q == '#' || (unsigned char)*q >= 0x7f)
             return -EINVAL; /* fragments and raw bytes: libcurl's rules apply */
     }
-    *authority = a;
-    *authority_len = alen;
-    *path = rest;
+    t->authority = a;
+    t->authority_len = alen;
+    t->path = rest;
     return 0;
 }
 
@@ -910,13 +948,13 @@ void h1_free(struct h1 *t)
 
 int h1_request(struct h1 *t, const struct httpc_opts *o, httpc_done_cb done, struct httpc_req **out)
 {
-    struct sockaddr_storage addr;
-    const char *authority, *path;
-    size_t authority_len;
+    struct target tg;
     if (t->freed)
         return -ESHUTDOWN;
-    if (parse_url(o->url, &addr, &authority, &authority_len, &path) != 0)
+    if ((o->url != NULL ? target_of_url(o->url, &tg) : target_of_endpoint(&o->to, &tg)) != 0)
         return -EAFNOSUPPORT; /* libcurl's */
+    const char *authority = tg.authority, *path = tg.path;
+    size_t authority_len = tg.authority_len;
     const char *method = o->method != NULL ? o->method : o->body != NULL ? "POST" : "GET";
 
     struct h1_req *r = xcalloc(1, sizeof(*r));
@@ -926,7 +964,7 @@ int h1_request(struct h1 *t, const struct httpc_opts *o, httpc_done_cb done, str
     r->on_headers = o->on_headers;
     r->on_data = o->on_data;
     r->arg = o->arg;
-    r->addr = addr;
+    r->addr = tg.addr;
     bool has_port =
         authority[authority_len - 1] != ']' && memchr(authority, ':', authority_len) != NULL;
     size_t hp = authority_len < sizeof(r->hostport) - 4 ? authority_len : sizeof(r->hostport) - 4;
@@ -950,7 +988,7 @@ int h1_request(struct h1 *t, const struct httpc_opts *o, httpc_done_cb done, str
     t->reqs = r;
     t->active++;
 
-    struct h1_conn *c = take_idle(t, &addr);
+    struct h1_conn *c = take_idle(t, &tg.addr);
     if (c != NULL) {
         c->req = r;
         r->conn = c;

@@ -668,6 +668,63 @@ static void test_bad_url_fails_without_calling_done(void **state)
     env_cleanup(&e);
 }
 
+static void test_an_endpoint_in_parts_reaches_the_engine_as_its_url_does(void **state)
+{
+    static const char *const flags[] = {NULL};
+    struct env e;
+    env_init(&e, flags);
+    static const char *const hosts[] = {"127.0.0.1", "localhost"};
+    for (size_t i = 0; i < 2; i++) {
+        struct seen s;
+        seen_init(&s);
+        struct httpc_opts o = {
+            .to = {.host = hosts[i], .port = (uint16_t)e.mock.port, .path = "/v1/models?x=1"},
+            .arg = &s};
+        assert_int_equal(httpc_request(e.h, &o, done_cb, NULL), 0);
+        wait_done(&e, &s);
+        assert_int_equal(s.error, 0);
+        assert_int_equal(s.status, 200);
+        assert_non_null(strstr(buf_cstr(&s.body), "\"object\":\"list\""));
+        buf_cleanup(&s.body);
+    }
+    /* Refused, and named by host:port, as a URL's would be. */
+    struct seen s;
+    seen_init(&s);
+    struct httpc_opts o = {.to = {.host = "127.0.0.1", .port = 1, .path = "/"}, .arg = &s};
+    assert_int_equal(httpc_request(e.h, &o, done_cb, NULL), 0);
+    wait_done(&e, &s);
+    assert_int_equal(s.error, -ECONNREFUSED);
+    assert_string_equal(s.error_text, "connection refused: 127.0.0.1:1");
+    buf_cleanup(&s.body);
+    env_cleanup(&e);
+}
+
+static void test_a_bad_endpoint_fails_without_calling_done(void **state)
+{
+    struct env e;
+    env_init(&e, NULL);
+    static const struct httpc_endpoint bad[] = {
+        {.host = NULL, .port = 80, .path = "/"},
+        {.host = "", .port = 80, .path = "/"},
+        {.host = "127.0.0.1", .port = 0, .path = "/"},
+        {.host = "127.0.0.1", .port = 80, .path = NULL},
+        {.host = "127.0.0.1", .port = 80, .path = "no-slash"},
+        {.host = "127.0.0.1", .port = 80, .path = "/a b"},
+        {.host = "127.0.0.1", .port = 80, .path = "/a#frag"},
+        {.host = "127.0.0.1/x", .port = 80, .path = "/"},
+        {.host = "user@127.0.0.1", .port = 80, .path = "/"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct httpc_opts o = {.to = bad[i]};
+        struct httpc_req *r = NULL;
+        if (httpc_request(e.h, &o, done_cb, &r) != -EINVAL)
+            fail_msg("endpoint %zu accepted", i);
+        assert_null(r);
+    }
+    assert_int_equal(httpc_active(e.h), 0);
+    env_cleanup(&e);
+}
+
 struct nested {
     struct env *e;
     struct seen inner;
@@ -1076,6 +1133,9 @@ int main(void)
         cmocka_unit_test_teardown(test_parallel_requests_all_complete, teardown),
         cmocka_unit_test_teardown(test_body_over_max_body_bytes_is_e2big, teardown),
         cmocka_unit_test_teardown(test_bad_url_fails_without_calling_done, teardown),
+        cmocka_unit_test_teardown(test_an_endpoint_in_parts_reaches_the_engine_as_its_url_does,
+                                  teardown),
+        cmocka_unit_test_teardown(test_a_bad_endpoint_fails_without_calling_done, teardown),
         cmocka_unit_test_teardown(test_request_started_from_on_data_completes, teardown),
         cmocka_unit_test_teardown(test_free_from_done_with_others_in_flight, teardown),
         cmocka_unit_test_teardown(
