@@ -21,11 +21,12 @@
 #include "core/config.h"
 #include "core/events.h"
 #include "core/log.h"
-#include "http/httpc.h"
 #include "core/metrics.h"
 #include "engines/api.h"
 #include "engines/supervisor.h"
 #include "gateway/gateway.h"
+#include "gateway/warm.h"
+#include "http/httpc.h"
 #include "http/runtime_api.h"
 #include "http/server.h"
 #include "store/store.h"
@@ -55,6 +56,7 @@ struct daemon {
     struct supervisor *sup;
     struct engines_api *engines_api;
     struct gateway *gateway;
+    struct warm *warm;
     bool http_drained;
     bool engines_stopped;
     uv_signal_t sigterm, sigint;
@@ -75,6 +77,8 @@ static bool store_ready_check(void *arg, struct buf *why)
  * reads). Each pointer is cleared, so it can run after a partial start-up too. */
 static void close_modules(struct daemon *d)
 {
+    warm_free(d->warm);
+    d->warm = NULL;
     gateway_free(d->gateway);
     d->gateway = NULL;
     engines_api_free(d->engines_api);
@@ -231,6 +235,7 @@ static int start_http(struct daemon *d)
     d->sup = supervisor_new(&so);
     d->engines_api = engines_api_new(d->srv, d->sup);
     d->gateway = gateway_new(d->srv, d->cfg, d->sup, d->httpc, d->events, d->metrics);
+    d->warm = warm_new(d->sup, d->httpc, d->events);
     runtime_api_add_ready(d->api, "store", store_ready_check, d->store);
     struct buf err;
     buf_init(&err, 4096);

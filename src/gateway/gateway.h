@@ -13,9 +13,9 @@
 
 #include "core/config.h"
 #include "core/events.h"
-#include "http/httpc.h"
 #include "core/metrics.h"
 #include "engines/supervisor.h"
+#include "http/httpc.h"
 #include "http/server.h"
 
 #define GATEWAY_FIRST_BYTE_TIMEOUT_MS (10u * 60 * 1000) /* a long prompt on a slow GPU */

@@ -1149,6 +1149,25 @@ size_t httpc_active(const struct httpc *h)
     return h->active + (h->h1 != NULL ? h1_active(h->h1) : 0);
 }
 
+size_t httpc_idle(const struct httpc *h)
+{
+    return h->h1 != NULL ? h1_idle(h->h1) : 0;
+}
+
+int httpc_prewarm(struct httpc *h, const struct httpc_endpoint *to, unsigned max)
+{
+    if (h->freed)
+        return -ESHUTDOWN;
+    struct httpc_endpoint e = *to;
+    if (e.path == NULL)
+        e.path = "/";
+    if (check_endpoint(&e) != 0)
+        return -EINVAL;
+    if (!h->native)
+        return -EAFNOSUPPORT;
+    return h1_prewarm(h->h1, &e, max);
+}
+
 void httpc_set_native(struct httpc *h, bool on)
 {
     h->native = on;

@@ -32,6 +32,8 @@
 #define HTTPC_MAX_REQUEST_BODY (64u * 1024 * 1024) /* opts.body_len above this: -E2BIG */
 #define HTTPC_MAX_CONNECTS 256                     /* idle connections kept in the pool */
 #define HTTPC_MAX_HOST 253                         /* bytes of httpc_endpoint.host */
+#define HTTPC_WARM_MIN 2   /* warm connections an endpoint keeps with no recent requests */
+#define HTTPC_WARM_MAX 128 /* warm connections an endpoint keeps at most */
 
 struct httpc;     /* one per loop: a CURLM driven by uv_poll per socket + one uv_timer */
 struct httpc_req; /* one transfer */
@@ -121,6 +123,20 @@ void httpc_cancel(struct httpc_req *r);
 const char *httpc_header(struct httpc_req *r, const char *name);
 /* The transfers started and not yet finished or cancelled. */
 size_t httpc_active(const struct httpc *h);
+/* The idle keep-alive connections of the native transport (warm ones included). */
+size_t httpc_idle(const struct httpc *h);
+/* Keeps connections to the engine at `to` (host and port; path ignored) open ahead of its
+ * requests, so a request does not wait for a connect. max: the most requests the engine takes
+ * at once (its max_concurrency). The pool keeps as many connections (in use, idle or
+ * connecting) as requests were in flight to it at once during the last minute, at least
+ * HTTPC_WARM_MIN, at most max and HTTPC_WARM_MAX: the missing ones are opened in the
+ * background now, and again every second as they are used up or closed by the engine. Calling
+ * it again changes max. max 0 forgets the endpoint and closes its idle connections: call it
+ * when the engine stops being ready (a stopped engine's port may be someone else's next).
+ * Returns 0; -EINVAL for a bad endpoint; -EAFNOSUPPORT, keeping nothing, for one the native
+ * transport does not take (not loopback, or httpc_set_native(false)); -ESHUTDOWN after
+ * httpc_free. */
+int httpc_prewarm(struct httpc *h, const struct httpc_endpoint *to, unsigned max) MUST_USE;
 /* Whether http:// URLs to a loopback address (127.x.x.x, [::1], localhost) use the native
  * HTTP/1.1 transport (on, the default: a fraction of a libcurl transfer's work per request) or
  * libcurl like every other URL. For tests and comparisons; requests already started keep

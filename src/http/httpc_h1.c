@@ -59,19 +59,41 @@
 #define READ_MIN_ROOM 4096u                            /* grow before offering less */
 #define TCP_KEEPALIVE_S 60 /* streams sit idle while a model loads: let the kernel probe */
 #define HOST_MAX 64        /* longest loopback host we take: "[::1]", "127.255.255.255" */
+#define WARM_TICK_MS 1000  /* how often the pool tops itself up */
+#define WARM_SLOT_NS (10ull * 1000000000u) /* the concurrency window, in WARM_SLOTS slots: */
+#define WARM_SLOTS 6                       /* the last minute */
 
 struct h1_conn;
 
 struct h1 {
     uv_loop_t *loop;
-    uv_timer_t defer_timer; /* reports start failures on the next loop turn */
-    struct h1_conn *idle;   /* idle keep-alive connections, most recently used first */
-    size_t nidle;           /* entries in idle */
-    struct h1_req *reqs;    /* every live request */
-    struct h1_req *failing; /* requests whose start failed, for defer_timer */
-    size_t active;          /* entries in reqs */
-    int open_handles;       /* the defer timer and every connection's tcp and timer */
-    bool freed;             /* h1_free ran; the struct goes at open_handles == 0 */
+    uv_timer_t defer_timer;  /* reports start failures on the next loop turn */
+    struct h1_conn *idle;    /* idle keep-alive connections, most recently used first */
+    size_t nidle;            /* entries in idle */
+    struct h1_req *reqs;     /* every live request */
+    struct h1_req *failing;  /* requests whose start failed, for defer_timer */
+    size_t active;           /* entries in reqs */
+    struct h1_warm *warm;    /* endpoints kept warm (httpc_prewarm) */
+    struct h1_conn *opening; /* warm connections still connecting */
+    unsigned warm_ids;       /* the last h1_warm.id given */
+    uv_timer_t warm_timer;   /* the pool's tick, running while warm is not empty */
+    int open_handles;        /* the two timers and every connection's tcp and timer */
+    bool freed;              /* h1_free ran; the struct goes at open_handles == 0 */
+};
+
+/* An endpoint kept warm: its concurrency over the last minute, and its connections opening. */
+struct h1_warm {
+    struct sockaddr_storage addr;
+    char hostport[HOST_MAX + 8]; /* for log lines */
+    unsigned id;                 /* tags the connections opened for it (h1_conn.warm_id) */
+    unsigned max;                /* the most worth keeping: the engine's concurrency */
+    unsigned active;             /* requests to addr in flight */
+    unsigned peak[WARM_SLOTS];   /* the most in flight during each of the last slots */
+    unsigned slot;               /* the current one */
+    uint64_t slot_ns;            /* when it began */
+    unsigned opening;            /* its connections still connecting */
+    unsigned failed;             /* connects that failed in a row (quiets the log) */
+    struct h1_warm *next;
 };
 
 struct h1_conn {
@@ -93,6 +115,8 @@ struct h1_conn {
     unsigned reused : 1;    /* it carried an earlier request */
     unsigned idle : 1;      /* on t->idle */
     unsigned closing : 1;   /* conn_close ran */
+    unsigned warming : 1;   /* opened by the pool, connecting: on t->opening */
+    unsigned warm_id;       /* the h1_warm it was opened for */
 };
 
 struct h1_req {
@@ -157,20 +181,44 @@ static void defer_timer_closed_cb(uv_handle_t *h)
 
 /* ---- connections ---- */
 
-static void idle_unlink(struct h1_conn *c)
+/* Takes c off the list at *head (t->idle or t->opening: a connection is on one at most). */
+static void list_unlink(struct h1_conn **head, struct h1_conn *c)
 {
-    struct h1 *t = c->t;
-    if (!c->idle)
-        return;
     if (c->prev != NULL)
         c->prev->next = c->next;
     else
-        t->idle = c->next;
+        *head = c->next;
     if (c->next != NULL)
         c->next->prev = c->prev;
     c->prev = c->next = NULL;
+}
+
+/* Pushes c at the front of the list at *head. */
+static void list_push(struct h1_conn **head, struct h1_conn *c)
+{
+    c->prev = NULL;
+    c->next = *head;
+    if (*head != NULL)
+        (*head)->prev = c;
+    *head = c;
+}
+
+static void idle_unlink(struct h1_conn *c)
+{
+    if (!c->idle)
+        return;
+    list_unlink(&c->t->idle, c);
     c->idle = 0;
-    t->nidle--;
+    c->t->nidle--;
+}
+
+/* Takes a warm connection off t->opening (its connect ended, or it is closed). */
+static void opening_unlink(struct h1_conn *c)
+{
+    if (!c->warming)
+        return;
+    list_unlink(&c->t->opening, c);
+    c->warming = 0;
 }
 
 static void conn_closed_cb(uv_handle_t *h)
@@ -193,6 +241,7 @@ static void conn_close(struct h1_conn *c)
     ASSERT(c->req == NULL);
     c->closing = 1;
     idle_unlink(c);
+    opening_unlink(c);
     uv_close((uv_handle_t *)&c->tcp, conn_closed_cb);
     uv_close((uv_handle_t *)&c->timer, conn_closed_cb);
 }
@@ -227,11 +276,7 @@ static void park(struct h1_conn *c)
     struct h1 *t = c->t;
     c->reused = 1;
     c->idle = 1;
-    c->prev = NULL;
-    c->next = t->idle;
-    if (t->idle != NULL)
-        t->idle->prev = c;
-    t->idle = c;
+    list_push(&t->idle, c);
     t->nidle++;
     if (t->nidle > HTTPC_MAX_CONNECTS) {
         struct h1_conn *oldest = t->idle;
@@ -255,9 +300,13 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *out)
 
 /* ---- the end of a request ---- */
 
+static void warm_count(struct h1 *t, const struct sockaddr_storage *addr, bool begin);
+
 static void req_free(struct h1_req *r)
 {
     struct h1 *t = r->t;
+    if (t->warm != NULL)
+        warm_count(t, &r->addr, false);
     if (r->prev != NULL)
         r->prev->next = r->next;
     else
@@ -489,10 +538,16 @@ static void send_req(struct h1_req *r)
     }
 }
 
+static void warm_connected(struct h1_conn *c, int status);
+
 static void connect_cb(uv_connect_t *cr, int status)
 {
     struct h1_conn *c = cr->data;
     struct h1_req *r = c->req;
+    if (c->warm_id != 0) {
+        warm_connected(c, status);
+        return;
+    }
     if (c->closing || r == NULL)
         return;
     if (status < 0) {
@@ -516,13 +571,12 @@ static void connect_cb(uv_connect_t *cr, int status)
     send_req(r);
 }
 
-/* Opens a new connection for r. */
-static void start_conn(struct h1_req *r)
+/* A connection to addr, not connecting yet. */
+static struct h1_conn *conn_new(struct h1 *t, const struct sockaddr_storage *addr)
 {
-    struct h1 *t = r->t;
     struct h1_conn *c = xcalloc(1, sizeof(*c));
     c->t = t;
-    c->addr = r->addr;
+    c->addr = *addr;
     uv_tcp_init(t->loop, &c->tcp);
     uv_timer_init(t->loop, &c->timer);
     c->tcp.data = c;
@@ -530,6 +584,13 @@ static void start_conn(struct h1_req *r)
     c->connect.data = c;
     c->open = 2;
     t->open_handles += 2;
+    return c;
+}
+
+/* Opens a new connection for r. */
+static void start_conn(struct h1_req *r)
+{
+    struct h1_conn *c = conn_new(r->t, &r->addr);
     c->req = r;
     r->conn = c;
     r->connects++;
@@ -539,6 +600,157 @@ static void start_conn(struct h1_req *r)
         detach(r, false);
         fail_soon(r, rc, xasprintf("cannot connect to %s: %s", r->hostport, uv_strerror(rc)));
     }
+}
+
+/* ---- the warm pool (httpc_prewarm) ----
+ *
+ * Per endpoint kept warm, the connections worth having (busy, idle or connecting) are the most
+ * requests that were in flight to it at once during the last minute, at least HTTPC_WARM_MIN
+ * and at most its max (the engine takes no more at once) and HTTPC_WARM_MAX. A connection the
+ * pool opens is parked like any other once connected, so requests take it from the idle list
+ * as they take a reused one, and it is read from while idle, so one the engine closes is
+ * dropped at once (and a request that races such a close is sent again, as on any reused
+ * connection). The tick replaces what was used up or closed; nothing is closed for being more
+ * than needed: the engine's own idle timeout does that, as it did before the pool. */
+
+static struct h1_warm *warm_find(struct h1 *t, const struct sockaddr_storage *addr)
+{
+    for (struct h1_warm *w = t->warm; w != NULL; w = w->next) {
+        if (same_addr(&w->addr, addr))
+            return w;
+    }
+    return NULL;
+}
+
+static struct h1_warm *warm_by_id(struct h1 *t, unsigned id)
+{
+    for (struct h1_warm *w = t->warm; w != NULL; w = w->next) {
+        if (w->id == id)
+            return w;
+    }
+    return NULL;
+}
+
+/* Moves the window on to the slot of now, clearing the slots that passed. */
+static void warm_advance(struct h1_warm *w, uint64_t now)
+{
+    for (unsigned k = 0; now - w->slot_ns >= WARM_SLOT_NS && k < WARM_SLOTS; k++) {
+        w->slot = (w->slot + 1) % WARM_SLOTS;
+        w->peak[w->slot] = w->active;
+        w->slot_ns += WARM_SLOT_NS;
+    }
+    if (now - w->slot_ns >= WARM_SLOT_NS)
+        w->slot_ns = now; /* idle for longer than the window: every slot was cleared */
+}
+
+/* A request to the endpoint started or ended. */
+static void warm_count(struct h1 *t, const struct sockaddr_storage *addr, bool begin)
+{
+    struct h1_warm *w = warm_find(t, addr);
+    if (w == NULL)
+        return;
+    if (!begin) {
+        if (w->active > 0) /* not when it was registered while the request ran */
+            w->active--;
+        return;
+    }
+    w->active++;
+    if (w->active > w->peak[w->slot])
+        w->peak[w->slot] = w->active;
+}
+
+static unsigned warm_keep(const struct h1_warm *w)
+{
+    unsigned n = HTTPC_WARM_MIN;
+    for (unsigned i = 0; i < WARM_SLOTS; i++)
+        n = w->peak[i] > n ? w->peak[i] : n;
+    n = n < w->max ? n : w->max;
+    return n < HTTPC_WARM_MAX ? n : HTTPC_WARM_MAX;
+}
+
+/* Opens connections until busy + idle + connecting reach what is worth keeping. */
+static void warm_fill(struct h1 *t, struct h1_warm *w)
+{
+    unsigned have = w->active + w->opening;
+    for (struct h1_conn *c = t->idle; c != NULL; c = c->next)
+        have += same_addr(&c->addr, &w->addr);
+    for (unsigned keep = warm_keep(w); have < keep && !t->freed; have++) {
+        struct h1_conn *c = conn_new(t, &w->addr);
+        c->warm_id = w->id;
+        c->warming = 1;
+        list_push(&t->opening, c);
+        w->opening++;
+        int rc =
+            uv_tcp_connect(&c->connect, &c->tcp, (const struct sockaddr *)&w->addr, connect_cb);
+        if (rc != 0) {
+            log_warn("httpc", "cannot open a warm connection to %s: %s", w->hostport,
+                     uv_strerror(rc));
+            c->warm_id = 0; /* no connect callback comes */
+            w->opening--;
+            conn_close(c);
+            break;
+        }
+    }
+}
+
+/* A connection the pool opened is connected, or could not be. */
+static void warm_connected(struct h1_conn *c, int status)
+{
+    struct h1 *t = c->t;
+    struct h1_warm *w = warm_by_id(t, c->warm_id);
+    c->warm_id = 0;
+    opening_unlink(c);
+    if (w != NULL && w->opening > 0)
+        w->opening--;
+    if (c->closing)
+        return; /* closed while connecting (forgotten, freed): UV_ECANCELED */
+    if (status == 0 && w != NULL && !t->freed) {
+        c->connected = 1;
+        uv_tcp_nodelay(&c->tcp, 1);
+        uv_tcp_keepalive(&c->tcp, 1, TCP_KEEPALIVE_S);
+        status = uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
+        if (status == 0) {
+            w->failed = 0;
+            park(c); /* as reused: its first request is resent if the engine closed it */
+            return;
+        }
+    }
+    if (status < 0 && w != NULL && w->failed++ == 0)
+        log_info("httpc", "cannot open a warm connection to %s: %s (retried every %u ms)",
+                 w->hostport, uv_strerror(status), (unsigned)WARM_TICK_MS);
+    conn_close(c);
+}
+
+static void warm_tick_cb(uv_timer_t *timer)
+{
+    struct h1 *t = timer->data;
+    uint64_t now = clock_mono_ns();
+    for (struct h1_warm *w = t->warm; w != NULL; w = w->next) {
+        warm_advance(w, now);
+        warm_fill(t, w);
+    }
+}
+
+/* Forgets an endpoint: its idle and connecting connections are closed. */
+static void warm_forget(struct h1 *t, struct h1_warm *w)
+{
+    struct h1_warm **pp = &t->warm;
+    while (*pp != w)
+        pp = &(*pp)->next;
+    *pp = w->next;
+    for (struct h1_conn *c = t->idle, *next; c != NULL; c = next) {
+        next = c->next;
+        if (same_addr(&c->addr, &w->addr))
+            conn_close(c);
+    }
+    for (struct h1_conn *c = t->opening, *next; c != NULL; c = next) {
+        next = c->next;
+        if (c->warm_id == w->id)
+            conn_close(c); /* its connect callback runs with UV_ECANCELED */
+    }
+    free(w);
+    if (t->warm == NULL)
+        uv_timer_stop(&t->warm_timer);
 }
 
 /* ---- receiving ---- */
@@ -924,7 +1136,10 @@ struct h1 *h1_new(uv_loop_t *loop)
     t->loop = loop;
     uv_timer_init(loop, &t->defer_timer);
     t->defer_timer.data = t;
-    t->open_handles = 1;
+    uv_timer_init(loop, &t->warm_timer);
+    t->warm_timer.data = t;
+    uv_unref((uv_handle_t *)&t->warm_timer); /* it never holds a loop open by itself */
+    t->open_handles = 2;
     return t;
 }
 
@@ -941,9 +1156,44 @@ void h1_free(struct h1 *t)
             drop(r); /* one whose done is running is released by finish() */
         r = next;
     }
+    while (t->warm != NULL)
+        warm_forget(t, t->warm);
     while (t->idle != NULL)
         conn_close(t->idle);
     uv_close((uv_handle_t *)&t->defer_timer, defer_timer_closed_cb);
+    uv_close((uv_handle_t *)&t->warm_timer, defer_timer_closed_cb);
+}
+
+int h1_prewarm(struct h1 *t, const struct httpc_endpoint *to, unsigned max)
+{
+    struct target tg;
+    if (t->freed)
+        return -ESHUTDOWN;
+    if (target_of_endpoint(to, &tg) != 0)
+        return -EAFNOSUPPORT;
+    struct h1_warm *w = warm_find(t, &tg.addr);
+    if (max == 0) {
+        if (w != NULL)
+            warm_forget(t, w);
+        return 0;
+    }
+    if (w == NULL) {
+        w = xcalloc(1, sizeof(*w));
+        w->addr = tg.addr;
+        size_t n =
+            tg.authority_len < sizeof(w->hostport) - 1 ? tg.authority_len : sizeof(w->hostport) - 1;
+        memcpy(w->hostport, tg.authority, n);
+        w->id = ++t->warm_ids;
+        w->slot_ns = clock_mono_ns();
+        /* Requests already in flight to it count from now on, not these. */
+        w->next = t->warm;
+        if (t->warm == NULL)
+            uv_timer_start(&t->warm_timer, warm_tick_cb, WARM_TICK_MS, WARM_TICK_MS);
+        t->warm = w;
+    }
+    w->max = max;
+    warm_fill(t, w);
+    return 0;
 }
 
 int h1_request(struct h1 *t, const struct httpc_opts *o, httpc_done_cb done, struct httpc_req **out)
@@ -987,6 +1237,8 @@ int h1_request(struct h1 *t, const struct httpc_opts *o, httpc_done_cb done, str
         t->reqs->prev = r;
     t->reqs = r;
     t->active++;
+    if (t->warm != NULL)
+        warm_count(t, &r->addr, true);
 
     struct h1_conn *c = take_idle(t, &tg.addr);
     if (c != NULL) {
@@ -1043,4 +1295,9 @@ const char *h1_header(struct httpc_req *pub, const char *name)
 size_t h1_active(const struct h1 *t)
 {
     return t->active;
+}
+
+size_t h1_idle(const struct h1 *t)
+{
+    return t->nidle;
 }

@@ -50,5 +50,8 @@ void h1_resume(struct httpc_req *r);
 void h1_cancel(struct httpc_req *r);
 const char *h1_header(struct httpc_req *r, const char *name);
 size_t h1_active(const struct h1 *t);
+size_t h1_idle(const struct h1 *t);
+/* As httpc_prewarm; -EAFNOSUPPORT for an endpoint this transport does not take. */
+int h1_prewarm(struct h1 *t, const struct httpc_endpoint *to, unsigned max) MUST_USE;
 
 #endif

@@ -839,6 +839,147 @@ static void test_free_with_transfers_in_flight_calls_nothing_and_leaks_nothing(v
     env_cleanup(&e); /* runs the loop to the end and checks uv_loop_close() == 0 */
 }
 
+/* ---- the warm pool (native transport only) ---- */
+
+/* Runs the loop until the client has n idle connections, or ms pass. */
+static bool run_until_idle(struct env *e, size_t n, uint64_t ms)
+{
+    uint64_t deadline = clock_mono_ms() + ms;
+    while (httpc_idle(e->h) != n && clock_mono_ms() < deadline)
+        run_for(&e->loop, 5);
+    return httpc_idle(e->h) == n;
+}
+
+static void test_warm_connections_carry_the_first_requests_without_a_connect(void **state)
+{
+    static const char *const flags[] = {NULL};
+    struct env e;
+    env_init(&e, flags);
+    struct httpc_endpoint to = {.host = "127.0.0.1", .port = (uint16_t)e.mock.port};
+    if (!use_native) {
+        assert_int_equal(httpc_prewarm(e.h, &to, 8), -EAFNOSUPPORT);
+        assert_int_equal(httpc_idle(e.h), 0);
+        env_cleanup(&e);
+        return;
+    }
+    assert_int_equal(httpc_prewarm(e.h, &to, 8), 0);
+    /* No recent requests: HTTPC_WARM_MIN of them, opened in the background. */
+    assert_true(run_until_idle(&e, HTTPC_WARM_MIN, WAIT_MS));
+    struct seen s[HTTPC_WARM_MIN];
+    for (int i = 0; i < HTTPC_WARM_MIN; i++) {
+        seen_init(&s[i]);
+        struct httpc_opts o = {.to = {.host = "127.0.0.1", .port = to.port, .path = "/health"},
+                               .arg = &s[i]};
+        assert_int_equal(httpc_request(e.h, &o, done_cb, NULL), 0);
+    }
+    for (int i = 0; i < HTTPC_WARM_MIN; i++) {
+        wait_done(&e, &s[i]);
+        assert_int_equal(s[i].status, 200);
+        assert_int_equal(s[i].new_connects, 0);
+        buf_cleanup(&s[i].body);
+    }
+    env_cleanup(&e);
+}
+
+static void test_the_pool_grows_to_the_recent_peak_within_max_and_forgets(void **state)
+{
+    static const char *const flags[] = {NULL};
+    struct env e;
+    env_init(&e, flags);
+    if (!use_native) {
+        env_cleanup(&e);
+        return;
+    }
+    struct httpc_endpoint to = {.host = "localhost", .port = (uint16_t)e.mock.port};
+    assert_int_equal(httpc_prewarm(e.h, &to, 5), 0);
+    assert_true(run_until_idle(&e, HTTPC_WARM_MIN, WAIT_MS));
+    /* Eight at once: the pool gives two, six connect; the peak is 8, but the engine takes 5. */
+    struct seen s[8];
+    for (int i = 0; i < 8; i++) {
+        seen_init(&s[i]);
+        struct httpc_opts o = {.to = {.host = "127.0.0.1", .port = to.port, .path = "/health"},
+                               .arg = &s[i]};
+        assert_int_equal(httpc_request(e.h, &o, done_cb, NULL), 0);
+    }
+    long connects = 0;
+    for (int i = 0; i < 8; i++) {
+        wait_done(&e, &s[i]);
+        assert_int_equal(s[i].status, 200);
+        connects += s[i].new_connects;
+        buf_cleanup(&s[i].body);
+    }
+    assert_int_equal(connects, 8 - HTTPC_WARM_MIN);
+    /* All eight parked; nothing is closed for being more than the pool needs. */
+    assert_int_equal(httpc_idle(e.h), 8);
+    /* The engine stops: its connections go at once. */
+    assert_int_equal(httpc_prewarm(e.h, &to, 0), 0);
+    assert_int_equal(httpc_idle(e.h), 0);
+    /* Bad endpoints, and ones the native transport does not take. */
+    struct httpc_endpoint bad = {.host = "127.0.0.1", .port = 0};
+    assert_int_equal(httpc_prewarm(e.h, &bad, 4), -EINVAL);
+    struct httpc_endpoint remote = {.host = "10.0.0.1", .port = 80};
+    assert_int_equal(httpc_prewarm(e.h, &remote, 4), -EAFNOSUPPORT);
+    env_cleanup(&e);
+}
+
+/* An engine that accepts connections and closes them at once, as one does whose idle timeout
+ * ran out: counts what it accepted. */
+struct closer {
+    int fd;
+    int port;
+    pthread_t thread;
+    int accepted; /* read with __atomic, the loop thread polls it */
+};
+
+static void *closer_main(void *arg)
+{
+    struct closer *k = arg;
+    for (;;) {
+        int c = accept(k->fd, NULL, NULL);
+        if (c < 0)
+            break;
+        __atomic_add_fetch(&k->accepted, 1, __ATOMIC_SEQ_CST);
+        close(c);
+    }
+    return NULL;
+}
+
+static void test_warm_connections_the_engine_closes_are_dropped_and_replaced(void **state)
+{
+    struct env e;
+    env_init(&e, NULL);
+    if (!use_native) {
+        env_cleanup(&e);
+        return;
+    }
+    struct closer k = {0};
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof(a);
+    k.fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(k.fd >= 0);
+    assert_int_equal(bind(k.fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(k.fd, 16), 0);
+    assert_int_equal(getsockname(k.fd, (struct sockaddr *)&a, &alen), 0);
+    k.port = ntohs(a.sin_port);
+    assert_int_equal(pthread_create(&k.thread, NULL, closer_main, &k), 0);
+
+    struct httpc_endpoint to = {.host = "127.0.0.1", .port = (uint16_t)k.port};
+    assert_int_equal(httpc_prewarm(e.h, &to, 4), 0);
+    /* Each tick replaces the connections the engine closed: more than the first two come. */
+    uint64_t deadline = clock_mono_ms() + WAIT_MS;
+    while (__atomic_load_n(&k.accepted, __ATOMIC_SEQ_CST) <= 2 * HTTPC_WARM_MIN &&
+           clock_mono_ms() < deadline)
+        run_for(&e.loop, 20);
+    assert_true(__atomic_load_n(&k.accepted, __ATOMIC_SEQ_CST) > 2 * HTTPC_WARM_MIN);
+    /* None of them is kept once closed: a request would never be given a dead one. */
+    assert_true(run_until_idle(&e, 0, WAIT_MS));
+    assert_int_equal(httpc_prewarm(e.h, &to, 0), 0);
+    shutdown(k.fd, SHUT_RDWR);
+    pthread_join(k.thread, NULL);
+    close(k.fd);
+    env_cleanup(&e);
+}
+
 /* ---- a scripted HTTP/1.1 server, for answers the mock engine never gives ---- */
 
 #define SCRIPT_CLOSE "<close>" /* read the request, then close without answering */
@@ -1136,6 +1277,11 @@ int main(void)
         cmocka_unit_test_teardown(test_an_endpoint_in_parts_reaches_the_engine_as_its_url_does,
                                   teardown),
         cmocka_unit_test_teardown(test_a_bad_endpoint_fails_without_calling_done, teardown),
+        cmocka_unit_test_teardown(test_warm_connections_carry_the_first_requests_without_a_connect,
+                                  teardown),
+        cmocka_unit_test_teardown(test_the_pool_grows_to_the_recent_peak_within_max_and_forgets,
+                                  teardown),
+        cmocka_unit_test(test_warm_connections_the_engine_closes_are_dropped_and_replaced),
         cmocka_unit_test_teardown(test_request_started_from_on_data_completes, teardown),
         cmocka_unit_test_teardown(test_free_from_done_with_others_in_flight, teardown),
         cmocka_unit_test_teardown(
