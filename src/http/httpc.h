@@ -30,10 +30,11 @@
 #define HTTPC_MAX_HEADER_BYTES (64u * 1024)        /* response headers kept per request */
 #define HTTPC_MAX_REQUEST_HEADERS 256              /* opts.nheaders above this: -EINVAL */
 #define HTTPC_MAX_REQUEST_BODY (64u * 1024 * 1024) /* opts.body_len above this: -E2BIG */
-#define HTTPC_MAX_CONNECTS 256                     /* idle connections kept in the pool */
-#define HTTPC_MAX_HOST 253                         /* bytes of httpc_endpoint.host */
-#define HTTPC_WARM_MIN 2   /* warm connections an endpoint keeps with no recent requests */
-#define HTTPC_WARM_MAX 128 /* warm connections an endpoint keeps at most */
+#define HTTPC_MAX_CONNECTS 256                     /* idle connections libcurl keeps */
+#define HTTPC_MAX_IDLE 1024 /* idle native connections kept, at most a quarter of RLIMIT_NOFILE */
+#define HTTPC_MAX_HOST 253  /* bytes of httpc_endpoint.host */
+#define HTTPC_WARM_MIN 2    /* warm connections an endpoint keeps with no recent requests */
+#define HTTPC_WARM_MAX 256  /* warm connections an endpoint keeps at most */
 
 struct httpc;     /* one per loop: a CURLM driven by uv_poll per socket + one uv_timer */
 struct httpc_req; /* one transfer */
@@ -127,15 +128,16 @@ size_t httpc_active(const struct httpc *h);
 size_t httpc_idle(const struct httpc *h);
 /* Keeps connections to the engine at `to` (host and port; path ignored) open ahead of its
  * requests, so a request does not wait for a connect. max: the most requests the engine takes
- * at once (its max_concurrency). The pool keeps as many connections (in use, idle or
- * connecting) as requests were in flight to it at once during the last minute, at least
- * HTTPC_WARM_MIN, at most max and HTTPC_WARM_MAX: the missing ones are opened in the
- * background now, and again every second as they are used up or closed by the engine. Calling
- * it again changes max. max 0 forgets the endpoint and closes its idle connections: call it
- * when the engine stops being ready (a stopped engine's port may be someone else's next).
- * Returns 0; -EINVAL for a bad endpoint; -EAFNOSUPPORT, keeping nothing, for one the native
- * transport does not take (not loopback, or httpc_set_native(false)); -ESHUTDOWN after
- * httpc_free. */
+ * at once (its max_concurrency). For the first minute the pool holds max connections (in use,
+ * idle or connecting): with no history yet, the engine's declared concurrency is the best
+ * guess of the burst to come. Then it holds as many as requests were in flight to it at once
+ * during the last minute, at least HTTPC_WARM_MIN. Never more than max, HTTPC_WARM_MAX, or
+ * (all endpoints together) the idle cap. Missing ones are opened in the background now and
+ * every second as they are used up or closed by the engine. Calling it again changes max.
+ * max 0 forgets the endpoint and closes its idle connections: call it when the engine stops
+ * being ready (a stopped engine's port may be someone else's next). Returns 0; -EINVAL for a
+ * bad endpoint; -EAFNOSUPPORT, keeping nothing, for one the native transport does not take
+ * (not loopback, or httpc_set_native(false)); -ESHUTDOWN after httpc_free. */
 int httpc_prewarm(struct httpc *h, const struct httpc_endpoint *to, unsigned max) MUST_USE;
 /* Whether http:// URLs to a loopback address (127.x.x.x, [::1], localhost) use the native
  * HTTP/1.1 transport (on, the default: a fraction of a libcurl transfer's work per request) or

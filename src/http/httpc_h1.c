@@ -2,7 +2,7 @@
  * httpc_h1.c: httpc's native transport: HTTP/1.1 over libuv TCP, for engines on this machine.
  *
  * It owns, per struct httpc, the keep-alive connections to loopback engines (idle ones in a
- * most-recently-used list, at most HTTPC_MAX_CONNECTS), and per request its encoded request
+ * most-recently-used list, at most t->idle_cap), and per request its encoded request
  * bytes, its response headers and (buffered mode) its body. It promises everything httpc.h
  * promises: done runs exactly once per accepted request unless it is cancelled or the client
  * freed, never from inside httpc_request; on_data never runs from inside httpc_resume; the
@@ -49,10 +49,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 
 #include "core/clock.h"
-#include "http/http1.h"
 #include "core/log.h"
+#include "http/http1.h"
 
 #define RBUF_INITIAL (16u * 1024)                      /* read buffer of a new connection */
 #define RBUF_MAX (HTTPC_MAX_HEADER_BYTES + 16u * 1024) /* a whole head must fit */
@@ -74,7 +75,9 @@ struct h1 {
     struct h1_req *failing;  /* requests whose start failed, for defer_timer */
     size_t active;           /* entries in reqs */
     struct h1_warm *warm;    /* endpoints kept warm (httpc_prewarm) */
+    size_t idle_cap;         /* HTTPC_MAX_IDLE, or a quarter of RLIMIT_NOFILE when less */
     struct h1_conn *opening; /* warm connections still connecting */
+    size_t nopening;         /* entries in opening */
     unsigned warm_ids;       /* the last h1_warm.id given */
     uv_timer_t warm_timer;   /* the pool's tick, running while warm is not empty */
     int open_handles;        /* the two timers and every connection's tcp and timer */
@@ -91,6 +94,7 @@ struct h1_warm {
     unsigned peak[WARM_SLOTS];   /* the most in flight during each of the last slots */
     unsigned slot;               /* the current one */
     uint64_t slot_ns;            /* when it began */
+    uint64_t born_ns;            /* when it was registered: a minute of history after that */
     unsigned opening;            /* its connections still connecting */
     unsigned failed;             /* connects that failed in a row (quiets the log) */
     struct h1_warm *next;
@@ -219,6 +223,7 @@ static void opening_unlink(struct h1_conn *c)
         return;
     list_unlink(&c->t->opening, c);
     c->warming = 0;
+    c->t->nopening--;
 }
 
 static void conn_closed_cb(uv_handle_t *h)
@@ -278,7 +283,7 @@ static void park(struct h1_conn *c)
     c->idle = 1;
     list_push(&t->idle, c);
     t->nidle++;
-    if (t->nidle > HTTPC_MAX_CONNECTS) {
+    if (t->nidle > t->idle_cap) {
         struct h1_conn *oldest = t->idle;
         while (oldest->next != NULL)
             oldest = oldest->next;
@@ -604,14 +609,16 @@ static void start_conn(struct h1_req *r)
 
 /* ---- the warm pool (httpc_prewarm) ----
  *
- * Per endpoint kept warm, the connections worth having (busy, idle or connecting) are the most
- * requests that were in flight to it at once during the last minute, at least HTTPC_WARM_MIN
- * and at most its max (the engine takes no more at once) and HTTPC_WARM_MAX. A connection the
- * pool opens is parked like any other once connected, so requests take it from the idle list
- * as they take a reused one, and it is read from while idle, so one the engine closes is
- * dropped at once (and a request that races such a close is sent again, as on any reused
- * connection). The tick replaces what was used up or closed; nothing is closed for being more
- * than needed: the engine's own idle timeout does that, as it did before the pool. */
+ * Per endpoint kept warm, the connections worth having (busy, idle or connecting): for the
+ * first minute its max (the engine's declared concurrency: there is no history yet, and the
+ * first burst after a start is when connects hurt most), then the most requests that were in
+ * flight to it at once during the last minute, at least HTTPC_WARM_MIN; never more than max
+ * or HTTPC_WARM_MAX, and all endpoints within the idle cap. A connection the pool opens is
+ * parked like any other once connected, so requests take it from the idle list as they take a
+ * reused one, and it is read from while idle, so one the engine closes is dropped at once
+ * (and a request that races such a close is sent again, as on any reused connection). The
+ * tick replaces what was used up or closed; nothing is closed for being more than needed: the
+ * engine's own idle timeout does that, as it did before the pool. */
 
 static struct h1_warm *warm_find(struct h1 *t, const struct sockaddr_storage *addr)
 {
@@ -659,11 +666,15 @@ static void warm_count(struct h1 *t, const struct sockaddr_storage *addr, bool b
         w->peak[w->slot] = w->active;
 }
 
-static unsigned warm_keep(const struct h1_warm *w)
+/* The connections worth having (busy, idle or connecting) now. */
+static unsigned warm_keep(const struct h1_warm *w, uint64_t now)
 {
-    unsigned n = HTTPC_WARM_MIN;
-    for (unsigned i = 0; i < WARM_SLOTS; i++)
-        n = w->peak[i] > n ? w->peak[i] : n;
+    unsigned n = w->max; /* the first minute: no history, the declared concurrency */
+    if (now - w->born_ns >= WARM_SLOTS * WARM_SLOT_NS) {
+        n = HTTPC_WARM_MIN;
+        for (unsigned i = 0; i < WARM_SLOTS; i++)
+            n = w->peak[i] > n ? w->peak[i] : n;
+    }
     n = n < w->max ? n : w->max;
     return n < HTTPC_WARM_MAX ? n : HTTPC_WARM_MAX;
 }
@@ -674,11 +685,15 @@ static void warm_fill(struct h1 *t, struct h1_warm *w)
     unsigned have = w->active + w->opening;
     for (struct h1_conn *c = t->idle; c != NULL; c = c->next)
         have += same_addr(&c->addr, &w->addr);
-    for (unsigned keep = warm_keep(w); have < keep && !t->freed; have++) {
+    unsigned keep = warm_keep(w, clock_mono_ns());
+    /* Within the idle cap, all endpoints together: park() would close the oldest otherwise,
+     * and the pools would reopen and close each other's connections every tick. */
+    for (; have < keep && !t->freed && t->nidle + t->nopening < t->idle_cap; have++) {
         struct h1_conn *c = conn_new(t, &w->addr);
         c->warm_id = w->id;
         c->warming = 1;
         list_push(&t->opening, c);
+        t->nopening++;
         w->opening++;
         int rc =
             uv_tcp_connect(&c->connect, &c->tcp, (const struct sockaddr *)&w->addr, connect_cb);
@@ -1136,6 +1151,11 @@ struct h1 *h1_new(uv_loop_t *loop)
     t->loop = loop;
     uv_timer_init(loop, &t->defer_timer);
     t->defer_timer.data = t;
+    struct rlimit rl;
+    t->idle_cap = HTTPC_MAX_IDLE;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+        rl.rlim_cur / 4 < t->idle_cap)
+        t->idle_cap = rl.rlim_cur / 4; /* the rest for clients, engines' pipes, the store */
     uv_timer_init(loop, &t->warm_timer);
     t->warm_timer.data = t;
     uv_unref((uv_handle_t *)&t->warm_timer); /* it never holds a loop open by itself */
@@ -1184,7 +1204,7 @@ int h1_prewarm(struct h1 *t, const struct httpc_endpoint *to, unsigned max)
             tg.authority_len < sizeof(w->hostport) - 1 ? tg.authority_len : sizeof(w->hostport) - 1;
         memcpy(w->hostport, tg.authority, n);
         w->id = ++t->warm_ids;
-        w->slot_ns = clock_mono_ns();
+        w->slot_ns = w->born_ns = clock_mono_ns();
         /* Requests already in flight to it count from now on, not these. */
         w->next = t->warm;
         if (t->warm == NULL)

@@ -1,13 +1,12 @@
 // Warm upstream connections (docs/internals/httpc.md, "The warm pool"): an engine that becomes
-// ready has connections opened to it before any request, and one that leaves ready has them
-// closed. Seen from the engine's side of the sockets in /proc/net/tcp.
+// ready has max_concurrency connections opened to it before any request, and one that leaves
+// ready has them closed. Seen from the engine's side of the sockets in /proc/net/tcp.
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { Arun, MOCK_BIN, waitFor, tempDir } from './lib/arun.mjs';
 
-const WARM_MIN = 2; // HTTPC_WARM_MIN
 
 // Connections in ESTABLISHED (01) whose local port is the engine's: the engine's ends of them.
 function established(port) {
@@ -30,13 +29,13 @@ describe('warm upstream connections', () => {
     writeFileSync(healthy, '');
     const arun = await new Arun({
       config: `engines:\n  m:\n    cmd: "${MOCK_BIN} --port \${PORT}"\n    start: always\n` +
-        `    max_concurrency: 8\n    health: {cmd: "test -f ${healthy}", interval_ms: 100, failures: 1}\n` +
+        `    max_concurrency: 3\n    health: {cmd: "test -f ${healthy}", interval_ms: 100, failures: 1}\n` +
         '    restart: {policy: never}\n',
     }).start();
     try {
       const e = await waitFor(async () => { const j = await engine(arun, 'm'); return j.state === 'ready' && j; },
         { timeoutMs: 10000, what: 'engine m ready' });
-      await waitFor(() => established(e.port) === WARM_MIN, { timeoutMs: 5000, what: 'warm connections' });
+      await waitFor(() => established(e.port) === 3, { timeoutMs: 5000, what: 'warm connections' });
       rmSync(healthy);
       await waitFor(async () => (await engine(arun, 'm')).state === 'unhealthy',
         { timeoutMs: 10000, what: 'engine m unhealthy' });
@@ -44,7 +43,7 @@ describe('warm upstream connections', () => {
       // Ready again: warm again.
       writeFileSync(healthy, '');
       await waitFor(async () => (await engine(arun, 'm')).state === 'ready', { timeoutMs: 10000, what: 'ready again' });
-      await waitFor(() => established(e.port) === WARM_MIN, { timeoutMs: 5000, what: 'warm connections again' });
+      await waitFor(() => established(e.port) === 3, { timeoutMs: 5000, what: 'warm connections again' });
     } finally {
       await arun.cleanup();
       rmSync(dir, { recursive: true, force: true });
