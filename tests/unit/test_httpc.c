@@ -547,6 +547,26 @@ static void test_first_byte_timeout_against_a_hung_engine(void **state)
     env_cleanup(&e);
 }
 
+static void test_a_stream_that_keeps_sending_outlives_its_idle_timeout(void **state)
+{
+    struct env e;
+    struct seen s;
+    /* 10 tokens 50 ms apart: the stream lasts about 500 ms, more than twice the idle timeout,
+     * with no gap near it. The timer is not re-armed per chunk: it wakes at the old deadline,
+     * sees data since, and waits again. */
+    struct httpc_opts o = {.on_data = data_cb, .idle_timeout_ms = 200};
+    env_init(&e, (const char *const[]){"--tokens-per-s", "20", NULL});
+    seen_init(&s);
+    chat(&e, STREAM_BODY, &o, &s);
+    wait_done(&e, &s);
+    assert_int_equal(s.error, 0);
+    assert_int_equal(s.status, 200);
+    assert_true(ends_with_done(&s.body));
+    assert_true(s.total_s > 0.4); /* it did outlive the timeout */
+    buf_cleanup(&s.body);
+    env_cleanup(&e);
+}
+
 static void test_idle_timeout_mid_stream(void **state)
 {
     struct env e;
@@ -1269,6 +1289,8 @@ int main(void)
                                   teardown),
         cmocka_unit_test_teardown(test_first_byte_timeout_against_a_hung_engine, teardown),
         cmocka_unit_test_teardown(test_idle_timeout_mid_stream, teardown),
+        cmocka_unit_test_teardown(test_a_stream_that_keeps_sending_outlives_its_idle_timeout,
+                                  teardown),
         cmocka_unit_test_teardown(test_sequential_requests_reuse_one_connection, teardown),
         cmocka_unit_test_teardown(test_parallel_requests_all_complete, teardown),
         cmocka_unit_test_teardown(test_body_over_max_body_bytes_is_e2big, teardown),
