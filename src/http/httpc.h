@@ -128,10 +128,11 @@ size_t httpc_active(const struct httpc *h);
 size_t httpc_idle(const struct httpc *h);
 /* Keeps connections to the engine at `to` (host and port; path ignored) open ahead of its
  * requests, so a request does not wait for a connect. max: the most requests the engine takes
- * at once (its max_concurrency). For the first minute the pool holds max connections (in use,
- * idle or connecting): with no history yet, the engine's declared concurrency is the best
- * guess of the burst to come. Then it holds as many as requests were in flight to it at once
- * during the last minute, at least HTTPC_WARM_MIN. Never more than max, HTTPC_WARM_MAX, or
+ * at once (its max_concurrency). Until more than HTTPC_WARM_MIN requests were in flight to it
+ * at once, the pool holds max connections (in use, idle or connecting): with no history, the
+ * engine's declared concurrency is the best guess of the burst to come. After that it holds
+ * as many as requests were in flight to it at once during the last minute, at least
+ * HTTPC_WARM_MIN. Never more than max, HTTPC_WARM_MAX, or
  * (all endpoints together) the idle cap. Missing ones are opened in the background now and
  * every second as they are used up or closed by the engine. Calling it again changes max.
  * max 0 forgets the endpoint and closes its idle connections: call it when the engine stops

@@ -94,7 +94,7 @@ struct h1_warm {
     unsigned peak[WARM_SLOTS];   /* the most in flight during each of the last slots */
     unsigned slot;               /* the current one */
     uint64_t slot_ns;            /* when it began */
-    uint64_t born_ns;            /* when it was registered: a minute of history after that */
+    bool burst;                  /* more than HTTPC_WARM_MIN were ever in flight at once */
     unsigned opening;            /* its connections still connecting */
     unsigned failed;             /* connects that failed in a row (quiets the log) */
     struct h1_warm *next;
@@ -609,16 +609,17 @@ static void start_conn(struct h1_req *r)
 
 /* ---- the warm pool (httpc_prewarm) ----
  *
- * Per endpoint kept warm, the connections worth having (busy, idle or connecting): for the
- * first minute its max (the engine's declared concurrency: there is no history yet, and the
- * first burst after a start is when connects hurt most), then the most requests that were in
- * flight to it at once during the last minute, at least HTTPC_WARM_MIN; never more than max
- * or HTTPC_WARM_MAX, and all endpoints within the idle cap. A connection the pool opens is
- * parked like any other once connected, so requests take it from the idle list as they take a
- * reused one, and it is read from while idle, so one the engine closes is dropped at once
- * (and a request that races such a close is sent again, as on any reused connection). The
- * tick replaces what was used up or closed; nothing is closed for being more than needed: the
- * engine's own idle timeout does that, as it did before the pool. */
+ * Per endpoint kept warm, the connections worth having (busy, idle or connecting): until it
+ * has had more than HTTPC_WARM_MIN requests in flight at once, its max (the engine's declared
+ * concurrency: there is no history to size from, and the first burst after a start is when
+ * connects hurt most; health probes, one at a time, are no history); after that, the most
+ * requests that were in flight to it at once during the last minute, at least HTTPC_WARM_MIN.
+ * Never more than max or HTTPC_WARM_MAX, and all endpoints within the idle cap. A connection the
+ * pool opens is parked like any other once connected, so requests take it from the idle list as
+ * they take a reused one, and it is read from while idle, so one the engine closes is dropped at
+ * once (and a request that races such a close is sent again, as on any reused connection). The tick
+ * replaces what was used up or closed; nothing is closed for being more than needed: the engine's
+ * own idle timeout does that, as it did before the pool. */
 
 static struct h1_warm *warm_find(struct h1 *t, const struct sockaddr_storage *addr)
 {
@@ -664,13 +665,15 @@ static void warm_count(struct h1 *t, const struct sockaddr_storage *addr, bool b
     w->active++;
     if (w->active > w->peak[w->slot])
         w->peak[w->slot] = w->active;
+    if (w->active > HTTPC_WARM_MIN)
+        w->burst = true;
 }
 
-/* The connections worth having (busy, idle or connecting) now. */
-static unsigned warm_keep(const struct h1_warm *w, uint64_t now)
+/* The connections worth having (busy, idle or connecting). */
+static unsigned warm_keep(const struct h1_warm *w)
 {
-    unsigned n = w->max; /* the first minute: no history, the declared concurrency */
-    if (now - w->born_ns >= WARM_SLOTS * WARM_SLOT_NS) {
+    unsigned n = w->max; /* no burst seen yet: the declared concurrency is the best guess */
+    if (w->burst) {
         n = HTTPC_WARM_MIN;
         for (unsigned i = 0; i < WARM_SLOTS; i++)
             n = w->peak[i] > n ? w->peak[i] : n;
@@ -685,7 +688,7 @@ static void warm_fill(struct h1 *t, struct h1_warm *w)
     unsigned have = w->active + w->opening;
     for (struct h1_conn *c = t->idle; c != NULL; c = c->next)
         have += same_addr(&c->addr, &w->addr);
-    unsigned keep = warm_keep(w, clock_mono_ns());
+    unsigned keep = warm_keep(w);
     /* Within the idle cap, all endpoints together: park() would close the oldest otherwise,
      * and the pools would reopen and close each other's connections every tick. */
     for (; have < keep && !t->freed && t->nidle + t->nopening < t->idle_cap; have++) {
@@ -1204,7 +1207,7 @@ int h1_prewarm(struct h1 *t, const struct httpc_endpoint *to, unsigned max)
             tg.authority_len < sizeof(w->hostport) - 1 ? tg.authority_len : sizeof(w->hostport) - 1;
         memcpy(w->hostport, tg.authority, n);
         w->id = ++t->warm_ids;
-        w->slot_ns = w->born_ns = clock_mono_ns();
+        w->slot_ns = clock_mono_ns();
         /* Requests already in flight to it count from now on, not these. */
         w->next = t->warm;
         if (t->warm == NULL)
