@@ -14,7 +14,8 @@
 #       Then the 32-connection load against `w`, which takes 4 ms per answer as a real engine
 #       takes time: the engine bounds throughput there, and the rows show what each hop costs.
 #   (b) streaming: 200 concurrent streams of 500 tokens (bench/gateway/stream.mjs): TTFT p50/p99
-#       and inter-token delay, direct vs through arun. Median of 3 interleaved rounds per column.
+#       and inter-token delay, direct vs through arun. Median of 3 interleaved rounds per column,
+#       and TTFT round by round (round 1: the engine's first burst since arun started it).
 #   (c) peer: @portkey-ai/gateway (bench/gateway/package.json, `npm ci` there first) with the
 #       load of (a), beside the direct path and arun, all three inside a private network namespace
 #       (unshare -n) because Portkey binds every interface. Skipped, with the reason, when the
@@ -304,6 +305,19 @@ $(stream direct "$S_PORT")
 $(stream arun "$A_PORT")"
 done
 printf '%s\n' "$S" | sed '/^$/d; s/^/bench: (b) /' >&2
+# TTFT round by round: round 1 is the streaming engine's first burst since arun started it.
+B_ROUNDS=$(printf '%s\n' "$S" | awk '
+    NF==8 && $1=="direct" { r++; d50[r]=$2; d99[r]=$3 }
+    NF==8 && $1=="arun" { a50[r]=$2; a99[r]=$3 }
+    END {
+        print "| round | direct TTFT p50 ms | direct p99 ms | arun TTFT p50 ms | arun p99 ms" \
+            " | added p50 ms | added p99 ms |"
+        print "|---|---:|---:|---:|---:|---:|---:|"
+        for (i=1; i<=r; i++)
+            printf "| %d%s | %.2f | %.2f | %.2f | %.2f | %+.2f | %+.2f |\n", i,
+                i == 1 ? " (first)" : "", d50[i], d99[i], a50[i], a99[i],
+                a50[i] - d50[i], a99[i] - d99[i]
+    }')
 B_TABLE=$(printf '%s\n' "$S" | awk '
     function med(name, col,   v, n, i, j, t) {
         n = 0; for (i=1; i<=nl; i++) if (nm[i]==name) v[++n] = f[i, col]
@@ -364,6 +378,10 @@ echo
 printf '%s\n' "$B_TABLE"
 echo
 echo "bench/gateway/stream.mjs (node:http), median of $ROUNDS interleaved rounds per column"
+echo
+echo "Each round (direct, then arun, same run):"
+echo
+printf '%s\n' "$B_ROUNDS"
 echo
 PK_VERSION=$(sed -n 's/^ *"version": "\(.*\)",$/\1/p' "$(dirname "$PORTKEY")/../package.json" \
     2>/dev/null | head -1)
