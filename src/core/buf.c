@@ -47,7 +47,10 @@ static int reserve(struct buf *b, size_t extra)
 
 int buf_reserve(struct buf *b, size_t n)
 {
-    return reserve(b, n);
+    bool truncated = b->truncated;
+    int rc = reserve(b, n);
+    b->truncated = truncated; /* nothing was refused: no content is missing */
+    return rc;
 }
 
 int buf_append(struct buf *b, const void *p, size_t n)

@@ -31,8 +31,8 @@ void buf_cleanup(struct buf *b);
 /* Forgets the contents (and a truncation) but keeps the storage. */
 void buf_reset(struct buf *b);
 /* Makes room for n more bytes in one allocation, so appends that follow do not grow the storage
- * step by step. Returns 0, or -ENOBUFS (nothing reserved, `truncated` set) when the cap would be
- * passed. */
+ * step by step. Returns 0, or -ENOBUFS (nothing changed) when the cap would be passed;
+ * a refused reservation is not a truncation. */
 int buf_reserve(struct buf *b, size_t n) MUST_USE;
 /* Appends n bytes. Returns 0, or -ENOBUFS (nothing appended, `truncated` set) when the cap
  * would be passed. The result may be ignored where `truncated` is checked once afterwards. */

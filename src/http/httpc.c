@@ -1122,10 +1122,10 @@ int httpc_store_header(struct buf *b, const char *name, size_t name_len, const c
     int rc = buf_reserve(b, name_len + value_len + 2);
     if (rc != 0)
         return rc;
-    IGNORE_RESULT(buf_append(b, name, name_len));
-    IGNORE_RESULT(buf_append(b, &nul, 1));
-    IGNORE_RESULT(buf_append(b, value, value_len));
-    IGNORE_RESULT(buf_append(b, &nul, 1));
+    buf_append(b, name, name_len);
+    buf_append(b, &nul, 1);
+    buf_append(b, value, value_len);
+    buf_append(b, &nul, 1);
     return 0;
 }
 
