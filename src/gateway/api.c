@@ -1,11 +1,12 @@
 /*
  * api.c: the gateway's HTTP side (gateway_int.h): the routes it registers (GET /v1/models, POST
- * /v1/chat/completions, /v1/completions, /v1/embeddings), reading a request into a struct
- * gw_req, the client's stream (opened, drained, left), errors, the access line and the shutdown
- * hook. What happens between the request and the engine is queue.c's and upstream.c's.
+ * /v1/chat/completions, /v1/completions, /v1/embeddings) and the HTTP client of the calls
+ * (gateway.h): reading a request into a submission, the answer (an SSE stream, opened early
+ * when the request waits, or a plain response), errors in OpenAI's shape, noticing a client
+ * that left, the access line and the shutdown hook. It reaches the gateway's core only through
+ * the calls' interface, as the runs do; the shutdown hook is the one exception (gw_fail_queued).
  */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,53 +15,48 @@
 #include "core/log.h"
 #include "gateway/gateway_int.h"
 #include "gateway/jsonscan.h"
+#include "http/sse.h"
 
-static void access_log(struct gw_req *g)
+/* One HTTP request being answered through a call. */
+struct api_req {
+    struct http_request *r;
+    struct gateway_call *call;
+    struct sse_stream
+        *sse;          /* once the stream opened; NULL again once it ended or the client left */
+    const char *path;  /* the route: /v1/chat/completions … */
+    const char *named; /* the engine x-arun-engine named when the stream opened */
+    bool answered;     /* a byte of the engine's stream went out on it */
+    int head_status;   /* the engine's, from on_head */
+    int status;        /* what the client got, for the access line */
+    const char *error_code; /* why the request failed (an OpenAI error code), NULL if it did not */
+};
+
+static void access_log(struct api_req *a)
 {
-    struct gateway *gw = g->gw;
-    const char *engine = g->nengines ? g->engines[g->idx] : "";
-    double total_ms = (double)(clock_mono_ns() - g->start_ns) / 1e6;
-    double wait_ms = g->dispatch_ns ? (double)(g->dispatch_ns - g->start_ns) / 1e6 : total_ms;
-    double ttft_ms = g->ttft_ns ? (double)(g->ttft_ns - g->dispatch_ns) / 1e6 : -1;
-    if (g->usage.prompt_tokens > 0)
-        metrics_add(gw->m_tokens, (double)g->usage.prompt_tokens,
-                    (const char *const[]){engine, "prompt"});
-    if (g->usage.completion_tokens > 0)
-        metrics_add(gw->m_tokens, (double)g->usage.completion_tokens,
-                    (const char *const[]){engine, "completion"});
+    const struct gateway_call_info *in = gateway_call_info(a->call);
+    const char *engine = in->engine;
+    double total_ms = (double)(clock_mono_ns() - in->submit_ns) / 1e6;
+    double wait_ms = in->dispatch_ns ? (double)(in->dispatch_ns - in->submit_ns) / 1e6 : total_ms;
+    double ttft_ms = in->first_byte_ns ? (double)(in->first_byte_ns - in->dispatch_ns) / 1e6 : -1;
     /* A failure is a warning, so that a stream cut after its 200 is not read as a success. */
-    LOG_AT(g->error_code ? LOGL_WARN : LOGL_INFO, "gateway", g->r_id, 0,
+    LOG_AT(a->error_code ? LOGL_WARN : LOGL_INFO, "gateway", a->r->id, 0,
            json_pack("{s:s, s:s, s:s, s:i, s:b, s:b, s:f, s:f, s:f, s:I, s:I, s:s?}", "path",
-                     g->path, "model", g->model, "engine", engine, "status", g->status_sent,
-                     "stream", g->stream, "egress", g->remote, "queue_wait_ms", wait_ms, "ttft_ms",
-                     ttft_ms, "duration_ms", total_ms, "prompt_tokens",
-                     (json_int_t)g->usage.prompt_tokens, "completion_tokens",
-                     (json_int_t)g->usage.completion_tokens, "error_code", g->error_code),
-           "%s %s -> %s %d%s%s", g->path, g->model, engine[0] ? engine : "-", g->status_sent,
-           g->error_code ? " " : "", g->error_code ? g->error_code : "");
+                     a->path, "model", in->model, "engine", engine, "status", a->status, "stream",
+                     in->stream, "egress", in->remote, "queue_wait_ms", wait_ms, "ttft_ms", ttft_ms,
+                     "duration_ms", total_ms, "prompt_tokens", (json_int_t)in->usage.prompt_tokens,
+                     "completion_tokens", (json_int_t)in->usage.completion_tokens, "error_code",
+                     a->error_code),
+           "%s %s -> %s %d%s%s", a->path, in->model, engine[0] ? engine : "-", a->status,
+           a->error_code ? " " : "", a->error_code ? a->error_code : "");
 }
 
-void gw_req_free(struct gw_req *g)
+/* Answers with an error: in the stream, then a cut transfer, when the stream is open; else a
+ * plain OpenAI-shaped error (with Retry-After when waiting may help). */
+static void fail(struct api_req *a, int status, const char *code, const char *msg)
 {
-    ASSERT(g->state == GW_DONE || g->state == GW_ROUTING);
-    h2o_linklist_unlink(&g->alink);
-    access_log(g);
-    gw_upstream_cleanup(g);
-    free(g->up_body);
-    free(g->body);
-    free(g);
-}
-
-void gw_fail(struct gw_req *g, int status, const char *code, const char *fmt, ...)
-{
-    char msg[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    gw_set_state(g, GW_DONE);
-    g->error_code = code;
-    if (g->sse != NULL) {
+    a->status = status;
+    a->error_code = code;
+    if (a->sse != NULL) {
         /* Headers went out already: the error travels in the stream, as OpenAI's does, and the
          * transfer is cut rather than ended, so that a client that reads no events (curl, a
          * plain fetch) fails too instead of taking a cut answer for a whole one. */
@@ -68,59 +64,168 @@ void gw_fail(struct gw_req *g, int status, const char *code, const char *fmt, ..
                               http_error_type(status), "param", "code", code);
         char *s = json_dumps(j, JSON_COMPACT);
         json_decref(j);
-        IGNORE_RESULT(sse_write(g->sse, NULL, NULL, s, strlen(s)));
+        IGNORE_RESULT(sse_write(a->sse, NULL, NULL, s, strlen(s)));
         free(s);
-        sse_abort(g->sse);
-        g->status_sent = status;
-    } else {
-        g->status_sent = status;
-        if (status == 503 || status == 429) {
-            char ra[16];
-            snprintf(ra, sizeof(ra), "%d", GATEWAY_RETRY_AFTER_S);
-            http_add_header(g->r, "retry-after", ra);
-        }
-        http_send_error(g->r, status, code, NULL, "%s", msg);
+        sse_abort(a->sse);
+        a->sse = NULL;
+        return;
     }
-    gw_req_free(g);
+    if (status == 503 || status == 429) {
+        char ra[16];
+        snprintf(ra, sizeof(ra), "%d", GATEWAY_RETRY_AFTER_S);
+        http_add_header(a->r, "retry-after", ra);
+    }
+    http_send_error(a->r, status, code, NULL, "%s", msg);
 }
 
+/* The client left a stream (or the server's drain ended it): the call goes, upstream and all. */
 static void client_gone_cb(struct sse_stream *s, void *arg)
 {
-    struct gw_req *g = arg;
-    g->sse = NULL;
-    if (g->up != NULL) {
-        httpc_cancel(g->up); /* done is not called: finish here */
-        g->up = NULL;
-    }
-    gw_set_state(g, GW_DONE); /* a client that left while waiting never reaches the engine */
+    struct api_req *a = arg;
+    a->sse = NULL;
     log_info("gateway", "client left a stream from %s; upstream request cancelled",
-             g->engines[g->idx]);
-    gw_req_free(g);
+             gateway_call_info(a->call)->engine);
+    access_log(a);
+    gateway_call_cancel(a->call); /* a client that left while waiting never reaches the engine */
+    free(a);
 }
 
 static void client_drained_cb(struct sse_stream *s, void *arg)
 {
-    struct gw_req *g = arg;
-    if (g->paused && g->up != NULL) {
-        g->paused = false;
-        httpc_resume(g->up);
+    struct api_req *a = arg;
+    gateway_call_resume(a->call);
+}
+
+/* Names who answers, and says so when the answer left the machine (contract 5). */
+static void add_answer_headers(struct api_req *a)
+{
+    const struct gateway_call_info *in = gateway_call_info(a->call);
+    http_add_header(a->r, "x-arun-engine", in->engine);
+    if (in->remote)
+        http_add_header(a->r, "x-arun-egress", "1");
+}
+
+/* Opens the SSE stream (200 and headers now) naming the engine being tried. */
+static void start_stream(struct api_req *a)
+{
+    add_answer_headers(a);
+    a->named = gateway_call_info(a->call)->engine;
+    a->sse = sse_start(a->r, client_gone_cb, client_drained_cb, a);
+}
+
+static void wait_cb(struct gateway_call *c, uint32_t position, const char *note, void *arg)
+{
+    struct api_req *a = arg;
+    if (note != NULL && gateway_call_info(c)->stream) {
+        /* It waits: the stream opens now and says why in comments (the SDKs ignore them). */
+        if (a->sse == NULL)
+            start_stream(a);
+        IGNORE_RESULT(sse_comment(a->sse, note)); /* a full backlog means the client is gone */
+        return;
+    }
+    /* h2o does not read a connection while its request is handled: ask the socket. A stream
+     * learns it from h2o itself (client_gone_cb). */
+    if (a->sse == NULL && http_client_gone(a->r)) {
+        log_info("gateway", "client of %s left while queued for %s; dropped", a->r->id,
+                 gateway_call_info(c)->engine);
+        fail(a, 499, "client_closed_request", "the client closed the connection");
+        access_log(a);
+        gateway_call_cancel(c);
+        free(a);
     }
 }
 
-/* Names who answered, and says so when the answer left the machine (contract 5). */
-void gw_add_answer_headers(struct gw_req *g)
+static void head_cb(struct gateway_call *c, int status, void *arg)
 {
-    http_add_header(g->r, "x-arun-engine", g->engines[g->idx]);
-    if (g->remote)
-        http_add_header(g->r, "x-arun-egress", "1");
+    struct api_req *a = arg;
+    a->head_status = status;
+    if (status == 200 && gateway_call_info(c)->stream && a->sse == NULL)
+        start_stream(a);
 }
 
-void gw_start_stream(struct gw_req *g)
+/* Before the first byte of the engine's stream: a stream opened while the request waited named
+ * the engine of that moment; when another answers after a fallback, a comment says who. */
+static void first_byte(struct api_req *a)
 {
-    gw_add_answer_headers(g);
-    g->sse_idx = g->idx;
-    g->sse = sse_start(g->r, client_gone_cb, client_drained_cb, g);
+    a->answered = true;
+    const struct gateway_call_info *in = gateway_call_info(a->call);
+    if (in->engine == a->named)
+        return;
+    char note[256];
+    snprintf(note, sizeof(note), "answered by engine %s after falling back from %s%s", in->engine,
+             a->named,
+             in->remote ? "; this answer comes from a remote engine: it left this machine" : "");
+    IGNORE_RESULT(sse_comment(a->sse, note));
 }
+
+/* After a write to the stream: its error, or a pause while the client's backlog is past half its
+ * cap (client_drained_cb resumes). */
+static int backlog(struct api_req *a, int rc)
+{
+    if (rc != 0)
+        return rc;
+    return sse_pending(a->sse) > SSE_MAX_PENDING / 2 ? GATEWAY_CALL_PAUSE : 0;
+}
+
+/* The event again, framed with LF line ends whatever the engine used. */
+static int event_cb(struct gateway_call *c, const struct sse_event *ev, void *arg)
+{
+    struct api_req *a = arg;
+    if (!a->answered)
+        first_byte(a);
+    return backlog(a, sse_write(a->sse, ev->type, ev->id, ev->data, ev->data_len));
+}
+
+static int comment_cb(struct gateway_call *c, const char *text, void *arg)
+{
+    struct api_req *a = arg;
+    if (!a->answered)
+        first_byte(a);
+    return backlog(a, sse_comment(a->sse, text));
+}
+
+static void body_cb(struct gateway_call *c, const char *content_type, const char *body, size_t len,
+                    void *arg)
+{
+    struct api_req *a = arg;
+    if (a->sse != NULL) {
+        /* The stream opened while the request waited, and the engine answered an error: it
+         * travels in the stream. */
+        char msg[512];
+        snprintf(msg, sizeof(msg), "engine %s answered HTTP %d: %.300s",
+                 gateway_call_info(c)->engine, a->head_status, body);
+        fail(a, a->head_status, "upstream_error", msg);
+        return;
+    }
+    add_answer_headers(a);
+    a->status = a->head_status;
+    http_send_bytes(a->r, a->head_status, content_type ? content_type : "application/json", body,
+                    len);
+}
+
+static void end_cb(struct gateway_call *c, int status, const char *code, const char *message,
+                   void *arg)
+{
+    struct api_req *a = arg;
+    if (code != NULL) {
+        fail(a, status, code, message);
+    } else if (a->sse != NULL) {
+        a->status = 200;
+        sse_end(a->sse);
+        a->sse = NULL;
+    }
+    access_log(a);
+    free(a);
+}
+
+static const struct gateway_call_cbs api_cbs = {
+    .on_wait = wait_cb,
+    .on_head = head_cb,
+    .on_event = event_cb,
+    .on_comment = comment_cb,
+    .on_body = body_cb,
+    .on_end = end_cb,
+};
 
 /* The fast path for routing: a request whose "model" is a plain string is routed from a scan of
  * its body, without building a JSON tree (gateway/jsonscan.h); *stream says whether it streams.
@@ -165,7 +270,7 @@ static void completion(struct http_request *r, void *arg)
 {
     struct gateway *gw = arg;
     json_t *body = NULL;
-    char fast_model[sizeof(((struct gw_req *)0)->model)];
+    char fast_model[GATEWAY_MODEL_MAX];
     const char *model = fast_model;
     bool fast_stream = false;
     bool fast = route_fast(r, fast_model, sizeof(fast_model), &fast_stream);
@@ -175,60 +280,59 @@ static void completion(struct http_request *r, void *arg)
         model = json_string_value(json_object_get(body, "model"));
     }
     size_t model_len = model != NULL ? strlen(model) : 0;
-    if (model_len == 0 || model_len >= sizeof(fast_model)) {
+    if (model_len == 0 || model_len >= GATEWAY_MODEL_MAX) {
         json_decref(body);
         http_send_error(r, 400, "missing_model", "model", "the request needs a \"model\" string");
         return;
     }
-    struct gw_req *g = xcalloc(1, sizeof(*g));
-    g->gw = gw;
-    g->r = r;
-    g->path = http_request_route(r);
-    memcpy(g->model, model, model_len + 1);
-    g->stream = fast ? fast_stream : json_is_true(json_object_get(body, "stream"));
-    g->start_ns = clock_mono_ns();
-    g->usage = (struct gw_usage){.prompt_tokens = -1, .completion_tokens = -1};
-    memcpy(g->r_id, r->id, strlen(r->id) + 1);
-    r->own_access_log = true;
+    struct gateway_submission sub = {
+        .path = http_request_route(r),
+        .model = model,
+        .body = r->req->entity.base, /* the engine gets the body as the client sent it */
+        .body_len = r->req->entity.len,
+        .stream = fast ? fast_stream : json_is_true(json_object_get(body, "stream")),
+        .request_id = r->id,
+        .traceparent = http_header(r, "traceparent"),
+    };
+    char *up_body = NULL;
     json_t *so = json_object_get(body, "stream_options");
-    if (g->stream && (fast || !json_is_true(json_object_get(so, "include_usage")))) {
-        /* Ask the engine for usage (for accounting) and strip it again on the way out. The
+    if (sub.stream && (fast || !json_is_true(json_object_get(so, "include_usage")))) {
+        /* Ask the engine for usage (for accounting) and hide it again on the way out. The
          * fast path saw no stream_options; jansson edits the client's. */
         if (fast) {
-            g->up_body = ask_usage(r->req->entity.base, r->req->entity.len, &g->up_body_len);
+            up_body = ask_usage(r->req->entity.base, r->req->entity.len, &sub.body_len);
         } else {
             if (!json_is_object(so)) {
                 so = json_object();
                 json_object_set_new(body, "stream_options", so);
             }
             json_object_set_new(so, "include_usage", json_true());
-            g->up_body = json_dumps(body, JSON_COMPACT);
-            g->up_body_len = strlen(g->up_body);
+            up_body = json_dumps(body, JSON_COMPACT);
+            sub.body_len = strlen(up_body);
         }
-        g->strip_usage = true;
+        sub.body = up_body;
+        sub.hide_usage = true;
     }
-    json_decref(body);
-    gw_upstream_init(g);
-    g->nengines = gw_route_resolve(gw, g->model, g->engines, ARRAY_SIZE(g->engines));
-    if (g->nengines == 0) {
+    struct api_req *a = xcalloc(1, sizeof(*a));
+    a->r = r;
+    a->path = sub.path;
+    r->own_access_log = true;
+    int rc = gateway_submit(gw, &sub, &api_cbs, a, &a->call);
+    free(up_body);
+    if (rc == -ENOENT) {
+        free(a);
         struct buf names;
         buf_init(&names, 16 * 1024);
-        gw_route_known_models(gw, &names);
+        gateway_models_served(gw, &names);
         http_send_error(r, 404, "model_not_found", "model",
-                        "the model '%s' does not exist; models served here: %s", g->model,
+                        "the model '%s' does not exist; models served here: %s", model,
                         names.len ? buf_cstr(&names) : "(none configured)");
         buf_cleanup(&names);
-        gw_upstream_cleanup(g);
-        free(g->up_body);
-        free(g);
-        return;
+    } else if (rc != 0) {
+        free(a); /* -ESHUTDOWN: the gateway is being freed */
+        http_send_error(r, 503, "shutting_down", NULL, "arun is shutting down");
     }
-    /* The body goes to the engine as the client sent it. */
-    g->body = xmalloc(r->req->entity.len + 1);
-    memcpy(g->body, r->req->entity.base, r->req->entity.len);
-    g->body_len = r->req->entity.len;
-    h2o_linklist_insert(&gw->active, &g->alink);
-    gw_try_engine(g);
+    json_decref(body); /* model points into it */
 }
 
 static void list_models(struct http_request *r, void *arg)
@@ -257,15 +361,11 @@ static void list_models(struct http_request *r, void *arg)
     http_send_json(r, 200, json_pack("{s:s, s:o}", "object", "list", "data", data));
 }
 
+/* The server drains: requests still waiting for an engine are answered now (503), so they do
+ * not hold the drain until its deadline. */
 static void on_shutdown(void *arg)
 {
-    struct gateway *gw = arg;
-    for (size_t i = 0; i < gw->nqueues; i++) {
-        struct gw_queue *q = &gw->queues[i];
-        while (!h2o_linklist_is_empty(&q->fifo))
-            gw_fail(H2O_STRUCT_FROM_MEMBER(struct gw_req, qlink, q->fifo.next), 503,
-                    "shutting_down", "arun is shutting down");
-    }
+    gw_fail_queued(arg, 503, "shutting_down", "arun is shutting down");
 }
 
 void gw_api_register(struct gateway *gw)

@@ -2,11 +2,12 @@
  * gateway.c: the gateway's life (gateway.h): making it (queues, metrics, routes, the wait
  * timer) and freeing it with whatever is still queued or in flight. The work is in the files
  * beside it; docs/internals/gateway.md says which does what:
+ *   call.c      the calls' interface (gateway_submit, cancel, resume) and their ends
  *   route.c     model names to engines
- *   queue.c     request states (gw_set_state), per-engine queues, fallbacks, waiting notes
- *   upstream.c  the upstream transfer and the relay of its answer
+ *   queue.c     call states (gw_set_state), per-engine queues, fallbacks, waiting
+ *   upstream.c  the upstream transfer and the relay of its answer to the call's client
  *   usage.c     token counts from answers
- *   api.c       the HTTP routes, the client's side of a request, errors, the access line
+ *   api.c       the HTTP routes: one client of the calls, its errors and access line
  */
 #include <stdlib.h>
 
@@ -74,12 +75,12 @@ void gateway_free(struct gateway *gw)
         return;
     gw->closing = true; /* the supervisor is going away too: no calls to it from here */
     while (!h2o_linklist_is_empty(&gw->active)) {
-        struct gw_req *g = H2O_STRUCT_FROM_MEMBER(struct gw_req, alink, gw->active.next);
+        struct gateway_call *g =
+            H2O_STRUCT_FROM_MEMBER(struct gateway_call, alink, gw->active.next);
         if (g->up != NULL)
             httpc_cancel(g->up);
         g->up = NULL;
-        gw_set_state(g, GW_DONE);
-        gw_req_free(g);
+        gw_call_fail(g, 503, "shutting_down", "arun is shutting down");
     }
     for (size_t i = 0; i < gw->nqueues; i++)
         if (gw->queues[i].waiter != NULL)

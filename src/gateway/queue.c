@@ -1,7 +1,8 @@
 /*
- * queue.c: where a request stands with its engine (gateway_int.h): the per-engine queues, the
- * state setter, trying the engines of a route in order (fallbacks), and what a waiting request
- * hears. It owns gw_req.state, the fifos and the slot counts; it never talks HTTP itself.
+ * queue.c: where a call stands with its engine (gateway_int.h): the per-engine queues, the
+ * state setter, trying the engines of a route in order (fallbacks), and what a waiting call
+ * hears (on_wait). It owns gateway_call.state, the fifos and the slot counts; it never talks
+ * HTTP: whether a waiting client is still there is the client's to find out in on_wait.
  *
  * DESIGN
  * Each engine has a queue (struct gw_queue): at most max_concurrency requests in flight, then a
@@ -26,16 +27,16 @@
 
 static void pump(struct gw_queue *q);
 
-static struct gw_req *fifo_head(struct gw_queue *q)
+static struct gateway_call *fifo_head(struct gw_queue *q)
 {
     if (h2o_linklist_is_empty(&q->fifo))
         return NULL;
-    return H2O_STRUCT_FROM_MEMBER(struct gw_req, qlink, q->fifo.next);
+    return H2O_STRUCT_FROM_MEMBER(struct gateway_call, qlink, q->fifo.next);
 }
 
 static const char *const state_names[] = {"routing", "queued", "upstream", "done"};
 
-void gw_set_state(struct gw_req *g, enum gw_state st)
+void gw_set_state(struct gateway_call *g, enum gw_state st)
 {
     enum gw_state from = g->state;
     ASSERT(from != GW_DONE || st == GW_DONE); /* nothing comes back from done */
@@ -43,7 +44,7 @@ void gw_set_state(struct gw_req *g, enum gw_state st)
         return;
     struct gw_queue *q = g->q;
     bool tell = !g->gw->closing; /* the supervisor is going away with the gateway */
-    log_debug("gateway", "request %s: %s -> %s", g->r_id, state_names[from], state_names[st]);
+    log_debug("gateway", "request %s: %s -> %s", g->id, state_names[from], state_names[st]);
     g->state = st;
     if (from == GW_QUEUED) {
         h2o_linklist_unlink(&g->qlink);
@@ -70,22 +71,23 @@ void gw_set_state(struct gw_req *g, enum gw_state st)
 }
 
 /* Moves to the next engine of the route; answers with why when none is left. */
-void gw_fall_back(struct gw_req *g, int status, const char *why)
+void gw_fall_back(struct gateway_call *g, int status, const char *why)
 {
     const char *from = g->engines[g->idx];
     gw_set_state(g, GW_ROUTING);
     if (g->idx + 1 >= g->nengines) {
         if (g->nengines > 1)
-            gw_fail(g, status, "no_engine_available",
-                    "no engine of route %s could answer; the last "
-                    "one, %s: %s",
-                    g->model, from, why);
+            gw_call_fail(g, status, "no_engine_available",
+                         "no engine of route %s could answer; the last "
+                         "one, %s: %s",
+                         g->model, from, why);
         else
-            gw_fail(g, status, status == 503 ? "engine_unavailable" : "upstream_error",
-                    "engine %s: %s", from, why);
+            gw_call_fail(g, status, status == 503 ? "engine_unavailable" : "upstream_error",
+                         "engine %s: %s", from, why);
         return;
     }
     g->idx++;
+    g->info.engine = g->engines[g->idx];
     log_warn("gateway", "falling back from %s to %s for model %s: %s", from, g->engines[g->idx],
              g->model, why);
     events_publish(g->gw->events, "gateway.fallback",
@@ -110,27 +112,36 @@ static const char *ordinal_suffix(uint32_t n)
     return n % 10 == 1 ? "st" : n % 10 == 2 ? "nd" : n % 10 == 3 ? "rd" : "th";
 }
 
-/* An SSE comment, which the SDKs ignore: it says where the request stands, and keeps proxies
- * (and h2o, which only notices a vanished client when it writes) from idling. */
-void gw_tell_waiting(struct gw_req *g, uint32_t position)
+/* Tells g's client where it waits (on_wait), with a sentence when note: an SSE comment for the
+ * HTTP client, which keeps proxies (and h2o, which only notices a vanished client when it
+ * writes) from idling. Returns whether the client cancelled g meanwhile (g is then gone). */
+static bool tell_waiting(struct gateway_call *g, uint32_t position, bool note)
 {
-    struct engine *e = g->q->e;
-    char msg[256], eta[64] = "";
-    int64_t ms = engine_expected_ready_ms(e);
-    if (ms >= 0)
-        snprintf(eta, sizeof(eta), ", about %lld s left", (long long)((ms + 999) / 1000));
-    enum engine_state st = engine_state(e);
-    const char *what = st == ENGINE_READY      ? "engine busy"
-                       : st == ENGINE_STOPPING ? "engine being swapped"
-                       : st == ENGINE_STOPPED  ? "engine waiting to start"
-                                               : "engine loading";
-    snprintf(msg, sizeof(msg), "queued %u%s for %s, %s%s", position, ordinal_suffix(position),
-             engine_name(e), what, eta);
-    IGNORE_RESULT(sse_comment(g->sse, msg)); /* a full backlog here means the client is gone */
+    if (g->cbs->on_wait == NULL)
+        return false;
+    char msg[256];
+    if (note) {
+        struct engine *e = g->q->e;
+        char eta[64] = "";
+        int64_t ms = engine_expected_ready_ms(e);
+        if (ms >= 0)
+            snprintf(eta, sizeof(eta), ", about %lld s left", (long long)((ms + 999) / 1000));
+        enum engine_state st = engine_state(e);
+        const char *what = st == ENGINE_READY      ? "engine busy"
+                           : st == ENGINE_STOPPING ? "engine being swapped"
+                           : st == ENGINE_STOPPED  ? "engine waiting to start"
+                                                   : "engine loading";
+        snprintf(msg, sizeof(msg), "queued %u%s for %s, %s%s", position, ordinal_suffix(position),
+                 engine_name(e), what, eta);
+    }
+    gw_call_hold(g);
+    g->cbs->on_wait(g, position, note ? msg : NULL, g->arg);
+    return gw_call_release(g);
 }
 
-/* Every GATEWAY_PEEK_MS: a waiting request whose client left leaves the queue before it
- * reaches the engine; every GATEWAY_WAIT_NOTE_MS, waiting streams hear where they stand. */
+/* Every GATEWAY_PEEK_MS: each waiting call's client hears it still waits, and may leave the
+ * queue before reaching the engine (an HTTP client that left); every GATEWAY_WAIT_NOTE_MS, with
+ * a sentence saying where it stands. */
 void gw_wait_timer_cb(uv_timer_t *t)
 {
     struct gateway *gw = t->data;
@@ -139,18 +150,21 @@ void gw_wait_timer_cb(uv_timer_t *t)
         uint32_t pos = 0;
         h2o_linklist_t *fifo = &gw->queues[i].fifo;
         for (h2o_linklist_t *n = fifo->next, *next; n != fifo; n = next) {
-            next = n->next; /* g may end below */
-            struct gw_req *g = H2O_STRUCT_FROM_MEMBER(struct gw_req, qlink, n);
-            pos++;
-            if (g->sse == NULL && http_client_gone(g->r)) {
-                log_info("gateway", "client of %s left while queued for %s; dropped", g->r_id,
-                         engine_name(g->q->e));
+            next = n->next; /* g may end below, and leaving a queue dispatches nothing */
+            struct gateway_call *g = H2O_STRUCT_FROM_MEMBER(struct gateway_call, qlink, n);
+            if (tell_waiting(g, ++pos, note))
                 pos--;
-                gw_fail(g, 499, "client_closed_request", "the client closed the connection");
-            } else if (g->sse != NULL && note) {
-                gw_tell_waiting(g, pos);
-            }
         }
+    }
+}
+
+void gw_fail_queued(struct gateway *gw, int status, const char *code, const char *msg)
+{
+    for (size_t i = 0; i < gw->nqueues; i++) {
+        struct gw_queue *q = &gw->queues[i];
+        struct gateway_call *g;
+        while ((g = fifo_head(q)) != NULL)
+            gw_call_fail(g, status, code, "%s", msg);
     }
 }
 
@@ -163,7 +177,7 @@ static void engine_ready_cb(struct engine *e, int status, const char *reason, vo
         return;
     }
     /* The engine cannot serve now: every request waiting for it moves on. */
-    struct gw_req *g;
+    struct gateway_call *g;
     while ((g = fifo_head(q)) != NULL)
         gw_fall_back(g, 503, reason ? reason : "engine failed");
 }
@@ -177,14 +191,14 @@ static void ensure_waiter(struct gw_queue *q)
 static void pump(struct gw_queue *q)
 {
     uint32_t max = engine_config(q->e)->max_concurrency;
-    struct gw_req *g;
+    struct gateway_call *g;
     while ((g = fifo_head(q)) != NULL && q->in_flight < max && engine_state(q->e) == ENGINE_READY)
         gw_dispatch(g); /* GW_QUEUED -> GW_UPSTREAM */
     if (fifo_head(q) != NULL)
         ensure_waiter(q);
 }
 
-void gw_try_engine(struct gw_req *g)
+void gw_try_engine(struct gateway_call *g)
 {
     struct gateway *gw = g->gw;
     struct engine *e = supervisor_find(gw->sup, g->engines[g->idx]);
@@ -226,17 +240,16 @@ void gw_try_engine(struct gw_req *g)
         return;
     }
     if (q->waiting >= c->queue_limit) {
-        gw_fail(g, 429, "queue_full",
-                "engine %s is busy: %u requests in flight (max_concurrency "
-                "%u) and %u waiting (queue_limit %u); retry later",
-                engine_name(e), q->in_flight, c->max_concurrency, q->waiting, c->queue_limit);
+        gw_call_fail(g, 429, "queue_full",
+                     "engine %s is busy: %u requests in flight (max_concurrency "
+                     "%u) and %u waiting (queue_limit %u); retry later",
+                     engine_name(e), q->in_flight, c->max_concurrency, q->waiting, c->queue_limit);
         return;
     }
     gw_set_state(g, GW_QUEUED);
-    if (g->stream && g->sse == NULL && !(up && q->in_flight < c->max_concurrency)) {
-        /* It will wait: open the stream now and say why (the SDKs ignore comments). */
-        gw_start_stream(g);
-        gw_tell_waiting(g, q->waiting);
-    }
+    /* It will wait (not merely pass through the queue behind others that pump sends now): its
+     * client hears why at once (the HTTP client opens a waiting stream for it). */
+    if (!(up && q->in_flight < c->max_concurrency))
+        IGNORE_RESULT(tell_waiting(g, q->waiting, true)); /* gone: the pump goes on without it */
     pump(q);
 }

@@ -24,7 +24,7 @@ size_t gw_route_resolve(struct gateway *gw, const char *model, const char **out,
     return 1;
 }
 
-void gw_route_known_models(struct gateway *gw, struct buf *out)
+void gateway_models_served(struct gateway *gw, struct buf *out)
 {
     for (size_t i = 0; i < gw->cfg->nengines; i++)
         for (size_t k = 0; k < gw->cfg->engines[i].nmodels &&
