@@ -37,6 +37,8 @@ struct gateway {
     h2o_linklist_t active; /* struct gateway_call by alink: every live call, for shutdown */
     uv_timer_t wait_timer; /* tells waiting calls where they stand */
     uint64_t ticks;        /* wait_timer ticks, for the slower notes */
+    uint64_t fifo_changes; /* calls that joined or left a fifo, so far: a walk of a fifo that
+                              calls back sees whether the callback changed it */
     bool closing;          /* gateway_free runs: no supervisor calls, no dispatch */
     struct metrics_family *m_fallbacks, *m_upstream_errors, *m_queue_wait, *m_ttft, *m_egress;
     struct metrics_family *m_tokens;

@@ -54,8 +54,11 @@ void gw_set_state(struct gateway_call *g, enum gw_state st)
         h2o_linklist_insert(&q->fifo, &g->qlink);
         q->waiting++;
     }
-    if ((from == GW_QUEUED || st == GW_QUEUED) && tell)
-        supervisor_set_queued(q->e, q->waiting);
+    if (from == GW_QUEUED || st == GW_QUEUED) {
+        g->gw->fifo_changes++;
+        if (tell)
+            supervisor_set_queued(q->e, q->waiting);
+    }
     if (st == GW_UPSTREAM) {
         q->in_flight++;
         supervisor_request_begin(q->e);
@@ -150,10 +153,16 @@ void gw_wait_timer_cb(uv_timer_t *t)
         uint32_t pos = 0;
         h2o_linklist_t *fifo = &gw->queues[i].fifo;
         for (h2o_linklist_t *n = fifo->next, *next; n != fifo; n = next) {
-            next = n->next; /* g may end below, and leaving a queue dispatches nothing */
+            next = n->next;
             struct gateway_call *g = H2O_STRUCT_FROM_MEMBER(struct gateway_call, qlink, n);
-            if (tell_waiting(g, ++pos, note))
-                pos--;
+            uint64_t changes = gw->fifo_changes;
+            bool gone = tell_waiting(g, ++pos, note);
+            /* g leaving its queue (its client cancelled it) leaves next where it was; a client
+             * that cancelled or submitted other calls may have moved it: the rest of this queue
+             * hears at the next tick. */
+            if (gw->fifo_changes != changes + (gone ? 1 : 0))
+                break;
+            pos -= gone;
         }
     }
 }

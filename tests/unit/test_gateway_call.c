@@ -115,6 +115,8 @@ struct client {
     int cancel_at_event; /* cancel from inside on_event at this event (1-based); 0 never */
     int pause_at_event;  /* return GATEWAY_CALL_PAUSE at this event; 0 never */
     struct gateway_call *call;
+    struct client *cancel_other; /* cancelled from this client's second on_wait (the timer's) */
+    int other_cancelled;
 };
 
 static void note(struct client *cl, char what)
@@ -129,6 +131,10 @@ static void wait_cb(struct gateway_call *c, uint32_t position, const char *text,
     note(cl, 'w');
     cl->waits++;
     assert_true(position >= 1);
+    if (cl->cancel_other != NULL && cl->waits >= 2 && !cl->other_cancelled) {
+        cl->other_cancelled = 1;
+        gateway_call_cancel(cl->cancel_other->call);
+    }
 }
 
 static void head_cb(struct gateway_call *c, int status, void *arg)
@@ -356,6 +362,29 @@ static void test_cancel_while_queued_calls_nothing_more_and_leaves_the_queue(voi
     assert_int_equal(a.ends, 0);
 }
 
+/* A client cancels another call, the one behind it, from inside on_wait while the wait timer
+ * walks the queue: the walk must not step onto the call that left. */
+static void test_cancel_of_another_call_from_on_wait_is_safe(void **state)
+{
+    struct client a = {0}, c = {0};
+    struct client b = {.cancel_other = &c};
+    assert_int_equal(submit(&a, "m", LONG_BODY), 0);
+    assert_true(run_until(&a.events, 1, WAIT_MS));
+    assert_int_equal(submit(&b, "m", PLAIN_BODY), 0);
+    assert_int_equal(submit(&c, "m", PLAIN_BODY), 0);
+    assert_int_equal(queue_m()->waiting, 2);
+    assert_true(run_until(&b.other_cancelled, 1, WAIT_MS));
+    assert_int_equal(queue_m()->waiting, 1);
+    int waits = c.waits;
+    assert_true(run_until(&b.waits, b.waits + 1, WAIT_MS)); /* the timer goes on */
+    assert_int_equal(c.waits, waits);
+    assert_int_equal(c.ends, 0);
+    gateway_call_cancel(b.call);
+    gateway_call_cancel(a.call);
+    assert_int_equal(queue_m()->waiting, 0);
+    assert_int_equal(queue_m()->in_flight, 0);
+}
+
 /* Paused at the first event: nothing arrives while the engine sends the rest (the transfer is
  * not read), and after the resume the rest arrives, whole, and the call ends once. */
 static void test_pause_holds_the_stream_until_resume(void **state)
@@ -392,6 +421,7 @@ int main(void)
         cmocka_unit_test(test_an_unknown_model_fails_submit_with_enoent_and_no_callback),
         cmocka_unit_test(test_cancel_while_streaming_calls_nothing_more_and_frees_the_slot),
         cmocka_unit_test(test_cancel_while_queued_calls_nothing_more_and_leaves_the_queue),
+        cmocka_unit_test(test_cancel_of_another_call_from_on_wait_is_safe),
         cmocka_unit_test(test_pause_holds_the_stream_until_resume),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
