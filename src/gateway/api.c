@@ -33,21 +33,32 @@ struct api_req {
 
 static void access_log(struct api_req *a)
 {
+    /* A failure is a warning, so that a stream cut after its 200 is not read as a success. */
+    enum log_level level = a->error_code ? LOGL_WARN : LOGL_INFO;
+    if (level < log_min_level)
+        return;
     const struct gateway_call_info *in = gateway_call_info(a->call);
     const char *engine = in->engine;
     double total_ms = (double)(clock_mono_ns() - in->submit_ns) / 1e6;
     double wait_ms = in->dispatch_ns ? (double)(in->dispatch_ns - in->submit_ns) / 1e6 : total_ms;
     double ttft_ms = in->first_byte_ns ? (double)(in->first_byte_ns - in->dispatch_ns) / 1e6 : -1;
-    /* A failure is a warning, so that a stream cut after its 200 is not read as a success. */
-    LOG_AT(a->error_code ? LOGL_WARN : LOGL_INFO, "gateway", a->r->id, 0,
-           json_pack("{s:s, s:s, s:s, s:i, s:b, s:b, s:f, s:f, s:f, s:I, s:I, s:s?}", "path",
-                     a->path, "model", in->model, "engine", engine, "status", a->status, "stream",
-                     in->stream, "egress", in->remote, "queue_wait_ms", wait_ms, "ttft_ms", ttft_ms,
-                     "duration_ms", total_ms, "prompt_tokens", (json_int_t)in->usage.prompt_tokens,
-                     "completion_tokens", (json_int_t)in->usage.completion_tokens, "error_code",
-                     a->error_code),
-           "%s %s -> %s %d%s%s", a->path, in->model, engine[0] ? engine : "-", a->status,
-           a->error_code ? " " : "", a->error_code ? a->error_code : "");
+    const struct log_field fields[] = {
+        LOG_STR("path", a->path),
+        LOG_STR("model", in->model),
+        LOG_STR("engine", engine),
+        LOG_INT("status", a->status),
+        LOG_BOOL("stream", in->stream),
+        LOG_BOOL("egress", in->remote),
+        LOG_REAL("queue_wait_ms", wait_ms),
+        LOG_REAL("ttft_ms", ttft_ms),
+        LOG_REAL("duration_ms", total_ms),
+        LOG_INT("prompt_tokens", in->usage.prompt_tokens),
+        LOG_INT("completion_tokens", in->usage.completion_tokens),
+        LOG_STR("error_code", a->error_code),
+    };
+    log_write_fields(level, "gateway", a->r->id, 0, fields, ARRAY_SIZE(fields),
+                     "%s %s -> %s %d%s%s", a->path, in->model, engine[0] ? engine : "-", a->status,
+                     a->error_code ? " " : "", a->error_code ? a->error_code : "");
 }
 
 /* Answers with an error: in the stream, then a cut transfer, when the stream is open; else a
@@ -282,7 +293,13 @@ static void completion(struct http_request *r, void *arg)
     size_t model_len = model != NULL ? strlen(model) : 0;
     if (model_len == 0 || model_len >= GATEWAY_MODEL_MAX) {
         json_decref(body);
-        http_send_error(r, 400, "missing_model", "model", "the request needs a \"model\" string");
+        if (model_len == 0)
+            http_send_error(r, 400, "missing_model", "model",
+                            "the request needs a \"model\" string");
+        else
+            http_send_error(r, 400, "invalid_model", "model",
+                            "\"model\" is %zu bytes long; model names have at most %d", model_len,
+                            GATEWAY_MODEL_MAX - 1);
         return;
     }
     struct gateway_submission sub = {
