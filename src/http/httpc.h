@@ -113,7 +113,9 @@ int httpc_request(struct httpc *h, const struct httpc_opts *o, httpc_done_cb don
                   struct httpc_req **out) MUST_USE;
 /* Resumes a transfer paused by HTTPC_PAUSE. Never runs on_data from inside itself: the
  * unpause happens in a later loop callback. May be called from any loop callback, on_data
- * included; a no-op when the transfer is not paused by then. */
+ * included; a no-op when the transfer is not paused by then. A paused transfer whose body
+ * ended with the paused chunk may complete without one: done runs and frees r, so whoever
+ * scheduled a resume must drop it in done. */
 void httpc_resume(struct httpc_req *r);
 /* Aborts a transfer at once (the connection is closed, not returned to the pool); done is NOT
  * called; the req is freed. Safe to call from on_headers/on_data (deferred internally) and
