@@ -54,6 +54,9 @@
 #include <unistd.h>
 #include <strings.h>
 
+#include <h2o/linklist.h>
+#include <h2o/memory.h> /* H2O_STRUCT_FROM_MEMBER */
+
 #include "core/buf.h"
 #include "core/clock.h"
 #include "core/log.h"
@@ -61,12 +64,11 @@
 #define MAX_METHOD_LEN 16 /* the longest standard method is 7 bytes; leave room for extensions */
 
 struct sock {
-    uv_poll_t poll;    /* watches fd for libcurl */
-    struct httpc *h;   /* owner */
-    curl_socket_t fd;  /* the socket libcurl named */
-    bool parked;       /* libcurl removed it (pooled connection): poll stopped, fd open */
-    struct sock *prev; /* h->socks list */
-    struct sock *next;
+    uv_poll_t poll;      /* watches fd for libcurl */
+    struct httpc *h;     /* owner */
+    curl_socket_t fd;    /* the socket libcurl named */
+    bool parked;         /* libcurl removed it (pooled connection): poll stopped, fd open */
+    h2o_linklist_t link; /* in h->socks */
 };
 
 #define HTTPC_SPARE_EASY 64 /* idle easy handles kept for reuse */
@@ -76,10 +78,10 @@ struct httpc {
     CURLM *multi;                  /* NULL once httpc_free ran */
     uv_timer_t timer;              /* libcurl's single timeout (timer_fn) */
     uv_timer_t defer_timer;        /* runs run_deferred() on the next loop turn */
-    struct sock *socks;            /* every open poll */
-    struct curl_req *reqs;         /* every live transfer */
-    struct curl_req *defer_head;   /* transfers with a deferred add, cancel or resume */
-    struct curl_req *defer_tail;   /* append point, keeps deferred work in order */
+    h2o_linklist_t socks;          /* sock.link: every open poll */
+    h2o_linklist_t reqs;           /* curl_req.link: every live transfer */
+    h2o_linklist_t defer;          /* curl_req.defer_link: deferred add, cancel or resume, in
+                                      the order asked */
     size_t active;                 /* entries in reqs */
     int in_curl;                   /* depth of libcurl calls that may run our callbacks */
     int open_handles;              /* timers and polls not yet closed */
@@ -121,13 +123,11 @@ struct curl_req {
     unsigned cancelled : 1;       /* httpc_cancel ran while inside libcurl */
     unsigned add_pending : 1;     /* httpc_request ran while inside libcurl */
     unsigned resume_pending : 1;  /* httpc_resume ran, unpause not done yet */
-    unsigned on_defer : 1;        /* on h's defer list */
     unsigned aborted : 1;         /* a callback said HTTPC_ABORT */
     unsigned body_too_big : 1;    /* buffered body passed max_body_bytes */
     unsigned headers_too_big : 1; /* response headers passed HTTPC_MAX_HEADER_BYTES */
-    struct curl_req *prev;        /* h->reqs list */
-    struct curl_req *next;
-    struct curl_req *defer_next; /* h->defer list */
+    h2o_linklist_t link;          /* in h->reqs */
+    h2o_linklist_t defer_link;    /* in h->defer while linked */
 };
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
@@ -170,13 +170,7 @@ static void sock_closed_cb(uv_handle_t *p)
 
 static void sock_close(struct sock *s)
 {
-    struct httpc *h = s->h;
-    if (s->prev != NULL)
-        s->prev->next = s->next;
-    else
-        h->socks = s->next;
-    if (s->next != NULL)
-        s->next->prev = s->prev;
+    h2o_linklist_unlink(&s->link);
     /* uv_close stops the poll now, so libcurl may hand the same fd number back right away. */
     uv_close((uv_handle_t *)&s->poll, sock_closed_cb);
 }
@@ -210,10 +204,7 @@ static struct sock *sock_open(struct httpc *h, curl_socket_t fd)
     s->h = h;
     s->fd = fd;
     s->poll.data = s;
-    s->next = h->socks;
-    if (h->socks != NULL)
-        h->socks->prev = s;
-    h->socks = s;
+    h2o_linklist_insert(h->socks.next, &s->link); /* the front: sock_find meets new ones first */
     h->open_handles++;
     /* Allowed inside the socket callback: it only stores the pointer in libcurl's hash. */
     curl_multi_assign(h->multi, fd, s);
@@ -222,9 +213,11 @@ static struct sock *sock_open(struct httpc *h, curl_socket_t fd)
 
 static struct sock *sock_find(struct httpc *h, curl_socket_t fd)
 {
-    for (struct sock *s = h->socks; s != NULL; s = s->next)
+    for (h2o_linklist_t *node = h->socks.next; node != &h->socks; node = node->next) {
+        struct sock *s = H2O_STRUCT_FROM_MEMBER(struct sock, link, node);
         if (s->fd == fd)
             return s;
+    }
     return NULL;
 }
 
@@ -297,36 +290,14 @@ static int timer_fn(CURLM *multi, long timeout_ms, void *userp)
 
 static void defer(struct curl_req *r)
 {
-    struct httpc *h = r->h;
-    if (r->on_defer)
-        return;
-    r->on_defer = 1;
-    r->defer_next = NULL;
-    if (h->defer_tail != NULL)
-        h->defer_tail->defer_next = r;
-    else
-        h->defer_head = r;
-    h->defer_tail = r;
+    if (!h2o_linklist_is_linked(&r->defer_link))
+        h2o_linklist_insert(&r->h->defer, &r->defer_link);
 }
 
 static void undefer(struct curl_req *r)
 {
-    struct httpc *h = r->h;
-    struct curl_req *prev = NULL;
-    if (!r->on_defer)
-        return;
-    for (struct curl_req *q = h->defer_head; q != NULL; prev = q, q = q->defer_next) {
-        if (q != r)
-            continue;
-        if (prev != NULL)
-            prev->defer_next = r->defer_next;
-        else
-            h->defer_head = r->defer_next;
-        if (h->defer_tail == r)
-            h->defer_tail = prev;
-        break;
-    }
-    r->on_defer = 0;
+    if (h2o_linklist_is_linked(&r->defer_link))
+        h2o_linklist_unlink(&r->defer_link);
 }
 
 static void req_timer_closed_cb(uv_handle_t *t)
@@ -340,12 +311,7 @@ static void release(struct curl_req *r)
     struct httpc *h = r->h;
     ASSERT(!r->added);
     undefer(r);
-    if (r->prev != NULL)
-        r->prev->next = r->next;
-    else
-        h->reqs = r->next;
-    if (r->next != NULL)
-        r->next->prev = r->prev;
+    h2o_linklist_unlink(&r->link);
     h->active--;
     if (h->nspare < HTTPC_SPARE_EASY && !h->freed) {
         /* Creating and destroying a handle per request showed in the gateway's profile. */
@@ -576,12 +542,10 @@ static void unpause(struct curl_req *r)
 
 static void run_deferred(struct httpc *h)
 {
-    struct curl_req *r;
-    while (!h->freed && (r = h->defer_head) != NULL) {
-        h->defer_head = r->defer_next;
-        if (h->defer_head == NULL)
-            h->defer_tail = NULL;
-        r->on_defer = 0;
+    /* Work that this defers again (a resume from on_data) joins the end and runs in this pass. */
+    while (!h->freed && !h2o_linklist_is_empty(&h->defer)) {
+        struct curl_req *r = H2O_STRUCT_FROM_MEMBER(struct curl_req, defer_link, h->defer.next);
+        h2o_linklist_unlink(&r->defer_link);
         if (r->cancelled) {
             drop(r);
         } else if (r->add_pending) {
@@ -957,6 +921,9 @@ struct httpc *httpc_new(uv_loop_t *loop)
     pthread_once(&global_once, global_init);
     struct httpc *h = xcalloc(1, sizeof(*h));
     h->loop = loop;
+    h2o_linklist_init_anchor(&h->socks);
+    h2o_linklist_init_anchor(&h->reqs);
+    h2o_linklist_init_anchor(&h->defer);
     h->multi = curl_multi_init();
     if (h->multi == NULL)
         abort(); /* out of memory */
@@ -985,12 +952,12 @@ void httpc_free(struct httpc *h)
     h1_free(h->h1);
     h->h1 = NULL;
     /* A req whose done is running (httpc_free called from done) is released by complete(). */
-    struct curl_req *r = h->reqs;
-    while (r != NULL) {
-        struct curl_req *next = r->next;
+    h2o_linklist_t *node = h->reqs.next;
+    while (node != &h->reqs) {
+        struct curl_req *r = H2O_STRUCT_FROM_MEMBER(struct curl_req, link, node);
+        node = node->next; /* drop frees r, and only r */
         if (!r->finished)
             drop(r);
-        r = next;
     }
     /* Closes the pooled connections; their sockets are no longer watched, but any that still
      * are get CURL_POLL_REMOVE through socket_fn. */
@@ -998,8 +965,8 @@ void httpc_free(struct httpc *h)
         curl_easy_cleanup(h->spare[--h->nspare]);
     curl_multi_cleanup(h->multi);
     h->multi = NULL;
-    while (h->socks != NULL)
-        sock_close(h->socks);
+    while (!h2o_linklist_is_empty(&h->socks))
+        sock_close(H2O_STRUCT_FROM_MEMBER(struct sock, link, h->socks.next));
     uv_close((uv_handle_t *)&h->timer, timer_closed_cb);
     uv_close((uv_handle_t *)&h->defer_timer, timer_closed_cb);
 }
@@ -1053,10 +1020,7 @@ int httpc_request(struct httpc *h, const struct httpc_opts *o, httpc_done_cb don
         }
         r->added = 1;
     }
-    r->next = h->reqs;
-    if (h->reqs != NULL)
-        h->reqs->prev = r;
-    h->reqs = r;
+    h2o_linklist_insert(&h->reqs, &r->link);
     h->active++;
     if (r->first_byte_timeout_ms != 0)
         arm_timer(r, r->first_byte_timeout_ms);

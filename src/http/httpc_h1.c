@@ -51,6 +51,9 @@
 #include <strings.h>
 #include <sys/resource.h>
 
+#include <h2o/linklist.h>
+#include <h2o/memory.h> /* H2O_STRUCT_FROM_MEMBER */
+
 #include "core/clock.h"
 #include "core/log.h"
 #include "http/http1.h"
@@ -68,20 +71,21 @@ struct h1_conn;
 
 struct h1 {
     uv_loop_t *loop;
-    uv_timer_t defer_timer;  /* reports start failures on the next loop turn */
-    struct h1_conn *idle;    /* idle keep-alive connections, most recently used first */
-    size_t nidle;            /* entries in idle */
-    struct h1_req *reqs;     /* every live request */
-    struct h1_req *failing;  /* requests whose start failed, for defer_timer */
-    size_t active;           /* entries in reqs */
-    struct h1_warm *warm;    /* endpoints kept warm (httpc_prewarm) */
-    size_t idle_cap;         /* HTTPC_MAX_IDLE, or a quarter of RLIMIT_NOFILE when less */
-    struct h1_conn *opening; /* warm connections still connecting */
-    size_t nopening;         /* entries in opening */
-    unsigned warm_ids;       /* the last h1_warm.id given */
-    uv_timer_t warm_timer;   /* the pool's tick, running while warm is not empty */
-    int open_handles;        /* the two timers and every connection's tcp and timer */
-    bool freed;              /* h1_free ran; the struct goes at open_handles == 0 */
+    uv_timer_t defer_timer; /* reports start failures on the next loop turn */
+    h2o_linklist_t idle;    /* h1_conn.link: idle keep-alive connections, most recently
+                               used first */
+    size_t nidle;           /* entries in idle */
+    h2o_linklist_t reqs;    /* h1_req.link: every live request */
+    h2o_linklist_t failing; /* h1_req.fail_link: start failures for defer_timer, in order */
+    size_t active;          /* entries in reqs */
+    h2o_linklist_t warm;    /* h1_warm.link: endpoints kept warm (httpc_prewarm) */
+    size_t idle_cap;        /* HTTPC_MAX_IDLE, or a quarter of RLIMIT_NOFILE when less */
+    h2o_linklist_t opening; /* h1_conn.link: warm connections still connecting */
+    size_t nopening;        /* entries in opening */
+    unsigned warm_ids;      /* the last h1_warm.id given */
+    uv_timer_t warm_timer;  /* the pool's tick, running while warm is not empty */
+    int open_handles;       /* the two timers and every connection's tcp and timer */
+    bool freed;             /* h1_free ran; the struct goes at open_handles == 0 */
 };
 
 /* An endpoint kept warm: its concurrency over the last minute, and its connections opening. */
@@ -97,7 +101,7 @@ struct h1_warm {
     bool burst;                  /* more than HTTPC_WARM_MIN were ever in flight at once */
     unsigned opening;            /* its connections still connecting */
     unsigned failed;             /* connects that failed in a row (quiets the log) */
-    struct h1_warm *next;
+    h2o_linklist_t link;         /* in t->warm */
 };
 
 struct h1_conn {
@@ -111,9 +115,8 @@ struct h1_conn {
     char *rbuf;                   /* bytes read and not consumed yet: rbuf[0..rlen) */
     size_t rlen;
     size_t rcap;
-    char *wpend;          /* the rest of a request uv_write is sending, or NULL */
-    struct h1_conn *prev; /* t->idle */
-    struct h1_conn *next;
+    char *wpend;            /* the rest of a request uv_write is sending, or NULL */
+    h2o_linklist_t link;    /* in t->idle (idle) or t->opening (warming), at most one */
     int open;               /* of tcp and timer, the handles not closed yet */
     unsigned connected : 1; /* the TCP connect finished */
     unsigned reused : 1;    /* it carried an earlier request */
@@ -164,9 +167,8 @@ struct h1_req {
     long connects;           /* connections opened for it */
     int fail_err;            /* a start failure for defer_timer to report */
     char *fail_text;
-    struct h1_req *prev; /* t->reqs */
-    struct h1_req *next;
-    struct h1_req *fail_next; /* t->failing */
+    h2o_linklist_t link;      /* in t->reqs */
+    h2o_linklist_t fail_link; /* in t->failing while linked */
 };
 
 static void process(struct h1_req *r);
@@ -188,33 +190,16 @@ static void defer_timer_closed_cb(uv_handle_t *h)
 
 /* ---- connections ---- */
 
-/* Takes c off the list at *head (t->idle or t->opening: a connection is on one at most). */
-static void list_unlink(struct h1_conn **head, struct h1_conn *c)
+static struct h1_conn *conn_of(h2o_linklist_t *node)
 {
-    if (c->prev != NULL)
-        c->prev->next = c->next;
-    else
-        *head = c->next;
-    if (c->next != NULL)
-        c->next->prev = c->prev;
-    c->prev = c->next = NULL;
-}
-
-/* Pushes c at the front of the list at *head. */
-static void list_push(struct h1_conn **head, struct h1_conn *c)
-{
-    c->prev = NULL;
-    c->next = *head;
-    if (*head != NULL)
-        (*head)->prev = c;
-    *head = c;
+    return H2O_STRUCT_FROM_MEMBER(struct h1_conn, link, node);
 }
 
 static void idle_unlink(struct h1_conn *c)
 {
     if (!c->idle)
         return;
-    list_unlink(&c->t->idle, c);
+    h2o_linklist_unlink(&c->link);
     c->idle = 0;
     c->t->nidle--;
 }
@@ -224,7 +209,7 @@ static void opening_unlink(struct h1_conn *c)
 {
     if (!c->warming)
         return;
-    list_unlink(&c->t->opening, c);
+    h2o_linklist_unlink(&c->link);
     c->warming = 0;
     c->t->nopening--;
 }
@@ -269,7 +254,8 @@ static bool same_addr(const struct sockaddr_storage *a, const struct sockaddr_st
 
 static struct h1_conn *take_idle(struct h1 *t, const struct sockaddr_storage *addr)
 {
-    for (struct h1_conn *c = t->idle; c != NULL; c = c->next) {
+    for (h2o_linklist_t *node = t->idle.next; node != &t->idle; node = node->next) {
+        struct h1_conn *c = conn_of(node);
         if (same_addr(&c->addr, addr)) {
             idle_unlink(c);
             return c;
@@ -284,14 +270,10 @@ static void park(struct h1_conn *c)
     struct h1 *t = c->t;
     c->reused = 1;
     c->idle = 1;
-    list_push(&t->idle, c);
+    h2o_linklist_insert(t->idle.next, &c->link); /* the front: most recently used */
     t->nidle++;
-    if (t->nidle > t->idle_cap) {
-        struct h1_conn *oldest = t->idle;
-        while (oldest->next != NULL)
-            oldest = oldest->next;
-        conn_close(oldest);
-    }
+    if (t->nidle > t->idle_cap)
+        conn_close(conn_of(t->idle.prev)); /* the least recently used */
 }
 
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *out)
@@ -313,14 +295,9 @@ static void warm_count(struct h1 *t, const struct sockaddr_storage *addr, bool b
 static void req_free(struct h1_req *r)
 {
     struct h1 *t = r->t;
-    if (t->warm != NULL)
+    if (!h2o_linklist_is_empty(&t->warm))
         warm_count(t, &r->addr, false);
-    if (r->prev != NULL)
-        r->prev->next = r->next;
-    else
-        t->reqs = r->next;
-    if (r->next != NULL)
-        r->next->prev = r->prev;
+    h2o_linklist_unlink(&r->link);
     t->active--;
     free(r->wbuf);
     free(r->fail_text);
@@ -331,11 +308,8 @@ static void req_free(struct h1_req *r)
 
 static void unfail(struct h1_req *r)
 {
-    struct h1_req **pp = &r->t->failing;
-    while (*pp != NULL && *pp != r)
-        pp = &(*pp)->fail_next;
-    if (*pp == r)
-        *pp = r->fail_next;
+    if (h2o_linklist_is_linked(&r->fail_link))
+        h2o_linklist_unlink(&r->fail_link);
 }
 
 /* Takes the connection from the request: back to the pool when the response ended cleanly and
@@ -392,9 +366,10 @@ static void drop(struct h1_req *r)
 static void defer_timer_cb(uv_timer_t *timer)
 {
     struct h1 *t = timer->data;
-    struct h1_req *r;
-    while (!t->freed && (r = t->failing) != NULL) {
-        t->failing = r->fail_next;
+    /* done may start requests that fail too: they join the end and are reported in this pass. */
+    while (!t->freed && !h2o_linklist_is_empty(&t->failing)) {
+        struct h1_req *r = H2O_STRUCT_FROM_MEMBER(struct h1_req, fail_link, t->failing.next);
+        h2o_linklist_unlink(&r->fail_link);
         char *text = r->fail_text;
         r->fail_text = NULL;
         finish(r, r->fail_err, text);
@@ -407,8 +382,7 @@ static void fail_soon(struct h1_req *r, int err, char *text)
     struct h1 *t = r->t;
     r->fail_err = err;
     r->fail_text = text;
-    r->fail_next = t->failing;
-    t->failing = r;
+    h2o_linklist_insert(&t->failing, &r->fail_link);
     uv_timer_start(&t->defer_timer, defer_timer_cb, 0, 0);
 }
 
@@ -624,20 +598,25 @@ static void start_conn(struct h1_req *r)
  * replaces what was used up or closed; nothing is closed for being more than needed: the engine's
  * own idle timeout does that, as it did before the pool. */
 
+static struct h1_warm *warm_of(h2o_linklist_t *node)
+{
+    return H2O_STRUCT_FROM_MEMBER(struct h1_warm, link, node);
+}
+
 static struct h1_warm *warm_find(struct h1 *t, const struct sockaddr_storage *addr)
 {
-    for (struct h1_warm *w = t->warm; w != NULL; w = w->next) {
-        if (same_addr(&w->addr, addr))
-            return w;
+    for (h2o_linklist_t *node = t->warm.next; node != &t->warm; node = node->next) {
+        if (same_addr(&warm_of(node)->addr, addr))
+            return warm_of(node);
     }
     return NULL;
 }
 
 static struct h1_warm *warm_by_id(struct h1 *t, unsigned id)
 {
-    for (struct h1_warm *w = t->warm; w != NULL; w = w->next) {
-        if (w->id == id)
-            return w;
+    for (h2o_linklist_t *node = t->warm.next; node != &t->warm; node = node->next) {
+        if (warm_of(node)->id == id)
+            return warm_of(node);
     }
     return NULL;
 }
@@ -689,8 +668,8 @@ static unsigned warm_keep(const struct h1_warm *w)
 static void warm_fill(struct h1 *t, struct h1_warm *w)
 {
     unsigned have = w->active + w->opening;
-    for (struct h1_conn *c = t->idle; c != NULL; c = c->next)
-        have += same_addr(&c->addr, &w->addr);
+    for (h2o_linklist_t *node = t->idle.next; node != &t->idle; node = node->next)
+        have += same_addr(&conn_of(node)->addr, &w->addr);
     unsigned keep = warm_keep(w);
     /* Within the idle cap, all endpoints together: park() would close the oldest otherwise,
      * and the pools would reopen and close each other's connections every tick. */
@@ -698,7 +677,7 @@ static void warm_fill(struct h1 *t, struct h1_warm *w)
         struct h1_conn *c = conn_new(t, &w->addr);
         c->warm_id = w->id;
         c->warming = 1;
-        list_push(&t->opening, c);
+        h2o_linklist_insert(&t->opening, &c->link);
         t->nopening++;
         w->opening++;
         int rc =
@@ -746,31 +725,31 @@ static void warm_tick_cb(uv_timer_t *timer)
 {
     struct h1 *t = timer->data;
     uint64_t now = clock_mono_ns();
-    for (struct h1_warm *w = t->warm; w != NULL; w = w->next) {
-        warm_advance(w, now);
-        warm_fill(t, w);
+    for (h2o_linklist_t *node = t->warm.next; node != &t->warm; node = node->next) {
+        warm_advance(warm_of(node), now);
+        warm_fill(t, warm_of(node));
     }
 }
 
 /* Forgets an endpoint: its idle and connecting connections are closed. */
 static void warm_forget(struct h1 *t, struct h1_warm *w)
 {
-    struct h1_warm **pp = &t->warm;
-    while (*pp != w)
-        pp = &(*pp)->next;
-    *pp = w->next;
-    for (struct h1_conn *c = t->idle, *next; c != NULL; c = next) {
-        next = c->next;
+    h2o_linklist_unlink(&w->link);
+    /* conn_close unlinks c, and only c: the next node is read first. */
+    for (h2o_linklist_t *node = t->idle.next; node != &t->idle;) {
+        struct h1_conn *c = conn_of(node);
+        node = node->next;
         if (same_addr(&c->addr, &w->addr))
             conn_close(c);
     }
-    for (struct h1_conn *c = t->opening, *next; c != NULL; c = next) {
-        next = c->next;
+    for (h2o_linklist_t *node = t->opening.next; node != &t->opening;) {
+        struct h1_conn *c = conn_of(node);
+        node = node->next;
         if (c->warm_id == w->id)
             conn_close(c); /* its connect callback runs with UV_ECANCELED */
     }
     free(w);
-    if (t->warm == NULL)
+    if (h2o_linklist_is_empty(&t->warm))
         uv_timer_stop(&t->warm_timer);
 }
 
@@ -1155,6 +1134,11 @@ struct h1 *h1_new(uv_loop_t *loop)
 {
     struct h1 *t = xcalloc(1, sizeof(*t));
     t->loop = loop;
+    h2o_linklist_init_anchor(&t->idle);
+    h2o_linklist_init_anchor(&t->reqs);
+    h2o_linklist_init_anchor(&t->failing);
+    h2o_linklist_init_anchor(&t->warm);
+    h2o_linklist_init_anchor(&t->opening);
     uv_timer_init(loop, &t->defer_timer);
     t->defer_timer.data = t;
     struct rlimit rl;
@@ -1175,17 +1159,17 @@ void h1_free(struct h1 *t)
         return;
     ASSERT(!t->freed);
     t->freed = true;
-    struct h1_req *r = t->reqs;
-    while (r != NULL) {
-        struct h1_req *next = r->next;
+    h2o_linklist_t *node = t->reqs.next;
+    while (node != &t->reqs) {
+        struct h1_req *r = H2O_STRUCT_FROM_MEMBER(struct h1_req, link, node);
+        node = node->next; /* drop frees r, and only r */
         if (!r->finished)
             drop(r); /* one whose done is running is released by finish() */
-        r = next;
     }
-    while (t->warm != NULL)
-        warm_forget(t, t->warm);
-    while (t->idle != NULL)
-        conn_close(t->idle);
+    while (!h2o_linklist_is_empty(&t->warm))
+        warm_forget(t, warm_of(t->warm.next));
+    while (!h2o_linklist_is_empty(&t->idle))
+        conn_close(conn_of(t->idle.next));
     uv_close((uv_handle_t *)&t->defer_timer, defer_timer_closed_cb);
     uv_close((uv_handle_t *)&t->warm_timer, defer_timer_closed_cb);
 }
@@ -1212,10 +1196,10 @@ int h1_prewarm(struct h1 *t, const struct httpc_endpoint *to, unsigned max)
         w->id = ++t->warm_ids;
         w->slot_ns = clock_mono_ns();
         /* Requests already in flight to it count from now on, not these. */
-        w->next = t->warm;
-        if (t->warm == NULL)
+        if (h2o_linklist_is_empty(&t->warm))
             uv_timer_start(&t->warm_timer, warm_tick_cb, WARM_TICK_MS, WARM_TICK_MS);
-        t->warm = w;
+        /* The front: the newest endpoint fills first when the idle cap is tight. */
+        h2o_linklist_insert(t->warm.next, &w->link);
     }
     w->max = max;
     warm_fill(t, w);
@@ -1258,12 +1242,9 @@ int h1_request(struct h1 *t, const struct httpc_opts *o, httpc_done_cb done, str
     r->start_ns = clock_mono_ns();
     encode(r, o, method, authority, authority_len, path);
 
-    r->next = t->reqs;
-    if (t->reqs != NULL)
-        t->reqs->prev = r;
-    t->reqs = r;
+    h2o_linklist_insert(&t->reqs, &r->link);
     t->active++;
-    if (t->warm != NULL)
+    if (!h2o_linklist_is_empty(&t->warm))
         warm_count(t, &r->addr, true);
 
     struct h1_conn *c = take_idle(t, &tg.addr);
