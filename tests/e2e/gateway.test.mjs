@@ -43,6 +43,9 @@ describe('gateway', () => {
     try {
       await assert.rejects(client(arun).chat.completions.create({ model: 'gpt-9', messages: [{ role: 'user', content: 'x' }] }),
         (e) => e.status === 404 && /gpt-9.*models served here: qwen/.test(e.message));
+      // A name past the limit is called too long, not missing.
+      await assert.rejects(client(arun).chat.completions.create({ model: 'q'.repeat(300), messages: [{ role: 'user', content: 'x' }] }),
+        (e) => e.status === 400 && e.code === 'invalid_model' && /"model" is 300 bytes long; model names have at most 255/.test(e.message));
     } finally { await arun.cleanup(); }
   });
 
