@@ -395,38 +395,41 @@ static void end_line(struct line *l, enum log_level level)
     deliver(level, l->data, l->len + 2);
 }
 
+/* The one line writer behind log_write and log_write_fields: json or typed fields, or neither. */
+static void write_line(enum log_level level, const char *module, const char *request_id, int err,
+                       json_t *json, const struct log_field *typed, size_t ntyped, const char *fmt,
+                       va_list ap)
+{
+    struct line *l = &tls_line;
+
+    begin_line(l, level, module, request_id, fmt, ap);
+    if (err != 0)
+        put_field(l, "error", strerror(-err));
+    if (json != NULL) {
+        put_fields(l, json);
+        json_decref(json);
+    }
+    for (size_t i = 0; i < ntyped; i++)
+        put_typed(l, &typed[i]);
+    end_line(l, level);
+}
+
 void log_write(enum log_level level, const char *module, const char *request_id, int err,
                json_t *fields, const char *fmt, ...)
 {
-    struct line *l = &tls_line;
     va_list ap;
-
     va_start(ap, fmt);
-    begin_line(l, level, module, request_id, fmt, ap);
+    write_line(level, module, request_id, err, fields, NULL, 0, fmt, ap);
     va_end(ap);
-    if (err != 0)
-        put_field(l, "error", strerror(-err));
-    if (fields != NULL) {
-        put_fields(l, fields);
-        json_decref(fields);
-    }
-    end_line(l, level);
 }
 
 void log_write_fields(enum log_level level, const char *module, const char *request_id, int err,
                       const struct log_field *fields, size_t n, const char *fmt, ...)
 {
-    struct line *l = &tls_line;
     va_list ap;
-
     va_start(ap, fmt);
-    begin_line(l, level, module, request_id, fmt, ap);
+    write_line(level, module, request_id, err, NULL, fields, n, fmt, ap);
     va_end(ap);
-    if (err != 0)
-        put_field(l, "error", strerror(-err));
-    for (size_t i = 0; i < n; i++)
-        put_typed(l, &fields[i]);
-    end_line(l, level);
 }
 
 void log_flush(void)
