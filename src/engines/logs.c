@@ -600,6 +600,23 @@ static bool looks_like_error(const char *line, size_t len)
     return false;
 }
 
+/* A line that ends in its error word, after a space ("srv llama_server: exiting due to model
+ * loading error", llama-server's last words after a failed load), names an error without saying
+ * what it was. It does not replace an earlier error line, which does. A word glued to the one
+ * before it ("RuntimeError", a Python exception without a message) says what it was. */
+static bool only_names_an_error(const char *line, size_t len)
+{
+    while (len > 0 && memchr(" \t\r.!", line[len - 1], 5) != NULL)
+        len--;
+    for (size_t i = 0; i < ARRAY_SIZE(error_words); i++) {
+        size_t n = strlen(error_words[i]);
+        if (len > n && (line[len - n - 1] == ' ' || line[len - n - 1] == '\t') &&
+            memcmp(line + len - n, error_words[i], n) == 0)
+            return true;
+    }
+    return false;
+}
+
 static void remember(struct buf *b, const char *line, size_t len)
 {
     buf_reset(b);
@@ -657,7 +674,8 @@ static void emit(struct engine_log *l, int stream, bool to_file, const char *lin
         file_put(l, stream, line, len);
     tail_push(l, stream, line, len);
     if (stream != 0) {
-        if (looks_like_error(line, len))
+        if (looks_like_error(line, len) &&
+            !(l->last_error.len > 0 && only_names_an_error(line, len)))
             remember(&l->last_error, line, len);
         remember(&l->last_any, line, len);
         l->run_has_lines = true;

@@ -422,6 +422,23 @@ static void test_last_line_prefers_an_error_looking_line(void **state)
     engine_log_begin_run(fx->log);
     feed(fx->log, 1, "panic: runtime error: index out of range\n");
     assert_string_equal(engine_log_last_line(fx->log), "panic: runtime error: index out of range");
+    /* llama-server on a truncated model: its last words only name the error. */
+    engine_log_begin_run(fx->log);
+    feed(fx->log, 2,
+         "0.00.005.550 E llama_model_load: error loading model: tensor 'token_embd.weight' data "
+         "is not within the file bounds, model is corrupted or incomplete\n"
+         "0.00.005.569 E srv    load_model: failed to load model, 'bad.gguf'\n"
+         "0.00.005.797 E srv  llama_server: exiting due to model loading error\n");
+    assert_string_equal(engine_log_last_line(fx->log),
+                        "0.00.005.550 E llama_model_load: error loading model: tensor "
+                        "'token_embd.weight' data is not within the file bounds, model is "
+                        "corrupted or incomplete");
+    /* Alone, such a line is still the error; a glued word says what it was. */
+    engine_log_begin_run(fx->log);
+    feed(fx->log, 2, "starting\nexiting due to model loading error.\nshutting down\n");
+    assert_string_equal(engine_log_last_line(fx->log), "exiting due to model loading error.");
+    feed(fx->log, 2, "Traceback (most recent call last):\nRuntimeError\n");
+    assert_string_equal(engine_log_last_line(fx->log), "RuntimeError");
     engine_log_begin_run(fx->log);
     feed(fx->log, 1, "all good\npartial");
     engine_log_flush(fx->log);
