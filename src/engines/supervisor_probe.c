@@ -45,7 +45,12 @@ static uint64_t probe_interval(struct engine *e)
 void sup_send_probe(struct engine *e)
 {
     struct manifest_vars v = sup_vars_of(e);
-    bool deep = e->cfg->health.probe == CONFIG_PROBE_COMPLETION && e->state == ENGINE_READY;
+    /* A completion probe waits for a free slot like any request: on an engine whose slots are
+     * all answering it times out, and a busy engine is not a broken one (llama-server with
+     * -np 1 flapped to unhealthy during every long answer). While requests are in flight their
+     * answers show whether completions work; the health path shows the process is alive. */
+    bool deep = e->cfg->health.probe == CONFIG_PROBE_COMPLETION && e->state == ENGINE_READY &&
+                e->in_flight == 0;
     int rc = health_probe_start(e->sup->loop, e->sup->httpc, e->cfg, e->port, deep, &v, on_probe, e,
                                 &e->probe);
     if (rc != 0) {

@@ -225,7 +225,23 @@ describe('a real llama-server', { skip }, () => {
       await waitFor(async () => (await predicted()) >= 3, { timeoutMs: 10000, what: 'three completion probes' });
       const now = await engine(arun, 'deep');
       assert.equal(now.state, 'ready', now.reason);
-
     } finally { await arun.cleanup(); }
+  });
+
+  test('health.probe: completion does not call a busy llama-server unhealthy when its only slot is taken by a long answer', async () => {
+    // The probe's one-token completion would wait behind the answer for the slot (-np 1) and
+    // time out; the answer's own tokens show the engine works.
+    const arun = await new Arun({ config: `engines:\n${llama('busy', 'big', { flags: '-np 1 -c 8192', keys: '    start: always\n    health: {probe: completion, interval_ms: 100, timeout_ms: 300, failures: 2}\n' })}` }).start();
+    let states;
+    try {
+      await waitState(arun, 'busy', 'ready');
+      states = await watchStates(arun);
+      const stream = await client(arun).chat.completions.create({ model: 'busy', messages: [{ role: 'user', content: 'go on' }], max_tokens: 250, stream: true });
+      let tokens = 0;
+      for await (const c of stream) if (c.choices[0]?.delta?.content) tokens++;
+      assert.ok(tokens > 200, `${tokens} tokens`);
+      assert.deepEqual(states.seen.filter((s) => s.engine === 'busy' && s.state !== 'ready'), [],
+        'the engine stayed ready while it answered');
+    } finally { await states?.close(); await arun.cleanup(); }
   });
 });
