@@ -61,20 +61,16 @@ static void access_log(struct api_req *a)
                      a->error_code ? " " : "", a->error_code ? a->error_code : "");
 }
 
-/* Answers with an error: in the stream, then a cut transfer, when the stream is open; else a
- * plain OpenAI-shaped error (with Retry-After when waiting may help). */
-static void fail(struct api_req *a, int status, const char *code, const char *msg)
+/* Sends an error object (taking the reference): in the stream, then a cut transfer, when the
+ * stream is open; else as the answer (with Retry-After when waiting may help). */
+static void send_error(struct api_req *a, int status, json_t *err)
 {
-    a->status = status;
-    a->error_code = code;
     if (a->sse != NULL) {
         /* Headers went out already: the error travels in the stream, as OpenAI's does, and the
          * transfer is cut rather than ended, so that a client that reads no events (curl, a
          * plain fetch) fails too instead of taking a cut answer for a whole one. */
-        json_t *j = json_pack("{s:{s:s, s:s, s:n, s:s}}", "error", "message", msg, "type",
-                              http_error_type(status), "param", "code", code);
-        char *s = json_dumps(j, JSON_COMPACT);
-        json_decref(j);
+        char *s = json_dumps(err, JSON_COMPACT);
+        json_decref(err);
         IGNORE_RESULT(sse_write(a->sse, NULL, NULL, s, strlen(s)));
         free(s);
         sse_abort(a->sse);
@@ -86,7 +82,15 @@ static void fail(struct api_req *a, int status, const char *code, const char *ms
         snprintf(ra, sizeof(ra), "%d", GATEWAY_RETRY_AFTER_S);
         http_add_header(a->r, "retry-after", ra);
     }
-    http_send_error(a->r, status, code, NULL, "%s", msg);
+    http_send_json(a->r, status, err);
+}
+
+/* Answers with arun's own error, in OpenAI's shape. */
+static void fail(struct api_req *a, int status, const char *code, const char *msg)
+{
+    a->status = status;
+    a->error_code = code;
+    send_error(a, status, http_error_json(status, code, NULL, msg));
 }
 
 /* The client left a stream (or the server's drain ended it): the call goes, upstream and all. */
@@ -199,19 +203,24 @@ static void body_cb(struct gateway_call *c, const char *content_type, const char
                     void *arg)
 {
     struct api_req *a = arg;
-    if (a->sse != NULL) {
-        /* The stream opened while the request waited, and the engine answered an error: it
-         * travels in the stream. */
-        char msg[512];
-        snprintf(msg, sizeof(msg), "engine %s answered HTTP %d: %.300s",
-                 gateway_call_info(c)->engine, a->head_status, body);
-        fail(a, a->head_status, "upstream_error", msg);
+    int status = a->head_status;
+    a->status = status;
+    if (status >= 400) {
+        /* The engine's error, in the shape OpenAI clients parse (llama-server's "code" is a
+         * number). In a stream that opened while the request waited, the 200 went out already:
+         * the message says which status the engine answered. */
+        char who[96]; /* "engine NAME": names have at most 64 bytes */
+        snprintf(who, sizeof(who), "engine %s", gateway_call_info(c)->engine);
+        bool in_stream = a->sse != NULL;
+        if (in_stream)
+            a->error_code = "upstream_error";
+        else
+            add_answer_headers(a);
+        send_error(a, status, http_error_relayed(status, body, len, who, in_stream));
         return;
     }
     add_answer_headers(a);
-    a->status = a->head_status;
-    http_send_bytes(a->r, a->head_status, content_type ? content_type : "application/json", body,
-                    len);
+    http_send_bytes(a->r, status, content_type ? content_type : "application/json", body, len);
 }
 
 static void end_cb(struct gateway_call *c, int status, const char *code, const char *message,

@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "core/http_status.h"
@@ -78,6 +79,21 @@ static void make_utf8(char *s)
     }
 }
 
+json_t *http_error_json(int status, const char *code, const char *param, const char *msg)
+{
+    char buf[1024];
+    snprintf(buf, sizeof(buf), "%s", msg);
+    make_utf8(buf);
+    json_t *err = json_object();
+    json_object_set_new(err, "message", json_string(buf));
+    json_object_set_new(err, "type", json_string(http_error_type(status)));
+    json_object_set_new(err, "param", param ? json_string(param) : json_null());
+    json_object_set_new(err, "code", code ? json_string(code) : json_null());
+    if (json_object_get(err, "message") == NULL) /* msg held bytes that are not UTF-8 */
+        json_object_set_new(err, "message", json_string("(message not valid UTF-8)"));
+    return json_pack("{s:o}", "error", err);
+}
+
 void http_send_error(struct http_request *r, int status, const char *code, const char *param,
                      const char *fmt, ...)
 {
@@ -86,15 +102,36 @@ void http_send_error(struct http_request *r, int status, const char *code, const
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    make_utf8(msg);
-    json_t *err = json_object();
-    json_object_set_new(err, "message", json_string(msg));
-    json_object_set_new(err, "type", json_string(http_error_type(status)));
-    json_object_set_new(err, "param", param ? json_string(param) : json_null());
-    json_object_set_new(err, "code", code ? json_string(code) : json_null());
-    if (json_object_get(err, "message") == NULL) /* msg held bytes that are not UTF-8 */
-        json_object_set_new(err, "message", json_string("(message not valid UTF-8)"));
-    http_send_json(r, status, json_pack("{s:o}", "error", err));
+    http_send_json(r, status, http_error_json(status, code, param, msg));
+}
+
+/* A member of the relayed error object when it is a string, else NULL. */
+static const char *str_member(json_t *obj, const char *name)
+{
+    return json_string_value(json_object_get(obj, name));
+}
+
+json_t *http_error_relayed(int status, const char *body, size_t len, const char *who, bool say_who)
+{
+    json_t *root = json_loadb(body, len, 0, NULL);
+    json_t *err = json_object_get(root, "error");
+    const char *msg = json_is_string(err) ? json_string_value(err) : str_member(err, "message");
+    char text[1024];
+    if (msg == NULL) /* not an error object we can read: its bytes are the message */
+        snprintf(text, sizeof(text), "%s answered HTTP %d: %.*s", who, status,
+                 (int)(len < HTTP_RELAYED_BODY_MAX ? len : HTTP_RELAYED_BODY_MAX), body);
+    else if (say_who)
+        snprintf(text, sizeof(text), "%s answered HTTP %d: %s", who, status, msg);
+    else
+        snprintf(text, sizeof(text), "%s", msg);
+    const char *code = str_member(err, "code");
+    json_t *out =
+        http_error_json(status, code ? code : "upstream_error", str_member(err, "param"), text);
+    const char *type = str_member(err, "type");
+    if (type != NULL)
+        json_object_set_new(json_object_get(out, "error"), "type", json_string(type));
+    json_decref(root);
+    return out;
 }
 
 int http_read_json(struct http_request *r, json_t **out)

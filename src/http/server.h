@@ -97,6 +97,20 @@ void http_send_json(struct http_request *r, int status, json_t *body);
 /* Sends bytes (copied into the request's pool) with the given content type. */
 void http_send_bytes(struct http_request *r, int status, const char *content_type, const char *body,
                      size_t len);
+/* The OpenAI error shape {"error":{"message","type","param","code"}}: type is derived from
+ * status; code and param may be NULL (JSON null). Bytes of msg that are not UTF-8 become '?'.
+ * Caller owns the result. */
+json_t *http_error_json(int status, const char *code, const char *param, const char *msg);
+/* How much of a relayed error body that is not an OpenAI error goes into the message. */
+#define HTTP_RELAYED_BODY_MAX 300
+/* The OpenAI error shape for an error answer (status, body) that another server (who: "engine
+ * qwen") sent, whatever shape it came in, so that a client can rely on each member's type: the
+ * message, type and param of its {"error":{…}} (or the string of {"error":"…"}) are kept when
+ * they are strings; a code that is not a string (llama-server's numeric 400) or is missing
+ * becomes "upstream_error"; a body that is no such object becomes the message "WHO answered HTTP
+ * STATUS: BODY" (cut at HTTP_RELAYED_BODY_MAX bytes). say_who prefixes every message that way
+ * (for an error that travels in a stream, where the status is lost). Caller owns the result. */
+json_t *http_error_relayed(int status, const char *body, size_t len, const char *who, bool say_who);
 /* Sends the OpenAI error shape {"error":{"message","type","param","code"}}. type is derived
  * from status when NULL; code and param may be NULL. */
 void http_send_error(struct http_request *r, int status, const char *code, const char *param,

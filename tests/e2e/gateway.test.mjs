@@ -149,6 +149,29 @@ describe('gateway', () => {
     } finally { await arun.cleanup(); }
   });
 
+  test('an engine\'s 4xx error reaches the client in the OpenAI shape: a numeric code becomes a string', async () => {
+    // The mock answers as llama-server does: 400 {"error":{"code":400,"message":…,"type":…}}.
+    // waits loads for a second, so its stream opens (200) before the engine's 400 arrives.
+    const arun = await new Arun({ config: `engines:\n  bad:\n    cmd: ${mock('--fail-status 400')}\n  waits:\n    cmd: ${mock('--fail-status 400 --load-ms 1000')}\n` }).start();
+    try {
+      const req = { model: 'bad', messages: [{ role: 'user', content: 'x' }], max_tokens: 3 };
+      await assert.rejects(client(arun).chat.completions.create(req), (e) =>
+        e.status === 400 && e.code === 'upstream_error' && e.type === 'invalid_request_error' &&
+        e.param === null && /^400 mock failure: this engine answers every model request/.test(e.message));
+      const r = await fetch(`${arun.url}/v1/chat/completions`, { method: 'POST', body: JSON.stringify({ ...req, stream: true }) });
+      assert.equal(r.status, 400);
+      assert.equal(r.headers.get('x-arun-engine'), 'bad');
+      assert.match(r.headers.get('content-type'), /^application\/json/);
+      const body = await r.json();
+      assert.deepEqual(Object.keys(body.error).sort(), ['code', 'message', 'param', 'type']);
+      assert.equal(body.error.code, 'upstream_error');
+      // In a stream that opened while waiting, the error event names the engine and its status.
+      const stream = await client(arun).chat.completions.create({ ...req, model: 'waits', stream: true });
+      await assert.rejects(async () => { for await (const c of stream) void c; }, (e) =>
+        e.code === 'upstream_error' && /^engine waits answered HTTP 400: mock failure/.test(e.message));
+    } finally { await arun.cleanup(); }
+  });
+
   test('a route whose first engine is crashed answers from the second, named in x-arun-engine', async () => {
     const arun = await new Arun({ config: `engines:\n  main:\n    cmd: ${mock('--crash-after-ms 100')}\n    restart: {policy: never}\n  backup:\n    cmd: ${mock()}\nroutes:\n  chat-default: [main, backup]\n` }).start();
     try {
