@@ -38,76 +38,6 @@ WORK_TPS=${WORK_TPS:-1000}
 LOG_LEVEL=${LOG_LEVEL:-info}               # arun's default
 NGINX_ACCESS_LOG=${NGINX_ACCESS_LOG:-on} # on: nginx's default access_log, into a file
 
-# cpu_ticks PID…: user + system clock ticks these processes (all their threads) used so far.
-cpu_ticks() {
-    _t=0
-    for _p in "$@"; do
-        _v=$(awk '{print $14 + $15}' "/proc/$_p/stat" 2>/dev/null || echo 0)
-        _t=$((_t + _v))
-    done
-    echo "$_t"
-}
-
-# run_post NAME URL PID…: one bounded wrk run of post.lua; prints "NAME RPS P50_MS P99_MS BAD
-# CPU_US", BAD being the non-2xx answers plus socket errors (anything but 0 makes the row
-# meaningless) and CPU_US the CPU time the processes PID… spent per request (the server that
-# answers wrk: the engine for direct, the proxy alone otherwise). Unlike req/s, that number does
-# not depend on how the two cores were shared between wrk, the proxy and the engine.
-run_post() {
-    _name=$1
-    _url=$2
-    shift 2
-    _t0=$(cpu_ticks "$@")
-    _out=$(wrk -t"${WRK_THREADS:-1}" -c"${WRK_CONNS:-32}" -d"${WRK_SECS:-5}"s --latency \
-        -s "$LUA" "$_url")
-    _t1=$(cpu_ticks "$@")
-    _n=$(printf '%s\n' "$_out" | awk '/requests in/ {print $1}')
-    _rps=$(printf '%s\n' "$_out" | awk '/^Requests\/sec/ {print $2}')
-    _p50=$(printf '%s\n' "$_out" | awk '$1=="50%" {print $2}')
-    _p99=$(printf '%s\n' "$_out" | awk '$1=="99%" {print $2}')
-    _bad=$(printf '%s\n' "$_out" | awk '/Non-2xx/ {n += $NF}
-        /Socket errors/ {gsub(",", ""); n += $4 + $6 + $8 + $10} END {print n + 0}')
-    [ "$_bad" = 0 ] || echo "bench: $_name: $_bad bad answers or socket errors" >&2
-    _cpu=$(awk -v t="$((_t1 - _t0))" -v hz="$(getconf CLK_TCK)" -v n="$_n" \
-        'BEGIN { printf "%.2f", (n > 0 ? t * 1e6 / hz / n : 0) }')
-    echo "$_name $_rps $(to_ms "$_p50") $(to_ms "$_p99") $_bad $_cpu"
-}
-
-# best_of NAMES…: reads run_post lines on stdin; prints the best (highest req/s) line of each.
-best_of() {
-    awk -v names="$*" 'NF==6 { if ($2 > best[$1]) { best[$1]=$2; line[$1]=$0 } }
-        END { n=split(names, a, " "); for (i=1; i<=n; i++) print line[a[i]] }'
-}
-
-# post_table REF: the Markdown table of best_of lines on stdin, each row against REF's row.
-post_table() {
-    _lines=$(cat)
-    _ref=$1
-    echo "| path | req/s | p50 ms | p99 ms | req/s vs $_ref | p99 added ms | bad answers" \
-        "| server CPU µs/req |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---:|"
-    printf '%s\n' "$_lines" | awk -v ref="$_ref" '
-        { n++; name[n]=$1; rps[n]=$2; p50[n]=$3; p99[n]=$4; bad[n]=$5; cpu[n]=$6
-          if ($1 == ref) { rr = $2; rp = $4 } }
-        END { for (i=1; i<=n; i++)
-            printf "| %s | %.0f | %.3f | %.3f | %.2f | %+.3f | %d | %.1f |\n",
-                name[i], rps[i], p50[i], p99[i], rps[i]/rr, p99[i]-rp, bad[i], cpu[i] }'
-}
-
-# wait_ready URL [SECONDS]: polls GET /v1/engines/NAME until its state is ready.
-wait_ready() {
-    _deadline=$(( $(date +%s) + ${2:-20} ))
-    until curl -sf "$1" 2>/dev/null | grep -q '"state":"ready"'; do
-        [ "$(date +%s)" -lt "$_deadline" ] || { echo "bench: $1 never became ready" >&2; return 1; }
-        sleep 0.05
-    done
-}
-
-# engine_pid URL: the pid of the engine that GET /v1/engines/NAME describes.
-engine_pid() {
-    curl -sf "$1" | sed -n 's/.*"pid":\([0-9]*\).*/\1/p'
-}
-
 # ---- (c), inside the namespace: the script runs itself again under unshare -n. ----------------
 if [ "${1:-}" = "--in-netns" ]; then
     BUILD=$2
@@ -318,13 +248,7 @@ B_ROUNDS=$(printf '%s\n' "$S" | awk '
                 i == 1 ? " (first)" : "", d50[i], d99[i], a50[i], a99[i],
                 a50[i] - d50[i], a99[i] - d99[i]
     }')
-B_TABLE=$(printf '%s\n' "$S" | awk '
-    function med(name, col,   v, n, i, j, t) {
-        n = 0; for (i=1; i<=nl; i++) if (nm[i]==name) v[++n] = f[i, col]
-        for (i=1; i<=n; i++) for (j=i+1; j<=n; j++) if (v[j] < v[i]) { t=v[i]; v[i]=v[j]; v[j]=t }
-        return v[int((n+1)/2)]
-    }
-    NF==8 { nl++; nm[nl]=$1; for (c=2; c<=8; c++) f[nl, c]=$c }
+B_TABLE=$(printf '%s\n' "$S" | awk "$AWK_STREAM_MED"'
     END {
         printf "| path | TTFT p50 ms | TTFT p99 ms | inter-token mean ms | inter-token p99 ms"
         print " | streams ok | wall ms |"
