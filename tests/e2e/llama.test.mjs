@@ -125,6 +125,11 @@ describe('a real llama-server', { skip }, () => {
       const stops = await oa.chat.completions.create({ model: 'stops', messages: [{ role: 'user', content: 'hi' }], max_tokens: 200 });
       assert.equal(stops.choices[0].finish_reason, 'stop');
       assert.ok(stops.usage.completion_tokens < 200);
+      // llama-server validates requests itself and answers 400 with a numeric "code": the
+      // client gets the OpenAI shape, its code a string.
+      await assert.rejects(oa.chat.completions.create({ model: 'tiny', messages: 'nope' }),
+        (e) => e.status === 400 && e.code === 'upstream_error' && e.type === 'invalid_request_error'
+          && /Expected 'messages' to be an array/.test(e.message));
     } finally { await arun.cleanup(); }
   });
 
