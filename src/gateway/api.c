@@ -71,7 +71,7 @@ static void send_error(struct api_req *a, int status, json_t *err)
          * plain fetch) fails too instead of taking a cut answer for a whole one. */
         char *s = json_dumps(err, JSON_COMPACT);
         json_decref(err);
-        IGNORE_RESULT(sse_write(a->sse, NULL, NULL, s, strlen(s)));
+        IGNORE_RESULT(sse_write(a->sse, NULL, NULL, s, strlen(s))); /* cut next either way */
         free(s);
         sse_abort(a->sse);
         a->sse = NULL;
@@ -170,7 +170,7 @@ static void first_byte(struct api_req *a)
     snprintf(note, sizeof(note), "answered by engine %s after falling back from %s%s", in->engine,
              a->named,
              in->remote ? "; this answer comes from a remote engine: it left this machine" : "");
-    IGNORE_RESULT(sse_comment(a->sse, note));
+    IGNORE_RESULT(sse_comment(a->sse, note)); /* a full backlog: the answer's own write says so */
 }
 
 /* After a write to the stream: its error, or a pause while the client's backlog is past half its
