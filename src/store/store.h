@@ -25,6 +25,7 @@
 #include "core/buf.h"
 #include "core/common.h"
 #include "core/config.h"
+#include "core/metrics.h"
 
 #define STORE_DB_FILE "arun.db"     /* under data_dir, for url "sqlite" */
 #define STORE_LOCK_FILE "arun.lock" /* under data_dir: flock'd by the one arun that writes */
@@ -49,6 +50,7 @@ struct store_options {
     enum config_store_sync synchronous; /* FULL (default): acked writes survive power loss */
     uint32_t busy_timeout_ms;           /* 0 = STORE_BUSY_TIMEOUT_MS */
     size_t max_pending;                 /* 0 = STORE_MAX_PENDING */
+    struct metrics *metrics;            /* or NULL: gets arun_store_commit_seconds */
 };
 
 /* Counters for tests and /metrics. Commits far fewer than ops_committed is group commit at work. */
@@ -113,5 +115,156 @@ int store_kv_get(struct store *st, const char *ns, const char *key, store_value_
 /* Reads every (key, value) of ns as one JSON object {"key": value, …}, keys in order, at most
  * STORE_LIST_MAX of them ("{}" when the namespace is empty). Returns as store_kv_get. */
 int store_kv_list(struct store *st, const char *ns, store_value_cb cb, void *arg) MUST_USE;
+
+/* ---- durable runs: responses, their events and items, conversations, idempotency keys ----
+ *
+ * The tables behind the Responses and Conversations APIs (docs/internals/runs.md). Every row
+ * belongs to a tenant and every call takes the tenant: an object of another tenant is -ENOENT,
+ * exactly like one that does not exist; no function reads or writes across tenants except the
+ * two system scans (store_runs_unfinished for recovery, store_runs_sweep for retention), which
+ * say so. Until API keys exist the tenant is STORE_TENANT_DEFAULT.
+ *
+ * Ids are the API's (resp_…, msg_…, fc_…, conv_…), made by the caller (core/ids.h), unique within
+ * a tenant. JSON given to a write is stored as it is (it must be valid JSON: -EINVAL otherwise)
+ * and read back byte for byte. Writes go through the writer's group commit like every write:
+ * their callback means committed, and a write submitted after another commits no earlier (the
+ * writer is FIFO), so a caller that waits for the last of several writes has them all.
+ *
+ * Reads answer JSON texts through store_value_cb (or, for events, the line format below); the
+ * shape is given with each function. "ms" is the wall clock in milliseconds since the epoch. */
+
+#define STORE_TENANT_DEFAULT "default"
+#define STORE_TENANT_MAX 64   /* bytes in a tenant name */
+#define STORE_ID_MAX 128      /* bytes in an object id */
+#define STORE_PAGE_MAX 10000  /* rows one list or read returns at most */
+
+/* A response row: the run's index entry. The event log (below) is the truth about a run; the
+ * row is what lists, lookups and recovery read without folding events. */
+struct store_response {
+    const char *tenant;
+    const char *id;
+    const char *status;               /* queued in_progress completed failed cancelled incomplete */
+    const char *model;                /* as the client asked */
+    const char *conversation_id;      /* or NULL */
+    const char *previous_response_id; /* or NULL */
+    int64_t created_ms;
+    bool background;
+    const char *request; /* JSON object: what the run needs to start again (store_response_put
+                            only; update keeps it) */
+    size_t request_len;
+    const char *object; /* JSON object: the Response as GET /v1/responses/ID shows it */
+    size_t object_len;
+};
+
+/* Inserts a response row. cb gets 0 once committed, -EEXIST when (tenant, id) exists, -EINVAL
+ * for invalid JSON. Returns as store_kv_put (-EINVAL also for a missing tenant, id, status,
+ * model, request or object; -E2BIG past STORE_TENANT_MAX/STORE_ID_MAX/STORE_VALUE_MAX). */
+int store_response_put(struct store *st, const struct store_response *r, store_write_cb cb,
+                       void *arg) MUST_USE;
+/* Sets the status and the Response object of an existing row (the request stays). cb gets 0,
+ * -ENOENT when there is no such row. Returns as store_response_put. */
+int store_response_update(struct store *st, const char *tenant, const char *id, const char *status,
+                          const char *object, size_t object_len, store_write_cb cb,
+                          void *arg) MUST_USE;
+/* Reads a response row: {"id","status","model","conversation_id","previous_response_id",
+ * "created_ms","background","request":{…},"object":{…},"last_seq":N} (null for absent ids;
+ * last_seq is the highest stored event's sequence number, -1 with none), or -ENOENT. */
+int store_response_get(struct store *st, const char *tenant, const char *id, store_value_cb cb,
+                       void *arg) MUST_USE;
+/* Deletes a response row with its events and its input and output items (conversation items
+ * are the conversation's: they stay). cb gets 0 or -ENOENT. */
+int store_response_delete(struct store *st, const char *tenant, const char *id, store_write_cb cb,
+                          void *arg) MUST_USE;
+/* Lists a tenant's responses, newest first: {"data":[row…],"has_more":bool}, each row as
+ * store_response_get's without "request". status NULL lists every status; after_id (or NULL)
+ * starts after that response (-ENOENT when it does not exist); limit 1..STORE_PAGE_MAX. */
+int store_responses_list(struct store *st, const char *tenant, const char *status,
+                         const char *after_id, uint32_t limit, store_value_cb cb,
+                         void *arg) MUST_USE;
+/* System scan for recovery, every tenant: the rows whose status is queued or in_progress, in
+ * the order they were created, as a JSON array of store_response_get's rows with "tenant". */
+int store_runs_unfinished(struct store *st, store_value_cb cb, void *arg) MUST_USE;
+
+/* Appends one event to a response's log. data is the event's JSON object on one line (no
+ * '\n', as jansson's JSON_COMPACT writes it), type its "type". Events are never rewritten: cb
+ * gets -EEXIST when (tenant, response_id, seq) is taken, -EINVAL for invalid JSON. Returns as
+ * store_response_put (-EINVAL also for seq < 0 or a '\n' in data). */
+int store_event_append(struct store *st, const char *tenant, const char *response_id, int64_t seq,
+                       const char *type, const char *data, size_t len, store_write_cb cb,
+                       void *arg) MUST_USE;
+/* Reads the events of a response after sequence number after_seq (-1: from the first), at most
+ * limit (1..STORE_PAGE_MAX) of them, in order, as lines "SEQ TYPE DATA\n" (decimal sequence
+ * number, a space, the type, a space, the JSON as stored): a stream can frame them as SSE
+ * without parsing JSON. An empty text when there are none after after_seq; -ENOENT when the
+ * response does not exist. */
+int store_events_read(struct store *st, const char *tenant, const char *response_id,
+                      int64_t after_seq, uint32_t limit, store_value_cb cb, void *arg) MUST_USE;
+
+/* Whose items a list is. */
+enum store_items_kind {
+    STORE_ITEMS_INPUT,        /* a response's input items (owner: resp_…) */
+    STORE_ITEMS_OUTPUT,       /* a response's output items (owner: resp_…) */
+    STORE_ITEMS_CONVERSATION, /* a conversation's items (owner: conv_…) */
+};
+/* Appends items (a JSON array of objects, each with a string "id") after the owner's last
+ * item of that kind, in array order. cb gets 0, -EEXIST when an id is already among them,
+ * -EINVAL when items is not such an array. */
+int store_items_append(struct store *st, const char *tenant, const char *owner_id,
+                       enum store_items_kind kind, const char *items, size_t len,
+                       store_write_cb cb, void *arg) MUST_USE;
+/* One page of an owner's items: {"data":[item…],"has_more":bool}, in position order (desc:
+ * newest first), starting after the item after_id (or NULL; -ENOENT when it is not among
+ * them); limit 1..STORE_PAGE_MAX. An owner with no items answers an empty page. */
+int store_items_list(struct store *st, const char *tenant, const char *owner_id,
+                     enum store_items_kind kind, const char *after_id, uint32_t limit, bool desc,
+                     store_value_cb cb, void *arg) MUST_USE;
+/* The earlier turns a response continues: walking previous_response_id from response_id
+ * (included) back to the first, every response's input items then its output items, oldest
+ * turn first, as one JSON array (at most STORE_PAGE_MAX items: the oldest are dropped first).
+ * -ENOENT when response_id does not exist. */
+int store_history_read(struct store *st, const char *tenant, const char *response_id,
+                       store_value_cb cb, void *arg) MUST_USE;
+/* One item of an owner, or -ENOENT. */
+int store_item_get(struct store *st, const char *tenant, const char *owner_id,
+                   enum store_items_kind kind, const char *item_id, store_value_cb cb,
+                   void *arg) MUST_USE;
+/* Deletes one item of an owner; cb gets 0 or -ENOENT. */
+int store_item_delete(struct store *st, const char *tenant, const char *owner_id,
+                      enum store_items_kind kind, const char *item_id, store_write_cb cb,
+                      void *arg) MUST_USE;
+
+/* Inserts a conversation (metadata: a JSON object). cb gets 0 or -EEXIST. */
+int store_conversation_put(struct store *st, const char *tenant, const char *id, int64_t created_ms,
+                           const char *metadata, size_t len, store_write_cb cb,
+                           void *arg) MUST_USE;
+/* Replaces a conversation's metadata; cb gets 0 or -ENOENT. */
+int store_conversation_update(struct store *st, const char *tenant, const char *id,
+                              const char *metadata, size_t len, store_write_cb cb,
+                              void *arg) MUST_USE;
+/* Reads {"id","created_ms","metadata":{…}}, or -ENOENT. */
+int store_conversation_get(struct store *st, const char *tenant, const char *id,
+                           store_value_cb cb, void *arg) MUST_USE;
+/* Deletes a conversation and its items; cb gets 0 or -ENOENT. */
+int store_conversation_delete(struct store *st, const char *tenant, const char *id,
+                              store_write_cb cb, void *arg) MUST_USE;
+
+/* Claims an Idempotency-Key for a response: inserts (tenant, key) -> (body_hash, response_id)
+ * unless the key is held by a claim made at or after fresh_after_ms (an older claim is
+ * replaced). cb gets 0 (claimed) or -EEXIST (held: store_idem_get says by whom). */
+int store_idem_claim(struct store *st, const char *tenant, const char *key, const char *body_hash,
+                     const char *response_id, int64_t now_ms, int64_t fresh_after_ms,
+                     store_write_cb cb, void *arg) MUST_USE;
+/* Reads a claim: {"body_hash","response_id","created_ms"}, or -ENOENT. */
+int store_idem_get(struct store *st, const char *tenant, const char *key, store_value_cb cb,
+                   void *arg) MUST_USE;
+
+/* System sweep for retention, every tenant, in one short transaction: deletes at most limit
+ * finished responses (not queued or in_progress) created before before_ms, with their events
+ * and items, conversations last updated before before_ms with their items, and idempotency
+ * claims made before idem_before_ms. cb gets {"responses":N,"conversations":N,"idem":N}; a
+ * caller that got N == limit for responses calls again (the sweep yields to other writes in
+ * between). */
+int store_runs_sweep(struct store *st, int64_t before_ms, int64_t idem_before_ms, uint32_t limit,
+                     store_value_cb cb, void *arg) MUST_USE;
 
 #endif
