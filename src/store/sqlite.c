@@ -27,6 +27,7 @@
  */
 #include <errno.h>
 #include <sqlite3.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -52,8 +53,57 @@ enum stmt {
     STMT_KV_GET,
     STMT_KV_LIST,
     STMT_PROBE,
+    /* durable runs */
+    STMT_RESPONSE_PUT,
+    STMT_RESPONSE_UPDATE,
+    STMT_RESPONSE_DELETE,
+    STMT_RESPONSE_EXISTS,
+    STMT_RESPONSE_GET,
+    STMT_RESPONSE_AFTER,
+    STMT_RESPONSES_LIST,
+    STMT_RESPONSES_LIST_STATUS,
+    STMT_RUNS_UNFINISHED,
+    STMT_RESPONSE_PREV,
+    STMT_EVENT_APPEND,
+    STMT_EVENTS_READ,
+    STMT_EVENTS_DELETE,
+    STMT_ITEMS_IS_ARRAY,
+    STMT_ITEMS_NEXT_POSITION,
+    STMT_ITEMS_APPEND,
+    STMT_ITEMS_AFTER,
+    STMT_ITEMS_LIST_ASC,
+    STMT_ITEMS_LIST_DESC,
+    STMT_ITEMS_HISTORY,
+    STMT_ITEM_GET,
+    STMT_ITEM_DELETE,
+    STMT_ITEMS_DELETE_RESPONSE,
+    STMT_ITEMS_DELETE_CONVERSATION,
+    STMT_CONVERSATION_PUT,
+    STMT_CONVERSATION_UPDATE,
+    STMT_CONVERSATION_TOUCH,
+    STMT_CONVERSATION_EXISTS,
+    STMT_CONVERSATION_GET,
+    STMT_CONVERSATION_DELETE,
+    STMT_IDEM_CLAIM,
+    STMT_IDEM_GET,
+    STMT_SWEEP_RESPONSES,
+    STMT_SWEEP_CONVERSATIONS,
+    STMT_SWEEP_IDEM,
     STMT__COUNT,
 };
+
+/* A response row as JSON, built by concatenation: the stored JSON texts are embedded as they are,
+ * never parsed again; json_quote() escapes the plain strings. FIELDS then, optionally, the request,
+ * then TAIL. */
+#define RESPONSE_FIELDS                                                                            \
+    "'\"id\":' || json_quote(r.id) || ',\"status\":' || json_quote(r.status) || "                  \
+    "',\"model\":' || json_quote(r.model) || ',\"conversation_id\":' || "                          \
+    "json_quote(r.conversation_id) || ',\"previous_response_id\":' || "                            \
+    "json_quote(r.previous_response_id) || ',\"created_ms\":' || r.created_ms || "                 \
+    "',\"background\":' || CASE WHEN r.background THEN 'true' ELSE 'false' END"
+#define RESPONSE_TAIL                                                                              \
+    "',\"object\":' || r.object || ',\"last_seq\":' || coalesce((SELECT max(e.seq) FROM "          \
+    "response_events e WHERE e.tenant = r.tenant AND e.response_id = r.id), -1) || '}'"
 
 static const char *const stmt_sql[STMT__COUNT] = {
     [STMT_BEGIN_READ] = "BEGIN DEFERRED",
@@ -73,6 +123,90 @@ static const char *const stmt_sql[STMT__COUNT] = {
                      "WHERE ns = ?1 ORDER BY key LIMIT " STRINGIFY(STORE_LIST_MAX) ")",
     [STMT_PROBE] = ("INSERT INTO store_probe (id, at_ms) VALUES (1, ?1) "
                     "ON CONFLICT (id) DO UPDATE SET at_ms = excluded.at_ms"),
+    [STMT_RESPONSE_PUT] = ("INSERT INTO responses (tenant, id, status, model, conversation_id, "
+                           "previous_response_id, request, object, created_ms, updated_ms, "
+                           "background) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10)"),
+    [STMT_RESPONSE_UPDATE] = ("UPDATE responses SET status = ?3, object = ?4, updated_ms = ?5 "
+                              "WHERE tenant = ?1 AND id = ?2"),
+    [STMT_RESPONSE_DELETE] = "DELETE FROM responses WHERE tenant = ?1 AND id = ?2",
+    [STMT_RESPONSE_EXISTS] = "SELECT 1 FROM responses WHERE tenant = ?1 AND id = ?2",
+    [STMT_RESPONSE_GET] =
+        ("SELECT '{' || " RESPONSE_FIELDS " || ',\"request\":' || r.request || " RESPONSE_TAIL
+         " FROM responses r WHERE r.tenant = ?1 AND r.id = ?2"),
+    [STMT_RESPONSE_AFTER] = "SELECT created_ms, rowid FROM responses WHERE tenant = ?1 AND id = ?2",
+    /* (created_ms, rowid) orders rows of the same millisecond by creation too. */
+    [STMT_RESPONSES_LIST] = ("SELECT '{' || " RESPONSE_FIELDS " || " RESPONSE_TAIL
+                             " FROM responses r WHERE r.tenant = ?1 AND (r.created_ms, r.rowid) "
+                             "< (?2, ?3) ORDER BY r.created_ms DESC, r.rowid DESC LIMIT ?4"),
+    [STMT_RESPONSES_LIST_STATUS] = ("SELECT '{' || " RESPONSE_FIELDS " || " RESPONSE_TAIL
+                                    " FROM responses r WHERE r.tenant = ?1 AND r.status = ?5 AND "
+                                    "(r.created_ms, r.rowid) < (?2, ?3) ORDER BY r.created_ms "
+                                    "DESC, r.rowid DESC LIMIT ?4"),
+    /* The WHERE term is the partial index's own, so the scan reads only unfinished rows. */
+    [STMT_RUNS_UNFINISHED] =
+        ("SELECT '{\"tenant\":' || json_quote(r.tenant) || ',' || " RESPONSE_FIELDS
+         " || ',\"request\":' || r.request || " RESPONSE_TAIL
+         " FROM responses r WHERE r.status IN ('queued', 'in_progress') "
+         "ORDER BY r.created_ms, r.rowid"),
+    [STMT_RESPONSE_PREV] =
+        "SELECT previous_response_id FROM responses WHERE tenant = ?1 AND id = ?2",
+    [STMT_EVENT_APPEND] = ("INSERT INTO response_events (tenant, response_id, type, data, seq) "
+                           "SELECT ?1, ?2, ?3, ?4, ?5 WHERE EXISTS "
+                           "(SELECT 1 FROM responses WHERE tenant = ?1 AND id = ?2)"),
+    [STMT_EVENTS_READ] = ("SELECT seq, type, data FROM response_events WHERE tenant = ?1 AND "
+                          "response_id = ?2 AND seq > ?3 ORDER BY seq LIMIT ?4"),
+    [STMT_EVENTS_DELETE] = "DELETE FROM response_events WHERE tenant = ?1 AND response_id = ?2",
+    /* NULL for invalid JSON: json_type() would fail the statement on it. */
+    [STMT_ITEMS_IS_ARRAY] = "SELECT CASE WHEN json_valid(?1) THEN json_type(?1) = 'array' END",
+    [STMT_ITEMS_NEXT_POSITION] = ("SELECT coalesce(max(position), -1) + 1 FROM items WHERE "
+                                  "tenant = ?1 AND owner_id = ?2 AND kind = ?3"),
+    /* A non-object element gets a NULL id, which the NOT NULL constraint refuses (-EINVAL). */
+    [STMT_ITEMS_APPEND] = ("INSERT INTO items (tenant, owner_id, kind, position, id, item) "
+                           "SELECT ?1, ?2, ?3, ?4 + key, CASE WHEN type = 'object' THEN "
+                           "json_extract(value, '$.id') END, value FROM json_each(?5)"),
+    [STMT_ITEMS_AFTER] = ("SELECT position FROM items WHERE tenant = ?1 AND owner_id = ?2 AND "
+                          "kind = ?3 AND id = ?4"),
+    [STMT_ITEMS_LIST_ASC] = ("SELECT item FROM items WHERE tenant = ?1 AND owner_id = ?2 AND "
+                             "kind = ?3 AND position > ?4 ORDER BY position LIMIT ?5"),
+    [STMT_ITEMS_LIST_DESC] = ("SELECT item FROM items WHERE tenant = ?1 AND owner_id = ?2 AND "
+                              "kind = ?3 AND position < ?4 ORDER BY position DESC LIMIT ?5"),
+    /* 'input' sorts before 'output': a turn's input, then its output. */
+    [STMT_ITEMS_HISTORY] = ("SELECT item FROM items WHERE tenant = ?1 AND owner_id = ?2 AND "
+                            "kind IN ('input', 'output') ORDER BY kind, position"),
+    [STMT_ITEM_GET] = ("SELECT item FROM items WHERE tenant = ?1 AND owner_id = ?2 AND "
+                       "kind = ?3 AND id = ?4"),
+    [STMT_ITEM_DELETE] = ("DELETE FROM items WHERE tenant = ?1 AND owner_id = ?2 AND kind = ?3 "
+                          "AND id = ?4"),
+    [STMT_ITEMS_DELETE_RESPONSE] = ("DELETE FROM items WHERE tenant = ?1 AND owner_id = ?2 AND "
+                                    "kind IN ('input', 'output')"),
+    [STMT_ITEMS_DELETE_CONVERSATION] = ("DELETE FROM items WHERE tenant = ?1 AND owner_id = ?2 "
+                                        "AND kind = 'conversation'"),
+    [STMT_CONVERSATION_PUT] = ("INSERT INTO conversations (tenant, id, metadata, created_ms, "
+                               "updated_ms) VALUES (?1, ?2, ?3, ?4, ?4)"),
+    [STMT_CONVERSATION_UPDATE] = ("UPDATE conversations SET metadata = ?3, updated_ms = ?4 WHERE "
+                                  "tenant = ?1 AND id = ?2"),
+    [STMT_CONVERSATION_TOUCH] =
+        "UPDATE conversations SET updated_ms = ?3 WHERE tenant = ?1 AND id = ?2",
+    [STMT_CONVERSATION_EXISTS] = "SELECT 1 FROM conversations WHERE tenant = ?1 AND id = ?2",
+    [STMT_CONVERSATION_GET] = ("SELECT '{\"id\":' || json_quote(id) || ',\"created_ms\":' || "
+                               "created_ms || ',\"metadata\":' || metadata || '}' FROM "
+                               "conversations WHERE tenant = ?1 AND id = ?2"),
+    [STMT_CONVERSATION_DELETE] = "DELETE FROM conversations WHERE tenant = ?1 AND id = ?2",
+    /* An older claim is replaced; a fresh one makes the upsert change nothing (-EEXIST). */
+    [STMT_IDEM_CLAIM] = ("INSERT INTO idempotency (tenant, key, body_hash, response_id, "
+                         "created_ms) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (tenant, key) DO "
+                         "UPDATE SET body_hash = excluded.body_hash, response_id = "
+                         "excluded.response_id, created_ms = excluded.created_ms WHERE "
+                         "idempotency.created_ms < ?6"),
+    [STMT_IDEM_GET] = ("SELECT '{\"body_hash\":' || json_quote(body_hash) || ',\"response_id\":' "
+                       "|| json_quote(response_id) || ',\"created_ms\":' || created_ms || '}' "
+                       "FROM idempotency WHERE tenant = ?1 AND key = ?2"),
+    [STMT_SWEEP_RESPONSES] = ("SELECT tenant, id FROM responses WHERE created_ms < ?1 AND status "
+                              "NOT IN ('queued', 'in_progress') ORDER BY created_ms LIMIT ?2"),
+    [STMT_SWEEP_CONVERSATIONS] = ("SELECT tenant, id FROM conversations WHERE updated_ms < ?1 "
+                                  "ORDER BY updated_ms LIMIT ?2"),
+    [STMT_SWEEP_IDEM] = ("DELETE FROM idempotency WHERE (tenant, key) IN (SELECT tenant, key FROM "
+                         "idempotency WHERE created_ms < ?1 ORDER BY created_ms LIMIT ?2)"),
 };
 
 struct sqlite_conn {
@@ -336,12 +470,699 @@ static int sql_text(struct sqlite_conn *c, struct store_op *op)
     return src;
 }
 
+/* ---- durable runs ------------------------------------------------------------------------ */
+
+#define ROLES_END (-1)
+
+/* Prepares id and binds op's strings named by roles (ending in ROLES_END) to ?1, ?2, …; the
+ * caller binds what follows. Returns the statement, or NULL with *src set. */
+static sqlite3_stmt *prep(struct sqlite_conn *c, enum stmt id, const struct store_op *op,
+                          const int *roles, int *src)
+{
+    sqlite3_stmt *s = stmt_get(c, id, src);
+
+    for (int i = 0; s != NULL && roles[i] != ROLES_END; i++) {
+        int r = roles[i];
+        *src = sqlite3_bind_text(s, i + 1, op->u.run.s[r], (int)op->u.run.len[r], SQLITE_STATIC);
+        if (*src != SQLITE_OK) {
+            sqlite3_clear_bindings(s);
+            return NULL;
+        }
+    }
+    return s;
+}
+
+#define ROLES(...) ((const int[]){__VA_ARGS__, ROLES_END})
+#define TENANT_ID ROLES(RUN_TENANT, RUN_ID)
+#define TENANT_OWNER ROLES(RUN_TENANT, RUN_OWNER)
+#define TENANT_OWNER_KIND ROLES(RUN_TENANT, RUN_OWNER, RUN_TYPE)
+#define TENANT_OWNER_KIND_ID ROLES(RUN_TENANT, RUN_OWNER, RUN_TYPE, RUN_ID)
+
+/* Resets s after rows were read from it. */
+static void stmt_done(sqlite3_stmt *s)
+{
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+}
+
+/* Runs a prepared write to its end; *changes gets the rows it changed. */
+static int write_changes(struct sqlite_conn *c, sqlite3_stmt *s, int src, int *changes)
+{
+    if (s == NULL)
+        return src;
+    src = stmt_finish(s);
+    *changes = sqlite3_changes(c->db);
+    return src;
+}
+
+/* Runs a write whose only outcome besides an error is "no such row": -ENOENT in op. */
+static int write_or_enoent(struct sqlite_conn *c, struct store_op *op, sqlite3_stmt *s, int src)
+{
+    int changes = 0;
+
+    src = write_changes(c, s, src, &changes);
+    if (src == SQLITE_OK && changes == 0)
+        op->result = -ENOENT;
+    return src;
+}
+
+/* Steps s to its first row: *found says whether there is one; s is left on it (stmt_done). */
+static int first_row(sqlite3_stmt *s, int src, bool *found)
+{
+    *found = false;
+    if (s == NULL)
+        return src;
+    src = sqlite3_step(s);
+    if (src == SQLITE_ROW) {
+        *found = true;
+        return SQLITE_OK;
+    }
+    stmt_done(s);
+    return src == SQLITE_DONE ? SQLITE_OK : src;
+}
+
+/* Whether the row a two-parameter EXISTS statement names is there. */
+static int exists(struct sqlite_conn *c, enum stmt id, const struct store_op *op, const int *roles,
+                  bool *found)
+{
+    int src;
+    sqlite3_stmt *s = prep(c, id, op, roles, &src);
+
+    src = first_row(s, src, found);
+    if (*found)
+        stmt_done(s);
+    return src;
+}
+
+/* A value read: column 0 of the first row of s, or -ENOENT in op. */
+static int read_one(struct store_op *op, sqlite3_stmt *s, int src)
+{
+    bool found;
+
+    src = first_row(s, src, &found);
+    if (src != SQLITE_OK || !found) {
+        if (src == SQLITE_OK)
+            op->result = -ENOENT;
+        return src;
+    }
+    take_text(s, op);
+    stmt_done(s);
+    return SQLITE_OK;
+}
+
+/* Hands the text built in b to op as its value ("" when empty). */
+static void take_buf(struct store_op *op, struct buf *b)
+{
+    op->out_len = b->len;
+    op->out = b->len > 0 ? buf_steal(b) : xstrdup("");
+    buf_cleanup(b);
+}
+
+/* Appends column col of s's row as it is stored. */
+static void append_col(struct buf *b, sqlite3_stmt *s, int col)
+{
+    const unsigned char *text = sqlite3_column_text(s, col);
+
+    buf_append(b, text, (size_t)sqlite3_column_bytes(s, col));
+}
+
+/* Appends the rows of s (column 0, JSON texts) as the elements of a JSON array, at most limit
+ * of them and no more bytes than STORE_VALUE_MAX past the first; *more says whether rows were
+ * left. The caller writes the brackets. */
+static int append_rows(struct buf *b, sqlite3_stmt *s, uint32_t limit, bool *more)
+{
+    uint32_t n = 0;
+    int src;
+    size_t start = b->len;
+
+    *more = false;
+    while ((src = sqlite3_step(s)) == SQLITE_ROW) {
+        if (n == limit || (n > 0 && b->len - start > STORE_VALUE_MAX)) {
+            *more = true;
+            break;
+        }
+        if (n++ > 0)
+            buf_append(b, ",", 1);
+        append_col(b, s, 0);
+    }
+    stmt_done(s);
+    return src == SQLITE_ROW || src == SQLITE_DONE ? SQLITE_OK : src;
+}
+
+/* {"data":[rows of s],"has_more":bool} into op. s is bound with LIMIT limit + 1. */
+static int page_out(struct store_op *op, sqlite3_stmt *s, uint32_t limit)
+{
+    struct buf b;
+    bool more;
+    int src;
+
+    buf_init(&b, SIZE_MAX);
+    buf_puts(&b, "{\"data\":[");
+    src = append_rows(&b, s, limit, &more);
+    buf_puts(&b, more ? "],\"has_more\":true}" : "],\"has_more\":false}");
+    if (src == SQLITE_OK)
+        take_buf(op, &b);
+    buf_cleanup(&b);
+    return src;
+}
+
+static int response_put(struct sqlite_conn *c, struct store_op *op)
+{
+    int src;
+    sqlite3_stmt *s = prep(
+        c, STMT_RESPONSE_PUT, op,
+        ROLES(RUN_TENANT, RUN_ID, RUN_STATUS, RUN_MODEL, RUN_CONV, RUN_PREV, RUN_JSON, RUN_JSON2),
+        &src);
+
+    if (s == NULL)
+        return src;
+    sqlite3_bind_int64(s, 9, op->u.run.ms);
+    sqlite3_bind_int(s, 10, op->u.run.flag);
+    return stmt_finish(s);
+}
+
+static int response_update(struct sqlite_conn *c, struct store_op *op)
+{
+    int src;
+    sqlite3_stmt *s =
+        prep(c, STMT_RESPONSE_UPDATE, op, ROLES(RUN_TENANT, RUN_ID, RUN_STATUS, RUN_JSON2), &src);
+
+    if (s != NULL)
+        sqlite3_bind_int64(s, 5, clock_wall_ms());
+    return write_or_enoent(c, op, s, src);
+}
+
+/* The row, its events and its own items (a conversation's items are not a response's). */
+static int response_delete(struct sqlite_conn *c, struct store_op *op)
+{
+    int src, changes = 0;
+    sqlite3_stmt *s = prep(c, STMT_RESPONSE_DELETE, op, TENANT_ID, &src);
+
+    src = write_or_enoent(c, op, s, src);
+    if (src != SQLITE_OK || op->result != 0)
+        return src;
+    s = prep(c, STMT_EVENTS_DELETE, op, TENANT_ID, &src);
+    src = write_changes(c, s, src, &changes);
+    if (src != SQLITE_OK)
+        return src;
+    s = prep(c, STMT_ITEMS_DELETE_RESPONSE, op, TENANT_ID, &src);
+    return write_changes(c, s, src, &changes);
+}
+
+static int response_get(struct sqlite_conn *c, struct store_op *op)
+{
+    int src;
+    sqlite3_stmt *s = prep(c, STMT_RESPONSE_GET, op, TENANT_ID, &src);
+
+    return read_one(op, s, src);
+}
+
+static int responses_list(struct sqlite_conn *c, struct store_op *op)
+{
+    int64_t after_ms = INT64_MAX, after_rowid = INT64_MAX;
+    bool found;
+    int src;
+    sqlite3_stmt *s;
+
+    if (op->u.run.s[RUN_AFTER] != NULL) {
+        s = prep(c, STMT_RESPONSE_AFTER, op, ROLES(RUN_TENANT, RUN_AFTER), &src);
+        src = first_row(s, src, &found);
+        if (src != SQLITE_OK || !found) {
+            op->result = src == SQLITE_OK ? -ENOENT : 0;
+            return src;
+        }
+        after_ms = sqlite3_column_int64(s, 0);
+        after_rowid = sqlite3_column_int64(s, 1);
+        stmt_done(s);
+    }
+    s = prep(c, op->u.run.s[RUN_STATUS] != NULL ? STMT_RESPONSES_LIST_STATUS : STMT_RESPONSES_LIST,
+             op, ROLES(RUN_TENANT), &src);
+    if (s == NULL)
+        return src;
+    sqlite3_bind_int64(s, 2, after_ms);
+    sqlite3_bind_int64(s, 3, after_rowid);
+    sqlite3_bind_int64(s, 4, (int64_t)op->u.run.limit + 1);
+    if (op->u.run.s[RUN_STATUS] != NULL)
+        sqlite3_bind_text(s, 5, op->u.run.s[RUN_STATUS], -1, SQLITE_STATIC);
+    return page_out(op, s, op->u.run.limit);
+}
+
+static int runs_unfinished(struct sqlite_conn *c, struct store_op *op)
+{
+    struct buf b;
+    bool more;
+    int src;
+    sqlite3_stmt *s = stmt_get(c, STMT_RUNS_UNFINISHED, &src);
+
+    if (s == NULL)
+        return src;
+    buf_init(&b, SIZE_MAX);
+    buf_puts(&b, "[");
+    src = append_rows(&b, s, UINT32_MAX, &more);
+    buf_puts(&b, "]");
+    if (src == SQLITE_OK)
+        take_buf(op, &b);
+    buf_cleanup(&b);
+    return src;
+}
+
+static int event_append(struct sqlite_conn *c, struct store_op *op)
+{
+    int src;
+    sqlite3_stmt *s =
+        prep(c, STMT_EVENT_APPEND, op, ROLES(RUN_TENANT, RUN_OWNER, RUN_TYPE, RUN_JSON), &src);
+
+    if (s != NULL)
+        sqlite3_bind_int64(s, 5, op->u.run.seq);
+    return write_or_enoent(c, op, s, src);
+}
+
+/* Appends the decimal digits of v (>= 0). */
+static void append_u64(struct buf *b, uint64_t v)
+{
+    char digits[20];
+    size_t n = 0;
+
+    do {
+        digits[sizeof(digits) - ++n] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    buf_append(b, digits + sizeof(digits) - n, n);
+}
+
+/* "SEQ TYPE DATA\n" per event, by concatenation: the stored JSON is never parsed here. */
+static int events_read(struct sqlite_conn *c, struct store_op *op)
+{
+    struct buf b;
+    uint32_t n = 0;
+    bool found;
+    int src;
+    sqlite3_stmt *s = prep(c, STMT_EVENTS_READ, op, TENANT_OWNER, &src);
+
+    if (s == NULL)
+        return src;
+    sqlite3_bind_int64(s, 3, op->u.run.seq);
+    sqlite3_bind_int64(s, 4, op->u.run.limit);
+    buf_init(&b, SIZE_MAX);
+    while ((src = sqlite3_step(s)) == SQLITE_ROW) {
+        append_u64(&b, (uint64_t)sqlite3_column_int64(s, 0));
+        buf_append(&b, " ", 1);
+        append_col(&b, s, 1);
+        buf_append(&b, " ", 1);
+        append_col(&b, s, 2);
+        buf_append(&b, "\n", 1);
+        if (++n > 0 && b.len > STORE_VALUE_MAX)
+            break; /* a big page is cut short; the caller reads on after its last event */
+    }
+    stmt_done(s);
+    src = src == SQLITE_ROW || src == SQLITE_DONE ? SQLITE_OK : src;
+    if (src == SQLITE_OK && n == 0) /* none after after_seq, or no such response? */
+        src = exists(c, STMT_RESPONSE_EXISTS, op, TENANT_OWNER, &found);
+    if (src == SQLITE_OK && n == 0 && !found)
+        op->result = -ENOENT;
+    else if (src == SQLITE_OK)
+        take_buf(op, &b);
+    buf_cleanup(&b);
+    return src;
+}
+
+/* Whether the owner of an items op exists: the response, or the conversation. */
+static int owner_exists(struct sqlite_conn *c, const struct store_op *op, bool *found)
+{
+    bool conversation = strcmp(op->u.run.s[RUN_TYPE], "conversation") == 0;
+
+    return exists(c, conversation ? STMT_CONVERSATION_EXISTS : STMT_RESPONSE_EXISTS, op,
+                  TENANT_OWNER, found);
+}
+
+/* Items appended to (or deleted from) a conversation make it recent for the sweep. */
+static int touch_owner(struct sqlite_conn *c, const struct store_op *op)
+{
+    int src, changes;
+    sqlite3_stmt *s;
+
+    if (strcmp(op->u.run.s[RUN_TYPE], "conversation") != 0)
+        return SQLITE_OK;
+    s = prep(c, STMT_CONVERSATION_TOUCH, op, TENANT_OWNER, &src);
+    if (s != NULL)
+        sqlite3_bind_int64(s, 3, op->u.run.ms);
+    return write_changes(c, s, src, &changes);
+}
+
+/* Items go in after the owner's last one; json_each() splits the array, the table's checks
+ * refuse elements that are not objects with a string id, its unique index a repeated id. */
+static int items_append(struct sqlite_conn *c, struct store_op *op)
+{
+    int64_t next = 0;
+    bool found;
+    int src, changes;
+    sqlite3_stmt *s = prep(c, STMT_ITEMS_IS_ARRAY, op, ROLES(RUN_JSON), &src);
+
+    src = first_row(s, src, &found);
+    if (src != SQLITE_OK)
+        return src;
+    if (sqlite3_column_int(s, 0) != 1) { /* NULL (invalid JSON) reads as 0 */
+        stmt_done(s);
+        op->result = -EINVAL;
+        return SQLITE_OK;
+    }
+    stmt_done(s);
+    src = owner_exists(c, op, &found);
+    if (src != SQLITE_OK || !found) {
+        op->result = src == SQLITE_OK ? -ENOENT : 0;
+        return src;
+    }
+    s = prep(c, STMT_ITEMS_NEXT_POSITION, op, TENANT_OWNER_KIND, &src);
+    src = first_row(s, src, &found);
+    if (src != SQLITE_OK)
+        return src;
+    next = sqlite3_column_int64(s, 0);
+    stmt_done(s);
+    s = prep(c, STMT_ITEMS_APPEND, op, ROLES(RUN_TENANT, RUN_OWNER, RUN_TYPE), &src);
+    if (s != NULL) {
+        sqlite3_bind_int64(s, 4, next);
+        sqlite3_bind_text(s, 5, op->u.run.s[RUN_JSON], (int)op->u.run.len[RUN_JSON], SQLITE_STATIC);
+    }
+    src = write_changes(c, s, src, &changes);
+    return src == SQLITE_OK ? touch_owner(c, op) : src;
+}
+
+static int items_list(struct sqlite_conn *c, struct store_op *op)
+{
+    bool desc = op->u.run.flag, found;
+    int64_t after = desc ? INT64_MAX : -1;
+    int src;
+    sqlite3_stmt *s;
+
+    if (op->u.run.s[RUN_AFTER] != NULL) {
+        s = prep(c, STMT_ITEMS_AFTER, op, ROLES(RUN_TENANT, RUN_OWNER, RUN_TYPE, RUN_AFTER), &src);
+        src = first_row(s, src, &found);
+        if (src != SQLITE_OK || !found) {
+            op->result = src == SQLITE_OK ? -ENOENT : 0;
+            return src;
+        }
+        after = sqlite3_column_int64(s, 0);
+        stmt_done(s);
+    }
+    s = prep(c, desc ? STMT_ITEMS_LIST_DESC : STMT_ITEMS_LIST_ASC, op, TENANT_OWNER_KIND, &src);
+    if (s == NULL)
+        return src;
+    sqlite3_bind_int64(s, 4, after);
+    sqlite3_bind_int64(s, 5, (int64_t)op->u.run.limit + 1);
+    return page_out(op, s, op->u.run.limit);
+}
+
+static int item_get(struct sqlite_conn *c, struct store_op *op)
+{
+    int src;
+    sqlite3_stmt *s = prep(c, STMT_ITEM_GET, op, TENANT_OWNER_KIND_ID, &src);
+
+    return read_one(op, s, src);
+}
+
+static int item_delete(struct sqlite_conn *c, struct store_op *op)
+{
+    int src;
+    sqlite3_stmt *s = prep(c, STMT_ITEM_DELETE, op, TENANT_OWNER_KIND_ID, &src);
+
+    src = write_or_enoent(c, op, s, src);
+    return src == SQLITE_OK && op->result == 0 ? touch_owner(c, op) : src;
+}
+
+/* The ids of the chain ending at op's response, newest first, in *ids (each freed by the
+ * caller); -ENOENT in op when the response does not exist. A previous response that is gone
+ * (deleted, swept) ends the chain; STORE_PAGE_MAX turns bound it. */
+static int history_chain(struct sqlite_conn *c, struct store_op *op, char ***ids, size_t *n)
+{
+    struct store_op at = {.kind = op->kind};
+    char *id = xstrdup(op->u.run.s[RUN_ID]);
+    int src = SQLITE_OK;
+
+    *ids = NULL;
+    *n = 0;
+    at.u.run.s[RUN_TENANT] = op->u.run.s[RUN_TENANT];
+    at.u.run.len[RUN_TENANT] = op->u.run.len[RUN_TENANT];
+    while (id != NULL && *n < STORE_PAGE_MAX) {
+        bool found;
+        at.u.run.s[RUN_ID] = id;
+        at.u.run.len[RUN_ID] = strlen(id);
+        sqlite3_stmt *s = prep(c, STMT_RESPONSE_PREV, &at, TENANT_ID, &src);
+        src = first_row(s, src, &found);
+        if (src != SQLITE_OK || !found)
+            break;
+        *ids = xrealloc(*ids, (*n + 1) * sizeof(**ids));
+        (*ids)[(*n)++] = id;
+        const unsigned char *prev = sqlite3_column_text(s, 0);
+        id = prev != NULL ? xstrdup((const char *)prev) : NULL;
+        stmt_done(s);
+    }
+    free(id); /* NULL, or the id that ended the walk, which is not in the chain */
+    if (src == SQLITE_OK && *n == 0)
+        op->result = -ENOENT;
+    return src;
+}
+
+struct texts {
+    char **v;
+    size_t *len;
+    size_t n;
+};
+
+static void texts_push(struct texts *t, sqlite3_stmt *s)
+{
+    size_t len = (size_t)sqlite3_column_bytes(s, 0);
+    const unsigned char *text = sqlite3_column_text(s, 0);
+
+    t->v = xrealloc(t->v, (t->n + 1) * sizeof(*t->v));
+    t->len = xrealloc(t->len, (t->n + 1) * sizeof(*t->len));
+    t->v[t->n] = xmalloc(len + 1);
+    memcpy(t->v[t->n], text, len);
+    t->v[t->n][len] = '\0';
+    t->len[t->n++] = len;
+}
+
+static void texts_free(struct texts *t)
+{
+    for (size_t i = 0; i < t->n; i++)
+        free(t->v[i]);
+    free(t->v);
+    free(t->len);
+    *t = (struct texts){0};
+}
+
+/* Every turn's input then output items, oldest turn first, as one array of the newest
+ * STORE_PAGE_MAX items. */
+static int history_read(struct sqlite_conn *c, struct store_op *op)
+{
+    struct store_op at = {.kind = op->kind};
+    struct texts t = {0};
+    struct buf b;
+    char **ids;
+    size_t n;
+    int src = history_chain(c, op, &ids, &n);
+
+    at.u.run.s[RUN_TENANT] = op->u.run.s[RUN_TENANT];
+    at.u.run.len[RUN_TENANT] = op->u.run.len[RUN_TENANT];
+    for (size_t i = n; src == SQLITE_OK && i-- > 0;) {
+        at.u.run.s[RUN_ID] = ids[i];
+        at.u.run.len[RUN_ID] = strlen(ids[i]);
+        sqlite3_stmt *s = prep(c, STMT_ITEMS_HISTORY, &at, TENANT_ID, &src);
+        while (s != NULL && (src = sqlite3_step(s)) == SQLITE_ROW)
+            texts_push(&t, s);
+        if (s != NULL) {
+            stmt_done(s);
+            src = src == SQLITE_DONE ? SQLITE_OK : src;
+        }
+    }
+    buf_init(&b, SIZE_MAX);
+    buf_puts(&b, "[");
+    for (size_t i = t.n > STORE_PAGE_MAX ? t.n - STORE_PAGE_MAX : 0, first = i; i < t.n; i++) {
+        if (i > first)
+            buf_append(&b, ",", 1);
+        buf_append(&b, t.v[i], t.len[i]);
+    }
+    buf_puts(&b, "]");
+    if (src == SQLITE_OK && op->result == 0)
+        take_buf(op, &b);
+    buf_cleanup(&b);
+    texts_free(&t);
+    for (size_t i = 0; i < n; i++)
+        free(ids[i]);
+    free(ids);
+    return src;
+}
+
+/* ---- conversations, idempotency keys, the sweep ---- */
+
+static int conversation_put(struct sqlite_conn *c, struct store_op *op)
+{
+    int src;
+    sqlite3_stmt *s = prep(c, STMT_CONVERSATION_PUT, op, ROLES(RUN_TENANT, RUN_ID, RUN_JSON), &src);
+
+    if (s == NULL)
+        return src;
+    sqlite3_bind_int64(s, 4, op->u.run.ms);
+    return stmt_finish(s);
+}
+
+static int conversation_update(struct sqlite_conn *c, struct store_op *op)
+{
+    int src;
+    sqlite3_stmt *s =
+        prep(c, STMT_CONVERSATION_UPDATE, op, ROLES(RUN_TENANT, RUN_ID, RUN_JSON), &src);
+
+    if (s != NULL)
+        sqlite3_bind_int64(s, 4, op->u.run.ms);
+    return write_or_enoent(c, op, s, src);
+}
+
+static int conversation_get(struct sqlite_conn *c, struct store_op *op)
+{
+    int src;
+    sqlite3_stmt *s = prep(c, STMT_CONVERSATION_GET, op, TENANT_ID, &src);
+
+    return read_one(op, s, src);
+}
+
+static int conversation_delete(struct sqlite_conn *c, struct store_op *op)
+{
+    int src, changes;
+    sqlite3_stmt *s = prep(c, STMT_CONVERSATION_DELETE, op, TENANT_ID, &src);
+
+    src = write_or_enoent(c, op, s, src);
+    if (src != SQLITE_OK || op->result != 0)
+        return src;
+    s = prep(c, STMT_ITEMS_DELETE_CONVERSATION, op, TENANT_ID, &src);
+    return write_changes(c, s, src, &changes);
+}
+
+static int idem_claim(struct sqlite_conn *c, struct store_op *op)
+{
+    int src, changes = 0;
+    sqlite3_stmt *s =
+        prep(c, STMT_IDEM_CLAIM, op, ROLES(RUN_TENANT, RUN_ID, RUN_TYPE, RUN_OWNER), &src);
+
+    if (s != NULL) {
+        sqlite3_bind_int64(s, 5, op->u.run.ms);
+        sqlite3_bind_int64(s, 6, op->u.run.ms2);
+    }
+    src = write_changes(c, s, src, &changes);
+    if (src == SQLITE_OK && changes == 0)
+        op->result = -EEXIST;
+    return src;
+}
+
+static int idem_get(struct sqlite_conn *c, struct store_op *op)
+{
+    int src;
+    sqlite3_stmt *s = prep(c, STMT_IDEM_GET, op, TENANT_ID, &src);
+
+    return read_one(op, s, src);
+}
+
+/* Collects the (tenant, id) rows of a sweep query bound to (before_ms, limit). */
+static int sweep_pick(struct sqlite_conn *c, enum stmt id, int64_t before_ms, uint32_t limit,
+                      struct texts *picked)
+{
+    int src;
+    sqlite3_stmt *s = stmt_get(c, id, &src);
+
+    if (s == NULL)
+        return src;
+    sqlite3_bind_int64(s, 1, before_ms);
+    sqlite3_bind_int64(s, 2, limit);
+    while ((src = sqlite3_step(s)) == SQLITE_ROW) {
+        texts_push(picked, s);
+        size_t len = (size_t)sqlite3_column_bytes(s, 1);
+        picked->v = xrealloc(picked->v, (picked->n + 1) * sizeof(*picked->v));
+        picked->len = xrealloc(picked->len, (picked->n + 1) * sizeof(*picked->len));
+        picked->v[picked->n] = xstrndup((const char *)sqlite3_column_text(s, 1), len);
+        picked->len[picked->n++] = len;
+    }
+    stmt_done(s);
+    return src == SQLITE_DONE ? SQLITE_OK : src;
+}
+
+/* Deletes each picked (tenant, id) pair with del, which is response_delete or
+ * conversation_delete. */
+static int sweep_delete(struct sqlite_conn *c, struct store_op *op, const struct texts *picked,
+                        int (*del)(struct sqlite_conn *, struct store_op *))
+{
+    int src = SQLITE_OK;
+
+    for (size_t i = 0; src == SQLITE_OK && i + 1 < picked->n; i += 2) {
+        struct store_op one = {.kind = op->kind};
+        one.u.run.s[RUN_TENANT] = picked->v[i];
+        one.u.run.len[RUN_TENANT] = picked->len[i];
+        one.u.run.s[RUN_ID] = picked->v[i + 1];
+        one.u.run.len[RUN_ID] = picked->len[i + 1];
+        src = del(c, &one);
+    }
+    return src;
+}
+
+static int runs_sweep(struct sqlite_conn *c, struct store_op *op)
+{
+    struct texts responses = {0}, conversations = {0};
+    int src, idem = 0;
+    sqlite3_stmt *s;
+
+    src = sweep_pick(c, STMT_SWEEP_RESPONSES, op->u.run.ms, op->u.run.limit, &responses);
+    if (src == SQLITE_OK)
+        src = sweep_delete(c, op, &responses, response_delete);
+    if (src == SQLITE_OK)
+        src =
+            sweep_pick(c, STMT_SWEEP_CONVERSATIONS, op->u.run.ms, op->u.run.limit, &conversations);
+    if (src == SQLITE_OK)
+        src = sweep_delete(c, op, &conversations, conversation_delete);
+    if (src == SQLITE_OK) {
+        s = stmt_get(c, STMT_SWEEP_IDEM, &src);
+        if (s != NULL) {
+            sqlite3_bind_int64(s, 1, op->u.run.ms2);
+            sqlite3_bind_int64(s, 2, op->u.run.limit);
+        }
+        src = write_changes(c, s, src, &idem);
+    }
+    if (src == SQLITE_OK) {
+        op->out = xasprintf("{\"responses\":%zu,\"conversations\":%zu,\"idem\":%d}",
+                            responses.n / 2, conversations.n / 2, idem);
+        op->out_len = strlen(op->out);
+    }
+    texts_free(&responses);
+    texts_free(&conversations);
+    return src;
+}
+
 typedef int (*apply_fn)(struct sqlite_conn *c, struct store_op *op);
 
 /* A new op kind without a row here fails the build. */
 static const apply_fn apply_fns[] = {
-    [STORE_OP_KV_PUT] = kv_put,   [STORE_OP_KV_DELETE] = kv_delete, [STORE_OP_KV_GET] = kv_get,
-    [STORE_OP_KV_LIST] = kv_list, [STORE_OP_PROBE] = probe,         [STORE_OP_SQL] = sql_text,
+    [STORE_OP_KV_PUT] = kv_put,
+    [STORE_OP_KV_DELETE] = kv_delete,
+    [STORE_OP_KV_GET] = kv_get,
+    [STORE_OP_KV_LIST] = kv_list,
+    [STORE_OP_PROBE] = probe,
+    [STORE_OP_SQL] = sql_text,
+    [STORE_OP_RESPONSE_PUT] = response_put,
+    [STORE_OP_RESPONSE_UPDATE] = response_update,
+    [STORE_OP_RESPONSE_DELETE] = response_delete,
+    [STORE_OP_EVENT_APPEND] = event_append,
+    [STORE_OP_ITEMS_APPEND] = items_append,
+    [STORE_OP_ITEM_DELETE] = item_delete,
+    [STORE_OP_CONVERSATION_PUT] = conversation_put,
+    [STORE_OP_CONVERSATION_UPDATE] = conversation_update,
+    [STORE_OP_CONVERSATION_DELETE] = conversation_delete,
+    [STORE_OP_IDEM_CLAIM] = idem_claim,
+    [STORE_OP_RUNS_SWEEP] = runs_sweep,
+    [STORE_OP_RESPONSE_GET] = response_get,
+    [STORE_OP_RESPONSES_LIST] = responses_list,
+    [STORE_OP_RUNS_UNFINISHED] = runs_unfinished,
+    [STORE_OP_EVENTS_READ] = events_read,
+    [STORE_OP_ITEMS_LIST] = items_list,
+    [STORE_OP_ITEM_GET] = item_get,
+    [STORE_OP_HISTORY_READ] = history_read,
+    [STORE_OP_CONVERSATION_GET] = conversation_get,
+    [STORE_OP_IDEM_GET] = idem_get,
 };
 _Static_assert(ARRAY_SIZE(apply_fns) == STORE_OP__COUNT, "every op kind needs an apply function");
 

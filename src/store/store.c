@@ -75,7 +75,32 @@ const struct store_op_kind_info store_op_kinds[STORE_OP__COUNT] = {
     [STORE_OP_KV_LIST] = {.name = "kv_list", .read = true, .returns_value = true},
     [STORE_OP_PROBE] = {.name = "probe"},
     [STORE_OP_SQL] = {.name = "sql", .returns_value = true},
+    [STORE_OP_RESPONSE_PUT] = {.name = "response_put"},
+    [STORE_OP_RESPONSE_UPDATE] = {.name = "response_update"},
+    [STORE_OP_RESPONSE_DELETE] = {.name = "response_delete"},
+    [STORE_OP_EVENT_APPEND] = {.name = "event_append"},
+    [STORE_OP_ITEMS_APPEND] = {.name = "items_append"},
+    [STORE_OP_ITEM_DELETE] = {.name = "item_delete"},
+    [STORE_OP_CONVERSATION_PUT] = {.name = "conversation_put"},
+    [STORE_OP_CONVERSATION_UPDATE] = {.name = "conversation_update"},
+    [STORE_OP_CONVERSATION_DELETE] = {.name = "conversation_delete"},
+    [STORE_OP_IDEM_CLAIM] = {.name = "idem_claim"},
+    [STORE_OP_RUNS_SWEEP] = {.name = "runs_sweep", .returns_value = true},
+    [STORE_OP_RESPONSE_GET] = {.name = "response_get", .read = true, .returns_value = true},
+    [STORE_OP_RESPONSES_LIST] = {.name = "responses_list", .read = true, .returns_value = true},
+    [STORE_OP_RUNS_UNFINISHED] = {.name = "runs_unfinished", .read = true, .returns_value = true},
+    [STORE_OP_EVENTS_READ] = {.name = "events_read", .read = true, .returns_value = true},
+    [STORE_OP_ITEMS_LIST] = {.name = "items_list", .read = true, .returns_value = true},
+    [STORE_OP_ITEM_GET] = {.name = "item_get", .read = true, .returns_value = true},
+    [STORE_OP_HISTORY_READ] = {.name = "history_read", .read = true, .returns_value = true},
+    [STORE_OP_CONVERSATION_GET] = {.name = "conversation_get", .read = true, .returns_value = true},
+    [STORE_OP_IDEM_GET] = {.name = "idem_get", .read = true, .returns_value = true},
 };
+/* Bucket bounds of arun_store_commit_seconds: a commit with synchronous=normal takes tens of
+ * microseconds, one with full an fsync (0.1 to 10 ms on SSDs, more on a busy disk). */
+static const double commit_buckets[] = {0.00005, 0.0001, 0.00025, 0.0005, 0.001,
+                                        0.0025,  0.005,  0.01,    0.025,  0.05,
+                                        0.1,     0.25,   0.5,     1,      2.5};
 
 struct op_list {
     struct store_op *head;
@@ -102,6 +127,7 @@ struct store {
     char *data_dir;
     int lock_fd;            /* holds the flock on data_dir/arun.lock; -1 once released */
     uv_async_t *done_async; /* heap: it outlives the store on a failed open */
+    struct metrics_family *commit_seconds; /* or NULL: no metrics registry */
 
     pthread_mutex_t mu;
     struct worker writer;
@@ -167,8 +193,12 @@ static int try_batch(struct store_conn *c, struct op_list *batch, bool write)
         op->out_len = 0;
         rc = c->be->apply(c, op);
     }
-    if (rc == 0)
+    if (rc == 0) {
+        uint64_t start_ns = clock_mono_ns();
         rc = c->be->commit(c);
+        if (rc == 0 && write && batch->head != NULL)
+            batch->head->commit_ns = clock_mono_ns() - start_ns;
+    }
     if (rc != 0)
         c->be->rollback(c);
     return rc;
@@ -396,6 +426,8 @@ static void complete(struct store *st, struct store_op *op)
 {
     st->pending--;
     st->pending_bytes -= op->bytes;
+    if (op->commit_ns != 0 && st->commit_seconds != NULL)
+        metrics_observe(st->commit_seconds, (double)op->commit_ns / 1e9, NULL);
     if (store_op_kinds[op->kind].returns_value)
         op->cb.value(op->result, op->result == 0 ? op->out : NULL,
                      op->result == 0 ? op->out_len : 0, op->arg);
@@ -560,6 +592,394 @@ int store_debug_sql(struct store *st, const char *sql, store_value_cb cb, void *
     return submit(st, op);
 }
 
+/* ---- durable runs: building the ops ----------------------------------------------------- */
+
+/* The longest each string role may be; past it a submission fails with -E2BIG. */
+static const size_t run_str_max[RUN_STR__COUNT] = {
+    [RUN_TENANT] = STORE_TENANT_MAX, [RUN_ID] = STORE_ID_MAX,       [RUN_OWNER] = STORE_ID_MAX,
+    [RUN_STATUS] = STORE_ID_MAX,     [RUN_MODEL] = STORE_KEY_MAX,   [RUN_CONV] = STORE_ID_MAX,
+    [RUN_PREV] = STORE_ID_MAX,       [RUN_TYPE] = STORE_ID_MAX,     [RUN_AFTER] = STORE_ID_MAX,
+    [RUN_JSON] = STORE_VALUE_MAX,    [RUN_JSON2] = STORE_VALUE_MAX,
+};
+
+/* The lengths of tmpl's strings: a NUL-terminated one is measured (up to its cap, so a long one
+ * is not read to its end), a JSON one keeps the length its caller gave. */
+static int run_lengths(struct store_op *tmpl)
+{
+    for (int i = 0; i < RUN_STR__COUNT; i++) {
+        const char *s = tmpl->u.run.s[i];
+        size_t max = run_str_max[i];
+        if (tmpl->kind == STORE_OP_IDEM_CLAIM && i == RUN_ID)
+            max = STORE_KEY_MAX; /* an Idempotency-Key is the client's, not an id of ours */
+        if (s == NULL)
+            continue;
+        if (i != RUN_JSON && i != RUN_JSON2)
+            tmpl->u.run.len[i] = strnlen(s, max + 1);
+        if (tmpl->u.run.len[i] == 0)
+            return -EINVAL;
+        if (tmpl->u.run.len[i] > max)
+            return -E2BIG;
+    }
+    return 0;
+}
+
+/* Copies tmpl and its strings into one allocation and submits it. Returns 0 or -errno (then
+ * cb is never called). */
+static int run_submit(struct store *st, struct store_op *tmpl)
+{
+    size_t bytes = sizeof(*tmpl);
+    int rc = run_lengths(tmpl);
+
+    if (rc != 0)
+        return rc;
+    for (int i = 0; i < RUN_STR__COUNT; i++)
+        bytes += tmpl->u.run.s[i] != NULL ? tmpl->u.run.len[i] + 1 : 0;
+    struct store_op *op = xmalloc(bytes);
+    char *p = (char *)(op + 1);
+
+    *op = *tmpl;
+    op->bytes = bytes;
+    for (int i = 0; i < RUN_STR__COUNT; i++) {
+        if (tmpl->u.run.s[i] == NULL)
+            continue;
+        memcpy(p, tmpl->u.run.s[i], tmpl->u.run.len[i]);
+        p[tmpl->u.run.len[i]] = '\0';
+        op->u.run.s[i] = p;
+        p += tmpl->u.run.len[i] + 1;
+    }
+    return submit(st, op);
+}
+
+static int run_write(struct store *st, struct store_op *tmpl, store_write_cb cb, void *arg)
+{
+    ASSERT(cb != NULL);
+    if (tmpl->u.run.s[RUN_TENANT] == NULL)
+        return -EINVAL;
+    tmpl->cb.write = cb;
+    tmpl->arg = arg;
+    return run_submit(st, tmpl);
+}
+
+static int run_read(struct store *st, struct store_op *tmpl, store_value_cb cb, void *arg)
+{
+    ASSERT(cb != NULL);
+    if (tmpl->u.run.s[RUN_TENANT] == NULL && tmpl->kind != STORE_OP_RUNS_UNFINISHED)
+        return -EINVAL;
+    tmpl->cb.value = cb;
+    tmpl->arg = arg;
+    return run_submit(st, tmpl);
+}
+
+static bool limit_ok(uint32_t limit)
+{
+    return limit >= 1 && limit <= STORE_PAGE_MAX;
+}
+
+static const char *const items_kind_names[] = {
+    [STORE_ITEMS_INPUT] = "input",
+    [STORE_ITEMS_OUTPUT] = "output",
+    [STORE_ITEMS_CONVERSATION] = "conversation",
+};
+
+/* The name an items kind is stored under, or NULL for a value outside the enum. */
+static const char *items_kind_name(enum store_items_kind kind)
+{
+    return (unsigned)kind < ARRAY_SIZE(items_kind_names) ? items_kind_names[kind] : NULL;
+}
+
+/* ---- durable runs: responses and events ------------------------------------------------- */
+
+int store_response_put(struct store *st, const struct store_response *r, store_write_cb cb,
+                       void *arg)
+{
+    struct store_op op = {.kind = STORE_OP_RESPONSE_PUT};
+
+    if (r->id == NULL || r->status == NULL || r->model == NULL || r->request == NULL ||
+        r->object == NULL)
+        return -EINVAL;
+    op.u.run.s[RUN_TENANT] = r->tenant;
+    op.u.run.s[RUN_ID] = r->id;
+    op.u.run.s[RUN_STATUS] = r->status;
+    op.u.run.s[RUN_MODEL] = r->model;
+    op.u.run.s[RUN_CONV] = r->conversation_id;
+    op.u.run.s[RUN_PREV] = r->previous_response_id;
+    op.u.run.s[RUN_JSON] = r->request;
+    op.u.run.len[RUN_JSON] = r->request_len;
+    op.u.run.s[RUN_JSON2] = r->object;
+    op.u.run.len[RUN_JSON2] = r->object_len;
+    op.u.run.ms = r->created_ms;
+    op.u.run.flag = r->background;
+    return run_write(st, &op, cb, arg);
+}
+
+int store_response_update(struct store *st, const char *tenant, const char *id, const char *status,
+                          const char *object, size_t object_len, store_write_cb cb, void *arg)
+{
+    struct store_op op = {.kind = STORE_OP_RESPONSE_UPDATE};
+
+    if (id == NULL || status == NULL || object == NULL)
+        return -EINVAL;
+    op.u.run.s[RUN_TENANT] = tenant;
+    op.u.run.s[RUN_ID] = id;
+    op.u.run.s[RUN_STATUS] = status;
+    op.u.run.s[RUN_JSON2] = object;
+    op.u.run.len[RUN_JSON2] = object_len;
+    return run_write(st, &op, cb, arg);
+}
+
+int store_response_get(struct store *st, const char *tenant, const char *id, store_value_cb cb,
+                       void *arg)
+{
+    struct store_op op = {.kind = STORE_OP_RESPONSE_GET};
+
+    if (id == NULL)
+        return -EINVAL;
+    op.u.run.s[RUN_TENANT] = tenant;
+    op.u.run.s[RUN_ID] = id;
+    return run_read(st, &op, cb, arg);
+}
+
+int store_response_delete(struct store *st, const char *tenant, const char *id, store_write_cb cb,
+                          void *arg)
+{
+    struct store_op op = {.kind = STORE_OP_RESPONSE_DELETE};
+
+    if (id == NULL)
+        return -EINVAL;
+    op.u.run.s[RUN_TENANT] = tenant;
+    op.u.run.s[RUN_ID] = id;
+    return run_write(st, &op, cb, arg);
+}
+
+int store_responses_list(struct store *st, const char *tenant, const char *status,
+                         const char *after_id, uint32_t limit, store_value_cb cb, void *arg)
+{
+    struct store_op op = {.kind = STORE_OP_RESPONSES_LIST};
+
+    if (!limit_ok(limit))
+        return -EINVAL;
+    op.u.run.s[RUN_TENANT] = tenant;
+    op.u.run.s[RUN_STATUS] = status;
+    op.u.run.s[RUN_AFTER] = after_id;
+    op.u.run.limit = limit;
+    return run_read(st, &op, cb, arg);
+}
+
+int store_runs_unfinished(struct store *st, store_value_cb cb, void *arg)
+{
+    struct store_op op = {.kind = STORE_OP_RUNS_UNFINISHED};
+
+    return run_read(st, &op, cb, arg);
+}
+
+int store_event_append(struct store *st, const char *tenant, const char *response_id, int64_t seq,
+                       const char *type, const char *data, size_t len, store_write_cb cb, void *arg)
+{
+    struct store_op op = {.kind = STORE_OP_EVENT_APPEND};
+
+    if (data != NULL && len > STORE_VALUE_MAX)
+        return -E2BIG; /* before memchr reads len bytes */
+    /* A '\n' would break the line format of store_events_read. */
+    if (response_id == NULL || type == NULL || data == NULL || seq < 0 ||
+        memchr(data, '\n', len) != NULL || strpbrk(type, " \n") != NULL)
+        return -EINVAL;
+    op.u.run.s[RUN_TENANT] = tenant;
+    op.u.run.s[RUN_OWNER] = response_id;
+    op.u.run.s[RUN_TYPE] = type;
+    op.u.run.s[RUN_JSON] = data;
+    op.u.run.len[RUN_JSON] = len;
+    op.u.run.seq = seq;
+    return run_write(st, &op, cb, arg);
+}
+
+int store_events_read(struct store *st, const char *tenant, const char *response_id,
+                      int64_t after_seq, uint32_t limit, store_value_cb cb, void *arg)
+{
+    struct store_op op = {.kind = STORE_OP_EVENTS_READ};
+
+    if (response_id == NULL || after_seq < -1 || !limit_ok(limit))
+        return -EINVAL;
+    op.u.run.s[RUN_TENANT] = tenant;
+    op.u.run.s[RUN_OWNER] = response_id;
+    op.u.run.seq = after_seq;
+    op.u.run.limit = limit;
+    return run_read(st, &op, cb, arg);
+}
+
+/* ---- durable runs: items and history --------------------------------------------------- */
+
+/* Fills the owner, the kind and the item id shared by the item ops. */
+static int items_op(struct store_op *op, const char *tenant, const char *owner_id,
+                    enum store_items_kind kind, const char *item_id)
+{
+    op->u.run.s[RUN_TENANT] = tenant;
+    op->u.run.s[RUN_OWNER] = owner_id;
+    op->u.run.s[RUN_TYPE] = items_kind_name(kind);
+    op->u.run.s[RUN_ID] = item_id;
+    return owner_id == NULL || op->u.run.s[RUN_TYPE] == NULL ? -EINVAL : 0;
+}
+
+int store_items_append(struct store *st, const char *tenant, const char *owner_id,
+                       enum store_items_kind kind, const char *items, size_t len, store_write_cb cb,
+                       void *arg)
+{
+    struct store_op op = {.kind = STORE_OP_ITEMS_APPEND};
+
+    if (items == NULL || items_op(&op, tenant, owner_id, kind, NULL) != 0)
+        return -EINVAL;
+    op.u.run.s[RUN_JSON] = items;
+    op.u.run.len[RUN_JSON] = len;
+    op.u.run.ms = clock_wall_ms(); /* touches a conversation's updated_ms */
+    return run_write(st, &op, cb, arg);
+}
+
+int store_items_list(struct store *st, const char *tenant, const char *owner_id,
+                     enum store_items_kind kind, const char *after_id, uint32_t limit, bool desc,
+                     store_value_cb cb, void *arg)
+{
+    struct store_op op = {.kind = STORE_OP_ITEMS_LIST};
+
+    if (!limit_ok(limit) || items_op(&op, tenant, owner_id, kind, NULL) != 0)
+        return -EINVAL;
+    op.u.run.s[RUN_AFTER] = after_id;
+    op.u.run.limit = limit;
+    op.u.run.flag = desc;
+    return run_read(st, &op, cb, arg);
+}
+
+int store_history_read(struct store *st, const char *tenant, const char *response_id,
+                       store_value_cb cb, void *arg)
+{
+    struct store_op op = {.kind = STORE_OP_HISTORY_READ};
+
+    if (response_id == NULL)
+        return -EINVAL;
+    op.u.run.s[RUN_TENANT] = tenant;
+    op.u.run.s[RUN_ID] = response_id;
+    return run_read(st, &op, cb, arg);
+}
+
+int store_item_get(struct store *st, const char *tenant, const char *owner_id,
+                   enum store_items_kind kind, const char *item_id, store_value_cb cb, void *arg)
+{
+    struct store_op op = {.kind = STORE_OP_ITEM_GET};
+
+    if (item_id == NULL || items_op(&op, tenant, owner_id, kind, item_id) != 0)
+        return -EINVAL;
+    return run_read(st, &op, cb, arg);
+}
+
+int store_item_delete(struct store *st, const char *tenant, const char *owner_id,
+                      enum store_items_kind kind, const char *item_id, store_write_cb cb, void *arg)
+{
+    struct store_op op = {.kind = STORE_OP_ITEM_DELETE};
+
+    if (item_id == NULL || items_op(&op, tenant, owner_id, kind, item_id) != 0)
+        return -EINVAL;
+    op.u.run.ms = clock_wall_ms();
+    return run_write(st, &op, cb, arg);
+}
+
+/* ---- durable runs: conversations and idempotency keys ---------------------------------- */
+
+/* Fills a conversation op; metadata may be NULL for the ops without one. */
+static int conversation_op(struct store_op *op, const char *tenant, const char *id,
+                           const char *metadata, size_t len)
+{
+    op->u.run.s[RUN_TENANT] = tenant;
+    op->u.run.s[RUN_ID] = id;
+    op->u.run.s[RUN_JSON] = metadata;
+    op->u.run.len[RUN_JSON] = len;
+    return id == NULL ? -EINVAL : 0;
+}
+
+int store_conversation_put(struct store *st, const char *tenant, const char *id, int64_t created_ms,
+                           const char *metadata, size_t len, store_write_cb cb, void *arg)
+{
+    struct store_op op = {.kind = STORE_OP_CONVERSATION_PUT};
+
+    if (metadata == NULL || conversation_op(&op, tenant, id, metadata, len) != 0)
+        return -EINVAL;
+    op.u.run.ms = created_ms;
+    return run_write(st, &op, cb, arg);
+}
+
+int store_conversation_update(struct store *st, const char *tenant, const char *id,
+                              const char *metadata, size_t len, store_write_cb cb, void *arg)
+{
+    struct store_op op = {.kind = STORE_OP_CONVERSATION_UPDATE};
+
+    if (metadata == NULL || conversation_op(&op, tenant, id, metadata, len) != 0)
+        return -EINVAL;
+    op.u.run.ms = clock_wall_ms();
+    return run_write(st, &op, cb, arg);
+}
+
+int store_conversation_get(struct store *st, const char *tenant, const char *id, store_value_cb cb,
+                           void *arg)
+{
+    struct store_op op = {.kind = STORE_OP_CONVERSATION_GET};
+
+    if (conversation_op(&op, tenant, id, NULL, 0) != 0)
+        return -EINVAL;
+    return run_read(st, &op, cb, arg);
+}
+
+int store_conversation_delete(struct store *st, const char *tenant, const char *id,
+                              store_write_cb cb, void *arg)
+{
+    struct store_op op = {.kind = STORE_OP_CONVERSATION_DELETE};
+
+    if (conversation_op(&op, tenant, id, NULL, 0) != 0)
+        return -EINVAL;
+    return run_write(st, &op, cb, arg);
+}
+
+int store_idem_claim(struct store *st, const char *tenant, const char *key, const char *body_hash,
+                     const char *response_id, int64_t now_ms, int64_t fresh_after_ms,
+                     store_write_cb cb, void *arg)
+{
+    struct store_op op = {.kind = STORE_OP_IDEM_CLAIM};
+
+    if (key == NULL || body_hash == NULL || response_id == NULL)
+        return -EINVAL;
+    op.u.run.s[RUN_TENANT] = tenant;
+    op.u.run.s[RUN_ID] = key;
+    op.u.run.s[RUN_TYPE] = body_hash;
+    op.u.run.s[RUN_OWNER] = response_id;
+    op.u.run.ms = now_ms;
+    op.u.run.ms2 = fresh_after_ms;
+    return run_write(st, &op, cb, arg);
+}
+
+int store_idem_get(struct store *st, const char *tenant, const char *key, store_value_cb cb,
+                   void *arg)
+{
+    struct store_op op = {.kind = STORE_OP_IDEM_GET};
+
+    if (key == NULL)
+        return -EINVAL;
+    op.u.run.s[RUN_TENANT] = tenant;
+    op.u.run.s[RUN_ID] = key;
+    return run_read(st, &op, cb, arg);
+}
+
+int store_runs_sweep(struct store *st, int64_t before_ms, int64_t idem_before_ms, uint32_t limit,
+                     store_value_cb cb, void *arg)
+{
+    struct store_op op = {.kind = STORE_OP_RUNS_SWEEP};
+
+    ASSERT(cb != NULL);
+    if (!limit_ok(limit))
+        return -EINVAL;
+    op.u.run.ms = before_ms;
+    op.u.run.ms2 = idem_before_ms;
+    op.u.run.limit = limit;
+    op.cb.value = cb;
+    op.arg = arg;
+    return run_submit(st, &op);
+}
+
 bool store_ready(const struct store *st)
 {
     return st->ready;
@@ -693,6 +1113,12 @@ static struct store *store_new(uv_loop_t *loop, const struct store_options *opts
     st->data_dir = xstrdup(opts->data_dir);
     st->lock_fd = -1;
     st->max_pending = opts->max_pending != 0 ? opts->max_pending : STORE_MAX_PENDING;
+    if (opts->metrics != NULL)
+        st->commit_seconds =
+            metrics_histogram(opts->metrics, "arun_store_commit_seconds",
+                              "Time the store's write transactions took to commit (one fsync with "
+                              "synchronous=full), one observation per group-committed batch.",
+                              0, NULL, commit_buckets, ARRAY_SIZE(commit_buckets));
     st->ready = st->shared_ready = true;
     snprintf(st->status, sizeof(st->status), "ok");
     snprintf(st->shared_status, sizeof(st->shared_status), "ok");

@@ -134,9 +134,9 @@ int store_kv_list(struct store *st, const char *ns, store_value_cb cb, void *arg
  * shape is given with each function. "ms" is the wall clock in milliseconds since the epoch. */
 
 #define STORE_TENANT_DEFAULT "default"
-#define STORE_TENANT_MAX 64   /* bytes in a tenant name */
-#define STORE_ID_MAX 128      /* bytes in an object id */
-#define STORE_PAGE_MAX 10000  /* rows one list or read returns at most */
+#define STORE_TENANT_MAX 64  /* bytes in a tenant name */
+#define STORE_ID_MAX 128     /* bytes in an object id */
+#define STORE_PAGE_MAX 10000 /* rows one list or read returns at most */
 
 /* A response row: the run's index entry. The event log (below) is the truth about a run; the
  * row is what lists, lookups and recovery read without folding events. */
@@ -177,18 +177,21 @@ int store_response_delete(struct store *st, const char *tenant, const char *id, 
                           void *arg) MUST_USE;
 /* Lists a tenant's responses, newest first: {"data":[row…],"has_more":bool}, each row as
  * store_response_get's without "request". status NULL lists every status; after_id (or NULL)
- * starts after that response (-ENOENT when it does not exist); limit 1..STORE_PAGE_MAX. */
+ * starts after that response (-ENOENT when it does not exist); limit 1..STORE_PAGE_MAX. A page
+ * (here and for items) stops early, with has_more, once it holds STORE_VALUE_MAX bytes. */
 int store_responses_list(struct store *st, const char *tenant, const char *status,
                          const char *after_id, uint32_t limit, store_value_cb cb,
                          void *arg) MUST_USE;
 /* System scan for recovery, every tenant: the rows whose status is queued or in_progress, in
- * the order they were created, as a JSON array of store_response_get's rows with "tenant". */
+ * the order they were created (created_ms, then the order of store_response_put within a
+ * millisecond), as a JSON array of store_response_get's rows with "tenant". */
 int store_runs_unfinished(struct store *st, store_value_cb cb, void *arg) MUST_USE;
 
 /* Appends one event to a response's log. data is the event's JSON object on one line (no
  * '\n', as jansson's JSON_COMPACT writes it), type its "type". Events are never rewritten: cb
- * gets -EEXIST when (tenant, response_id, seq) is taken, -EINVAL for invalid JSON. Returns as
- * store_response_put (-EINVAL also for seq < 0 or a '\n' in data). */
+ * gets -EEXIST when (tenant, response_id, seq) is taken, -EINVAL for invalid JSON, -ENOENT when
+ * the response does not exist. Returns as store_response_put (-EINVAL also for seq < 0, a '\n'
+ * in data or a space or '\n' in type). */
 int store_event_append(struct store *st, const char *tenant, const char *response_id, int64_t seq,
                        const char *type, const char *data, size_t len, store_write_cb cb,
                        void *arg) MUST_USE;
@@ -196,7 +199,8 @@ int store_event_append(struct store *st, const char *tenant, const char *respons
  * limit (1..STORE_PAGE_MAX) of them, in order, as lines "SEQ TYPE DATA\n" (decimal sequence
  * number, a space, the type, a space, the JSON as stored): a stream can frame them as SSE
  * without parsing JSON. An empty text when there are none after after_seq; -ENOENT when the
- * response does not exist. */
+ * response does not exist. A page stops early once it holds STORE_VALUE_MAX bytes (it always
+ * holds at least one event): read on after its last sequence number. */
 int store_events_read(struct store *st, const char *tenant, const char *response_id,
                       int64_t after_seq, uint32_t limit, store_value_cb cb, void *arg) MUST_USE;
 
@@ -207,11 +211,12 @@ enum store_items_kind {
     STORE_ITEMS_CONVERSATION, /* a conversation's items (owner: conv_…) */
 };
 /* Appends items (a JSON array of objects, each with a string "id") after the owner's last
- * item of that kind, in array order. cb gets 0, -EEXIST when an id is already among them,
- * -EINVAL when items is not such an array. */
+ * item of that kind, in array order (all or none). cb gets 0, -EEXIST when an id is already
+ * among them, -EINVAL when items is not such an array, -ENOENT when the owner (the response, or
+ * the conversation, whose updated_ms it sets) does not exist. */
 int store_items_append(struct store *st, const char *tenant, const char *owner_id,
-                       enum store_items_kind kind, const char *items, size_t len,
-                       store_write_cb cb, void *arg) MUST_USE;
+                       enum store_items_kind kind, const char *items, size_t len, store_write_cb cb,
+                       void *arg) MUST_USE;
 /* One page of an owner's items: {"data":[item…],"has_more":bool}, in position order (desc:
  * newest first), starting after the item after_id (or NULL; -ENOENT when it is not among
  * them); limit 1..STORE_PAGE_MAX. An owner with no items answers an empty page. */
@@ -235,15 +240,14 @@ int store_item_delete(struct store *st, const char *tenant, const char *owner_id
 
 /* Inserts a conversation (metadata: a JSON object). cb gets 0 or -EEXIST. */
 int store_conversation_put(struct store *st, const char *tenant, const char *id, int64_t created_ms,
-                           const char *metadata, size_t len, store_write_cb cb,
-                           void *arg) MUST_USE;
+                           const char *metadata, size_t len, store_write_cb cb, void *arg) MUST_USE;
 /* Replaces a conversation's metadata; cb gets 0 or -ENOENT. */
 int store_conversation_update(struct store *st, const char *tenant, const char *id,
                               const char *metadata, size_t len, store_write_cb cb,
                               void *arg) MUST_USE;
 /* Reads {"id","created_ms","metadata":{…}}, or -ENOENT. */
-int store_conversation_get(struct store *st, const char *tenant, const char *id,
-                           store_value_cb cb, void *arg) MUST_USE;
+int store_conversation_get(struct store *st, const char *tenant, const char *id, store_value_cb cb,
+                           void *arg) MUST_USE;
 /* Deletes a conversation and its items; cb gets 0 or -ENOENT. */
 int store_conversation_delete(struct store *st, const char *tenant, const char *id,
                               store_write_cb cb, void *arg) MUST_USE;
@@ -260,10 +264,11 @@ int store_idem_get(struct store *st, const char *tenant, const char *key, store_
 
 /* System sweep for retention, every tenant, in one short transaction: deletes at most limit
  * finished responses (not queued or in_progress) created before before_ms, with their events
- * and items, conversations last updated before before_ms with their items, and idempotency
- * claims made before idem_before_ms. cb gets {"responses":N,"conversations":N,"idem":N}; a
- * caller that got N == limit for responses calls again (the sweep yields to other writes in
- * between). */
+ * and items, at most limit conversations last updated before before_ms with their items, and
+ * at most limit idempotency claims made before idem_before_ms. cb gets
+ * {"responses":N,"conversations":N,"idem":N}; a caller that got any N == limit calls again (the
+ * sweep yields to other writes in between). Returns -EINVAL for a limit outside
+ * 1..STORE_PAGE_MAX, else as store_kv_put. */
 int store_runs_sweep(struct store *st, int64_t before_ms, int64_t idem_before_ms, uint32_t limit,
                      store_value_cb cb, void *arg) MUST_USE;
 

@@ -16,6 +16,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "store/store.h"
 
@@ -28,6 +29,28 @@ enum store_op_kind {
     STORE_OP_KV_LIST, /* every key of a namespace, as one JSON object */
     STORE_OP_PROBE,   /* writer-internal: a one-row write that tells whether commits work again */
     STORE_OP_SQL,     /* tests and fault injection only: SQL text run by the writer */
+    /* durable runs (store.h): writes */
+    STORE_OP_RESPONSE_PUT,
+    STORE_OP_RESPONSE_UPDATE,
+    STORE_OP_RESPONSE_DELETE,
+    STORE_OP_EVENT_APPEND,
+    STORE_OP_ITEMS_APPEND,
+    STORE_OP_ITEM_DELETE,
+    STORE_OP_CONVERSATION_PUT,
+    STORE_OP_CONVERSATION_UPDATE,
+    STORE_OP_CONVERSATION_DELETE,
+    STORE_OP_IDEM_CLAIM,
+    STORE_OP_RUNS_SWEEP, /* a write that answers a value: the counts */
+    /* durable runs: reads */
+    STORE_OP_RESPONSE_GET,
+    STORE_OP_RESPONSES_LIST,
+    STORE_OP_RUNS_UNFINISHED,
+    STORE_OP_EVENTS_READ,
+    STORE_OP_ITEMS_LIST,
+    STORE_OP_ITEM_GET,
+    STORE_OP_HISTORY_READ,
+    STORE_OP_CONVERSATION_GET,
+    STORE_OP_IDEM_GET,
     STORE_OP__COUNT,
 };
 
@@ -39,13 +62,31 @@ struct store_op_kind_info {
 };
 extern const struct store_op_kind_info store_op_kinds[STORE_OP__COUNT];
 
+/* The strings of a runs op, by role. Which ones an op kind uses is said at its submit function
+ * in store.c; unused ones are NULL. */
+enum store_run_str {
+    RUN_TENANT,
+    RUN_ID,     /* the object: response, conversation, item; the idempotency key */
+    RUN_OWNER,  /* items: the owner (resp_… or conv_…); events: the response */
+    RUN_STATUS, /* responses: status (also the list filter) */
+    RUN_MODEL,
+    RUN_CONV,  /* responses: conversation_id */
+    RUN_PREV,  /* responses: previous_response_id */
+    RUN_TYPE,  /* events: type; idempotency: body hash; items: the kind's name */
+    RUN_AFTER, /* lists: the id to start after */
+    RUN_JSON,  /* request, event data, items, metadata; idempotency: response id */
+    RUN_JSON2, /* responses: the Response object */
+    RUN_STR__COUNT,
+};
+
 struct store_op {
     struct store_op *next; /* link in whichever single list holds the op (see store.c) */
     enum store_op_kind kind;
     int result; /* set by the thread: 0 or -errno; final only after commit */
     char *out;  /* value result (heap, NUL-terminated) or NULL; freed with the op */
     size_t out_len;
-    size_t bytes; /* counted against STORE_MAX_PENDING_BYTES while pending */
+    size_t bytes;       /* counted against STORE_MAX_PENDING_BYTES while pending */
+    uint64_t commit_ns; /* writer: set on a batch's first op, the time its COMMIT took */
     union {
         store_write_cb write;
         store_value_cb value;
@@ -61,6 +102,15 @@ struct store_op {
         struct {
             const char *text;
         } sql;
+        struct {
+            const char *s[RUN_STR__COUNT]; /* into the op's own allocation, or NULL */
+            size_t len[RUN_STR__COUNT];    /* bytes of each (without the NUL) */
+            int64_t seq;                   /* events: seq, or after_seq for a read */
+            int64_t ms;                    /* created_ms; idempotency: now; sweep: before */
+            int64_t ms2;                   /* idempotency: fresh_after; sweep: idem_before */
+            uint32_t limit;                /* lists, reads and the sweep */
+            bool flag;                     /* responses: background; item lists: desc */
+        } run;
     } u;
 };
 

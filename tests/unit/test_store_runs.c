@@ -1,0 +1,752 @@
+/*
+ * test_store_runs.c: the store's durable-runs functions (store.h, "durable runs") through the
+ * public interface: responses, their events, items and history, conversations, idempotency
+ * claims, the recovery scan and the sweep, and the migration that made their tables. Every test
+ * runs a real uv loop and a real SQLite database in a fresh temporary directory, waits on
+ * conditions with a deadline (never sleeps), and ends with uv_loop_close() == 0.
+ *
+ * Reads and writes go through W() and R(): each submits one call, asserts the submission was
+ * accepted and runs the loop until its callback ran; W() yields the write's status, R() the
+ * read's, with the value in G.value.
+ */
+#include <errno.h>
+#include <ftw.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <cmocka.h>
+
+#include "testutil.h"
+#include <jansson.h>
+#include <sqlite3.h>
+#include <uv.h>
+
+#include "core/clock.h"
+#include "core/metrics.h"
+#include "store/store.h"
+#include "store/store_int.h"
+
+#define DEADLINE_MS 10000 /* generous for ASan on a loaded 2-core VM; a pass takes milliseconds */
+#define REQ "{\"model\":\"m\",\"input\":\"hi\"}"
+#define OBJ "{\"id\":\"x\",\"object\":\"response\",\"status\":\"queued\"}"
+
+/* ---- the fixture: one loop, one store in a fresh directory ---------------------------- */
+
+struct fx {
+    uv_loop_t loop;
+    struct store *st;
+    char *tmp;
+    char *data_dir;
+};
+static struct fx *F;
+
+static void tick_cb(uv_timer_t *t)
+{
+    /* Only wakes the loop so that run_until re-checks its condition. */
+}
+
+/* Runs the loop until cond(arg) holds or DEADLINE_MS pass. Returns whether it holds. */
+static bool run_until(bool (*cond)(void *), void *arg)
+{
+    uv_timer_t tick;
+    uint64_t deadline = clock_mono_ms() + DEADLINE_MS;
+
+    assert_int_equal(uv_timer_init(&F->loop, &tick), 0);
+    assert_int_equal(uv_timer_start(&tick, tick_cb, 1, 1), 0);
+    while (!cond(arg) && clock_mono_ms() < deadline)
+        uv_run(&F->loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *)&tick, NULL);
+    uv_run(&F->loop, UV_RUN_NOWAIT);
+    return cond(arg);
+}
+
+static void count_handle(uv_handle_t *h, void *arg)
+{
+    if (!uv_is_closing(h) && h->type != UV_TIMER)
+        (*(int *)arg)++;
+}
+
+static bool no_handles(void *loop)
+{
+    int n = 0;
+    uv_walk(loop, count_handle, &n);
+    return n == 0;
+}
+
+static struct store *open_store(struct metrics *m)
+{
+    struct store_options opts = {.data_dir = F->data_dir, .metrics = m};
+    struct store *st = NULL;
+    struct buf err;
+
+    buf_init(&err, 4096);
+    int rc = store_open(&F->loop, &opts, &st, &err);
+    if (rc != 0)
+        fail_msg("store_open: %d %s", rc, buf_cstr(&err));
+    buf_cleanup(&err);
+    return st;
+}
+
+static void close_store(void)
+{
+    store_close(F->st);
+    F->st = NULL;
+    assert_true(run_until(no_handles, &F->loop));
+}
+
+/* The loop and the directory, without a store (a test that prepares the database first). */
+static int setup_bare(void **state)
+{
+    const char *base = getenv("ARUN_BUILD_DIR");
+
+    F = xcalloc(1, sizeof(*F));
+    F->tmp = xasprintf("%s/store-runs-test-XXXXXX", base != NULL ? base : "/tmp");
+    assert_non_null(mkdtemp(F->tmp));
+    F->data_dir = xasprintf("%s/data", F->tmp);
+    assert_int_equal(uv_loop_init(&F->loop), 0);
+    return 0;
+}
+
+static int setup(void **state)
+{
+    setup_bare(state);
+    F->st = open_store(NULL);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    if (F->st != NULL)
+        close_store();
+    uv_run(&F->loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&F->loop), 0);
+    nftw(F->tmp, testutil_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    free(F->tmp);
+    free(F->data_dir);
+    free(F);
+    F = NULL;
+    return 0;
+}
+
+/* ---- W() and R() ------------------------------------------------------------------------ */
+
+struct acks {
+    int done; /* callbacks run */
+    int want; /* run_until target */
+    int last; /* the last status */
+};
+static struct acks A;
+
+static void ack_cb(int status, void *arg)
+{
+    struct acks *a = arg;
+    a->done++;
+    a->last = status;
+}
+
+static bool acks_reached(void *arg)
+{
+    struct acks *a = arg;
+    return a->done >= a->want;
+}
+
+static int ack_reset(void)
+{
+    A = (struct acks){.want = 1};
+    return 0;
+}
+
+static int wr(int submitted)
+{
+    assert_int_equal(submitted, 0);
+    assert_true(run_until(acks_reached, &A));
+    return A.last;
+}
+#define W(call) (ack_reset(), wr(call))
+
+struct got {
+    bool done;
+    int status;
+    char *value;
+};
+static struct got G;
+
+static void got_cb(int status, const char *value, size_t len, void *arg)
+{
+    struct got *g = arg;
+    g->done = true;
+    g->status = status;
+    free(g->value);
+    g->value = value != NULL ? xstrndup(value, len) : NULL;
+    if (status == 0)
+        assert_int_equal(strlen(value), len);
+    else
+        assert_null(value);
+}
+
+static bool got_done(void *arg)
+{
+    return ((struct got *)arg)->done;
+}
+
+static int got_reset(void)
+{
+    free(G.value);
+    G = (struct got){0};
+    return 0;
+}
+
+static int rd(int submitted)
+{
+    assert_int_equal(submitted, 0);
+    assert_true(run_until(got_done, &G));
+    return G.status;
+}
+#define R(call) (got_reset(), rd(call))
+
+/* G.value parsed (the caller decrefs). */
+static json_t *got_json(void)
+{
+    json_error_t e;
+    json_t *j = json_loads(G.value, 0, &e);
+    if (j == NULL)
+        fail_msg("not JSON (%s): %s", e.text, G.value);
+    return j;
+}
+
+/* The ids of a page's data (or of an array), joined with ',', for one assert. */
+static char *ids_of(json_t *list)
+{
+    json_t *data = json_is_array(list) ? list : json_object_get(list, "data");
+    struct buf b;
+    size_t i;
+    json_t *v;
+
+    buf_init(&b, 1 << 20);
+    json_array_foreach(data, i, v)
+        buf_printf(&b, "%s%s", i > 0 ? "," : "", json_string_value(json_object_get(v, "id")));
+    char *out = b.len > 0 ? buf_steal(&b) : xstrdup("");
+    buf_cleanup(&b);
+    return out;
+}
+
+static bool has_more(json_t *page)
+{
+    return json_is_true(json_object_get(page, "has_more"));
+}
+
+/* ---- builders -------------------------------------------------------------------------- */
+
+static int put_response(const char *tenant, const char *id, const char *status, int64_t created_ms,
+                        const char *prev)
+{
+    struct store_response r = {
+        .tenant = tenant,
+        .id = id,
+        .status = status,
+        .model = "m",
+        .previous_response_id = prev,
+        .created_ms = created_ms,
+        .request = REQ,
+        .request_len = strlen(REQ),
+        .object = OBJ,
+        .object_len = strlen(OBJ),
+    };
+    return W(store_response_put(F->st, &r, ack_cb, &A));
+}
+
+static int append_event(const char *tenant, const char *id, int64_t seq)
+{
+    char data[128];
+    int n = snprintf(data, sizeof(data),
+                     "{\"type\":\"response.output_text.delta\",\"delta\":\"t%lld\","
+                     "\"sequence_number\":%lld}",
+                     (long long)seq, (long long)seq);
+    return W(store_event_append(F->st, tenant, id, seq, "response.output_text.delta", data,
+                                (size_t)n, ack_cb, &A));
+}
+
+/* Appends items with the given comma-separated ids, each {"id":ID,"type":"message"}. */
+static int append_items(const char *tenant, const char *owner, enum store_items_kind kind,
+                        const char *ids)
+{
+    struct buf b;
+    char *copy = xstrdup(ids), *save = NULL;
+
+    buf_init(&b, 1 << 20);
+    buf_puts(&b, "[");
+    for (char *id = strtok_r(copy, ",", &save); id != NULL; id = strtok_r(NULL, ",", &save))
+        buf_printf(&b, "%s{\"id\":\"%s\",\"type\":\"message\"}", b.len > 1 ? "," : "", id);
+    buf_puts(&b, "]");
+    int rc = W(store_items_append(F->st, tenant, owner, kind, buf_cstr(&b), b.len, ack_cb, &A));
+    buf_cleanup(&b);
+    free(copy);
+    return rc;
+}
+
+static int put_conversation(const char *tenant, const char *id, int64_t created_ms)
+{
+    const char *meta = "{\"topic\":\"t\"}";
+    return W(store_conversation_put(F->st, tenant, id, created_ms, meta, strlen(meta), ack_cb, &A));
+}
+
+/* The first value SQL gives on the writer's connection (caller frees). */
+static char *sql(const char *text)
+{
+    assert_int_equal(R(store_debug_sql(F->st, text, got_cb, &G)), 0);
+    char *v = G.value;
+    G.value = NULL;
+    return v;
+}
+
+static void assert_sql(const char *text, const char *want)
+{
+    char *v = sql(text);
+    if (v == NULL || strcmp(v, want) != 0)
+        fail_msg("%s: got %s, want %s", text, v != NULL ? v : "NULL", want);
+    free(v);
+}
+
+/* ---- the migration ---------------------------------------------------------------------- */
+
+static void test_a_version_1_database_migrates_and_keeps_its_kv_data(void **state)
+{
+    char *path = xasprintf("%s/%s", F->data_dir, STORE_DB_FILE);
+    sqlite3 *db = NULL;
+
+    /* A database as an arun of schema version 1 left it, with an engine record in it. */
+    assert_int_equal(mkdir(F->data_dir, 0700), 0);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, store_sqlite_migrations[0], NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+                                  "INSERT INTO kv VALUES ('engines', 'e1', '{\"pid\":42}', 1);"
+                                  "PRAGMA user_version = 1",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_close(db), SQLITE_OK);
+
+    F->st = open_store(NULL);
+    assert_sql("PRAGMA user_version", "2");
+    assert_int_equal(R(store_kv_get(F->st, "engines", "e1", got_cb, &G)), 0);
+    assert_string_equal(G.value, "{\"pid\":42}");
+    assert_sql("SELECT group_concat(name) FROM (SELECT name FROM sqlite_master WHERE type = "
+               "'table' ORDER BY name)",
+               "conversations,idempotency,items,kv,response_events,responses,store_probe");
+    /* The new tables work on the migrated file. */
+    assert_int_equal(put_response("default", "resp_1", "queued", 1, NULL), 0);
+    assert_int_equal(append_event("default", "resp_1", 0), 0);
+    free(path);
+}
+
+/* The query plan of sql on a second connection to the store's file, as one line. */
+static char *plan_of(const char *text)
+{
+    char *path = xasprintf("%s/%s", F->data_dir, STORE_DB_FILE),
+         *q = xasprintf("EXPLAIN QUERY PLAN %s", text);
+    sqlite3 *db = NULL;
+    sqlite3_stmt *s = NULL;
+    struct buf b;
+
+    buf_init(&b, 1 << 16);
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, q, -1, &s, NULL), SQLITE_OK);
+    while (sqlite3_step(s) == SQLITE_ROW)
+        buf_printf(&b, "%s / ", (const char *)sqlite3_column_text(s, 3));
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    free(q);
+    free(path);
+    char *out = xstrdup(buf_cstr(&b));
+    buf_cleanup(&b);
+    return out;
+}
+
+static void test_recovery_and_sweep_queries_use_their_indexes(void **state)
+{
+    /* Recovery reads the partial index of unfinished rows, not the whole table. */
+    char *plan = plan_of("SELECT id FROM responses WHERE status IN ('queued', 'in_progress') "
+                         "ORDER BY created_ms, rowid");
+    if (strstr(plan, "responses_unfinished") == NULL)
+        fail_msg("recovery plan: %s", plan);
+    free(plan);
+    plan = plan_of("SELECT tenant, id FROM responses WHERE created_ms < 5 AND status NOT IN "
+                   "('queued', 'in_progress') ORDER BY created_ms LIMIT 10");
+    if (strstr(plan, "responses_by_age") == NULL)
+        fail_msg("sweep plan: %s", plan);
+    free(plan);
+    plan = plan_of("SELECT 1 FROM responses r WHERE r.tenant = 'a' AND (r.created_ms, r.rowid) < "
+                   "(1, 2) ORDER BY r.created_ms DESC, r.rowid DESC LIMIT 3");
+    if (strstr(plan, "responses_by_created") == NULL || strstr(plan, "TEMP B-TREE") != NULL)
+        fail_msg("list plan: %s", plan);
+    free(plan);
+    plan = plan_of("SELECT item FROM items WHERE tenant = 'a' AND owner_id = 'b' AND kind IN "
+                   "('input', 'output') ORDER BY kind, position");
+    if (strstr(plan, "TEMP B-TREE") != NULL)
+        fail_msg("history plan: %s", plan);
+    free(plan);
+}
+
+/* ---- responses -------------------------------------------------------------------------- */
+
+static void test_a_response_reads_back_as_written(void **state)
+{
+    const char *req = "{\"model\":\"m\",  \"input\":[1, 2]}"; /* spacing kept byte for byte */
+    struct store_response r = {
+        .tenant = "default",
+        .id = "resp_a",
+        .status = "queued",
+        .model = "m \"quoted\"",
+        .conversation_id = "conv_1",
+        .created_ms = 1700000000123,
+        .background = true,
+        .request = req,
+        .request_len = strlen(req),
+        .object = OBJ,
+        .object_len = strlen(OBJ),
+    };
+
+    assert_int_equal(W(store_response_put(F->st, &r, ack_cb, &A)), 0);
+    assert_int_equal(R(store_response_get(F->st, "default", "resp_a", got_cb, &G)), 0);
+    json_t *j = got_json();
+    assert_string_equal(json_string_value(json_object_get(j, "id")), "resp_a");
+    assert_string_equal(json_string_value(json_object_get(j, "status")), "queued");
+    assert_string_equal(json_string_value(json_object_get(j, "model")), "m \"quoted\"");
+    assert_string_equal(json_string_value(json_object_get(j, "conversation_id")), "conv_1");
+    assert_true(json_is_null(json_object_get(j, "previous_response_id")));
+    assert_int_equal(json_integer_value(json_object_get(j, "created_ms")), 1700000000123);
+    assert_true(json_is_true(json_object_get(j, "background")));
+    assert_int_equal(json_integer_value(json_object_get(j, "last_seq")), -1);
+    assert_non_null(strstr(G.value, "\"request\":{\"model\":\"m\",  \"input\":[1, 2]}"));
+    assert_non_null(strstr(G.value, "\"object\":" OBJ));
+    json_decref(j);
+
+    /* The same id again is refused, and the first row stays. */
+    r.status = "completed";
+    assert_int_equal(W(store_response_put(F->st, &r, ack_cb, &A)), -EEXIST);
+    assert_int_equal(R(store_response_get(F->st, "default", "resp_a", got_cb, &G)), 0);
+    assert_non_null(strstr(G.value, "\"status\":\"queued\""));
+}
+
+static void test_a_response_update_sets_status_and_object_and_keeps_the_request(void **state)
+{
+    const char *obj = "{\"id\":\"resp_u\",\"status\":\"completed\",\"output\":[]}";
+
+    assert_int_equal(put_response("default", "resp_u", "in_progress", 10, NULL), 0);
+    assert_int_equal(W(store_response_update(F->st, "default", "resp_u", "completed", obj,
+                                             strlen(obj), ack_cb, &A)),
+                     0);
+    assert_int_equal(R(store_response_get(F->st, "default", "resp_u", got_cb, &G)), 0);
+    assert_non_null(strstr(G.value, "\"status\":\"completed\""));
+    assert_non_null(strstr(G.value, "\"request\":" REQ));
+    assert_non_null(strstr(G.value, "\"object\":{\"id\":\"resp_u\",\"status\":\"completed\""));
+
+    assert_int_equal(W(store_response_update(F->st, "default", "resp_none", "completed", obj,
+                                             strlen(obj), ack_cb, &A)),
+                     -ENOENT);
+    assert_int_equal(
+        W(store_response_update(F->st, "default", "resp_u", "failed", "{bad", 4, ack_cb, &A)),
+        -EINVAL);
+    assert_int_equal(R(store_response_get(F->st, "default", "resp_u", got_cb, &G)), 0);
+    assert_non_null(strstr(G.value, "\"status\":\"completed\""));
+}
+
+static void test_invalid_responses_are_refused(void **state)
+{
+    char *long_id = xcalloc(1, STORE_ID_MAX + 2), *long_tenant = xcalloc(1, STORE_TENANT_MAX + 2);
+    struct store_response r = {
+        .tenant = "default",
+        .id = "resp_bad",
+        .status = "queued",
+        .model = "m",
+        .request = "{not json",
+        .request_len = 9,
+        .object = OBJ,
+        .object_len = strlen(OBJ),
+    };
+
+    memset(long_id, 'i', STORE_ID_MAX + 1);
+    memset(long_tenant, 't', STORE_TENANT_MAX + 1);
+    /* Invalid JSON fails in the callback; the batch it was in still commits. */
+    assert_int_equal(W(store_response_put(F->st, &r, ack_cb, &A)), -EINVAL);
+    assert_int_equal(R(store_response_get(F->st, "default", "resp_bad", got_cb, &G)), -ENOENT);
+
+    /* These fail at submission, without a callback. */
+    r.request = REQ;
+    r.request_len = strlen(REQ);
+    r.model = NULL;
+    assert_int_equal(store_response_put(F->st, &r, ack_cb, &A), -EINVAL);
+    r.model = "m";
+    r.tenant = NULL;
+    assert_int_equal(store_response_put(F->st, &r, ack_cb, &A), -EINVAL);
+    r.tenant = "";
+    assert_int_equal(store_response_put(F->st, &r, ack_cb, &A), -EINVAL);
+    r.tenant = long_tenant;
+    assert_int_equal(store_response_put(F->st, &r, ack_cb, &A), -E2BIG);
+    r.tenant = "default";
+    r.id = long_id;
+    assert_int_equal(store_response_put(F->st, &r, ack_cb, &A), -E2BIG);
+    r.id = "resp_bad";
+    r.object_len = STORE_VALUE_MAX + 1;
+    assert_int_equal(store_response_put(F->st, &r, ack_cb, &A), -E2BIG);
+    assert_int_equal(store_response_get(F->st, "default", long_id, got_cb, &G), -E2BIG);
+    assert_int_equal(store_responses_list(F->st, "default", NULL, NULL, 0, got_cb, &G), -EINVAL);
+    assert_int_equal(
+        store_responses_list(F->st, "default", NULL, NULL, STORE_PAGE_MAX + 1, got_cb, &G),
+        -EINVAL);
+    free(long_id);
+    free(long_tenant);
+}
+
+/* One page of default's responses: its ids and has_more. */
+static void expect_page(const char *status, const char *after, uint32_t limit, const char *want,
+                        bool want_more)
+{
+    assert_int_equal(R(store_responses_list(F->st, "default", status, after, limit, got_cb, &G)),
+                     0);
+    json_t *page = got_json();
+    char *ids = ids_of(page);
+    if (strcmp(ids, want) != 0 || has_more(page) != want_more)
+        fail_msg("status %s after %s limit %u: got %s (has_more %d), want %s (%d)",
+                 status != NULL ? status : "any", after != NULL ? after : "-", limit, ids,
+                 has_more(page), want, want_more);
+    free(ids);
+    json_decref(page);
+}
+
+static void test_responses_list_newest_first_in_pages(void **state)
+{
+    /* resp_2 and resp_3 share a millisecond: creation order breaks the tie. */
+    const int64_t ms[] = {100, 200, 300, 300, 400};
+    const char *status[] = {"completed", "failed", "completed", "queued", "completed"};
+    char id[32];
+
+    for (int i = 0; i < 5; i++) {
+        snprintf(id, sizeof(id), "resp_%d", i);
+        assert_int_equal(put_response("default", id, status[i], ms[i], NULL), 0);
+    }
+    expect_page(NULL, NULL, 2, "resp_4,resp_3", true);
+    expect_page(NULL, "resp_3", 2, "resp_2,resp_1", true);
+    expect_page(NULL, "resp_1", 2, "resp_0", false);
+    expect_page(NULL, "resp_2", 2, "resp_1,resp_0", false); /* exactly limit left: no more */
+    expect_page("completed", NULL, 10, "resp_4,resp_2,resp_0", false);
+    expect_page("completed", NULL, 1, "resp_4", true);
+    /* Rows of a list carry no request. */
+    assert_int_equal(R(store_responses_list(F->st, "default", NULL, NULL, 1, got_cb, &G)), 0);
+    assert_null(strstr(G.value, "\"request\""));
+    assert_int_equal(R(store_responses_list(F->st, "default", NULL, "resp_x", 2, got_cb, &G)),
+                     -ENOENT);
+}
+
+static void test_delete_takes_events_and_own_items_and_leaves_conversation_items(void **state)
+{
+    assert_int_equal(put_conversation("default", "conv_1", 1), 0);
+    assert_int_equal(put_response("default", "resp_d", "completed", 1, NULL), 0);
+    assert_int_equal(append_event("default", "resp_d", 0), 0);
+    assert_int_equal(append_event("default", "resp_d", 1), 0);
+    assert_int_equal(append_items("default", "resp_d", STORE_ITEMS_INPUT, "msg_in"), 0);
+    assert_int_equal(append_items("default", "resp_d", STORE_ITEMS_OUTPUT, "msg_out"), 0);
+    assert_int_equal(append_items("default", "conv_1", STORE_ITEMS_CONVERSATION, "msg_in,msg_out"),
+                     0);
+
+    assert_int_equal(W(store_response_delete(F->st, "default", "resp_d", ack_cb, &A)), 0);
+    assert_int_equal(R(store_response_get(F->st, "default", "resp_d", got_cb, &G)), -ENOENT);
+    assert_int_equal(R(store_events_read(F->st, "default", "resp_d", -1, 10, got_cb, &G)), -ENOENT);
+    assert_sql("SELECT count(*) FROM response_events", "0");
+    assert_sql("SELECT count(*) FROM items WHERE owner_id = 'resp_d'", "0");
+    assert_int_equal(R(store_items_list(F->st, "default", "conv_1", STORE_ITEMS_CONVERSATION, NULL,
+                                        10, false, got_cb, &G)),
+                     0);
+    json_t *page = got_json();
+    char *ids = ids_of(page);
+    assert_string_equal(ids, "msg_in,msg_out");
+    free(ids);
+    json_decref(page);
+
+    assert_int_equal(W(store_response_delete(F->st, "default", "resp_d", ack_cb, &A)), -ENOENT);
+}
+
+/* Recovery sees every tenant's unfinished runs in the order they were created, also within one
+ * millisecond. */
+static void test_unfinished_runs_come_in_creation_order_across_tenants(void **state)
+{
+    assert_int_equal(put_response("b", "resp_1", "queued", 50, NULL), 0);
+    assert_int_equal(put_response("a", "resp_2", "completed", 50, NULL), 0);
+    assert_int_equal(put_response("a", "resp_3", "in_progress", 50, NULL), 0);
+    assert_int_equal(put_response("b", "resp_4", "failed", 60, NULL), 0);
+    assert_int_equal(put_response("a", "resp_0", "queued", 60, NULL), 0);
+    assert_int_equal(put_response("b", "resp_5", "queued", 70, NULL), 0);
+    assert_int_equal(append_event("a", "resp_3", 0), 0);
+
+    assert_int_equal(R(store_runs_unfinished(F->st, got_cb, &G)), 0);
+    json_t *rows = got_json();
+    char *ids = ids_of(rows);
+    assert_string_equal(ids, "resp_1,resp_3,resp_0,resp_5");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(rows, 0), "tenant")), "b");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(rows, 1), "tenant")), "a");
+    /* A row has what recovery needs: the request to start again, the last stored event. */
+    assert_non_null(json_object_get(json_array_get(rows, 1), "request"));
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(rows, 1), "last_seq")), 0);
+    free(ids);
+    json_decref(rows);
+
+    /* A finished run leaves the scan. */
+    assert_int_equal(
+        W(store_response_update(F->st, "a", "resp_3", "completed", OBJ, strlen(OBJ), ack_cb, &A)),
+        0);
+    assert_int_equal(R(store_runs_unfinished(F->st, got_cb, &G)), 0);
+    rows = got_json();
+    ids = ids_of(rows);
+    assert_string_equal(ids, "resp_1,resp_0,resp_5");
+    free(ids);
+    json_decref(rows);
+}
+
+/* ---- events ----------------------------------------------------------------------------- */
+
+static void test_events_read_back_as_lines_after_a_sequence_number(void **state)
+{
+    assert_int_equal(put_response("default", "resp_e", "in_progress", 1, NULL), 0);
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(append_event("default", "resp_e", i), 0);
+
+    assert_int_equal(R(store_events_read(F->st, "default", "resp_e", 6, 2, got_cb, &G)), 0);
+    assert_string_equal(G.value,
+                        "7 response.output_text.delta {\"type\":\"response.output_text.delta\","
+                        "\"delta\":\"t7\",\"sequence_number\":7}\n"
+                        "8 response.output_text.delta {\"type\":\"response.output_text.delta\","
+                        "\"delta\":\"t8\",\"sequence_number\":8}\n");
+    assert_int_equal(R(store_events_read(F->st, "default", "resp_e", -1, 100, got_cb, &G)), 0);
+    int lines = 0;
+    for (const char *p = G.value; (p = strchr(p, '\n')) != NULL; p++)
+        lines++;
+    assert_int_equal(lines, 10);
+    assert_true(strncmp(G.value, "0 response.output_text.delta {", 30) == 0);
+
+    /* Past the end: an empty text, not an error. */
+    assert_int_equal(R(store_events_read(F->st, "default", "resp_e", 9, 100, got_cb, &G)), 0);
+    assert_string_equal(G.value, "");
+    assert_int_equal(R(store_events_read(F->st, "default", "resp_e", 1000, 1, got_cb, &G)), 0);
+    assert_string_equal(G.value, "");
+    assert_int_equal(R(store_response_get(F->st, "default", "resp_e", got_cb, &G)), 0);
+    assert_non_null(strstr(G.value, "\"last_seq\":9}"));
+
+    /* A response without events reads empty; one that does not exist is -ENOENT. */
+    assert_int_equal(put_response("default", "resp_none", "queued", 1, NULL), 0);
+    assert_int_equal(R(store_events_read(F->st, "default", "resp_none", -1, 5, got_cb, &G)), 0);
+    assert_string_equal(G.value, "");
+    assert_int_equal(R(store_events_read(F->st, "default", "resp_x", -1, 5, got_cb, &G)), -ENOENT);
+}
+
+static void test_bad_events_are_refused_and_events_are_never_rewritten(void **state)
+{
+    const char *t = "response.output_text.delta";
+
+    assert_int_equal(put_response("default", "resp_e", "in_progress", 1, NULL), 0);
+    assert_int_equal(append_event("default", "resp_e", 0), 0);
+    /* The same sequence number again: refused, the first event stays. */
+    assert_int_equal(
+        W(store_event_append(F->st, "default", "resp_e", 0, t, "{\"x\":1}", 7, ack_cb, &A)),
+        -EEXIST);
+    assert_int_equal(
+        W(store_event_append(F->st, "default", "resp_e", 1, t, "{\"x\":", 5, ack_cb, &A)), -EINVAL);
+    assert_int_equal(
+        W(store_event_append(F->st, "default", "resp_x", 1, t, "{\"x\":1}", 7, ack_cb, &A)),
+        -ENOENT);
+    assert_int_equal(R(store_events_read(F->st, "default", "resp_e", -1, 10, got_cb, &G)), 0);
+    assert_non_null(strstr(G.value, "\"delta\":\"t0\""));
+    assert_null(strchr(strchr(G.value, '\n') + 1, '\n')); /* one line */
+
+    /* Refused at submission, without a callback: a '\n' would break the line format. */
+    assert_int_equal(
+        store_event_append(F->st, "default", "resp_e", 1, t, "{\"x\":\n1}", 8, ack_cb, &A),
+        -EINVAL);
+    assert_int_equal(
+        store_event_append(F->st, "default", "resp_e", -1, t, "{\"x\":1}", 7, ack_cb, &A), -EINVAL);
+    assert_int_equal(
+        store_event_append(F->st, "default", "resp_e", 1, "two words", "{}", 2, ack_cb, &A),
+        -EINVAL);
+    assert_int_equal(
+        store_event_append(F->st, "default", "resp_e", 1, t, "{}", STORE_VALUE_MAX + 1, ack_cb, &A),
+        -E2BIG);
+    assert_int_equal(store_events_read(F->st, "default", "resp_e", -2, 10, got_cb, &G), -EINVAL);
+    assert_int_equal(store_events_read(F->st, "default", "resp_e", -1, 0, got_cb, &G), -EINVAL);
+}
+
+/* A write's callback means committed: a read submitted from inside it sees the write. */
+struct chase {
+    int acked;
+    int checked;
+    int failures;
+};
+
+static void chase_read_cb(int status, const char *value, size_t len, void *arg)
+{
+    struct chase *c = arg;
+    c->checked++;
+    if (status != 0 || len == 0 || strstr(value, "\"delta\":\"t") == NULL)
+        c->failures++;
+}
+
+static void chase_ack_cb(int status, void *arg)
+{
+    struct chase *c = arg;
+    int seq = c->acked++;
+    if (status != 0 ||
+        store_events_read(F->st, "default", "resp_c", seq - 1, 1, chase_read_cb, c) != 0)
+        c->failures++;
+}
+
+static bool chase_done(void *arg)
+{
+    struct chase *c = arg;
+    return c->checked + c->failures >= 200;
+}
+
+static void test_a_read_submitted_after_a_write_callback_sees_the_write(void **state)
+{
+    struct chase c = {0};
+    char data[64];
+
+    assert_int_equal(put_response("default", "resp_c", "in_progress", 1, NULL), 0);
+    /* All in one loop turn, so they share batches: each ack is still its own commit point. */
+    for (int i = 0; i < 200; i++) {
+        int n = snprintf(data, sizeof(data), "{\"delta\":\"t%d\"}", i);
+        assert_int_equal(store_event_append(F->st, "default", "resp_c", i, "d", data, (size_t)n,
+                                            chase_ack_cb, &c),
+                         0);
+    }
+    assert_true(run_until(chase_done, &c));
+    assert_int_equal(c.failures, 0);
+    assert_int_equal(c.checked, 200);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_a_version_1_database_migrates_and_keeps_its_kv_data,
+                                        setup_bare, teardown),
+        cmocka_unit_test_setup_teardown(test_recovery_and_sweep_queries_use_their_indexes, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_a_response_reads_back_as_written, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_response_update_sets_status_and_object_and_keeps_the_request, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_invalid_responses_are_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_responses_list_newest_first_in_pages, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_delete_takes_events_and_own_items_and_leaves_conversation_items, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unfinished_runs_come_in_creation_order_across_tenants,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_events_read_back_as_lines_after_a_sequence_number,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_events_are_refused_and_events_are_never_rewritten,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_read_submitted_after_a_write_callback_sees_the_write,
+                                        setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
