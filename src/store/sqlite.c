@@ -160,10 +160,13 @@ static const char *const stmt_sql[STMT__COUNT] = {
     [STMT_ITEMS_IS_ARRAY] = "SELECT CASE WHEN json_valid(?1) THEN json_type(?1) = 'array' END",
     [STMT_ITEMS_NEXT_POSITION] = ("SELECT coalesce(max(position), -1) + 1 FROM items WHERE "
                                   "tenant = ?1 AND owner_id = ?2 AND kind = ?3"),
-    /* A non-object element gets a NULL id, which the NOT NULL constraint refuses (-EINVAL). */
+    /* An element that is not an object with a string id gets a NULL id, which the NOT NULL
+     * constraint refuses (-EINVAL). CASE, unlike AND, never evaluates what it skips: json_type()
+     * fails the statement on a text that is not JSON. */
     [STMT_ITEMS_APPEND] = ("INSERT INTO items (tenant, owner_id, kind, position, id, item) "
-                           "SELECT ?1, ?2, ?3, ?4 + key, CASE WHEN type = 'object' THEN "
-                           "json_extract(value, '$.id') END, value FROM json_each(?5)"),
+                           "SELECT ?1, ?2, ?3, ?4 + key, CASE WHEN type = 'object' THEN CASE "
+                           "WHEN json_type(value, '$.id') = 'text' THEN json_extract(value, "
+                           "'$.id') END END, value FROM json_each(?5)"),
     [STMT_ITEMS_AFTER] = ("SELECT position FROM items WHERE tenant = ?1 AND owner_id = ?2 AND "
                           "kind = ?3 AND id = ?4"),
     [STMT_ITEMS_LIST_ASC] = ("SELECT item FROM items WHERE tenant = ?1 AND owner_id = ?2 AND "

@@ -725,6 +725,302 @@ static void test_a_read_submitted_after_a_write_callback_sees_the_write(void **s
     assert_int_equal(c.checked, 200);
 }
 
+/* The ids of all of tenant's items of owner, oldest first. */
+static void expect_items_of(const char *tenant, const char *owner, enum store_items_kind kind,
+                            const char *want)
+{
+    assert_int_equal(R(store_items_list(F->st, tenant, owner, kind, NULL, 100, false, got_cb, &G)),
+                     0);
+    json_t *page = got_json();
+    char *ids = ids_of(page);
+    assert_string_equal(ids, want);
+    free(ids);
+    json_decref(page);
+}
+
+/* ---- items and history ------------------------------------------------------------------ */
+
+/* One page of an owner's items: its ids and has_more. */
+static void expect_items(const char *owner, enum store_items_kind kind, const char *after,
+                         uint32_t limit, bool desc, const char *want, bool want_more)
+{
+    assert_int_equal(
+        R(store_items_list(F->st, "default", owner, kind, after, limit, desc, got_cb, &G)), 0);
+    json_t *page = got_json();
+    char *ids = ids_of(page);
+    if (strcmp(ids, want) != 0 || has_more(page) != want_more)
+        fail_msg("%s after %s limit %u desc %d: got %s (has_more %d), want %s (%d)", owner,
+                 after != NULL ? after : "-", limit, desc, ids, has_more(page), want, want_more);
+    free(ids);
+    json_decref(page);
+}
+
+static void test_items_append_in_order_and_list_in_pages(void **state)
+{
+    const char *in = "[{\"id\":\"msg_1\", \"type\":\"message\",\"content\":[{\"x\":\"\\u00e9\"}]}]";
+
+    assert_int_equal(put_response("default", "resp_i", "completed", 1, NULL), 0);
+    assert_int_equal(W(store_items_append(F->st, "default", "resp_i", STORE_ITEMS_INPUT, in,
+                                          strlen(in), ack_cb, &A)),
+                     0);
+    assert_int_equal(append_items("default", "resp_i", STORE_ITEMS_INPUT, "msg_2,msg_3"), 0);
+    assert_int_equal(append_items("default", "resp_i", STORE_ITEMS_INPUT, "msg_4"), 0);
+    assert_int_equal(append_items("default", "resp_i", STORE_ITEMS_OUTPUT, "msg_5"), 0);
+    /* An empty array appends nothing and is fine. */
+    assert_int_equal(
+        W(store_items_append(F->st, "default", "resp_i", STORE_ITEMS_OUTPUT, "[]", 2, ack_cb, &A)),
+        0);
+
+    expect_items("resp_i", STORE_ITEMS_INPUT, NULL, 10, false, "msg_1,msg_2,msg_3,msg_4", false);
+    expect_items("resp_i", STORE_ITEMS_INPUT, NULL, 2, false, "msg_1,msg_2", true);
+    expect_items("resp_i", STORE_ITEMS_INPUT, "msg_2", 2, false, "msg_3,msg_4", false);
+    expect_items("resp_i", STORE_ITEMS_INPUT, NULL, 3, true, "msg_4,msg_3,msg_2", true);
+    expect_items("resp_i", STORE_ITEMS_INPUT, "msg_2", 3, true, "msg_1", false);
+    expect_items("resp_i", STORE_ITEMS_OUTPUT, NULL, 10, true, "msg_5", false);
+    expect_items("resp_nothing", STORE_ITEMS_OUTPUT, NULL, 10, true, "", false);
+    assert_int_equal(R(store_items_list(F->st, "default", "resp_i", STORE_ITEMS_INPUT, "msg_5", 10,
+                                        false, got_cb, &G)),
+                     -ENOENT); /* msg_5 is an output item */
+
+    /* An item reads back as its JSON (whitespace between tokens aside). */
+    assert_int_equal(
+        R(store_item_get(F->st, "default", "resp_i", STORE_ITEMS_INPUT, "msg_1", got_cb, &G)), 0);
+    json_t *item = got_json();
+    assert_string_equal(json_string_value(json_object_get(
+                            json_array_get(json_object_get(item, "content"), 0), "x")),
+                        "\xc3\xa9");
+    json_decref(item);
+    assert_int_equal(
+        R(store_item_get(F->st, "default", "resp_i", STORE_ITEMS_OUTPUT, "msg_1", got_cb, &G)),
+        -ENOENT);
+
+    assert_int_equal(
+        W(store_item_delete(F->st, "default", "resp_i", STORE_ITEMS_INPUT, "msg_2", ack_cb, &A)),
+        0);
+    assert_int_equal(
+        W(store_item_delete(F->st, "default", "resp_i", STORE_ITEMS_INPUT, "msg_2", ack_cb, &A)),
+        -ENOENT);
+    expect_items("resp_i", STORE_ITEMS_INPUT, NULL, 10, false, "msg_1,msg_3,msg_4", false);
+}
+
+static void test_bad_items_are_refused_whole(void **state)
+{
+    const char *bad[] = {
+        "{\"id\":\"msg_x\"}",                    /* not an array */
+        "[{\"id\":\"msg_x\"},",                  /* not JSON */
+        "[{\"id\":\"msg_x\"},\"text\"]",         /* an element that is not an object */
+        "[{\"id\":\"msg_x\"},{\"type\":\"m\"}]", /* an element without an id */
+        "[{\"id\":\"msg_x\"},{\"id\":7}]",       /* an id that is not a string */
+        "[{\"id\":\"msg_x\"},[1]]",              /* an array element */
+    };
+
+    assert_int_equal(put_response("default", "resp_i", "completed", 1, NULL), 0);
+    assert_int_equal(append_items("default", "resp_i", STORE_ITEMS_INPUT, "msg_1"), 0);
+    for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+        int rc = W(store_items_append(F->st, "default", "resp_i", STORE_ITEMS_INPUT, bad[i],
+                                      strlen(bad[i]), ack_cb, &A));
+        if (rc != -EINVAL)
+            fail_msg("%s: got %d, want -EINVAL", bad[i], rc);
+    }
+    /* A repeated id, already there or twice in one array: none of the array goes in. */
+    assert_int_equal(append_items("default", "resp_i", STORE_ITEMS_INPUT, "msg_2,msg_1"), -EEXIST);
+    assert_int_equal(append_items("default", "resp_i", STORE_ITEMS_INPUT, "msg_3,msg_3"), -EEXIST);
+    expect_items("resp_i", STORE_ITEMS_INPUT, NULL, 10, false, "msg_1", false);
+    /* The same id under another kind or owner is another item. */
+    assert_int_equal(append_items("default", "resp_i", STORE_ITEMS_OUTPUT, "msg_1"), 0);
+    /* Items of an owner that does not exist. */
+    assert_int_equal(append_items("default", "resp_x", STORE_ITEMS_INPUT, "msg_1"), -ENOENT);
+    assert_int_equal(append_items("default", "conv_x", STORE_ITEMS_CONVERSATION, "msg_1"), -ENOENT);
+    assert_int_equal(store_items_append(F->st, "default", "resp_i", (enum store_items_kind)7, "[]",
+                                        2, ack_cb, &A),
+                     -EINVAL);
+}
+
+static void test_history_walks_previous_responses_oldest_first(void **state)
+{
+    assert_int_equal(put_response("default", "resp_1", "completed", 1, NULL), 0);
+    assert_int_equal(put_response("default", "resp_2", "completed", 2, "resp_1"), 0);
+    assert_int_equal(put_response("default", "resp_3", "queued", 3, "resp_2"), 0);
+    /* Written out of order: history goes by the chain and by position, not by write time. */
+    assert_int_equal(append_items("default", "resp_3", STORE_ITEMS_INPUT, "in_3"), 0);
+    assert_int_equal(append_items("default", "resp_2", STORE_ITEMS_OUTPUT, "out_2a,out_2b"), 0);
+    assert_int_equal(append_items("default", "resp_1", STORE_ITEMS_OUTPUT, "out_1"), 0);
+    assert_int_equal(append_items("default", "resp_2", STORE_ITEMS_INPUT, "in_2"), 0);
+    assert_int_equal(append_items("default", "resp_1", STORE_ITEMS_INPUT, "in_1a,in_1b"), 0);
+
+    const char *want[] = {"in_1a,in_1b,out_1", "in_1a,in_1b,out_1,in_2,out_2a,out_2b",
+                          "in_1a,in_1b,out_1,in_2,out_2a,out_2b,in_3"};
+    for (int i = 0; i < 3; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "resp_%d", i + 1);
+        assert_int_equal(R(store_history_read(F->st, "default", id, got_cb, &G)), 0);
+        json_t *h = got_json();
+        char *ids = ids_of(h);
+        assert_string_equal(ids, want[i]);
+        free(ids);
+        json_decref(h);
+    }
+    /* A turn that is gone ends the chain. */
+    assert_int_equal(W(store_response_delete(F->st, "default", "resp_1", ack_cb, &A)), 0);
+    assert_int_equal(R(store_history_read(F->st, "default", "resp_3", got_cb, &G)), 0);
+    json_t *h = got_json();
+    char *ids = ids_of(h);
+    assert_string_equal(ids, "in_2,out_2a,out_2b,in_3");
+    free(ids);
+    json_decref(h);
+    assert_int_equal(R(store_history_read(F->st, "default", "resp_1", got_cb, &G)), -ENOENT);
+}
+
+/* ---- conversations and idempotency keys ------------------------------------------------- */
+
+static void test_conversations_put_get_update_delete(void **state)
+{
+    const char *meta = "{\"a\":\"b\"}";
+
+    assert_int_equal(put_conversation("default", "conv_1", 1700000000000), 0);
+    assert_int_equal(put_conversation("default", "conv_1", 1), -EEXIST);
+    assert_int_equal(R(store_conversation_get(F->st, "default", "conv_1", got_cb, &G)), 0);
+    assert_string_equal(
+        G.value, "{\"id\":\"conv_1\",\"created_ms\":1700000000000,\"metadata\":{\"topic\":\"t\"}}");
+    assert_int_equal(
+        W(store_conversation_update(F->st, "default", "conv_1", meta, strlen(meta), ack_cb, &A)),
+        0);
+    assert_int_equal(R(store_conversation_get(F->st, "default", "conv_1", got_cb, &G)), 0);
+    assert_non_null(strstr(G.value, "\"metadata\":{\"a\":\"b\"}"));
+    assert_int_equal(W(store_conversation_update(F->st, "default", "conv_1", "{", 1, ack_cb, &A)),
+                     -EINVAL);
+    assert_int_equal(
+        W(store_conversation_update(F->st, "default", "conv_2", meta, strlen(meta), ack_cb, &A)),
+        -ENOENT);
+    assert_int_equal(
+        W(store_conversation_put(F->st, "default", "conv_2", 1, "nope", 4, ack_cb, &A)), -EINVAL);
+
+    assert_int_equal(append_items("default", "conv_1", STORE_ITEMS_CONVERSATION, "msg_1,msg_2"), 0);
+    assert_int_equal(W(store_conversation_delete(F->st, "default", "conv_1", ack_cb, &A)), 0);
+    assert_int_equal(R(store_conversation_get(F->st, "default", "conv_1", got_cb, &G)), -ENOENT);
+    assert_sql("SELECT count(*) FROM items", "0");
+    assert_int_equal(W(store_conversation_delete(F->st, "default", "conv_1", ack_cb, &A)), -ENOENT);
+}
+
+static void test_items_appended_to_a_conversation_touch_it(void **state)
+{
+    assert_int_equal(put_conversation("default", "conv_1", 5), 0);
+    assert_sql("SELECT updated_ms FROM conversations", "5");
+    int64_t before = clock_wall_ms();
+    assert_int_equal(append_items("default", "conv_1", STORE_ITEMS_CONVERSATION, "msg_1"), 0);
+    char *v = sql("SELECT updated_ms FROM conversations");
+    assert_true(strtoll(v, NULL, 10) >= before);
+    free(v);
+}
+
+static void test_an_idempotency_key_is_held_while_fresh_and_replaced_when_stale(void **state)
+{
+    assert_int_equal(
+        W(store_idem_claim(F->st, "default", "key-1", "hash-a", "resp_1", 1000, 0, ack_cb, &A)), 0);
+    /* Fresh (made at or after fresh_after_ms): held, whatever the body. */
+    assert_int_equal(
+        W(store_idem_claim(F->st, "default", "key-1", "hash-b", "resp_2", 2000, 1000, ack_cb, &A)),
+        -EEXIST);
+    assert_int_equal(R(store_idem_get(F->st, "default", "key-1", got_cb, &G)), 0);
+    assert_string_equal(
+        G.value, "{\"body_hash\":\"hash-a\",\"response_id\":\"resp_1\",\"created_ms\":1000}");
+    /* Stale: the new claim replaces it. */
+    assert_int_equal(
+        W(store_idem_claim(F->st, "default", "key-1", "hash-b", "resp_2", 3000, 1001, ack_cb, &A)),
+        0);
+    assert_int_equal(R(store_idem_get(F->st, "default", "key-1", got_cb, &G)), 0);
+    assert_string_equal(
+        G.value, "{\"body_hash\":\"hash-b\",\"response_id\":\"resp_2\",\"created_ms\":3000}");
+    assert_int_equal(R(store_idem_get(F->st, "default", "key-2", got_cb, &G)), -ENOENT);
+
+    char *long_key = xcalloc(1, STORE_KEY_MAX + 2);
+    memset(long_key, 'k', STORE_KEY_MAX + 1);
+    assert_int_equal(store_idem_claim(F->st, "default", long_key, "h", "resp_1", 1, 0, ack_cb, &A),
+                     -E2BIG);
+    long_key[STORE_KEY_MAX] = '\0'; /* an Idempotency-Key may be longer than an id */
+    assert_int_equal(
+        W(store_idem_claim(F->st, "default", long_key, "h", "resp_1", 1, 0, ack_cb, &A)), 0);
+    free(long_key);
+}
+
+/* ---- tenants ---------------------------------------------------------------------------- */
+
+/* Every read and write of tenant b misses tenant a's objects, and a's stay as they were. */
+static void test_a_tenant_never_sees_or_changes_another_tenants_objects(void **state)
+{
+    const char *meta = "{}", *t = "response.created";
+
+    assert_int_equal(put_response("a", "resp_1", "queued", 1, NULL), 0);
+    assert_int_equal(put_response("a", "resp_2", "completed", 2, "resp_1"), 0);
+    assert_int_equal(append_event("a", "resp_1", 0), 0);
+    assert_int_equal(append_items("a", "resp_1", STORE_ITEMS_INPUT, "msg_1"), 0);
+    assert_int_equal(put_conversation("a", "conv_1", 1), 0);
+    assert_int_equal(append_items("a", "conv_1", STORE_ITEMS_CONVERSATION, "msg_c"), 0);
+    assert_int_equal(W(store_idem_claim(F->st, "a", "key", "h", "resp_1", 1000, 0, ack_cb, &A)), 0);
+
+    /* Reads. */
+    assert_int_equal(R(store_response_get(F->st, "b", "resp_1", got_cb, &G)), -ENOENT);
+    assert_int_equal(R(store_events_read(F->st, "b", "resp_1", -1, 10, got_cb, &G)), -ENOENT);
+    assert_int_equal(R(store_history_read(F->st, "b", "resp_2", got_cb, &G)), -ENOENT);
+    assert_int_equal(
+        R(store_item_get(F->st, "b", "resp_1", STORE_ITEMS_INPUT, "msg_1", got_cb, &G)), -ENOENT);
+    assert_int_equal(R(store_items_list(F->st, "b", "resp_1", STORE_ITEMS_INPUT, "msg_1", 10, false,
+                                        got_cb, &G)),
+                     -ENOENT);
+    assert_int_equal(
+        R(store_items_list(F->st, "b", "resp_1", STORE_ITEMS_INPUT, NULL, 10, false, got_cb, &G)),
+        0);
+    assert_string_equal(G.value, "{\"data\":[],\"has_more\":false}");
+    assert_int_equal(R(store_responses_list(F->st, "b", NULL, NULL, 10, got_cb, &G)), 0);
+    assert_string_equal(G.value, "{\"data\":[],\"has_more\":false}");
+    assert_int_equal(R(store_responses_list(F->st, "b", NULL, "resp_1", 10, got_cb, &G)), -ENOENT);
+    assert_int_equal(R(store_conversation_get(F->st, "b", "conv_1", got_cb, &G)), -ENOENT);
+    assert_int_equal(R(store_idem_get(F->st, "b", "key", got_cb, &G)), -ENOENT);
+
+    /* Writes. */
+    assert_int_equal(
+        W(store_response_update(F->st, "b", "resp_1", "failed", OBJ, strlen(OBJ), ack_cb, &A)),
+        -ENOENT);
+    assert_int_equal(W(store_response_delete(F->st, "b", "resp_1", ack_cb, &A)), -ENOENT);
+    assert_int_equal(W(store_event_append(F->st, "b", "resp_1", 1, t, "{}", 2, ack_cb, &A)),
+                     -ENOENT);
+    assert_int_equal(append_items("b", "resp_1", STORE_ITEMS_INPUT, "msg_2"), -ENOENT);
+    assert_int_equal(append_items("b", "conv_1", STORE_ITEMS_CONVERSATION, "msg_2"), -ENOENT);
+    assert_int_equal(
+        W(store_item_delete(F->st, "b", "resp_1", STORE_ITEMS_INPUT, "msg_1", ack_cb, &A)),
+        -ENOENT);
+    assert_int_equal(W(store_conversation_update(F->st, "b", "conv_1", meta, 2, ack_cb, &A)),
+                     -ENOENT);
+    assert_int_equal(W(store_conversation_delete(F->st, "b", "conv_1", ack_cb, &A)), -ENOENT);
+    /* The same names are free in b: its objects are its own. */
+    assert_int_equal(put_response("b", "resp_1", "in_progress", 3, NULL), 0);
+    assert_int_equal(append_event("b", "resp_1", 0), 0);
+    assert_int_equal(put_conversation("b", "conv_1", 1), 0);
+    assert_int_equal(W(store_idem_claim(F->st, "b", "key", "h2", "resp_1", 2000, 1000, ack_cb, &A)),
+                     0);
+    assert_int_equal(W(store_response_delete(F->st, "b", "resp_1", ack_cb, &A)), 0);
+    assert_int_equal(W(store_conversation_delete(F->st, "b", "conv_1", ack_cb, &A)), 0);
+
+    /* a's objects are all as they were. */
+    assert_int_equal(R(store_response_get(F->st, "a", "resp_1", got_cb, &G)), 0);
+    assert_non_null(strstr(G.value, "\"status\":\"queued\""));
+    assert_int_equal(R(store_events_read(F->st, "a", "resp_1", -1, 10, got_cb, &G)), 0);
+    assert_true(strncmp(G.value, "0 ", 2) == 0);
+    expect_items_of("a", "resp_1", STORE_ITEMS_INPUT, "msg_1");
+    expect_items_of("a", "conv_1", STORE_ITEMS_CONVERSATION, "msg_c");
+    assert_int_equal(R(store_history_read(F->st, "a", "resp_2", got_cb, &G)), 0);
+    assert_non_null(strstr(G.value, "msg_1"));
+    assert_int_equal(R(store_conversation_get(F->st, "a", "conv_1", got_cb, &G)), 0);
+    assert_int_equal(R(store_idem_get(F->st, "a", "key", got_cb, &G)), 0);
+    assert_non_null(strstr(G.value, "\"body_hash\":\"h\""));
+    assert_int_equal(R(store_responses_list(F->st, "a", NULL, NULL, 10, got_cb, &G)), 0);
+    json_t *page = got_json();
+    char *ids = ids_of(page);
+    assert_string_equal(ids, "resp_2,resp_1");
+    free(ids);
+    json_decref(page);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -746,6 +1042,18 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bad_events_are_refused_and_events_are_never_rewritten,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_read_submitted_after_a_write_callback_sees_the_write,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_items_append_in_order_and_list_in_pages, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_bad_items_are_refused_whole, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_history_walks_previous_responses_oldest_first, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_conversations_put_get_update_delete, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_items_appended_to_a_conversation_touch_it, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(
+            test_an_idempotency_key_is_held_while_fresh_and_replaced_when_stale, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_tenant_never_sees_or_changes_another_tenants_objects,
                                         setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
