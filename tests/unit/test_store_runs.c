@@ -1021,6 +1021,69 @@ static void test_a_tenant_never_sees_or_changes_another_tenants_objects(void **s
     json_decref(page);
 }
 
+/* ---- the sweep and the metrics ---------------------------------------------------------- */
+
+static void test_the_sweep_takes_only_old_finished_objects_and_respects_its_limit(void **state)
+{
+    const char *status[] = {"completed",  "failed", "cancelled",
+                            "incomplete", "queued", "in_progress"};
+    char id[32];
+
+    /* Old (created at 100): four finished ones with events and items, two unfinished. */
+    for (int i = 0; i < 6; i++) {
+        snprintf(id, sizeof(id), "resp_old%d", i);
+        assert_int_equal(put_response(i % 2 == 0 ? "a" : "b", id, status[i], 100 + i, NULL), 0);
+        assert_int_equal(append_event(i % 2 == 0 ? "a" : "b", id, 0), 0);
+        assert_int_equal(append_items(i % 2 == 0 ? "a" : "b", id, STORE_ITEMS_OUTPUT, "msg_o"), 0);
+    }
+    assert_int_equal(put_response("a", "resp_new", "completed", 5000, NULL), 0);
+    assert_int_equal(put_conversation("a", "conv_old", 100), 0);
+    assert_int_equal(put_conversation("a", "conv_new", 5000), 0);
+    assert_int_equal(W(store_idem_claim(F->st, "a", "k-old", "h", "resp_old0", 100, 0, ack_cb, &A)),
+                     0);
+    assert_int_equal(W(store_idem_claim(F->st, "b", "k-new", "h", "resp_new", 5000, 0, ack_cb, &A)),
+                     0);
+
+    /* A limit of 3 takes the three oldest finished ones, across tenants. */
+    assert_int_equal(R(store_runs_sweep(F->st, 1000, 1000, 3, got_cb, &G)), 0);
+    assert_string_equal(G.value, "{\"responses\":3,\"conversations\":1,\"idem\":1}");
+    assert_sql("SELECT group_concat(id) FROM (SELECT id FROM responses ORDER BY id)",
+               "resp_new,resp_old3,resp_old4,resp_old5");
+    assert_int_equal(R(store_runs_sweep(F->st, 1000, 1000, 3, got_cb, &G)), 0);
+    assert_string_equal(G.value, "{\"responses\":1,\"conversations\":0,\"idem\":0}");
+    assert_int_equal(R(store_runs_sweep(F->st, 1000, 1000, 3, got_cb, &G)), 0);
+    assert_string_equal(G.value, "{\"responses\":0,\"conversations\":0,\"idem\":0}");
+
+    /* What stays: the unfinished, the new, and nothing of what went. */
+    assert_sql("SELECT group_concat(id) FROM (SELECT id FROM responses ORDER BY id)",
+               "resp_new,resp_old4,resp_old5");
+    assert_sql("SELECT group_concat(response_id) FROM (SELECT response_id FROM response_events "
+               "ORDER BY response_id)",
+               "resp_old4,resp_old5");
+    assert_sql("SELECT count(*) FROM items", "2");
+    assert_sql("SELECT group_concat(id) FROM conversations", "conv_new");
+    assert_sql("SELECT group_concat(key) FROM idempotency", "k-new");
+    assert_int_equal(store_runs_sweep(F->st, 1000, 1000, 0, got_cb, &G), -EINVAL);
+}
+
+static void test_commits_are_observed_in_a_histogram(void **state)
+{
+    struct metrics *m = metrics_new();
+    struct buf out;
+
+    close_store();
+    F->st = open_store(m);
+    assert_int_equal(put_response("default", "resp_m", "queued", 1, NULL), 0);
+    assert_int_equal(append_event("default", "resp_m", 0), 0);
+    buf_init(&out, 1 << 20);
+    assert_int_equal(metrics_render(m, &out), 0);
+    if (strstr(buf_cstr(&out), "arun_store_commit_seconds_count 2") == NULL)
+        fail_msg("no commit observations in:\n%s", buf_cstr(&out));
+    buf_cleanup(&out);
+    close_store();
+    metrics_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1055,6 +1118,9 @@ int main(void)
             test_an_idempotency_key_is_held_while_fresh_and_replaced_when_stale, setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_tenant_never_sees_or_changes_another_tenants_objects,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_the_sweep_takes_only_old_finished_objects_and_respects_its_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_commits_are_observed_in_a_histogram, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
