@@ -22,6 +22,8 @@
 #define RUN_CONVERSATION_ITEMS_MAX 20 /* items in POST /v1/conversations */
 #define RUN_LIST_LIMIT_DEFAULT 20
 #define RUN_LIST_LIMIT_MAX 100
+#define RUN_MAX_OUTPUT_TOKENS_MIN 16 /* OpenAI refuses max_output_tokens below 16 */
+#define RUN_FINGERPRINT_HEX 64       /* hex digits of run_request_fingerprint (SHA-256) */
 
 struct run_error {
     int status;        /* 400, 404, 409, … */
@@ -34,7 +36,9 @@ struct run_error {
 int run_error_set(struct run_error *err, int status, const char *code, const char *param,
                   const char *fmt, ...) PRINTF_LIKE(5, 6);
 
-/* POST /v1/responses, checked. Strings point into root and live as long as it. */
+/* POST /v1/responses, checked. Strings point into root and live as long as it. root is the
+ * normalised body (input always an array of typed items with ids): storing it and parsing it
+ * again later gives the same request, ids included. */
 struct run_request {
     json_t *root;                     /* the body, owned (one reference) */
     const char *model;                /* required */
@@ -60,7 +64,35 @@ struct run_request {
  * `conversation` with `previous_response_id`, `background` with `store: false`, … Returns 0
  * with *out filled, or -EINVAL with err set (400). */
 int run_request_parse(json_t *body, struct run_request *out, struct run_error *err) MUST_USE;
+/* Drops root's reference and clears rq; NULL and a cleared rq are no-ops. */
 void run_request_free(struct run_request *rq);
+
+/* The Idempotency-Key fingerprint of a request body: SHA-256 of the bytes, as 64 lower-case hex
+ * digits and a NUL in out. The same key with another fingerprint is a 409. */
+void run_request_fingerprint(const char *body, size_t len, char out[RUN_FINGERPRINT_HEX + 1]);
+
+/* The bodies of the Conversations API, checked. Items follow the rules of `input` items (same
+ * types, same normalisation: typed, each with an id). */
+struct run_conversation_body {
+    json_t *root;      /* the body, owned (one reference) */
+    json_t *items;     /* array (possibly empty) of normalised items, or NULL when not allowed */
+    bool has_metadata; /* the body carried "metadata" (possibly null) */
+    json_t *metadata;  /* checked object, or NULL (absent or null) */
+};
+/* POST /v1/conversations: {items? (at most RUN_CONVERSATION_ITEMS_MAX), metadata?}; both
+ * optional, and an empty or absent body is valid (pass an empty object). Returns 0 or -EINVAL
+ * with err; the body's reference is taken only on success. */
+int run_conversation_create_parse(json_t *body, struct run_conversation_body *out,
+                                  struct run_error *err) MUST_USE;
+/* POST /v1/conversations/ID: {metadata} required (null clears it). Same ownership. */
+int run_conversation_update_parse(json_t *body, struct run_conversation_body *out,
+                                  struct run_error *err) MUST_USE;
+/* POST /v1/conversations/ID/items: {items} with 1..RUN_CONVERSATION_ITEMS_MAX items. Same
+ * ownership. */
+int run_conversation_items_parse(json_t *body, struct run_conversation_body *out,
+                                 struct run_error *err) MUST_USE;
+/* Drops root's reference and clears cb; NULL is a no-op. */
+void run_conversation_body_free(struct run_conversation_body *cb);
 
 /* List parameters: after, limit (1..RUN_LIST_LIMIT_MAX, default RUN_LIST_LIMIT_DEFAULT), order
  * (asc|desc, default desc). Each argument is the raw query value or NULL. */
