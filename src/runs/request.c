@@ -2,9 +2,11 @@
  * request.c: the bodies of POST /v1/responses and of the Conversations API, checked and
  * normalised before anything runs (request.h). It owns every rule that can refuse such a body,
  * so the run, the routes and the translation downstream can trust what they get: `input` is an
- * array of typed items, each with an id; metadata is within its limits; only function tools
- * remain. It does not look anything up (previous_response_id, conversation ids): that needs
- * the store and gives 404, in the routes.
+ * array of typed items (message, function_call, function_call_output), each with an id, whose
+ * content parts are text, images by URL (user side) or refusals (assistant side), the parts an
+ * engine's chat API can carry; metadata is within its limits; only function tools remain. It does
+ * not look anything up (previous_response_id, conversation ids): that needs the store and gives
+ * 404, in the routes.
  *
  * DESIGN
  * The reference for what is accepted is the official openai SDK's ResponseCreateParams: every
@@ -328,13 +330,83 @@ static int req_string(json_t *obj, const char *path, const char *name, const cha
     return 0;
 }
 
-/* One content part of a message; assistant messages carry output_text, the others input_text.
- * Returns the part rebuilt ({type, text[, annotations]}) in *out (new reference). */
-static int content_part(json_t *part, const char *path, bool assistant, json_t **out,
+/* Where a content part stands: what it may be. */
+enum part_of {
+    PART_USER,      /* a user, system or developer message: input_text, input_image (by URL) */
+    PART_ASSISTANT, /* an assistant message: output_text, refusal */
+    PART_TOOL,      /* a function_call_output's output: input_text */
+};
+
+/* An input_image part: by URL only (arun has no Files API), rebuilt {type, image_url[, detail]}. */
+static int image_part(json_t *part, const char *path, json_t **out, struct run_error *err)
+{
+    static const char *const keys[] = {"type", "image_url", "detail", "file_id", NULL};
+    static const char *const details[] = {"low", "high", "auto", "original", NULL};
+    json_t *file_id = json_object_get(part, "file_id");
+    json_t *detail = json_object_get(part, "detail");
+    const char *url;
+    char param[PATH_MAX_LEN];
+    int rc;
+
+    rc = only_keys(part, path, keys, err);
+    if (rc != 0)
+        return rc;
+    if (file_id && !json_is_null(file_id)) {
+        snprintf(param, sizeof(param), "%s.file_id", path);
+        return run_error_set(err, 400, "invalid_value", param,
+                             "Invalid '%s': arun has no Files API; give the image as "
+                             "'image_url' (an https: or data: URL).",
+                             param);
+    }
+    rc = req_string(part, path, "image_url", &url, err);
+    if (rc != 0)
+        return rc;
+    snprintf(param, sizeof(param), "%s.detail", path);
+    if (detail && !json_is_null(detail)) {
+        if (!json_is_string(detail))
+            return bad_type(err, param, "a string", detail);
+        if (!in_list(json_string_value(detail), details))
+            return run_error_set(err, 400, "invalid_value", param,
+                                 "Invalid value for '%s': '%.64s'. Supported values are 'low', "
+                                 "'high', 'auto' and 'original'.",
+                                 param, json_string_value(detail));
+    }
+    *out = json_pack("{s:s, s:s}", "type", "input_image", "image_url", url);
+    if (json_is_string(detail))
+        json_object_set(*out, "detail", detail);
+    return 0;
+}
+
+/* A refusal part of an assistant message, rebuilt {type, refusal}. */
+static int refusal_part(json_t *part, const char *path, json_t **out, struct run_error *err)
+{
+    const char *refusal;
+    int rc = only_keys(part, path, (const char *const[]){"type", "refusal", NULL}, err);
+    if (rc == 0)
+        rc = req_string(part, path, "refusal", &refusal, err);
+    if (rc == 0)
+        *out = json_pack("{s:s, s:s}", "type", "refusal", "refusal", refusal);
+    return rc;
+}
+
+/* One content part, rebuilt in *out (new reference): text parts as {type, text} (output_text
+ * also with annotations), images and refusals as above. */
+static int content_part(json_t *part, const char *path, enum part_of of, json_t **out,
                         struct run_error *err)
 {
     static const char *const in_keys[] = {"type", "text", NULL};
     static const char *const out_keys[] = {"type", "text", "annotations", "logprobs", NULL};
+    static const char *const supported[] = {
+        [PART_USER] = "'input_text' and 'input_image'",
+        [PART_ASSISTANT] = "'output_text' and 'refusal'",
+        [PART_TOOL] = "'input_text'",
+    };
+    static const char *const whose[] = {
+        [PART_USER] = "a user, system or developer message",
+        [PART_ASSISTANT] = "an assistant message",
+        [PART_TOOL] = "a tool output",
+    };
+    bool assistant = of == PART_ASSISTANT;
     const char *want = assistant ? "output_text" : "input_text";
     json_t *t;
     const char *type, *text;
@@ -350,23 +422,18 @@ static int content_part(json_t *part, const char *path, bool assistant, json_t *
     if (!json_is_string(t))
         return bad_type(err, param, "a string", t);
     type = json_string_value(t);
+    if (of == PART_USER && strcmp(type, "input_image") == 0)
+        return image_part(part, path, out, err);
+    if (assistant && strcmp(type, "refusal") == 0)
+        return refusal_part(part, path, out, err);
     if (strcmp(type, want) != 0) {
-        const char *whose = assistant ? "an assistant" : "a user, system or developer";
-        if (strcmp(type, "input_text") == 0 || strcmp(type, "output_text") == 0)
-            return run_error_set(err, 400, "invalid_value", param,
-                                 "Invalid value for '%s': '%s'. The text parts of %s message "
-                                 "are '%s'.",
-                                 param, type, whose, want);
-        if (in_list(type, (const char *const[]){"refusal", "input_image", "input_file",
-                                                "input_audio", NULL}))
-            return run_error_set(err, 400, "invalid_value", param,
-                                 "Invalid value for '%s': '%s' content is not supported by arun; "
-                                 "the content parts of %s message are '%s'.",
-                                 param, type, whose, want);
+        bool known =
+            in_list(type, (const char *const[]){"input_text", "output_text", "refusal",
+                                                "input_image", "input_file", "input_audio", NULL});
         return run_error_set(err, 400, "invalid_value", param,
-                             "Invalid value for '%s': '%.64s'. The content parts of %s message "
-                             "are '%s'.",
-                             param, type, whose, want);
+                             "Invalid value for '%s': '%.64s'%s. The content parts of %s are %s.",
+                             param, type, known ? " is not supported here by arun" : "", whose[of],
+                             supported[of]);
     }
     rc = only_keys(part, path, assistant ? out_keys : in_keys, err);
     if (rc != 0)
@@ -384,13 +451,48 @@ static int content_part(json_t *part, const char *path, bool assistant, json_t *
         rc = opt_typed(json_object_get(part, "logprobs"), param, JSON_ARRAY, "an array", err);
         if (rc != 0)
             return rc;
+        *out = json_pack("{s:s, s:s, s:o}", "type", want, "text", text, "annotations",
+                         json_is_array(ann) ? json_incref(ann) : json_array());
+        return 0;
     }
     *out = json_pack("{s:s, s:s}", "type", want, "text", text);
-    if (assistant) {
-        json_t *ann = json_object_get(part, "annotations");
-        json_object_set_new(*out, "annotations",
-                            json_is_array(ann) ? json_incref(ann) : json_array());
+    return 0;
+}
+
+/* content: a string (one text part of the role's kind) or an array of parts, rebuilt into
+ * *out (new reference). */
+static int content_parts(json_t *content, const char *path, enum part_of of, json_t **out,
+                         struct run_error *err)
+{
+    json_t *parts = json_array();
+    json_t *part;
+    size_t i;
+    int rc = 0;
+
+    if (json_is_string(content)) {
+        json_array_append_new(parts, json_pack("{s:s, s:O}", "type",
+                                               of == PART_ASSISTANT ? "output_text" : "input_text",
+                                               "text", content));
+        if (of == PART_ASSISTANT)
+            json_object_set_new(json_array_get(parts, 0), "annotations", json_array());
+        *out = parts;
+        return 0;
     }
+    json_array_foreach(content, i, part)
+    {
+        char ppath[PATH_MAX_LEN];
+        json_t *np;
+        snprintf(ppath, sizeof(ppath), "%s[%zu]", path, i);
+        rc = content_part(part, ppath, of, &np, err);
+        if (rc != 0)
+            break;
+        json_array_append_new(parts, np);
+    }
+    if (rc != 0) {
+        json_decref(parts);
+        return rc;
+    }
+    *out = parts;
     return 0;
 }
 
@@ -439,30 +541,13 @@ static int item_message(json_t *item, const char *path, json_t *seen, json_t **o
         rc = missing(err, param);
         goto out;
     }
-    parts = json_array();
-    if (json_is_string(content)) {
-        json_array_append_new(parts,
-                              json_pack("{s:s, s:O}", "type",
-                                        assistant ? "output_text" : "input_text", "text", content));
-        if (assistant)
-            json_object_set_new(json_array_get(parts, 0), "annotations", json_array());
-    } else if (json_is_array(content)) {
-        size_t i;
-        json_t *part;
-        json_array_foreach(content, i, part)
-        {
-            char ppath[PATH_MAX_LEN];
-            json_t *np;
-            snprintf(ppath, sizeof(ppath), "%s.content[%zu]", path, i);
-            rc = content_part(part, ppath, assistant, &np, err);
-            if (rc != 0)
-                goto out;
-            json_array_append_new(parts, np);
-        }
-    } else {
+    if (!json_is_string(content) && !json_is_array(content)) {
         rc = bad_type(err, param, "a string or an array of content parts", content);
         goto out;
     }
+    rc = content_parts(content, param, assistant ? PART_ASSISTANT : PART_USER, &parts, err);
+    if (rc != 0)
+        goto out;
     json_object_set_new(msg, "type", json_string("message"));
     json_object_set_new(msg, "role", json_string(role));
     json_object_set(msg, "content", parts);
@@ -525,7 +610,7 @@ static int item_function_call_output(json_t *item, const char *path, json_t *see
     static const char *const keys[] = {"type", "call_id", "output", "id", "status", NULL};
     static const char *const done[] = {"id", "type", "call_id", "output", NULL};
     json_t *fco = json_object();
-    json_t *output;
+    json_t *output, *parts = NULL;
     const char *call_id;
     char param[PATH_MAX_LEN];
     int rc;
@@ -544,12 +629,9 @@ static int item_function_call_output(json_t *item, const char *path, json_t *see
         if (!output)
             rc = missing(err, param);
         else if (json_is_array(output))
-            rc = run_error_set(err, 400, "invalid_type", param,
-                               "Invalid type for '%s': arun supports a tool output as a string "
-                               "only, not as an array of content parts.",
-                               param);
+            rc = content_parts(output, param, PART_TOOL, &parts, err);
         else if (!json_is_string(output))
-            rc = bad_type(err, param, "a string", output);
+            rc = bad_type(err, param, "a string or an array of input_text parts", output);
     }
     if (rc == 0)
         rc = item_id(item, path, "fco_", seen, fco, err);
@@ -558,10 +640,11 @@ static int item_function_call_output(json_t *item, const char *path, json_t *see
     if (rc == 0) {
         json_object_set_new(fco, "type", json_string("function_call_output"));
         json_object_set_new(fco, "call_id", json_string(call_id));
-        json_object_set(fco, "output", output);
+        json_object_set(fco, "output", parts ? parts : output);
         copy_rest(fco, item, done);
         *out = json_incref(fco);
     }
+    json_decref(parts);
     json_decref(fco);
     return rc;
 }

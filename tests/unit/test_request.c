@@ -120,8 +120,16 @@ static const struct {
     {"{" M ",\"input\":[{\"role\":\"user\",\"content\":\"ok\"},{\"role\":\"user\",\"content\":[{"
      "\"type\":\"input_text\",\"text\":5}]}]}",
      "input[1].content[0].text", "invalid_type"},
+    {"{" M ",\"input\":[{\"role\":\"user\",\"content\":[{\"type\":\"input_image\",\"file_id\":"
+     "\"file_1\"}]}]}",
+     "input[0].content[0].file_id", "invalid_value"},
+    {"{" M ",\"input\":[{\"role\":\"user\",\"content\":[{\"type\":\"input_image\"}]}]}",
+     "input[0].content[0].image_url", "missing_required_parameter"},
     {"{" M ",\"input\":[{\"role\":\"user\",\"content\":[{\"type\":\"input_image\",\"image_url\":"
-     "\"http://x/y.png\"}]}]}",
+     "\"https://x/y.png\",\"detail\":\"max\"}]}]}",
+     "input[0].content[0].detail", "invalid_value"},
+    {"{" M ",\"input\":[{\"role\":\"assistant\",\"content\":[{\"type\":\"input_image\","
+     "\"image_url\":\"https://x/y.png\"}]}]}",
      "input[0].content[0].type", "invalid_value"},
     {"{" M ",\"input\":[{\"role\":\"user\",\"content\":[{\"type\":\"input_file\",\"file_id\":"
      "\"f\"}]}]}",
@@ -132,8 +140,10 @@ static const struct {
     {"{" M ",\"input\":[{\"role\":\"assistant\",\"content\":[{\"type\":\"input_text\",\"text\":"
      "\"x\"}]}]}",
      "input[0].content[0].type", "invalid_value"},
-    {"{" M ",\"input\":[{\"role\":\"assistant\",\"content\":[{\"type\":\"refusal\",\"refusal\":"
-     "\"no\"}]}]}",
+    {"{" M ",\"input\":[{\"role\":\"assistant\",\"content\":[{\"type\":\"refusal\"}]}]}",
+     "input[0].content[0].refusal", "missing_required_parameter"},
+    {"{" M
+     ",\"input\":[{\"role\":\"user\",\"content\":[{\"type\":\"refusal\",\"refusal\":\"no\"}]}]}",
      "input[0].content[0].type", "invalid_value"},
     {"{" M ",\"input\":[{\"role\":\"user\",\"content\":[{\"type\":\"input_text\",\"text\":\"x\","
      "\"extra\":1}]}]}",
@@ -176,8 +186,10 @@ static const struct {
     {"{" M ",\"input\":[{\"type\":\"function_call_output\",\"call_id\":\"c\",\"output\":5}]}",
      "input[0].output", "invalid_type"},
     {"{" M ",\"input\":[{\"type\":\"function_call_output\",\"call_id\":\"c\",\"output\":[{\"type\":"
-     "\"input_text\",\"text\":\"x\"}]}]}",
-     "input[0].output", "invalid_type"},
+     "\"input_image\",\"image_url\":\"x\"}]}]}",
+     "input[0].output[0].type", "invalid_value"},
+    {"{" M ",\"input\":[{\"type\":\"function_call_output\",\"call_id\":\"c\",\"output\":[5]}]}",
+     "input[0].output[0]", "invalid_type"},
     {"{" M ",\"input\":[{\"type\":\"function_call_output\",\"call_id\":5,\"output\":\"x\"}]}",
      "input[0].call_id", "invalid_type"},
     {"{" M ",\"input\":[{\"type\":\"function_call_output\",\"call_id\":\"c\",\"output\":\"x\","
@@ -502,6 +514,32 @@ static void test_easy_messages_get_typed_content_by_role(void **state)
     }
     assert_string_equal(json_string_value(json_object_get(json_array_get(rq.input, 3), "id")),
                         "msg_x");
+    json_decref(want);
+    run_request_free(&rq);
+}
+
+/* The parts the engine's chat API carries besides text: images by URL, refusals, tool output
+ * as text parts. */
+static void test_images_refusals_and_tool_output_parts_are_kept(void **state)
+{
+    struct run_request rq;
+    expect_ok("{\"model\":\"m\",\"input\":[{\"role\":\"user\",\"content\":[{\"type\":"
+              "\"input_text\",\"text\":\"What is it?\"},{\"type\":\"input_image\",\"image_url\":"
+              "\"data:image/png;base64,AAAA\",\"detail\":\"low\",\"file_id\":null}]},"
+              "{\"role\":\"assistant\",\"content\":[{\"type\":\"refusal\",\"refusal\":\"No.\"}]},"
+              "{\"type\":\"function_call_output\",\"call_id\":\"c\",\"output\":[{\"type\":"
+              "\"input_text\",\"text\":\"42\"}]}]}",
+              &rq);
+    json_t *want =
+        parse_json("[[{\"type\":\"input_text\",\"text\":\"What is it?\"},{\"type\":\"input_image\","
+                   "\"image_url\":\"data:image/png;base64,AAAA\",\"detail\":\"low\"}],"
+                   "[{\"type\":\"refusal\",\"refusal\":\"No.\"}]]");
+    assert_true(json_equal(json_object_get(json_array_get(rq.input, 0), "content"),
+                           json_array_get(want, 0)));
+    assert_true(json_equal(json_object_get(json_array_get(rq.input, 1), "content"),
+                           json_array_get(want, 1)));
+    json_t *out = json_object_get(json_array_get(rq.input, 2), "output");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(out, 0), "text")), "42");
     json_decref(want);
     run_request_free(&rq);
 }
@@ -831,6 +869,7 @@ int main(void)
         cmocka_unit_test(test_full_body_is_read_field_by_field),
         cmocka_unit_test(test_string_input_becomes_one_user_message),
         cmocka_unit_test(test_easy_messages_get_typed_content_by_role),
+        cmocka_unit_test(test_images_refusals_and_tool_output_parts_are_kept),
         cmocka_unit_test(test_the_normalised_body_parses_again_unchanged),
         cmocka_unit_test(test_nulls_mean_defaults),
         cmocka_unit_test(test_conversation_forms_and_continuations_without_input),
