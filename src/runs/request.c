@@ -48,6 +48,32 @@
 #define TOOL_NAME_MAX 64
 #define PATH_MAX_LEN 96 /* = sizeof run_error.param */
 
+/* Replaces each cut UTF-8 sequence in s with '?'. The strings that go into an error are valid
+ * UTF-8 (jansson holds nothing else), but a precision ("%.64s") or the fixed size of a field
+ * may cut a character in two, and an error JSON with invalid UTF-8 could not be built at all. */
+static void utf8_mend(char *s)
+{
+    unsigned char *p = (unsigned char *)s;
+
+    while (*p) {
+        size_t len = *p < 0x80             ? 1
+                     : (*p & 0xE0) == 0xC0 ? 2
+                     : (*p & 0xF0) == 0xE0 ? 3
+                     : (*p & 0xF8) == 0xF0 ? 4
+                                           : 0;
+        size_t ok = 1;
+        while (len > 0 && ok < len && (p[ok] & 0xC0) == 0x80)
+            ok++;
+        if (len > 0 && ok == len) {
+            p += len;
+            continue;
+        }
+        /* a sequence cut short (its bytes so far) or a stray continuation byte */
+        memset(p, '?', ok);
+        p += ok;
+    }
+}
+
 int run_error_set(struct run_error *err, int status, const char *code, const char *param,
                   const char *fmt, ...)
 {
@@ -59,6 +85,8 @@ int run_error_set(struct run_error *err, int status, const char *code, const cha
     va_start(ap, fmt);
     vsnprintf(err->message, sizeof(err->message), fmt, ap);
     va_end(ap);
+    utf8_mend(err->param);
+    utf8_mend(err->message);
     return -EINVAL;
 }
 

@@ -15,6 +15,7 @@
 
 #include <cmocka.h>
 
+#include "core/common.h"
 #include "runs/request.h"
 
 static json_t *parse_json(const char *text)
@@ -657,6 +658,31 @@ static char *repeat(const char *unit, size_t n)
     return s;
 }
 
+/* A precision or a field's size may cut a character in two; the error stays valid UTF-8 (the
+ * routes could not build its JSON otherwise). */
+static void test_errors_cut_inside_a_character_stay_valid_utf8(void **state)
+{
+    for (size_t n = 60; n < 70; n++) {
+        char *key = repeat("\xc3\xa9", n);
+        char *odd = xasprintf("x%s", key); /* shifts the cut by one byte */
+        for (int k = 0; k < 2; k++) {
+            json_t *b = json_pack("{s:s, s:s, s:i}", "model", "m", "input", "x", k ? odd : key, 1);
+            struct run_request rq;
+            struct run_error err = {0};
+            assert_int_equal(run_request_parse(b, &rq, &err), -EINVAL);
+            assert_string_equal(err.code, "unknown_parameter");
+            json_t *m = json_string(err.message), *p = json_string(err.param);
+            assert_non_null(m);
+            assert_non_null(p);
+            json_decref(m);
+            json_decref(p);
+            json_decref(b);
+        }
+        free(key);
+        free(odd);
+    }
+}
+
 static int parse_with_metadata(json_t *md, struct run_error *err)
 {
     json_t *b = json_pack("{s:s, s:s, s:o}", "model", "m", "input", "x", "metadata", md);
@@ -876,6 +902,7 @@ int main(void)
         cmocka_unit_test(test_sampling_bounds_are_inclusive),
         cmocka_unit_test(test_tool_choice_forms),
         cmocka_unit_test(test_the_ai_sdk_body_is_accepted),
+        cmocka_unit_test(test_errors_cut_inside_a_character_stay_valid_utf8),
         cmocka_unit_test(test_metadata_limits_at_the_boundaries),
         cmocka_unit_test(test_conversation_bodies),
         cmocka_unit_test(test_list_query_bounds),
