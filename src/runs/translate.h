@@ -67,8 +67,8 @@ int xlate_completion(struct xlate *x, const char *body, size_t len) MUST_USE;
 int xlate_finish(struct xlate *x) MUST_USE;
 
 /* Borrowed: the output items so far, as in Response.output (open items with status
- * "in_progress"). Never NULL. */
-json_t *xlate_output(const struct xlate *x);
+ * "in_progress", brought up to date by this call: hence not const). Never NULL. */
+json_t *xlate_output(struct xlate *x);
 /* Borrowed or NULL: Responses usage {input_tokens, input_tokens_details:{cached_tokens},
  * output_tokens, output_tokens_details:{reasoning_tokens}, total_tokens}, from the engine's
  * usage chunk. */
