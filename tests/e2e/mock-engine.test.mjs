@@ -357,3 +357,73 @@ describe('engine life and failure modes', () => {
     await assert.rejects(async () => { for (;;) if ((await it.next()).done) break; });
   });
 });
+
+describe('tools and continuation (what the Responses API tests need)', () => {
+  const tools = [
+    { type: 'function', function: { name: 'get_weather', parameters: { type: 'object', properties: {} } } },
+    { type: 'function', function: { name: 'get_time', parameters: { type: 'object', properties: {} } } },
+  ];
+  const ask = [{ role: 'user', content: 'Please call get_time, then call get_weather.' }];
+  const args = (name, i) => JSON.stringify({ tool: name, call: i });
+
+  test('"call NAME" with tools answers tool calls, whole and streamed by index', async (t) => {
+    const openai = client(await mockFor(t, []));
+    const res = await openai.chat.completions.create({ model: 'm', messages: ask, tools });
+    const msg = res.choices[0].message;
+    assert.equal(res.choices[0].finish_reason, 'tool_calls');
+    assert.equal(msg.content, null);
+    assert.deepEqual(msg.tool_calls.map((c) => [c.type, c.function.name, c.function.arguments]),
+      [['function', 'get_time', args('get_time', 0)], ['function', 'get_weather', args('get_weather', 1)]]);
+    assert.match(msg.tool_calls[0].id, /^call_[0-9a-f]{8}_0$/);
+    // streamed: the SDK's own accumulation gives the same calls
+    const stream = openai.chat.completions.stream({ model: 'm', messages: ask, tools });
+    const done = await stream.finalChatCompletion();
+    assert.deepEqual(done.choices[0].message.tool_calls.map((c) => [c.id, c.function.name, c.function.arguments]),
+      msg.tool_calls.map((c) => [c.id, c.function.name, c.function.arguments]));
+    assert.equal(done.choices[0].finish_reason, 'tool_calls');
+    // no tools, tool_choice none, or parallel_tool_calls false
+    const plain = await openai.chat.completions.create({ model: 'm', messages: ask });
+    assert.equal(plain.choices[0].message.content, mockAnswer(chatPromptText(ask)).text);
+    const none = await openai.chat.completions.create({ model: 'm', messages: ask, tools, tool_choice: 'none' });
+    assert.equal(none.choices[0].finish_reason, 'stop');
+    const one = await openai.chat.completions.create({ model: 'm', messages: ask, tools, parallel_tool_calls: false });
+    assert.equal(one.choices[0].message.tool_calls.length, 1);
+    // forced by tool_choice without any trigger in the text
+    const forced = await openai.chat.completions.create({
+      model: 'm', messages: hello, tools, tool_choice: { type: 'function', function: { name: 'get_weather' } },
+    });
+    assert.equal(forced.choices[0].message.tool_calls[0].function.name, 'get_weather');
+  });
+
+  test('a tool result is answered with "tool result: OUTPUT", and continues like any answer', async (t) => {
+    const openai = client(await mockFor(t, []));
+    const first = await openai.chat.completions.create({ model: 'm', messages: ask, tools });
+    const call = first.choices[0].message.tool_calls[0];
+    const messages = [...ask, first.choices[0].message, { role: 'tool', tool_call_id: call.id, content: 'noon, "UTC"' }];
+    const res = await openai.chat.completions.create({ model: 'm', messages, tools });
+    assert.equal(res.choices[0].message.content, 'tool result: noon, "UTC" ');
+    assert.equal(res.choices[0].finish_reason, 'stop');
+    const cont = await openai.chat.completions.create({
+      model: 'm', messages: [...messages, { role: 'assistant', content: 'tool res' }], tools,
+    });
+    assert.equal(`tool res${cont.choices[0].message.content}`, 'tool result: noon, "UTC" ');
+  });
+
+  for (const flags of [['--echo-prefix'], ['--echo-split', '3']]) {
+    test(`${flags.join(' ')} repeats the continued prefix first, as llama-server does`, async (t) => {
+      const openai = client(await mockFor(t, flags));
+      const full = mockAnswer(chatPromptText(hello), { seed: 9 });
+      const cut = full.text.slice(0, full.tokens[0].length + 2);
+      const messages = [...hello, { role: 'assistant', content: cut }];
+      const stream = await openai.chat.completions.create({ model: 'm', seed: 9, stream: true, messages });
+      const deltas = [];
+      for await (const chunk of stream) deltas.push(chunk.choices[0]?.delta?.content ?? '');
+      assert.equal(deltas.join(''), cut + full.text.slice(cut.length), 'the prefix, then the rest once');
+      if (flags.length === 1) assert.equal(deltas[1], cut + full.text.slice(cut.length).split(' ')[0] + ' ');
+      else assert.equal(deltas[1], cut.slice(0, 3));
+      const res = await openai.chat.completions.create({ model: 'm', seed: 9, messages });
+      assert.equal(res.choices[0].message.content, full.text);
+      assert.equal(res.usage.completion_tokens, full.tokens.length - 1, 'the repeat is not counted');
+    });
+  }
+});

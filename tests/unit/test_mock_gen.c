@@ -100,6 +100,62 @@ static void test_embedding_is_deterministic_and_unit_length(void **state)
     assert_true(sum > 0.9999 && sum < 1.0001);
 }
 
+static void test_tools_are_picked_by_call_name_in_text_order(void **state)
+{
+    const char *names[] = {"get_weather", "get", "get_time", "bad name"};
+    size_t out[GEN_CALLS_MAX];
+    const char *t = "first call get_time, then call get_weather; call get_time again";
+    size_t k = gen_tool_pick(t, strlen(t), names, 4, out, GEN_CALLS_MAX);
+    assert_int_equal(k, 2);
+    assert_int_equal(out[0], 2); /* get_time comes first in the text */
+    assert_int_equal(out[1], 0); /* "call get_weather" is not "call get" */
+    t = "please call get.";
+    assert_int_equal(gen_tool_pick(t, strlen(t), names, 4, out, GEN_CALLS_MAX), 1);
+    assert_int_equal(out[0], 1);
+    t = "just use the tool";
+    assert_int_equal(gen_tool_pick(t, strlen(t), names, 4, out, GEN_CALLS_MAX), 1);
+    assert_int_equal(out[0], 0);
+    t = "call bad name, or recall nothing";
+    assert_int_equal(gen_tool_pick(t, strlen(t), names, 4, out, GEN_CALLS_MAX), 0);
+    t = "call get_time and call get_weather";
+    assert_int_equal(gen_tool_pick(t, strlen(t), names, 4, out, 1), 1); /* the cap */
+    assert_int_equal(gen_tool_pick("", 0, names, 0, out, GEN_CALLS_MAX), 0);
+}
+
+static void test_tool_arguments_are_fixed_json(void **state)
+{
+    char args[GEN_ARGS_MAX];
+    assert_int_equal(gen_tool_args(args, sizeof(args), "get_time", 1), 28);
+    assert_string_equal(args, "{\"tool\":\"get_time\",\"call\":1}");
+    char name[GEN_TOOL_NAME_MAX + 1];
+    memset(name, 'x', GEN_TOOL_NAME_MAX);
+    name[GEN_TOOL_NAME_MAX] = '\0';
+    assert_true(gen_tool_name_ok(name, GEN_TOOL_NAME_MAX));
+    assert_false(gen_tool_name_ok(name, GEN_TOOL_NAME_MAX + 1));
+    assert_true(gen_tool_args(args, sizeof(args), name, 7) < sizeof(args) - 1);
+}
+
+/* A script's tokens, each followed by a space, give the script and one space back. */
+static void test_script_tokens_rebuild_the_text(void **state)
+{
+    const char *cases[] = {"tool result: sunny, 21 C", "a  b", "end ", "", "one"};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct gen_script sc;
+        char out[128] = "";
+        size_t n, count = 0;
+        const char *w;
+        gen_script_init(&sc, cases[i], strlen(cases[i]));
+        while ((w = gen_script_next(&sc, &n)) != NULL) {
+            strncat(out, w, n);
+            strcat(out, " ");
+            count++;
+        }
+        assert_int_equal(count, gen_script_count(cases[i], strlen(cases[i])));
+        assert_int_equal(strlen(out), strlen(cases[i]) + 1);
+        assert_memory_equal(out, cases[i], strlen(cases[i]));
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -109,6 +165,9 @@ int main(void)
         cmocka_unit_test(test_prompt_fed_in_pieces_equals_whole),
         cmocka_unit_test(test_words_fit_the_declared_maximum),
         cmocka_unit_test(test_embedding_is_deterministic_and_unit_length),
+        cmocka_unit_test(test_tools_are_picked_by_call_name_in_text_order),
+        cmocka_unit_test(test_tool_arguments_are_fixed_json),
+        cmocka_unit_test(test_script_tokens_rebuild_the_text),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -88,9 +88,8 @@ void api_putf(struct buf *b, const char *fmt, ...)
     ASSERT(rc == 0);
 }
 
-void api_put_json_string(struct buf *b, const char *s, size_t n)
+void api_put_json_chars(struct buf *b, const char *s, size_t n)
 {
-    API_PUTS(b, "\"");
     size_t start = 0;
     for (size_t i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)s[i];
@@ -101,6 +100,12 @@ void api_put_json_string(struct buf *b, const char *s, size_t n)
         start = i + 1;
     }
     api_put(b, s + start, n - start);
+}
+
+void api_put_json_string(struct buf *b, const char *s, size_t n)
+{
+    API_PUTS(b, "\"");
+    api_put_json_chars(b, s, n);
     API_PUTS(b, "\"");
 }
 

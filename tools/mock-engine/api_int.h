@@ -22,6 +22,8 @@ void api_putf(struct buf *b, const char *fmt, ...) PRINTF_LIKE(2, 3);
 /* For string literals only (sizeof); api_puts() for anything else. */
 #define API_PUTS(b, lit) api_put((b), "" lit, sizeof(lit) - 1)
 void api_puts(struct buf *b, const char *s);
+/* Appends the n bytes at s escaped for the inside of a JSON string (no quotes). */
+void api_put_json_chars(struct buf *b, const char *s, size_t n);
 /* Appends s as a JSON string literal, quotes included. */
 void api_put_json_string(struct buf *b, const char *s, size_t n);
 

@@ -22,7 +22,14 @@
  * Continuation: a chat whose last message is the assistant's, with string content P, is answered
  * as the conversation without that message, minus P, when P is a prefix of that answer (a prefix
  * may end inside a token: the rest of that token is the first token sent). Otherwise the
- * assistant message is simply part of the prompt.
+ * assistant message is simply part of the prompt. Under --echo-prefix the answer repeats P first
+ * (llama-server does), on the first token or, with --echo-split N, in events of N bytes.
+ *
+ * Tools: a chat with `tools` whose last message is the user's and asks for a tool ("call NAME",
+ * "use the tool", or tool_choice) is answered with tool calls instead of words: each call is one
+ * event opening it and then its arguments in pieces of GEN_ARGS_PIECE bytes, each piece a
+ * token. A chat whose last message is a tool result is answered with a script: "tool result: "
+ * and the tool's output, cut into tokens at spaces (gen.h), so a test sees the round trip.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -33,16 +40,30 @@
 #include "api_int.h"
 #include "gen.h"
 
-#define PEER_CHECK_MS 100     /* how long a vanished client may keep its slot, at most */
-#define CHUNK_CAP (64u << 10) /* one SSE event: model name (escaped) + one token + framing */
-#define ID_LEN 40             /* "chatcmpl-" + 8 + 12 hex digits, and room to spare */
+#define PEER_CHECK_MS 100 /* how long a vanished client may keep its slot, at most */
+#define CHUNK_CAP                                                                                  \
+    (4u << 20) /* one SSE event: model name, an echoed prefix, one token (escaped)                 \
+                */
+#define SCRIPT_INPUT_CAP (64u << 10) /* the part of a tool result a scripted answer repeats */
+#define ID_LEN 40                    /* "chatcmpl-" + 8 + 12 hex digits, and room to spare */
 
-/* The tokens still to emit: an optional partial token left by a continuation, then the gen. */
+/* The tokens still to emit: an optional partial token left by a continuation, then the gen (or
+ * the script). */
 struct tokens {
-    struct gen gen;      /* the word stream, positioned after what was already said */
-    const char *partial; /* rest of the token a continuation prefix ended inside (static) */
+    struct gen gen;           /* the word stream, positioned after what was already said */
+    struct gen_script script; /* the scripted answer's pieces, when scripted */
+    int scripted;             /* the tokens come from script, not gen */
+    const char *partial;      /* rest of the token a continuation prefix ended inside (static) */
     size_t partial_len;
     int has_partial;
+};
+
+/* One tool call of an answer. */
+struct call {
+    char name[GEN_TOOL_NAME_MAX + 1];
+    char id[32]; /* call_ + 8 hex digits of the prompt's hash + _ + index: stable per prompt */
+    char args[GEN_ARGS_MAX];
+    size_t args_len;
 };
 
 struct completion {
@@ -66,6 +87,13 @@ struct completion {
     uint64_t start_ms;         /* uv_now() at arrival: the pacing origin */
     h2o_iovec_t head; /* '{"id":…,"object":…,…,"system_fingerprint":"mock",' (pool) */
     struct buf chunk; /* the SSE bytes being written; reused after each proceed */
+    char *script;     /* a scripted answer's text (heap), or NULL */
+    const char *echo; /* the continued prefix to repeat (into the request's pool), or NULL */
+    size_t echo_len, echo_off;        /* its length, and how much of it was sent */
+    struct call calls[GEN_CALLS_MAX]; /* a tool-call answer's calls */
+    size_t ncalls;
+    size_t call_cur, call_off; /* the call being sent and the arguments sent of it */
+    int call_opened;           /* its opening event was sent */
 };
 
 /* What a request asks for, read and checked before anything is allocated. */
@@ -162,25 +190,41 @@ static int read_params(struct api *a, json_t *root, enum completion_kind kind, s
     return 0;
 }
 
-/* Feeds a message's content: a string, an array of parts (their "text" fields) or null. */
-static int feed_content(struct gen_prompt *gp, json_t *content, struct req_error *e)
+/* Calls cb with the text of a message's content: the string, or each part's "text". */
+static void content_each(json_t *content, void (*cb)(void *arg, const char *s, size_t n), void *arg)
 {
-    if (content == NULL || json_is_null(content))
-        return 0;
     if (json_is_string(content)) {
-        gen_prompt_feed(gp, json_string_value(content), json_string_length(content));
-        return 0;
+        cb(arg, json_string_value(content), json_string_length(content));
+        return;
     }
-    if (!json_is_array(content))
-        return fail(e, "messages", "message content must be a string, an array of parts or null");
     size_t i;
     json_t *part;
     json_array_foreach(content, i, part)
     {
         json_t *text = json_object_get(part, "text");
         if (json_is_string(text))
-            gen_prompt_feed(gp, json_string_value(text), json_string_length(text));
+            cb(arg, json_string_value(text), json_string_length(text));
     }
+}
+
+static void feed_cb(void *arg, const char *s, size_t n)
+{
+    gen_prompt_feed(arg, s, n);
+}
+
+static void append_cb(void *arg, const char *s, size_t n)
+{
+    buf_append(arg, s, n); /* past the cap: the start only, which is what the callers want */
+}
+
+/* Feeds a message's content: a string, an array of parts (their "text" fields) or null. */
+static int feed_content(struct gen_prompt *gp, json_t *content, struct req_error *e)
+{
+    if (content == NULL || json_is_null(content))
+        return 0;
+    if (!json_is_string(content) && !json_is_array(content))
+        return fail(e, "messages", "message content must be a string, an array of parts or null");
+    content_each(content, feed_cb, gp);
     return 0;
 }
 
@@ -245,6 +289,17 @@ static int text_prompt(json_t *root, struct gen_prompt *gp, struct req_error *e)
 
 /* ---- the token stream ---- */
 
+/* The next whole token (word or script piece), without its space. */
+static const char *token_raw(struct tokens *t, size_t *len)
+{
+    if (t->scripted) {
+        const char *w = gen_script_next(&t->script, len);
+        ASSERT(w != NULL); /* callers stay within gen_script_count */
+        return w;
+    }
+    return gen_next(&t->gen, len);
+}
+
 static const char *tokens_next(struct tokens *t, size_t *len)
 {
     if (t->has_partial) {
@@ -252,7 +307,7 @@ static const char *tokens_next(struct tokens *t, size_t *len)
         *len = t->partial_len;
         return t->partial;
     }
-    return gen_next(&t->gen, len);
+    return token_raw(t, len);
 }
 
 /* How many bytes of the token "w " the n bytes at p match (stops at the shorter), or -1. */
@@ -275,7 +330,7 @@ static int skip_prefix(struct tokens *t, unsigned *avail, const char *p, size_t 
         if (*avail == 0)
             return -1;
         size_t wl;
-        const char *w = gen_next(&t->gen, &wl);
+        const char *w = token_raw(t, &wl);
         (*avail)--;
         long m = match_token(w, wl, p, n);
         if (m < 0)
@@ -293,29 +348,133 @@ static int skip_prefix(struct tokens *t, unsigned *avail, const char *p, size_t 
     return 0;
 }
 
-/* Decides the answer: its tokens, how many, and why it ends. */
-static void plan(struct completion *c, const struct params *p, const struct gen_prompt *before,
-                 const struct gen_prompt *all, json_t *prefix)
+/* The text of a message's content (a string, or its parts' text) into b. */
+static void content_text(json_t *content, struct buf *b)
 {
+    content_each(content, append_cb, b);
+}
+
+/* The tools a request's last user message asks for (see the header comment); indices into the
+ * request's tools array in out. */
+static size_t pick_tools(json_t *root, json_t *last, const char **names, size_t *out)
+{
+    json_t *tools = json_object_get(root, "tools");
+    json_t *choice = json_object_get(root, "tool_choice");
+    size_t n = 0, i;
+    json_t *t;
+    json_array_foreach(tools, i, t)
+    {
+        const char *name =
+            json_string_value(json_object_get(json_object_get(t, "function"), "name"));
+        if (n == GEN_CALLS_MAX * 8)
+            break;
+        names[n++] = name != NULL ? name : "";
+    }
+    if (n == 0 || (json_is_string(choice) && strcmp(json_string_value(choice), "none") == 0))
+        return 0;
+    const char *forced =
+        json_string_value(json_object_get(json_object_get(choice, "function"), "name"));
+    for (size_t k = 0; forced != NULL && k < n; k++)
+        if (strcmp(names[k], forced) == 0 && gen_tool_name_ok(forced, strlen(forced))) {
+            out[0] = k;
+            return 1;
+        }
+    struct buf text;
+    buf_init(&text, API_BODY_CAP);
+    content_text(json_object_get(last, "content"), &text);
+    size_t k = gen_tool_pick(buf_cstr(&text), text.len, names, n, out, GEN_CALLS_MAX);
+    buf_cleanup(&text);
+    if (k == 0 && json_is_string(choice) && strcmp(json_string_value(choice), "required") == 0 &&
+        gen_tool_name_ok(names[0], strlen(names[0]))) {
+        out[0] = 0;
+        k = 1;
+    }
+    json_t *parallel = json_object_get(root, "parallel_tool_calls");
+    return json_is_false(parallel) && k > 1 ? 1 : k;
+}
+
+static void plan_calls(struct completion *c, const char **names, const size_t *picked, size_t k,
+                       uint32_t hash)
+{
+    c->ncalls = k;
+    c->total = 0;
+    for (size_t i = 0; i < k; i++) {
+        struct call *call = &c->calls[i];
+        snprintf(call->name, sizeof(call->name), "%s", names[picked[i]]);
+        snprintf(call->id, sizeof(call->id), "call_%08" PRIx32 "_%zu", hash, i);
+        call->args_len = gen_tool_args(call->args, sizeof(call->args), call->name, (unsigned)i);
+        c->total += 1 + (unsigned)((call->args_len + GEN_ARGS_PIECE - 1) / GEN_ARGS_PIECE);
+    }
+    c->finish_reason = "tool_calls";
+}
+
+/* Sets up t for the answer to the chat messages[0..end) whose prompt is gp: a script after a
+ * tool result, else the word stream. Returns how many tokens that answer has naturally. Tool
+ * calls are decided apart (plan), since they cannot be continued. */
+static unsigned setup_tokens(struct completion *c, struct tokens *t, const struct params *p,
+                             json_t *msgs, size_t end, const struct gen_prompt *gp)
+{
+    *t = (struct tokens){0};
+    gen_init(&t->gen, gp, p->seed);
+    json_t *last = end > 0 ? json_array_get(msgs, end - 1) : NULL;
+    const char *role = json_string_value(json_object_get(last, "role"));
+    if (role == NULL || strcmp(role, "tool") != 0)
+        return p->ignore_eos ? UINT32_MAX : t->gen.natural;
+    struct buf text;
+    buf_init(&text, SCRIPT_INPUT_CAP);
+    buf_puts(&text, "tool result: ");
+    content_text(json_object_get(last, "content"), &text); /* past the cap: the start only */
+    while (text.truncated && text.len > 0 &&
+           ((unsigned char)text.data[text.len - 1] & 0xC0) == 0x80)
+        text.len--; /* never end inside a UTF-8 character */
+    free(c->script);
+    c->script = xstrndup(buf_cstr(&text), text.len);
+    gen_script_init(&t->script, c->script, text.len);
+    t->scripted = 1;
+    buf_cleanup(&text);
+    return (unsigned)gen_script_count(c->script, strlen(c->script));
+}
+
+/* Decides the answer: its tokens (or tool calls), how many, and why it ends. */
+static void plan(struct completion *c, const struct params *p, json_t *root,
+                 const struct gen_prompt *before, const struct gen_prompt *all, json_t *prefix)
+{
+    json_t *msgs = json_object_get(root, "messages");
+    size_t n = json_array_size(msgs);
     struct gen_prompt used = *all;
     unsigned avail = 0;
     int continued = 0;
     if (prefix != NULL) {
-        struct tokens t = {0};
-        gen_init(&t.gen, before, p->seed);
-        avail = p->ignore_eos ? UINT32_MAX : t.gen.natural;
+        struct tokens t;
+        avail = setup_tokens(c, &t, p, msgs, n - 1, before);
         continued =
             skip_prefix(&t, &avail, json_string_value(prefix), json_string_length(prefix)) == 0;
         if (continued) {
             c->tokens = t;
             used = *before;
+            if (c->api->opts->echo_prefix) {
+                c->echo =
+                    h2o_strdup(&c->req->pool, json_string_value(prefix), json_string_length(prefix))
+                        .base;
+                c->echo_len = json_string_length(prefix);
+            }
         }
     }
-    if (!continued) {
-        gen_init(&c->tokens.gen, all, p->seed);
-        avail = p->ignore_eos ? UINT32_MAX : c->tokens.gen.natural;
-    }
     c->prompt_tokens = used.words;
+    const char *names[GEN_CALLS_MAX * 8];
+    size_t picked[GEN_CALLS_MAX];
+    json_t *last = json_array_get(msgs, n - 1);
+    const char *role = json_string_value(json_object_get(last, "role"));
+    size_t k = !continued && role != NULL && strcmp(role, "user") == 0
+                   ? pick_tools(root, last, names, picked)
+                   : 0;
+    if (k > 0) {
+        gen_init(&c->tokens.gen, all, p->seed);
+        plan_calls(c, names, picked, k, c->tokens.gen.state);
+        return;
+    }
+    if (!continued)
+        avail = setup_tokens(c, &c->tokens, p, msgs, n, all);
     c->total = p->max_tokens < avail ? p->max_tokens : avail;
     c->finish_reason = p->max_tokens < avail ? "length" : "stop";
 }
@@ -336,6 +495,7 @@ static void free_cb(uv_handle_t *h)
 {
     struct completion *c = h->data;
     buf_cleanup(&c->chunk);
+    free(c->script);
     free(c);
 }
 
@@ -438,23 +598,46 @@ static void put_usage(struct buf *b, const struct completion *c)
              c->prompt_tokens, c->total, c->prompt_tokens + c->total);
 }
 
+/* A tool-call answer's message: {"role":"assistant","content":null,"tool_calls":[…]}. */
+static void put_calls_message(struct buf *b, const struct completion *c)
+{
+    API_PUTS(b, "\"message\":{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[");
+    for (size_t i = 0; i < c->ncalls; i++) {
+        const struct call *call = &c->calls[i];
+        api_putf(b,
+                 "%s{\"id\":\"%s\",\"type\":\"function\",\"function\":{\"name\":\"%s\","
+                 "\"arguments\":\"",
+                 i > 0 ? "," : "", call->id, call->name);
+        api_put_json_chars(b, call->args, call->args_len);
+        API_PUTS(b, "\"}}");
+    }
+    API_PUTS(b, "]},");
+}
+
 /* Non-streaming: the whole answer as one JSON body. */
 static void answer_json(struct completion *c)
 {
     struct buf *b = &c->api->scratch;
     buf_reset(b);
     api_put(b, c->head.base, c->head.len);
-    if (c->kind == COMPLETION_CHAT)
-        API_PUTS(b, "\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"");
-    else
-        API_PUTS(b, "\"choices\":[{\"index\":0,\"text\":\"");
-    for (unsigned i = 0; i < c->total; i++) {
-        size_t n;
-        const char *w = tokens_next(&c->tokens, &n);
-        api_put(b, w, n);
-        API_PUTS(b, " ");
+    API_PUTS(b, "\"choices\":[{\"index\":0,");
+    if (c->ncalls > 0)
+        put_calls_message(b, c);
+    else {
+        if (c->kind == COMPLETION_CHAT)
+            API_PUTS(b, "\"message\":{\"role\":\"assistant\",\"content\":\"");
+        else
+            API_PUTS(b, "\"text\":\"");
+        if (c->echo_len > 0) /* --echo-prefix: the prefix first */
+            api_put_json_chars(b, c->echo, c->echo_len);
+        for (unsigned i = 0; i < c->total; i++) {
+            size_t n;
+            const char *w = tokens_next(&c->tokens, &n);
+            api_put_json_chars(b, w, n);
+            API_PUTS(b, " ");
+        }
+        api_puts(b, c->kind == COMPLETION_CHAT ? "\"}," : "\",");
     }
-    api_puts(b, c->kind == COMPLETION_CHAT ? "\"}," : "\",");
     api_putf(b, "\"logprobs\":null,\"finish_reason\":\"%s\"}],", c->finish_reason);
     put_usage(b, c);
     API_PUTS(b, "}");
@@ -501,23 +684,92 @@ static void close_event(struct completion *c)
     end_event(c);
 }
 
-static void send_token(struct completion *c)
+/* One event of text: pre (the echoed prefix, may be empty) then w, and a space when w is a
+ * token (space != 0). */
+static void send_text(struct completion *c, const char *pre, size_t pre_len, const char *w,
+                      size_t n, int space)
 {
-    size_t n;
-    const char *w = tokens_next(&c->tokens, &n);
     buf_reset(&c->chunk);
     open_event(c);
     if (c->kind == COMPLETION_CHAT)
         API_PUTS(&c->chunk, "\"choices\":[{\"index\":0,\"delta\":{\"content\":\"");
     else
         API_PUTS(&c->chunk, "\"choices\":[{\"index\":0,\"text\":\"");
-    api_put(&c->chunk, w, n);
-    api_puts(&c->chunk, c->kind == COMPLETION_CHAT ? " \"}," : " \",");
+    api_put_json_chars(&c->chunk, pre, pre_len);
+    api_put_json_chars(&c->chunk, w, n);
+    if (space)
+        API_PUTS(&c->chunk, " ");
+    api_puts(&c->chunk, c->kind == COMPLETION_CHAT ? "\"}," : "\",");
     API_PUTS(&c->chunk, "\"logprobs\":null,\"finish_reason\":null}]");
+    close_event(c);
+    c->api->events_sent++;
+    send_chunk(c, H2O_SEND_STATE_IN_PROGRESS);
+}
+
+/* --echo-prefix: the repeated prefix in an event of its own, whole or (--echo-split N) N bytes
+ * of it, never cutting a UTF-8 character. Not a token. */
+static void send_echo(struct completion *c)
+{
+    size_t n = c->echo_len - c->echo_off, split = (size_t)c->api->opts->echo_split;
+    if (split > 0 && split < n) {
+        n = split;
+        while (c->echo_off + n < c->echo_len &&
+               ((unsigned char)c->echo[c->echo_off + n] & 0xC0) == 0x80)
+            n++;
+    }
+    const char *p = c->echo + c->echo_off;
+    c->echo_off += n;
+    send_text(c, "", 0, p, n, 0);
+}
+
+/* The next piece of a tool-call answer: a call's opening (id, name) or GEN_ARGS_PIECE bytes of
+ * its arguments, as the OpenAI API streams them. */
+static void send_call_piece(struct completion *c)
+{
+    struct call *call = &c->calls[c->call_cur];
+    buf_reset(&c->chunk);
+    open_event(c);
+    api_putf(&c->chunk, "\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":%zu,",
+             c->call_cur);
+    if (!c->call_opened) {
+        api_putf(&c->chunk,
+                 "\"id\":\"%s\",\"type\":\"function\",\"function\":{\"name\":\"%s\","
+                 "\"arguments\":\"\"}",
+                 call->id, call->name);
+        c->call_opened = 1;
+    } else {
+        size_t n = call->args_len - c->call_off;
+        n = n < GEN_ARGS_PIECE ? n : GEN_ARGS_PIECE;
+        API_PUTS(&c->chunk, "\"function\":{\"arguments\":\"");
+        api_put_json_chars(&c->chunk, call->args + c->call_off, n);
+        API_PUTS(&c->chunk, "\"}");
+        c->call_off += n;
+        if (c->call_off == call->args_len) {
+            c->call_cur++;
+            c->call_off = 0;
+            c->call_opened = 0;
+        }
+    }
+    API_PUTS(&c->chunk, "}]},\"logprobs\":null,\"finish_reason\":null}]");
     close_event(c);
     c->sent++;
     c->api->events_sent++;
     send_chunk(c, H2O_SEND_STATE_IN_PROGRESS);
+}
+
+static void send_token(struct completion *c)
+{
+    if (c->ncalls > 0) {
+        send_call_piece(c);
+        return;
+    }
+    size_t n;
+    const char *w = tokens_next(&c->tokens, &n);
+    const char *pre = c->echo != NULL ? c->echo + c->echo_off : "";
+    size_t pre_len = c->echo_len - c->echo_off; /* llama-server: prefix + first token */
+    c->echo_off = c->echo_len;
+    c->sent++;
+    send_text(c, pre, pre_len, w, n, 1);
 }
 
 /* The last event with finish_reason, the usage event when asked, and [DONE]. */
@@ -548,6 +800,10 @@ static void pump(struct completion *c)
 {
     if (c->aborted || c->req == NULL || c->awaiting_proceed)
         return;
+    if (c->echo_off < c->echo_len && (c->api->opts->echo_split > 0 || c->sent == c->total)) {
+        send_echo(c);
+        return;
+    }
     if (c->sent == c->total) {
         send_final(c);
         return;
@@ -653,7 +909,7 @@ void completion_handle(struct api *a, h2o_req_t *req, enum completion_kind kind)
         goto out;
     }
     struct completion *c = completion_new(a, req, kind, &p);
-    plan(c, &p, &before, &all, prefix);
+    plan(c, &p, root, &before, &all, prefix);
     build_head(c, &p);
     if (c->stream)
         start_stream(c);

@@ -31,6 +31,8 @@ enum {
     OPT_IGNORE_EOS,
     OPT_SSE_CRLF,
     OPT_CRASH_AFTER_TOKENS,
+    OPT_ECHO_PREFIX,
+    OPT_ECHO_SPLIT,
     OPT_HELP,
 };
 
@@ -55,6 +57,8 @@ static const struct option long_opts[] = {
     {"ignore-eos", no_argument, NULL, OPT_IGNORE_EOS},
     {"sse-crlf", no_argument, NULL, OPT_SSE_CRLF},
     {"crash-after-tokens", required_argument, NULL, OPT_CRASH_AFTER_TOKENS},
+    {"echo-prefix", no_argument, NULL, OPT_ECHO_PREFIX},
+    {"echo-split", required_argument, NULL, OPT_ECHO_SPLIT},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -76,6 +80,8 @@ void opts_usage(FILE *f)
           "  --crash-signal N       die by signal N instead (e.g. 6, 9, 11)\n"
           "  --crash-after-tokens N die once a stream has sent N tokens\n"
           "  --sse-crlf             end SSE lines with CRLF, as sse-starlette does\n"
+          "  --echo-prefix          a continued answer repeats its prefix first (llama-server)\n"
+          "  --echo-split N         ... in events of N bytes of their own (implies --echo-prefix)\n"
           "  --hang                 accept connections, never answer\n"
           "  --garbage              model endpoints answer broken JSON and SSE\n"
           "  --rss-mb N             allocate and touch N MiB once loaded (0)\n"
@@ -129,6 +135,9 @@ static int set_int_opt(struct mock_opts *o, int id, const char *arg, FILE *err)
         return parse_int("log-every-ms", arg, 0, INT_MAX, &o->log_every_ms, err);
     case OPT_FAIL_STATUS:
         return parse_int("fail-status", arg, 400, 599, &o->fail_status, err);
+    case OPT_ECHO_SPLIT:
+        o->echo_prefix = 1;
+        return parse_int("echo-split", arg, 1, OPTS_MAX_TOKENS_CAP, &o->echo_split, err);
     case OPT_EMBEDDING_DIM:
         return parse_int("embedding-dim", arg, 1, OPTS_EMBEDDING_DIM_CAP, &o->embedding_dim, err);
     }
@@ -174,6 +183,9 @@ int opts_parse(struct mock_opts *o, int argc, char **argv, FILE *err)
             break;
         case OPT_SSE_CRLF:
             o->sse_crlf = 1;
+            break;
+        case OPT_ECHO_PREFIX:
+            o->echo_prefix = 1;
             break;
         case OPT_HELP:
             opts_usage(stdout);

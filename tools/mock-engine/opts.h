@@ -34,6 +34,8 @@ struct mock_opts {
     int ignore_eos;         /* answers always run to max_tokens (finish_reason "length") */
     int sse_crlf;           /* SSE lines end with CRLF (as sse-starlette frames them), not LF */
     int crash_after_tokens; /* 0 = never; otherwise die once a stream has sent this many tokens */
+    int echo_prefix;        /* a continued answer repeats its prefix first, as llama-server does */
+    int echo_split;         /* 0: the repeat rides on the first token; N: in events of N bytes */
 };
 
 /* Fills o from argv. Returns 0, 1 when --help was printed (exit 0), or -EINVAL after printing
