@@ -29,6 +29,9 @@
 #include "http/httpc.h"
 #include "http/runtime_api.h"
 #include "http/server.h"
+#include "runs/api.h"
+#include "runs/recovery.h"
+#include "runs/run.h"
 #include "store/store.h"
 
 const char serve_usage[] =
@@ -57,6 +60,8 @@ struct daemon {
     struct engines_api *engines_api;
     struct gateway *gateway;
     struct warm *warm;
+    struct runs *runs;
+    struct runs_api *runs_api;
     bool http_drained;
     bool engines_stopped;
     uv_signal_t sigterm, sigint;
@@ -77,6 +82,10 @@ static bool store_ready_check(void *arg, struct buf *why)
  * reads). Each pointer is cleared, so it can run after a partial start-up too. */
 static void close_modules(struct daemon *d)
 {
+    runs_api_free(d->runs_api); /* the runs hold gateway calls and store ops */
+    d->runs_api = NULL;
+    runs_free(d->runs);
+    d->runs = NULL;
     warm_free(d->warm);
     d->warm = NULL;
     gateway_free(d->gateway);
@@ -206,8 +215,10 @@ static int open_store(struct daemon *d)
                         "version; set store.url: sqlite\n");
         return 2;
     }
-    struct store_options so = {
-        .url = "sqlite", .data_dir = d->cfg->data_dir, .synchronous = d->cfg->store.synchronous};
+    struct store_options so = {.url = "sqlite",
+                               .data_dir = d->cfg->data_dir,
+                               .synchronous = d->cfg->store.synchronous,
+                               .metrics = d->metrics};
     struct buf err;
     buf_init(&err, 4096);
     int rc = store_open(&d->loop, &so, &d->store, &err);
@@ -236,6 +247,15 @@ static int start_http(struct daemon *d)
     d->engines_api = engines_api_new(d->srv, d->sup);
     d->gateway = gateway_new(d->srv, d->cfg, d->sup, d->httpc, d->events, d->metrics);
     d->warm = warm_new(d->sup, d->httpc, d->events);
+    struct runs_options ro = {.loop = &d->loop,
+                              .cfg = d->cfg,
+                              .store = d->store,
+                              .gateway = d->gateway,
+                              .sup = d->sup,
+                              .events = d->events,
+                              .metrics = d->metrics};
+    d->runs = runs_new(&ro);
+    d->runs_api = runs_api_new(d->srv, d->runs);
     runtime_api_add_ready(d->api, "store", store_ready_check, d->store);
     struct buf err;
     buf_init(&err, 4096);
@@ -332,6 +352,9 @@ int serve_main(int argc, char **argv)
         return finish(&d, rc);
     start_signals(&d);
     supervisor_run(d.sup);
+    if (recovery_start(d.runs) != 0)
+        log_error("serve", "the store refused the scan for unfinished responses; they stay "
+                           "unfinished until the next start");
     log_info("serve", "arun %s listening on http://%s%s%s:%u (config: %s, data_dir: %s) in %.1f ms",
              ARUN_VERSION, strchr(d.cfg->listen_host, ':') ? "[" : "", d.cfg->listen_host,
              strchr(d.cfg->listen_host, ':') ? "]" : "", http_server_port(d.srv),

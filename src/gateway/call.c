@@ -118,9 +118,11 @@ int gateway_submit(struct gateway *gw, const struct gateway_submission *s,
         memcpy(g->body, s->body, s->body_len);
     g->body_len = s->body_len;
     g->hide_usage = s->hide_usage;
+    g->durable = s->durable;
     g->info = (struct gateway_call_info){
         .model = g->model,
         .engine = engines[0],
+        .tried = 1,
         .stream = s->stream,
         .submit_ns = clock_mono_ns(),
         .usage = {.prompt_tokens = -1, .completion_tokens = -1},

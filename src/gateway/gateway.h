@@ -82,6 +82,9 @@ struct gateway_submission {
                                 HTTP_REQUEST_ID_MAX bytes) */
     const char *traceparent; /* W3C trace context passed on to the engine, or NULL; a value of
                                 200 bytes or more is not passed on */
+    bool durable;            /* a background run, whose durable queue is the store: it waits in
+                                the engine's queue beyond queue_limit (and is not counted
+                                against it), never getting 429 */
 };
 
 /* What a call knows about itself, for the client's headers and log line. Read it through
@@ -96,6 +99,7 @@ struct gateway_call_info {
     uint64_t dispatch_ns;   /* when the request was last sent to an engine; 0 before */
     uint64_t first_byte_ns; /* when the first byte of a streamed answer came; 0 before */
     struct gw_usage usage;  /* the engine's token counts; -1 unknown */
+    uint32_t tried;         /* engines of the route tried so far (1 + fallbacks taken) */
 };
 
 struct gateway_call_cbs {

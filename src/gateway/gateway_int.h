@@ -22,6 +22,7 @@ struct gw_queue {
     struct engine *e;
     uint32_t in_flight;               /* requests in GW_UPSTREAM for this engine */
     uint32_t waiting;                 /* requests in GW_QUEUED, the length of fifo */
+    uint32_t durable_waiting;         /* of those, durable ones (not held to queue_limit) */
     h2o_linklist_t fifo;              /* struct gateway_call by qlink, oldest first */
     struct supervisor_waiter *waiter; /* while requests wait for the engine to be ready */
 };
@@ -69,6 +70,7 @@ struct gateway_call {
     bool first_byte;     /* a byte of a streamed answer arrived: no fallback from here */
     bool paused;         /* the client asked for a pause: the transfer is (or is being) paused */
     bool hide_usage;     /* the usage-only chunk is read, not delivered */
+    bool durable;        /* waits beyond queue_limit (gateway_submission.durable) */
     uint8_t held;        /* callbacks running: a cancel from inside them only marks */
     bool cancelled;      /* the client cancelled; torn down once nothing holds it */
     bool ending;         /* on_end runs: a cancel is a no-op */

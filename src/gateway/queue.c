@@ -49,10 +49,12 @@ void gw_set_state(struct gateway_call *g, enum gw_state st)
     if (from == GW_QUEUED) {
         h2o_linklist_unlink(&g->qlink);
         q->waiting--;
+        q->durable_waiting -= g->durable;
     }
     if (st == GW_QUEUED) {
         h2o_linklist_insert(&q->fifo, &g->qlink);
         q->waiting++;
+        q->durable_waiting += g->durable;
     }
     if (from == GW_QUEUED || st == GW_QUEUED) {
         g->gw->fifo_changes++;
@@ -91,6 +93,7 @@ void gw_fall_back(struct gateway_call *g, int status, const char *why)
     }
     g->idx++;
     g->info.engine = g->engines[g->idx];
+    g->info.tried = (uint32_t)g->idx + 1;
     log_warn("gateway", "falling back from %s to %s for model %s: %s", from, g->engines[g->idx],
              g->model, why);
     events_publish(g->gw->events, "gateway.fallback",
@@ -248,11 +251,12 @@ void gw_try_engine(struct gateway_call *g)
         gw_dispatch(g);
         return;
     }
-    if (q->waiting >= c->queue_limit) {
+    if (!g->durable && q->waiting - q->durable_waiting >= c->queue_limit) {
         gw_call_fail(g, 429, "queue_full",
                      "engine %s is busy: %u requests in flight (max_concurrency "
                      "%u) and %u waiting (queue_limit %u); retry later",
-                     engine_name(e), q->in_flight, c->max_concurrency, q->waiting, c->queue_limit);
+                     engine_name(e), q->in_flight, c->max_concurrency,
+                     q->waiting - q->durable_waiting, c->queue_limit);
         return;
     }
     gw_set_state(g, GW_QUEUED);

@@ -1,0 +1,681 @@
+/*
+ * api.c: the Responses API's routes (api.h). Requests are checked by runs/request.c, objects
+ * laid out by runs/object.c; this file decides what each route does with a run: create it,
+ * stream it, wait for it, read it from memory (live) or from the store (finished), cancel or
+ * delete it.
+ *
+ * POST /v1/responses, in order: parse and check the body; claim the Idempotency-Key (a key
+ * already held by the same body answers the first response, by another body 409); read the
+ * earlier turns (previous_response_id, conversation: 404 when absent); submit to the gateway
+ * (404 for a model nobody serves, 429 for a full queue: nothing is stored for those); store the
+ * row and the first events; then answer: the stream itself (stream), the queued Response once
+ * the row and its first events committed (background), or the finished Response once its last
+ * row committed (otherwise).
+ */
+#include "runs/api.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/clock.h"
+#include "core/log.h"
+#include "runs/object.h"
+#include "runs/scheduler.h"
+#include "runs/stream.h"
+
+#define IDEM_KEY_MAX 255                 /* bytes of an Idempotency-Key */
+#define IDEM_TTL_MS (24LL * 3600 * 1000) /* the same key and body answer the same within it */
+
+struct runs_api {
+    struct http_server *srv;
+    struct runs *rs;
+    h2o_linklist_t subs; /* every stream_sub, by its `all` link */
+};
+
+/* One request about a run being answered asynchronously. */
+struct pending {
+    struct runs_api *api;
+    struct http_request *r;
+    struct run *run; /* held while set */
+    struct run_waiter w;
+    struct eventlog_watch watch;
+    int64_t until_seq; /* background: answer once this is committed */
+    char key[IDEM_KEY_MAX + 1];
+    char fingerprint[RUN_FINGERPRINT_HEX + 1];
+    int64_t after; /* a stream's starting point */
+    bool stream, background;
+};
+
+static const char *tenant_of(struct http_request *r)
+{
+    (void)r;
+    return STORE_TENANT_DEFAULT; /* until API keys exist (contract 6) */
+}
+
+static void send_run_error(struct http_request *r, const struct run_error *err)
+{
+    http_send_error(r, err->status ? err->status : 400, err->code[0] ? err->code : NULL,
+                    err->param[0] ? err->param : NULL, "%s", err->message);
+}
+
+static void not_found(struct http_request *r, const char *id)
+{
+    http_send_error(r, 404, "not_found", NULL, "Response with id '%s' not found.", id);
+}
+
+static void store_failed(struct http_request *r, int rc)
+{
+    if (rc == -EAGAIN)
+        http_add_header(r, "retry-after", "1");
+    http_send_error(r, rc == -EAGAIN ? 503 : 500, "store_unavailable", NULL,
+                    "the store cannot take this request now: %s", strerror(-rc));
+}
+
+static void ended_cb(struct run *run, struct run_waiter *w);
+
+static struct pending *pending_new(struct runs_api *api, struct http_request *r)
+{
+    struct pending *p = xcalloc(1, sizeof(*p));
+    p->api = api;
+    p->r = r;
+    p->w.cb = ended_cb;
+    return p;
+}
+
+static void pending_free(struct pending *p)
+{
+    eventlog_unwatch(&p->watch);
+    if (p->run != NULL)
+        run_release(p->run);
+    free(p);
+}
+
+static void send_object(struct http_request *r, const struct run *run)
+{
+    http_send_json(r, 200, run_object(run));
+}
+
+/* ---- answering with a run that exists ---- */
+
+static void ended_cb(struct run *run, struct run_waiter *w)
+{
+    struct pending *p = H2O_STRUCT_FROM_MEMBER(struct pending, w, w);
+    if (p->api->rs->draining && !run_finished(run))
+        http_send_error(p->r, 503, "shutting_down", NULL,
+                        "arun is shutting down; the response %s goes on at the next start",
+                        run->id);
+    else
+        send_object(p->r, run);
+    pending_free(p);
+}
+
+static void committed_cb(struct eventlog_watch *w)
+{
+    struct pending *p = H2O_STRUCT_FROM_MEMBER(struct pending, watch, w);
+    if (p->run->log.committed < p->until_seq)
+        return;
+    eventlog_unwatch(w);
+    send_object(p->r, p->run);
+    pending_free(p);
+}
+
+/* Answers p (its request for a run in memory) as its mode asks: the stream from the start, the
+ * object once the first events committed (background), or once the run ended. Takes p. */
+static void answer_live(struct pending *p)
+{
+    struct run *run = p->run;
+    if (p->stream) {
+        stream_open(p->api->rs, p->r, run, run->tenant, run->id, -1, &p->api->subs);
+        pending_free(p);
+    } else if (p->background || run_finished(run)) {
+        if (run->log.committed >= p->until_seq && !(run_finished(run) && run->row_ops > 0)) {
+            send_object(p->r, run);
+            pending_free(p);
+        } else if (run_finished(run)) {
+            run_wait_end(run, &p->w);
+        } else {
+            p->watch.cb = committed_cb;
+            eventlog_watch(&run->log, &p->watch);
+        }
+    } else {
+        p->w.cb = ended_cb;
+        run_wait_end(run, &p->w);
+    }
+}
+
+/* ---- POST /v1/responses ---- */
+
+static void attach_existing(struct pending *p, const char *id);
+
+static void created(struct pending *p)
+{
+    struct run *run = p->run;
+    int rc = run_store_row(run);
+    if (rc == 0) {
+        json_t *ev = json_object();
+        json_t *obj = run_object(run);
+        if (!run->rq.background) /* OpenAI's foreground runs are in progress from the start */
+            json_object_set_new(obj, "status", json_string("in_progress"));
+        json_object_set_new(ev, "type", json_string("response.created"));
+        json_object_set_new(ev, "response", obj);
+        rc = eventlog_append(run, ev);
+    }
+    if (rc == 0 && run->rq.background)
+        rc = run_emit_lifecycle(run, "response.queued");
+    if (rc != 0) {
+        /* The store sheds load: the run goes (its call too), the client may retry. */
+        scheduler_cancel(run);
+        run->deleted = true;
+        store_failed(p->r, rc);
+        pending_free(p);
+        return;
+    }
+    p->until_seq = eventlog_last(&run->log);
+    if (!run->rq.background)
+        run_set_status(run, RUN_IN_PROGRESS);
+    answer_live(p);
+}
+
+static void history_cb(struct run *run, int status, const struct run_error *err, void *arg)
+{
+    struct pending *p = arg;
+    struct run_error serr = {0};
+    if (status != 0) {
+        run->deleted = true;
+        send_run_error(p->r, err);
+        pending_free(p);
+        return;
+    }
+    if (scheduler_start(run, NULL, &serr) != 0) {
+        run->deleted = true;
+        if (serr.status == 429)
+            http_add_header(p->r, "retry-after", "1");
+        send_run_error(p->r, &serr);
+        pending_free(p);
+        return;
+    }
+    created(p);
+}
+
+static void start(struct pending *p)
+{
+    int rc = scheduler_load_history(p->run, history_cb, p);
+    if (rc != 0) {
+        p->run->deleted = true;
+        store_failed(p->r, rc);
+        pending_free(p);
+    }
+}
+
+static void idem_get_cb(int status, const char *value, size_t len, void *arg)
+{
+    struct pending *p = arg;
+    json_t *claim = status == 0 ? json_loadb(value, len, 0, NULL) : NULL;
+    const char *hash = json_string_value(json_object_get(claim, "body_hash"));
+    const char *id = json_string_value(json_object_get(claim, "response_id"));
+    if (hash == NULL || id == NULL) {
+        /* The claim went between the two calls (swept): this request is a new one. */
+        start(p);
+    } else if (strcmp(hash, p->fingerprint) != 0) {
+        p->run->deleted = true;
+        http_send_error(p->r, 409, "idempotency_key_reused", NULL,
+                        "Idempotency-Key '%s' was used within 24 h for a request with another "
+                        "body; use a new key for a new request",
+                        p->key);
+        pending_free(p);
+    } else {
+        p->run->deleted = true; /* the new run is not needed: the first one answers */
+        run_release(p->run);
+        p->run = NULL;
+        attach_existing(p, id);
+    }
+    json_decref(claim);
+}
+
+static void idem_claim_cb(int status, void *arg)
+{
+    struct pending *p = arg;
+    if (status == 0) {
+        start(p);
+        return;
+    }
+    int rc = status == -EEXIST
+                 ? store_idem_get(p->api->rs->o.store, p->run->tenant, p->key, idem_get_cb, p)
+                 : status;
+    if (rc != 0) {
+        p->run->deleted = true;
+        store_failed(p->r, rc);
+        pending_free(p);
+    }
+}
+
+static void create_response(struct http_request *r, void *arg)
+{
+    struct runs_api *api = arg;
+    json_t *body;
+    if (http_read_json(r, &body) != 0)
+        return;
+    struct run_request rq;
+    struct run_error err = {0};
+    int rc = run_request_parse(body, &rq, &err);
+    json_decref(body); /* the request holds its own reference (request.c increfs) */
+    if (rc != 0) {
+        send_run_error(r, &err);
+        return;
+    }
+    const char *key = http_header(r, "idempotency-key");
+    if (key != NULL && (strlen(key) == 0 || strlen(key) > IDEM_KEY_MAX)) {
+        run_request_free(&rq);
+        http_send_error(r, 400, "invalid_value", "Idempotency-Key",
+                        "the Idempotency-Key header must have 1 to %d bytes", IDEM_KEY_MAX);
+        return;
+    }
+    struct pending *p = pending_new(api, r);
+    p->stream = rq.stream;
+    p->background = rq.background;
+    p->run = run_new(api->rs, tenant_of(r), NULL, &rq, clock_wall_ms());
+    run_hold(p->run);
+    if (key == NULL || !p->run->rq.store) {
+        start(p);
+        return;
+    }
+    snprintf(p->key, sizeof(p->key), "%s", key);
+    run_request_fingerprint(r->req->entity.base, r->req->entity.len, p->fingerprint);
+    int64_t now = clock_wall_ms();
+    rc = store_idem_claim(api->rs->o.store, p->run->tenant, p->key, p->fingerprint, p->run->id, now,
+                          now - IDEM_TTL_MS, idem_claim_cb, p);
+    if (rc != 0) {
+        p->run->deleted = true;
+        store_failed(r, rc);
+        pending_free(p);
+    }
+}
+
+/* ---- reading a response from the store ---- */
+
+struct row_read {
+    struct pending *p;
+    void (*then)(struct pending *p, json_t *row); /* row NULL: not found */
+    char id[STORE_ID_MAX + 1];
+};
+
+static void row_cb(int status, const char *value, size_t len, void *arg)
+{
+    struct row_read *rr = arg;
+    json_t *row = status == 0 ? json_loadb(value, len, 0, NULL) : NULL;
+    if (status != 0 && status != -ENOENT) {
+        store_failed(rr->p->r, status);
+        pending_free(rr->p);
+    } else {
+        rr->then(rr->p, row);
+    }
+    json_decref(row);
+    free(rr);
+}
+
+/* Reads id's row for p, then calls then (on the loop). */
+static void read_row(struct pending *p, const char *id, void (*then)(struct pending *, json_t *))
+{
+    struct row_read *rr = xcalloc(1, sizeof(*rr));
+    rr->p = p;
+    rr->then = then;
+    snprintf(rr->id, sizeof(rr->id), "%s", id);
+    int rc = store_response_get(p->api->rs->o.store, tenant_of(p->r), id, row_cb, rr);
+    if (rc != 0) {
+        free(rr);
+        store_failed(p->r, rc);
+        pending_free(p);
+    }
+}
+
+static void send_row_object(struct http_request *r, json_t *row)
+{
+    http_send_json(r, 200, json_incref(json_object_get(row, "object")));
+}
+
+static void stream_stored(struct pending *p, json_t *row)
+{
+    if (row == NULL) {
+        http_send_error(p->r, 404, "not_found", NULL, "Response not found.");
+    } else {
+        json_int_t last = json_integer_value(json_object_get(row, "last_seq"));
+        if (p->after > last)
+            http_send_error(p->r, 400, "invalid_value", "starting_after",
+                            "starting_after %lld is past the last event of this response (%lld)",
+                            (long long)p->after, (long long)last);
+        else
+            stream_open(p->api->rs, p->r, NULL, tenant_of(p->r),
+                        json_string_value(json_object_get(row, "id")), p->after, &p->api->subs);
+    }
+    pending_free(p);
+}
+
+static void send_stored(struct pending *p, json_t *row)
+{
+    if (row == NULL)
+        http_send_error(p->r, 404, "not_found", NULL, "Response not found.");
+    else
+        send_row_object(p->r, row);
+    pending_free(p);
+}
+
+/* The first response of an Idempotency-Key, answered in the mode of this request. */
+static void attach_existing(struct pending *p, const char *id)
+{
+    struct run *run = run_find(p->api->rs, tenant_of(p->r), id);
+    if (run != NULL) {
+        p->run = run;
+        run_hold(run);
+        p->until_seq = 0;
+        answer_live(p);
+        return;
+    }
+    p->after = -1;
+    read_row(p, id, p->stream ? stream_stored : send_stored);
+}
+
+/* ---- GET /v1/responses/ID ---- */
+
+/* starting_after (or Last-Event-ID): -1 when absent; -2 after answering 400. */
+static int64_t starting_after(struct http_request *r)
+{
+    const char *v = http_query(r, "starting_after");
+    const char *param = "starting_after";
+    if (v == NULL) {
+        v = http_header(r, "last-event-id");
+        param = "Last-Event-ID";
+    }
+    if (v == NULL)
+        return -1;
+    char *end;
+    errno = 0;
+    long long n = strtoll(v, &end, 10);
+    if (*v == '\0' || *end != '\0' || errno != 0 || n < 0) {
+        http_send_error(r, 400, "invalid_value", param,
+                        "%s must be a sequence number (an integer >= 0), got '%.40s'", param, v);
+        return -2;
+    }
+    return n;
+}
+
+static bool query_true(struct http_request *r, const char *name)
+{
+    const char *v = http_query(r, name);
+    return v != NULL && (strcmp(v, "true") == 0 || strcmp(v, "1") == 0);
+}
+
+static void get_response(struct http_request *r, void *arg)
+{
+    struct runs_api *api = arg;
+    const char *id = r->params[0];
+    struct run *run = run_find(api->rs, tenant_of(r), id);
+    if (!query_true(r, "stream")) {
+        if (run != NULL) {
+            send_object(r, run);
+            return;
+        }
+        read_row(pending_new(api, r), id, send_stored);
+        return;
+    }
+    int64_t after = starting_after(r);
+    if (after == -2)
+        return;
+    if (run != NULL) {
+        if (after > run->log.next_seq) {
+            http_send_error(r, 400, "invalid_value", "starting_after",
+                            "starting_after %lld is past the next event of this response (%lld)",
+                            (long long)after, (long long)run->log.next_seq);
+            return;
+        }
+        stream_open(api->rs, r, run, run->tenant, run->id, after, &api->subs);
+        return;
+    }
+    struct pending *p = pending_new(api, r);
+    p->after = after;
+    read_row(p, id, stream_stored);
+}
+
+/* ---- POST /v1/responses/ID/cancel ---- */
+
+static void cancel_stored(struct pending *p, json_t *row)
+{
+    if (row == NULL)
+        http_send_error(p->r, 404, "not_found", NULL, "Response not found.");
+    else if (!json_is_true(json_object_get(row, "background")))
+        http_send_error(p->r, 400, "invalid_request", NULL,
+                        "Only responses created with background=true can be cancelled.");
+    else
+        send_row_object(p->r, row); /* finished: cancel is idempotent */
+    pending_free(p);
+}
+
+static void cancel_response(struct http_request *r, void *arg)
+{
+    struct runs_api *api = arg;
+    const char *id = r->params[0];
+    struct run *run = run_find(api->rs, tenant_of(r), id);
+    if (run == NULL) {
+        read_row(pending_new(api, r), id, cancel_stored);
+        return;
+    }
+    if (!run->rq.background) {
+        http_send_error(r, 400, "invalid_request", NULL,
+                        "Only responses created with background=true can be cancelled.");
+        return;
+    }
+    if (!run_finished(run)) {
+        scheduler_cancel(run); /* the engine's slot is free now */
+        log_info("runs", "response %s cancelled by request %s", run->id, r->id);
+        run_set_status(run, RUN_CANCELLED);
+    }
+    struct pending *p = pending_new(api, r);
+    p->run = run;
+    run_hold(run);
+    p->w.cb = ended_cb;
+    run_wait_end(run, &p->w);
+}
+
+/* ---- DELETE /v1/responses/ID ---- */
+
+struct del {
+    struct http_request *r;
+    char id[STORE_ID_MAX + 1];
+};
+
+static void deleted_cb(int status, void *arg)
+{
+    struct del *d = arg;
+    if (status == -ENOENT)
+        http_send_error(d->r, 404, "not_found", NULL, "Response with id '%s' not found.", d->id);
+    else if (status != 0)
+        store_failed(d->r, status);
+    else
+        http_send_json(d->r, 200, object_deleted(d->id, "response.deleted"));
+    free(d);
+}
+
+static void delete_response(struct http_request *r, void *arg)
+{
+    struct runs_api *api = arg;
+    const char *id = r->params[0];
+    struct run *run = run_find(api->rs, tenant_of(r), id);
+    if (run != NULL) {
+        if (!run_finished(run)) {
+            scheduler_cancel(run);
+            run_set_status(run, RUN_CANCELLED);
+        }
+        run->deleted = true;
+        run_maybe_free(run);
+        if (!run->rq.store) {
+            http_send_json(r, 200, object_deleted(id, "response.deleted"));
+            return;
+        }
+    }
+    struct del *d = xcalloc(1, sizeof(*d));
+    d->r = r;
+    snprintf(d->id, sizeof(d->id), "%s", id);
+    int rc = store_response_delete(api->rs->o.store, tenant_of(r), id, deleted_cb, d);
+    if (rc != 0) {
+        free(d);
+        store_failed(r, rc);
+    }
+}
+
+/* ---- GET /v1/responses/ID/input_items and GET /v1/responses ---- */
+
+struct list {
+    struct http_request *r;
+    struct runs_api *api;
+    struct run_list_query q;
+    bool rows; /* a listing of responses (rows with "object") rather than items */
+    char id[STORE_ID_MAX + 1];
+    char after[STORE_ID_MAX + 1];
+};
+
+static void page_cb(int status, const char *value, size_t len, void *arg)
+{
+    struct list *l = arg;
+    json_t *page = status == 0 ? json_loadb(value, len, 0, NULL) : NULL;
+    json_t *data = json_object_get(page, "data");
+    if (status == -ENOENT) {
+        http_send_error(l->r, 404, "not_found", "after", "No item with id '%s' in this list.",
+                        l->after);
+    } else if (!json_is_array(data)) {
+        store_failed(l->r, status ? status : -EIO);
+    } else {
+        json_t *out = json_array();
+        size_t i;
+        json_t *v;
+        json_array_foreach(data, i, v)
+        {
+            json_array_append_new(out, l->rows ? json_incref(json_object_get(v, "object"))
+                                               : object_item(v));
+        }
+        http_send_json(l->r, 200,
+                       object_list(out, json_is_true(json_object_get(page, "has_more"))));
+    }
+    json_decref(page);
+    free(l);
+}
+
+static void list_items(struct list *l)
+{
+    int rc = store_items_list(l->api->rs->o.store, tenant_of(l->r), l->id, STORE_ITEMS_INPUT,
+                              l->q.after ? l->after : NULL, l->q.limit, l->q.desc, page_cb, l);
+    if (rc != 0) {
+        store_failed(l->r, rc);
+        free(l);
+    }
+}
+
+static void items_row_cb(int status, const char *value, size_t len, void *arg)
+{
+    struct list *l = arg;
+    if (status == -ENOENT) {
+        not_found(l->r, l->id);
+        free(l);
+    } else if (status != 0) {
+        store_failed(l->r, status);
+        free(l);
+    } else {
+        list_items(l);
+    }
+}
+
+static struct list *list_new(struct http_request *r, struct runs_api *api)
+{
+    struct run_error err = {0};
+    struct run_list_query q;
+    if (run_list_query_parse(http_query(r, "after"), http_query(r, "limit"), http_query(r, "order"),
+                             &q, &err) != 0) {
+        send_run_error(r, &err);
+        return NULL;
+    }
+    struct list *l = xcalloc(1, sizeof(*l));
+    l->r = r;
+    l->api = api;
+    l->q = q;
+    if (q.after != NULL)
+        snprintf(l->after, sizeof(l->after), "%s", q.after);
+    return l;
+}
+
+static void input_items(struct http_request *r, void *arg)
+{
+    struct runs_api *api = arg;
+    struct list *l = list_new(r, api);
+    if (l == NULL)
+        return;
+    snprintf(l->id, sizeof(l->id), "%s", r->params[0]);
+    struct run *run = run_find(api->rs, tenant_of(r), l->id);
+    if (run != NULL && run->rq.store) {
+        list_items(l);
+        return;
+    }
+    int rc = store_response_get(api->rs->o.store, tenant_of(r), l->id, items_row_cb, l);
+    if (rc != 0) {
+        store_failed(r, rc);
+        free(l);
+    }
+}
+
+static void list_responses(struct http_request *r, void *arg)
+{
+    struct runs_api *api = arg;
+    const char *status = http_query(r, "status");
+    if (status != NULL && run_status_parse(status) == RUN_NSTATUS) {
+        http_send_error(r, 400, "invalid_value", "status",
+                        "status must be one of queued, in_progress, completed, failed, "
+                        "cancelled, incomplete; got '%.40s'",
+                        status);
+        return;
+    }
+    struct list *l = list_new(r, api);
+    if (l == NULL)
+        return;
+    l->rows = true;
+    int rc = store_responses_list(api->rs->o.store, tenant_of(r), status,
+                                  l->q.after ? l->after : NULL, l->q.limit, page_cb, l);
+    if (rc != 0) {
+        store_failed(r, rc);
+        free(l);
+    }
+}
+
+/* ---- lifecycle ---- */
+
+/* The server drains: streams end (their clients resume after the restart) and runs stop
+ * talking to their engines, keeping their stored status for the next start. */
+static void on_shutdown(void *arg)
+{
+    struct runs_api *api = arg;
+    while (!h2o_linklist_is_empty(&api->subs))
+        stream_end(H2O_STRUCT_FROM_MEMBER(struct stream_sub, all, api->subs.next));
+    runs_shutdown(api->rs);
+}
+
+struct runs_api *runs_api_new(struct http_server *srv, struct runs *rs)
+{
+    struct runs_api *a = xcalloc(1, sizeof(*a));
+    a->srv = srv;
+    a->rs = rs;
+    h2o_linklist_init_anchor(&a->subs);
+    http_route(srv, "POST", "/v1/responses", create_response, a);
+    http_route(srv, "GET", "/v1/responses", list_responses, a);
+    http_route(srv, "GET", "/v1/responses/{id}", get_response, a);
+    http_route(srv, "DELETE", "/v1/responses/{id}", delete_response, a);
+    http_route(srv, "POST", "/v1/responses/{id}/cancel", cancel_response, a);
+    http_route(srv, "GET", "/v1/responses/{id}/input_items", input_items, a);
+    http_server_on_shutdown(srv, on_shutdown, a);
+    return a;
+}
+
+void runs_api_free(struct runs_api *a)
+{
+    if (a == NULL)
+        return;
+    while (!h2o_linklist_is_empty(&a->subs))
+        stream_end(H2O_STRUCT_FROM_MEMBER(struct stream_sub, all, a->subs.next));
+    free(a);
+}

@@ -1,0 +1,166 @@
+/*
+ * run.h: a run (one response being produced) and the registry of the runs in memory
+ * (docs/internals/runs.md). The loop thread owns every run; nothing here locks.
+ *
+ * A run's status moves queued -> in_progress -> completed | failed | cancelled | incomplete
+ * (queued -> a terminal status too: a queued run can be cancelled or fail). Only
+ * run_set_status() writes run.status: it checks the transition against a table, appends the
+ * lifecycle event, updates the store's row, publishes `run.status` on /v1/events and counts
+ * the metrics.
+ *
+ * A run stays in memory while it is unfinished, while a subscriber or a waiting request holds it
+ * and until its last store write has committed; then it is freed (later, from a timer, never
+ * inside a callback that still uses it) and GET reads it from the store.
+ */
+#ifndef ARUN_RUNS_RUN_H
+#define ARUN_RUNS_RUN_H
+
+#include <h2o/linklist.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "core/config.h"
+#include "core/events.h"
+#include "core/ids.h"
+#include "core/metrics.h"
+#include "gateway/gateway.h"
+#include "runs/eventlog.h"
+#include "runs/request.h"
+#include "store/store.h"
+
+enum run_status {
+    RUN_QUEUED,
+    RUN_IN_PROGRESS,
+    RUN_COMPLETED,
+    RUN_FAILED,
+    RUN_CANCELLED,
+    RUN_INCOMPLETE,
+    RUN_NSTATUS,
+};
+
+#define RUNS_BUCKETS 4096 /* the registry's hash; chains stay short up to ~100k live runs */
+
+/* What the runs need from the rest of the daemon. Nothing is owned. */
+struct runs_options {
+    uv_loop_t *loop;
+    const struct config *cfg;
+    struct store *store;
+    struct gateway *gateway;
+    struct supervisor *sup;
+    struct events *events;
+    struct metrics *metrics;
+};
+
+/* The runs in memory and what they use. */
+struct runs {
+    struct runs_options o;
+    struct run *buckets[RUNS_BUCKETS]; /* by id hash, chained through run.hnext */
+    size_t count;                      /* runs in memory */
+    h2o_linklist_t unscheduled;        /* queued runs waiting for their history (recovery) */
+    uv_timer_t gc;                     /* frees released runs outside their callbacks */
+    h2o_linklist_t garbage;            /* runs to free, by glink */
+    bool closing;
+    bool draining;     /* runs_shutdown ran */
+    bool gone;         /* the gc timer is closing */
+    uint64_t requests; /* for request ids of the engine calls */
+    struct metrics_family *m_status, *m_events, *m_queue_wait, *m_recovered;
+};
+
+/* An HTTP request waiting for a run's end (a non-streaming POST). */
+struct run_waiter {
+    h2o_linklist_t link;
+    void (*cb)(struct run *r, struct run_waiter *w);
+};
+
+struct run {
+    struct runs *rs;
+    struct run *hnext;
+    char id[IDS_MAX];
+    char tenant[STORE_TENANT_MAX + 1];
+    struct run_request rq;
+    enum run_status status;           /* only run_set_status() writes it */
+    int64_t created_ms, completed_ms; /* wall clock (ms): timings survive a restart */
+    int64_t dispatch_ms, first_token_ms, ended_ms;
+    int64_t ttft_us; /* the gateway's measure, monotonic */
+    struct eventlog log;
+    struct xlate *x;           /* the engine's stream -> events */
+    struct gateway_call *call; /* while the engine is asked */
+    json_t *history;           /* earlier items for the engine (previous_response_id,
+                                  conversation), or NULL */
+    json_t *error;             /* {code, message} once failed */
+    const char *incomplete_reason;
+    char engine[96];        /* who answered (provenance) */
+    char engine_model[128]; /* the model id the engine reported */
+    json_t *route;          /* the engines tried, in order (provenance) */
+    bool continued;         /* continued after a restart */
+    bool row_stored;        /* the row's first write was submitted */
+    bool deleted;           /* DELETE ran: lookups do not find it */
+    bool scheduled;         /* submitted to the gateway once */
+    uint32_t store_ops;     /* store writes submitted and not yet called back */
+    uint32_t holds;         /* subscribers and waiting requests */
+    h2o_linklist_t waiters; /* struct run_waiter: told at the end */
+    h2o_linklist_t qlink;   /* in runs.unscheduled */
+    h2o_linklist_t glink;   /* in runs.garbage */
+    bool garbage;
+    bool final_row;    /* the terminal row write was submitted */
+    uint32_t row_ops;  /* row writes not yet called back */
+    int head_status;   /* the engine's answer status, from on_head */
+    bool submitting;   /* inside gateway_submit: an on_end there is reported */
+    int submit_status; /* that on_end's status, code and sentence */
+    char submit_code[48];
+    char submit_message[320];
+};
+
+/* The registry. Registers the metrics families. */
+struct runs *runs_new(const struct runs_options *o);
+/* Cancels every live run's engine call and frees every run (a run the store still owes a
+ * callback when that callback comes: the store drains on close). Runs whose rows are unfinished
+ * stay so in the store: the next start recovers them. NULL is a no-op. */
+void runs_free(struct runs *rs);
+
+/* The server drains: every run stops talking to its engine (its stored status stays, for the
+ * next start to recover) and requests waiting for a run's end are answered. */
+void runs_shutdown(struct runs *rs);
+
+/* A new run (queued, in memory, not yet stored or scheduled) for rq, whose reference it takes.
+ * id NULL makes a new resp_ id. */
+struct run *run_new(struct runs *rs, const char *tenant, const char *id, struct run_request *rq,
+                    int64_t created_ms);
+/* The run with that id, NULL when it is not in memory (or deleted). */
+struct run *run_find(struct runs *rs, const char *tenant, const char *id);
+
+/* The one status setter (see above). Invalid transitions are programming errors (asserted);
+ * setting the status a run already has is a no-op. */
+void run_set_status(struct run *r, enum run_status to);
+const char *run_status_name(enum run_status s);
+bool run_finished(const struct run *r);
+
+/* The Response object as it stands (new reference). */
+json_t *run_object(const struct run *r);
+/* Writes the run's row (first time: store_response_put with the request; then updates). The
+ * store's callback ends the hold it takes. Returns 0 or -errno (store refused). */
+int run_store_row(struct run *r) MUST_USE;
+
+/* Appends a lifecycle event ({type, response:{…}}). */
+int run_emit_lifecycle(struct run *r, const char *type) MUST_USE;
+
+/* A store op of r called back: counts it down. Returns true when the registry is closing (r may
+ * be freed: the caller returns at once). */
+bool run_store_done(struct run *r) MUST_USE;
+
+/* Holds keep a finished run in memory: a subscriber, a waiting request, a store op. Release may
+ * schedule the free (from a timer: never inside the caller's callback). */
+void run_hold(struct run *r);
+void run_release(struct run *r);
+/* Schedules the free if nothing holds the run any more and it is finished or abandoned. */
+void run_maybe_free(struct run *r);
+
+/* Waits for the run's end (terminal status, its row committed): cb runs once then. */
+void run_wait_end(struct run *r, struct run_waiter *w);
+
+/* The status by name, RUN_NSTATUS for an unknown one. */
+enum run_status run_status_parse(const char *s);
+
+#endif
