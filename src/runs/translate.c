@@ -58,6 +58,7 @@ struct call {
     struct buf name;
     struct buf args;
     bool open;
+    bool args_done; /* its arguments.done was replayed: only output_item.done is left */
 };
 
 struct xlate {
@@ -71,6 +72,8 @@ struct xlate {
 
     bool msg_open;    /* a message item is open */
     bool msg_part;    /* its output_text part was announced (content_part.added) */
+    bool text_done;   /* output_text.done was replayed: the text is final */
+    bool part_done;   /* content_part.done was replayed */
     size_t msg_index; /* its output_index */
     char msg_id[IDS_MAX];
     struct buf text; /* its text so far */
@@ -511,12 +514,14 @@ static int emit_part(struct xlate *x, const char *type, json_t *part)
                              part));
 }
 
-/* Items close as "incomplete" when the engine hit its token limit or never said it finished. */
-static const char *closing_status(const struct xlate *x)
+/* Items close as "incomplete" when the engine hit its token limit, or when it never said it
+ * finished and the item was not final (final: the model moved on to another item, or a replayed
+ * …done event said so). */
+static const char *closing_status(const struct xlate *x, bool final)
 {
-    if (x->finish_reason == NULL || strcmp(x->finish_reason, "length") == 0)
-        return "incomplete";
-    return "completed";
+    if (x->finish_reason == NULL)
+        return final ? "completed" : "incomplete";
+    return strcmp(x->finish_reason, "length") == 0 ? "incomplete" : "completed";
 }
 
 /* ---- the message item ---- */
@@ -528,6 +533,7 @@ static int open_message(struct xlate *x)
         ids_new(x->msg_id, sizeof(x->msg_id), "msg_");
         x->msg_open = true;
         x->msg_part = false;
+        x->text_done = x->part_done = false;
         x->msg_index = json_array_size(x->output);
         buf_reset(&x->text);
         json_t *item = message_item(x, "in_progress");
@@ -544,11 +550,15 @@ static int open_message(struct xlate *x)
     return rc;
 }
 
+static int close_message(struct xlate *x, bool moved_on);
+
 static int message_text(struct xlate *x, const char *s, size_t n)
 {
     if (n == 0)
         return 0;
-    int rc = open_message(x);
+    int rc = x->msg_open && x->text_done ? close_message(x, true) : 0; /* its text is final */
+    if (rc == 0)
+        rc = open_message(x);
     if (rc != 0)
         return rc;
     if (buf_append(&x->text, s, n) != 0)
@@ -558,22 +568,21 @@ static int message_text(struct xlate *x, const char *s, size_t n)
                              "content_index", 0, "delta", s, n, "logprobs"));
 }
 
-static int close_message(struct xlate *x)
+/* moved_on: the model went on to another item, so the message's text is whole. */
+static int close_message(struct xlate *x, bool moved_on)
 {
     if (!x->msg_open)
         return 0;
     x->msg_open = false;
-    const char *status = closing_status(x);
+    const char *status = closing_status(x, moved_on || x->text_done);
     int rc = 0;
-    if (x->msg_part) {
+    if (x->msg_part && !x->text_done) /* replayed closing events are not sent again */
         rc = emit(x, json_pack("{s:s,s:s,s:I,s:i,s:s%,s:[]}", "type", "response.output_text.done",
                                "item_id", x->msg_id, "output_index", (json_int_t)x->msg_index,
                                "content_index", 0, "text", buf_cstr(&x->text), x->text.len,
                                "logprobs"));
-        if (rc == 0)
-            rc = emit_part(x, "response.content_part.done",
-                           text_part(buf_cstr(&x->text), x->text.len));
-    }
+    if (x->msg_part && !x->part_done && rc == 0)
+        rc = emit_part(x, "response.content_part.done", text_part(buf_cstr(&x->text), x->text.len));
     json_t *item = message_item(x, status);
     json_array_set(x->output, x->msg_index, item);
     if (rc == 0)
@@ -736,7 +745,7 @@ static int open_call(struct xlate *x, int chat_index, json_t *id, struct call **
         return protocol_error(x, "the engine made more than %d tool calls", CALLS_MAX);
     int rc = flush_text(x);
     if (rc == 0)
-        rc = close_message(x);
+        rc = close_message(x, true);
     if (rc != 0)
         return rc;
     struct call *c = call_new(x, chat_index);
@@ -755,11 +764,13 @@ static int close_call(struct xlate *x, struct call *c)
     if (!c->open)
         return 0;
     c->open = false;
-    int rc = emit(x, json_pack("{s:s,s:s,s:I,s:s%,s:s%}", "type",
-                               "response.function_call_arguments.done", "item_id", c->id,
-                               "output_index", (json_int_t)c->out_index, "name", buf_cstr(&c->name),
-                               c->name.len, "arguments", buf_cstr(&c->args), c->args.len));
-    json_t *item = call_item(c, closing_status(x));
+    int rc = c->args_done ? 0
+                          : emit(x, json_pack("{s:s,s:s,s:I,s:s%,s:s%}", "type",
+                                              "response.function_call_arguments.done", "item_id",
+                                              c->id, "output_index", (json_int_t)c->out_index,
+                                              "name", buf_cstr(&c->name), c->name.len, "arguments",
+                                              buf_cstr(&c->args), c->args.len));
+    json_t *item = call_item(c, closing_status(x, c->args_done));
     json_array_set(x->output, c->out_index, item);
     if (rc == 0)
         rc = emit_item(x, "response.output_item.done", c->out_index, item);
@@ -821,7 +832,7 @@ static int close_all(struct xlate *x)
     size_t n = json_array_size(x->output);
     for (size_t i = 0; i < n && rc == 0; i++) {
         if (x->msg_open && x->msg_index == i)
-            rc = close_message(x);
+            rc = close_message(x, false);
         for (size_t k = 0; k < x->ncalls && rc == 0; k++)
             if (x->calls[k]->out_index == i)
                 rc = close_call(x, x->calls[k]);
@@ -1111,6 +1122,7 @@ static int replay_added(struct xlate *x, json_t *ev)
         snprintf(x->msg_id, sizeof(x->msg_id), "%s", id);
         x->msg_open = true;
         x->msg_part = false;
+        x->text_done = x->part_done = false;
         x->msg_index = json_array_size(x->output);
         buf_reset(&x->text);
     } else if (strcmp(type, "function_call") == 0) {
@@ -1160,6 +1172,14 @@ int xlate_replay(struct xlate *x, json_t *event)
     bool ours = x->msg_open && item_id != NULL && strcmp(item_id, x->msg_id) == 0;
     if (strcmp(type, "response.content_part.added") == 0 && ours) {
         x->msg_part = true;
+    } else if (strcmp(type, "response.output_text.done") == 0 && ours) {
+        x->text_done = true;
+    } else if (strcmp(type, "response.content_part.done") == 0 && ours) {
+        x->part_done = true;
+    } else if (strcmp(type, "response.function_call_arguments.done") == 0) {
+        struct call *c = call_by_item(x, item_id);
+        if (c != NULL)
+            c->args_done = true;
     } else if (strcmp(type, "response.output_text.delta") == 0 && ours && json_is_string(delta)) {
         if (buf_append(&x->text, json_string_value(delta), json_string_length(delta)) != 0)
             return protocol_error(x, "the stored text is longer than %u bytes", TEXT_CAP);
@@ -1175,7 +1195,7 @@ int xlate_replay(struct xlate *x, json_t *event)
 
 const char *xlate_partial_text(const struct xlate *x)
 {
-    return x->msg_open && x->text.len > 0 ? buf_cstr(&x->text) : NULL;
+    return x->msg_open && !x->text_done && x->text.len > 0 ? buf_cstr(&x->text) : NULL;
 }
 
 void xlate_expect_echo(struct xlate *x, const char *prefix)

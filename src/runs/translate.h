@@ -84,9 +84,11 @@ const char *xlate_error(const struct xlate *x);
 /* Recovery: feeds back one stored event (the JSON the run stored, sequence_number and all),
  * rebuilding the state without emitting; events the assembler does not make (the lifecycle
  * ones) are skipped. Then xlate_partial_text() is the text of the open message item (NULL if
- * none) and the next xlate_chunk calls continue that item (same item id, output_index,
- * content_index). Returns 0, or -EPROTO for an event that does not fit the state rebuilt so
- * far. */
+ * none, or if its text was already final: output_text.done stored) and the next xlate_chunk calls
+ * continue that item (same item id, output_index,
+ * content_index). An item whose closing events were stored in part gets only the missing ones
+ * from xlate_finish() (or from the next item opening). Returns 0, or -EPROTO for an event that
+ * does not fit the state rebuilt so far. */
 int xlate_replay(struct xlate *x, json_t *event) MUST_USE;
 const char *xlate_partial_text(const struct xlate *x);
 /* Before continuing: the engine may repeat the prefix it continues (llama-server does, in its

@@ -373,6 +373,9 @@ static void test_text_then_tool_call_closes_the_message_first(void **state)
     size_t n = json_array_size(ev);
     assert_string_equal(type_of(ev, 5), "response.output_item.done");  /* the message */
     assert_string_equal(type_of(ev, 6), "response.output_item.added"); /* then the call */
+    assert_string_equal(json_string_value(json_object_get(
+                            json_object_get(json_array_get(ev, 5), "item"), "status")),
+                        "completed"); /* its text was whole: the model moved on */
     assert_string_equal(type_of(ev, n - 1), "response.output_item.done");
     json_t *out = xlate_output(x);
     assert_string_equal(json_string_value(json_object_get(json_array_get(out, 0), "type")),
@@ -543,6 +546,33 @@ static void test_replay_then_continuation_gives_the_uninterrupted_output(void **
         replay_and_continue(deltas, 4, k, false);
         replay_and_continue(deltas, 4, k, true);
     }
+}
+
+/* A crash among the closing events (after output_text.done): the replay and xlate_finish give
+ * the missing ones only. */
+static void test_replay_among_closing_events_finishes_what_is_missing(void **state)
+{
+    (void)state;
+    const char *deltas[] = {"stone ", "forest "};
+    json_t *ref_events = stream_events(deltas, 2, NULL);
+    size_t n = json_array_size(ref_events);
+    for (size_t k = n - 2; k <= n; k++) {
+        json_t *stored = json_array();
+        struct xlate *x = xlate_new(record_cb, stored);
+        for (size_t i = 0; i < k; i++)
+            assert_int_equal(xlate_replay(x, json_array_get(ref_events, i)), 0);
+        assert_null(xlate_partial_text(x)); /* the text is final: nothing to continue */
+        assert_int_equal(xlate_finish(x), 0);
+        json_t *all = json_array();
+        for (size_t i = 0; i < k; i++)
+            json_array_append(all, json_array_get(ref_events, i));
+        json_array_extend(all, stored);
+        assert_json_equal(ref_events, all);
+        json_decref(all);
+        json_decref(stored);
+        xlate_free(x);
+    }
+    json_decref(ref_events);
 }
 
 static void test_replay_skips_lifecycle_events_and_refuses_nonsense(void **state)
@@ -790,6 +820,7 @@ int main(void)
         cmocka_unit_test(test_hostile_engine_output_is_an_error_not_a_crash),
         cmocka_unit_test(test_an_emit_failure_is_returned),
         cmocka_unit_test(test_replay_then_continuation_gives_the_uninterrupted_output),
+        cmocka_unit_test(test_replay_among_closing_events_finishes_what_is_missing),
         cmocka_unit_test(test_replay_skips_lifecycle_events_and_refuses_nonsense),
         cmocka_unit_test(test_echo_is_stripped_once_however_it_is_cut),
         cmocka_unit_test(test_an_engine_that_does_not_echo_is_passed_through),
