@@ -10,6 +10,7 @@
 #include "cli/config_cmd.h"
 #include "cli/doctor_cmd.h"
 #include "cli/engines_cmd.h"
+#include "cli/runs_cmd.h"
 #include "serve.h"
 
 struct verb {
@@ -38,6 +39,8 @@ static const struct verb verbs[] = {
     {"logs", logs_cmd_main, logs_cmd_usage, "print or follow an engine's output (running server)"},
     {"chat", chat_cmd_main, chat_cmd_usage,
      "ask a model; the answer streams to stdout (running server)"},
+    {"runs", runs_cmd_main, runs_cmd_usage,
+     "list durable runs (responses), or show|cancel|watch one (running server)"},
     {"doctor", doctor_cmd_main, doctor_cmd_usage,
      "check this machine and the config: GPU, memory, port, binaries, orphans"},
     {"config", config_cmd_main, config_cmd_usage, "check a configuration file: config check"},

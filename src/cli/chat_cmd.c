@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "cli/client.h"
+#include "cli/watch.h"
 #include "core/buf.h"
 
 #define CHAT_MAX_PROMPT (8u << 20) /* limits.max_body_bytes' default: the server takes no more */
@@ -54,9 +55,14 @@ const char chat_cmd_usage[] =
     "  --system TEXT        a system message sent before the prompt\n"
     "  --max-tokens N       at most N tokens in the answer (max_tokens)\n"
     "  --temperature T      sampling temperature, 0 to 2\n"
-    "  --json               print the whole (non-streamed) JSON response instead\n"
-    "  --background         run it as a durable background response (needs the server's\n"
-    "                       Responses API, POST /v1/responses)\n"
+    "  --json               print the whole (non-streamed) JSON response instead (with\n"
+    "                       --background: the Response as created, then exit)\n"
+    "  --background         run it as a durable background response (POST /v1/responses):\n"
+    "                       its id goes to stderr, then the answer streams to stdout as with\n"
+    "                       `arun runs watch ID`, which survives dropped connections and a\n"
+    "                       server restart; Ctrl-C stops watching, the run goes on\n"
+    "  --detach             with --background (implied): print only the id on stdout and\n"
+    "                       exit at once\n"
     "  -v, --verbose        show the server's progress notes (queued, engine loading) on\n"
     "                       stderr even when stderr is not a terminal\n"
     "\n"
@@ -65,7 +71,9 @@ const char chat_cmd_usage[] =
     "\n"
     "Ctrl-C stops the answer (exit 0).\n"
     "exit codes: 0 success, 1 the server refused (unknown model, busy, engine unavailable) or\n"
-    "the answer failed, 2 usage error, 3 server unreachable or the connection dropped\n";
+    "the answer failed (--background: the run ended failed, cancelled or incomplete), 2 usage\n"
+    "error, 3 server unreachable or the connection dropped (--background: unreachable for a\n"
+    "minute)\n";
 
 struct chat_opts {
     const char *server, *api_key;
@@ -74,7 +82,7 @@ struct chat_opts {
     long max_tokens;    /* -1: not sent */
     double temperature; /* sent when has_temperature */
     bool has_temperature;
-    bool json, background, verbose;
+    bool json, background, detach, verbose;
     char *prompt; /* heap */
 };
 
@@ -101,30 +109,10 @@ static int usage_error(const char *fmt, ...)
 
 /* ---- arguments ---- */
 
-/* Takes "-m M", "--model M", "--model=M" style flags: returns the value, or NULL when argv[*i]
- * is not name (or short), or sets *missing when the value is. */
-static const char *take_value(int argc, char **argv, int *i, const char *name, const char *shrt,
-                              bool *missing)
-{
-    const char *a = argv[*i];
-    size_t n = strlen(name);
-    if (strncmp(a, name, n) == 0 && a[n] == '=')
-        return a + n + 1;
-    if (strcmp(a, name) != 0 && (shrt == NULL || strcmp(a, shrt) != 0))
-        return NULL;
-    if (*i + 1 >= argc) {
-        *missing = true;
-        return NULL;
-    }
-    return argv[++*i];
-}
-
 static int parse_max_tokens(const char *s, long *out)
 {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (s[0] == '\0' || *end != '\0' || errno != 0 || v < 1 || v > CHAT_MAX_TOKENS)
+    long v;
+    if (client_parse_count(s, CHAT_MAX_TOKENS, &v) != 0 || v < 1)
         return -EINVAL;
     *out = v;
     return 0;
@@ -187,6 +175,7 @@ static int take_option(int argc, char **argv, int *i, struct chat_opts *o)
     const char *a = argv[*i];
     bool *flag = strcmp(a, "--json") == 0                              ? &o->json
                  : strcmp(a, "--background") == 0                      ? &o->background
+                 : strcmp(a, "--detach") == 0                          ? &o->detach
                  : strcmp(a, "-v") == 0 || strcmp(a, "--verbose") == 0 ? &o->verbose
                                                                        : NULL;
     if (flag != NULL) {
@@ -195,8 +184,8 @@ static int take_option(int argc, char **argv, int *i, struct chat_opts *o)
     }
     for (size_t k = 0; k < ARRAY_SIZE(valued_options); k++) {
         bool missing = false;
-        const char *v =
-            take_value(argc, argv, i, valued_options[k].name, valued_options[k].shrt, &missing);
+        const char *v = client_take_value(argc, argv, i, valued_options[k].name,
+                                          valued_options[k].shrt, &missing);
         if (missing) {
             usage_error("%s needs a value", a);
             return -EINVAL;
@@ -302,6 +291,21 @@ static int parse_args(int argc, char **argv, struct chat_opts *o)
 
 /* ---- the request ---- */
 
+/* Adds the sampling flags to req (the token cap under tokens_key: the two APIs name it
+ * differently) and returns it as compact JSON. Takes req's reference; caller frees. */
+static char *finish_body(json_t *req, const struct chat_opts *o, const char *tokens_key)
+{
+    if (o->max_tokens > 0)
+        json_object_set_new(req, tokens_key, json_integer(o->max_tokens));
+    if (o->has_temperature)
+        json_object_set_new(req, "temperature", json_real(o->temperature));
+    char *s = json_dumps(req, JSON_COMPACT);
+    json_decref(req);
+    if (s == NULL) /* only out of memory: the same rule as xmalloc */
+        abort();
+    return s;
+}
+
 static char *request_body(const struct chat_opts *o, bool stream)
 {
     json_t *messages = json_array();
@@ -311,15 +315,7 @@ static char *request_body(const struct chat_opts *o, bool stream)
     json_array_append_new(messages, json_pack("{s:s, s:s}", "role", "user", "content", o->prompt));
     json_t *req =
         json_pack("{s:s, s:o, s:b}", "model", o->model, "messages", messages, "stream", stream);
-    if (o->max_tokens > 0)
-        json_object_set_new(req, "max_tokens", json_integer(o->max_tokens));
-    if (o->has_temperature)
-        json_object_set_new(req, "temperature", json_real(o->temperature));
-    char *s = json_dumps(req, JSON_COMPACT);
-    json_decref(req);
-    if (s == NULL) /* only out of memory: the same rule as xmalloc */
-        abort();
-    return s;
+    return finish_body(req, o, "max_tokens");
 }
 
 /* An error answer; 429 and 503 say when to try again, as the server told. */
@@ -463,28 +459,53 @@ static int chat_json(struct client *c, const struct chat_opts *o)
     return rc;
 }
 
-/* --background: whether the server offers the Responses API at all. An empty object is never a
- * valid response request (it has no model), so a server that has the API refuses it with a 400
- * and creates nothing, while one that has not answers 404. */
+/* --background: the request of the Responses API (POST /v1/responses) for the same flags. */
+static char *background_body(const struct chat_opts *o)
+{
+    json_t *req =
+        json_pack("{s:s, s:s, s:b}", "model", o->model, "input", o->prompt, "background", 1);
+    if (o->system != NULL)
+        json_object_set_new(req, "instructions", json_string(o->system));
+    return finish_body(req, o, "max_output_tokens");
+}
+
+/* A 404 from the router itself ("no such endpoint"), not one about the model: the server
+ * predates the Responses API. */
+static bool lacks_responses_api(const struct client_response *res)
+{
+    const char *msg = client_error_message(res);
+    return res->status == 404 && msg != NULL && strncmp(msg, "no such endpoint", 16) == 0;
+}
+
+/* --background: creates a durable background response, then (unless --detach or --json)
+ * follows it to its end as `arun runs watch` does, the answer on stdout. Its id goes to stderr
+ * first, so a person whose terminal closes can follow it again. */
 static int chat_background(struct client *c, const struct chat_opts *o)
 {
     struct client_response res;
-    int rc = client_post(c, "/v1/responses", "{}", &res);
+    char *body = background_body(o);
+    int rc = client_post(c, "/v1/responses", body, &res);
+    free(body);
     if (rc != 0)
         return client_fail(c, rc);
-    int status = res.status;
-    client_response_cleanup(&res);
-    if (status == 404) {
+    const char *id = json_string_value(json_object_get(res.json, "id"));
+    if (lacks_responses_api(&res)) {
         fprintf(stderr, "arun chat --background needs the Responses API (POST /v1/responses), "
                         "which this server does not offer yet\n");
-        return CLIENT_EXIT_USAGE;
+        rc = CLIENT_EXIT_USAGE;
+    } else if (res.status / 100 != 2 || id == NULL) {
+        rc = fail_answer(&res);
+    } else if (o->json) {
+        client_print_json(res.json);
+    } else if (o->detach) {
+        printf("%s\n", id);
+    } else {
+        struct watch_opts wo = {.reconnect_s = WATCH_RECONNECT_DEFAULT_S, .verbose = o->verbose};
+        fprintf(stderr, "arun: %s (background: Ctrl-C stops watching, the run goes on)\n", id);
+        rc = watch_follow(c, id, &wo);
     }
-    /* TODO: create the background response (POST /v1/responses with background: true), print
-     * its id and follow its events (GET /v1/responses/ID?stream=true) as `arun runs watch`
-     * will; until that lands the flag is refused whatever the server offers. */
-    fprintf(stderr, "arun chat --background: this server offers the Responses API, but this "
-                    "arun CLI cannot drive it yet\n");
-    return CLIENT_EXIT_USAGE;
+    client_response_cleanup(&res);
+    return rc;
 }
 
 int chat_cmd_main(int argc, char **argv)
@@ -500,7 +521,7 @@ int chat_cmd_main(int argc, char **argv)
         free(o.prompt);
         return CLIENT_EXIT_USAGE;
     }
-    if (o.background)
+    if (o.background || o.detach)
         rc = chat_background(&c, &o);
     else
         rc = o.json ? chat_json(&c, &o) : chat_stream(&c, &o);

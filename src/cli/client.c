@@ -290,6 +290,33 @@ int client_take_flag(const char *verb, int argc, char **argv, int *i, const char
     return 0;
 }
 
+const char *client_take_value(int argc, char **argv, int *i, const char *name, const char *shrt,
+                              bool *missing)
+{
+    const char *a = argv[*i];
+    size_t n = strlen(name);
+    if (strncmp(a, name, n) == 0 && a[n] == '=')
+        return a + n + 1;
+    if (strcmp(a, name) != 0 && (shrt == NULL || strcmp(a, shrt) != 0))
+        return NULL;
+    if (*i + 1 >= argc) {
+        *missing = true;
+        return NULL;
+    }
+    return argv[++*i];
+}
+
+int client_parse_count(const char *s, long max, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (s[0] == '\0' || *end != '\0' || errno != 0 || v < 0 || v > max)
+        return -EINVAL;
+    *out = v;
+    return 0;
+}
+
 int client_init(struct client *c, const char *server, const char *api_key)
 {
     memset(c, 0, sizeof(*c));

@@ -70,6 +70,15 @@ typedef int (*client_sse_cb)(const char *data, size_t len, void *arg);
 int client_take_flag(const char *verb, int argc, char **argv, int *i, const char **server,
                      const char **api_key) MUST_USE;
 
+/* The value of an option that takes one at argv[*i]: "NAME V", "SHRT V" (shrt may be NULL) or
+ * "NAME=V", advancing *i past a separate value. Returns a pointer into argv, or NULL when
+ * argv[*i] is another argument, or NULL with *missing set when the value is absent. */
+const char *client_take_value(int argc, char **argv, int *i, const char *name, const char *shrt,
+                              bool *missing);
+
+/* Parses s as a whole number from 0 to max. Returns 0 with *out, or -EINVAL. */
+int client_parse_count(const char *s, long max, long *out) MUST_USE;
+
 /* Sets up c for server (NULL: $ARUN_URL, else CLIENT_DEFAULT_URL) and api_key (NULL:
  * $ARUN_API_KEY, else none). Returns 0, or -EINVAL when the URL is not http(s):// (printed). */
 int client_init(struct client *c, const char *server, const char *api_key) MUST_USE;

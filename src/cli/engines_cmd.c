@@ -17,11 +17,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "cli/client.h"
+#include "cli/table.h"
 #include "core/buf.h"
 #include "core/clock.h"
 
@@ -86,32 +86,7 @@ static int usage_error(const char *verb, const char *usage, const char *fmt, ...
     return CLIENT_EXIT_USAGE;
 }
 
-/* Parses a whole non-negative number no larger than max. Returns 0 or -EINVAL. */
-static int parse_count(const char *s, long max, long *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (s[0] == '\0' || *end != '\0' || errno != 0 || v < 0 || v > max)
-        return -EINVAL;
-    *out = v;
-    return 0;
-}
-
 /* ---- the table ---- */
-
-static char *fmt_duration(int64_t s)
-{
-    if (s < 0)
-        s = 0;
-    if (s < 60)
-        return xasprintf("%llds", (long long)s);
-    if (s < 3600)
-        return xasprintf("%lldm%02llds", (long long)(s / 60), (long long)(s % 60));
-    if (s < 86400)
-        return xasprintf("%lldh%02lldm", (long long)(s / 3600), (long long)(s % 3600 / 60));
-    return xasprintf("%lldd%02lldh", (long long)(s / 86400), (long long)(s % 86400 / 3600));
-}
 
 /* started_at is "2026-11-24T02:10:46Z" (UTC) or null. */
 static char *fmt_uptime(const json_t *started_at)
@@ -123,7 +98,7 @@ static char *fmt_uptime(const json_t *started_at)
     const char *end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
     if (end == NULL)
         return xstrdup("?");
-    return fmt_duration((int64_t)time(NULL) - (int64_t)timegm(&tm));
+    return table_duration((int64_t)time(NULL) - (int64_t)timegm(&tm));
 }
 
 static char *fmt_int_or_dash(const json_t *v)
@@ -178,52 +153,6 @@ static void row_of(const json_t *e, char **cells)
     cells[8] = xstrdup(str_or(json_object_get(e, "reason"), "-"));
 }
 
-/* The terminal's width when stdout is one, else 0 (no limit). */
-static size_t terminal_width(void)
-{
-    struct winsize ws;
-    if (!isatty(STDOUT_FILENO))
-        return 0;
-    if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
-        return ws.ws_col;
-    return 80;
-}
-
-/* Prints the last cell, cut to fit `room` columns (0: no limit) without splitting a UTF-8
- * sequence. Columns are counted as bytes, which is exact for the ASCII the server writes. */
-static void print_last(const char *s, size_t room)
-{
-    size_t n = strlen(s);
-    if (room == 0 || n <= room) {
-        fputs(s, stdout);
-        return;
-    }
-    size_t keep = room > 3 ? room - 3 : 0;
-    while (keep > 0 && ((unsigned char)s[keep] & 0xC0) == 0x80)
-        keep--;
-    printf("%.*s...", (int)keep, s);
-}
-
-static void print_table(char **cells, size_t nrows)
-{
-    size_t width[NCOLS] = {0};
-    size_t term = terminal_width();
-    for (size_t r = 0; r < nrows; r++)
-        for (size_t c = 0; c < NCOLS - 1; c++) {
-            size_t n = strlen(cells[r * NCOLS + c]);
-            width[c] = n > width[c] ? n : width[c];
-        }
-    for (size_t r = 0; r < nrows; r++) {
-        size_t used = 0;
-        for (size_t c = 0; c < NCOLS - 1; c++) {
-            printf("%-*s  ", (int)width[c], cells[r * NCOLS + c]);
-            used += width[c] + 2;
-        }
-        print_last(cells[r * NCOLS + NCOLS - 1], term == 0 ? 0 : term > used ? term - used : 1);
-        putchar('\n');
-    }
-}
-
 static int list_engines(struct client *c, bool json)
 {
     static const char *const header[NCOLS] = {"NAME", "STATE",  "MODELS",   "PID",   "PORT",
@@ -241,16 +170,16 @@ static int list_engines(struct client *c, bool json)
         client_print_json(res.json);
         goto out;
     }
-    size_t nrows = json_array_size(data) + 1;
-    char **cells = xcalloc(nrows * NCOLS, sizeof(char *));
-    for (size_t i = 0; i < NCOLS; i++)
-        cells[i] = xstrdup(header[i]);
-    for (size_t r = 1; r < nrows; r++)
-        row_of(json_array_get(data, r - 1), cells + r * NCOLS);
-    print_table(cells, nrows);
-    for (size_t i = 0; i < nrows * NCOLS; i++)
-        free(cells[i]);
-    free(cells);
+    struct table t;
+    table_init(&t, NCOLS);
+    table_add_strs(&t, header);
+    for (size_t r = 0; r < json_array_size(data); r++) {
+        char *cells[NCOLS];
+        row_of(json_array_get(data, r), cells);
+        table_add_row(&t, cells);
+    }
+    table_print(&t);
+    table_cleanup(&t);
 out:
     client_response_cleanup(&res);
     return rc;
@@ -381,7 +310,7 @@ int engines_cmd_main(int argc, char **argv)
         } else if (strcmp(argv[i], "--wait") == 0) {
             wait = true;
         } else if (strcmp(argv[i], "--timeout") == 0) {
-            if (i + 1 >= argc || parse_count(argv[i + 1], 7L * 86400, &timeout_s) != 0)
+            if (i + 1 >= argc || client_parse_count(argv[i + 1], 7L * 86400, &timeout_s) != 0)
                 return usage_error("engines", engines_cmd_usage,
                                    "--timeout needs a number of seconds, got %s",
                                    i + 1 < argc ? argv[i + 1] : "nothing");
@@ -501,7 +430,7 @@ int logs_cmd_main(int argc, char **argv)
             name = a;
             continue;
         }
-        if (parse_count(n, LOGS_TAIL_MAX, &lines) != 0)
+        if (client_parse_count(n, LOGS_TAIL_MAX, &lines) != 0)
             return usage_error("logs", logs_cmd_usage,
                                "-n needs a number of lines from 0 to 10000, got \"%s\"", n);
     }

@@ -1,0 +1,127 @@
+/*
+ * table.c: the CLI's aligned tables. See table.h. It owns the layout rules every listing verb
+ * shares, so `arun engines` and `arun runs` line up alike; the cells' contents are the verbs'.
+ * Columns are counted as bytes, which is exact for the ASCII the server writes (names, ids,
+ * states); a wide character in a reason only shifts what follows it on its own line.
+ */
+#include "cli/table.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#define TABLE_DEFAULT_WIDTH 80       /* a terminal that does not tell its width */
+#define TABLE_MAX_OUTPUT (64u << 20) /* far beyond any listing a person reads */
+#define ELLIPSIS "..."
+
+void table_init(struct table *t, size_t ncols)
+{
+    memset(t, 0, sizeof(*t));
+    t->ncols = ncols;
+}
+
+void table_cleanup(struct table *t)
+{
+    for (size_t i = 0; i < t->nrows * t->ncols; i++)
+        free(t->cells[i]);
+    free(t->cells);
+    table_init(t, t->ncols);
+}
+
+static char **new_row(struct table *t)
+{
+    if (t->nrows == t->cap) {
+        t->cap = t->cap ? t->cap * 2 : 16;
+        t->cells = xrealloc(t->cells, t->cap * t->ncols * sizeof(*t->cells));
+    }
+    return t->cells + t->nrows++ * t->ncols;
+}
+
+void table_add_row(struct table *t, char **cells)
+{
+    char **row = new_row(t);
+    for (size_t c = 0; c < t->ncols; c++)
+        row[c] = cells[c] != NULL ? cells[c] : xstrdup("-");
+}
+
+void table_add_strs(struct table *t, const char *const *cells)
+{
+    char **row = new_row(t);
+    for (size_t c = 0; c < t->ncols; c++)
+        row[c] = xstrdup(cells[c] != NULL ? cells[c] : "-");
+}
+
+/* The last cell, cut to room columns (0: no limit) without splitting a UTF-8 sequence. */
+static void put_last(struct buf *out, const char *s, size_t room)
+{
+    size_t n = strlen(s);
+    if (room == 0 || n <= room) {
+        buf_append(out, s, n);
+        return;
+    }
+    size_t keep = room > strlen(ELLIPSIS) ? room - strlen(ELLIPSIS) : 0;
+    while (keep > 0 && ((unsigned char)s[keep] & 0xC0) == 0x80)
+        keep--;
+    buf_append(out, s, keep);
+    buf_puts(out, ELLIPSIS);
+}
+
+int table_render(const struct table *t, size_t width, struct buf *out)
+{
+    size_t *w = xcalloc(t->ncols, sizeof(*w));
+    size_t last = t->ncols - 1;
+    for (size_t r = 0; r < t->nrows; r++)
+        for (size_t c = 0; c < last; c++) {
+            size_t n = strlen(t->cells[r * t->ncols + c]);
+            w[c] = n > w[c] ? n : w[c];
+        }
+    for (size_t r = 0; r < t->nrows; r++) {
+        char *const *row = t->cells + r * t->ncols;
+        size_t used = 0;
+        for (size_t c = 0; c < last; c++) {
+            buf_printf(out, "%-*s%*s", (int)w[c], row[c], TABLE_GAP, "");
+            used += w[c] + TABLE_GAP;
+        }
+        put_last(out, row[last], width == 0 ? 0 : width > used ? width - used : 1);
+        buf_puts(out, "\n");
+    }
+    free(w);
+    return out->truncated ? -ENOBUFS : 0;
+}
+
+/* The terminal's width when stdout is one, else 0 (no limit). */
+static size_t terminal_width(void)
+{
+    struct winsize ws;
+    if (!isatty(STDOUT_FILENO))
+        return 0;
+    if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
+        return ws.ws_col;
+    return TABLE_DEFAULT_WIDTH;
+}
+
+void table_print(const struct table *t)
+{
+    struct buf out;
+    buf_init(&out, TABLE_MAX_OUTPUT);
+    /* Cut at 64 MiB: what was laid out is printed; nobody reads further on a terminal. */
+    table_render(t, terminal_width(), &out);
+    fwrite(buf_cstr(&out), 1, out.len, stdout);
+    buf_cleanup(&out);
+}
+
+char *table_duration(int64_t s)
+{
+    if (s < 0)
+        s = 0;
+    if (s < 60)
+        return xasprintf("%llds", (long long)s);
+    if (s < 3600)
+        return xasprintf("%lldm%02llds", (long long)(s / 60), (long long)(s % 60));
+    if (s < 86400)
+        return xasprintf("%lldh%02lldm", (long long)(s / 3600), (long long)(s % 3600 / 60));
+    return xasprintf("%lldd%02lldh", (long long)(s / 86400), (long long)(s % 86400 / 3600));
+}
