@@ -228,14 +228,13 @@ static char *duration_cell(const json_t *r, int64_t now_ms)
     const json_t *total = path_get(r, "arun", "timings", "total_ms");
     const json_t *created = json_object_get(r, "created_at");
     const json_t *completed = json_object_get(r, "completed_at");
+    bool running = is_running(json_string_value(json_object_get(r, "status")));
+    if (running && json_is_integer(created))
+        return table_duration(now_ms / 1000 - json_integer_value(created));
     if (json_is_number(total))
         return fmt_ms(json_number_value(total));
-    if (!json_is_integer(created))
-        return xstrdup("-");
-    if (json_is_integer(completed) && json_integer_value(completed) > 0)
+    if (json_is_integer(created) && json_is_integer(completed) && json_integer_value(completed) > 0)
         return table_duration(json_integer_value(completed) - json_integer_value(created));
-    if (is_running(json_string_value(json_object_get(r, "status"))))
-        return table_duration(now_ms / 1000 - json_integer_value(created));
     return xstrdup("-");
 }
 

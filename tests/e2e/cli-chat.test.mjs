@@ -5,6 +5,7 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import http from 'node:http';
 import { Arun, MOCK_BIN, ARUN_BIN, runArun, waitFor, assertNoSanitizerReport } from './lib/arun.mjs';
 
 const mock = (extra = '') => `"${MOCK_BIN} --port \${PORT} --model \${NAME} ${extra}"`;
@@ -222,14 +223,25 @@ describe('arun chat', () => {
     } finally { await arun.cleanup(); }
   });
 
-  test('--background exits 2 while the server has no Responses API', async () => {
-    const arun = await new Arun({ config: config() }).start();
+  test('--background exits 2 against a server without the Responses API', async () => {
+    // An arun from before the Responses API: its router answers every unknown route like this.
+    const old = http.createServer((req, res) => {
+      res.writeHead(404, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ error: { message: `no such endpoint: ${req.method} ${req.url}`, type: 'invalid_request_error', param: null, code: 'not_found' } }));
+    });
+    await new Promise((r) => old.listen(0, '127.0.0.1', r));
     try {
-      const r = chat(arun, ['-m', 'qwen', '--background', 'hi']);
+      const r = await new Promise((resolve) => {
+        const p = spawn(ARUN_BIN, ['chat', '-m', 'qwen', '--background', 'hi'], { env: { ...process.env, ARUN_URL: `http://127.0.0.1:${old.address().port}` } });
+        let stdout = '', stderr = '';
+        p.stdout.on('data', (d) => { stdout += d; });
+        p.stderr.on('data', (d) => { stderr += d; });
+        p.on('close', (status) => resolve({ status, stdout, stderr }));
+      });
       assert.equal(r.status, 2);
       assert.equal(r.stdout, '');
       assert.match(r.stderr, /^arun chat --background needs the Responses API \(POST \/v1\/responses\), which this server does not offer yet$/m);
-    } finally { await arun.cleanup(); }
+    } finally { old.close(); }
   });
 
   test('an unreachable server exits 3', () => {
