@@ -43,7 +43,8 @@ struct pending {
     int64_t until_seq; /* background: answer once this is committed */
     char key[IDEM_KEY_MAX + 1];
     char fingerprint[RUN_FINGERPRINT_HEX + 1];
-    int64_t after; /* a stream's starting point */
+    int64_t after;    /* a stream's starting point */
+    json_t *snapshot; /* background: the Response as created (queued), sent once committed */
     bool stream, background;
 };
 
@@ -86,6 +87,7 @@ static struct pending *pending_new(struct runs_api *api, struct http_request *r)
 static void pending_free(struct pending *p)
 {
     eventlog_unwatch(&p->watch);
+    json_decref(p->snapshot);
     if (p->run != NULL)
         run_release(p->run);
     free(p);
@@ -116,7 +118,10 @@ static void committed_cb(struct eventlog_watch *w)
     if (p->run->log.committed < p->until_seq)
         return;
     eventlog_unwatch(w);
-    send_object(p->r, p->run);
+    if (p->snapshot != NULL)
+        http_send_json(p->r, 200, json_incref(p->snapshot));
+    else
+        send_object(p->r, p->run);
     pending_free(p);
 }
 
@@ -172,6 +177,8 @@ static void created(struct pending *p)
         return;
     }
     p->until_seq = eventlog_last(&run->log);
+    if (run->rq.background)
+        p->snapshot = run_object(run); /* OpenAI answers a background create as queued */
     if (!run->rq.background)
         run_set_status(run, RUN_IN_PROGRESS);
     answer_live(p);

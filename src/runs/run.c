@@ -133,13 +133,26 @@ static void free_run(struct run *r)
     free(r);
 }
 
+/* Whether nothing holds r any more: no subscriber, waiter, store op or engine call, and it is
+ * finished (or was deleted, or never went anywhere). */
+static bool freeable(struct run *r)
+{
+    if (r->holds > 0 || r->store_ops > 0 || r->call != NULL || !h2o_linklist_is_empty(&r->waiters))
+        return false;
+    return run_finished(r) || r->deleted;
+}
+
 static void gc_cb(uv_timer_t *t)
 {
     struct runs *rs = t->data;
     while (!h2o_linklist_is_empty(&rs->garbage)) {
         struct run *r = H2O_STRUCT_FROM_MEMBER(struct run, glink, rs->garbage.next);
         h2o_linklist_unlink(&r->glink);
-        free_run(r);
+        r->garbage = false;
+        /* Between the release and this timer the run may have been taken again (a store op
+         * submitted by the rest of the callback that released it, a new subscriber). */
+        if (freeable(r))
+            free_run(r);
     }
 }
 
@@ -495,11 +508,7 @@ void run_release(struct run *r)
 void run_maybe_free(struct run *r)
 {
     struct runs *rs = r->rs;
-    if (r->garbage || rs->closing || r->holds > 0 || r->store_ops > 0)
-        return;
-    if (!run_finished(r) && !r->deleted)
-        return;
-    if (r->call != NULL || !h2o_linklist_is_empty(&r->waiters))
+    if (r->garbage || rs->closing || !freeable(r))
         return;
     r->garbage = true;
     h2o_linklist_insert(&rs->garbage, &r->glink);

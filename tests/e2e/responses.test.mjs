@@ -5,6 +5,7 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import OpenAI from 'openai';
 import { Arun, MOCK_BIN, waitFor } from './lib/arun.mjs';
+import { mockStats } from './lib/mock.mjs';
 
 const mock = (extra = '') => `"${MOCK_BIN} --port \${PORT} --model \${NAME} ${extra}"`;
 const client = (arun) => new OpenAI({ baseURL: `${arun.url}/v1`, apiKey: 'none', maxRetries: 0 });
@@ -165,6 +166,84 @@ describe('responses', () => {
       assert.equal(bad.status, 404);
       assert.equal((await bad.json()).error.code, 'model_not_found');
       assert.equal((await fetch(`${arun.url}/healthz`)).status, 200);
+    } finally { await arun.cleanup(); }
+  });
+
+  test('cancel during a stream: the run ends cancelled, its streams end after its last event, the engine sees the disconnect', async () => {
+    const arun = await new Arun({ config: config('--tokens-per-s 20 --ignore-eos --max-tokens 400') }).start();
+    try {
+      const oa = client(arun);
+      const r = await oa.responses.create({ model: 'qwen', input: 'go on and on', background: true });
+      const seen = [];
+      const streamDone = (async () => { for await (const e of await oa.responses.retrieve(r.id, { stream: true })) seen.push(e); })();
+      await waitFor(() => seen.some((e) => e.type === 'response.output_text.delta'), { timeoutMs: 15000, what: 'a delta' });
+      const engine = JSON.parse(await (await fetch(`${arun.url}/v1/engines/qwen`)).text());
+      const mockUrl = `http://127.0.0.1:${engine.port}`;
+      assert.equal((await mockStats({ url: mockUrl })).concurrency, 1);
+      const c = await oa.responses.cancel(r.id);
+      assert.equal(c.status, 'cancelled');
+      await streamDone; // the live stream ends by itself
+      assert.ok(!seen.some((e) => e.type === 'response.completed'));
+      await waitFor(async () => (await mockStats({ url: mockUrl })).concurrency === 0, { what: 'the engine to see the disconnect' });
+      // Idempotent on a finished run; a foreground run cannot be cancelled (400).
+      assert.equal((await oa.responses.cancel(r.id)).status, 'cancelled');
+      assert.equal((await oa.responses.retrieve(r.id)).status, 'cancelled');
+      const fg = await oa.responses.create({ model: 'qwen', input: 'short', max_output_tokens: 16 });
+      await assert.rejects(oa.responses.cancel(fg.id), (e) => e.status === 400);
+      assert.equal(fg.status, 'incomplete');
+      assert.equal(fg.incomplete_details.reason, 'max_output_tokens');
+    } finally { await arun.cleanup(); }
+  });
+
+  test('delete, input_items and the listing', async () => {
+    const arun = await new Arun({ config: config() }).start();
+    try {
+      const oa = client(arun);
+      const r = await oa.responses.create({ model: 'qwen', input: [{ role: 'user', content: 'one' }, { role: 'user', content: 'two' }] });
+      const items = await oa.responses.inputItems.list(r.id);
+      assert.deepEqual(items.data.map((i) => i.content[0].text), ['two', 'one']); // desc by default
+      const asc = await (await fetch(`${arun.url}/v1/responses/${r.id}/input_items?order=asc&limit=1`)).json();
+      assert.equal(asc.data.length, 1);
+      assert.equal(asc.has_more, true);
+      assert.equal(asc.first_id, asc.data[0].id);
+      const bad = await fetch(`${arun.url}/v1/responses/${r.id}/input_items?limit=0`);
+      assert.equal(bad.status, 400);
+      const list = await (await fetch(`${arun.url}/v1/responses?status=completed&limit=10`)).json();
+      assert.ok(list.data.some((x) => x.id === r.id));
+      assert.equal((await fetch(`${arun.url}/v1/responses?status=nope`)).status, 400);
+      await oa.responses.delete(r.id);
+      await assert.rejects(oa.responses.retrieve(r.id), (e) => e.status === 404);
+      const again = await fetch(`${arun.url}/v1/responses/${r.id}`, { method: 'DELETE' });
+      assert.equal(again.status, 404);
+      const r2 = await oa.responses.create({ model: 'qwen', input: 'x' });
+      const body = await (await fetch(`${arun.url}/v1/responses/${r2.id}`, { method: 'DELETE' })).json();
+      assert.deepEqual(body, { id: r2.id, object: 'response.deleted', deleted: true });
+    } finally { await arun.cleanup(); }
+  });
+
+  test('the same Idempotency-Key and body create one response; another body with it is a 409; store:false stores nothing', async () => {
+    const arun = await new Arun({ config: config() }).start();
+    try {
+      const post = (body, key) => fetch(`${arun.url}/v1/responses`, { method: 'POST', headers: { 'idempotency-key': key }, body: JSON.stringify(body) });
+      const b = { model: 'qwen', input: 'once only', background: true };
+      const [a1, a2] = await Promise.all([post(b, 'k1'), post(b, 'k1')]);
+      const [r1, r2] = [await a1.json(), await a2.json()];
+      assert.equal(a1.status, 200);
+      assert.equal(r1.id, r2.id);
+      const r3 = await (await post(b, 'k1')).json();
+      assert.equal(r3.id, r1.id);
+      const conflict = await post({ ...b, input: 'another' }, 'k1');
+      assert.equal(conflict.status, 409);
+      assert.equal(typeof (await conflict.json()).error.message, 'string');
+      const list = await (await fetch(`${arun.url}/v1/responses?limit=100`)).json();
+      assert.equal(list.data.filter((x) => x.id === r1.id).length, 1);
+      assert.equal(list.data.length, 1);
+      // store:false: answered, then nothing to retrieve; background with it is a 400.
+      const oa = client(arun);
+      const nf = await oa.responses.create({ model: 'qwen', input: 'ephemeral', store: false });
+      assert.equal(nf.status, 'completed');
+      await assert.rejects(oa.responses.retrieve(nf.id), (e) => e.status === 404);
+      await assert.rejects(oa.responses.create({ model: 'qwen', input: 'x', store: false, background: true }), (e) => e.status === 400);
     } finally { await arun.cleanup(); }
   });
 });
