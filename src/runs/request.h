@@ -59,10 +59,10 @@ struct run_request {
     int parallel_tool_calls; /* -1 unset, 0, 1 */
 };
 
-/* Checks body (an object; the reference is taken only on success) against every rule of
- * POST /v1/responses: types of every field, unknown item and content types, metadata limits,
- * `conversation` with `previous_response_id`, `background` with `store: false`, … Returns 0
- * with *out filled, or -EINVAL with err set (400). */
+/* Checks body (an object; on success rq holds a reference of its own, so the caller always keeps
+ * and drops its own) against every rule of POST /v1/responses: types of every field, unknown item
+ * and content types, metadata limits, `conversation` with `previous_response_id`, `background` with
+ * `store: false`, … Returns 0 with *out filled, or -EINVAL with err set (400). */
 int run_request_parse(json_t *body, struct run_request *out, struct run_error *err) MUST_USE;
 /* Drops root's reference and clears rq; NULL and a cleared rq are no-ops. */
 void run_request_free(struct run_request *rq);
@@ -81,7 +81,7 @@ struct run_conversation_body {
 };
 /* POST /v1/conversations: {items? (at most RUN_CONVERSATION_ITEMS_MAX), metadata?}; both
  * optional, and an empty or absent body is valid (pass an empty object). Returns 0 or -EINVAL
- * with err; the body's reference is taken only on success. */
+ * with err; on success cb holds a reference of its own to the body (the caller keeps its own). */
 int run_conversation_create_parse(json_t *body, struct run_conversation_body *out,
                                   struct run_error *err) MUST_USE;
 /* POST /v1/conversations/ID: {metadata} required (null clears it). Same ownership. */
