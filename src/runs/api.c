@@ -30,7 +30,25 @@
 struct runs_api {
     struct http_server *srv;
     struct runs *rs;
-    h2o_linklist_t subs; /* every stream_sub, by its `all` link */
+    h2o_linklist_t subs;   /* every stream_sub, by its `all` link */
+    struct gate *gates;    /* one per route, freed with the api */
+    h2o_linklist_t parked; /* struct parked: requests that came before recovery loaded */
+};
+
+/* Every route passes through a gate: until recovery has put the unfinished runs in memory
+ * (milliseconds after start), a request about a run could find it only in the store and, say,
+ * end a stream at the last stored event of a run that is about to continue. Such requests wait
+ * for the load and then run as if they had just arrived. */
+struct gate {
+    struct gate *next;
+    struct runs_api *api;
+    http_handler_fn fn;
+};
+
+struct parked {
+    h2o_linklist_t link;
+    struct http_request *r;
+    struct gate *g;
 };
 
 /* One request about a run being answered asynchronously. */
@@ -654,9 +672,52 @@ static void list_responses(struct http_request *r, void *arg)
 
 /* The server drains: streams end (their clients resume after the restart) and runs stop
  * talking to their engines, keeping their stored status for the next start. */
+static void gate_cb(struct http_request *r, void *arg)
+{
+    struct gate *g = arg;
+    if (g->api->rs->loaded) {
+        g->fn(r, g->api);
+        return;
+    }
+    struct parked *p = xcalloc(1, sizeof(*p));
+    p->r = r;
+    p->g = g;
+    h2o_linklist_insert(&g->api->parked, &p->link);
+}
+
+/* Runs the parked requests, or answers them 503 (shutting down) when answer is false. */
+static void unpark(struct runs_api *api, bool answer)
+{
+    while (!h2o_linklist_is_empty(&api->parked)) {
+        struct parked *p = H2O_STRUCT_FROM_MEMBER(struct parked, link, api->parked.next);
+        h2o_linklist_unlink(&p->link);
+        if (answer)
+            p->g->fn(p->r, api);
+        else
+            http_send_error(p->r, 503, "shutting_down", NULL, "arun is shutting down.");
+        free(p);
+    }
+}
+
+static void loaded_cb(void *arg)
+{
+    unpark(arg, true);
+}
+
+static void route(struct runs_api *a, const char *method, const char *pattern, http_handler_fn fn)
+{
+    struct gate *g = xcalloc(1, sizeof(*g));
+    g->api = a;
+    g->fn = fn;
+    g->next = a->gates;
+    a->gates = g;
+    http_route(a->srv, method, pattern, gate_cb, g);
+}
+
 static void on_shutdown(void *arg)
 {
     struct runs_api *api = arg;
+    unpark(api, false);
     while (!h2o_linklist_is_empty(&api->subs))
         stream_end(H2O_STRUCT_FROM_MEMBER(struct stream_sub, all, api->subs.next));
     runs_shutdown(api->rs);
@@ -668,12 +729,15 @@ struct runs_api *runs_api_new(struct http_server *srv, struct runs *rs)
     a->srv = srv;
     a->rs = rs;
     h2o_linklist_init_anchor(&a->subs);
-    http_route(srv, "POST", "/v1/responses", create_response, a);
-    http_route(srv, "GET", "/v1/responses", list_responses, a);
-    http_route(srv, "GET", "/v1/responses/{id}", get_response, a);
-    http_route(srv, "DELETE", "/v1/responses/{id}", delete_response, a);
-    http_route(srv, "POST", "/v1/responses/{id}/cancel", cancel_response, a);
-    http_route(srv, "GET", "/v1/responses/{id}/input_items", input_items, a);
+    h2o_linklist_init_anchor(&a->parked);
+    rs->on_loaded = loaded_cb;
+    rs->on_loaded_arg = a;
+    route(a, "POST", "/v1/responses", create_response);
+    route(a, "GET", "/v1/responses", list_responses);
+    route(a, "GET", "/v1/responses/{id}", get_response);
+    route(a, "DELETE", "/v1/responses/{id}", delete_response);
+    route(a, "POST", "/v1/responses/{id}/cancel", cancel_response);
+    route(a, "GET", "/v1/responses/{id}/input_items", input_items);
     http_server_on_shutdown(srv, on_shutdown, a);
     return a;
 }
@@ -684,5 +748,12 @@ void runs_api_free(struct runs_api *a)
         return;
     while (!h2o_linklist_is_empty(&a->subs))
         stream_end(H2O_STRUCT_FROM_MEMBER(struct stream_sub, all, a->subs.next));
+    unpark(a, false);
+    a->rs->on_loaded = NULL;
+    while (a->gates != NULL) {
+        struct gate *g = a->gates;
+        a->gates = g->next;
+        free(g);
+    }
     free(a);
 }

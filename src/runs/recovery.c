@@ -26,6 +26,7 @@
 struct cursor {
     struct runs *rs;
     json_t *rows;
+    struct run **runs; /* rows[i] revived, NULL for a row that cannot be (logged) */
     size_t i;
     struct run *run;  /* the run being recovered while a store read is out */
     size_t counts[3]; /* requeued, continued, interrupted */
@@ -35,6 +36,13 @@ enum { REQUEUED, CONTINUED, INTERRUPTED };
 static const char *const outcome_names[] = {"requeued", "continued", "interrupted"};
 
 static void next_row(struct cursor *c);
+
+static void cursor_free(struct cursor *c)
+{
+    json_decref(c->rows);
+    free(c->runs);
+    free(c);
+}
 
 static void count(struct cursor *c, int outcome)
 {
@@ -213,8 +221,8 @@ static struct run *revive(struct runs *rs, json_t *row)
 static void next_row(struct cursor *c)
 {
     while (c->i < json_array_size(c->rows)) {
-        json_t *row = json_array_get(c->rows, c->i++);
-        struct run *r = revive(c->rs, row);
+        json_t *row = json_array_get(c->rows, c->i);
+        struct run *r = c->runs[c->i++];
         if (r == NULL)
             continue;
         if (r->status == RUN_IN_PROGRESS) {
@@ -236,27 +244,38 @@ static void next_row(struct cursor *c)
                  "recovered %zu unfinished responses: %zu requeued, %zu continued, %zu "
                  "failed (interrupted)",
                  c->i, c->counts[REQUEUED], c->counts[CONTINUED], c->counts[INTERRUPTED]);
-    json_decref(c->rows);
-    free(c);
+    cursor_free(c);
 }
 
 static void unfinished_cb(int status, const char *value, size_t len, void *arg)
 {
     struct cursor *c = arg;
-    if (status != 0 || c->rs->closing) {
+    struct runs *rs = c->rs;
+    if (status != 0 || rs->closing) {
         if (status != 0)
             log_error("runs", "cannot read the unfinished responses: %s", strerror(-status));
-        free(c);
+        cursor_free(c);
+        if (!rs->closing)
+            runs_loaded(rs); /* serve what there is: they stay unfinished until the next start */
+        runs_scan_done(rs);  /* may free a closing registry */
         return;
     }
+    c->rs->scanning = false;
     json_error_t jerr;
     c->rows = json_loadb(value, len, 0, &jerr);
     if (!json_is_array(c->rows)) {
         log_error("runs", "the unfinished responses could not be parsed: %s", jerr.text);
-        json_decref(c->rows);
-        free(c);
+        runs_loaded(c->rs);
+        cursor_free(c);
         return;
     }
+    /* Every unfinished run is in memory before any request about one is answered: a stream
+     * opened now follows the live run instead of ending at its last stored event. */
+    size_t n = json_array_size(c->rows);
+    c->runs = xcalloc(n ? n : 1, sizeof(*c->runs));
+    for (size_t i = 0; i < n; i++)
+        c->runs[i] = revive(c->rs, json_array_get(c->rows, i));
+    runs_loaded(c->rs);
     next_row(c);
 }
 
@@ -265,7 +284,11 @@ int recovery_start(struct runs *rs)
     struct cursor *c = xcalloc(1, sizeof(*c));
     c->rs = rs;
     int rc = store_runs_unfinished(rs->o.store, unfinished_cb, c);
-    if (rc != 0)
+    if (rc == 0) {
+        rs->scanning = true;
+    } else {
         free(c);
+        runs_loaded(rs); /* serve what there is: the unfinished runs wait for the next start */
+    }
     return rc;
 }

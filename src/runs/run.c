@@ -81,6 +81,23 @@ static uint32_t hash_id(const char *id)
 static void gc_cb(uv_timer_t *t);
 static void notify_waiters(struct run *r);
 
+static void maybe_gone(struct runs *rs);
+
+void runs_scan_done(struct runs *rs)
+{
+    rs->scanning = false;
+    maybe_gone(rs);
+}
+
+void runs_loaded(struct runs *rs)
+{
+    if (rs->loaded)
+        return;
+    rs->loaded = true;
+    if (rs->on_loaded != NULL)
+        rs->on_loaded(rs->on_loaded_arg);
+}
+
 struct runs *runs_new(const struct runs_options *o)
 {
     struct runs *rs = xcalloc(1, sizeof(*rs));
@@ -164,7 +181,7 @@ static void rs_closed_cb(uv_handle_t *h)
 /* Once closing and the last run is freed, the registry goes too. */
 static void maybe_gone(struct runs *rs)
 {
-    if (rs->closing && rs->count == 0 && !rs->gone) {
+    if (rs->closing && rs->count == 0 && !rs->scanning && !rs->gone) {
         rs->gone = true;
         uv_close((uv_handle_t *)&rs->gc, rs_closed_cb);
     }

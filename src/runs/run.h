@@ -62,6 +62,10 @@ struct runs {
     uv_timer_t gc;                     /* frees released runs outside their callbacks */
     h2o_linklist_t garbage;            /* runs to free, by glink */
     bool closing;
+    bool scanning;                /* recovery's scan is out: the registry outlives its callback */
+    bool loaded;                  /* recovery put every unfinished run in memory (or gave up) */
+    void (*on_loaded)(void *arg); /* told once, when loaded turns true (runs/api.c) */
+    void *on_loaded_arg;
     bool draining;     /* runs_shutdown ran */
     bool gone;         /* the gc timer is closing */
     uint64_t requests; /* for request ids of the engine calls */
@@ -119,6 +123,12 @@ struct runs *runs_new(const struct runs_options *o);
  * callback when that callback comes: the store drains on close). Runs whose rows are unfinished
  * stay so in the store: the next start recovers them. NULL is a no-op. */
 void runs_free(struct runs *rs);
+
+/* Recovery has put every unfinished run in memory (or could not read them): requests about
+ * runs may be answered from now on. Sets loaded and tells on_loaded, once. */
+void runs_loaded(struct runs *rs);
+/* Recovery's scan came back: a closing registry may be freed now (runs_free waits for it). */
+void runs_scan_done(struct runs *rs);
 
 /* The server drains: every run stops talking to its engine (its stored status stays, for the
  * next start to recover) and requests waiting for a run's end are answered. */
