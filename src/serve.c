@@ -30,6 +30,7 @@
 #include "http/runtime_api.h"
 #include "http/server.h"
 #include "runs/api.h"
+#include "runs/conversations.h"
 #include "runs/recovery.h"
 #include "runs/run.h"
 #include "store/store.h"
@@ -256,6 +257,7 @@ static int start_http(struct daemon *d)
                               .metrics = d->metrics};
     d->runs = runs_new(&ro);
     d->runs_api = runs_api_new(d->srv, d->runs);
+    conversations_api_register(d->srv, d->store);
     runtime_api_add_ready(d->api, "store", store_ready_check, d->store);
     struct buf err;
     buf_init(&err, 4096);

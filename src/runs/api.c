@@ -437,7 +437,14 @@ static void get_response(struct http_request *r, void *arg)
     struct run *run = run_find(api->rs, tenant_of(r), id);
     if (!query_true(r, "stream")) {
         if (run != NULL) {
-            send_object(r, run);
+            /* A finished run answers once its last writes (its items) committed: a client that
+             * polls to completed and continues at once must find this turn stored. */
+            struct pending *p = pending_new(api, r);
+            p->run = run;
+            run_hold(run);
+            p->background = true;
+            p->until_seq = -1; /* nothing to wait for before the end */
+            answer_live(p);
             return;
         }
         read_row(pending_new(api, r), id, send_stored);

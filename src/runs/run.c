@@ -493,13 +493,16 @@ void run_set_status(struct run *r, enum run_status to)
     if (run_finished(r))
         enter_end(r);
     log_debug("runs", "response %s: %s -> %s", r->id, run_status_name(from), run_status_name(to));
+    /* The items before the terminal event: the writer is FIFO, so a client that read
+     * response.completed (sent after its commit) and starts the next turn at once finds this
+     * turn in the conversation and in previous_response_id's history. */
+    if (to == RUN_COMPLETED || to == RUN_INCOMPLETE)
+        store_output(r);
     if (status_events[to] != NULL && !r->log.closed &&
         run_emit_lifecycle(r, status_events[to]) != 0)
         log_warn("runs", "response %s: its %s event could not be stored", r->id, status_events[to]);
     if (run_finished(r))
         eventlog_close(r);
-    if (to == RUN_COMPLETED || to == RUN_INCOMPLETE)
-        store_output(r);
     IGNORE_RESULT(run_store_row(r)); /* logged; the event log holds the truth */
     publish(r);
     metrics_add(r->rs->m_status, 1, (const char *const[]){run_status_name(to)});

@@ -19,6 +19,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "http/server.h"
+#include "runs/conversations.h"
 #include "runs/stream.h"
 #include "runs/translate.h"
 
@@ -43,10 +44,8 @@ static void loaded_cb(int status, const char *value, size_t len, void *arg)
     }
     if (status == 0) {
         json_error_t jerr;
-        json_t *v = json_loadb(value, len, 0, &jerr);
-        /* store_items_list answers a page {"data":[…]}, store_history_read an array. */
-        json_t *items = l->conversation ? json_incref(json_object_get(v, "data")) : json_incref(v);
-        json_decref(v);
+        /* Both reads (store_history_read, conversations_items_read) answer an array. */
+        json_t *items = json_loadb(value, len, 0, &jerr);
         if (!json_is_array(items)) {
             json_decref(items);
             status = -EIO;
@@ -82,8 +81,7 @@ int scheduler_load_history(struct run *r, scheduler_loaded_cb cb, void *arg)
     *l = (struct load){.r = r, .cb = cb, .arg = arg, .conversation = r->rq.conversation_id != NULL};
     int rc;
     if (l->conversation)
-        rc = store_items_list(st, r->tenant, r->rq.conversation_id, STORE_ITEMS_CONVERSATION, NULL,
-                              STORE_PAGE_MAX, false, loaded_cb, l);
+        rc = conversations_items_read(st, r->tenant, r->rq.conversation_id, loaded_cb, l);
     else
         rc = store_history_read(st, r->tenant, r->rq.previous_response_id, loaded_cb, l);
     if (rc != 0) {
