@@ -630,6 +630,30 @@ int conversations_items_read(struct store *st, const char *tenant, const char *i
     return 0;
 }
 
+int conversations_check_input(json_t *items, json_t *input, struct run_error *err)
+{
+    size_t i, j;
+    json_t *in, *item;
+    json_array_foreach(input, i, in)
+    {
+        const char *id = json_string_value(json_object_get(in, "id"));
+        json_array_foreach(items, j, item)
+        {
+            const char *other = json_string_value(json_object_get(item, "id"));
+            if (id != NULL && other != NULL && strcmp(id, other) == 0) {
+                char param[48];
+                snprintf(param, sizeof(param), "input[%zu].id", i);
+                return run_error_set(err, 400, "invalid_value", param,
+                                     "Duplicate item found with id '%.64s': the conversation "
+                                     "already holds it. Send only the new items of this turn, "
+                                     "or leave 'id' out to have one made.",
+                                     id);
+            }
+        }
+    }
+    return 0;
+}
+
 /* ---- registration ---- */
 
 void conversations_api_register(struct http_server *srv, struct store *st)

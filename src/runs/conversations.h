@@ -8,7 +8,10 @@
 #ifndef ARUN_RUNS_CONVERSATIONS_H
 #define ARUN_RUNS_CONVERSATIONS_H
 
+#include <jansson.h>
+
 #include "http/server.h"
+#include "runs/request.h"
 #include "store/store.h"
 
 /* Registers the routes on srv; they read and write st, which must outlive srv's requests (the
@@ -21,5 +24,11 @@ void conversations_api_register(struct http_server *srv, struct store *st);
  * exactly once when it returns 0. */
 int conversations_items_read(struct store *st, const char *tenant, const char *id,
                              store_value_cb cb, void *arg) MUST_USE;
+
+/* Checks a response's input against the conversation items it continues (both borrowed arrays
+ * of items with ids): an input item whose id is already in the conversation could not be
+ * appended when the response completes, so it is refused up front, as OpenAI does. Returns 0, or
+ * -EINVAL with err (400, param "input[N].id"). */
+int conversations_check_input(json_t *items, json_t *input, struct run_error *err) MUST_USE;
 
 #endif

@@ -65,6 +65,8 @@ static void loaded_cb(int status, const char *value, size_t len, void *arg)
         IGNORE_RESULT(run_error_set(&err, 500, "server_error", "",
                                     "the earlier turns could not be read from the store: %s",
                                     strerror(-status)));
+    else if (l->conversation && conversations_check_input(r->history, r->rq.input, &err) != 0)
+        status = -EINVAL; /* an input item the conversation already holds (err says which) */
     l->cb(r, status, &err, l->arg);
     free(l);
     run_maybe_free(r);

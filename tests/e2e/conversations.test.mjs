@@ -195,7 +195,7 @@ describe('conversations', () => {
     }
   });
 
-  test('conversation with previous_response_id is a 400; a conversation that does not exist is a 404; nothing runs', async () => {
+  test('conversation with previous_response_id is a 400, a conversation that does not exist a 404, an input item it already holds a 400; nothing runs', async () => {
     const c = await oa.conversations.create();
     const r = await oa.responses.create({ model: 'qwen', input: 'x' });
     await assert.rejects(oa.responses.create({ model: 'qwen', input: 'y', conversation: c.id, previous_response_id: r.id }),
@@ -206,6 +206,12 @@ describe('conversations', () => {
       await expectError(await api('POST', '/responses', { model: 'qwen', input: 'y', conversation: bad }), 400, `conversation ${JSON.stringify(bad)}`);
     }
     assert.equal((await oa.conversations.items.list(c.id)).data.length, 0);
+    // An input item the conversation already holds could never be appended: 400, as OpenAI's
+    // "Duplicate item found", and the conversation is unchanged.
+    const held = await oa.conversations.items.create(c.id, { items: [{ ...userText('held'), id: 'msg_held' }] });
+    await assert.rejects(oa.responses.create({ model: 'qwen', conversation: c.id, input: [{ ...userText('again'), id: 'msg_held' }] }),
+      (e) => e.status === 400 && e.error?.param === 'input[0].id' && /Duplicate item/.test(e.message));
+    assert.deepEqual((await oa.conversations.items.list(c.id)).data, held.data);
   });
 
   test('hostile input on every route: a 4xx in the OpenAI shape, never a 5xx, and the server keeps serving', async () => {
