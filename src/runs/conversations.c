@@ -304,6 +304,8 @@ static void create_conversation(struct http_request *r, void *arg)
     ids_new(c->id, sizeof(c->id), "conv_");
     c->created_ms = clock_wall_ms();
     char *md = metadata_text(&c->body);
+    bool items = json_array_size(c->body.items) > 0;
+    c->waiting = items ? 2 : 1; /* before the calls: a callback must find it set */
     int rc = store_conversation_put(c->st, tenant_of(r), c->id, c->created_ms, md, strlen(md),
                                     put_cb, c);
     free(md);
@@ -311,14 +313,13 @@ static void create_conversation(struct http_request *r, void *arg)
         refused(c, rc);
         return;
     }
-    c->waiting = 1;
-    if (json_array_size(c->body.items) == 0)
+    if (!items)
         return;
     rc = append_items(c, create_items_cb);
-    if (rc != 0)
+    if (rc != 0) {
         c->items_status = rc; /* put_cb answers, after deleting the row again */
-    else
-        c->waiting++;
+        c->waiting--;
+    }
 }
 
 /* ---- GET|POST|DELETE /v1/conversations/ID ---- */
@@ -615,43 +616,52 @@ int conversations_items_read(struct store *st, const char *tenant, const char *i
     struct items_read *ir = xcalloc(1, sizeof(*ir));
     ir->cb = cb;
     ir->arg = arg;
+    ir->waiting = 2;
     int rc = store_conversation_get(st, tenant, id, items_read_conv_cb, ir);
     if (rc != 0) {
         free(ir);
         return rc;
     }
-    ir->waiting = 1;
     rc = store_items_list(st, tenant, id, STORE_ITEMS_CONVERSATION, NULL, STORE_PAGE_MAX, true,
                           items_read_page_cb, ir);
-    if (rc != 0)
+    if (rc != 0) {
         ir->items_status = rc; /* the first read's callback reports it: cb runs once */
-    else
-        ir->waiting++;
+        ir->waiting--;
+    }
     return 0;
 }
 
 int conversations_check_input(json_t *items, json_t *input, struct run_error *err)
 {
-    size_t i, j;
-    json_t *in, *item;
-    json_array_foreach(input, i, in)
+    /* A set of the input's ids (a jansson object is a hash table): one lookup per conversation
+     * item, since both lists can be long (10,000 items; an input bounded only by the body). */
+    json_t *ids = json_object();
+    size_t i;
+    json_t *v;
+    int rc = 0;
+    json_array_foreach(input, i, v)
     {
-        const char *id = json_string_value(json_object_get(in, "id"));
-        json_array_foreach(items, j, item)
-        {
-            const char *other = json_string_value(json_object_get(item, "id"));
-            if (id != NULL && other != NULL && strcmp(id, other) == 0) {
-                char param[48];
-                snprintf(param, sizeof(param), "input[%zu].id", i);
-                return run_error_set(err, 400, "invalid_value", param,
-                                     "Duplicate item found with id '%.64s': the conversation "
-                                     "already holds it. Send only the new items of this turn, "
-                                     "or leave 'id' out to have one made.",
-                                     id);
-            }
-        }
+        const char *id = json_string_value(json_object_get(v, "id"));
+        if (id != NULL)
+            json_object_set_new(ids, id, json_integer((json_int_t)i));
     }
-    return 0;
+    json_array_foreach(items, i, v)
+    {
+        const char *id = json_string_value(json_object_get(v, "id"));
+        json_t *at = id != NULL ? json_object_get(ids, id) : NULL;
+        if (at == NULL)
+            continue;
+        char param[48];
+        snprintf(param, sizeof(param), "input[%lld].id", (long long)json_integer_value(at));
+        rc = run_error_set(err, 400, "invalid_value", param,
+                           "Duplicate item found with id '%.64s': the conversation already holds "
+                           "it. Send only the new items of this turn, or leave 'id' out to have "
+                           "one made.",
+                           id);
+        break;
+    }
+    json_decref(ids);
+    return rc;
 }
 
 /* ---- registration ---- */
