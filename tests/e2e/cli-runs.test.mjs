@@ -6,7 +6,7 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { spawn } from 'node:child_process';
-import { Arun, MOCK_BIN, ARUN_BIN, runArun, waitFor, assertNoSanitizerReport } from './lib/arun.mjs';
+import { Arun, MOCK_BIN, ARUN_BIN, runArun, waitFor, assertNoSanitizerReport, tempDir } from './lib/arun.mjs';
 
 const config = (extra = '') => `engines:\n  qwen:\n    cmd: "${MOCK_BIN} --port \${PORT} --model \${NAME} ${extra}"\n    models: [qwen]\n    start: always\n`;
 
@@ -40,16 +40,17 @@ const ended = (s) => ['completed', 'failed', 'cancelled', 'incomplete'].includes
 const finished = (arun, id) => waitFor(async () => { const r = await get(arun, id); return ended(r.status) && r; }, { timeoutMs: 30000, what: `${id} to end` });
 const outputText = (r) => r.output.filter((i) => i.type === 'message').flatMap((i) => i.content).map((c) => c.text ?? '').join('');
 
-// A TCP proxy to arun. cuts lists byte budgets: the Nth connection is cut (both sides
+// A TCP proxy to arun (or to the port target() names, when arun is restarted on another one).
+// cuts lists byte budgets: the Nth connection is cut (both sides
 // destroyed) once it has passed cuts[N] bytes from arun to the client; later ones pass whole.
 // requests collects the request lines the client sent, in order.
-async function cuttingProxy(arun, cuts = []) {
+async function cuttingProxy(arun, cuts = [], target = () => arun.port) {
   const sockets = new Set();
   const requests = [];
   let n = 0;
   const server = net.createServer((client) => {
     const budget = cuts[n++];
-    const upstream = net.connect(arun.port, '127.0.0.1');
+    const upstream = net.connect(target(), '127.0.0.1');
     let passed = 0;
     let head = '';
     for (const s of [client, upstream]) { sockets.add(s); s.on('close', () => sockets.delete(s)); s.on('error', () => {}); }
@@ -246,6 +247,29 @@ describe('arun runs watch across dropped connections', () => {
       assert.match(w.stderr, new RegExp(`^arun: gave up on ${r.id} after 1 s: the server at ${proxy.url} does not answer .*runs watch ${r.id}`, 'm'));
       assert.equal((await get(arun, r.id)).status, 'in_progress', 'the run goes on without a watcher');
       assert.equal(sync(arun, ['runs', 'cancel', r.id]).status, 0);
+    } finally { await arun.cleanup(); }
+  });
+
+  test('watch goes on through kill -9 and a restart of arun: the continued run completes, its text printed once', async () => {
+    const cfg = `engines:\n  cont:\n    cmd: "${MOCK_BIN} --port \${PORT} --model \${NAME} --tokens-per-s 30 --ignore-eos --max-tokens 60 --echo-prefix"\n    continuation: chat-prefix\n`;
+    const dir = tempDir();
+    let arun = await new Arun({ config: cfg, dir }).start();
+    try {
+      const r = await create(arun, { model: 'cont', input: 'a story to survive a crash' });
+      const proxy = await cuttingProxy(arun, [], () => arun.port);
+      const watcher = cli(proxy.url, ['runs', 'watch', r.id]);
+      await waitFor(() => watcher.stdout.split(' ').length > 10, { timeoutMs: 15000, what: 'ten words from the watcher' });
+      arun.proc.kill('SIGKILL');
+      await arun.exited;
+      arun = await new Arun({ config: cfg, dir }).start();
+      const w = await watcher.done;
+      const final = await get(arun, r.id);
+      assert.equal(final.status, 'completed', JSON.stringify(final.error));
+      assert.equal(final.arun.continued_after_restart, true);
+      assert.equal(w.status, 0, w.stderr);
+      assert.equal(w.stdout, `${outputText(final)}\n`, 'the prefix before the kill and the continuation, once');
+      assert.equal(w.stderr, '', 'the restart is not the person\'s business');
+      await proxy.close();
     } finally { await arun.cleanup(); }
   });
 });
