@@ -190,8 +190,8 @@ unsigned watch_backoff_ms(unsigned attempt)
 
 struct follow {
     struct client *c;
-    const char *id;  /* as the person gave it */
-    const char *eid; /* escaped for the path */
+    const char *id; /* as the person gave it */
+    char *eid;      /* escaped for the path, heap */
     const struct watch_opts *o;
     struct watch w;
     struct buf text, notes;
@@ -201,6 +201,7 @@ struct follow {
     bool ever_reached;      /* some stream of this watch was answered */
     unsigned attempt;       /* reconnections since the last new event */
     uint64_t down_since_ms; /* first failure since the server last answered; 0: none */
+    char why[64];           /* why the last connection ended, for a note */
 };
 
 static volatile sig_atomic_t interrupted;
@@ -287,6 +288,12 @@ static bool is_transient(int rc)
 static int step(struct follow *f, int rc, struct client_response *res)
 {
     bool answered = rc == 0 && res->status / 100 == 2;
+    if (rc != 0)
+        snprintf(f->why, sizeof(f->why), "%s", strerror(-rc));
+    else if (!answered)
+        snprintf(f->why, sizeof(f->why), "the server answered %d", res->status);
+    else
+        snprintf(f->why, sizeof(f->why), "the stream ended");
     if (rc == -EINTR) {
         break_line(f);
         fprintf(stderr,
@@ -330,7 +337,7 @@ static void nap(unsigned ms)
 
 /* Before connecting again: gives up (the exit code) when the server has been away too long,
  * else waits the backoff and returns CONTINUE. */
-static int before_retry(struct follow *f, int rc)
+static int before_retry(struct follow *f)
 {
     uint64_t now = clock_mono_ms();
     if (f->got_event)
@@ -342,14 +349,13 @@ static int before_retry(struct follow *f, int rc)
         fprintf(stderr,
                 "arun: gave up on %s after %u s: the server at %s does not answer (%s); the run "
                 "may go on: `arun runs watch %s` follows it again\n",
-                f->id, f->o->reconnect_s, f->c->base_url,
-                rc != 0 ? strerror(-rc) : "it ended the stream", f->id);
+                f->id, f->o->reconnect_s, f->c->base_url, f->why, f->id);
         return CLIENT_EXIT_UNREACHABLE;
     }
     unsigned ms = watch_backoff_ms(f->attempt++);
     if (f->o->verbose)
         fprintf(stderr, "arun: reconnecting to %s after sequence number %lld in %u ms (%s)\n",
-                f->id, (long long)f->w.last_seq, ms, rc != 0 ? strerror(-rc) : "the stream ended");
+                f->id, (long long)f->w.last_seq, ms, f->why);
     nap(ms);
     return CONTINUE;
 }
@@ -377,12 +383,12 @@ int watch_follow(struct client *c, const char *id, const struct watch_opts *o)
         code = step(&f, rc, &res);
         client_response_cleanup(&res);
         if (code == CONTINUE)
-            code = interrupted ? step(&f, -EINTR, &res) : before_retry(&f, rc);
+            code = interrupted ? step(&f, -EINTR, &res) : before_retry(&f);
     }
     sigaction(SIGINT, &old_int, NULL);
     buf_cleanup(&f.notes);
     buf_cleanup(&f.text);
     watch_cleanup(&f.w);
-    free((char *)f.eid);
+    free(f.eid);
     return code;
 }
