@@ -40,8 +40,12 @@ static int pick_port(struct engine *e, struct buf *why)
         e->port = (uint16_t)e->cfg->port;
         return 0;
     }
-    /* Start where the name hashes to, so an engine tends to get the same port each time. */
+    /* Start where the data_dir and the name hash to, so an engine tends to get the same port
+     * each time, and two aruns (other data_dirs) starting engines of the same name at the same
+     * moment do not both find the same port free and race for it. */
     uint32_t h = 2166136261u;
+    for (const char *p = e->sup->cfg->data_dir; *p; p++)
+        h = (h ^ (unsigned char)*p) * 16777619u;
     for (const char *p = e->cfg->name; *p; p++)
         h = (h ^ (unsigned char)*p) * 16777619u;
     uint32_t span = PORT_AUTO_LAST - PORT_AUTO_FIRST + 1;
