@@ -12,6 +12,8 @@
  * events folded through the assembler (xlate_replay), which then holds the open message item;
  * its text is sent to the engine as the assistant prefix, and the assembler drops the prefix
  * if the engine repeats it (llama-server does), so the final text is prefix + continuation.
+ * One whose engine cannot continue has its events folded the same way before it fails
+ * `interrupted`: its output is the part its clients were sent.
  */
 #include "runs/recovery.h"
 
@@ -28,14 +30,16 @@ struct cursor {
     json_t *rows;
     struct run **runs; /* rows[i] revived, NULL for a row that cannot be (logged) */
     size_t i;
-    struct run *run;  /* the run being recovered while a store read is out */
-    size_t counts[3]; /* requeued, continued, interrupted */
+    struct run *run;                    /* the run being recovered while a store read is out */
+    const struct config_engine *engine; /* that run's engine (NULL: gone from the config) */
+    size_t counts[3];                   /* requeued, continued, interrupted */
 };
 
 enum { REQUEUED, CONTINUED, INTERRUPTED };
 static const char *const outcome_names[] = {"requeued", "continued", "interrupted"};
 
 static void next_row(struct cursor *c);
+static void interrupt(struct cursor *c, struct run *r);
 
 static void cursor_free(struct cursor *c)
 {
@@ -135,6 +139,10 @@ static void stored_events_cb(int status, const char *value, size_t len, void *ar
             return;
         }
     }
+    if (!r->continued) {
+        interrupt(c, r);
+        return;
+    }
     const char *partial = xlate_partial_text(r->x);
     if (partial != NULL)
         xlate_expect_echo(r->x, partial);
@@ -154,24 +162,32 @@ static const struct config_engine *engine_of(struct runs *rs, json_t *row, const
     return e ? engine_config(e) : NULL;
 }
 
+/* An in-progress run whose engine cannot continue ends here, once its stored events are folded
+ * back: its output is what its clients were sent, not nothing. */
+static void interrupt(struct cursor *c, struct run *r)
+{
+    const struct config_engine *e = c->engine;
+    char msg[512];
+    snprintf(msg, sizeof(msg),
+             "arun restarted while this response was being generated; engine %s cannot "
+             "continue a partial answer (continuation: none)",
+             e ? e->name : "(none)");
+    r->error = json_pack("{s:s, s:s}", "code", "interrupted", "message", msg);
+    run_set_status(r, RUN_FAILED);
+    count(c, INTERRUPTED);
+    run_release(r);
+    c->run = NULL;
+    next_row(c);
+}
+
 static void in_progress(struct cursor *c, struct run *r, json_t *row)
 {
     const struct config_engine *e = engine_of(c->rs, row, r->rq.model);
-    if (e == NULL || e->continuation != CONFIG_CONT_CHAT_PREFIX) {
-        char msg[512];
-        snprintf(msg, sizeof(msg),
-                 "arun restarted while this response was being generated; engine %s cannot "
-                 "continue a partial answer (continuation: none)",
-                 e ? e->name : "(none)");
-        r->error = json_pack("{s:s, s:s}", "code", "interrupted", "message", msg);
-        run_set_status(r, RUN_FAILED);
-        count(c, INTERRUPTED);
-        run_release(r);
-        next_row(c);
-        return;
+    c->engine = e;
+    if (e != NULL && e->continuation == CONFIG_CONT_CHAT_PREFIX) {
+        count(c, CONTINUED);
+        r->continued = true;
     }
-    count(c, CONTINUED);
-    r->continued = true;
     scheduler_prepare(r);
     c->run = r;
     int rc = store_events_read(c->rs->o.store, r->tenant, r->id, -1, STORE_PAGE_MAX,
