@@ -74,7 +74,9 @@ static void history_cb(struct run *r, int status, const struct run_error *err, v
 {
     struct cursor *c = arg;
     struct run_error serr = {0};
-    if (status != 0)
+    if (run_finished(r))
+        ; /* cancelled by a client while its history was read */
+    else if (status != 0)
         start_failed(r, err);
     else if (scheduler_start(r, r->continued ? xlate_partial_text(r->x) : NULL, &serr) != 0)
         start_failed(r, &serr);
@@ -104,6 +106,12 @@ static void stored_events_cb(int status, const char *value, size_t len, void *ar
     struct run *r = c->run;
     if (run_store_done(r))
         return;
+    if (run_finished(r)) { /* cancelled by a client while its events were read */
+        run_release(r);
+        c->run = NULL;
+        next_row(c);
+        return;
+    }
     if (status != 0) {
         fail_run(r, "interrupted",
                  "arun restarted while this response was being generated and "
@@ -241,6 +249,10 @@ static void next_row(struct cursor *c)
         struct run *r = c->runs[c->i++];
         if (r == NULL)
             continue;
+        if (run_finished(r) || r->deleted) {
+            run_release(r); /* cancelled or deleted by a client before its turn came */
+            continue;
+        }
         if (r->status == RUN_IN_PROGRESS) {
             in_progress(c, r, row);
             return; /* comes back through next_row */
