@@ -269,6 +269,22 @@ static struct run *revive(struct runs *rs, json_t *row)
         json_integer_value(json_object_get(json_object_get(arun, "timings"), "queued_ms"));
     if (dispatch > 0)
         r->dispatch_ms = r->created_ms + dispatch;
+    /* The rest of the provenance too: the row's object is rewritten at the run's end, and a run
+     * that ends here (interrupted) would lose who answered it. */
+    snprintf(r->engine, sizeof(r->engine), "%s",
+             json_string_value(json_object_get(arun, "engine")) ?: "");
+    snprintf(r->engine_model, sizeof(r->engine_model), "%s",
+             json_string_value(json_object_get(arun, "engine_model")) ?: "");
+    json_t *route = json_object_get(arun, "route");
+    if (json_is_array(route)) {
+        json_decref(r->route);
+        r->route = json_deep_copy(route);
+    }
+    json_t *ttft = json_object_get(json_object_get(arun, "timings"), "ttft_ms");
+    if (json_is_number(ttft) && r->dispatch_ms > 0) {
+        r->ttft_us = (int64_t)(json_number_value(ttft) * 1e3);
+        r->first_token_ms = r->dispatch_ms + r->ttft_us / 1000;
+    }
     run_hold(r);
     return r;
 }
