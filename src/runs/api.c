@@ -63,6 +63,8 @@ struct pending {
     char fingerprint[RUN_FINGERPRINT_HEX + 1];
     int64_t after;    /* a stream's starting point */
     json_t *snapshot; /* background: the Response as created (queued), sent once committed */
+    char id[STORE_ID_MAX + 1]; /* the response a row read is for */
+    int64_t claim_ms;          /* when the Idempotency-Key's claim found held was made */
     bool stream, background;
 };
 
@@ -233,6 +235,42 @@ static void start(struct pending *p)
     }
 }
 
+static void idem_claim_cb(int status, void *arg);
+static void read_row(struct pending *p, const char *id, void (*then)(struct pending *, json_t *));
+
+/* The first response of p's key answers: p's own run is not needed. */
+static void drop_and_attach(struct pending *p, const char *id)
+{
+    p->run->deleted = true;
+    run_release(p->run);
+    p->run = NULL;
+    attach_existing(p, id);
+}
+
+/* The row of the response a claim names. A claim whose response was never stored (arun was
+ * killed between the claim's commit and the row's, or the first request was refused) would
+ * answer every retry with that key 404 for 24 h: p takes the key over instead, replacing only
+ * that claim (a retry that replaced it first makes the claim fresh: p then attaches to its run). */
+static void claimed_row(struct pending *p, json_t *row)
+{
+    if (row != NULL || run_find(p->api->rs, p->run->tenant, p->id) != NULL) {
+        drop_and_attach(p, p->id);
+        return;
+    }
+    log_warn("runs",
+             "Idempotency-Key '%s' named response %s, which was never stored; response %s "
+             "takes the key",
+             p->key, p->id, p->run->id);
+    p->run->deleted = false;
+    int rc = store_idem_claim(p->api->rs->o.store, p->run->tenant, p->key, p->fingerprint,
+                              p->run->id, clock_wall_ms(), p->claim_ms + 1, idem_claim_cb, p);
+    if (rc != 0) {
+        p->run->deleted = true;
+        store_failed(p->r, rc);
+        pending_free(p);
+    }
+}
+
 static void idem_get_cb(int status, const char *value, size_t len, void *arg)
 {
     struct pending *p = arg;
@@ -249,11 +287,15 @@ static void idem_get_cb(int status, const char *value, size_t len, void *arg)
                         "body; use a new key for a new request",
                         p->key);
         pending_free(p);
+    } else if (run_find(p->api->rs, p->run->tenant, id) != NULL ||
+               !json_is_integer(json_object_get(claim, "created_ms"))) {
+        drop_and_attach(p, id);
     } else {
-        p->run->deleted = true; /* the new run is not needed: the first one answers */
-        run_release(p->run);
-        p->run = NULL;
-        attach_existing(p, id);
+        /* Not in memory: stored, or never (see claimed_row). Ours is found by nobody meanwhile
+         * and goes if the read fails. */
+        p->claim_ms = json_integer_value(json_object_get(claim, "created_ms"));
+        p->run->deleted = true;
+        read_row(p, id, claimed_row);
     }
     json_decref(claim);
 }
@@ -346,6 +388,7 @@ static void read_row(struct pending *p, const char *id, void (*then)(struct pend
     rr->p = p;
     rr->then = then;
     snprintf(rr->id, sizeof(rr->id), "%s", id);
+    snprintf(p->id, sizeof(p->id), "%s", id);
     int rc = store_response_get(p->api->rs->o.store, tenant_of(p->r), id, row_cb, rr);
     if (rc != 0) {
         free(rr);
