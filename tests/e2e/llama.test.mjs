@@ -249,4 +249,92 @@ describe('a real llama-server', { skip }, () => {
         'the engine stayed ready while it answered');
     } finally { await states?.close(); await arun.cleanup(); }
   });
+
+  test('a response interrupted by kill -9 of arun mid-generation continues on the adopted llama-server: the stored prefix plus the continuation, its repeated prefix stripped', async () => {
+    // Greedy decoding (temperature 0) makes what streams before the kill the engine's greedy
+    // answer. The big model makes ~60 tokens/s here, so the kill lands mid-answer. llama-server's
+    // continuation is not bit-identical to the uninterrupted decode (it evaluates the prefix as
+    // one batch, whose float sums differ from token-by-token decoding, and near-ties flip later
+    // on), so the text is held to what continuation promises: the prefix exactly once, then
+    // what llama-server went on with from it.
+    const port = await freePort();
+    const config = `engines:\n${llama('cont', 'big', { keys: `    port: ${port}\n    start: always\n    continuation: chat-prefix\n` })}`;
+    let arun = await new Arun({ config }).start();
+    const dir = arun.dir;
+    let pid;
+    try {
+      pid = (await waitState(arun, 'cont', 'ready')).pid;
+      const input = 'tell me a long story';
+      const direct = async (messages, maxTokens, stream = false) => {
+        const r = await fetch(`http://127.0.0.1:${port}/v1/chat/completions`, {
+          method: 'POST', body: JSON.stringify({ messages, max_tokens: maxTokens, temperature: 0, stream }),
+        });
+        return stream ? r.text() : (await r.json());
+      };
+      // The uninterrupted answer, long enough to cover the prefix and the continuation.
+      const whole = await direct([{ role: 'user', content: input }], 60);
+      const A = whole.choices[0].message.content;
+      const res = await fetch(`${arun.url}/v1/responses`, {
+        method: 'POST', headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'cont', input, background: true, stream: true, temperature: 0, max_output_tokens: 80 }),
+      });
+      assert.equal(res.status, 200);
+      // Follow the stream; kill arun once 40 deltas came (past the answer's repetitive start).
+      const seen = [];
+      const dec = new TextDecoder();
+      let buf = '';
+      try {
+        for await (const chunk of res.body) {
+          buf += dec.decode(chunk, { stream: true });
+          for (let i; (i = buf.indexOf('\n\n')) >= 0; buf = buf.slice(i + 2)) {
+            const m = /^data: (.*)$/m.exec(buf.slice(0, i));
+            if (m) seen.push(JSON.parse(m[1]));
+          }
+          if (seen.filter((e) => e.type === 'response.output_text.delta').length >= 40) {
+            arun.proc.kill('SIGKILL');
+            break;
+          }
+        }
+      } catch { /* the kill cut it */ }
+      await arun.exited;
+      const id = seen[0].response.id;
+      const text = (evs) => evs.filter((e) => e.type === 'response.output_text.delta').map((e) => e.delta).join('');
+      const before = text(seen);
+      assert.ok(A.startsWith(before), 'what streamed before the kill is the greedy answer');
+      assert.ok(alive(pid), 'llama-server survived the kill');
+
+      arun = await new Arun({ dir, config }).start({ timeoutMs: 30000 });
+      assert.equal((await waitState(arun, 'cont', 'ready')).pid, pid, 'adopted, not started again');
+      const last = seen.at(-1).sequence_number;
+      const after = [];
+      for await (const e of await client(arun).responses.retrieve(id, { stream: true, starting_after: last })) after.push(e);
+      const all = [...seen, ...after];
+      assert.deepEqual(all.map((e) => e.sequence_number), all.map((_, i) => i), 'each event once, in order');
+      const final = await client(arun).responses.retrieve(id);
+      assert.equal(final.arun.continued_after_restart, true);
+      assert.equal(final.status, 'incomplete', JSON.stringify(final.error));
+      assert.equal(final.output.length, 1, 'one message: the continuation went on in the same item');
+      const out = final.output_text;
+      assert.equal(text(all), out, 'the deltas spell the final text');
+      // The continuation: llama-server got the stored prefix (its prompt grew by it) and its
+      // 80 new tokens follow it in the same item. The start of the answer (its first 40 tokens,
+      // never repeated later in it) appears once: no second copy of the prefix from an echo
+      // that was not stripped, no answer from scratch after it.
+      assert.ok(out.startsWith(before), 'the prefix the client saw comes first');
+      assert.equal(out.indexOf(before, 1), -1, `the prefix appears once in ${JSON.stringify(out)}`);
+      assert.equal(final.usage.output_tokens, 80, 'the continuation\'s own tokens; the repeat is not counted');
+      assert.ok(final.usage.input_tokens > whole.usage.prompt_tokens + 30,
+        `the engine was given the prefix: ${final.usage.input_tokens} prompt tokens vs ${whole.usage.prompt_tokens} without it`);
+      assert.ok(out.length > before.length + 80, `${out.length} characters after ${before.length}: the continuation went on`);
+      // What arun strips: asked to continue a prefix, llama-server repeats it first.
+      const raw = await direct([{ role: 'user', content: input }, { role: 'assistant', content: before }], 5, true);
+      const first = raw.split('\n').filter((l) => l.startsWith('data: {')).map((l) => JSON.parse(l.slice(6)).choices[0]?.delta?.content).find((c) => c);
+      assert.ok(first.startsWith(before), `llama-server's first delta repeats the prefix: ${JSON.stringify(first.slice(0, 80))}`);
+      assert.ok(first.length > before.length, 'and carries the first new token with it');
+    } finally {
+      await arun.cleanup();
+      if (pid && alive(pid)) process.kill(pid, 'SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
