@@ -248,20 +248,7 @@ B_ROUNDS=$(printf '%s\n' "$S" | awk '
                 i == 1 ? " (first)" : "", d50[i], d99[i], a50[i], a99[i],
                 a50[i] - d50[i], a99[i] - d99[i]
     }')
-B_TABLE=$(printf '%s\n' "$S" | awk "$AWK_STREAM_MED"'
-    END {
-        printf "| path | TTFT p50 ms | TTFT p99 ms | inter-token mean ms | inter-token p99 ms"
-        print " | streams ok | wall ms |"
-        print "|---|---:|---:|---:|---:|---:|---:|"
-        split("direct arun", names, " ")
-        for (k=1; k<=2; k++) { n=names[k]
-            printf "| %s | %.2f | %.2f | %.3f | %.2f | %d | %d |\n",
-                n, med(n,2), med(n,3), med(n,4), med(n,5), med(n,6), med(n,8) }
-        printf "| arun - direct | %+.2f | %+.2f | %+.3f | %+.2f | | %+d |\n",
-            med("arun",2) - med("direct",2), med("arun",3) - med("direct",3),
-            med("arun",4) - med("direct",4), med("arun",5) - med("direct",5),
-            med("arun",8) - med("direct",8)
-    }')
+B_TABLE=$(printf '%s\n' "$S" | stream_table direct arun)
 
 # ---- (c) the peer gateway, in a private network namespace ------------------------------------
 C_TABLE=""

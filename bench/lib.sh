@@ -135,3 +135,23 @@ AWK_STREAM_MED='
     }
     NF==8 { nl++; nm[nl]=$1; for (c=2; c<=8; c++) f[nl, c]=$c }
 '
+
+# stream_table REF OTHER: the Markdown table of bench/gateway/stream.mjs lines on stdin (several
+# rounds of REF and OTHER): the median of each column per path, OTHER - REF and OTHER / REF.
+stream_table() {
+    awk -v ref="$1" -v oth="$2" "$AWK_STREAM_MED"'
+    END {
+        printf "| path | TTFT p50 ms | TTFT p99 ms | inter-token mean ms | inter-token p99 ms"
+        print " | streams ok | wall ms |"
+        print "|---|---:|---:|---:|---:|---:|---:|"
+        for (k=1; k<=2; k++) { n = k == 1 ? ref : oth
+            printf "| %s | %.2f | %.2f | %.3f | %.2f | %d | %d |\n",
+                n, med(n,2), med(n,3), med(n,4), med(n,5), med(n,6), med(n,8) }
+        printf "| %s - %s | %+.2f | %+.2f | %+.3f | %+.2f | | %+d |\n", oth, ref,
+            med(oth,2) - med(ref,2), med(oth,3) - med(ref,3),
+            med(oth,4) - med(ref,4), med(oth,5) - med(ref,5), med(oth,8) - med(ref,8)
+        printf "| %s / %s | %.2f | %.2f | %.3f | %.2f | | |\n", oth, ref,
+            med(oth,2) / med(ref,2), med(oth,3) / med(ref,3),
+            med(oth,4) / med(ref,4), med(oth,5) / med(ref,5)
+    }'
+}

@@ -8,6 +8,9 @@
 // Timestamps come from performance.now() when a chunk is read, so tokens that arrive in one chunk
 // share its time. Exits 1 when a stream fails or ends with another number of tokens: the numbers
 // would then not describe the same work. Plain node:http, no dependency, bounded by a deadline.
+// STREAM_API=responses streams POST /v1/responses (URL …/v1/responses) instead: the body asks
+// for max_output_tokens TOKENS, a token is a response.output_text.delta event and the stream's
+// end is its response.completed or response.incomplete event (bench/runs.sh).
 import http from 'node:http';
 import { performance } from 'node:perf_hooks';
 
@@ -19,20 +22,21 @@ if (!name || !url) {
 const STREAMS = Number(streamsArg);
 const TOKENS = Number(tokensArg);
 const DEADLINE_MS = Number(process.env.STREAM_DEADLINE_MS ?? 60000);
-const body = JSON.stringify({
-  model,
-  messages: [{ role: 'user', content: 'hi' }],
-  max_tokens: TOKENS,
-  stream: true,
-  ignore_eos: true,
-});
+const RESPONSES = process.env.STREAM_API === 'responses';
+const body = JSON.stringify(RESPONSES
+  ? { model, input: 'hi', max_output_tokens: TOKENS, stream: true }
+  : { model, messages: [{ role: 'user', content: 'hi' }], max_tokens: TOKENS, stream: true, ignore_eos: true });
 // One socket per stream, all opened at once: no pooling limit in the client's way.
 const agent = new http.Agent({ keepAlive: false, maxSockets: Infinity });
 const target = new URL(url);
 
 // A token event is a data line whose delta carries content; the role event's delta starts with
 // "role", and the finish event's delta is empty, so this substring picks exactly the tokens.
-const TOKEN_MARK = '"delta":{"content":"';
+// A Responses stream's token is a data line of a text delta event; its end, the status event.
+const TOKEN_MARK = RESPONSES ? '"type":"response.output_text.delta"' : '"delta":{"content":"';
+const isEnd = RESPONSES
+  ? (line) => line === 'event: response.completed' || line === 'event: response.incomplete'
+  : (line) => line === 'data: [DONE]';
 
 function oneStream() {
   return new Promise((resolve) => {
@@ -63,14 +67,13 @@ function oneStream() {
           const lines = (tail + chunk).split('\n');
           tail = lines.pop();
           for (const line of lines) {
-            if (!line.startsWith('data: ')) continue;
-            if (line.includes(TOKEN_MARK)) {
+            if (isEnd(line)) {
+              sawDone = true;
+            } else if (line.startsWith('data: ') && line.includes(TOKEN_MARK)) {
               if (r.tokens === 0) r.ttft = now - t0;
               else r.gaps.push(now - last);
               last = now;
               r.tokens++;
-            } else if (line === 'data: [DONE]') {
-              sawDone = true;
             }
           }
         });
