@@ -2,7 +2,8 @@
 // engines, one that can continue a partial answer (continuation: chat-prefix, the mock repeating
 // the prefix as llama-server does) and one that cannot; arun killed at a different moment in each
 // round (the first event of the first run, a random number of deltas in, half the runs mid-
-// answer) and started again on the same data_dir, adopting the engines. Every run ends completed
+// answer, a third mid-answer and again while the restarted arun continues them) and started
+// again on the same data_dir, adopting the engines. Every run ends completed
 // (or failed `interrupted` on the engine that cannot continue); a client resuming from the last
 // sequence number it saw gets every later event exactly once; the deltas spell the final text,
 // and on the continuing engine that text is the answer an uninterrupted run gives. Also: the
@@ -110,20 +111,29 @@ async function allResponses(arun) {
 }
 
 // Resumes run r after its last seen event, one of three ways (the SDK's retrieve with
-// starting_after, the query parameter, Last-Event-ID), and reads to the end.
-async function resume(arun, r, how) {
+// starting_after, the query parameter, Last-Event-ID), and reads to the end. With mayBreak the
+// stream may be cut (another kill): resolves whether it ended cleanly.
+async function resume(arun, r, how, { mayBreak = false } = {}) {
   const after = r.last;
-  if (how === 0) {
-    const stream = await client(arun).responses.retrieve(r.id, { stream: true, starting_after: after });
-    for await (const e of stream) r.push({ id: e.sequence_number, event: e.type, data: e });
-    return;
+  try {
+    if (how === 0) {
+      const stream = await client(arun).responses.retrieve(r.id, { stream: true, starting_after: after });
+      for await (const e of stream) r.push({ id: e.sequence_number, event: e.type, data: e });
+      return true;
+    }
+    const url = `${arun.url}/v1/responses/${r.id}?stream=true${how === 1 ? `&starting_after=${after}` : ''}`;
+    const res = await fetch(url, how === 2 ? { headers: { 'last-event-id': String(after) } } : {});
+    assert.equal(res.status, 200, `resume of ${r.id} after ${after}`);
+    const { ended } = await readSse(res, (rec) => r.push(rec));
+    assert.ok(ended || mayBreak, `the resumed stream of ${r.id} ended cleanly`);
+    return ended;
+  } catch (e) {
+    if (!mayBreak || e instanceof assert.AssertionError) throw e;
+    return false;
   }
-  const url = `${arun.url}/v1/responses/${r.id}?stream=true${how === 1 ? `&starting_after=${after}` : ''}`;
-  const res = await fetch(url, how === 2 ? { headers: { 'last-event-id': String(after) } } : {});
-  assert.equal(res.status, 200, `resume of ${r.id} after ${after}`);
-  const { ended } = await readSse(res, (rec) => r.push(rec));
-  assert.ok(ended, `the resumed stream of ${r.id} ended cleanly`);
 }
+
+const deltaCount = (runs) => runs.reduce((n, r) => n + r.events.filter((e) => e.type === 'response.output_text.delta').length, 0);
 
 describe('kill -9 of arun with 50 streaming background runs', () => {
   test('every run ends completed or failed `interrupted`; resumed clients see each event once; continued text is the uninterrupted answer', async () => {
@@ -140,6 +150,9 @@ describe('kill -9 of arun with 50 streaming background runs', () => {
       { what: 'a random delta', until: null },
       // Half the runs mid-answer.
       { what: 'half the runs mid-answer', until: (runs) => runs.filter((r) => deltas(r.events).length > 0).length >= RUNS / 2 },
+      // A third of the runs mid-answer, then again while the restarted arun continues them:
+      // their second continuation folds events of two engine calls.
+      { what: 'a third mid-answer, and again 40 deltas after the restart', until: (runs) => runs.filter((r) => deltas(r.events).length > 0).length >= RUNS / 3, again: 40 },
     ];
     let pids;
     try {
@@ -151,7 +164,7 @@ describe('kill -9 of arun with 50 streaming background runs', () => {
           const total = runs.reduce((n, r) => n + r.expected.split(' ').length - 1, 0);
           const k = 1 + Math.floor(random() * total * 0.6);
           moment.what += ` (${k} of ~${total} deltas, seed ${SEED})`;
-          moment.until = (rs) => rs.reduce((n, r) => n + r.events.filter((e) => e.type === 'response.output_text.delta').length, 0) >= k;
+          moment.until = (rs) => deltaCount(rs) >= k;
         }
         const url = arun.url;
         const follows = runs.map(async (r) => {
@@ -181,8 +194,19 @@ describe('kill -9 of arun with 50 streaming background runs', () => {
         // The engines survived the kill and were adopted, not started again.
         assert.deepEqual(await engines(arun), pids, 'the same engine processes after the restart');
 
-        // Every acknowledged run resumes from the last event its client saw.
         const acked = runs.filter((r) => r.id);
+        if (moment.again) {
+          // Clients resume, and arun is killed again while the runs continue.
+          const before = deltaCount(runs);
+          const resumes = acked.filter((r) => !r.finished).map((r, i) => resume(arun, r, i % 3, { mayBreak: true }));
+          await waitFor(() => deltaCount(runs) >= before + moment.again, { timeoutMs: 30000, intervalMs: 1, what: `round ${round}: ${moment.again} deltas after the restart` });
+          await arun.stop('SIGKILL');
+          assertNoSanitizerReport(arun.stderr);
+          await Promise.all(resumes);
+          arun = await new Arun({ dir, config: CONFIG }).start({ timeoutMs: 30000 });
+          assert.deepEqual(await engines(arun), pids, 'the same engine processes after the second restart');
+        }
+        // Every acknowledged run resumes from the last event its client saw.
         await Promise.all(acked.filter((r) => !r.finished).map((r, i) => resume(arun, r, i % 3)));
         for (const r of acked) {
           seenIds.add(r.id);
