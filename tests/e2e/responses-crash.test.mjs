@@ -327,4 +327,44 @@ describe('kill -9 of arun with 50 streaming background runs', () => {
       for (const pid of Object.values(pids ?? {})) try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
     }
   });
+
+  test('a queued run cancelled right after a restart, before recovery scheduled it, stays cancelled and never reaches its engine', async () => {
+    // One slot, slow tokens: the runs after the first wait in the queue; enough of them that
+    // recovery's scan takes a moment, so the cancels come while it runs (they wait for it).
+    const config = 'engines:\n' + engineEntry('one', '--tokens-per-s 5', '').replace('max_concurrency: 10', 'max_concurrency: 1');
+    let arun = await new Arun({ config }).start();
+    const dir = arun.dir;
+    let pids;
+    try {
+      pids = { one: (await waitFor(async () => {
+        const e = await (await fetch(`${arun.url}/v1/engines/one`)).json();
+        return e.state === 'ready' && e;
+      }, { timeoutMs: 30000, what: 'the engine ready' })).pid };
+      const ids = [];
+      for (let i = 0; i < 300; i += 50) {
+        ids.push(...await Promise.all(Array.from({ length: 50 }, (_, j) => fetch(`${arun.url}/v1/responses`, {
+          method: 'POST', body: JSON.stringify({ model: 'one', input: `queued ${i + j}`, background: true }),
+        }).then((r) => r.json()).then((r) => r.id))));
+      }
+      await arun.stop('SIGKILL');
+      arun = new Arun({ dir, config });
+      await arun.start({ timeoutMs: 30000 });
+      const victims = ids.slice(-20);
+      const cancelled = await Promise.all(victims.map((id) => fetch(`${arun.url}/v1/responses/${id}/cancel`, { method: 'POST' }).then((r) => r.json())));
+      for (const c of cancelled) assert.equal(c.status, 'cancelled', JSON.stringify(c));
+      // The engine's queue holds the others only: the first run (in progress at the kill) failed
+      // `interrupted`, 279 wait or run, none of the cancelled ones.
+      await waitFor(async () => {
+        const e = await (await fetch(`${arun.url}/v1/engines/one`)).json();
+        return e.in_flight + e.queued === 279;
+      }, { timeoutMs: 10000, what: '279 runs at the engine (in flight + queued)' });
+      for (const id of victims) assert.equal((await client(arun).responses.retrieve(id)).status, 'cancelled');
+      assert.equal((await client(arun).responses.retrieve(ids[0])).error.code, 'interrupted');
+      assert.equal((await fetch(`${arun.url}/healthz`)).status, 200);
+      assert.equal(arun.exit, null, 'arun is still running');
+    } finally {
+      await arun.cleanup();
+      for (const pid of Object.values(pids ?? {})) try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+    }
+  });
 });
