@@ -90,6 +90,17 @@ int run_error_set(struct run_error *err, int status, const char *code, const cha
     return -EINVAL;
 }
 
+/* A parameter's path ("input[2].content[0].text") into a fixed buffer, cut when it does not
+ * fit: a long path in an error is shortened, never an error itself. */
+static void path_printf(char *out, size_t cap, const char *fmt, ...) PRINTF_LIKE(3, 4);
+static void path_printf(char *out, size_t cap, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(out, cap, fmt, ap);
+    va_end(ap);
+}
+
 /* ---- small checks shared by every body ---- */
 
 /* "a string", "an integer"…: how OpenAI's messages name a JSON value's type. */
@@ -163,9 +174,9 @@ static int only_keys(json_t *obj, const char *prefix, const char *const *allowed
         if (in_list(key, allowed))
             continue;
         if (prefix[0])
-            snprintf(param, sizeof(param), "%s.%.64s", prefix, key);
+            path_printf(param, sizeof(param), "%s.%.64s", prefix, key);
         else
-            snprintf(param, sizeof(param), "%.64s", key);
+            path_printf(param, sizeof(param), "%.64s", key);
         return unknown(err, param);
     }
     return 0;
@@ -254,7 +265,7 @@ static int check_metadata(json_t *v, json_t **out, struct run_error *err)
     json_object_foreach(v, key, val)
     {
         size_t klen = utf8_chars(key);
-        snprintf(param, sizeof(param), "metadata.%.64s", key);
+        path_printf(param, sizeof(param), "metadata.%.64s", key);
         if (klen > RUN_METADATA_KEY_MAX)
             return run_error_set(err, 400, "string_above_max_length", "metadata",
                                  "Invalid 'metadata': a key is too long. Expected keys of at most "
@@ -302,7 +313,7 @@ static int item_id(json_t *item, const char *path, const char *prefix, json_t *s
     char made[IDS_MAX];
     int rc;
 
-    snprintf(param, sizeof(param), "%s.id", path);
+    path_printf(param, sizeof(param), "%s.id", path);
     if (!v || json_is_null(v)) {
         ids_new(made, sizeof(made), prefix);
         json_object_set_new(out, "id", json_string(made));
@@ -331,7 +342,7 @@ static int item_status(json_t *item, const char *path, struct run_error *err)
 
     if (!v || json_is_null(v))
         return 0;
-    snprintf(param, sizeof(param), "%s.status", path);
+    path_printf(param, sizeof(param), "%s.status", path);
     if (!json_is_string(v))
         return bad_type(err, param, "a string", v);
     if (!in_list(json_string_value(v), ITEM_STATUSES))
@@ -349,7 +360,7 @@ static int req_string(json_t *obj, const char *path, const char *name, const cha
     json_t *v = json_object_get(obj, name);
     char param[PATH_MAX_LEN];
 
-    snprintf(param, sizeof(param), "%s.%s", path, name);
+    path_printf(param, sizeof(param), "%s.%s", path, name);
     if (!v)
         return missing(err, param);
     if (!json_is_string(v))
@@ -380,7 +391,7 @@ static int image_part(json_t *part, const char *path, json_t **out, struct run_e
     if (rc != 0)
         return rc;
     if (file_id && !json_is_null(file_id)) {
-        snprintf(param, sizeof(param), "%s.file_id", path);
+        path_printf(param, sizeof(param), "%s.file_id", path);
         return run_error_set(err, 400, "invalid_value", param,
                              "Invalid '%s': arun has no Files API; give the image as "
                              "'image_url' (an https: or data: URL).",
@@ -389,7 +400,7 @@ static int image_part(json_t *part, const char *path, json_t **out, struct run_e
     rc = req_string(part, path, "image_url", &url, err);
     if (rc != 0)
         return rc;
-    snprintf(param, sizeof(param), "%s.detail", path);
+    path_printf(param, sizeof(param), "%s.detail", path);
     if (detail && !json_is_null(detail)) {
         if (!json_is_string(detail))
             return bad_type(err, param, "a string", detail);
@@ -443,7 +454,7 @@ static int content_part(json_t *part, const char *path, enum part_of of, json_t 
 
     if (!json_is_object(part))
         return bad_type(err, path, "an object", part);
-    snprintf(param, sizeof(param), "%s.type", path);
+    path_printf(param, sizeof(param), "%s.type", path);
     t = json_object_get(part, "type");
     if (!t)
         return missing(err, param);
@@ -471,11 +482,11 @@ static int content_part(json_t *part, const char *path, enum part_of of, json_t 
         return rc;
     if (assistant) {
         json_t *ann = json_object_get(part, "annotations");
-        snprintf(param, sizeof(param), "%s.annotations", path);
+        path_printf(param, sizeof(param), "%s.annotations", path);
         rc = opt_typed(ann, param, JSON_ARRAY, "an array", err);
         if (rc != 0)
             return rc;
-        snprintf(param, sizeof(param), "%s.logprobs", path);
+        path_printf(param, sizeof(param), "%s.logprobs", path);
         rc = opt_typed(json_object_get(part, "logprobs"), param, JSON_ARRAY, "an array", err);
         if (rc != 0)
             return rc;
@@ -509,8 +520,8 @@ static int content_parts(json_t *content, const char *path, enum part_of of, jso
     json_array_foreach(content, i, part)
     {
         char ppath[PATH_MAX_LEN];
-        json_t *np;
-        snprintf(ppath, sizeof(ppath), "%s[%zu]", path, i);
+        json_t *np = NULL;
+        path_printf(ppath, sizeof(ppath), "%s[%zu]", path, i);
         rc = content_part(part, ppath, of, &np, err);
         if (rc != 0)
             break;
@@ -544,7 +555,7 @@ static int item_message(json_t *item, const char *path, json_t *seen, json_t **o
     if (rc != 0)
         goto out;
     if (!in_list(role, roles)) {
-        snprintf(param, sizeof(param), "%s.role", path);
+        path_printf(param, sizeof(param), "%s.role", path);
         rc = run_error_set(err, 400, "invalid_value", param,
                            "Invalid value for '%s': '%.64s'. Supported values are 'user', "
                            "'assistant', 'system' and 'developer'.",
@@ -558,12 +569,12 @@ static int item_message(json_t *item, const char *path, json_t *seen, json_t **o
     rc = item_status(item, path, err);
     if (rc != 0)
         goto out;
-    snprintf(param, sizeof(param), "%s.phase", path);
+    path_printf(param, sizeof(param), "%s.phase", path);
     rc = opt_typed(json_object_get(item, "phase"), param, JSON_STRING, "a string", err);
     if (rc != 0)
         goto out;
 
-    snprintf(param, sizeof(param), "%s.content", path);
+    path_printf(param, sizeof(param), "%s.content", path);
     content = json_object_get(item, "content");
     if (!content) {
         rc = missing(err, param);
@@ -607,7 +618,7 @@ static int item_function_call(json_t *item, const char *path, json_t *seen, json
     if (rc == 0)
         rc = req_string(item, path, "arguments", &arguments, err);
     if (rc == 0 && call_id[0] == '\0') {
-        snprintf(param, sizeof(param), "%s.call_id", path);
+        path_printf(param, sizeof(param), "%s.call_id", path);
         rc = run_error_set(err, 400, "invalid_value", param,
                            "Invalid '%s': expected a non-empty string.", param);
     }
@@ -616,7 +627,7 @@ static int item_function_call(json_t *item, const char *path, json_t *seen, json
     if (rc == 0)
         rc = item_status(item, path, err);
     if (rc == 0) {
-        snprintf(param, sizeof(param), "%s.namespace", path);
+        path_printf(param, sizeof(param), "%s.namespace", path);
         rc = opt_typed(json_object_get(item, "namespace"), param, JSON_STRING, "a string", err);
     }
     if (rc == 0) {
@@ -647,12 +658,12 @@ static int item_function_call_output(json_t *item, const char *path, json_t *see
     if (rc == 0)
         rc = req_string(item, path, "call_id", &call_id, err);
     if (rc == 0 && call_id[0] == '\0') {
-        snprintf(param, sizeof(param), "%s.call_id", path);
+        path_printf(param, sizeof(param), "%s.call_id", path);
         rc = run_error_set(err, 400, "invalid_value", param,
                            "Invalid '%s': expected a non-empty string.", param);
     }
     if (rc == 0) {
-        snprintf(param, sizeof(param), "%s.output", path);
+        path_printf(param, sizeof(param), "%s.output", path);
         output = json_object_get(item, "output");
         if (!output)
             rc = missing(err, param);
@@ -688,7 +699,7 @@ static int check_item(json_t *item, const char *path, json_t *seen, json_t **out
     if (!json_is_object(item))
         return bad_type(err, path, "an object", item);
     t = json_object_get(item, "type");
-    snprintf(param, sizeof(param), "%s.type", path);
+    path_printf(param, sizeof(param), "%s.type", path);
     if (!t || json_is_null(t)) {
         /* EasyInputMessage: a role and content, no type. */
         if (json_object_get(item, "role"))
@@ -724,7 +735,7 @@ static int check_items(json_t *arr, const char *name, struct run_error *err)
     {
         char path[PATH_MAX_LEN];
         json_t *norm = NULL;
-        snprintf(path, sizeof(path), "%s[%zu]", name, i);
+        path_printf(path, sizeof(path), "%s[%zu]", name, i);
         rc = check_item(item, path, seen, &norm, err);
         if (rc != 0)
             break;
@@ -761,7 +772,7 @@ static int check_tool(json_t *tool, const char *path, json_t *names, struct run_
 
     if (!json_is_object(tool))
         return bad_type(err, path, "an object", tool);
-    snprintf(param, sizeof(param), "%s.type", path);
+    path_printf(param, sizeof(param), "%s.type", path);
     t = json_object_get(tool, "type");
     if (!t)
         return missing(err, param);
@@ -778,7 +789,7 @@ static int check_tool(json_t *tool, const char *path, json_t *names, struct run_
     rc = req_string(tool, path, "name", &name, err);
     if (rc != 0)
         return rc;
-    snprintf(param, sizeof(param), "%s.name", path);
+    path_printf(param, sizeof(param), "%s.name", path);
     if (!tool_name_ok(name))
         return run_error_set(err, 400, "invalid_value", param,
                              "Invalid '%s': '%.64s'. A function name has 1 to %d characters, "
@@ -790,19 +801,19 @@ static int check_tool(json_t *tool, const char *path, json_t *names, struct run_
                              "be unique.",
                              param, name);
     json_object_set_new(names, name, json_true());
-    snprintf(param, sizeof(param), "%s.parameters", path);
+    path_printf(param, sizeof(param), "%s.parameters", path);
     rc = opt_typed(json_object_get(tool, "parameters"), param, JSON_OBJECT, "an object", err);
     if (rc != 0)
         return rc;
-    snprintf(param, sizeof(param), "%s.strict", path);
+    path_printf(param, sizeof(param), "%s.strict", path);
     rc = opt_typed(json_object_get(tool, "strict"), param, JSON_TRUE, "a boolean", err);
     if (rc != 0)
         return rc;
-    snprintf(param, sizeof(param), "%s.defer_loading", path);
+    path_printf(param, sizeof(param), "%s.defer_loading", path);
     rc = opt_typed(json_object_get(tool, "defer_loading"), param, JSON_TRUE, "a boolean", err);
     if (rc != 0)
         return rc;
-    snprintf(param, sizeof(param), "%s.description", path);
+    path_printf(param, sizeof(param), "%s.description", path);
     return opt_typed(json_object_get(tool, "description"), param, JSON_STRING, "a string", err);
 }
 
@@ -830,7 +841,7 @@ static int check_tools(json_t *tools, json_t *choice, struct run_request *out,
         json_array_foreach(tools, i, tool)
         {
             char path[PATH_MAX_LEN];
-            snprintf(path, sizeof(path), "tools[%zu]", i);
+            path_printf(path, sizeof(path), "tools[%zu]", i);
             rc = check_tool(tool, path, names, err);
             if (rc != 0)
                 goto out;

@@ -369,14 +369,14 @@ static int body_options(const struct run_request *rq, json_t *body, struct run_e
     if (rq->max_output_tokens > 0)
         json_object_set_new(body, "max_tokens", json_integer(rq->max_output_tokens));
     if (rq->tools != NULL && json_array_size(rq->tools) > 0) {
-        json_t *tools;
+        json_t *tools = NULL;
         int rc = chat_tools(rq->tools, &tools, err);
         if (rc != 0)
             return rc;
         json_object_set_new(body, "tools", tools);
     }
     if (rq->tool_choice != NULL && !json_is_null(rq->tool_choice)) {
-        json_t *tc;
+        json_t *tc = NULL;
         int rc = chat_tool_choice(rq->tool_choice, &tc, err);
         if (rc != 0)
             return rc;
