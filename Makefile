@@ -51,7 +51,8 @@ layers:
 	@scripts/check-layers.sh --self-test
 	@scripts/check-layers.sh
 
-test: layers unit e2e
+# build too: `make run`'s release build (gcc, -Werror, other warnings than clang's) must compile.
+test: layers build unit e2e
 
 # The fuzz targets for longer than make test does (FUZZ_SECONDS each), in the sanitizer build.
 FUZZ_SECONDS ?= 60
