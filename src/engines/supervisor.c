@@ -687,7 +687,9 @@ int supervisor_start_engine(struct engine *e, const char *why_start, struct buf 
         e->stop_then_start = true;
         return 0;
     }
-    if (too_large(sup, e)) {
+    /* Before the envelope is measured (start-up, milliseconds) nothing can be judged too large:
+     * the start waits for sup_schedule, which admits it once the supervisor is ready. */
+    if (sup->ready && too_large(sup, e)) {
         buf_puts(why, e->reason);
         return -ENOMEM;
     }

@@ -225,6 +225,28 @@ static void test_too_large_fails_with_enomem_for_waiters(void **state)
     fixture_free(f);
 }
 
+/* A start asked before the envelope is measured (the first milliseconds) is not judged against
+ * an envelope of 0: it waits, and admission decides once the supervisor is ready. */
+static void test_a_start_before_the_envelope_is_measured_waits_for_it(void **state)
+{
+    struct fixture *f = fixture_new("    memory: {ram_mb: 100}\n");
+    f->sup->envelope = (struct admission_envelope){0}; /* not measured yet */
+    struct engine *e = &f->sup->engines[0];
+    struct buf why;
+    buf_init(&why, 512);
+    assert_int_equal(supervisor_start_engine(e, "test", &why), 0);
+    assert_int_equal(e->state, ENGINE_STOPPED);
+    assert_true(e->want_start);
+    f->sup->envelope.ram_mb = 50; /* measured: now it is too large, and says so */
+    snprintf(f->sup->envelope.why, sizeof(f->sup->envelope.why), "node.ram_mb");
+    f->sup->ready = true;
+    sup_schedule(f->sup);
+    assert_int_equal(e->state, ENGINE_FAILED);
+    assert_non_null(strstr(e->reason, "needs 100 MiB of RAM, the node's envelope is 50 MiB"));
+    buf_cleanup(&why);
+    fixture_free(f);
+}
+
 static void test_a_transition_outside_the_table_is_an_assertion(void **state)
 {
     struct fixture *f = fixture_new("");
@@ -244,6 +266,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_unhealthy_to_ready_wakes_waiting_requests),
+        cmocka_unit_test(test_a_start_before_the_envelope_is_measured_waits_for_it),
         cmocka_unit_test(test_loading_to_ready_records_the_load_and_wakes_waiters),
         cmocka_unit_test(test_a_stop_turns_waiters_away_unless_a_start_follows),
         cmocka_unit_test(test_failed_turns_waiters_away_unless_the_restart_policy_restarts),
