@@ -1,6 +1,7 @@
 /*
  * jsonscan.c: one pass over a JSON text with an explicit container stack; no allocation. See
- * jsonscan.h. tests/unit/test_jsonscan.c holds it to jansson: on every text of its corpus and
+ * jsonscan.h. It also gives a top-level array's elements and decodes a string it checked (the
+ * runs read an engine's text deltas this way, runs/translate.c). tests/unit/test_jsonscan.c holds it to jansson: on every text of its corpus and
  * thousands of mutations of them, "0" here must mean jansson parses it too, to the same members.
  */
 #include "gateway/jsonscan.h"
@@ -10,6 +11,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "core/buf.h"
 #include "core/common.h"
 
 #define NUMBER_MAX_LEN 24     /* longer numbers may be "too big" to jansson: full parser */
@@ -179,7 +181,10 @@ enum state {
     ARRAY_FIRST,  /* just after '[': a value or ']' */
 };
 
-int jsonscan_object(const char *s, size_t n, struct jsonscan_member *m, size_t nm)
+/* The scan of one top-level container, open ('{' or '['); for an object fills in the members
+ * asked for (m, nm), for an array the first nel elements (el) and their count. */
+static int scan(const char *s, size_t n, char open, struct jsonscan_member *m, size_t nm,
+                struct jsonscan_value *el, size_t nel, size_t *count)
 {
     const char *p = s, *e = s + n;
     uint64_t objects = 0; /* bit d set: the container at depth d+1 is an object */
@@ -195,14 +200,18 @@ int jsonscan_object(const char *s, size_t n, struct jsonscan_member *m, size_t n
 
     for (size_t i = 0; i < nm; i++)
         m[i].value = NULL;
+    size_t elements = 0;
     p = skip_ws(p, e);
-    if (p == e || *p != '{')
+    if (p == e || *p != open)
         return -EINVAL;
     nnames[1] = 0;
     for (;;) {
         p = skip_ws(p, e);
-        if (st == AFTER && depth == 0)
+        if (st == AFTER && depth == 0) {
+            if (count != NULL)
+                *count = elements;
             return p == e ? 0 : -EINVAL;
+        }
         if (p == e)
             return -EINVAL;
         switch (st) {
@@ -289,7 +298,16 @@ int jsonscan_object(const char *s, size_t n, struct jsonscan_member *m, size_t n
             break; /* still AFTER: the container was a value */
         }
         }
-        /* A value just ended (st == AFTER). One directly in the top-level object is a member. */
+        /* A value just ended (st == AFTER). One directly in the top-level array is an element. */
+        if (depth == 1 && member_value != NULL && open == '[') {
+            if (elements < nel) {
+                el[elements].value = member_value;
+                el[elements].len = (size_t)(p - member_value);
+            }
+            elements++;
+            member_value = NULL;
+        }
+        /* One directly in the top-level object is a member. */
         if (depth == 1 && member_value != NULL) {
             const char *name = names[1][nnames[1] - 1];
             size_t len = name_lens[1][nnames[1] - 1];
@@ -302,4 +320,91 @@ int jsonscan_object(const char *s, size_t n, struct jsonscan_member *m, size_t n
             member_value = NULL;
         }
     }
+}
+
+int jsonscan_object(const char *s, size_t n, struct jsonscan_member *m, size_t nm)
+{
+    return scan(s, n, '{', m, nm, NULL, 0, NULL);
+}
+
+int jsonscan_array(const char *s, size_t n, struct jsonscan_value *el, size_t nel, size_t *count)
+{
+    return scan(s, n, '[', NULL, 0, el, nel, count);
+}
+
+/* Appends code point cp to out as UTF-8. */
+static int put_utf8(struct buf *out, uint32_t cp)
+{
+    char u[4];
+    size_t k;
+    if (cp < 0x80) {
+        u[0] = (char)cp;
+        k = 1;
+    } else if (cp < 0x800) {
+        u[0] = (char)(0xc0 | (cp >> 6));
+        u[1] = (char)(0x80 | (cp & 0x3f));
+        k = 2;
+    } else if (cp < 0x10000) {
+        u[0] = (char)(0xe0 | (cp >> 12));
+        u[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
+        u[2] = (char)(0x80 | (cp & 0x3f));
+        k = 3;
+    } else {
+        u[0] = (char)(0xf0 | (cp >> 18));
+        u[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
+        u[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
+        u[3] = (char)(0x80 | (cp & 0x3f));
+        k = 4;
+    }
+    return buf_append(out, u, k);
+}
+
+int jsonscan_string(const char *p, size_t n, struct buf *out)
+{
+    ASSERT(n >= 2 && p[0] == '"' && p[n - 1] == '"');
+    const char *e = p + n - 1;
+    int rc = 0;
+    p++;
+    while (p < e && rc == 0) {
+        const char *run = p;
+        while (p < e && *p != '\\')
+            p++;
+        rc = buf_append(out, run, (size_t)(p - run)); /* checked by the scan: valid UTF-8 */
+        if (p == e || rc != 0)
+            break;
+        char c = p[1];
+        p += 2;
+        switch (c) {
+        case 'b':
+            rc = buf_append(out, "\b", 1);
+            break;
+        case 'f':
+            rc = buf_append(out, "\f", 1);
+            break;
+        case 'n':
+            rc = buf_append(out, "\n", 1);
+            break;
+        case 'r':
+            rc = buf_append(out, "\r", 1);
+            break;
+        case 't':
+            rc = buf_append(out, "\t", 1);
+            break;
+        case 'u': {
+            uint32_t cp = (uint32_t)hex4(p, e);
+            p += 4;
+            if (cp >= 0xd800 && cp <= 0xdbff) { /* the scan saw its low half follow */
+                uint32_t lo = (uint32_t)hex4(p + 2, e);
+                p += 6;
+                cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+            }
+            rc = put_utf8(out, cp);
+            break;
+        }
+        default: /* " \ / */
+            rc = buf_append(out, &c, 1);
+            break;
+        }
+    }
+    return rc;
 }

@@ -22,6 +22,9 @@
 #include "runs/run.h"
 #include "runs/stream.h"
 
+#define RECORD_TYPE_OFF 7 /* strlen("event: ") */
+#define EVENT_TYPE_MAX 96 /* event types are short literals ("response.output_text.delta") */
+
 void eventlog_init(struct eventlog *log, int64_t first_seq)
 {
     memset(log, 0, sizeof(*log));
@@ -144,38 +147,34 @@ static void append_cb(int status, void *arg)
     run_maybe_free(r);
 }
 
-int eventlog_append(struct run *r, json_t *event)
+/* Keeps the record made for seq (taking rec, whose JSON is rec[data_off..data_off+data_len))
+ * and writes the event to the store, or commits it at once for store:false. */
+static int append_record(struct run *r, char *rec, size_t len, size_t type_len, size_t data_off,
+                         size_t data_len)
 {
     struct eventlog *log = &r->log;
-    ASSERT(!log->closed);
     int64_t seq = log->next_seq;
-    json_object_set_new(event, "sequence_number", json_integer(seq));
-    char *data = json_dumps(event, JSON_COMPACT);
-    char type[96]; /* event types are short literals ("response.output_text.delta") */
-    snprintf(type, sizeof(type), "%s", json_string_value(json_object_get(event, "type")));
-    size_t type_len = strlen(type);
-    size_t data_len = strlen(data);
-    struct buf b;
-    buf_init(&b, SIZE_MAX);
-    IGNORE_RESULT(eventlog_format(&b, seq, type, type_len, data, data_len)); /* no cap */
-    json_decref(event);
-    free(data);
     ensure_room(log);
     struct eventlog_entry *e = &log->ring[(size_t)seq & (log->cap - 1)];
     free(e->sse);
     e->seq = seq;
-    e->len = b.len;
-    e->sse = buf_steal(&b);
-    e->type_off = 7;
+    e->len = len;
+    e->sse = rec;
+    e->type_off = RECORD_TYPE_OFF;
     e->type_len = type_len;
-    e->data_off = e->len - 2 - data_len;
+    e->data_off = data_off;
     e->data_len = data_len;
     log->next_seq++;
     if (!r->rq.store) {
         commit_one(r);
         return 0;
     }
-    int rc = store_event_append(r->rs->o.store, r->tenant, r->id, seq, type, e->sse + e->data_off,
+    /* The type is copied by the store: the record's "\n" after it is not a NUL, hence a copy
+     * on the stack. */
+    char type[EVENT_TYPE_MAX];
+    memcpy(type, rec + RECORD_TYPE_OFF, type_len);
+    type[type_len] = '\0';
+    int rc = store_event_append(r->rs->o.store, r->tenant, r->id, seq, type, rec + data_off,
                                 data_len, append_cb, r);
     if (rc != 0) {
         /* Not stored and never will be: the number is taken back so none is skipped. */
@@ -186,6 +185,73 @@ int eventlog_append(struct run *r, json_t *event)
     }
     r->store_ops++;
     return 0;
+}
+
+/* json_dump_callback's sink: appends to a struct buf. */
+static int dump_to_buf(const char *p, size_t n, void *arg)
+{
+    return buf_append(arg, p, n) == 0 ? 0 : -1;
+}
+
+int eventlog_append(struct run *r, json_t *event)
+{
+    ASSERT(!r->log.closed);
+    int64_t seq = r->log.next_seq;
+    json_object_set_new(event, "sequence_number", json_integer(seq));
+    const char *type = json_string_value(json_object_get(event, "type"));
+    size_t type_len = strlen(type);
+    ASSERT(type_len < EVENT_TYPE_MAX);
+    /* The record is made in one buffer: header, the JSON dumped straight after it, trailer. */
+    struct buf b;
+    buf_init(&b, SIZE_MAX);
+    IGNORE_RESULT(buf_reserve(&b, 256));
+    IGNORE_RESULT(buf_printf(&b, "event: %s\nid: %lld\ndata: ", type, (long long)seq));
+    size_t data_off = b.len;
+    IGNORE_RESULT(json_dump_callback(event, dump_to_buf, &b, JSON_COMPACT)); /* b has no cap */
+    size_t data_len = b.len - data_off;
+    IGNORE_RESULT(buf_puts(&b, "\n\n"));
+    json_decref(event);
+    size_t len = b.len;
+    return append_record(r, buf_steal(&b), len, type_len, data_off, data_len);
+}
+
+int eventlog_append_text(struct run *r, const char *type, const char *json, size_t len)
+{
+    ASSERT(!r->log.closed);
+    ASSERT(len >= 2 && json[0] == '{' && json[len - 1] == '}' && json[len - 2] != '{');
+    int64_t seq = r->log.next_seq;
+    size_t type_len = strlen(type);
+    ASSERT(type_len < EVENT_TYPE_MAX);
+    char num[24];
+    int nd = snprintf(num, sizeof(num), "%lld", (long long)seq);
+    static const char key[] = ",\"sequence_number\":";
+    /* "event: " TYPE "\nid: " SEQ "\ndata: " JSON-without-} KEY SEQ "}\n\n": one allocation. */
+    size_t data_len = len - 1 + sizeof(key) - 1 + (size_t)nd + 1;
+    size_t data_off = RECORD_TYPE_OFF + type_len + 5 + (size_t)nd + 7;
+    size_t total = data_off + data_len + 2;
+    char *rec = xmalloc(total + 1);
+    char *p = rec;
+    memcpy(p, "event: ", 7);
+    p += 7;
+    memcpy(p, type, type_len);
+    p += type_len;
+    memcpy(p, "\nid: ", 5);
+    p += 5;
+    memcpy(p, num, (size_t)nd);
+    p += nd;
+    memcpy(p, "\ndata: ", 7);
+    p += 7;
+    memcpy(p, json, len - 1);
+    p += len - 1;
+    memcpy(p, key, sizeof(key) - 1);
+    p += sizeof(key) - 1;
+    memcpy(p, num, (size_t)nd);
+    p += nd;
+    memcpy(p, "}\n\n", 3);
+    p += 3;
+    *p = '\0';
+    ASSERT((size_t)(p - rec) == total);
+    return append_record(r, rec, total, type_len, data_off, data_len);
 }
 
 void eventlog_close(struct run *r)

@@ -64,6 +64,11 @@ void eventlog_cleanup(struct eventlog *log);
  * for a run with store:false, commits it at once) and keeps its record. Returns 0, or -errno
  * when the store refused it (-EAGAIN: too much pending; the run fails). */
 int eventlog_append(struct run *r, json_t *event) MUST_USE;
+/* The same for an event made as JSON text (xlate_set_emit_text): json[0..len) is a compact JSON
+ * object with at least one member and without sequence_number, which is added as its last
+ * member, the bytes eventlog_append would make. Copied; one allocation per event. Returns as
+ * eventlog_append. */
+int eventlog_append_text(struct run *r, const char *type, const char *json, size_t len) MUST_USE;
 /* Whether the run should stop reading its engine now (too many events uncommitted). */
 bool eventlog_backlogged(const struct eventlog *log);
 /* The committed entry seq while the ring still holds it, else NULL. */

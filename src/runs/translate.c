@@ -27,6 +27,15 @@
  * is read (xlate_output), not at every delta: rebuilding a long text per token would be
  * quadratic.
  *
+ * The fast path. Nearly every chunk of an answer is one text delta ({"choices":[{"index":0,
+ * "delta":{"content":"…"},"finish_reason":null}], plus members nobody reads). Such a chunk is
+ * recognised with gateway/jsonscan (which checks the whole text) and its content taken without
+ * building a tree, and when the run gave xlate_set_emit_text() the delta event is written as
+ * JSON text, byte for byte what json_dumps makes of the general path's event: parsing each chunk
+ * with jansson and dumping each event was most of a streamed run's CPU (bench/README.md). Any
+ * other chunk (a role-only delta, tool calls, a finish reason, usage, an error, anything the
+ * scanner is unsure of) goes the general way. The unit tests feed every stream both ways.
+ *
  * Invalid engine bytes: jansson refuses a chunk with invalid UTF-8 outright. Such a chunk is
  * parsed again after each invalid byte B is replaced by the private-use character U+F0000 + B,
  * and the delta text maps those characters back to bytes before joining. Only a chunk that held
@@ -42,6 +51,7 @@
 #include <string.h>
 
 #include "core/ids.h"
+#include "gateway/jsonscan.h"
 
 #define BODY_JSON_FLAGS (JSON_COMPACT)
 #define TEXT_CAP (16u << 20) /* one message's text: far above any context an engine has */
@@ -63,9 +73,13 @@ struct call {
 
 struct xlate {
     xlate_emit_fn emit;
+    xlate_emit_text_fn emit_text; /* text deltas as JSON text, or NULL: as emit's json_t */
     void *arg;
-    json_t *output; /* the items, in output order */
-    json_t *usage;  /* Responses usage, or NULL */
+    bool no_scan;    /* tests: every chunk through jansson (xlate_set_scan) */
+    struct buf scan; /* the fast path's decoded content */
+    struct buf ev;   /* a text delta's event JSON, made here */
+    json_t *output;  /* the items, in output order */
+    json_t *usage;   /* Responses usage, or NULL */
     char *finish_reason;
     char error[256];
     bool failed; /* a protocol error: every later chunk is refused */
@@ -447,7 +461,19 @@ struct xlate *xlate_new(xlate_emit_fn emit, void *arg)
     x->output = json_array();
     buf_init(&x->text, TEXT_CAP);
     buf_init(&x->held, TEXT_CAP);
+    buf_init(&x->scan, TEXT_CAP);
+    buf_init(&x->ev, SIZE_MAX);
     return x;
+}
+
+void xlate_set_emit_text(struct xlate *x, xlate_emit_text_fn emit_text)
+{
+    x->emit_text = emit_text;
+}
+
+void xlate_set_scan(struct xlate *x, bool on)
+{
+    x->no_scan = !on;
 }
 
 static void call_free(struct call *c)
@@ -469,6 +495,8 @@ void xlate_free(struct xlate *x)
     free(x->echo);
     buf_cleanup(&x->text);
     buf_cleanup(&x->held);
+    buf_cleanup(&x->scan);
+    buf_cleanup(&x->ev);
     free(x);
 }
 
@@ -552,6 +580,68 @@ static int open_message(struct xlate *x)
 
 static int close_message(struct xlate *x, bool moved_on);
 
+/* Appends s[0..n) (valid UTF-8) as a JSON string, escaped as jansson's json_dumps escapes it
+ * (flags 0: '"', '\\' and the control characters; '/' and non-ASCII as they are). */
+static void json_quote(struct buf *out, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    buf_append(out, "\"", 1);
+    size_t run = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        buf_append(out, s + run, i - run);
+        run = i + 1;
+        char esc[6] = {'\\', 0};
+        size_t k = 2;
+        switch (c) {
+        case '"':
+        case '\\':
+            esc[1] = (char)c;
+            break;
+        case '\b':
+            esc[1] = 'b';
+            break;
+        case '\f':
+            esc[1] = 'f';
+            break;
+        case '\n':
+            esc[1] = 'n';
+            break;
+        case '\r':
+            esc[1] = 'r';
+            break;
+        case '\t':
+            esc[1] = 't';
+            break;
+        default:
+            memcpy(esc + 1, "u00", 3);
+            esc[4] = hex[c >> 4];
+            esc[5] = hex[c & 15];
+            k = 6;
+        }
+        buf_append(out, esc, k);
+    }
+    buf_append(out, s + run, n - run);
+    buf_append(out, "\"", 1);
+}
+
+/* The response.output_text.delta event as JSON text, the bytes json_dumps(JSON_COMPACT) makes of
+ * the json_pack in message_text (the unit tests compare the two), without building it. */
+static int emit_delta_text(struct xlate *x, const char *s, size_t n)
+{
+    struct buf *b = &x->ev;
+    buf_reset(b);
+    buf_printf(b,
+               "{\"type\":\"response.output_text.delta\",\"item_id\":\"%s\",\"output_index\":%zu,"
+               "\"content_index\":0,\"delta\":",
+               x->msg_id, x->msg_index);
+    json_quote(b, s, n);
+    buf_puts(b, ",\"logprobs\":[]}"); /* x->ev has no cap: nothing above can fail */
+    return x->emit_text("response.output_text.delta", b->data, b->len, x->arg);
+}
+
 static int message_text(struct xlate *x, const char *s, size_t n)
 {
     if (n == 0)
@@ -563,6 +653,8 @@ static int message_text(struct xlate *x, const char *s, size_t n)
         return rc;
     if (buf_append(&x->text, s, n) != 0)
         return protocol_error(x, "the engine's answer is longer than %u bytes", TEXT_CAP);
+    if (x->emit_text != NULL)
+        return emit_delta_text(x, s, n);
     return emit(x, json_pack("{s:s,s:s,s:I,s:i,s:s%,s:[]}", "type", "response.output_text.delta",
                              "item_id", x->msg_id, "output_index", (json_int_t)x->msg_index,
                              "content_index", 0, "delta", s, n, "logprobs"));
@@ -592,6 +684,8 @@ static int close_message(struct xlate *x, bool moved_on)
 }
 
 /* ---- text: UTF-8 joining and echo stripping ---- */
+
+static bool utf8_valid(const char *s, size_t n);
 
 /* The length of the UTF-8 character at p (n bytes available): 1..4; 0 when the n bytes are
  * a valid start of a longer character; -1 when invalid (overlong, surrogate, past U+10FFFF). */
@@ -692,6 +786,8 @@ static int add_text(struct xlate *x, const char *s, size_t n)
 {
     struct buf whole;
     int rc;
+    if (x->tail_len == 0 && x->echo == NULL && utf8_valid(s, n))
+        return message_text(x, s, n); /* whole characters, nothing held: utf8_join is a copy */
     buf_init(&whole, TEXT_CAP + 4);
     utf8_join(x, s, n, &whole);
     if (whole.truncated) {
@@ -1038,11 +1134,57 @@ static int feed(struct xlate *x, const char *data, size_t len, const char *key)
     return rc;
 }
 
+/* Whether a member the scan found is absent or null. */
+static bool absent(const struct jsonscan_member *m)
+{
+    return m->value == NULL || (m->len == 4 && memcmp(m->value, "null", 4) == 0);
+}
+
+/* The fast path (DESIGN): a chunk that is one text delta and nothing else, read with the
+ * scanner. Returns 1 when it took the chunk (*rc: what reading it gave), 0 when it is anything
+ * else, which the general path reads. */
+static int scan_delta(struct xlate *x, const char *data, size_t len, int *rc)
+{
+    struct jsonscan_member top[] = {{.name = "choices"}, {.name = "error"}, {.name = "usage"}};
+    struct jsonscan_value choice;
+    size_t nchoices;
+    if (jsonscan_object(data, len, top, ARRAY_SIZE(top)) != 0 || top[0].value == NULL ||
+        top[0].value[0] != '[' || !absent(&top[1]) || !absent(&top[2]) ||
+        jsonscan_array(top[0].value, top[0].len, &choice, 1, &nchoices) != 0 || nchoices != 1 ||
+        choice.value[0] != '{')
+        return 0;
+    struct jsonscan_member ch[] = {{.name = "index"}, {.name = "delta"}, {.name = "finish_reason"}};
+    if (jsonscan_object(choice.value, choice.len, ch, ARRAY_SIZE(ch)) != 0 ||
+        (ch[0].value != NULL && !(ch[0].len == 1 && ch[0].value[0] == '0')) ||
+        ch[1].value == NULL || ch[1].value[0] != '{' || !absent(&ch[2]))
+        return 0;
+    struct jsonscan_member d[] = {{.name = "content"}, {.name = "tool_calls"}};
+    if (jsonscan_object(ch[1].value, ch[1].len, d, ARRAY_SIZE(d)) != 0 || d[0].value == NULL ||
+        d[0].value[0] != '"' || !absent(&d[1]))
+        return 0;
+    const char *s = d[0].value + 1;
+    size_t n = d[0].len - 2;
+    if (memchr(s, '\\', n) != NULL) {
+        buf_reset(&x->scan);
+        if (jsonscan_string(d[0].value, d[0].len, &x->scan) != 0) {
+            *rc = protocol_error(x, "the engine's answer is longer than %u bytes", TEXT_CAP);
+            return 1;
+        }
+        s = x->scan.data;
+        n = x->scan.len;
+    }
+    *rc = add_text(x, s, n);
+    return 1;
+}
+
 int xlate_chunk(struct xlate *x, const char *data, size_t len)
 {
     ASSERT(x != NULL && (data != NULL || len == 0));
     if (len == 6 && memcmp(data, "[DONE]", 6) == 0)
         return x->failed ? -EPROTO : 0;
+    int rc;
+    if (!x->failed && !x->no_scan && scan_delta(x, data, len, &rc))
+        return rc;
     return feed(x, data, len, "delta");
 }
 

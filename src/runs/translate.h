@@ -18,6 +18,7 @@
 #define ARUN_RUNS_TRANSLATE_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "core/buf.h"
@@ -52,6 +53,15 @@ struct xlate;
 
 /* A new assembler that hands its events to emit(event, arg). Never fails. */
 struct xlate *xlate_new(xlate_emit_fn emit, void *arg);
+/* The events of text deltas (response.output_text.delta) as JSON text instead: json[0..len) is
+ * the event object, compact, the bytes json_dumps(event, JSON_COMPACT) would give, borrowed for
+ * the call; type is its "type". Called with xlate_new's arg; a non-zero return is returned as
+ * emit's. Saves building and dumping a tree per token. NULL: back to emit. */
+typedef int (*xlate_emit_text_fn)(const char *type, const char *json, size_t len, void *arg);
+void xlate_set_emit_text(struct xlate *x, xlate_emit_text_fn emit_text);
+/* Tests: on (the default), a chunk that is one text delta is read by the scanner (the fast
+ * path, translate.c DESIGN); off, every chunk is parsed with jansson. Both give the same events. */
+void xlate_set_scan(struct xlate *x, bool on);
 /* Frees it; xlate_free(NULL) is a no-op. */
 void xlate_free(struct xlate *x);
 

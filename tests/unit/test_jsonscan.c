@@ -12,6 +12,8 @@
 #include <cmocka.h>
 #include <jansson.h>
 
+#include "core/buf.h"
+#include "core/common.h"
 #include "gateway/jsonscan.h"
 
 static const char *const CORPUS[] = {
@@ -59,6 +61,38 @@ static const char *const CORPUS[] = {
     "{\"a\":[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]}",
 };
 
+/* A string value the scan accepted decodes to jansson's string. */
+static void check_string(const char *v, size_t n, json_t *want)
+{
+    if (!json_is_string(want))
+        return;
+    struct buf b;
+    buf_init(&b, 1 << 20);
+    assert_int_equal(jsonscan_string(v, n, &b), 0);
+    if (b.len != json_string_length(want) ||
+        memcmp(b.data ? b.data : "", json_string_value(want), b.len) != 0)
+        fail_msg("string %.*s decoded as %.*s", (int)n, v, (int)b.len, b.data);
+    buf_cleanup(&b);
+}
+
+/* An array value: jsonscan_array gives jansson's elements, in order. */
+static void check_array(const char *v, size_t n, json_t *want)
+{
+    if (!json_is_array(want))
+        return;
+    struct jsonscan_value el[4];
+    size_t count = 99;
+    assert_int_equal(jsonscan_array(v, n, el, 4, &count), 0);
+    assert_int_equal(count, json_array_size(want));
+    for (size_t i = 0; i < count && i < 4; i++) {
+        json_error_t e;
+        json_t *got = json_loadb(el[i].value, el[i].len, JSON_DECODE_ANY, &e);
+        if (got == NULL || !json_equal(got, json_array_get(want, i)))
+            fail_msg("element %zu read as %.*s: %.*s", i, (int)el[i].len, el[i].value, (int)n, v);
+        json_decref(got);
+    }
+}
+
 /* Does the scan agree with jansson on text[0..n)? Fails the test when the scan accepts what
  * jansson refuses, or finds a member jansson reads differently. Returns the scan's verdict. */
 static int check(const char *text, size_t n)
@@ -84,6 +118,8 @@ static int check(const char *text, size_t n)
             fail_msg("member %s read as %.*s: %.*s", m[i].name, (int)m[i].len, m[i].value, (int)n,
                      text);
         json_decref(got);
+        check_string(m[i].value, m[i].len, want);
+        check_array(m[i].value, m[i].len, want);
     }
     json_decref(j);
     return 0;
@@ -107,6 +143,37 @@ static void test_what_jansson_would_refuse_or_word_is_left_to_it(void **state)
         if (jsonscan_object(CORPUS[i], strlen(CORPUS[i]), NULL, 0) != -EINVAL)
             fail_msg("took the fast path or did not say -EINVAL: %s", CORPUS[i]);
     }
+}
+
+static void test_arrays_and_strings_read_as_jansson_reads_them(void **state)
+{
+    (void)state;
+    static const char *const arrays[] = {
+        "[]",
+        " [ ] ",
+        "[1]",
+        "[{\"a\":1},[2,3],\"s\",null,true,-1.5e3]",
+        "[{\"index\":0,\"delta\":{\"content\":\"a\\nb\\u00e9\\ud83d\\ude00\\/\\\\\\\"\"}}]",
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(arrays); i++) {
+        json_t *want = json_loads(arrays[i], JSON_DECODE_ANY, NULL);
+        assert_non_null(want);
+        check_array(arrays[i], strlen(arrays[i]), want);
+        json_decref(want);
+    }
+    static const char *const refused[] = {"[", "[1,]", "[1 2]", "{}", "[1]x", "[\"\\u0000\"]", ""};
+    for (size_t i = 0; i < ARRAY_SIZE(refused); i++) {
+        size_t count;
+        assert_int_equal(jsonscan_array(refused[i], strlen(refused[i]), NULL, 0, &count), -EINVAL);
+    }
+    /* Strings: every escape, decoded as jansson decodes it. */
+    const char *t = "{\"model\":\"\\b\\f\\n\\r\\t\\\"\\\\\\/\\u0041\\u00e9\\u20ac\\ud83d\\ude00 "
+                    "\xc3\xa9 plain\"}";
+    assert_int_equal(check(t, strlen(t)), 0);
+    struct buf small;
+    buf_init(&small, 3);
+    assert_int_equal(jsonscan_string("\"abcd\"", 6, &small), -ENOBUFS);
+    buf_cleanup(&small);
 }
 
 static void test_every_mutation_of_the_corpus_agrees_with_jansson(void **state)
@@ -150,6 +217,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_real_requests_take_the_fast_path_with_the_right_members),
         cmocka_unit_test(test_what_jansson_would_refuse_or_word_is_left_to_it),
+        cmocka_unit_test(test_arrays_and_strings_read_as_jansson_reads_them),
         cmocka_unit_test(test_every_mutation_of_the_corpus_agrees_with_jansson),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

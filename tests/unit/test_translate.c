@@ -272,6 +272,210 @@ static void test_finish_length_ends_incomplete(void **state)
     xlate_free(x);
 }
 
+/* ---- the fast path (a text delta read by the scanner, its event made as text) ---- */
+
+/* Events as the event log stores them: compact JSON with sequence_number last, one per line,
+ * the made-up ids replaced by their order of appearance. */
+struct bytes {
+    struct buf out;
+    char ids[16][40];
+    size_t nids;
+};
+
+static void bytes_add(struct bytes *b, const char *json, size_t len)
+{
+    /* "…}" -> "…,\"sequence_number\":N}" as eventlog does for both kinds of event */
+    char num[48];
+    int k = snprintf(num, sizeof(num), ",\"sequence_number\":%d}\n", 0);
+    const char *p = json, *e = json + len - 1;
+    while (p < e) { /* copy, normalising msg_…/fc_… ids */
+        const char *q = NULL;
+        for (const char *t = p; t + 3 < e && q == NULL; t++)
+            if (t[0] == '"' && (strncmp(t + 1, "msg_", 4) == 0 || strncmp(t + 1, "fc_", 3) == 0))
+                q = t + 1;
+        if (q == NULL) {
+            buf_append(&b->out, p, (size_t)(e - p));
+            break;
+        }
+        buf_append(&b->out, p, (size_t)(q - p));
+        const char *end = strchr(q, '"');
+        size_t n = (size_t)(end - q), i;
+        for (i = 0; i < b->nids; i++)
+            if (strlen(b->ids[i]) == n && memcmp(b->ids[i], q, n) == 0)
+                break;
+        if (i == b->nids) {
+            assert_true(n < sizeof(b->ids[0]) && b->nids < ARRAY_SIZE(b->ids));
+            memcpy(b->ids[b->nids], q, n);
+            b->ids[b->nids++][n] = '\0';
+        }
+        buf_printf(&b->out, "#%zu", i);
+        p = end;
+    }
+    buf_append(&b->out, num, (size_t)k);
+}
+
+static int bytes_json_cb(json_t *event, void *arg)
+{
+    json_object_set_new(event, "sequence_number", json_integer(0));
+    json_object_del(event, "sequence_number"); /* appended last, as the run does */
+    char *s = json_dumps(event, JSON_COMPACT);
+    bytes_add(arg, s, strlen(s));
+    free(s);
+    json_decref(event);
+    return 0;
+}
+
+static size_t text_events; /* made as text, so far */
+
+static int bytes_text_cb(const char *type, const char *json, size_t len, void *arg)
+{
+    text_events++;
+    assert_string_equal(type, "response.output_text.delta");
+    json_error_t e;
+    json_t *j = json_loadb(json, len, 0, &e);
+    assert_non_null(j); /* valid JSON of the right type */
+    assert_string_equal(json_string_value(json_object_get(j, "type")), type);
+    json_decref(j);
+    bytes_add(arg, json, len);
+    return 0;
+}
+
+enum path { GENERAL, SCAN, SCAN_TEXT };
+
+/* The bytes of the events of chunks[0..n) read one way. */
+static char *stream_bytes(const char *const *chunks, size_t n, enum path how)
+{
+    struct bytes b = {0};
+    buf_init(&b.out, SIZE_MAX);
+    struct xlate *x = xlate_new(bytes_json_cb, &b);
+    xlate_set_scan(x, how != GENERAL);
+    if (how == SCAN_TEXT)
+        xlate_set_emit_text(x, bytes_text_cb);
+    for (size_t i = 0; i < n; i++)
+        if (xlate_chunk(x, chunks[i], strlen(chunks[i])) != 0)
+            fail_msg("chunk %zu (%s): %s", i, chunks[i], xlate_error(x));
+    assert_int_equal(xlate_finish(x), 0);
+    xlate_free(x);
+    return buf_steal(&b.out);
+}
+
+static void assert_paths_agree(const char *const *chunks, size_t n)
+{
+    char *general = stream_bytes(chunks, n, GENERAL);
+    char *scan = stream_bytes(chunks, n, SCAN);
+    char *text = stream_bytes(chunks, n, SCAN_TEXT);
+    assert_string_equal(general, scan);
+    assert_string_equal(general, text);
+    free(general);
+    free(scan);
+    free(text);
+}
+
+/* A text delta chunk, the text escaped as jansson escapes it (json_dumps of the chunk). */
+static char *chunk_dumped(const char *text, size_t n, int flags)
+{
+    json_t *c = json_pack("{s:s,s:s,s:[{s:i,s:{s:s%},s:n}]}", "id", "chatcmpl-1", "object",
+                          "chat.completion.chunk", "choices", "index", 0, "delta", "content", text,
+                          n, "finish_reason");
+    char *s = json_dumps(c, JSON_COMPACT | flags);
+    json_decref(c);
+    return s;
+}
+
+/* A text delta chunk with '"', '\\' and control characters escaped by hand and every other byte
+ * as it is (invalid UTF-8 included, which json_dumps refuses to write). */
+static char *chunk_escaped(const char *text, size_t n)
+{
+    struct buf b;
+    buf_init(&b, SIZE_MAX);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)text[i];
+        if (c == '"' || c == '\\')
+            buf_printf(&b, "\\%c", c);
+        else if (c < 0x20)
+            buf_printf(&b, "\\u%04x", c);
+        else
+            buf_append(&b, &text[i], 1);
+    }
+    char *s = chunk_raw(buf_cstr(&b), b.len);
+    buf_cleanup(&b);
+    return s;
+}
+
+static void test_the_fast_path_gives_the_general_paths_bytes(void **state)
+{
+    (void)state;
+    /* Texts with everything an escape can be, non-ASCII, and cut characters. */
+    static const char *const texts[] = {
+        "Hello",
+        " world",
+        "",
+        "tab\there \"quoted\" back\\slash /slash\n",
+        "\x01\x02\x1f\x7f ctl",
+        "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80",
+        "\xc3",
+        "\xa9 cut",
+        "bad \xff byte",
+        "</script>",
+    };
+    const char *chunks[64];
+    char *owned[64];
+    size_t n = 0, no = 0;
+    chunks[n++] = ROLE_CHUNK;
+    for (size_t i = 0; i < ARRAY_SIZE(texts); i++) {
+        /* as json_dumps writes it, with every non-ASCII escaped, and with / escaped */
+        static const int flags[] = {0, JSON_ENSURE_ASCII, JSON_ESCAPE_SLASH};
+        for (size_t f = 0; f < 3; f++) {
+            char *c = chunk_dumped(texts[i], strlen(texts[i]), flags[f]);
+            if (c != NULL) /* invalid UTF-8 cannot be dumped: raw below */
+                chunks[n++] = owned[no++] = c;
+        }
+        chunks[n++] = owned[no++] = chunk_escaped(texts[i], strlen(texts[i]));
+    }
+    /* chunks the fast path must leave to jansson, among the text */
+    chunks[n++] =
+        "{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"},\"finish_reason\":null}],"
+        "\"choices\":[{\"index\":0,\"delta\":{\"content\":\"dup\"}}]}";
+    chunks[n++] = "{\"choices\":[{\"index\":1,\"delta\":{\"content\":\"other choice\"}}]}";
+    chunks[n++] = "{\"choices\":[{\"delta\":{\"content\":\"no index\"}},{\"index\":1}]}";
+    chunks[n++] = "{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"x\\u0001y\"}}]}";
+    chunks[n++] = "{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"with usage\"}}],"
+                  "\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":2}}";
+    chunks[n++] =
+        "{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"\",\"tool_calls\":[{\"index\":"
+        "0,\"id\":\"c1\",\"function\":{\"name\":\"f\",\"arguments\":\"{\\\"a\\\"\"}}]}}]}";
+    chunks[n++] = "{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"after the call\"}}]}";
+    chunks[n++] = STOP_CHUNK;
+    chunks[n++] = USAGE_CHUNK;
+    assert_true(n <= ARRAY_SIZE(chunks));
+    text_events = 0;
+    assert_paths_agree(chunks, n);
+    assert_true(text_events >= 30); /* the deltas were made as text */
+    /* every prefix of the stream (an answer cut anywhere, then finished) */
+    for (size_t k = 0; k <= n; k++)
+        assert_paths_agree(chunks, k);
+    for (size_t i = 0; i < no; i++)
+        free(owned[i]);
+}
+
+/* The text cut at every pair of boundaries, inside escapes' characters too: both ways agree. */
+static void test_the_fast_path_agrees_on_every_cut(void **state)
+{
+    (void)state;
+    const char *text = "h\xc3\xa9\"llo\n w\xc3\xb6rld \xf0\x9f\x98\x80\\ \xe2\x82\xac!";
+    size_t n = strlen(text);
+    for (size_t i = 0; i <= n; i++) {
+        for (size_t j = i; j <= n; j++) {
+            char *c[3] = {chunk_escaped(text, i), chunk_escaped(text + i, j - i),
+                          chunk_escaped(text + j, n - j)};
+            const char *chunks[] = {ROLE_CHUNK, c[0], c[1], c[2], STOP_CHUNK};
+            assert_paths_agree(chunks, ARRAY_SIZE(chunks));
+            for (int k = 0; k < 3; k++)
+                free(c[k]);
+        }
+    }
+}
+
 /* ---- the assembler: tool calls ---- */
 
 #define CALL0_START                                                                                \
@@ -813,6 +1017,8 @@ int main(void)
         cmocka_unit_test(test_text_stream_gives_the_sdk_events_in_order),
         cmocka_unit_test(test_text_cut_anywhere_gives_the_same_events),
         cmocka_unit_test(test_invalid_bytes_become_replacement_characters),
+        cmocka_unit_test(test_the_fast_path_gives_the_general_paths_bytes),
+        cmocka_unit_test(test_the_fast_path_agrees_on_every_cut),
         cmocka_unit_test(test_finish_length_ends_incomplete),
         cmocka_unit_test(test_tool_calls_stream_by_index_into_function_call_items),
         cmocka_unit_test(test_text_then_tool_call_closes_the_message_first),
