@@ -23,6 +23,8 @@ struct gw_queue {
     uint32_t in_flight;               /* requests in GW_UPSTREAM for this engine */
     uint32_t waiting;                 /* requests in GW_QUEUED, the length of fifo */
     uint32_t durable_waiting;         /* of those, durable ones (not held to queue_limit) */
+    uint32_t telling;                 /* of those, ones with an on_wait: the wait timer's walk
+                                         ends after the last of them */
     h2o_linklist_t fifo;              /* struct gateway_call by qlink, oldest first */
     struct supervisor_waiter *waiter; /* while requests wait for the engine to be ready */
 };

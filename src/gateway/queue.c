@@ -50,11 +50,13 @@ void gw_set_state(struct gateway_call *g, enum gw_state st)
         h2o_linklist_unlink(&g->qlink);
         q->waiting--;
         q->durable_waiting -= g->durable;
+        q->telling -= g->cbs->on_wait != NULL;
     }
     if (st == GW_QUEUED) {
         h2o_linklist_insert(&q->fifo, &g->qlink);
         q->waiting++;
         q->durable_waiting += g->durable;
+        q->telling += g->cbs->on_wait != NULL;
     }
     if (from == GW_QUEUED || st == GW_QUEUED) {
         g->gw->fifo_changes++;
@@ -147,19 +149,26 @@ static bool tell_waiting(struct gateway_call *g, uint32_t position, bool note)
 
 /* Every GATEWAY_PEEK_MS: each waiting call's client hears it still waits, and may leave the
  * queue before reaching the engine (an HTTP client that left); every GATEWAY_WAIT_NOTE_MS, with
- * a sentence saying where it stands. */
+ * a sentence saying where it stands. Calls with no on_wait (durable runs, whose queue is the
+ * store: tens of thousands may wait) are only counted for the positions of those behind them:
+ * the walk ends after the last call that has a client to tell, so a queue of them alone costs
+ * nothing. */
 void gw_wait_timer_cb(uv_timer_t *t)
 {
     struct gateway *gw = t->data;
     bool note = ++gw->ticks % (GATEWAY_WAIT_NOTE_MS / GATEWAY_PEEK_MS) == 0;
     for (size_t i = 0; i < gw->nqueues; i++) {
-        uint32_t pos = 0;
+        uint32_t pos = 0, left = gw->queues[i].telling;
         h2o_linklist_t *fifo = &gw->queues[i].fifo;
-        for (h2o_linklist_t *n = fifo->next, *next; n != fifo; n = next) {
+        for (h2o_linklist_t *n = fifo->next, *next; n != fifo && left > 0; n = next) {
             next = n->next;
             struct gateway_call *g = H2O_STRUCT_FROM_MEMBER(struct gateway_call, qlink, n);
+            ++pos;
+            if (g->cbs->on_wait == NULL)
+                continue;
+            left--;
             uint64_t changes = gw->fifo_changes;
-            bool gone = tell_waiting(g, ++pos, note);
+            bool gone = tell_waiting(g, pos, note);
             /* g leaving its queue (its client cancelled it) leaves next where it was; a client
              * that cancelled or submitted other calls may have moved it: the rest of this queue
              * hears at the next tick. */

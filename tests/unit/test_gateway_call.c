@@ -109,6 +109,7 @@ struct client {
     char seen[MAX_SEEN]; /* one letter per callback: w(ait) h(ead) e(vent) c(omment) b(ody) E(nd) */
     int n;
     int waits, heads, events, bodies, ends;
+    uint32_t position; /* the last on_wait's */
     int end_status;
     char end_code[64];
     bool done_event;     /* the [DONE] event came */
@@ -130,6 +131,7 @@ static void wait_cb(struct gateway_call *c, uint32_t position, const char *text,
     struct client *cl = arg;
     note(cl, 'w');
     cl->waits++;
+    cl->position = position;
     assert_true(position >= 1);
     if (cl->cancel_other != NULL && cl->waits >= 2 && !cl->other_cancelled) {
         cl->other_cancelled = 1;
@@ -191,6 +193,29 @@ static const struct gateway_call_cbs cbs = {
     .on_body = body_cb,
     .on_end = end_cb,
 };
+
+/* A durable run's client: no on_wait (its queue is the store), nothing to tell while it waits. */
+static const struct gateway_call_cbs silent_cbs = {
+    .on_head = head_cb,
+    .on_event = event_cb,
+    .on_comment = comment_cb,
+    .on_body = body_cb,
+    .on_end = end_cb,
+};
+
+static int submit_silent(struct client *cl, const char *body)
+{
+    struct gateway_submission s = {
+        .path = "/v1/chat/completions",
+        .model = "m",
+        .body = body,
+        .body_len = strlen(body),
+        .stream = strstr(body, "\"stream\":true") != NULL,
+        .request_id = "test-durable",
+        .durable = true,
+    };
+    return gateway_submit(env.gw, &s, &silent_cbs, cl, &cl->call);
+}
 
 static int submit(struct client *cl, const char *model, const char *body)
 {
@@ -385,6 +410,34 @@ static void test_cancel_of_another_call_from_on_wait_is_safe(void **state)
     assert_int_equal(queue_m()->in_flight, 0);
 }
 
+/* Durable calls with no client to tell are not walked by the wait timer, yet an HTTP client
+ * behind them hears its true place in the queue, counting them. */
+static void test_waiting_positions_count_calls_with_no_client_to_tell(void **state)
+{
+    struct client a = {0}, d1 = {0}, d2 = {0}, b = {0};
+    assert_int_equal(submit(&a, "m", LONG_BODY), 0);
+    assert_true(run_until(&a.events, 1, WAIT_MS));
+    assert_int_equal(submit_silent(&d1, PLAIN_BODY), 0);
+    assert_int_equal(submit_silent(&d2, PLAIN_BODY), 0);
+    assert_int_equal(queue_m()->waiting, 2);
+    assert_int_equal(queue_m()->telling, 0);
+    assert_int_equal(submit(&b, "m", PLAIN_BODY), 0);
+    assert_int_equal(queue_m()->telling, 1);
+    assert_int_equal(b.position, 3);              /* told at once, inside submit */
+    assert_true(run_until(&b.waits, 2, WAIT_MS)); /* and by the timer: the same place */
+    assert_int_equal(b.position, 3);
+    gateway_call_cancel(d1.call);
+    assert_true(run_until(&b.waits, 3, WAIT_MS));
+    assert_int_equal(b.position, 2);
+    assert_int_equal(d2.n, 0); /* heard nothing while it waited */
+    gateway_call_cancel(b.call);
+    gateway_call_cancel(d2.call);
+    gateway_call_cancel(a.call);
+    assert_int_equal(queue_m()->waiting, 0);
+    assert_int_equal(queue_m()->telling, 0);
+    assert_int_equal(queue_m()->in_flight, 0);
+}
+
 /* Paused at the first event: nothing arrives while the engine sends the rest (the transfer is
  * not read), and after the resume the rest arrives, whole, and the call ends once. */
 static void test_pause_holds_the_stream_until_resume(void **state)
@@ -422,6 +475,7 @@ int main(void)
         cmocka_unit_test(test_cancel_while_streaming_calls_nothing_more_and_frees_the_slot),
         cmocka_unit_test(test_cancel_while_queued_calls_nothing_more_and_leaves_the_queue),
         cmocka_unit_test(test_cancel_of_another_call_from_on_wait_is_safe),
+        cmocka_unit_test(test_waiting_positions_count_calls_with_no_client_to_tell),
         cmocka_unit_test(test_pause_holds_the_stream_until_resume),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
