@@ -39,6 +39,8 @@
 #define STRINGIFY(x) STRINGIFY_(x)
 
 #define MODULE "store"
+#define STORE_WRITER_CACHE_KIB 65536 /* the writer connection's page cache, at most (cache_size)   \
+                                      */
 
 enum stmt {
     STMT_BEGIN_READ,
@@ -1355,11 +1357,16 @@ static int conn_open(const struct store_options *opts, const char *path, bool wr
     sqlite3_extended_result_codes(c->db, 1);
     sqlite3_busy_timeout(
         c->db, (int)(opts->busy_timeout_ms != 0 ? opts->busy_timeout_ms : STORE_BUSY_TIMEOUT_MS));
+    /* The writer's page cache holds a batch's dirty pages: with SQLite's default (2 MiB) a batch
+     * of 200 streams' events spilled pages into the WAL mid-transaction and read them back
+     * (sqlite3PcacheFetchStress and pread were ~30% of the writer's time, bench/README.md). */
     if (writer)
         rc = exec(c,
                   opts->synchronous == CONFIG_SYNC_NORMAL
-                      ? "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON"
-                      : "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON",
+                      ? "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; "
+                        "PRAGMA cache_size = " STRINGIFY(-STORE_WRITER_CACHE_KIB)
+                      : "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; "
+                        "PRAGMA cache_size = " STRINGIFY(-STORE_WRITER_CACHE_KIB),
                   path, err);
     else /* the reader can never write, whatever a later bug asks of it */
         rc = exec(c, "PRAGMA foreign_keys = ON; PRAGMA query_only = ON", path, err);
