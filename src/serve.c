@@ -33,6 +33,7 @@
 #include "runs/conversations.h"
 #include "runs/recovery.h"
 #include "runs/run.h"
+#include "runs/sweep.h"
 #include "store/store.h"
 
 const char serve_usage[] =
@@ -63,6 +64,7 @@ struct daemon {
     struct warm *warm;
     struct runs *runs;
     struct runs_api *runs_api;
+    struct sweep *sweep;
     bool http_drained;
     bool engines_stopped;
     uv_signal_t sigterm, sigint;
@@ -83,6 +85,8 @@ static bool store_ready_check(void *arg, struct buf *why)
  * reads). Each pointer is cleared, so it can run after a partial start-up too. */
 static void close_modules(struct daemon *d)
 {
+    sweep_free(d->sweep);
+    d->sweep = NULL;
     runs_api_free(d->runs_api); /* the runs hold gateway calls and store ops */
     d->runs_api = NULL;
     runs_free(d->runs);
@@ -357,6 +361,7 @@ int serve_main(int argc, char **argv)
     if (recovery_start(d.runs) != 0)
         log_error("serve", "the store refused the scan for unfinished responses; they stay "
                            "unfinished until the next start");
+    d.sweep = sweep_new(d.runs, d.cfg->runs.retention_days, sweep_interval_ms());
     log_info("serve", "arun %s listening on http://%s%s%s:%u (config: %s, data_dir: %s) in %.1f ms",
              ARUN_VERSION, strchr(d.cfg->listen_host, ':') ? "[" : "", d.cfg->listen_host,
              strchr(d.cfg->listen_host, ':') ? "]" : "", http_server_port(d.srv),

@@ -9,8 +9,8 @@
  * commands into argv and does not touch the network: those belong to the engines layer.
  *
  * The module is four files: config.c (the top-level tables: listen, data_dir, store, log_level,
- * auth, limits, node, runtime, egress; and the public API), config_engines.c (engines.NAME and
- * runtime.allowed), config_routes.c (routes) and config_walk.c (the generic walker: it knows no
+ * auth, limits, node, runtime, runs, egress; and the public API), config_engines.c (engines.NAME
+ * and runtime.allowed), config_routes.c (routes) and config_walk.c (the generic walker: it knows no
  * key). They share config_int.h.
  *
  * DESIGN
@@ -292,6 +292,15 @@ static const struct field runtime_fields[] = {
      .dflt = CONFIG_CLI_AUTO},
     {.key = NULL},
 };
+static const struct field runs_fields[] = {
+    {.key = "retention_days",
+     .kind = F_U32,
+     .off = CFG(runs.retention_days),
+     .min = 0,
+     .max = RETENTION_DAYS_MAX,
+     .dflt = 30},
+    {.key = NULL},
+};
 /* Processed in this order: engines need runtime, routes need engines and egress. */
 static const struct field top_fields[] = {
     {.key = "listen", .kind = F_FUNC, .fn = parse_listen_node, .to_json = listen_json},
@@ -306,6 +315,7 @@ static const struct field top_fields[] = {
     {.key = "limits", .kind = F_MAP, .sub = limits_fields},
     {.key = "node", .kind = F_MAP, .sub = node_fields},
     {.key = "runtime", .kind = F_MAP, .sub = runtime_fields},
+    {.key = "runs", .kind = F_MAP, .sub = runs_fields},
     {.key = "egress",
      .kind = F_ENUM,
      .off = CFG(egress),

@@ -124,6 +124,9 @@ struct config {
         enum config_backend prefer; /* NATIVE or CONTAINER; default CONTAINER */
         enum config_container_cli container_cli;
     } runtime;
+    struct {
+        uint32_t retention_days; /* default 30; 0 = kept until deleted */
+    } runs;
     enum config_egress egress;
     struct config_engine *engines;
     size_t nengines;

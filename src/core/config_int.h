@@ -34,6 +34,7 @@
 #define MAX_BODY_MIN 1024            /* a chat request does not fit in less */
 #define MAX_BODY_MAX (1ll << 30)     /* 1 GiB: bodies are held in memory */
 #define MAX_CONNECTIONS_MAX 10000000 /* far above what one process's fd limit allows */
+#define RETENTION_DAYS_MAX 36500     /* a hundred years: "forever" is 0, not a big number */
 #define DAY_MS 86400000ll
 #define WEEK_S 604800ll
 #define YEAR_S 31536000ll

@@ -24,8 +24,7 @@
 #include "runs/scheduler.h"
 #include "runs/stream.h"
 
-#define IDEM_KEY_MAX 255                 /* bytes of an Idempotency-Key */
-#define IDEM_TTL_MS (24LL * 3600 * 1000) /* the same key and body answer the same within it */
+#define IDEM_KEY_MAX 255 /* bytes of an Idempotency-Key */
 
 struct runs_api {
     struct http_server *srv;
@@ -351,7 +350,7 @@ static void create_response(struct http_request *r, void *arg)
     run_request_fingerprint(r->req->entity.base, r->req->entity.len, p->fingerprint);
     int64_t now = clock_wall_ms();
     rc = store_idem_claim(api->rs->o.store, p->run->tenant, p->key, p->fingerprint, p->run->id, now,
-                          now - IDEM_TTL_MS, idem_claim_cb, p);
+                          now - RUNS_IDEM_TTL_MS, idem_claim_cb, p);
     if (rc != 0) {
         p->run->deleted = true;
         store_failed(r, rc);

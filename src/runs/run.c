@@ -268,6 +268,16 @@ struct run *run_find(struct runs *rs, const char *tenant, const char *id)
     return NULL;
 }
 
+int64_t runs_oldest_created_ms(const struct runs *rs)
+{
+    int64_t oldest = INT64_MAX;
+    for (size_t i = 0; i < RUNS_BUCKETS; i++)
+        for (const struct run *r = rs->buckets[i]; r != NULL; r = r->hnext)
+            if (r->created_ms < oldest)
+                oldest = r->created_ms;
+    return oldest;
+}
+
 /* ---- provenance and the Response object ---- */
 
 static json_t *ms_or_null(int64_t from, int64_t to)

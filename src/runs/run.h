@@ -41,6 +41,9 @@ enum run_status {
 };
 
 #define RUNS_BUCKETS 4096 /* the registry's hash; chains stay short up to ~100k live runs */
+/* An Idempotency-Key answers the same response within this (OpenAI: 24 h); the sweep removes
+ * older claims. */
+#define RUNS_IDEM_TTL_MS (24LL * 3600 * 1000)
 
 /* What the runs need from the rest of the daemon. Nothing is owned. */
 struct runs_options {
@@ -140,6 +143,9 @@ struct run *run_new(struct runs *rs, const char *tenant, const char *id, struct 
                     int64_t created_ms);
 /* The run with that id, NULL when it is not in memory (or deleted). */
 struct run *run_find(struct runs *rs, const char *tenant, const char *id);
+
+/* The creation time (wall ms) of the oldest run in memory, INT64_MAX when there is none. */
+int64_t runs_oldest_created_ms(const struct runs *rs);
 
 /* The one status setter (see above). Invalid transitions are programming errors (asserted);
  * setting the status a run already has is a no-op. */

@@ -99,6 +99,7 @@ static const char DEFAULTS_JSON[] =
     " \"node\": {\"ram_mb\": \"auto\", \"vram_mb\": \"auto\", \"reserve_mb\": 2048},"
     " \"runtime\": {\"allowed\": [\"native\", \"container\", \"remote\"], \"prefer\": "
     "\"container\", \"container_cli\": \"auto\"},"
+    " \"runs\": {\"retention_days\": 30},"
     " \"egress\": \"deny\", \"engines\": {}, \"routes\": {}}";
 
 /* ---- defaults ---------------------------------------------------------------------------- */
@@ -203,6 +204,8 @@ static const char FULL_YAML[] =
     "  allowed: [native, container, remote]\n"
     "  prefer: native\n"
     "  container_cli: podman\n"
+    "runs:\n"
+    "  retention_days: 7\n"
     "egress: allow\n"
     "engines:\n"
     "  qwen:\n"
@@ -245,6 +248,7 @@ static const char FULL_JSON[] =
     " \"node\": {\"ram_mb\": 64000, \"vram_mb\": 24000, \"reserve_mb\": 1024},"
     " \"runtime\": {\"allowed\": [\"native\", \"container\", \"remote\"], \"prefer\": \"native\","
     " \"container_cli\": \"podman\"},"
+    " \"runs\": {\"retention_days\": 7},"
     " \"egress\": \"allow\","
     " \"engines\": {"
     "  \"qwen\": {\"backend\": \"native\","
@@ -283,8 +287,8 @@ static void test_full_config_round_trips_through_json(void **state)
 
     assert_json_equal(j, FULL_JSON);
     assert_string_equal(cfg->listen_host, "::1");
-    assert_int_equal(cfg->routes[0].line, 53);
-    assert_int_equal(cfg->engines[1].line, 47);
+    assert_int_equal(cfg->routes[0].line, 55);
+    assert_int_equal(cfg->engines[1].line, 49);
 
     /* JSON is YAML: the resolved config read back is the same config. */
     char *text = json_dumps(j, 0);
@@ -859,6 +863,23 @@ static void test_integer_overflow_is_an_error(void **state)
     assert_one_error("node: {ram_mb: 9223372036854775808}\n", "node.ram_mb: expected an integer");
 }
 
+/* 0 keeps stored responses until they are deleted; a fraction of a day is not a retention. */
+static void test_runs_retention_days_zero_keeps_and_fractions_are_errors(void **state)
+{
+    struct config *cfg = parse_ok("runs: {retention_days: 0}\n");
+    assert_int_equal(cfg->runs.retention_days, 0);
+    config_free(cfg);
+    cfg = parse_ok("runs:\n");
+    assert_int_equal(cfg->runs.retention_days, 30);
+    config_free(cfg);
+    assert_one_error("runs:\n  retention_days: 0.5\n",
+                     "arun.yaml:2: runs.retention_days: expected an integer 0-36500, got \"0.5\"");
+    assert_one_error("runs: {retention_days: -1}\n",
+                     "runs.retention_days: expected an integer 0-36500");
+    assert_one_error("runs: {retention_day: 3}\n",
+                     "runs.retention_day: unknown key (did you mean retention_days?)");
+}
+
 static void test_quoted_numbers_are_read_as_numbers(void **state)
 {
     struct config *cfg = parse_ok("limits: {max_connections: \"5000\"}\n");
@@ -1053,6 +1074,7 @@ int main(void)
         cmocka_unit_test(test_load_refuses_a_huge_file),
         cmocka_unit_test(test_pick_path_prefers_flag_then_env_then_cwd),
         cmocka_unit_test(test_free_of_null_is_a_no_op),
+        cmocka_unit_test(test_runs_retention_days_zero_keeps_and_fractions_are_errors),
         cmocka_unit_test(test_errors_buffer_may_be_null),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
