@@ -2,7 +2,9 @@
  * request.c: the bodies of POST /v1/responses and of the Conversations API, checked and
  * normalised before anything runs (request.h). It owns every rule that can refuse such a body,
  * so the run, the routes and the translation downstream can trust what they get: `input` is an
- * array of typed items (message, function_call, function_call_output), each with an id, whose
+ * array of typed items (message, function_call, function_call_output, and item_reference {type,
+ * id}, which the scheduler replaces by the stored item it names before anything else reads
+ * the input), each with an id, whose
  * content parts are text, images by URL (user side) or refusals (assistant side), the parts an
  * engine's chat API can carry; metadata is within its limits; only function tools remain. It does
  * not look anything up (previous_response_id, conversation ids): that needs the store and gives
@@ -287,8 +289,9 @@ static int check_metadata(json_t *v, json_t **out, struct run_error *err)
 /* ---- items: the `input` of a response, the `items` of a conversation ---- */
 
 static const char *const ITEM_STATUSES[] = {"in_progress", "completed", "incomplete", NULL};
-static const char SUPPORTED_ITEMS[] = "Supported item types are 'message', 'function_call' and "
-                                      "'function_call_output'.";
+static const char SUPPORTED_ITEMS[] = "Supported item types are 'message', 'function_call', "
+                                      "'function_call_output' and, in a response's input, "
+                                      "'item_reference'.";
 
 /* Copies the keys of from, except those in skip, into to (after what to already has). */
 static void copy_rest(json_t *to, json_t *from, const char *const *skip)
@@ -688,8 +691,32 @@ static int item_function_call_output(json_t *item, const char *path, json_t *see
     return rc;
 }
 
-/* One item at path ("input[3]"), rebuilt into *out (new reference). */
-static int check_item(json_t *item, const char *path, json_t *seen, json_t **out,
+/* An item_reference ({type, id}): the id of an item stored earlier (an earlier response's
+ * input or output, a conversation's item), unique among the request's items like any id. */
+static int item_reference(json_t *item, const char *path, json_t *seen, json_t **out,
+                          struct run_error *err)
+{
+    char param[PATH_MAX_LEN];
+    int rc = only_keys(item, path, (const char *const[]){"type", "id", NULL}, err);
+
+    if (rc != 0)
+        return rc;
+    path_printf(param, sizeof(param), "%s.id", path);
+    json_t *id = json_object_get(item, "id");
+    if (!id || json_is_null(id))
+        return missing(err, param);
+    *out = json_pack("{s:s}", "type", "item_reference");
+    rc = item_id(item, path, NULL, seen, *out, err);
+    if (rc != 0) {
+        json_decref(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+/* One item at path ("input[3]"), rebuilt into *out (new reference). refs: item_reference is
+ * allowed (the input of a response; a conversation's items are stored as they are). */
+static int check_item(json_t *item, const char *path, bool refs, json_t *seen, json_t **out,
                       struct run_error *err)
 {
     json_t *t;
@@ -718,6 +745,8 @@ static int check_item(json_t *item, const char *path, json_t *seen, json_t **out
         return item_function_call(item, path, seen, out, err);
     if (strcmp(type, "function_call_output") == 0)
         return item_function_call_output(item, path, seen, out, err);
+    if (refs && strcmp(type, "item_reference") == 0)
+        return item_reference(item, path, seen, out, err);
     return run_error_set(err, 400, "invalid_value", param,
                          "Invalid value for '%s': '%.64s' is not supported by arun. %s", param,
                          type, SUPPORTED_ITEMS);
@@ -736,7 +765,7 @@ static int check_items(json_t *arr, const char *name, struct run_error *err)
         char path[PATH_MAX_LEN];
         json_t *norm = NULL;
         path_printf(path, sizeof(path), "%s[%zu]", name, i);
-        rc = check_item(item, path, seen, &norm, err);
+        rc = check_item(item, path, strcmp(name, "input") == 0, seen, &norm, err);
         if (rc != 0)
             break;
         json_array_set_new(arr, i, norm);

@@ -23,14 +23,130 @@
 #include "runs/stream.h"
 #include "runs/translate.h"
 
-/* ---- the earlier turns ---- */
+/* ---- the earlier turns, and the items the input refers to ---- */
 
 struct load {
     struct run *r;
     scheduler_loaded_cb cb;
     void *arg;
     bool conversation;
+    size_t next;    /* the input item looked at next */
+    size_t dropped; /* references dropped before it: it was input[next + dropped] as sent */
 };
+
+static void load_done(struct load *l, int status, const struct run_error *err)
+{
+    struct run *r = l->r;
+    l->cb(r, status, err, l->arg);
+    free(l);
+    run_maybe_free(r);
+}
+
+static bool in_history(json_t *history, const char *id)
+{
+    size_t i;
+    json_t *item;
+    json_array_foreach(history, i, item)
+    {
+        const char *have = json_string_value(json_object_get(item, "id"));
+        if (have != NULL && strcmp(have, id) == 0)
+            return true;
+    }
+    return false;
+}
+
+static const char *item_type(json_t *item)
+{
+    const char *t = json_string_value(json_object_get(item, "type"));
+    return t != NULL ? t : "";
+}
+
+static void resolve_next(struct load *l);
+
+static void found_cb(int status, const char *value, size_t len, void *arg)
+{
+    struct load *l = arg;
+    struct run *r = l->r;
+    struct run_error err = {0};
+    if (run_store_done(r)) {
+        free(l);
+        return;
+    }
+    json_t *item = status == 0 ? json_loadb(value, len, 0, NULL) : NULL;
+    if (json_is_object(item)) {
+        json_array_set_new(r->rq.input, l->next++, item);
+        resolve_next(l);
+        return;
+    }
+    json_decref(item);
+    char param[64];
+    snprintf(param, sizeof(param), "input[%zu].id", l->next + l->dropped);
+    const char *id = json_string_value(json_object_get(json_array_get(r->rq.input, l->next), "id"));
+    if (status == -ENOENT)
+        IGNORE_RESULT(run_error_set(&err, 400, "invalid_value", param,
+                                    "Invalid '%s': no stored item has the id '%.64s'. An "
+                                    "item_reference names an item of an earlier response or "
+                                    "conversation that was stored (not store: false, deleted or "
+                                    "past runs.retention_days).",
+                                    param, id ? id : ""));
+    else
+        IGNORE_RESULT(run_error_set(&err, 500, "server_error", param,
+                                    "The item '%.64s' could not be read from the store: %s.",
+                                    id ? id : "", strerror(status ? -status : EIO)));
+    load_done(l, status ? status : -EIO, &err);
+}
+
+/* Replaces each item_reference of the input, from l->next on, by the stored item it names; one
+ * that names an item of the history already given to the engine is dropped instead (it is
+ * there, in its place: a conversation's or a previous response's item). */
+static void resolve_next(struct load *l)
+{
+    struct run *r = l->r;
+    json_t *input = r->rq.input;
+    while (l->next < json_array_size(input)) {
+        json_t *item = json_array_get(input, l->next);
+        if (strcmp(item_type(item), "item_reference") != 0) {
+            l->next++;
+            continue;
+        }
+        const char *id = json_string_value(json_object_get(item, "id"));
+        if (in_history(r->history, id)) {
+            json_array_remove(input, l->next);
+            l->dropped++;
+            continue;
+        }
+        int rc = store_item_find(r->rs->o.store, r->tenant, id, found_cb, l);
+        if (rc == 0) {
+            r->store_ops++;
+            return;
+        }
+        struct run_error err = {0};
+        IGNORE_RESULT(run_error_set(&err, rc == -EAGAIN ? 503 : 500, "store_unavailable", "",
+                                    "The store cannot read the items this input refers to now: "
+                                    "%s.",
+                                    strerror(-rc)));
+        load_done(l, rc, &err);
+        return;
+    }
+    /* A conversation's input item that it already holds could not be appended at the end. */
+    struct run_error err = {0};
+    if (l->conversation && conversations_check_input(r->history, input, &err) != 0)
+        load_done(l, -EINVAL, &err);
+    else
+        load_done(l, 0, NULL);
+}
+
+static bool has_references(json_t *input)
+{
+    size_t i;
+    json_t *item;
+    json_array_foreach(input, i, item)
+    {
+        if (strcmp(item_type(item), "item_reference") == 0)
+            return true;
+    }
+    return false;
+}
 
 static void loaded_cb(int status, const char *value, size_t len, void *arg)
 {
@@ -54,6 +170,10 @@ static void loaded_cb(int status, const char *value, size_t len, void *arg)
             r->history = items;
         }
     }
+    if (status == 0) {
+        resolve_next(l);
+        return;
+    }
     if (status == -ENOENT && l->conversation)
         IGNORE_RESULT(run_error_set(&err, 404, "not_found", "conversation",
                                     "Conversation with id '%s' not found.", r->rq.conversation_id));
@@ -61,26 +181,27 @@ static void loaded_cb(int status, const char *value, size_t len, void *arg)
         IGNORE_RESULT(run_error_set(&err, 404, "not_found", "previous_response_id",
                                     "Previous response with id '%s' not found.",
                                     r->rq.previous_response_id));
-    else if (status != 0)
+    else
         IGNORE_RESULT(run_error_set(&err, 500, "server_error", "",
                                     "the earlier turns could not be read from the store: %s",
                                     strerror(-status)));
-    else if (l->conversation && conversations_check_input(r->history, r->rq.input, &err) != 0)
-        status = -EINVAL; /* an input item the conversation already holds (err says which) */
-    l->cb(r, status, &err, l->arg);
-    free(l);
-    run_maybe_free(r);
+    load_done(l, status, &err);
 }
 
 int scheduler_load_history(struct run *r, scheduler_loaded_cb cb, void *arg)
 {
     struct store *st = r->rs->o.store;
-    if (r->rq.previous_response_id == NULL && r->rq.conversation_id == NULL) {
+    bool history = r->rq.previous_response_id != NULL || r->rq.conversation_id != NULL;
+    if (!history && !has_references(r->rq.input)) {
         cb(r, 0, NULL, arg);
         return 0;
     }
     struct load *l = xcalloc(1, sizeof(*l));
     *l = (struct load){.r = r, .cb = cb, .arg = arg, .conversation = r->rq.conversation_id != NULL};
+    if (!history) {
+        resolve_next(l); /* calls cb, from found_cb or before it returns */
+        return 0;
+    }
     int rc;
     if (l->conversation)
         rc = conversations_items_read(st, r->tenant, r->rq.conversation_id, loaded_cb, l);

@@ -11,9 +11,13 @@
 #include "runs/run.h"
 
 /* Loads what the engine must see before r's input: the earlier turns of previous_response_id
- * (store_history_read) or the conversation's items; then cb runs with 0, or with -ENOENT and err
- * set (404: no such response or conversation). Nothing to load: cb runs before this returns.
- * Returns 0, or -errno from the store (cb is then not called). */
+ * (store_history_read) or the conversation's items; then replaces each item_reference of the
+ * input by the stored item it names (store_item_find; one naming an item of those earlier turns
+ * is dropped: the engine has it already), in r->rq.input, so the stored request holds the items
+ * themselves. Then cb runs with 0, or with -errno and err set: 404 (no such response or
+ * conversation), 400 naming input[i].id (no stored item has that id), 5xx (the store failed).
+ * Nothing to load or resolve: cb runs before this returns. Returns 0, or -errno from the store
+ * (cb is then not called). */
 typedef void (*scheduler_loaded_cb)(struct run *r, int status, const struct run_error *err,
                                     void *arg);
 int scheduler_load_history(struct run *r, scheduler_loaded_cb cb, void *arg) MUST_USE;

@@ -78,6 +78,7 @@ enum stmt {
     STMT_ITEMS_LIST_DESC,
     STMT_ITEMS_HISTORY,
     STMT_ITEM_GET,
+    STMT_ITEM_FIND,
     STMT_ITEM_DELETE,
     STMT_ITEMS_DELETE_RESPONSE,
     STMT_ITEMS_DELETE_CONVERSATION,
@@ -181,6 +182,8 @@ static const char *const stmt_sql[STMT__COUNT] = {
                             "kind IN ('input', 'output') ORDER BY kind, position"),
     [STMT_ITEM_GET] = ("SELECT item FROM items WHERE tenant = ?1 AND owner_id = ?2 AND "
                        "kind = ?3 AND id = ?4"),
+    /* items_by_item_id (migration 3) answers it without a scan. */
+    [STMT_ITEM_FIND] = "SELECT item FROM items WHERE tenant = ?1 AND id = ?2 LIMIT 1",
     [STMT_ITEM_DELETE] = ("DELETE FROM items WHERE tenant = ?1 AND owner_id = ?2 AND kind = ?3 "
                           "AND id = ?4"),
     [STMT_ITEMS_DELETE_RESPONSE] = ("DELETE FROM items WHERE tenant = ?1 AND owner_id = ?2 AND "
@@ -886,6 +889,14 @@ static int item_get(struct sqlite_conn *c, struct store_op *op)
     return read_one(op, s, src);
 }
 
+static int item_find(struct sqlite_conn *c, struct store_op *op)
+{
+    int src;
+    sqlite3_stmt *s = prep(c, STMT_ITEM_FIND, op, TENANT_ID, &src);
+
+    return read_one(op, s, src);
+}
+
 static int item_delete(struct sqlite_conn *c, struct store_op *op)
 {
     int src;
@@ -1166,6 +1177,7 @@ static const apply_fn apply_fns[] = {
     [STORE_OP_EVENTS_READ] = events_read,
     [STORE_OP_ITEMS_LIST] = items_list,
     [STORE_OP_ITEM_GET] = item_get,
+    [STORE_OP_ITEM_FIND] = item_find,
     [STORE_OP_HISTORY_READ] = history_read,
     [STORE_OP_CONVERSATION_GET] = conversation_get,
     [STORE_OP_IDEM_GET] = idem_get,

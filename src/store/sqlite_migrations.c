@@ -90,6 +90,11 @@ const char *const store_sqlite_migrations[] = {
      "  PRIMARY KEY (tenant, key)"
      ") WITHOUT ROWID;"
      "CREATE INDEX idempotency_by_created ON idempotency (created_ms);"),
+    /* 3: items by their own id within a tenant, for item_reference (store_item_find). The
+     * table is WITHOUT ROWID, so the index carries the primary key (tenant first) after id:
+     * SQLite's planner takes it for "id = ? AND tenant = ?", where it would prefer the primary
+     * key's tenant prefix, a scan of the whole tenant, over an index on (tenant, id). */
+    "CREATE INDEX items_by_item_id ON items (id);",
 };
 
 const size_t store_sqlite_migrations_count = ARRAY_SIZE(store_sqlite_migrations);

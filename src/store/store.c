@@ -92,6 +92,7 @@ const struct store_op_kind_info store_op_kinds[STORE_OP__COUNT] = {
     [STORE_OP_EVENTS_READ] = {.name = "events_read", .read = true, .returns_value = true},
     [STORE_OP_ITEMS_LIST] = {.name = "items_list", .read = true, .returns_value = true},
     [STORE_OP_ITEM_GET] = {.name = "item_get", .read = true, .returns_value = true},
+    [STORE_OP_ITEM_FIND] = {.name = "item_find", .read = true, .returns_value = true},
     [STORE_OP_HISTORY_READ] = {.name = "history_read", .read = true, .returns_value = true},
     [STORE_OP_CONVERSATION_GET] = {.name = "conversation_get", .read = true, .returns_value = true},
     [STORE_OP_IDEM_GET] = {.name = "idem_get", .read = true, .returns_value = true},
@@ -866,6 +867,18 @@ int store_item_get(struct store *st, const char *tenant, const char *owner_id,
 
     if (item_id == NULL || items_op(&op, tenant, owner_id, kind, item_id) != 0)
         return -EINVAL;
+    return run_read(st, &op, cb, arg);
+}
+
+int store_item_find(struct store *st, const char *tenant, const char *item_id, store_value_cb cb,
+                    void *arg)
+{
+    struct store_op op = {.kind = STORE_OP_ITEM_FIND};
+
+    if (item_id == NULL)
+        return -EINVAL;
+    op.u.run.s[RUN_TENANT] = tenant;
+    op.u.run.s[RUN_ID] = item_id;
     return run_read(st, &op, cb, arg);
 }
 

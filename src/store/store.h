@@ -233,6 +233,12 @@ int store_history_read(struct store *st, const char *tenant, const char *respons
 int store_item_get(struct store *st, const char *tenant, const char *owner_id,
                    enum store_items_kind kind, const char *item_id, store_value_cb cb,
                    void *arg) MUST_USE;
+/* The item with that id among every item the tenant has stored (any response's input or output,
+ * any conversation's), for an `item_reference`; -ENOENT when there is none. An item stored in
+ * several lists (a turn's input in its response and in its conversation) is the same item: any
+ * one copy is answered. */
+int store_item_find(struct store *st, const char *tenant, const char *item_id, store_value_cb cb,
+                    void *arg) MUST_USE;
 /* Deletes one item of an owner; cb gets 0 or -ENOENT. */
 int store_item_delete(struct store *st, const char *tenant, const char *owner_id,
                       enum store_items_kind kind, const char *item_id, store_write_cb cb,

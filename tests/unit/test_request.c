@@ -97,8 +97,16 @@ static const struct {
     {"{" M ",\"input\":[{\"type\":5}]}", "input[0].type", "invalid_type"},
     {"{" M ",\"input\":[{\"type\":\"web_search_call\",\"id\":\"ws_1\"}]}", "input[0].type",
      "invalid_value"},
-    {"{" M ",\"input\":[{\"type\":\"item_reference\",\"id\":\"msg_1\"}]}", "input[0].type",
+    {"{" M ",\"input\":[{\"type\":\"item_reference\"}]}", "input[0].id",
+     "missing_required_parameter"},
+    {"{" M ",\"input\":[{\"type\":\"item_reference\",\"id\":5}]}", "input[0].id", "invalid_type"},
+    {"{" M ",\"input\":[{\"type\":\"item_reference\",\"id\":\"a b\"}]}", "input[0].id",
      "invalid_value"},
+    {"{" M ",\"input\":[{\"type\":\"item_reference\",\"id\":\"msg_1\",\"role\":\"user\"}]}",
+     "input[0].role", "unknown_parameter"},
+    {"{" M ",\"input\":[{\"type\":\"item_reference\",\"id\":\"msg_1\"},{\"type\":\"item_"
+     "reference\",\"id\":\"msg_1\"}]}",
+     "input[1].id", "invalid_value"},
     {"{" M ",\"input\":[{\"type\":\"reasoning\",\"summary\":[]}]}", "input[0].type",
      "invalid_value"},
     {"{" M ",\"input\":[{\"type\":\"nonsense\"}]}", "input[0].type", "invalid_value"},
@@ -646,6 +654,21 @@ static void test_the_ai_sdk_body_is_accepted(void **state)
     run_request_free(&rq);
 }
 
+/* The AI SDK names earlier assistant turns by id (store: true); the scheduler resolves them. */
+static void test_item_references_are_kept_for_the_scheduler(void **state)
+{
+    struct run_request rq;
+    expect_ok("{\"model\":\"m\",\"input\":[{\"role\":\"user\",\"content\":\"hi\"},"
+              "{\"type\":\"item_reference\",\"id\":\"msg_abc\"},"
+              "{\"role\":\"user\",\"content\":\"and?\"}]}",
+              &rq);
+    json_t *ref = json_array_get(rq.input, 1);
+    assert_int_equal(json_object_size(ref), 2);
+    assert_string_equal(json_string_value(json_object_get(ref, "type")), "item_reference");
+    assert_string_equal(json_string_value(json_object_get(ref, "id")), "msg_abc");
+    run_request_free(&rq);
+}
+
 /* ---- metadata limits: characters, not bytes ---- */
 
 static char *repeat(const char *unit, size_t n)
@@ -796,6 +819,9 @@ static void test_conversation_bodies(void **state)
     conv_expect_400(0, "{\"items\":{}}", "items", "invalid_type");
     conv_expect_400(0, "{\"items\":[{\"type\":\"web_search_call\"}]}", "items[0].type",
                     "invalid_value");
+    /* A conversation stores its items as they are: a reference would name nothing there. */
+    conv_expect_400(0, "{\"items\":[{\"type\":\"item_reference\",\"id\":\"msg_1\"}]}",
+                    "items[0].type", "invalid_value");
     conv_expect_400(0, "{\"items\":[{\"role\":\"user\",\"content\":[{\"type\":\"input_text\"}]}]}",
                     "items[0].content[0].text", "missing_required_parameter");
     conv_expect_400(0, "{\"metadata\":{\"k\":1}}", "metadata.k", "invalid_type");
@@ -902,6 +928,7 @@ int main(void)
         cmocka_unit_test(test_sampling_bounds_are_inclusive),
         cmocka_unit_test(test_tool_choice_forms),
         cmocka_unit_test(test_the_ai_sdk_body_is_accepted),
+        cmocka_unit_test(test_item_references_are_kept_for_the_scheduler),
         cmocka_unit_test(test_errors_cut_inside_a_character_stay_valid_utf8),
         cmocka_unit_test(test_metadata_limits_at_the_boundaries),
         cmocka_unit_test(test_conversation_bodies),

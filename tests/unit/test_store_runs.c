@@ -331,7 +331,9 @@ static void test_a_version_1_database_migrates_and_keeps_its_kv_data(void **stat
     assert_int_equal(sqlite3_close(db), SQLITE_OK);
 
     F->st = open_store(NULL);
-    assert_sql("PRAGMA user_version", "2");
+    char *version = xasprintf("%zu", store_sqlite_migrations_count);
+    assert_sql("PRAGMA user_version", version);
+    free(version);
     assert_int_equal(R(store_kv_get(F->st, "engines", "e1", got_cb, &G)), 0);
     assert_string_equal(G.value, "{\"pid\":42}");
     assert_sql("SELECT group_concat(name) FROM (SELECT name FROM sqlite_master WHERE type = "
@@ -388,6 +390,10 @@ static void test_recovery_and_sweep_queries_use_their_indexes(void **state)
                    "('input', 'output') ORDER BY kind, position");
     if (strstr(plan, "TEMP B-TREE") != NULL)
         fail_msg("history plan: %s", plan);
+    free(plan);
+    plan = plan_of("SELECT item FROM items WHERE tenant = 'a' AND id = 'b' LIMIT 1");
+    if (strstr(plan, "items_by_item_id") == NULL)
+        fail_msg("item_reference plan: %s", plan);
     free(plan);
 }
 
@@ -803,6 +809,32 @@ static void test_items_append_in_order_and_list_in_pages(void **state)
     expect_items("resp_i", STORE_ITEMS_INPUT, NULL, 10, false, "msg_1,msg_3,msg_4", false);
 }
 
+/* item_reference: an item by its id alone, in whichever list of the tenant holds it. */
+static void test_item_find_looks_in_every_list_of_the_tenant_only(void **state)
+{
+    assert_int_equal(put_response("default", "resp_f", "completed", 1, NULL), 0);
+    assert_int_equal(put_conversation("default", "conv_f", 1), 0);
+    assert_int_equal(put_response("other", "resp_g", "completed", 1, NULL), 0);
+    assert_int_equal(append_items("default", "resp_f", STORE_ITEMS_INPUT, "msg_in"), 0);
+    assert_int_equal(append_items("default", "resp_f", STORE_ITEMS_OUTPUT, "msg_out"), 0);
+    assert_int_equal(append_items("default", "conv_f", STORE_ITEMS_CONVERSATION, "msg_c,msg_out"),
+                     0);
+    assert_int_equal(append_items("other", "resp_g", STORE_ITEMS_OUTPUT, "msg_theirs"), 0);
+    const char *const found[] = {"msg_in", "msg_out", "msg_c"};
+    for (size_t i = 0; i < ARRAY_SIZE(found); i++) {
+        assert_int_equal(R(store_item_find(F->st, "default", found[i], got_cb, &G)), 0);
+        json_t *item = got_json();
+        assert_string_equal(json_string_value(json_object_get(item, "id")), found[i]);
+        json_decref(item);
+    }
+    assert_int_equal(R(store_item_find(F->st, "default", "msg_theirs", got_cb, &G)), -ENOENT);
+    assert_int_equal(R(store_item_find(F->st, "default", "msg_none", got_cb, &G)), -ENOENT);
+    assert_int_equal(store_item_find(F->st, "default", NULL, got_cb, &G), -EINVAL);
+    /* Gone with its response. */
+    assert_int_equal(W(store_response_delete(F->st, "default", "resp_f", ack_cb, &A)), 0);
+    assert_int_equal(R(store_item_find(F->st, "default", "msg_in", got_cb, &G)), -ENOENT);
+}
+
 static void test_bad_items_are_refused_whole(void **state)
 {
     const char *bad[] = {
@@ -1109,6 +1141,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_items_append_in_order_and_list_in_pages, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_bad_items_are_refused_whole, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_item_find_looks_in_every_list_of_the_tenant_only,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_history_walks_previous_responses_oldest_first, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_conversations_put_get_update_delete, setup, teardown),

@@ -1,0 +1,84 @@
+// The Responses API's less travelled paths, through HTTP and the openai SDK: item_reference
+// input items (what the Vercel AI SDK sends for earlier assistant turns), run status changes on
+// /v1/events, previous_response_id giving the engine the earlier turns, streamed function tool
+// calls, a failed or cancelled run's open items, a plain POST whose client leaves, and hostile
+// input for every field of POST /v1/responses.
+import { test, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import OpenAI from 'openai';
+import { Arun, MOCK_BIN, waitFor } from './lib/arun.mjs';
+
+const config = (extra = '') => `engines:\n  qwen:\n    cmd: "${MOCK_BIN} --port \${PORT} --model \${NAME} ${extra}"\n`;
+const client = (arun) => new OpenAI({ baseURL: `${arun.url}/v1`, apiKey: 'none', maxRetries: 0 });
+
+async function mockStats(arun) {
+  const e = await (await fetch(`${arun.url}/v1/engines/qwen`)).json();
+  return (await fetch(`http://127.0.0.1:${e.port}/mock/stats`)).json();
+}
+
+const post = (arun, body, headers = {}) => fetch(`${arun.url}/v1/responses`, {
+  method: 'POST', headers: { 'content-type': 'application/json', ...headers },
+  body: typeof body === 'string' ? body : JSON.stringify(body),
+});
+
+// An error answer in the OpenAI shape: {error: {message, type, param, code}}.
+async function assertOpenAIError(res, status, param) {
+  const text = await res.text();
+  assert.equal(res.status, status, text);
+  const body = JSON.parse(text);
+  assert.equal(typeof body.error.message, 'string', text);
+  assert.ok(body.error.message.length > 0, text);
+  assert.ok('type' in body.error && 'param' in body.error && 'code' in body.error, text);
+  if (param !== undefined) assert.equal(body.error.param, param, text);
+  return body.error;
+}
+
+describe('item_reference input items', () => {
+  test('a reference to a stored answer gives the engine that answer in its place; it is stored resolved', async () => {
+    const arun = await new Arun({ config: config() }).start();
+    try {
+      const oa = client(arun);
+      const first = await oa.responses.create({ model: 'qwen', input: 'first question' });
+      const answer = first.output[0];
+      assert.equal(answer.type, 'message');
+      const second = await oa.responses.create({ model: 'qwen', input: [
+        { role: 'user', content: 'first question' },
+        { type: 'item_reference', id: answer.id },
+        { role: 'user', content: 'second question' },
+      ] });
+      assert.equal(second.status, 'completed');
+      const msgs = (await mockStats(arun)).last_request_body.messages;
+      assert.deepEqual(msgs.map((m) => m.role), ['user', 'assistant', 'user']);
+      assert.equal(msgs[1].content, first.output_text);
+      assert.equal(msgs[2].content, 'second question');
+      // input_items lists the item itself, not the reference.
+      const items = await oa.responses.inputItems.list(second.id, { order: 'asc' });
+      assert.deepEqual(items.data.map((i) => i.type), ['message', 'message', 'message']);
+      assert.equal(items.data[1].id, answer.id);
+      assert.equal(items.data[1].role, 'assistant');
+    } finally { await arun.cleanup(); }
+  });
+
+  test('an unknown reference is a 400 naming input[i].id; one to an earlier turn of previous_response_id is not sent twice', async () => {
+    const arun = await new Arun({ config: config() }).start();
+    try {
+      const oa = client(arun);
+      const bad = await post(arun, { model: 'qwen', input: [{ role: 'user', content: 'x' }, { type: 'item_reference', id: 'msg_nothing_here' }] });
+      const err = await assertOpenAIError(bad, 400, 'input[1].id');
+      assert.match(err.message, /msg_nothing_here/);
+      // Another tenant's or a deleted response's items are as absent.
+      const first = await oa.responses.create({ model: 'qwen', input: 'hello' });
+      const gone = await oa.responses.create({ model: 'qwen', input: 'bye' });
+      await oa.responses.delete(gone.id);
+      await assertOpenAIError(await post(arun, { model: 'qwen', input: [{ type: 'item_reference', id: gone.output[0].id }] }), 400, 'input[0].id');
+      const next = await oa.responses.create({ model: 'qwen', previous_response_id: first.id, input: [
+        { type: 'item_reference', id: first.output[0].id },
+        { role: 'user', content: 'more' },
+      ] });
+      assert.equal(next.status, 'completed');
+      const msgs = (await mockStats(arun)).last_request_body.messages;
+      assert.deepEqual(msgs.map((m) => m.role), ['user', 'assistant', 'user']);
+      assert.deepEqual(msgs.map((m) => m.content), ['hello', first.output_text, 'more']);
+    } finally { await arun.cleanup(); }
+  });
+});
