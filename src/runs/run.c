@@ -5,7 +5,8 @@
  * DESIGN
  * run_set_status() is the only writer of run.status. Entering a status does its work in one
  * place: the lifecycle event (response.in_progress, .completed, .failed, .incomplete; a
- * cancelled run has no event of its own, as with OpenAI: its log just closes), the row update
+ * cancelled run has no event of its own, as with OpenAI: its log just closes), before it the
+ * closing events of a failed or cancelled run's open output items, the row update
  * (so lists and recovery see the status without folding events), the `run.status` runtime event
  * and the metrics. A run ends only through it.
  *
@@ -502,6 +503,12 @@ void run_set_status(struct run *r, enum run_status to)
     r->status = to;
     if (run_finished(r))
         enter_end(r);
+    /* A run that ends before its answer did (failed, cancelled) closes the answer's open items
+     * as "incomplete": their …done events come before the end, as the SDK's stream helper
+     * expects, and the final Response shows no item in_progress. */
+    if ((to == RUN_FAILED || to == RUN_CANCELLED) && r->x != NULL && !r->log.closed &&
+        xlate_finish(r->x) != 0)
+        log_debug("runs", "response %s: its open items closed without all their events", r->id);
     log_debug("runs", "response %s: %s -> %s", r->id, run_status_name(from), run_status_name(to));
     /* The items before the terminal event: the writer is FIFO, so a client that read
      * response.completed (sent after its commit) and starts the next turn at once finds this

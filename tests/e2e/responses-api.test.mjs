@@ -82,3 +82,49 @@ describe('item_reference input items', () => {
     } finally { await arun.cleanup(); }
   });
 });
+
+describe('a run that ends before its answer', () => {
+  test('an engine that dies mid-stream: the open items get their done events (incomplete) before response.failed', async () => {
+    const arun = await new Arun({ config: config('--crash-after-tokens 5 --tokens-per-s 200 --ignore-eos --max-tokens 50') + '    restart: {policy: never}\n' }).start();
+    try {
+      const oa = client(arun);
+      const events = [];
+      const stream = await oa.responses.create({ model: 'qwen', input: 'a long story', stream: true });
+      for await (const e of stream) events.push(e);
+      const types = events.map((e) => e.type);
+      assert.deepEqual(types.slice(-4), ['response.output_text.done', 'response.content_part.done', 'response.output_item.done', 'response.failed'], types.join(' '));
+      assert.deepEqual(events.map((e) => e.sequence_number), events.map((_, i) => i));
+      const deltas = events.filter((e) => e.type === 'response.output_text.delta').map((e) => e.delta).join('');
+      assert.equal(events.at(-4).text, deltas);
+      assert.equal(events.at(-3).part.text, deltas);
+      assert.equal(events.at(-2).item.status, 'incomplete');
+      const failed = events.at(-1).response;
+      assert.equal(failed.status, 'failed');
+      assert.equal(failed.output[0].status, 'incomplete');
+      assert.equal(failed.output[0].content[0].text, deltas);
+      const got = await oa.responses.retrieve(failed.id);
+      assert.equal(got.status, 'failed');
+      assert.equal(got.output[0].status, 'incomplete');
+    } finally { await arun.cleanup(); }
+  });
+
+  test('a cancelled background run: its stream ends with the open items done (incomplete); the Response shows them so', async () => {
+    const arun = await new Arun({ config: config('--tokens-per-s 20 --ignore-eos --max-tokens 400') }).start();
+    try {
+      const oa = client(arun);
+      const r = await oa.responses.create({ model: 'qwen', input: 'go on and on', background: true });
+      const seen = [];
+      const done = (async () => { for await (const e of await oa.responses.retrieve(r.id, { stream: true })) seen.push(e); })();
+      await waitFor(() => seen.some((e) => e.type === 'response.output_text.delta'), { timeoutMs: 15000, what: 'a delta' });
+      assert.equal((await oa.responses.cancel(r.id)).status, 'cancelled');
+      await done;
+      assert.deepEqual(seen.slice(-3).map((e) => e.type), ['response.output_text.done', 'response.content_part.done', 'response.output_item.done']);
+      assert.equal(seen.at(-1).item.status, 'incomplete');
+      const got = await oa.responses.retrieve(r.id);
+      assert.equal(got.status, 'cancelled');
+      assert.equal(got.output.length, 1);
+      assert.equal(got.output[0].status, 'incomplete');
+      assert.equal(got.output[0].content[0].text, seen.filter((e) => e.type === 'response.output_text.delta').map((e) => e.delta).join(''));
+    } finally { await arun.cleanup(); }
+  });
+});
