@@ -11,6 +11,12 @@
  * row and the first events; then answer: the stream itself (stream), the queued Response once
  * the row and its first events committed (background), or the finished Response once its last
  * row committed (otherwise).
+ *
+ * A plain POST (neither stream nor background) holds its request until the run ends; h2o does
+ * not read a connection while its request is handled, so such requests are on a list that a
+ * timer looks at every GATEWAY_PEEK_MS (http_client_gone, as the gateway does for its queued
+ * requests). A client that left cancels its run, so the engine's slot frees, unless the run has
+ * other clients (a stream, another request with the same Idempotency-Key).
  */
 #include "runs/api.h"
 
@@ -29,9 +35,11 @@
 struct runs_api {
     struct http_server *srv;
     struct runs *rs;
-    h2o_linklist_t subs;   /* every stream_sub, by its `all` link */
-    struct gate *gates;    /* one per route, freed with the api */
-    h2o_linklist_t parked; /* struct parked: requests that came before recovery loaded */
+    h2o_linklist_t subs;    /* every stream_sub, by its `all` link */
+    struct gate *gates;     /* one per route, freed with the api */
+    h2o_linklist_t parked;  /* struct parked: requests that came before recovery loaded */
+    h2o_linklist_t waiting; /* plain POSTs waiting for their run's end (struct pending.wlink) */
+    uv_timer_t *peek;       /* looks at their clients while any waits (heap: closed async) */
 };
 
 /* Every route passes through a gate: until recovery has put the unfinished runs in memory
@@ -56,6 +64,7 @@ struct pending {
     struct http_request *r;
     struct run *run; /* held while set */
     struct run_waiter w;
+    h2o_linklist_t wlink; /* in runs_api.waiting while a plain POST waits */
     struct eventlog_watch watch;
     int64_t until_seq; /* background: answer once this is committed */
     char key[IDEM_KEY_MAX + 1];
@@ -105,6 +114,8 @@ static struct pending *pending_new(struct runs_api *api, struct http_request *r)
 
 static void pending_free(struct pending *p)
 {
+    if (h2o_linklist_is_linked(&p->wlink))
+        h2o_linklist_unlink(&p->wlink);
     eventlog_unwatch(&p->watch);
     json_decref(p->snapshot);
     if (p->run != NULL)
@@ -144,6 +155,52 @@ static void committed_cb(struct eventlog_watch *w)
     pending_free(p);
 }
 
+/* The client of a waiting plain POST left: its run is cancelled (its engine slot frees) unless
+ * someone else still follows it. Takes p. */
+static void client_left(struct pending *p)
+{
+    struct run *run = p->run;
+    h2o_linklist_unlink(&p->w.link); /* not told of the end any more */
+    bool alone = h2o_linklist_is_empty(&run->waiters) && h2o_linklist_is_empty(&run->log.subs);
+    if (alone && !run_finished(run)) {
+        log_info("runs", "the client of request %s left before response %s ended; cancelled",
+                 p->r->id, run->id);
+        scheduler_cancel(run);
+        run_set_status(run, RUN_CANCELLED);
+    } else {
+        log_info("runs", "the client of request %s left; response %s goes on for its other clients",
+                 p->r->id, run->id);
+    }
+    http_send_error(p->r, 499, "client_closed_request", NULL,
+                    "The client closed the connection before the response ended.");
+    pending_free(p);
+}
+
+static void peek_cb(uv_timer_t *t)
+{
+    struct runs_api *api = t->data;
+    h2o_linklist_t *n = api->waiting.next;
+    while (n != &api->waiting) {
+        struct pending *p = H2O_STRUCT_FROM_MEMBER(struct pending, wlink, n);
+        n = n->next; /* p may go */
+        if (http_client_gone(p->r))
+            client_left(p);
+    }
+    if (h2o_linklist_is_empty(&api->waiting))
+        uv_timer_stop(t);
+}
+
+/* p (a plain POST) waits for its run's end, its client looked at now and then. */
+static void wait_plain(struct pending *p)
+{
+    struct runs_api *api = p->api;
+    p->w.cb = ended_cb;
+    if (h2o_linklist_is_empty(&api->waiting))
+        uv_timer_start(api->peek, peek_cb, GATEWAY_PEEK_MS, GATEWAY_PEEK_MS);
+    h2o_linklist_insert(&api->waiting, &p->wlink);
+    run_wait_end(p->run, &p->w);
+}
+
 /* Answers p (its request for a run in memory) as its mode asks: the stream from the start, the
  * object once the first events committed (background), or once the run ended. Takes p. */
 static void answer_live(struct pending *p)
@@ -163,8 +220,7 @@ static void answer_live(struct pending *p)
             eventlog_watch(&run->log, &p->watch);
         }
     } else {
-        p->w.cb = ended_cb;
-        run_wait_end(run, &p->w);
+        wait_plain(p);
     }
 }
 
@@ -778,6 +834,10 @@ struct runs_api *runs_api_new(struct http_server *srv, struct runs *rs)
     a->srv = srv;
     a->rs = rs;
     h2o_linklist_init_anchor(&a->subs);
+    h2o_linklist_init_anchor(&a->waiting);
+    a->peek = xcalloc(1, sizeof(*a->peek));
+    uv_timer_init(rs->o.loop, a->peek);
+    a->peek->data = a;
     h2o_linklist_init_anchor(&a->parked);
     rs->on_loaded = loaded_cb;
     rs->on_loaded_arg = a;
@@ -789,6 +849,11 @@ struct runs_api *runs_api_new(struct http_server *srv, struct runs *rs)
     route(a, "GET", "/v1/responses/{id}/input_items", input_items);
     http_server_on_shutdown(srv, on_shutdown, a);
     return a;
+}
+
+static void peek_closed_cb(uv_handle_t *h)
+{
+    free(h);
 }
 
 void runs_api_free(struct runs_api *a)
@@ -804,5 +869,6 @@ void runs_api_free(struct runs_api *a)
         a->gates = g->next;
         free(g);
     }
+    uv_close((uv_handle_t *)a->peek, peek_closed_cb);
     free(a);
 }

@@ -128,3 +128,28 @@ describe('a run that ends before its answer', () => {
     } finally { await arun.cleanup(); }
   });
 });
+
+describe('a plain POST whose client leaves', () => {
+  test('the run is cancelled and the engine slot frees', async () => {
+    const arun = await new Arun({ config: config('--tokens-per-s 20 --ignore-eos --max-tokens 400') }).start();
+    try {
+      const ac = new AbortController();
+      const pending = post(arun, { model: 'qwen', input: 'a long answer' }, {}).catch(() => 'aborted');
+      // post() has no signal: use fetch directly for the one we abort.
+      const left = fetch(`${arun.url}/v1/responses`, { method: 'POST', body: JSON.stringify({ model: 'qwen', input: 'another long answer' }), signal: ac.signal }).catch(() => 'aborted');
+      await waitFor(async () => (await mockStats(arun)).concurrency === 2, { timeoutMs: 15000, what: 'both runs at the engine' });
+      ac.abort();
+      assert.equal(await left, 'aborted');
+      await waitFor(async () => (await mockStats(arun)).concurrency === 1, { timeoutMs: 10000, what: 'the engine to see the disconnect' });
+      const list = await (await fetch(`${arun.url}/v1/responses?limit=10`)).json();
+      const statuses = list.data.map((r) => r.status).sort();
+      assert.deepEqual(statuses, ['cancelled', 'in_progress']);
+      const line = arun.logLines().find((l) => /left before response resp_\w+ ended; cancelled/.test(l.msg || ''));
+      assert.ok(line, 'a log line says so');
+      assert.equal(line.level, 'info');
+      // The other client is unaffected: its run goes on (cut short here by stopping arun).
+      assert.equal((await mockStats(arun)).concurrency, 1);
+      void pending;
+    } finally { await arun.cleanup(); }
+  });
+});
