@@ -90,7 +90,25 @@ static void send_run_error(struct http_request *r, const struct run_error *err)
 
 static void not_found(struct http_request *r, const char *id)
 {
-    http_send_error(r, 404, "not_found", NULL, "Response with id '%s' not found.", id);
+    http_send_error(r, 404, "not_found", NULL, "Response with id '%.128s' not found.", id);
+}
+
+/* The {id} of a route, or NULL after answering 404 for one no response can have: empty, longer
+ * than the store keeps, or with a byte no id has (the path is decoded: %00, invalid UTF-8),
+ * which the store would refuse and the error's JSON could not quote. */
+static const char *route_id(struct http_request *r)
+{
+    const char *id = r->params[0];
+    size_t n = strlen(id);
+    bool ok = n > 0 && n <= STORE_ID_MAX;
+    for (size_t i = 0; ok && i < n; i++) {
+        unsigned char c = (unsigned char)id[i];
+        ok = c > ' ' && c < 0x7f && c != '"' && c != '\\';
+    }
+    if (ok)
+        return id;
+    http_send_error(r, 404, "not_found", NULL, "Response not found.");
+    return NULL;
 }
 
 static void store_failed(struct http_request *r, int rc)
@@ -251,6 +269,7 @@ static void created(struct pending *p)
         pending_free(p);
         return;
     }
+    run_announce(run);
     p->until_seq = eventlog_last(&run->log);
     if (run->rq.background)
         p->snapshot = run_object(run); /* OpenAI answers a background create as queued */
@@ -531,7 +550,9 @@ static bool query_true(struct http_request *r, const char *name)
 static void get_response(struct http_request *r, void *arg)
 {
     struct runs_api *api = arg;
-    const char *id = r->params[0];
+    const char *id = route_id(r);
+    if (id == NULL)
+        return;
     struct run *run = run_find(api->rs, tenant_of(r), id);
     if (!query_true(r, "stream")) {
         if (run != NULL) {
@@ -583,7 +604,9 @@ static void cancel_stored(struct pending *p, json_t *row)
 static void cancel_response(struct http_request *r, void *arg)
 {
     struct runs_api *api = arg;
-    const char *id = r->params[0];
+    const char *id = route_id(r);
+    if (id == NULL)
+        return;
     struct run *run = run_find(api->rs, tenant_of(r), id);
     if (run == NULL) {
         read_row(pending_new(api, r), id, cancel_stored);
@@ -628,7 +651,9 @@ static void deleted_cb(int status, void *arg)
 static void delete_response(struct http_request *r, void *arg)
 {
     struct runs_api *api = arg;
-    const char *id = r->params[0];
+    const char *id = route_id(r);
+    if (id == NULL)
+        return;
     struct run *run = run_find(api->rs, tenant_of(r), id);
     if (run != NULL) {
         if (!run_finished(run)) {
@@ -737,7 +762,12 @@ static void input_items(struct http_request *r, void *arg)
     struct list *l = list_new(r, api);
     if (l == NULL)
         return;
-    snprintf(l->id, sizeof(l->id), "%s", r->params[0]);
+    const char *id = route_id(r);
+    if (id == NULL) {
+        free(l);
+        return;
+    }
+    snprintf(l->id, sizeof(l->id), "%s", id);
     struct run *run = run_find(api->rs, tenant_of(r), l->id);
     if (run != NULL && run->rq.store) {
         list_items(l);

@@ -494,6 +494,13 @@ static void enter_end(struct run *r)
     }
 }
 
+void run_announce(struct run *r)
+{
+    ASSERT(r->status == RUN_QUEUED);
+    publish(r);
+    metrics_add(r->rs->m_status, 1, (const char *const[]){run_status_name(r->status)});
+}
+
 void run_set_status(struct run *r, enum run_status to)
 {
     enum run_status from = r->status;

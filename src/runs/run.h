@@ -147,6 +147,11 @@ struct run *run_find(struct runs *rs, const char *tenant, const char *id);
 /* The creation time (wall ms) of the oldest run in memory, INT64_MAX when there is none. */
 int64_t runs_oldest_created_ms(const struct runs *rs);
 
+/* A new run is stored: it entered queued, the status run_new gives (no transition, so not
+ * through run_set_status): publishes run.status on /v1/events and counts it, as the setter
+ * does for every later status. */
+void run_announce(struct run *r);
+
 /* The one status setter (see above). Invalid transitions are programming errors (asserted);
  * setting the status a run already has is a no-op. */
 void run_set_status(struct run *r, enum run_status to);

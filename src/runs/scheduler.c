@@ -148,11 +148,29 @@ static bool has_references(json_t *input)
     return false;
 }
 
+/* The earlier turns could not be read: a 404 for an absent response or conversation. */
+static void load_failed(struct load *l, int status)
+{
+    struct run *r = l->r;
+    struct run_error err = {0};
+    if (status == -ENOENT && l->conversation)
+        IGNORE_RESULT(run_error_set(&err, 404, "not_found", "conversation",
+                                    "Conversation with id '%s' not found.", r->rq.conversation_id));
+    else if (status == -ENOENT)
+        IGNORE_RESULT(run_error_set(&err, 404, "not_found", "previous_response_id",
+                                    "Previous response with id '%s' not found.",
+                                    r->rq.previous_response_id));
+    else
+        IGNORE_RESULT(run_error_set(&err, 500, "server_error", "",
+                                    "the earlier turns could not be read from the store: %s",
+                                    strerror(-status)));
+    load_done(l, status, &err);
+}
+
 static void loaded_cb(int status, const char *value, size_t len, void *arg)
 {
     struct load *l = arg;
     struct run *r = l->r;
-    struct run_error err = {0};
     bool gone = run_store_done(r);
     if (gone) {
         free(l);
@@ -170,22 +188,10 @@ static void loaded_cb(int status, const char *value, size_t len, void *arg)
             r->history = items;
         }
     }
-    if (status == 0) {
+    if (status == 0)
         resolve_next(l);
-        return;
-    }
-    if (status == -ENOENT && l->conversation)
-        IGNORE_RESULT(run_error_set(&err, 404, "not_found", "conversation",
-                                    "Conversation with id '%s' not found.", r->rq.conversation_id));
-    else if (status == -ENOENT)
-        IGNORE_RESULT(run_error_set(&err, 404, "not_found", "previous_response_id",
-                                    "Previous response with id '%s' not found.",
-                                    r->rq.previous_response_id));
     else
-        IGNORE_RESULT(run_error_set(&err, 500, "server_error", "",
-                                    "the earlier turns could not be read from the store: %s",
-                                    strerror(-status)));
-    load_done(l, status, &err);
+        load_failed(l, status);
 }
 
 int scheduler_load_history(struct run *r, scheduler_loaded_cb cb, void *arg)

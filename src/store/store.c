@@ -610,7 +610,7 @@ static int run_lengths(struct store_op *tmpl)
     for (int i = 0; i < RUN_STR__COUNT; i++) {
         const char *s = tmpl->u.run.s[i];
         size_t max = run_str_max[i];
-        if (tmpl->kind == STORE_OP_IDEM_CLAIM && i == RUN_ID)
+        if ((tmpl->kind == STORE_OP_IDEM_CLAIM || tmpl->kind == STORE_OP_IDEM_GET) && i == RUN_ID)
             max = STORE_KEY_MAX; /* an Idempotency-Key is the client's, not an id of ours */
         if (s == NULL)
             continue;

@@ -9,7 +9,7 @@ import OpenAI from 'openai';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { Arun, ROOT, waitFor, tempDir, freePort } from './lib/arun.mjs';
+import { Arun, ROOT, waitFor, tempDir, freePort, watchEvents } from './lib/arun.mjs';
 
 const LLAMA = process.env.LLAMA_SERVER_BIN;
 const skip = LLAMA ? false
@@ -36,22 +36,8 @@ function alive(pid) {
 // Collects the engine.state events of /v1/events from the time it resolves (the subscription
 // is in place): seen is [{engine, state, reason}].
 async function watchStates(arun) {
-  const ac = new AbortController();
-  const seen = [];
-  const r = await fetch(`${arun.url}/v1/events`, { signal: ac.signal });
-  const done = (async () => {
-    const dec = new TextDecoder();
-    let buf = '';
-    for await (const chunk of r.body) {
-      buf += dec.decode(chunk, { stream: true });
-      for (let i; (i = buf.indexOf('\n\n')) >= 0; buf = buf.slice(i + 2)) {
-        const data = /^data: (.*)$/m.exec(buf.slice(0, i));
-        const ev = data && JSON.parse(data[1]);
-        if (ev?.type === 'engine.state') seen.push(ev.data);
-      }
-    }
-  })().catch(() => { /* aborted */ });
-  return { seen, close: () => { ac.abort(); return done; } };
+  const w = await watchEvents(arun, (ev) => ev.type === 'engine.state');
+  return { get seen() { return w.seen.map((ev) => ev.data); }, close: w.close };
 }
 
 const models = {};

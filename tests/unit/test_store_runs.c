@@ -972,6 +972,8 @@ static void test_an_idempotency_key_is_held_while_fresh_and_replaced_when_stale(
     long_key[STORE_KEY_MAX] = '\0'; /* an Idempotency-Key may be longer than an id */
     assert_int_equal(
         W(store_idem_claim(F->st, "default", long_key, "h", "resp_1", 1, 0, ack_cb, &A)), 0);
+    /* and reads back by the same key, which is what a second request with it does */
+    assert_int_equal(R(store_idem_get(F->st, "default", long_key, got_cb, &G)), 0);
     free(long_key);
 }
 

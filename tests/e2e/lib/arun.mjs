@@ -120,3 +120,24 @@ export class Arun {
     rmSync(this.dir, { recursive: true, force: true });
   }
 }
+
+// Collects the events of GET /v1/events (parsed: {type, data, …}) that keep(event) accepts,
+// from the time it resolves (the subscription is in place); close() ends it.
+export async function watchEvents(arun, keep = () => true) {
+  const ac = new AbortController();
+  const seen = [];
+  const r = await fetch(`${arun.url}/v1/events`, { signal: ac.signal });
+  const done = (async () => {
+    const dec = new TextDecoder();
+    let buf = '';
+    for await (const chunk of r.body) {
+      buf += dec.decode(chunk, { stream: true });
+      for (let i; (i = buf.indexOf('\n\n')) >= 0; buf = buf.slice(i + 2)) {
+        const data = /^data: (.*)$/m.exec(buf.slice(0, i));
+        const ev = data && JSON.parse(data[1]);
+        if (ev && keep(ev)) seen.push(ev);
+      }
+    }
+  })().catch(() => { /* aborted */ });
+  return { seen, close: () => { ac.abort(); return done; } };
+}
