@@ -116,7 +116,7 @@ static void store_failed(struct http_request *r, int rc)
     if (rc == -EAGAIN)
         http_add_header(r, "retry-after", "1");
     http_send_error(r, rc == -EAGAIN ? 503 : 500, "store_unavailable", NULL,
-                    "the store cannot take this request now: %s", strerror(-rc));
+                    "The store cannot take this request now (%s); try again.", strerror(-rc));
 }
 
 static void ended_cb(struct run *run, struct run_waiter *w);
@@ -153,7 +153,7 @@ static void ended_cb(struct run *run, struct run_waiter *w)
     struct pending *p = H2O_STRUCT_FROM_MEMBER(struct pending, w, w);
     if (p->api->rs->draining && !run_finished(run))
         http_send_error(p->r, 503, "shutting_down", NULL,
-                        "arun is shutting down; the response %s goes on at the next start",
+                        "arun is shutting down; the response %s goes on at the next start.",
                         run->id);
     else
         send_object(p->r, run);
@@ -357,9 +357,8 @@ static void idem_get_cb(int status, const char *value, size_t len, void *arg)
     } else if (strcmp(hash, p->fingerprint) != 0) {
         p->run->deleted = true;
         http_send_error(p->r, 409, "idempotency_key_reused", NULL,
-                        "Idempotency-Key '%s' was used within 24 h for a request with another "
-                        "body; use a new key for a new request",
-                        p->key);
+                        "This Idempotency-Key was used within 24 h for a request with another "
+                        "body; use a new key for a new request.");
         pending_free(p);
     } else if (run_find(p->api->rs, p->run->tenant, id) != NULL ||
                !json_is_integer(json_object_get(claim, "created_ms"))) {
@@ -409,7 +408,7 @@ static void create_response(struct http_request *r, void *arg)
     if (key != NULL && (strlen(key) == 0 || strlen(key) > IDEM_KEY_MAX)) {
         run_request_free(&rq);
         http_send_error(r, 400, "invalid_value", "Idempotency-Key",
-                        "the Idempotency-Key header must have 1 to %d bytes", IDEM_KEY_MAX);
+                        "The Idempotency-Key header must have 1 to %d bytes.", IDEM_KEY_MAX);
         return;
     }
     struct pending *p = pending_new(api, r);
@@ -483,9 +482,10 @@ static void stream_stored(struct pending *p, json_t *row)
     } else {
         json_int_t last = json_integer_value(json_object_get(row, "last_seq"));
         if (p->after > last)
-            http_send_error(p->r, 400, "invalid_value", "starting_after",
-                            "starting_after %lld is past the last event of this response (%lld)",
-                            (long long)p->after, (long long)last);
+            http_send_error(
+                p->r, 400, "invalid_value", "starting_after",
+                "Invalid 'starting_after': %lld is past the last event of this response (%lld).",
+                (long long)p->after, (long long)last);
         else
             stream_open(p->api->rs, p->r, NULL, tenant_of(p->r),
                         json_string_value(json_object_get(row, "id")), p->after, &p->api->subs);
@@ -535,7 +535,8 @@ static int64_t starting_after(struct http_request *r)
     long long n = strtoll(v, &end, 10);
     if (*v == '\0' || *end != '\0' || errno != 0 || n < 0) {
         http_send_error(r, 400, "invalid_value", param,
-                        "%s must be a sequence number (an integer >= 0), got '%.40s'", param, v);
+                        "Invalid '%s': expected a sequence number (an integer >= 0), got '%.40s'.",
+                        param, v);
         return -2;
     }
     return n;
@@ -574,9 +575,10 @@ static void get_response(struct http_request *r, void *arg)
         return;
     if (run != NULL) {
         if (after > run->log.next_seq) {
-            http_send_error(r, 400, "invalid_value", "starting_after",
-                            "starting_after %lld is past the next event of this response (%lld)",
-                            (long long)after, (long long)run->log.next_seq);
+            http_send_error(
+                r, 400, "invalid_value", "starting_after",
+                "Invalid 'starting_after': %lld is past the next event of this response (%lld).",
+                (long long)after, (long long)run->log.next_seq);
             return;
         }
         stream_open(api->rs, r, run, run->tenant, run->id, after, &api->subs);
@@ -786,8 +788,8 @@ static void list_responses(struct http_request *r, void *arg)
     const char *status = http_query(r, "status");
     if (status != NULL && run_status_parse(status) == RUN_NSTATUS) {
         http_send_error(r, 400, "invalid_value", "status",
-                        "status must be one of queued, in_progress, completed, failed, "
-                        "cancelled, incomplete; got '%.40s'",
+                        "Invalid 'status': expected one of queued, in_progress, completed, failed, "
+                        "cancelled, incomplete; got '%.40s'.",
                         status);
         return;
     }

@@ -162,7 +162,7 @@ static void load_failed(struct load *l, int status)
                                     r->rq.previous_response_id));
     else
         IGNORE_RESULT(run_error_set(&err, 500, "server_error", "",
-                                    "the earlier turns could not be read from the store: %s",
+                                    "The earlier turns could not be read from the store: %s.",
                                     strerror(-status)));
     load_done(l, status, &err);
 }

@@ -305,7 +305,12 @@ describe('hostile input to POST /v1/responses', () => {
         assert.ok(res.status === 400 || res.status === 404, `${q}: ${res.status}`);
         await assertOpenAIError(res, res.status);
       }
-      for (const q of ['starting_after=-1', 'starting_after=abc', 'starting_after=1e3', 'starting_after=99999999999999999999', 'starting_after=1000']) {
+      for (const q of ['status=%ff%fe', 'status=nope', 'limit=%ff', 'after=%ff']) {
+        const res = await fetch(`${arun.url}/v1/responses?${q}`);
+        assert.ok(res.status === 400 || res.status === 404, `${q}: ${res.status}`);
+        await assertOpenAIError(res, res.status);
+      }
+      for (const q of ['starting_after=%ff', 'starting_after=-1', 'starting_after=abc', 'starting_after=1e3', 'starting_after=99999999999999999999', 'starting_after=1000']) {
         const res = await fetch(`${arun.url}/v1/responses/${ok.id}?stream=true&${q}`);
         await assertOpenAIError(res, 400, 'starting_after');
       }
