@@ -230,6 +230,13 @@ static int emit_cb(json_t *event, void *arg)
     return eventlog_append(r, event);
 }
 
+/* Text deltas, made as JSON text by the assembler (xlate_set_emit_text). */
+static int emit_text_cb(const char *type, const char *json, size_t len, void *arg)
+{
+    struct run *r = arg;
+    return eventlog_append_text(r, type, json, len);
+}
+
 /* Why the run failed, as the Response's error shows it. */
 static void fail(struct run *r, const char *code, const char *message)
 {
@@ -377,8 +384,10 @@ static const struct gateway_call_cbs run_cbs = {
 
 void scheduler_prepare(struct run *r)
 {
-    if (r->x == NULL)
+    if (r->x == NULL) {
         r->x = xlate_new(emit_cb, r);
+        xlate_set_emit_text(r->x, emit_text_cb);
+    }
 }
 
 int scheduler_start(struct run *r, const char *partial, struct run_error *err)

@@ -106,10 +106,8 @@ describe('the Vercel AI SDK (ai + @ai-sdk/openai) with openai.responses()', () =
   });
 
   // The AI SDK refers to an earlier answer it got from a stored response by id instead of
-  // sending it again; until arun resolves item_reference items this fails with a 400.
-  test('a second turn carrying the first answer (an item_reference to the stored message) gives the engine both turns', {
-    todo: 'item_reference input items are refused (400) by runs/request.c',
-  }, async () => {
+  // sending it again (an item_reference); arun resolves it from the store.
+  test('a second turn carrying the first answer (an item_reference to the stored message) gives the engine both turns', async () => {
     const arun = await new Arun({ config: config() }).start();
     try {
       const model = vercel(arun).responses(MODEL);
