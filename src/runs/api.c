@@ -461,7 +461,8 @@ static void read_row(struct pending *p, const char *id, void (*then)(struct pend
     rr->p = p;
     rr->then = then;
     snprintf(rr->id, sizeof(rr->id), "%s", id);
-    snprintf(p->id, sizeof(p->id), "%s", id);
+    if (id != p->id) /* claimed_row reads p->id itself: an overlapping copy would empty it */
+        snprintf(p->id, sizeof(p->id), "%s", id);
     int rc = store_response_get(p->api->rs->o.store, tenant_of(p->r), id, row_cb, rr);
     if (rc != 0) {
         free(rr);
