@@ -39,9 +39,20 @@
 #define STRINGIFY(x) STRINGIFY_(x)
 
 #define MODULE "store"
-#define STORE_WRITER_CACHE_KIB                                                                     \
-    65536 /* the writer connection's page cache, at most (cache_size)                              \
-           */
+/* The writer connection's page cache, at most (cache_size), in KiB. */
+#define STORE_WRITER_CACHE_KIB 65536
+/* Each connection's memory map and checkpoint size, and the reader's page cache (negative:
+ * KiB; the writer's is STORE_WRITER_CACHE_KIB). Every batch of
+ * run events touches the tail page of every live run's log: with SQLite's default 2 MB cache
+ * those pages were evicted and read back through pread, and the default checkpoint every 1000
+ * WAL pages (4 MB) copied the same hot pages into arun.db again and again, each time with an
+ * fsync even with synchronous=normal. A 40 MB WAL checkpoints ten times less often (the WAL file
+ * is cut back to 64 MB after a checkpoint that found it larger); the map lets reads use the OS's
+ * page cache directly (its size is address space, not memory). bench/README.md, "Store: run
+ * events", has the numbers. */
+#define CONN_CACHE_PRAGMAS                                                                         \
+    "PRAGMA mmap_size = 268435456; "                                                               \
+    "PRAGMA wal_autocheckpoint = 10000; PRAGMA journal_size_limit = 67108864"
 
 enum stmt {
     STMT_BEGIN_READ,
@@ -1400,7 +1411,10 @@ static int conn_open(const struct store_options *opts, const char *path, bool wr
                         "PRAGMA cache_size = " STRINGIFY(-STORE_WRITER_CACHE_KIB),
                   path, err);
     else /* the reader can never write, whatever a later bug asks of it */
-        rc = exec(c, "PRAGMA foreign_keys = ON; PRAGMA query_only = ON", path, err);
+        rc = exec(c, "PRAGMA foreign_keys = ON; PRAGMA query_only = ON; PRAGMA cache_size = -16384",
+                  path, err);
+    if (rc == 0)
+        rc = exec(c, CONN_CACHE_PRAGMAS, path, err);
     if (rc != 0)
         goto fail;
     *out = c;
