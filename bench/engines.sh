@@ -17,11 +17,7 @@ RUNS=${RUNS:-10}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 . "$ROOT/bench/lib.sh"
 cd "$ROOT"
-case $BUILD in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
-if [ ! -x "$BUILD/arun" ] || [ ! -x "$BUILD/arun-mock-engine" ]; then
-    echo "bench: $BUILD/arun or arun-mock-engine missing: run make first" >&2
-    exit 1
-fi
+bench_build "$BUILD" arun arun-mock-engine
 TMP=$(mktemp -d)
 PIDS=""
 IMAGE=localhost/arun-bench-mock:latest

@@ -97,11 +97,7 @@ $(export PORTKEY_UPSTREAM="$UP" &&
 fi
 
 BUILD=${1:-build}
-case $BUILD in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
-if [ ! -x "$BUILD/arun" ] || [ ! -x "$BUILD/arun-mock-engine" ]; then
-    echo "bench: $BUILD/arun or arun-mock-engine missing: run make first" >&2
-    exit 1
-fi
+bench_build "$BUILD" arun arun-mock-engine
 TMP=$(mktemp -d)
 chmod 755 "$TMP" # nginx's workers run as www-data
 PIDS=""

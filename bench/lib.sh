@@ -155,3 +155,18 @@ stream_table() {
             med(oth,4) / med(ref,4), med(oth,5) / med(ref,5)
     }'
 }
+
+# Sets BUILD to the absolute build folder (its argument, relative to $ROOT unless absolute) and
+# exits 1 unless the binaries named after it (arun by default) are there.
+bench_build() {
+    BUILD=$1
+    shift
+    case $BUILD in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
+    [ $# -gt 0 ] || set -- arun
+    for bin in "$@"; do
+        if [ ! -x "$BUILD/$bin" ]; then
+            echo "bench: $BUILD/$bin missing: run make first" >&2
+            exit 1
+        fi
+    done
+}

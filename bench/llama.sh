@@ -26,8 +26,7 @@ MODEL_KIND=${MODEL_KIND:---tiny}
 MAKE_GGUF=${MAKE_GGUF:-$ROOT/tests/models/make_gguf.py}
 
 BUILD=${1:-build}
-case $BUILD in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
-[ -x "$BUILD/arun" ] || { echo "bench: $BUILD/arun missing: run make first" >&2; exit 1; }
+bench_build "$BUILD" arun
 [ -f "$MAKE_GGUF" ] || { echo "bench: the model generator $MAKE_GGUF is missing" >&2; exit 1; }
 LLAMA=$(scripts/llama-server.sh)
 

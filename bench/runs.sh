@@ -42,11 +42,7 @@ QUEUED=${QUEUED:-10000}
 LOG_LEVEL=${LOG_LEVEL:-info} # arun's default
 
 BUILD=${1:-build}
-case $BUILD in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
-if [ ! -x "$BUILD/arun" ] || [ ! -x "$BUILD/arun-mock-engine" ]; then
-    echo "bench: $BUILD/arun or arun-mock-engine missing: run make first" >&2
-    exit 1
-fi
+bench_build "$BUILD" arun arun-mock-engine
 TMP=$(mktemp -d)
 PIDS=""
 cleanup() {
