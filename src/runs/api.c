@@ -69,8 +69,10 @@ struct pending {
     int64_t until_seq; /* background: answer once this is committed */
     char key[IDEM_KEY_MAX + 1];
     char fingerprint[RUN_FINGERPRINT_HEX + 1];
-    int64_t after;    /* a stream's starting point */
-    json_t *snapshot; /* background: the Response as created (queued), sent once committed */
+    int64_t after;  /* a stream's starting point */
+    char *snapshot; /* background: the Response as created (queued, JSON text), sent once
+                       committed */
+    size_t snapshot_len;
     char id[STORE_ID_MAX + 1]; /* the response a row read is for */
     int64_t claim_ms;          /* when the Idempotency-Key's claim found held was made */
     bool stream, background;
@@ -135,7 +137,7 @@ static void pending_free(struct pending *p)
     if (h2o_linklist_is_linked(&p->wlink))
         h2o_linklist_unlink(&p->wlink);
     eventlog_unwatch(&p->watch);
-    json_decref(p->snapshot);
+    free(p->snapshot);
     if (p->run != NULL)
         run_release(p->run);
     free(p);
@@ -160,16 +162,22 @@ static void ended_cb(struct run *run, struct run_waiter *w)
     pending_free(p);
 }
 
+/* The run's object for p: the snapshot made at its create when there is one. */
+static void send_answer(struct pending *p)
+{
+    if (p->snapshot != NULL)
+        http_send_bytes(p->r, 200, "application/json", p->snapshot, p->snapshot_len);
+    else
+        send_object(p->r, p->run);
+}
+
 static void committed_cb(struct eventlog_watch *w)
 {
     struct pending *p = H2O_STRUCT_FROM_MEMBER(struct pending, watch, w);
     if (p->run->log.committed < p->until_seq)
         return;
     eventlog_unwatch(w);
-    if (p->snapshot != NULL)
-        http_send_json(p->r, 200, json_incref(p->snapshot));
-    else
-        send_object(p->r, p->run);
+    send_answer(p);
     pending_free(p);
 }
 
@@ -249,20 +257,26 @@ static void attach_existing(struct pending *p, const char *id);
 static void created(struct pending *p)
 {
     struct run *run = p->run;
-    int rc = run_store_row(run);
-    if (rc == 0) {
-        json_t *ev = json_object();
-        json_t *obj = run_object(run);
-        if (!run->rq.background) /* OpenAI's foreground runs are in progress from the start */
-            json_object_set_new(obj, "status", json_string("in_progress"));
-        json_object_set_new(ev, "type", json_string("response.created"));
-        json_object_set_new(ev, "response", obj);
-        rc = eventlog_append(run, ev);
-    }
-    if (rc == 0 && run->rq.background)
-        rc = run_emit_lifecycle(run, "response.queued");
+    /* The Response object is serialised once for the row, the first events and the answer
+     * (each dumping its own was the bulk of a create's CPU). A foreground run's
+     * response.created shows in_progress, as OpenAI's does: that text serves its
+     * response.in_progress and the row's update too; its first row still says queued. */
+    bool bg = run->rq.background;
+    size_t len, qlen = 0;
+    char *obj = run_object_text(run, bg ? NULL : run_status_name(RUN_IN_PROGRESS), &len);
+    char *queued = bg ? obj : run_object_text(run, NULL, &qlen);
+    if (bg)
+        qlen = len;
+    int rc = run_store_row_text(run, queued, qlen);
+    if (queued != obj)
+        free(queued);
+    if (rc == 0)
+        rc = run_emit_lifecycle_text(run, "response.created", obj, len);
+    if (rc == 0 && bg)
+        rc = run_emit_lifecycle_text(run, "response.queued", obj, len);
     if (rc != 0) {
         /* The store sheds load: the run goes (its call too), the client may retry. */
+        free(obj);
         scheduler_cancel(run);
         run->deleted = true;
         store_failed(p->r, rc);
@@ -271,10 +285,13 @@ static void created(struct pending *p)
     }
     run_announce(run);
     p->until_seq = eventlog_last(&run->log);
-    if (run->rq.background)
-        p->snapshot = run_object(run); /* OpenAI answers a background create as queued */
-    if (!run->rq.background)
-        run_set_status(run, RUN_IN_PROGRESS);
+    if (bg) {
+        p->snapshot = obj; /* OpenAI answers a background create as queued */
+        p->snapshot_len = len;
+    } else {
+        run_set_status_text(run, RUN_IN_PROGRESS, obj, len);
+        free(obj);
+    }
     answer_live(p);
 }
 

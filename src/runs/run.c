@@ -328,7 +328,8 @@ static json_t *provenance(const struct run *r)
     return p;
 }
 
-json_t *run_object(const struct run *r)
+/* The Response object with status shown (the run's own unless told). */
+static json_t *object_as(const struct run *r, const char *status)
 {
     json_t *arun = provenance(r);
     struct object_response o = {
@@ -336,7 +337,7 @@ json_t *run_object(const struct run *r)
         .id = r->id,
         .created_at = r->created_ms / 1000,
         .completed_at = r->status == RUN_COMPLETED ? r->completed_ms / 1000 : 0,
-        .status = run_status_name(r->status),
+        .status = status ? status : run_status_name(r->status),
         .output = r->x ? xlate_output(r->x) : NULL,
         .usage = r->x ? xlate_usage(r->x) : NULL,
         .error = r->error,
@@ -348,12 +349,53 @@ json_t *run_object(const struct run *r)
     return obj;
 }
 
+json_t *run_object(const struct run *r)
+{
+    return object_as(r, NULL);
+}
+
+char *run_object_text(const struct run *r, const char *status, size_t *len)
+{
+    json_t *obj = object_as(r, status);
+    char *text = json_dumps(obj, JSON_COMPACT);
+    json_decref(obj);
+    ASSERT(text != NULL);
+    *len = strlen(text);
+    return text;
+}
+
+int run_emit_lifecycle_text(struct run *r, const char *type, const char *obj, size_t len)
+{
+    /* {"type":TYPE,"response":OBJ}: the bytes json_dumps makes of that object, the object's
+     * text spliced in rather than dumped again (eventlog adds sequence_number last). Event
+     * types are literals: nothing to escape. */
+    static const char mid[] = "\",\"response\":";
+    size_t tlen = strlen(type);
+    size_t n = 9 + tlen + sizeof(mid) - 1 + len + 1;
+    char *ev = xmalloc(n);
+    char *p = ev;
+    memcpy(p, "{\"type\":\"", 9);
+    p += 9;
+    memcpy(p, type, tlen);
+    p += tlen;
+    memcpy(p, mid, sizeof(mid) - 1);
+    p += sizeof(mid) - 1;
+    memcpy(p, obj, len);
+    p += len;
+    *p++ = '}';
+    ASSERT((size_t)(p - ev) == n);
+    int rc = eventlog_append_text(r, type, ev, n);
+    free(ev);
+    return rc;
+}
+
 int run_emit_lifecycle(struct run *r, const char *type)
 {
-    json_t *ev = json_object();
-    json_object_set_new(ev, "type", json_string(type));
-    json_object_set_new(ev, "response", run_object(r));
-    return eventlog_append(r, ev);
+    size_t len;
+    char *obj = run_object_text(r, NULL, &len);
+    int rc = run_emit_lifecycle_text(r, type, obj, len);
+    free(obj);
+    return rc;
 }
 
 /* ---- the row ---- */
@@ -430,9 +472,17 @@ int run_store_row(struct run *r)
 {
     if (!r->rq.store)
         return 0;
-    json_t *obj = run_object(r);
-    char *text = json_dumps(obj, JSON_COMPACT);
-    json_decref(obj);
+    size_t len;
+    char *obj = run_object_text(r, NULL, &len);
+    int rc = run_store_row_text(r, obj, len);
+    free(obj);
+    return rc;
+}
+
+int run_store_row_text(struct run *r, const char *obj, size_t len)
+{
+    if (!r->rq.store)
+        return 0;
     int rc;
     if (!r->row_stored) {
         char *req = json_dumps(r->rq.root, JSON_COMPACT);
@@ -447,8 +497,8 @@ int run_store_row(struct run *r)
             .background = r->rq.background,
             .request = req,
             .request_len = strlen(req),
-            .object = text,
-            .object_len = strlen(text),
+            .object = obj,
+            .object_len = len,
         };
         rc = store_response_put(r->rs->o.store, &row, row_cb, r);
         free(req);
@@ -458,9 +508,8 @@ int run_store_row(struct run *r)
         }
     } else {
         rc = store_response_update(r->rs->o.store, r->tenant, r->id, run_status_name(r->status),
-                                   text, strlen(text), row_cb, r);
+                                   obj, len, row_cb, r);
     }
-    free(text);
     if (rc == 0) {
         r->row_ops++;
         r->store_ops++;
@@ -501,7 +550,21 @@ void run_announce(struct run *r)
     metrics_add(r->rs->m_status, 1, (const char *const[]){run_status_name(r->status)});
 }
 
+static void set_status(struct run *r, enum run_status to, const char *known, size_t known_len);
+
 void run_set_status(struct run *r, enum run_status to)
+{
+    set_status(r, to, NULL, 0);
+}
+
+void run_set_status_text(struct run *r, enum run_status to, const char *obj, size_t len)
+{
+    ASSERT(to == RUN_IN_PROGRESS && obj != NULL);
+    set_status(r, to, obj, len);
+}
+
+/* The setter. known: the object's text after the change, when the caller has it. */
+static void set_status(struct run *r, enum run_status to, const char *known, size_t known_len)
 {
     enum run_status from = r->status;
     if (from == to)
@@ -522,12 +585,19 @@ void run_set_status(struct run *r, enum run_status to)
      * turn in the conversation and in previous_response_id's history. */
     if (to == RUN_COMPLETED || to == RUN_INCOMPLETE)
         store_output(r);
-    if (status_events[to] != NULL && !r->log.closed &&
-        run_emit_lifecycle(r, status_events[to]) != 0)
+    /* The Response object is serialised once for the event and the row (it was 25-40% of the
+     * loop's time per create when each dumped its own). */
+    bool event = status_events[to] != NULL && !r->log.closed;
+    size_t len = known_len;
+    char *obj = NULL;
+    if (known == NULL && (event || r->rq.store))
+        known = obj = run_object_text(r, NULL, &len);
+    if (event && run_emit_lifecycle_text(r, status_events[to], known, len) != 0)
         log_warn("runs", "response %s: its %s event could not be stored", r->id, status_events[to]);
     if (run_finished(r))
         eventlog_close(r);
-    IGNORE_RESULT(run_store_row(r)); /* logged; the event log holds the truth */
+    IGNORE_RESULT(run_store_row_text(r, known, len)); /* logged; the event log holds the truth */
+    free(obj);
     publish(r);
     metrics_add(r->rs->m_status, 1, (const char *const[]){run_status_name(to)});
     if (end_settled(r))

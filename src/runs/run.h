@@ -155,17 +155,32 @@ void run_announce(struct run *r);
 /* The one status setter (see above). Invalid transitions are programming errors (asserted);
  * setting the status a run already has is a no-op. */
 void run_set_status(struct run *r, enum run_status to);
+/* run_set_status(r, RUN_IN_PROGRESS) with the Response object's text as it stands after the
+ * change already made by the caller (a foreground create has it for response.created), so it
+ * is not built again. Only for queued -> in_progress, whose entry work changes nothing the
+ * object shows but its status. */
+void run_set_status_text(struct run *r, enum run_status to, const char *obj, size_t len);
 const char *run_status_name(enum run_status s);
 bool run_finished(const struct run *r);
 
 /* The Response object as it stands (new reference). */
 json_t *run_object(const struct run *r);
+/* The same as compact JSON text (heap, NUL-terminated; *len its bytes): the bytes
+ * json_dumps(run_object(r), JSON_COMPACT) makes, with status shown instead of the run's own
+ * unless NULL. Made once and shared by the row, the lifecycle events and an answer, each of
+ * which would otherwise serialise the object again (the bulk of a create's CPU). */
+char *run_object_text(const struct run *r, const char *status, size_t *len);
 /* Writes the run's row (first time: store_response_put with the request; then updates). The
  * store's callback ends the hold it takes. Returns 0 or -errno (store refused). */
 int run_store_row(struct run *r) MUST_USE;
+/* The same with the object's text already made (run_object_text; obj[0..len) is copied). */
+int run_store_row_text(struct run *r, const char *obj, size_t len) MUST_USE;
 
 /* Appends a lifecycle event ({type, response:{…}}). */
 int run_emit_lifecycle(struct run *r, const char *type) MUST_USE;
+/* The same with the object's text already made: spliced into the event's text, the bytes
+ * eventlog_append would make of {type, response, sequence_number}. */
+int run_emit_lifecycle_text(struct run *r, const char *type, const char *obj, size_t len) MUST_USE;
 
 /* A store op of r called back: counts it down. Returns true when the registry is closing (r may
  * be freed: the caller returns at once). */
