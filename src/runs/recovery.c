@@ -99,25 +99,6 @@ static void schedule(struct cursor *c, struct run *r)
     }
 }
 
-/* Whether the stored events hold the engine's whole answer: output items, every one of them
- * done (the kill came after the last item's end and before response.completed). The answer's
- * usage and finish reason went with the kill: such a run completes with usage null. */
-static bool answer_whole(struct xlate *x)
-{
-    json_t *output = xlate_output(x);
-    size_t i;
-    json_t *item;
-    if (json_array_size(output) == 0)
-        return false;
-    json_array_foreach(output, i, item)
-    {
-        const char *status = json_string_value(json_object_get(item, "status"));
-        if (status == NULL || strcmp(status, "completed") != 0)
-            return false;
-    }
-    return true;
-}
-
 /* Folds the stored events into r's assembler, then continues. */
 static void stored_events_cb(int status, const char *value, size_t len, void *arg)
 {
@@ -170,12 +151,17 @@ static void stored_events_cb(int status, const char *value, size_t len, void *ar
         interrupt(c, r);
         return;
     }
-    if (answer_whole(r->x)) {
-        /* Asking the engine again would open a second item with the same answer. */
+    if (xlate_answer_ended(r->x)) {
+        /* Asking the engine again would start the answer over: the kill came after its end
+         * (among the items' done events, or before response.completed). The usage and the
+         * finish reason went with the kill: the run completes with usage null. */
         log_info("runs",
                  "response %s had its whole answer stored before the restart; it completes "
                  "without asking the engine again",
                  r->id);
+        if (xlate_finish(r->x) != 0)
+            log_warn("runs", "response %s: its open items could not be closed: %s", r->id,
+                     xlate_error(r->x));
         run_set_status(r, RUN_COMPLETED);
         run_release(r);
         c->run = NULL;

@@ -1340,6 +1340,17 @@ const char *xlate_partial_text(const struct xlate *x)
     return x->msg_open && !x->text_done && x->text.len > 0 ? buf_cstr(&x->text) : NULL;
 }
 
+bool xlate_answer_ended(const struct xlate *x)
+{
+    ASSERT(x != NULL);
+    if (json_array_size(x->output) == 0 || (x->msg_open && !x->text_done))
+        return false;
+    for (size_t i = 0; i < x->ncalls; i++)
+        if (x->calls[i]->open && !x->calls[i]->args_done)
+            return false;
+    return true;
+}
+
 void xlate_expect_echo(struct xlate *x, const char *prefix)
 {
     ASSERT(x != NULL);

@@ -101,6 +101,12 @@ const char *xlate_error(const struct xlate *x);
  * does not fit the state rebuilt so far. */
 int xlate_replay(struct xlate *x, json_t *event) MUST_USE;
 const char *xlate_partial_text(const struct xlate *x);
+/* Recovery: whether the replayed events hold the engine's whole answer: there is output, and
+ * every item is done or was being closed (its text or arguments final, some of its done events
+ * lost with the kill). xlate_finish() then emits the missing done events only; asking the engine
+ * again would start the answer over. (A kill that fell between a message's close and the
+ * tool call the model moved on to cannot be told from the end of the answer.) */
+bool xlate_answer_ended(const struct xlate *x);
 /* Before continuing: the engine may repeat the prefix it continues (llama-server does, in its
  * first delta(s)); the assembler then drops that repeated prefix so the output is prefix +
  * continuation exactly once, even when the repeat arrives split over several chunks. An engine

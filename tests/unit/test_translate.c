@@ -760,12 +760,21 @@ static void test_replay_among_closing_events_finishes_what_is_missing(void **sta
     const char *deltas[] = {"stone ", "forest "};
     json_t *ref_events = stream_events(deltas, 2, NULL);
     size_t n = json_array_size(ref_events);
+    /* up to the last delta, the answer is not over: it is continued, not completed */
+    for (size_t k = 0; k < n - 2; k++) {
+        struct xlate *x = xlate_new(record_cb, NULL);
+        for (size_t i = 0; i < k; i++)
+            assert_int_equal(xlate_replay(x, json_array_get(ref_events, i)), 0);
+        assert_false(xlate_answer_ended(x));
+        xlate_free(x);
+    }
     for (size_t k = n - 2; k <= n; k++) {
         json_t *stored = json_array();
         struct xlate *x = xlate_new(record_cb, stored);
         for (size_t i = 0; i < k; i++)
             assert_int_equal(xlate_replay(x, json_array_get(ref_events, i)), 0);
         assert_null(xlate_partial_text(x)); /* the text is final: nothing to continue */
+        assert_true(xlate_answer_ended(x)); /* recovery completes it without the engine */
         assert_int_equal(xlate_finish(x), 0);
         json_t *all = json_array();
         for (size_t i = 0; i < k; i++)
