@@ -32,11 +32,13 @@ struct cursor {
     size_t i;
     struct run *run;                    /* the run being recovered while a store read is out */
     const struct config_engine *engine; /* that run's engine (NULL: gone from the config) */
-    size_t counts[3];                   /* requeued, continued, interrupted */
+    size_t counts[4];                   /* requeued, continued, interrupted, answered */
 };
 
-enum { REQUEUED, CONTINUED, INTERRUPTED };
-static const char *const outcome_names[] = {"requeued", "continued", "interrupted"};
+enum { REQUEUED, CONTINUED, INTERRUPTED, ANSWERED };
+/* answered: the answer was over when arun died (only its end was lost), on an engine that
+ * cannot continue: it completes without the engine. */
+static const char *const outcome_names[] = {"requeued", "continued", "interrupted", "answered"};
 
 static void next_row(struct cursor *c);
 static void interrupt(struct cursor *c, struct run *r);
@@ -147,10 +149,6 @@ static void stored_events_cb(int status, const char *value, size_t len, void *ar
             return;
         }
     }
-    if (!r->continued) {
-        interrupt(c, r);
-        return;
-    }
     if (xlate_answer_ended(r->x)) {
         /* Asking the engine again would start the answer over: the kill came after its end
          * (among the items' done events, or before response.completed). The usage and the
@@ -162,10 +160,16 @@ static void stored_events_cb(int status, const char *value, size_t len, void *ar
         if (xlate_finish(r->x) != 0)
             log_warn("runs", "response %s: its open items could not be closed: %s", r->id,
                      xlate_error(r->x));
+        if (!r->continued)
+            count(c, ANSWERED); /* no engine needed: whatever its continuation setting */
         run_set_status(r, RUN_COMPLETED);
         run_release(r);
         c->run = NULL;
         next_row(c);
+        return;
+    }
+    if (!r->continued) {
+        interrupt(c, r);
         return;
     }
     const char *partial = xlate_partial_text(r->x);
@@ -303,8 +307,9 @@ static void next_row(struct cursor *c)
     if (c->i > 0)
         log_info("runs",
                  "recovered %zu unfinished responses: %zu requeued, %zu continued, %zu "
-                 "failed (interrupted)",
-                 c->i, c->counts[REQUEUED], c->counts[CONTINUED], c->counts[INTERRUPTED]);
+                 "failed (interrupted), %zu completed (their answer was over)",
+                 c->i, c->counts[REQUEUED], c->counts[CONTINUED], c->counts[INTERRUPTED],
+                 c->counts[ANSWERED]);
     cursor_free(c);
 }
 
