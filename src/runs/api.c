@@ -27,6 +27,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "runs/object.h"
+#include "runs/reply.h"
 #include "runs/scheduler.h"
 #include "runs/stream.h"
 
@@ -78,18 +79,6 @@ struct pending {
     bool stream, background;
 };
 
-static const char *tenant_of(struct http_request *r)
-{
-    (void)r;
-    return STORE_TENANT_DEFAULT; /* until API keys exist (contract 6) */
-}
-
-static void send_run_error(struct http_request *r, const struct run_error *err)
-{
-    http_send_error(r, err->status ? err->status : 400, err->code[0] ? err->code : NULL,
-                    err->param[0] ? err->param : NULL, "%s", err->message);
-}
-
 static void not_found(struct http_request *r, const char *id)
 {
     http_send_error(r, 404, "not_found", NULL, "Response with id '%.128s' not found.", id);
@@ -111,14 +100,6 @@ static const char *route_id(struct http_request *r)
         return id;
     http_send_error(r, 404, "not_found", NULL, "Response not found.");
     return NULL;
-}
-
-static void store_failed(struct http_request *r, int rc)
-{
-    if (rc == -EAGAIN)
-        http_add_header(r, "retry-after", "1");
-    http_send_error(r, rc == -EAGAIN ? 503 : 500, "store_unavailable", NULL,
-                    "The store cannot take this request now (%s); try again.", strerror(-rc));
 }
 
 static void ended_cb(struct run *run, struct run_waiter *w);
@@ -279,7 +260,7 @@ static void created(struct pending *p)
         free(obj);
         scheduler_cancel(run);
         run->deleted = true;
-        store_failed(p->r, rc);
+        reply_store_failed(p->r, rc);
         pending_free(p);
         return;
     }
@@ -301,7 +282,7 @@ static void history_cb(struct run *run, int status, const struct run_error *err,
     struct run_error serr = {0};
     if (status != 0) {
         run->deleted = true;
-        send_run_error(p->r, err);
+        reply_run_error(p->r, err);
         pending_free(p);
         return;
     }
@@ -309,7 +290,7 @@ static void history_cb(struct run *run, int status, const struct run_error *err,
         run->deleted = true;
         if (serr.status == 429)
             http_add_header(p->r, "retry-after", "1");
-        send_run_error(p->r, &serr);
+        reply_run_error(p->r, &serr);
         pending_free(p);
         return;
     }
@@ -321,7 +302,7 @@ static void start(struct pending *p)
     int rc = scheduler_load_history(p->run, history_cb, p);
     if (rc != 0) {
         p->run->deleted = true;
-        store_failed(p->r, rc);
+        reply_store_failed(p->r, rc);
         pending_free(p);
     }
 }
@@ -357,7 +338,7 @@ static void claimed_row(struct pending *p, json_t *row)
                               p->run->id, clock_wall_ms(), p->claim_ms + 1, idem_claim_cb, p);
     if (rc != 0) {
         p->run->deleted = true;
-        store_failed(p->r, rc);
+        reply_store_failed(p->r, rc);
         pending_free(p);
     }
 }
@@ -402,7 +383,7 @@ static void idem_claim_cb(int status, void *arg)
                  : status;
     if (rc != 0) {
         p->run->deleted = true;
-        store_failed(p->r, rc);
+        reply_store_failed(p->r, rc);
         pending_free(p);
     }
 }
@@ -418,7 +399,7 @@ static void create_response(struct http_request *r, void *arg)
     int rc = run_request_parse(body, &rq, &err);
     json_decref(body); /* the request holds its own reference (request.c increfs) */
     if (rc != 0) {
-        send_run_error(r, &err);
+        reply_run_error(r, &err);
         return;
     }
     const char *key = http_header(r, "idempotency-key");
@@ -431,7 +412,7 @@ static void create_response(struct http_request *r, void *arg)
     struct pending *p = pending_new(api, r);
     p->stream = rq.stream;
     p->background = rq.background;
-    p->run = run_new(api->rs, tenant_of(r), NULL, &rq, clock_wall_ms());
+    p->run = run_new(api->rs, reply_tenant(r), NULL, &rq, clock_wall_ms());
     run_hold(p->run);
     if (key == NULL || !p->run->rq.store) {
         start(p);
@@ -444,7 +425,7 @@ static void create_response(struct http_request *r, void *arg)
                           now - RUNS_IDEM_TTL_MS, idem_claim_cb, p);
     if (rc != 0) {
         p->run->deleted = true;
-        store_failed(r, rc);
+        reply_store_failed(r, rc);
         pending_free(p);
     }
 }
@@ -462,7 +443,7 @@ static void row_cb(int status, const char *value, size_t len, void *arg)
     struct row_read *rr = arg;
     json_t *row = status == 0 ? json_loadb(value, len, 0, NULL) : NULL;
     if (status != 0 && status != -ENOENT) {
-        store_failed(rr->p->r, status);
+        reply_store_failed(rr->p->r, status);
         pending_free(rr->p);
     } else {
         rr->then(rr->p, row);
@@ -480,10 +461,10 @@ static void read_row(struct pending *p, const char *id, void (*then)(struct pend
     snprintf(rr->id, sizeof(rr->id), "%s", id);
     if (id != p->id) /* claimed_row reads p->id itself: an overlapping copy would empty it */
         snprintf(p->id, sizeof(p->id), "%s", id);
-    int rc = store_response_get(p->api->rs->o.store, tenant_of(p->r), id, row_cb, rr);
+    int rc = store_response_get(p->api->rs->o.store, reply_tenant(p->r), id, row_cb, rr);
     if (rc != 0) {
         free(rr);
-        store_failed(p->r, rc);
+        reply_store_failed(p->r, rc);
         pending_free(p);
     }
 }
@@ -505,7 +486,7 @@ static void stream_stored(struct pending *p, json_t *row)
                 "Invalid 'starting_after': %lld is past the last event of this response (%lld).",
                 (long long)p->after, (long long)last);
         else
-            stream_open(p->api->rs, p->r, NULL, tenant_of(p->r),
+            stream_open(p->api->rs, p->r, NULL, reply_tenant(p->r),
                         json_string_value(json_object_get(row, "id")), p->after, &p->api->subs);
     }
     pending_free(p);
@@ -523,7 +504,7 @@ static void send_stored(struct pending *p, json_t *row)
 /* The first response of an Idempotency-Key, answered in the mode of this request. */
 static void attach_existing(struct pending *p, const char *id)
 {
-    struct run *run = run_find(p->api->rs, tenant_of(p->r), id);
+    struct run *run = run_find(p->api->rs, reply_tenant(p->r), id);
     if (run != NULL) {
         p->run = run;
         run_hold(run);
@@ -572,7 +553,7 @@ static void get_response(struct http_request *r, void *arg)
     const char *id = route_id(r);
     if (id == NULL)
         return;
-    struct run *run = run_find(api->rs, tenant_of(r), id);
+    struct run *run = run_find(api->rs, reply_tenant(r), id);
     if (!query_true(r, "stream")) {
         if (run != NULL) {
             /* A finished run answers once its last writes (its items) committed: a client that
@@ -627,7 +608,7 @@ static void cancel_response(struct http_request *r, void *arg)
     const char *id = route_id(r);
     if (id == NULL)
         return;
-    struct run *run = run_find(api->rs, tenant_of(r), id);
+    struct run *run = run_find(api->rs, reply_tenant(r), id);
     if (run == NULL) {
         read_row(pending_new(api, r), id, cancel_stored);
         return;
@@ -662,7 +643,7 @@ static void deleted_cb(int status, void *arg)
     if (status == -ENOENT)
         http_send_error(d->r, 404, "not_found", NULL, "Response with id '%s' not found.", d->id);
     else if (status != 0)
-        store_failed(d->r, status);
+        reply_store_failed(d->r, status);
     else
         http_send_json(d->r, 200, object_deleted(d->id, "response.deleted"));
     free(d);
@@ -674,7 +655,7 @@ static void delete_response(struct http_request *r, void *arg)
     const char *id = route_id(r);
     if (id == NULL)
         return;
-    struct run *run = run_find(api->rs, tenant_of(r), id);
+    struct run *run = run_find(api->rs, reply_tenant(r), id);
     if (run != NULL) {
         if (!run_finished(run)) {
             scheduler_cancel(run);
@@ -690,10 +671,10 @@ static void delete_response(struct http_request *r, void *arg)
     struct del *d = xcalloc(1, sizeof(*d));
     d->r = r;
     snprintf(d->id, sizeof(d->id), "%s", id);
-    int rc = store_response_delete(api->rs->o.store, tenant_of(r), id, deleted_cb, d);
+    int rc = store_response_delete(api->rs->o.store, reply_tenant(r), id, deleted_cb, d);
     if (rc != 0) {
         free(d);
-        store_failed(r, rc);
+        reply_store_failed(r, rc);
     }
 }
 
@@ -717,7 +698,7 @@ static void page_cb(int status, const char *value, size_t len, void *arg)
         http_send_error(l->r, 404, "not_found", "after", "No item with id '%s' in this list.",
                         l->after);
     } else if (!json_is_array(data)) {
-        store_failed(l->r, status ? status : -EIO);
+        reply_store_failed(l->r, status ? status : -EIO);
     } else {
         json_t *out = json_array();
         size_t i;
@@ -736,10 +717,10 @@ static void page_cb(int status, const char *value, size_t len, void *arg)
 
 static void list_items(struct list *l)
 {
-    int rc = store_items_list(l->api->rs->o.store, tenant_of(l->r), l->id, STORE_ITEMS_INPUT,
+    int rc = store_items_list(l->api->rs->o.store, reply_tenant(l->r), l->id, STORE_ITEMS_INPUT,
                               l->q.after ? l->after : NULL, l->q.limit, l->q.desc, page_cb, l);
     if (rc != 0) {
-        store_failed(l->r, rc);
+        reply_store_failed(l->r, rc);
         free(l);
     }
 }
@@ -751,7 +732,7 @@ static void items_row_cb(int status, const char *value, size_t len, void *arg)
         not_found(l->r, l->id);
         free(l);
     } else if (status != 0) {
-        store_failed(l->r, status);
+        reply_store_failed(l->r, status);
         free(l);
     } else {
         list_items(l);
@@ -764,7 +745,7 @@ static struct list *list_new(struct http_request *r, struct runs_api *api)
     struct run_list_query q;
     if (run_list_query_parse(http_query(r, "after"), http_query(r, "limit"), http_query(r, "order"),
                              &q, &err) != 0) {
-        send_run_error(r, &err);
+        reply_run_error(r, &err);
         return NULL;
     }
     struct list *l = xcalloc(1, sizeof(*l));
@@ -788,14 +769,14 @@ static void input_items(struct http_request *r, void *arg)
         return;
     }
     snprintf(l->id, sizeof(l->id), "%s", id);
-    struct run *run = run_find(api->rs, tenant_of(r), l->id);
+    struct run *run = run_find(api->rs, reply_tenant(r), l->id);
     if (run != NULL && run->rq.store) {
         list_items(l);
         return;
     }
-    int rc = store_response_get(api->rs->o.store, tenant_of(r), l->id, items_row_cb, l);
+    int rc = store_response_get(api->rs->o.store, reply_tenant(r), l->id, items_row_cb, l);
     if (rc != 0) {
-        store_failed(r, rc);
+        reply_store_failed(r, rc);
         free(l);
     }
 }
@@ -815,10 +796,10 @@ static void list_responses(struct http_request *r, void *arg)
     if (l == NULL)
         return;
     l->rows = true;
-    int rc = store_responses_list(api->rs->o.store, tenant_of(r), status,
+    int rc = store_responses_list(api->rs->o.store, reply_tenant(r), status,
                                   l->q.after ? l->after : NULL, l->q.limit, page_cb, l);
     if (rc != 0) {
-        store_failed(r, rc);
+        reply_store_failed(r, rc);
         free(l);
     }
 }

@@ -40,6 +40,7 @@
 #include "core/clock.h"
 #include "core/ids.h"
 #include "runs/object.h"
+#include "runs/reply.h"
 #include "runs/request.h"
 
 /* One request being answered. */
@@ -55,26 +56,6 @@ struct creq {
     char item[STORE_ID_MAX + 1];       /* the item, for …/items/ITEM */
     char after[STORE_ID_MAX + 1];      /* q.after, copied (the query lives in the request) */
 };
-
-static const char *tenant_of(struct http_request *r)
-{
-    (void)r;
-    return STORE_TENANT_DEFAULT; /* until API keys exist (contract 6), as api.c */
-}
-
-static void send_run_error(struct http_request *r, const struct run_error *err)
-{
-    http_send_error(r, err->status ? err->status : 400, err->code[0] ? err->code : NULL,
-                    err->param[0] ? err->param : NULL, "%s", err->message);
-}
-
-static void store_failed(struct http_request *r, int rc)
-{
-    if (rc == -EAGAIN)
-        http_add_header(r, "retry-after", "1");
-    http_send_error(r, rc == -EAGAIN ? 503 : 500, "store_unavailable", NULL,
-                    "the store cannot take this request now: %s", strerror(-rc));
-}
 
 static void conversation_not_found(struct http_request *r, const char *id)
 {
@@ -112,7 +93,7 @@ static void creq_free(struct creq *c)
 /* A store call that refused to start (returned rc) ends the request. */
 static void refused(struct creq *c, int rc)
 {
-    store_failed(c->r, rc);
+    reply_store_failed(c->r, rc);
     creq_free(c);
 }
 
@@ -137,7 +118,7 @@ static void send_conversation(struct creq *c, int status, const char *value, siz
     if (status == -ENOENT)
         conversation_not_found(c->r, c->id);
     else if (obj == NULL)
-        store_failed(c->r, status ? status : -EIO);
+        reply_store_failed(c->r, status ? status : -EIO);
     else
         http_send_json(c->r, 200, obj);
     creq_free(c);
@@ -151,7 +132,7 @@ static void got_conversation_cb(int status, const char *value, size_t len, void 
 /* Reads the conversation c->id and answers it. */
 static void answer_conversation(struct creq *c)
 {
-    int rc = store_conversation_get(c->st, tenant_of(c->r), c->id, got_conversation_cb, c);
+    int rc = store_conversation_get(c->st, reply_tenant(c->r), c->id, got_conversation_cb, c);
     if (rc != 0)
         refused(c, rc);
 }
@@ -206,7 +187,7 @@ static int check_unique_ids(json_t *items, struct run_error *err)
 static int append_items(struct creq *c, store_write_cb cb)
 {
     char *text = json_dumps(c->body.items, JSON_COMPACT);
-    int rc = store_items_append(c->st, tenant_of(c->r), c->id, STORE_ITEMS_CONVERSATION, text,
+    int rc = store_items_append(c->st, reply_tenant(c->r), c->id, STORE_ITEMS_CONVERSATION, text,
                                 strlen(text), cb, c);
     free(text);
     return rc;
@@ -249,7 +230,7 @@ static bool take_body(struct creq *c, body_parse_fn parse, bool empty_ok)
     if (rc == 0 && c->body.items != NULL)
         rc = check_unique_ids(c->body.items, &err);
     if (rc != 0) {
-        send_run_error(c->r, &err);
+        reply_run_error(c->r, &err);
         creq_free(c);
         return false;
     }
@@ -269,12 +250,13 @@ static void created_cb(struct creq *c)
     if (--c->waiting > 0)
         return;
     if (c->put_status != 0) {
-        store_failed(c->r, c->put_status);
+        reply_store_failed(c->r, c->put_status);
     } else if (c->items_status != 0) {
         /* The row went in without its items: take it out again, so that no client ever sees
          * a conversation missing what it was created with. */
-        IGNORE_RESULT(store_conversation_delete(c->st, tenant_of(c->r), c->id, dropped_cb, NULL));
-        store_failed(c->r, c->items_status);
+        IGNORE_RESULT(
+            store_conversation_delete(c->st, reply_tenant(c->r), c->id, dropped_cb, NULL));
+        reply_store_failed(c->r, c->items_status);
     } else {
         http_send_json(c->r, 200,
                        object_conversation(c->id, c->created_ms / 1000, c->body.metadata));
@@ -306,7 +288,7 @@ static void create_conversation(struct http_request *r, void *arg)
     char *md = metadata_text(&c->body);
     bool items = json_array_size(c->body.items) > 0;
     c->waiting = items ? 2 : 1; /* before the calls: a callback must find it set */
-    int rc = store_conversation_put(c->st, tenant_of(r), c->id, c->created_ms, md, strlen(md),
+    int rc = store_conversation_put(c->st, reply_tenant(r), c->id, c->created_ms, md, strlen(md),
                                     put_cb, c);
     free(md);
     if (rc != 0) {
@@ -350,7 +332,8 @@ static void update_conversation(struct http_request *r, void *arg)
     if (!take_id(c, r->params[0]) || !take_body(c, run_conversation_update_parse, false))
         return;
     char *md = metadata_text(&c->body);
-    int rc = store_conversation_update(c->st, tenant_of(r), c->id, md, strlen(md), updated_cb, c);
+    int rc =
+        store_conversation_update(c->st, reply_tenant(r), c->id, md, strlen(md), updated_cb, c);
     free(md);
     if (rc != 0)
         refused(c, rc);
@@ -362,7 +345,7 @@ static void deleted_cb(int status, void *arg)
     if (status == -ENOENT)
         conversation_not_found(c->r, c->id);
     else if (status != 0)
-        store_failed(c->r, status);
+        reply_store_failed(c->r, status);
     else
         http_send_json(c->r, 200, object_deleted(c->id, "conversation.deleted"));
     creq_free(c);
@@ -373,7 +356,7 @@ static void delete_conversation(struct http_request *r, void *arg)
     struct creq *c = creq_new(arg, r);
     if (!take_id(c, r->params[0]))
         return;
-    int rc = store_conversation_delete(c->st, tenant_of(r), c->id, deleted_cb, c);
+    int rc = store_conversation_delete(c->st, reply_tenant(r), c->id, deleted_cb, c);
     if (rc != 0)
         refused(c, rc);
 }
@@ -389,7 +372,7 @@ static void page_cb(int status, const char *value, size_t len, void *arg)
         http_send_error(c->r, 404, "not_found", "after",
                         "No item with id '%s' in conversation '%s'.", c->after, c->id);
     } else if (!json_is_array(data)) {
-        store_failed(c->r, status ? status : -EIO);
+        reply_store_failed(c->r, status ? status : -EIO);
     } else {
         json_t *out = json_array();
         size_t i;
@@ -420,7 +403,7 @@ static void list_exists_cb(int status, const char *value, size_t len, void *arg)
         refused(c, status);
         return;
     }
-    int rc = store_items_list(c->st, tenant_of(c->r), c->id, STORE_ITEMS_CONVERSATION,
+    int rc = store_items_list(c->st, reply_tenant(c->r), c->id, STORE_ITEMS_CONVERSATION,
                               c->q.after ? c->after : NULL, c->q.limit, c->q.desc, page_cb, c);
     if (rc != 0)
         refused(c, rc);
@@ -434,14 +417,14 @@ static void list_items(struct http_request *r, void *arg)
     struct run_error err = {0};
     if (run_list_query_parse(http_query(r, "after"), http_query(r, "limit"), http_query(r, "order"),
                              &c->q, &err) != 0) {
-        send_run_error(r, &err);
+        reply_run_error(r, &err);
         creq_free(c);
         return;
     }
     if (c->q.after != NULL)
         snprintf(c->after, sizeof(c->after), "%s", c->q.after);
     /* The store lists a conversation that does not exist as empty: ask it first, for the 404. */
-    int rc = store_conversation_get(c->st, tenant_of(r), c->id, list_exists_cb, c);
+    int rc = store_conversation_get(c->st, reply_tenant(r), c->id, list_exists_cb, c);
     if (rc != 0)
         refused(c, rc);
 }
@@ -457,7 +440,7 @@ static void added_cb(int status, void *arg)
                         "conversation '%s'; leave 'id' out to have one made.",
                         c->id);
     } else if (status != 0) {
-        store_failed(c->r, status);
+        reply_store_failed(c->r, status);
     } else {
         json_t *out = json_array();
         size_t i;
@@ -492,7 +475,7 @@ static void which_missing_cb(int status, const char *value, size_t len, void *ar
     if (status == -ENOENT)
         conversation_not_found(c->r, c->id);
     else if (status != 0)
-        store_failed(c->r, status);
+        reply_store_failed(c->r, status);
     else
         item_not_found(c->r, c->id, c->item);
     creq_free(c);
@@ -500,7 +483,7 @@ static void which_missing_cb(int status, const char *value, size_t len, void *ar
 
 static void say_which_missing(struct creq *c)
 {
-    int rc = store_conversation_get(c->st, tenant_of(c->r), c->id, which_missing_cb, c);
+    int rc = store_conversation_get(c->st, reply_tenant(c->r), c->id, which_missing_cb, c);
     if (rc != 0)
         refused(c, rc);
 }
@@ -514,7 +497,7 @@ static void got_item_cb(int status, const char *value, size_t len, void *arg)
     }
     json_t *item = status == 0 ? json_loadb(value, len, 0, NULL) : NULL;
     if (!json_is_object(item))
-        store_failed(c->r, status ? status : -EIO);
+        reply_store_failed(c->r, status ? status : -EIO);
     else
         http_send_json(c->r, 200, object_item(item));
     json_decref(item);
@@ -526,7 +509,7 @@ static void get_item(struct http_request *r, void *arg)
     struct creq *c = creq_new(arg, r);
     if (!take_id(c, r->params[0]) || !take_item(c, r->params[1]))
         return;
-    int rc = store_item_get(c->st, tenant_of(r), c->id, STORE_ITEMS_CONVERSATION, c->item,
+    int rc = store_item_get(c->st, reply_tenant(r), c->id, STORE_ITEMS_CONVERSATION, c->item,
                             got_item_cb, c);
     if (rc != 0)
         refused(c, rc);
@@ -548,7 +531,7 @@ static void delete_item(struct http_request *r, void *arg)
     struct creq *c = creq_new(arg, r);
     if (!take_id(c, r->params[0]) || !take_item(c, r->params[1]))
         return;
-    int rc = store_item_delete(c->st, tenant_of(r), c->id, STORE_ITEMS_CONVERSATION, c->item,
+    int rc = store_item_delete(c->st, reply_tenant(r), c->id, STORE_ITEMS_CONVERSATION, c->item,
                                item_deleted_cb, c);
     if (rc != 0)
         refused(c, rc);
