@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include "testutil.h"
+#include "testloop.h"
 #include <jansson.h>
 #include <uv.h>
 
@@ -41,23 +42,15 @@ struct got {
     char *value;
 };
 
-static void tick_cb(uv_timer_t *t)
+static bool got_done(void *arg)
 {
-    (void)t; /* only wakes the loop so that wait_for re-checks */
+    return ((struct got *)arg)->done;
 }
 
 /* Runs the loop until g->done or DEADLINE_MS pass. */
 static void wait_for(struct got *g)
 {
-    uv_timer_t tick;
-    uint64_t deadline = clock_mono_ms() + DEADLINE_MS;
-    assert_int_equal(uv_timer_init(&F->loop, &tick), 0);
-    assert_int_equal(uv_timer_start(&tick, tick_cb, 1, 1), 0);
-    while (!g->done && clock_mono_ms() < deadline)
-        uv_run(&F->loop, UV_RUN_ONCE);
-    uv_close((uv_handle_t *)&tick, NULL);
-    uv_run(&F->loop, UV_RUN_NOWAIT);
-    assert_true(g->done);
+    assert_true(testloop_run_until(&F->loop, got_done, g, DEADLINE_MS));
 }
 
 static void write_cb(int status, void *arg)

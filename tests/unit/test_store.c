@@ -21,6 +21,7 @@
 #include <cmocka.h>
 
 #include "testutil.h"
+#include "testloop.h"
 #include <sqlite3.h>
 #include <uv.h>
 
@@ -54,39 +55,6 @@ static void tmp_dir_free(char *dir)
     free(dir);
 }
 
-static void tick_cb(uv_timer_t *t)
-{
-    /* Only wakes the loop so that run_until re-checks its condition. */
-}
-
-/* Runs the loop until cond(arg) holds or DEADLINE_MS pass. Returns whether it holds. */
-static bool run_until(uv_loop_t *loop, bool (*cond)(void *), void *arg)
-{
-    uv_timer_t tick;
-    uint64_t deadline = clock_mono_ms() + DEADLINE_MS;
-
-    assert_int_equal(uv_timer_init(loop, &tick), 0);
-    assert_int_equal(uv_timer_start(&tick, tick_cb, 1, 1), 0);
-    while (!cond(arg) && clock_mono_ms() < deadline)
-        uv_run(loop, UV_RUN_ONCE);
-    uv_close((uv_handle_t *)&tick, NULL);
-    uv_run(loop, UV_RUN_NOWAIT);
-    return cond(arg);
-}
-
-static void count_handle(uv_handle_t *h, void *arg)
-{
-    if (!uv_is_closing(h) && h->type != UV_TIMER)
-        (*(int *)arg)++;
-}
-
-static bool no_handles(void *loop)
-{
-    int n = 0;
-    uv_walk(loop, count_handle, &n);
-    return n == 0;
-}
-
 static struct store *open_store(uv_loop_t *loop, const char *data_dir,
                                 const struct store_options *extra)
 {
@@ -109,7 +77,7 @@ static struct store *open_store(uv_loop_t *loop, const char *data_dir,
 static void close_store(uv_loop_t *loop, struct store *st)
 {
     store_close(st);
-    assert_true(run_until(loop, no_handles, loop));
+    assert_true(testloop_run_until(loop, testloop_no_handles, loop, DEADLINE_MS));
 }
 
 static void loop_finish(uv_loop_t *loop)
@@ -170,7 +138,7 @@ static void put_wait(uv_loop_t *loop, struct store *st, const char *key, const c
 {
     struct acks a = {.want = 1};
     assert_int_equal(store_kv_put(st, NS, key, value, strlen(value), ack_cb, &a), 0);
-    assert_true(run_until(loop, acks_reached, &a));
+    assert_true(testloop_run_until(loop, acks_reached, &a, DEADLINE_MS));
     assert_int_equal(a.last, want_status);
 }
 
@@ -179,7 +147,7 @@ static int get_wait(uv_loop_t *loop, struct store *st, const char *key, char **v
 {
     struct got g = {0};
     assert_int_equal(store_kv_get(st, NS, key, got_cb, &g), 0);
-    assert_true(run_until(loop, got_done, &g));
+    assert_true(testloop_run_until(loop, got_done, &g, DEADLINE_MS));
     if (value != NULL)
         *value = g.value;
     else
@@ -192,7 +160,7 @@ static char *sql_wait(uv_loop_t *loop, struct store *st, const char *sql)
 {
     struct got g = {0};
     assert_int_equal(store_debug_sql(st, sql, got_cb, &g), 0);
-    assert_true(run_until(loop, got_done, &g));
+    assert_true(testloop_run_until(loop, got_done, &g, DEADLINE_MS));
     assert_int_equal(g.status, 0);
     return g.value;
 }
@@ -373,7 +341,7 @@ static void test_list_returns_a_namespace_as_one_object(void **state)
     assert_int_equal(uv_loop_init(&loop), 0);
     struct store *st = open_store(&loop, data_dir, NULL);
     assert_int_equal(store_kv_list(st, NS, got_cb, &g), 0);
-    assert_true(run_until(&loop, got_done, &g));
+    assert_true(testloop_run_until(&loop, got_done, &g, DEADLINE_MS));
     assert_int_equal(g.status, 0);
     assert_string_equal(g.value, "{}");
     free(g.value);
@@ -382,7 +350,7 @@ static void test_list_returns_a_namespace_as_one_object(void **state)
     put_wait(&loop, st, "a", "{\"pid\":7}", 0);
     g = (struct got){0};
     assert_int_equal(store_kv_list(st, NS, got_cb, &g), 0);
-    assert_true(run_until(&loop, got_done, &g));
+    assert_true(testloop_run_until(&loop, got_done, &g, DEADLINE_MS));
     assert_int_equal(g.status, 0);
     assert_string_equal(g.value, "{\"a\":{\"pid\":7},\"b\\\"quoted\":[1,2]}");
     free(g.value);
@@ -403,13 +371,13 @@ static void test_delete_removes_the_key(void **state)
     struct store *st = open_store(&loop, data_dir, NULL);
     put_wait(&loop, st, "doomed", "1", 0);
     assert_int_equal(store_kv_delete(st, NS, "doomed", ack_cb, &a), 0);
-    assert_true(run_until(&loop, acks_reached, &a));
+    assert_true(testloop_run_until(&loop, acks_reached, &a, DEADLINE_MS));
     assert_int_equal(a.last, 0);
     assert_int_equal(get_wait(&loop, st, "doomed", NULL), -ENOENT);
 
     a = (struct acks){.want = 1};
     assert_int_equal(store_kv_delete(st, NS, "doomed", ack_cb, &a), 0);
-    assert_true(run_until(&loop, acks_reached, &a));
+    assert_true(testloop_run_until(&loop, acks_reached, &a, DEADLINE_MS));
     assert_int_equal(a.last, -ENOENT);
 
     close_store(&loop, st);
@@ -431,7 +399,7 @@ static void test_get_of_a_missing_key_is_enoent(void **state)
     /* Namespaces are separate: the same key in another namespace is not there. */
     struct got g = {0};
     assert_int_equal(store_kv_get(st, "other", "present", got_cb, &g), 0);
-    assert_true(run_until(&loop, got_done, &g));
+    assert_true(testloop_run_until(&loop, got_done, &g, DEADLINE_MS));
     assert_int_equal(g.status, -ENOENT);
 
     close_store(&loop, st);
@@ -479,7 +447,7 @@ static void test_puts_in_one_turn_share_few_commits(void **state)
         assert_int_equal(store_kv_put(st, NS, key, value, strlen(value), ack_cb, &a), 0);
         free(value);
     }
-    assert_true(run_until(&loop, acks_reached, &a));
+    assert_true(testloop_run_until(&loop, acks_reached, &a, DEADLINE_MS));
     assert_int_equal(a.failed, 0);
     store_stats(st, &stats);
     print_message("group commit: %llu ops in %llu commits\n",
@@ -586,7 +554,7 @@ static void test_submissions_past_the_pending_cap_fail_with_eagain(void **state)
     }
     assert_int_equal(accepted, 10);
     assert_int_equal(refused, 5);
-    assert_true(run_until(&loop, acks_reached, &a));
+    assert_true(testloop_run_until(&loop, acks_reached, &a, DEADLINE_MS));
     assert_int_equal(a.done, 10);         /* refused ones never call back */
     put_wait(&loop, st, "after", "1", 0); /* room again once acknowledged */
 
@@ -607,8 +575,8 @@ static void test_invalid_json_fails_alone_and_its_batch_commits(void **state)
     assert_int_equal(store_kv_put(st, NS, "a", "[1]", 3, ack_cb, &good), 0);
     assert_int_equal(store_kv_put(st, NS, "b", "{not json", 9, ack_cb, &bad), 0);
     assert_int_equal(store_kv_put(st, NS, "c", "[3]", 3, ack_cb, &good), 0);
-    assert_true(run_until(&loop, acks_reached, &good));
-    assert_true(run_until(&loop, acks_reached, &bad));
+    assert_true(testloop_run_until(&loop, acks_reached, &good, DEADLINE_MS));
+    assert_true(testloop_run_until(&loop, acks_reached, &bad, DEADLINE_MS));
     assert_int_equal(good.failed, 0);
     assert_int_equal(bad.last, -EINVAL);
     assert_true(store_ready(st)); /* one bad op is not a sick store */
@@ -666,7 +634,7 @@ static void test_full_disk_fails_the_batch_and_recovers_after_a_commit(void **st
     /* The database may not grow by a page from now on: SQLite's own "disk full". */
     free(sql_wait(&loop, f.st, "PRAGMA max_page_count = 1"));
     assert_int_equal(store_kv_put(f.st, NS, "big", big, strlen(big), full_cb, &f), 0);
-    assert_true(run_until(&loop, full_done, &f));
+    assert_true(testloop_run_until(&loop, full_done, &f, DEADLINE_MS));
     assert_int_equal(f.status, -ENOSPC);
     assert_false(f.ready);
     if (strstr(f.status_text, "disk full") == NULL || strstr(f.status_text, "SQLITE_FULL") == NULL)
@@ -719,11 +687,11 @@ static void test_locked_database_is_retried_then_commits(void **state)
 
     assert_int_equal(store_kv_put(st, NS, "patient", "1", 1, ack_cb, &a), 0);
     struct stats_wait w = {.st = st, .busy_retries = 1};
-    assert_true(run_until(&loop, busy_retried, &w));
+    assert_true(testloop_run_until(&loop, busy_retried, &w, DEADLINE_MS));
     assert_int_equal(a.done, 0); /* not acknowledged while it cannot commit */
 
     assert_int_equal(sqlite3_exec(other, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
-    assert_true(run_until(&loop, acks_reached, &a));
+    assert_true(testloop_run_until(&loop, acks_reached, &a, DEADLINE_MS));
     assert_int_equal(a.last, 0);
     assert_true(store_ready(st));
     assert_int_equal(sqlite3_close(other), SQLITE_OK);

@@ -22,6 +22,7 @@
 #include <cmocka.h>
 
 #include "testutil.h"
+#include "testloop.h"
 #include <jansson.h>
 #include <sqlite3.h>
 #include <uv.h>
@@ -45,39 +46,6 @@ struct fx {
 };
 static struct fx *F;
 
-static void tick_cb(uv_timer_t *t)
-{
-    /* Only wakes the loop so that run_until re-checks its condition. */
-}
-
-/* Runs the loop until cond(arg) holds or DEADLINE_MS pass. Returns whether it holds. */
-static bool run_until(bool (*cond)(void *), void *arg)
-{
-    uv_timer_t tick;
-    uint64_t deadline = clock_mono_ms() + DEADLINE_MS;
-
-    assert_int_equal(uv_timer_init(&F->loop, &tick), 0);
-    assert_int_equal(uv_timer_start(&tick, tick_cb, 1, 1), 0);
-    while (!cond(arg) && clock_mono_ms() < deadline)
-        uv_run(&F->loop, UV_RUN_ONCE);
-    uv_close((uv_handle_t *)&tick, NULL);
-    uv_run(&F->loop, UV_RUN_NOWAIT);
-    return cond(arg);
-}
-
-static void count_handle(uv_handle_t *h, void *arg)
-{
-    if (!uv_is_closing(h) && h->type != UV_TIMER)
-        (*(int *)arg)++;
-}
-
-static bool no_handles(void *loop)
-{
-    int n = 0;
-    uv_walk(loop, count_handle, &n);
-    return n == 0;
-}
-
 static struct store *open_store(struct metrics *m)
 {
     struct store_options opts = {.data_dir = F->data_dir, .metrics = m};
@@ -96,7 +64,7 @@ static void close_store(void)
 {
     store_close(F->st);
     F->st = NULL;
-    assert_true(run_until(no_handles, &F->loop));
+    assert_true(testloop_run_until(&F->loop, testloop_no_handles, &F->loop, DEADLINE_MS));
 }
 
 /* The loop and the directory, without a store (a test that prepares the database first). */
@@ -164,7 +132,7 @@ static int ack_reset(void)
 static int wr(int submitted)
 {
     assert_int_equal(submitted, 0);
-    assert_true(run_until(acks_reached, &A));
+    assert_true(testloop_run_until(&F->loop, acks_reached, &A, DEADLINE_MS));
     return A.last;
 }
 #define W(call) (ack_reset(), wr(call))
@@ -204,7 +172,7 @@ static int got_reset(void)
 static int rd(int submitted)
 {
     assert_int_equal(submitted, 0);
-    assert_true(run_until(got_done, &G));
+    assert_true(testloop_run_until(&F->loop, got_done, &G, DEADLINE_MS));
     return G.status;
 }
 #define R(call) (got_reset(), rd(call))
@@ -726,7 +694,7 @@ static void test_a_read_submitted_after_a_write_callback_sees_the_write(void **s
                                             chase_ack_cb, &c),
                          0);
     }
-    assert_true(run_until(chase_done, &c));
+    assert_true(testloop_run_until(&F->loop, chase_done, &c, DEADLINE_MS));
     assert_int_equal(c.failures, 0);
     assert_int_equal(c.checked, 200);
 }
