@@ -238,12 +238,12 @@ struct engines_api *engines_api_new(struct http_server *srv, struct supervisor *
     h2o_linklist_init_anchor(&api->followers);
     api->srv = srv;
     api->sup = sup;
-    http_route(srv, "GET", "/v1/engines", list_engines, api);
-    http_route(srv, "GET", "/v1/engines/{name}", get_engine, api);
-    http_route(srv, "POST", "/v1/engines/{name}/start", start_engine, api);
-    http_route(srv, "POST", "/v1/engines/{name}/stop", stop_engine, api);
-    http_route(srv, "POST", "/v1/engines/{name}/restart", restart_engine, api);
-    http_route(srv, "GET", "/v1/engines/{name}/logs", get_logs, api);
+    http_route(srv, "GET", "/v1/engines", HTTP_ADMIN, list_engines, api);
+    http_route(srv, "GET", "/v1/engines/{name}", HTTP_ADMIN, get_engine, api);
+    http_route(srv, "POST", "/v1/engines/{name}/start", HTTP_ADMIN, start_engine, api);
+    http_route(srv, "POST", "/v1/engines/{name}/stop", HTTP_ADMIN, stop_engine, api);
+    http_route(srv, "POST", "/v1/engines/{name}/restart", HTTP_ADMIN, restart_engine, api);
+    http_route(srv, "GET", "/v1/engines/{name}/logs", HTTP_ADMIN, get_logs, api);
     http_server_on_shutdown(srv, on_shutdown, api);
     return api;
 }

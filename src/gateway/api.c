@@ -396,9 +396,9 @@ static void on_shutdown(void *arg)
 
 void gw_api_register(struct gateway *gw)
 {
-    http_route(gw->srv, "GET", "/v1/models", list_models, gw);
-    http_route(gw->srv, "POST", "/v1/chat/completions", completion, gw);
-    http_route(gw->srv, "POST", "/v1/completions", completion, gw);
-    http_route(gw->srv, "POST", "/v1/embeddings", completion, gw);
+    http_route(gw->srv, "GET", "/v1/models", HTTP_MEMBER, list_models, gw);
+    http_route(gw->srv, "POST", "/v1/chat/completions", HTTP_MEMBER, completion, gw);
+    http_route(gw->srv, "POST", "/v1/completions", HTTP_MEMBER, completion, gw);
+    http_route(gw->srv, "POST", "/v1/embeddings", HTTP_MEMBER, completion, gw);
     http_server_on_shutdown(gw->srv, on_shutdown, gw);
 }

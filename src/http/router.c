@@ -30,12 +30,13 @@ void http_router_cleanup(struct http_router *rt)
 }
 
 void http_router_add(struct http_router *rt, const char *method, const char *pattern,
-                     http_handler_fn fn, void *arg)
+                     enum http_access access, http_handler_fn fn, void *arg)
 {
     ASSERT(pattern[0] == '/');
     struct http_route *r = xcalloc(1, sizeof(*r));
     r->method = xstrdup(method);
     r->pattern = xstrdup(pattern);
+    r->access = access;
     r->fn = fn;
     r->arg = arg;
     const char *p = pattern + 1;

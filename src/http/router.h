@@ -14,6 +14,7 @@ struct http_route {
     char **segs;    /* pattern split on '/'; "{x}" segments capture */
     size_t *seglen; /* strlen of each of segs */
     size_t nsegs, nparams;
+    enum http_access access;
     http_handler_fn fn;
     void *arg;
     struct http_route *next;
@@ -33,7 +34,7 @@ enum http_router_result {
 void http_router_init(struct http_router *rt);
 void http_router_cleanup(struct http_router *rt);
 void http_router_add(struct http_router *rt, const char *method, const char *pattern,
-                     http_handler_fn fn, void *arg);
+                     enum http_access access, http_handler_fn fn, void *arg);
 /* Matches path (no query string) and fills r->route, r->params, r->nparams (strings from the
  * request's pool). */
 enum http_router_result http_router_match(const struct http_router *rt, struct http_request *r,

@@ -267,10 +267,10 @@ struct runtime_api *runtime_api_new(struct http_server *srv, struct metrics *met
     api->events = events;
     api->started_ms = clock_mono_ms();
     register_metrics(api);
-    http_route(srv, "GET", "/healthz", healthz, api);
-    http_route(srv, "GET", "/readyz", readyz, api);
-    http_route(srv, "GET", "/metrics", metrics_page, api);
-    http_route(srv, "GET", "/v1/events", events_page, api);
+    http_route(srv, "GET", "/healthz", HTTP_PUBLIC, healthz, api);
+    http_route(srv, "GET", "/readyz", HTTP_PUBLIC, readyz, api);
+    http_route(srv, "GET", "/metrics", HTTP_ADMIN, metrics_page, api);
+    http_route(srv, "GET", "/v1/events", HTTP_MEMBER, events_page, api);
     http_server_on_shutdown(srv, on_shutdown, api);
     uv_timer_init(http_server_loop(srv), &api->heartbeat);
     api->heartbeat.data = api;

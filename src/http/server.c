@@ -143,6 +143,8 @@ static void request_dispose(void *p)
         log_write(lvl, "http", r->id, 0, f, "%s %.*s %d", method, (int)req->path.len,
                   req->path.base, st);
     }
+    if (r->release != NULL)
+        r->release(r, r->release_arg);
     srv->in_flight--;
     maybe_drained(srv);
 }
@@ -164,6 +166,12 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     h2o_iovec_t path = req->path_normalized;
     switch (http_router_match(&srv->router, r, req->method, path)) {
     case HTTP_ROUTER_FOUND:
+        if (srv->gate == NULL) {
+            memcpy(r->who.tenant, HTTP_TENANT_DEFAULT, sizeof(HTTP_TENANT_DEFAULT));
+            r->who.admin = true;
+        } else if (srv->gate(r, r->route->access, srv->gate_arg) != 0) {
+            break; /* the gate answered */
+        }
         r->route->fn(r, r->route->arg);
         break;
     case HTTP_ROUTER_BAD_METHOD:
@@ -401,9 +409,28 @@ uint16_t http_server_port(const struct http_server *srv)
 }
 
 void http_route(struct http_server *srv, const char *method, const char *pattern,
-                http_handler_fn fn, void *arg)
+                enum http_access access, http_handler_fn fn, void *arg)
 {
-    http_router_add(&srv->router, method, pattern, fn, arg);
+    http_router_add(&srv->router, method, pattern, access, fn, arg);
+}
+
+void http_server_set_gate(struct http_server *srv, http_gate_fn gate, void *arg)
+{
+    srv->gate = gate;
+    srv->gate_arg = arg;
+}
+
+const char *http_access_name(enum http_access a)
+{
+    switch (a) {
+    case HTTP_PUBLIC:
+        return "public";
+    case HTTP_MEMBER:
+        return "member";
+    case HTTP_ADMIN:
+        return "admin";
+    }
+    return "admin";
 }
 
 void http_server_on_shutdown(struct http_server *srv, http_shutdown_hook hook, void *arg)

@@ -31,6 +31,27 @@
 struct http_server;
 struct http_route;
 
+/* Who may call a route (contract 6). Every route declares one at registration, so a new route
+ * is never reachable by accident: the gate (http_server_set_gate) enforces it. */
+enum http_access {
+    HTTP_PUBLIC, /* anyone, also with keys on: /healthz, /readyz */
+    HTTP_MEMBER, /* any valid key; the handler reaches only its tenant's objects */
+    HTTP_ADMIN,  /* an admin key, or the owner's local socket */
+};
+
+#define HTTP_TENANT_MAX 64 /* bytes in a tenant name (as STORE_TENANT_MAX) */
+#define HTTP_KEY_ID_MAX 40 /* bytes in a key id ("key_" and hex) */
+#define HTTP_TENANT_DEFAULT "default" /* every request's tenant without keys (as the store's) */
+
+/* Who a request acts for, set by the gate before the handler runs. With auth.mode none (no
+ * gate) every request is the admin of tenant "default". */
+struct http_principal {
+    char tenant[HTTP_TENANT_MAX + 1]; /* whose objects the request reaches */
+    char key_id[HTTP_KEY_ID_MAX + 1]; /* the key's id; "local" on the socket, "" without keys */
+    bool admin;                       /* role admin (or the local socket) */
+    bool local;                       /* arrived on the owner-only Unix socket */
+};
+
 /* One request as handlers see it. Allocated from the request's pool: valid until the response
  * is finished or the client is gone, after which the handler must not touch it. */
 struct http_request {
@@ -42,10 +63,20 @@ struct http_request {
     size_t nparams;
     uint64_t start_ns;   /* when the request reached the router */
     bool own_access_log; /* the handler writes its own access line (http logs it at debug) */
+    struct http_principal who; /* set before the handler runs (see http_gate_fn) */
+    /* Called once when the request ends, however it ends (answered, client gone), if set: the
+     * gate's way to give back what it took for the request (a concurrency slot). */
+    void (*release)(struct http_request *r, void *arg);
+    void *release_arg;
 };
 
 /* A handler must answer the request, now or later (async), exactly once. */
 typedef void (*http_handler_fn)(struct http_request *r, void *arg);
+/* Decides whether r may reach a route that needs `need`: returns 0 with r->who filled in (the
+ * handler then runs), or answers r itself (401, 403, 429, in the OpenAI shape) and returns
+ * non-zero. Runs on the loop before every matched route, the public ones included (they need
+ * no key: the gate lets them through). */
+typedef int (*http_gate_fn)(struct http_request *r, enum http_access need, void *arg);
 /* Called when the server starts draining, so long-lived streams can end. */
 typedef void (*http_shutdown_hook)(void *arg);
 /* Called once when the drain is over. forced is true when the deadline cut it short. */
@@ -73,9 +104,15 @@ uv_loop_t *http_server_loop(const struct http_server *srv);
 uint16_t http_server_port(const struct http_server *srv);
 
 /* Registers a route. method "GET", "POST", "DELETE"…; pattern is a path whose segments may be
- * "{name}" (one segment, captured into params). Routes are matched in registration order. */
+ * "{name}" (one segment, captured into params); access says who may call it. Routes are
+ * matched in registration order. */
 void http_route(struct http_server *srv, const char *method, const char *pattern,
-                http_handler_fn fn, void *arg);
+                enum http_access access, http_handler_fn fn, void *arg);
+/* Installs the gate every matched request passes before its handler (tenancy's API keys).
+ * Without one, every request is the admin of tenant "default" (auth.mode none). */
+void http_server_set_gate(struct http_server *srv, http_gate_fn gate, void *arg);
+/* The name of an access class: "public", "member", "admin". */
+const char *http_access_name(enum http_access a);
 void http_server_on_shutdown(struct http_server *srv, http_shutdown_hook hook, void *arg);
 
 /* Starts the drain: stops accepting, closes idle connections, runs the shutdown hooks, lets

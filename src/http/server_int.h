@@ -44,6 +44,8 @@ struct http_server {
     struct metrics_family *m_requests; /* arun_http_requests_total{route,method,status} */
     struct metrics_family *m_duration; /* arun_http_request_duration_seconds{route} */
     uint64_t rng;                      /* xorshift state for request ids */
+    http_gate_fn gate;                 /* or NULL: auth.mode none */
+    void *gate_arg;
 };
 
 /* Called by response.c when a response starts: adds x-request-id. */

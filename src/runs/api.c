@@ -847,7 +847,7 @@ static void route(struct runs_api *a, const char *method, const char *pattern, h
     g->fn = fn;
     g->next = a->gates;
     a->gates = g;
-    http_route(a->srv, method, pattern, gate_cb, g);
+    http_route(a->srv, method, pattern, HTTP_MEMBER, gate_cb, g);
 }
 
 static void on_shutdown(void *arg)

@@ -651,12 +651,12 @@ int conversations_check_input(json_t *items, json_t *input, struct run_error *er
 
 void conversations_api_register(struct http_server *srv, struct store *st)
 {
-    http_route(srv, "POST", "/v1/conversations", create_conversation, st);
-    http_route(srv, "GET", "/v1/conversations/{id}", get_conversation, st);
-    http_route(srv, "POST", "/v1/conversations/{id}", update_conversation, st);
-    http_route(srv, "DELETE", "/v1/conversations/{id}", delete_conversation, st);
-    http_route(srv, "GET", "/v1/conversations/{id}/items", list_items, st);
-    http_route(srv, "POST", "/v1/conversations/{id}/items", add_items, st);
-    http_route(srv, "GET", "/v1/conversations/{id}/items/{item}", get_item, st);
-    http_route(srv, "DELETE", "/v1/conversations/{id}/items/{item}", delete_item, st);
+    http_route(srv, "POST", "/v1/conversations", HTTP_MEMBER, create_conversation, st);
+    http_route(srv, "GET", "/v1/conversations/{id}", HTTP_MEMBER, get_conversation, st);
+    http_route(srv, "POST", "/v1/conversations/{id}", HTTP_MEMBER, update_conversation, st);
+    http_route(srv, "DELETE", "/v1/conversations/{id}", HTTP_MEMBER, delete_conversation, st);
+    http_route(srv, "GET", "/v1/conversations/{id}/items", HTTP_MEMBER, list_items, st);
+    http_route(srv, "POST", "/v1/conversations/{id}/items", HTTP_MEMBER, add_items, st);
+    http_route(srv, "GET", "/v1/conversations/{id}/items/{item}", HTTP_MEMBER, get_item, st);
+    http_route(srv, "DELETE", "/v1/conversations/{id}/items/{item}", HTTP_MEMBER, delete_item, st);
 }

@@ -10,8 +10,7 @@
 
 const char *reply_tenant(struct http_request *r)
 {
-    (void)r;
-    return STORE_TENANT_DEFAULT;
+    return r->who.tenant;
 }
 
 void reply_run_error(struct http_request *r, const struct run_error *err)

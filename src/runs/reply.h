@@ -9,7 +9,7 @@
 #include "http/server.h"
 #include "runs/request.h"
 
-/* The tenant whose objects r reaches: STORE_TENANT_DEFAULT until API keys exist (contract 6). */
+/* The tenant whose objects r reaches: its key's (contract 6), "default" with auth.mode none. */
 const char *reply_tenant(struct http_request *r);
 /* Answers err (request.c's refusal) in the OpenAI error shape; status 400 when err has none. */
 void reply_run_error(struct http_request *r, const struct run_error *err);

@@ -25,9 +25,9 @@ static int setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof(*f));
     http_router_init(&f->rt);
-    http_router_add(&f->rt, "GET", "/healthz", h_a, NULL);
-    http_router_add(&f->rt, "POST", "/v1/engines/{name}/start", h_b, NULL);
-    http_router_add(&f->rt, "GET", "/v1/engines/{name}", h_a, NULL);
+    http_router_add(&f->rt, "GET", "/healthz", HTTP_PUBLIC, h_a, NULL);
+    http_router_add(&f->rt, "POST", "/v1/engines/{name}/start", HTTP_PUBLIC, h_b, NULL);
+    http_router_add(&f->rt, "GET", "/v1/engines/{name}", HTTP_PUBLIC, h_a, NULL);
     h2o_mem_init_pool(&f->req.pool);
     f->r.req = &f->req;
     *state = f;
