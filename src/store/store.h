@@ -122,7 +122,7 @@ int store_kv_list(struct store *st, const char *ns, store_value_cb cb, void *arg
  * belongs to a tenant and every call takes the tenant: an object of another tenant is -ENOENT,
  * exactly like one that does not exist; no function reads or writes across tenants except the
  * two system scans (store_runs_unfinished for recovery, store_runs_sweep for retention), which
- * say so. Until API keys exist the tenant is STORE_TENANT_DEFAULT.
+ * say so. The tenant comes from the request's key (STORE_TENANT_DEFAULT with auth.mode none).
  *
  * Ids are the API's (resp_…, msg_…, fc_…, conv_…), made by the caller (core/ids.h), unique within
  * a tenant. JSON given to a write is stored as it is (it must be valid JSON: -EINVAL otherwise)
@@ -276,6 +276,77 @@ int store_idem_get(struct store *st, const char *tenant, const char *key, store_
  * sweep yields to other writes in between). Returns -EINVAL for a limit outside
  * 1..STORE_PAGE_MAX, else as store_kv_put. */
 int store_runs_sweep(struct store *st, int64_t before_ms, int64_t idem_before_ms, uint32_t limit,
+                     store_value_cb cb, void *arg) MUST_USE;
+
+/* ---- tenancy: API keys, daily usage, audit (docs/internals/tenancy.md) ----
+ *
+ * System tables: they are read and written by the tenancy layer for every tenant (it is what
+ * gives requests their tenant), never by a request's own handler. A key is stored only as the
+ * SHA-256 of its text (hex): the text itself never reaches the store. */
+
+#define STORE_DAY_LEN 10 /* "YYYY-MM-DD" (UTC) */
+
+struct store_key {
+    const char *id;     /* "key_…": how lists, revocation and the audit name the key */
+    const char *hash;   /* hex SHA-256 of the key's text, 64 characters */
+    const char *tenant; /* the tenant the key acts for */
+    const char *role;   /* "admin" or "member" */
+    const char *name;   /* a person's label, or NULL */
+    int64_t created_ms;
+};
+
+/* Inserts a key. cb gets 0 once committed, -EEXIST when the id or the hash is taken. Returns as
+ * store_kv_put (-EINVAL for a missing id, hash, tenant or role, or a hash that is not 64 hex
+ * digits; -E2BIG past STORE_ID_MAX, STORE_TENANT_MAX, or 256 bytes of name). */
+int store_key_put(struct store *st, const struct store_key *k, store_write_cb cb,
+                  void *arg) MUST_USE;
+/* Marks a key revoked at revoked_ms (a second revocation keeps the first time and gets 0). cb
+ * gets 0 or -ENOENT. Returns as store_kv_put. */
+int store_key_revoke(struct store *st, const char *id, int64_t revoked_ms, store_write_cb cb,
+                     void *arg) MUST_USE;
+/* Raises a key's last_used_ms to used_ms (never lowers it). cb gets 0 or -ENOENT. */
+int store_key_touch(struct store *st, const char *id, int64_t used_ms, store_write_cb cb,
+                    void *arg) MUST_USE;
+/* One page of every key, by id: {"data":[{"id","hash","tenant","role","name","created_ms",
+ * "last_used_ms","revoked_ms"}…],"has_more":bool} (name, last_used_ms and revoked_ms null when
+ * unset), after after_id (or NULL: from the first; an after_id that does not exist is no error,
+ * the page starts at the next id), limit 1..STORE_PAGE_MAX. */
+int store_keys_list(struct store *st, const char *after_id, uint32_t limit, store_value_cb cb,
+                    void *arg) MUST_USE;
+
+/* Adds output_tokens (>= 0) and requests (>= 0) to a tenant's counters of one UTC day ("YYYY-
+ * MM-DD"), creating the row. cb gets 0. Returns as store_kv_put (-EINVAL for a day that is not
+ * STORE_DAY_LEN characters or negative counts). */
+int store_usage_add(struct store *st, const char *tenant, const char *day, int64_t output_tokens,
+                    int64_t requests, store_write_cb cb, void *arg) MUST_USE;
+/* One page of the counters of one day, by tenant: {"data":[{"tenant","output_tokens",
+ * "requests"}…],"has_more":bool}, after after_tenant (or NULL), limit 1..STORE_PAGE_MAX. */
+int store_usage_day(struct store *st, const char *day, const char *after_tenant, uint32_t limit,
+                    store_value_cb cb, void *arg) MUST_USE;
+
+/* One audit event: who did what, to what, when, and how it ended. */
+struct store_audit {
+    int64_t ts_ms;
+    const char *actor;   /* a key id, "local" (the owner's socket), "anonymous", "arun" */
+    const char *tenant;  /* the actor's tenant, or NULL */
+    const char *action;  /* "engine.start", "key.create", "auth.failure", "tls.reload", … */
+    const char *target;  /* what it acted on (an engine, a key id), or NULL */
+    const char *outcome; /* "ok", "denied", "failed" */
+    const char *remote;  /* the client's address ("127.0.0.1:5555", "local"), or NULL */
+    const char *detail;  /* a JSON object with more (the reason, the request id), or NULL */
+    size_t detail_len;
+};
+
+/* Appends an audit event; the store numbers it (seq rises by 1 from 1, never reused). cb gets
+ * 0 once committed, -EINVAL for a detail that is not a JSON object. Returns as store_kv_put
+ * (-EINVAL for a missing actor, action or outcome; -E2BIG past STORE_ID_MAX for the strings or
+ * 64 KiB of detail). */
+int store_audit_append(struct store *st, const struct store_audit *a, store_write_cb cb,
+                       void *arg) MUST_USE;
+/* One page of audit events, oldest first: those with ts_ms >= since_ms and seq > after_seq,
+ * {"data":[{"seq","ts_ms","actor","tenant","action","target","outcome","remote","detail":{…}}…],
+ * "has_more":bool} (absent strings null, detail {} when none), limit 1..STORE_PAGE_MAX. */
+int store_audit_list(struct store *st, int64_t since_ms, int64_t after_seq, uint32_t limit,
                      store_value_cb cb, void *arg) MUST_USE;
 
 #endif
