@@ -39,8 +39,8 @@ enum http_access {
     HTTP_ADMIN,  /* an admin key, or the owner's local socket */
 };
 
-#define HTTP_TENANT_MAX 64 /* bytes in a tenant name (as STORE_TENANT_MAX) */
-#define HTTP_KEY_ID_MAX 40 /* bytes in a key id ("key_" and hex) */
+#define HTTP_TENANT_MAX 64            /* bytes in a tenant name (as STORE_TENANT_MAX) */
+#define HTTP_KEY_ID_MAX 40            /* bytes in a key id ("key_" and hex) */
 #define HTTP_TENANT_DEFAULT "default" /* every request's tenant without keys (as the store's) */
 
 /* Who a request acts for, set by the gate before the handler runs. With auth.mode none (no
@@ -61,8 +61,8 @@ struct http_request {
     const struct http_route *route;      /* the matched route (NULL for 404/405) */
     const char *params[HTTP_MAX_PARAMS]; /* path parameters, in pattern order, NUL-terminated */
     size_t nparams;
-    uint64_t start_ns;   /* when the request reached the router */
-    bool own_access_log; /* the handler writes its own access line (http logs it at debug) */
+    uint64_t start_ns;         /* when the request reached the router */
+    bool own_access_log;       /* the handler writes its own access line (http logs it at debug) */
     struct http_principal who; /* set before the handler runs (see http_gate_fn) */
     /* Called once when the request ends, however it ends (answered, client gone), if set: the
      * gate's way to give back what it took for the request (a concurrency slot). */

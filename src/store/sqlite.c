@@ -104,6 +104,15 @@ enum stmt {
     STMT_SWEEP_RESPONSES,
     STMT_SWEEP_CONVERSATIONS,
     STMT_SWEEP_IDEM,
+    /* tenancy */
+    STMT_KEY_PUT,
+    STMT_KEY_REVOKE,
+    STMT_KEY_TOUCH,
+    STMT_KEYS_LIST,
+    STMT_USAGE_ADD,
+    STMT_USAGE_DAY,
+    STMT_AUDIT_APPEND,
+    STMT_AUDIT_LIST,
     STMT__COUNT,
 };
 
@@ -227,6 +236,32 @@ static const char *const stmt_sql[STMT__COUNT] = {
                                   "ORDER BY updated_ms LIMIT ?2"),
     [STMT_SWEEP_IDEM] = ("DELETE FROM idempotency WHERE (tenant, key) IN (SELECT tenant, key FROM "
                          "idempotency WHERE created_ms < ?1 ORDER BY created_ms LIMIT ?2)"),
+    [STMT_KEY_PUT] = ("INSERT INTO api_keys (id, hash, tenant, role, name, created_ms) VALUES "
+                      "(?1, ?2, ?3, ?4, ?5, ?6)"),
+    /* A second revocation changes nothing but still finds the row. */
+    [STMT_KEY_REVOKE] = "UPDATE api_keys SET revoked_ms = coalesce(revoked_ms, ?2) WHERE id = ?1",
+    [STMT_KEY_TOUCH] = ("UPDATE api_keys SET last_used_ms = max(coalesce(last_used_ms, 0), ?2) "
+                        "WHERE id = ?1"),
+    [STMT_KEYS_LIST] =
+        ("SELECT json_object('id', id, 'hash', hash, 'tenant', tenant, 'role', role, "
+         "'name', name, 'created_ms', created_ms, 'last_used_ms', last_used_ms, "
+         "'revoked_ms', revoked_ms) FROM api_keys WHERE id > coalesce(?1, '') "
+         "ORDER BY id LIMIT ?2"),
+    [STMT_USAGE_ADD] = ("INSERT INTO tenant_usage (tenant, day, output_tokens, requests, "
+                        "updated_ms) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (day, tenant) DO "
+                        "UPDATE SET output_tokens = output_tokens + excluded.output_tokens, "
+                        "requests = requests + excluded.requests, updated_ms = "
+                        "excluded.updated_ms"),
+    [STMT_USAGE_DAY] = ("SELECT json_object('tenant', tenant, 'output_tokens', output_tokens, "
+                        "'requests', requests) FROM tenant_usage WHERE day = ?1 AND tenant > "
+                        "coalesce(?2, '') ORDER BY tenant LIMIT ?3"),
+    [STMT_AUDIT_APPEND] = ("INSERT INTO audit (actor, tenant, action, target, outcome, remote, "
+                           "detail, ts_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
+    /* By seq alone: ts_ms only filters (a clock step back must not hide or repeat a row). */
+    [STMT_AUDIT_LIST] = ("SELECT json_object('seq', seq, 'ts_ms', ts_ms, 'actor', actor, 'tenant', "
+                         "tenant, 'action', action, 'target', target, 'outcome', outcome, "
+                         "'remote', remote, 'detail', json(detail)) FROM audit WHERE seq > ?2 "
+                         "AND ts_ms >= ?1 ORDER BY seq LIMIT ?3"),
 };
 
 struct sqlite_conn {
@@ -1161,6 +1196,93 @@ static int runs_sweep(struct sqlite_conn *c, struct store_op *op)
     return src;
 }
 
+/* ---- tenancy: keys, usage, audit ---- */
+
+static int key_put(struct sqlite_conn *c, struct store_op *op)
+{
+    int src;
+    sqlite3_stmt *s =
+        prep(c, STMT_KEY_PUT, op, ROLES(RUN_ID, RUN_TYPE, RUN_TENANT, RUN_STATUS, RUN_MODEL), &src);
+
+    if (s == NULL)
+        return src;
+    sqlite3_bind_int64(s, 6, op->u.run.ms);
+    return stmt_finish(s);
+}
+
+/* Revoke and touch: (id, ms), -ENOENT for an unknown id. */
+static int key_update(struct sqlite_conn *c, struct store_op *op)
+{
+    int src;
+    sqlite3_stmt *s = prep(c, op->kind == STORE_OP_KEY_REVOKE ? STMT_KEY_REVOKE : STMT_KEY_TOUCH,
+                           op, ROLES(RUN_ID), &src);
+
+    if (s != NULL)
+        sqlite3_bind_int64(s, 2, op->u.run.ms);
+    return write_or_enoent(c, op, s, src);
+}
+
+static int keys_list(struct sqlite_conn *c, struct store_op *op)
+{
+    int src;
+    sqlite3_stmt *s = prep(c, STMT_KEYS_LIST, op, ROLES(RUN_AFTER), &src);
+
+    if (s == NULL)
+        return src;
+    sqlite3_bind_int64(s, 2, (int64_t)op->u.run.limit + 1);
+    return page_out(op, s, op->u.run.limit);
+}
+
+static int usage_add(struct sqlite_conn *c, struct store_op *op)
+{
+    int src;
+    sqlite3_stmt *s = prep(c, STMT_USAGE_ADD, op, ROLES(RUN_TENANT, RUN_ID), &src);
+
+    if (s == NULL)
+        return src;
+    sqlite3_bind_int64(s, 3, op->u.run.seq);
+    sqlite3_bind_int64(s, 4, op->u.run.ms2);
+    sqlite3_bind_int64(s, 5, op->u.run.ms);
+    return stmt_finish(s);
+}
+
+static int usage_day(struct sqlite_conn *c, struct store_op *op)
+{
+    int src;
+    sqlite3_stmt *s = prep(c, STMT_USAGE_DAY, op, ROLES(RUN_ID, RUN_AFTER), &src);
+
+    if (s == NULL)
+        return src;
+    sqlite3_bind_int64(s, 3, (int64_t)op->u.run.limit + 1);
+    return page_out(op, s, op->u.run.limit);
+}
+
+static int audit_append(struct sqlite_conn *c, struct store_op *op)
+{
+    int src;
+    sqlite3_stmt *s =
+        prep(c, STMT_AUDIT_APPEND, op,
+             ROLES(RUN_OWNER, RUN_TENANT, RUN_TYPE, RUN_ID, RUN_STATUS, RUN_CONV, RUN_JSON), &src);
+
+    if (s == NULL)
+        return src;
+    sqlite3_bind_int64(s, 8, op->u.run.ms);
+    return stmt_finish(s);
+}
+
+static int audit_list(struct sqlite_conn *c, struct store_op *op)
+{
+    int src;
+    sqlite3_stmt *s = stmt_get(c, STMT_AUDIT_LIST, &src);
+
+    if (s == NULL)
+        return src;
+    sqlite3_bind_int64(s, 1, op->u.run.ms);
+    sqlite3_bind_int64(s, 2, op->u.run.seq);
+    sqlite3_bind_int64(s, 3, (int64_t)op->u.run.limit + 1);
+    return page_out(op, s, op->u.run.limit);
+}
+
 typedef int (*apply_fn)(struct sqlite_conn *c, struct store_op *op);
 
 /* A new op kind without a row here fails the build. */
@@ -1192,6 +1314,14 @@ static const apply_fn apply_fns[] = {
     [STORE_OP_HISTORY_READ] = history_read,
     [STORE_OP_CONVERSATION_GET] = conversation_get,
     [STORE_OP_IDEM_GET] = idem_get,
+    [STORE_OP_KEY_PUT] = key_put,
+    [STORE_OP_KEY_REVOKE] = key_update,
+    [STORE_OP_KEY_TOUCH] = key_update,
+    [STORE_OP_USAGE_ADD] = usage_add,
+    [STORE_OP_AUDIT_APPEND] = audit_append,
+    [STORE_OP_KEYS_LIST] = keys_list,
+    [STORE_OP_USAGE_DAY] = usage_day,
+    [STORE_OP_AUDIT_LIST] = audit_list,
 };
 _Static_assert(ARRAY_SIZE(apply_fns) == STORE_OP__COUNT, "every op kind needs an apply function");
 

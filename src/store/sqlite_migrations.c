@@ -95,6 +95,41 @@ const char *const store_sqlite_migrations[] = {
      * SQLite's planner takes it for "id = ? AND tenant = ?", where it would prefer the primary
      * key's tenant prefix, a scan of the whole tenant, over an index on (tenant, id). */
     "CREATE INDEX items_by_item_id ON items (id);",
+    /* 4: tenancy. API keys by id, each unique by the SHA-256 of its text (the lookup the
+     * server keeps in memory; the text itself is never stored). Daily counters per tenant. The
+     * audit trail, numbered by AUTOINCREMENT so a number is never reused, read by time. */
+    ("CREATE TABLE api_keys ("
+     "  id TEXT PRIMARY KEY,"
+     "  hash TEXT NOT NULL UNIQUE CHECK (length(hash) = 64),"
+     "  tenant TEXT NOT NULL,"
+     "  role TEXT NOT NULL CHECK (role IN ('admin', 'member')),"
+     "  name TEXT,"
+     "  created_ms INTEGER NOT NULL,"
+     "  last_used_ms INTEGER,"
+     "  revoked_ms INTEGER"
+     ") WITHOUT ROWID;"
+     "CREATE TABLE tenant_usage ("
+     "  day TEXT NOT NULL,"
+     "  tenant TEXT NOT NULL,"
+     "  output_tokens INTEGER NOT NULL,"
+     "  requests INTEGER NOT NULL,"
+     "  updated_ms INTEGER NOT NULL,"
+     "  PRIMARY KEY (day, tenant)"
+     ") WITHOUT ROWID;"
+     "CREATE TABLE audit ("
+     "  seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+     "  ts_ms INTEGER NOT NULL,"
+     "  actor TEXT NOT NULL,"
+     "  tenant TEXT,"
+     "  action TEXT NOT NULL,"
+     "  target TEXT,"
+     "  outcome TEXT NOT NULL,"
+     "  remote TEXT,"
+     /* CASE: json_type() fails the statement on a text that is not JSON, a CHECK must not. */
+     "  detail TEXT NOT NULL CHECK (CASE WHEN json_valid(detail) THEN json_type(detail) = "
+     "'object' ELSE 0 END)"
+     ");"
+     "CREATE INDEX audit_by_ts ON audit (ts_ms);"),
 };
 
 const size_t store_sqlite_migrations_count = ARRAY_SIZE(store_sqlite_migrations);

@@ -96,6 +96,14 @@ const struct store_op_kind_info store_op_kinds[STORE_OP__COUNT] = {
     [STORE_OP_HISTORY_READ] = {.name = "history_read", .read = true, .returns_value = true},
     [STORE_OP_CONVERSATION_GET] = {.name = "conversation_get", .read = true, .returns_value = true},
     [STORE_OP_IDEM_GET] = {.name = "idem_get", .read = true, .returns_value = true},
+    [STORE_OP_KEY_PUT] = {.name = "key_put"},
+    [STORE_OP_KEY_REVOKE] = {.name = "key_revoke"},
+    [STORE_OP_KEY_TOUCH] = {.name = "key_touch"},
+    [STORE_OP_USAGE_ADD] = {.name = "usage_add"},
+    [STORE_OP_AUDIT_APPEND] = {.name = "audit_append"},
+    [STORE_OP_KEYS_LIST] = {.name = "keys_list", .read = true, .returns_value = true},
+    [STORE_OP_USAGE_DAY] = {.name = "usage_day", .read = true, .returns_value = true},
+    [STORE_OP_AUDIT_LIST] = {.name = "audit_list", .read = true, .returns_value = true},
 };
 /* Bucket bounds of arun_store_commit_seconds: a commit with synchronous=normal takes tens of
  * microseconds, one with full an fsync (0.1 to 10 ms on SSDs, more on a busy disk). */
@@ -991,6 +999,150 @@ int store_runs_sweep(struct store *st, int64_t before_ms, int64_t idem_before_ms
     op.cb.value = cb;
     op.arg = arg;
     return run_submit(st, &op);
+}
+
+/* ---- tenancy: keys, usage, audit ------------------------------------------------------- */
+
+#define KEY_NAME_MAX 256             /* bytes in a key's name */
+#define AUDIT_DETAIL_MAX (64 * 1024) /* bytes in an audit event's detail */
+
+/* Submits a system op (no tenant scope of its own) with a write callback. */
+static int system_write(struct store *st, struct store_op *tmpl, store_write_cb cb, void *arg)
+{
+    ASSERT(cb != NULL);
+    tmpl->cb.write = cb;
+    tmpl->arg = arg;
+    return run_submit(st, tmpl);
+}
+
+static int system_read(struct store *st, struct store_op *tmpl, store_value_cb cb, void *arg)
+{
+    ASSERT(cb != NULL);
+    if (!limit_ok(tmpl->u.run.limit))
+        return -EINVAL;
+    tmpl->cb.value = cb;
+    tmpl->arg = arg;
+    return run_submit(st, tmpl);
+}
+
+static bool hex64(const char *s)
+{
+    size_t n = 0;
+
+    for (; s[n] != '\0' && n <= 64; n++)
+        if (!((s[n] >= '0' && s[n] <= '9') || (s[n] >= 'a' && s[n] <= 'f')))
+            return false;
+    return n == 64;
+}
+
+int store_key_put(struct store *st, const struct store_key *k, store_write_cb cb, void *arg)
+{
+    struct store_op op = {.kind = STORE_OP_KEY_PUT};
+
+    if (k->id == NULL || k->hash == NULL || k->tenant == NULL || k->role == NULL || !hex64(k->hash))
+        return -EINVAL;
+    if (k->name != NULL && strnlen(k->name, KEY_NAME_MAX + 1) > KEY_NAME_MAX)
+        return -E2BIG;
+    op.u.run.s[RUN_ID] = k->id;
+    op.u.run.s[RUN_TYPE] = k->hash;
+    op.u.run.s[RUN_TENANT] = k->tenant;
+    op.u.run.s[RUN_STATUS] = k->role;
+    op.u.run.s[RUN_MODEL] = k->name != NULL && k->name[0] != '\0' ? k->name : NULL;
+    op.u.run.ms = k->created_ms;
+    return system_write(st, &op, cb, arg);
+}
+
+int store_key_revoke(struct store *st, const char *id, int64_t revoked_ms, store_write_cb cb,
+                     void *arg)
+{
+    struct store_op op = {.kind = STORE_OP_KEY_REVOKE};
+
+    if (id == NULL)
+        return -EINVAL;
+    op.u.run.s[RUN_ID] = id;
+    op.u.run.ms = revoked_ms;
+    return system_write(st, &op, cb, arg);
+}
+
+int store_key_touch(struct store *st, const char *id, int64_t used_ms, store_write_cb cb, void *arg)
+{
+    struct store_op op = {.kind = STORE_OP_KEY_TOUCH};
+
+    if (id == NULL)
+        return -EINVAL;
+    op.u.run.s[RUN_ID] = id;
+    op.u.run.ms = used_ms;
+    return system_write(st, &op, cb, arg);
+}
+
+int store_keys_list(struct store *st, const char *after_id, uint32_t limit, store_value_cb cb,
+                    void *arg)
+{
+    struct store_op op = {.kind = STORE_OP_KEYS_LIST};
+
+    op.u.run.s[RUN_AFTER] = after_id;
+    op.u.run.limit = limit;
+    return system_read(st, &op, cb, arg);
+}
+
+int store_usage_add(struct store *st, const char *tenant, const char *day, int64_t output_tokens,
+                    int64_t requests, store_write_cb cb, void *arg)
+{
+    struct store_op op = {.kind = STORE_OP_USAGE_ADD};
+
+    if (tenant == NULL || day == NULL || strnlen(day, STORE_DAY_LEN + 1) != STORE_DAY_LEN ||
+        output_tokens < 0 || requests < 0)
+        return -EINVAL;
+    op.u.run.s[RUN_TENANT] = tenant;
+    op.u.run.s[RUN_ID] = day;
+    op.u.run.seq = output_tokens;
+    op.u.run.ms2 = requests;
+    op.u.run.ms = clock_wall_ms();
+    return system_write(st, &op, cb, arg);
+}
+
+int store_usage_day(struct store *st, const char *day, const char *after_tenant, uint32_t limit,
+                    store_value_cb cb, void *arg)
+{
+    struct store_op op = {.kind = STORE_OP_USAGE_DAY};
+
+    if (day == NULL || strnlen(day, STORE_DAY_LEN + 1) != STORE_DAY_LEN)
+        return -EINVAL;
+    op.u.run.s[RUN_ID] = day;
+    op.u.run.s[RUN_AFTER] = after_tenant;
+    op.u.run.limit = limit;
+    return system_read(st, &op, cb, arg);
+}
+
+int store_audit_append(struct store *st, const struct store_audit *a, store_write_cb cb, void *arg)
+{
+    struct store_op op = {.kind = STORE_OP_AUDIT_APPEND};
+
+    if (a->actor == NULL || a->action == NULL || a->outcome == NULL)
+        return -EINVAL;
+    if (a->detail != NULL && a->detail_len > AUDIT_DETAIL_MAX)
+        return -E2BIG;
+    op.u.run.s[RUN_OWNER] = a->actor;
+    op.u.run.s[RUN_TENANT] = a->tenant;
+    op.u.run.s[RUN_TYPE] = a->action;
+    op.u.run.s[RUN_ID] = a->target;
+    op.u.run.s[RUN_STATUS] = a->outcome;
+    op.u.run.s[RUN_CONV] = a->remote;
+    op.u.run.s[RUN_JSON] = a->detail != NULL ? a->detail : "{}";
+    op.u.run.len[RUN_JSON] = a->detail != NULL ? a->detail_len : 2;
+    op.u.run.ms = a->ts_ms;
+    return system_write(st, &op, cb, arg);
+}
+
+int store_audit_list(struct store *st, int64_t since_ms, int64_t after_seq, uint32_t limit,
+                     store_value_cb cb, void *arg)
+{
+    struct store_op op = {.kind = STORE_OP_AUDIT_LIST};
+
+    op.u.run.ms = since_ms;
+    op.u.run.seq = after_seq;
+    op.u.run.limit = limit;
+    return system_read(st, &op, cb, arg);
 }
 
 bool store_ready(const struct store *st)

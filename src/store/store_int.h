@@ -52,6 +52,16 @@ enum store_op_kind {
     STORE_OP_HISTORY_READ,
     STORE_OP_CONVERSATION_GET,
     STORE_OP_IDEM_GET,
+    /* tenancy (store.h): writes */
+    STORE_OP_KEY_PUT,
+    STORE_OP_KEY_REVOKE,
+    STORE_OP_KEY_TOUCH,
+    STORE_OP_USAGE_ADD,
+    STORE_OP_AUDIT_APPEND,
+    /* tenancy: reads */
+    STORE_OP_KEYS_LIST,
+    STORE_OP_USAGE_DAY,
+    STORE_OP_AUDIT_LIST,
     STORE_OP__COUNT,
 };
 

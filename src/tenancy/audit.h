@@ -30,8 +30,8 @@ void audit_free(struct audit *a);
 /* Records that the principal of r did action to target with outcome ("ok", "denied",
  * "failed"); detail (a JSON object, stolen, or NULL) adds facts, e.g. {"reason": "…"}. The
  * actor, tenant, remote address and request id come from r. NULL a is a no-op. */
-void audit_request(struct audit *a, struct http_request *r, const char *action,
-                   const char *target, const char *outcome, json_t *detail);
+void audit_request(struct audit *a, struct http_request *r, const char *action, const char *target,
+                   const char *outcome, json_t *detail);
 /* Records an action arun itself took (actor "arun"), e.g. "tls.reload" on SIGHUP. */
 void audit_system(struct audit *a, const char *action, const char *target, const char *outcome,
                   json_t *detail);

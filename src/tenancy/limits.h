@@ -23,10 +23,10 @@
 
 /* Why a request was refused: the answer the caller sends (429). */
 struct limits_refusal {
-    const char *limit;                  /* the config key: "requests_per_minute", … */
-    uint64_t value;                     /* its value for this tenant */
-    uint32_t retry_after_s;             /* for Retry-After (>= 1) */
-    char message[LIMITS_MESSAGE_MAX];   /* a sentence naming the limit and its value */
+    const char *limit;                /* the config key: "requests_per_minute", … */
+    uint64_t value;                   /* its value for this tenant */
+    uint32_t retry_after_s;           /* for Retry-After (>= 1) */
+    char message[LIMITS_MESSAGE_MAX]; /* a sentence naming the limit and its value */
 };
 
 struct limits;

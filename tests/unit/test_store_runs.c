@@ -1,7 +1,8 @@
 /*
- * test_store_runs.c: the store's durable-runs functions (store.h, "durable runs") through the
- * public interface: responses, their events, items and history, conversations, idempotency
- * claims, the recovery scan and the sweep, and the migration that made their tables. Every test
+ * test_store_runs.c: the store's durable-runs and tenancy functions (store.h, "durable runs" and
+ * "tenancy") through the public interface: responses, their events, items and history,
+ * conversations, idempotency claims, the recovery scan and the sweep, the migrations that made
+ * their tables; API keys, daily usage counters and the audit trail. Every test
  * runs a real uv loop and a real SQLite database in a fresh temporary directory, waits on
  * conditions with a deadline (never sleeps), and ends with uv_loop_close() == 0.
  *
@@ -306,7 +307,8 @@ static void test_a_version_1_database_migrates_and_keeps_its_kv_data(void **stat
     assert_string_equal(G.value, "{\"pid\":42}");
     assert_sql("SELECT group_concat(name) FROM (SELECT name FROM sqlite_master WHERE type = "
                "'table' ORDER BY name)",
-               "conversations,idempotency,items,kv,response_events,responses,store_probe");
+               "api_keys,audit,conversations,idempotency,items,kv,response_events,responses,"
+               "sqlite_sequence,store_probe,tenant_usage");
     /* The new tables work on the migrated file. */
     assert_int_equal(put_response("default", "resp_1", "queued", 1, NULL), 0);
     assert_int_equal(append_event("default", "resp_1", 0), 0);
@@ -1086,6 +1088,145 @@ static void test_commits_are_observed_in_a_histogram(void **state)
     metrics_free(m);
 }
 
+/* ---- tenancy: keys, usage, audit ------------------------------------------------------- */
+
+#define HASH_A "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+#define HASH_B "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+
+static void test_keys_are_stored_listed_revoked_and_touched(void **state)
+{
+    struct store_key a = {.id = "key_a",
+                          .hash = HASH_A,
+                          .tenant = "acme",
+                          .role = "admin",
+                          .name = "ops",
+                          .created_ms = 1000};
+    struct store_key b = {
+        .id = "key_b", .hash = HASH_B, .tenant = "beta", .role = "member", .created_ms = 2000};
+
+    assert_int_equal(W(store_key_put(F->st, &a, ack_cb, &A)), 0);
+    assert_int_equal(W(store_key_put(F->st, &b, ack_cb, &A)), 0);
+    /* The id and the hash are each unique. */
+    struct store_key dup = b;
+    dup.hash = HASH_A;
+    dup.id = "key_c";
+    assert_int_equal(W(store_key_put(F->st, &dup, ack_cb, &A)), -EEXIST);
+    dup = a;
+    dup.hash = HASH_B;
+    assert_int_equal(W(store_key_put(F->st, &dup, ack_cb, &A)), -EEXIST);
+    /* What is refused before it reaches the writer. */
+    dup = b;
+    dup.hash = "not-hex";
+    assert_int_equal(store_key_put(F->st, &dup, ack_cb, &A), -EINVAL);
+    dup = b;
+    dup.role = "root";
+    dup.id = "key_d";
+    dup.hash = "cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc";
+    assert_int_equal(W(store_key_put(F->st, &dup, ack_cb, &A)), -EINVAL);
+
+    assert_int_equal(W(store_key_revoke(F->st, "key_b", 5000, ack_cb, &A)), 0);
+    assert_int_equal(W(store_key_revoke(F->st, "key_b", 6000, ack_cb, &A)), 0); /* keeps 5000 */
+    assert_int_equal(W(store_key_revoke(F->st, "key_x", 6000, ack_cb, &A)), -ENOENT);
+    assert_int_equal(W(store_key_touch(F->st, "key_a", 7000, ack_cb, &A)), 0);
+    assert_int_equal(W(store_key_touch(F->st, "key_a", 6500, ack_cb, &A)), 0); /* never lowers */
+    assert_int_equal(W(store_key_touch(F->st, "key_x", 7000, ack_cb, &A)), -ENOENT);
+
+    assert_int_equal(R(store_keys_list(F->st, NULL, 10, got_cb, &G)), 0);
+    assert_string_equal(
+        G.value,
+        "{\"data\":[{\"id\":\"key_a\",\"hash\":\"" HASH_A "\",\"tenant\":\"acme\",\"role\":"
+        "\"admin\",\"name\":\"ops\",\"created_ms\":1000,\"last_used_ms\":7000,\"revoked_ms\":null},"
+        "{\"id\":\"key_b\",\"hash\":\"" HASH_B "\",\"tenant\":\"beta\",\"role\":\"member\","
+        "\"name\":null,\"created_ms\":2000,\"last_used_ms\":null,\"revoked_ms\":5000}],"
+        "\"has_more\":false}");
+    /* Pages by id. */
+    assert_int_equal(R(store_keys_list(F->st, NULL, 1, got_cb, &G)), 0);
+    json_t *page = got_json();
+    assert_string_equal(ids_of(page), "key_a");
+    assert_true(json_is_true(json_object_get(page, "has_more")));
+    json_decref(page);
+    assert_int_equal(R(store_keys_list(F->st, "key_a", 1, got_cb, &G)), 0);
+    page = got_json();
+    assert_string_equal(ids_of(page), "key_b");
+    assert_true(json_is_false(json_object_get(page, "has_more")));
+    json_decref(page);
+    assert_int_equal(store_keys_list(F->st, NULL, 0, got_cb, &G), -EINVAL);
+    got_reset();
+}
+
+static void test_usage_counters_add_up_per_tenant_and_day(void **state)
+{
+    assert_int_equal(W(store_usage_add(F->st, "acme", "2026-12-07", 100, 1, ack_cb, &A)), 0);
+    assert_int_equal(W(store_usage_add(F->st, "acme", "2026-12-07", 50, 2, ack_cb, &A)), 0);
+    assert_int_equal(W(store_usage_add(F->st, "beta", "2026-12-07", 7, 1, ack_cb, &A)), 0);
+    assert_int_equal(W(store_usage_add(F->st, "acme", "2026-12-08", 1, 1, ack_cb, &A)), 0);
+    assert_int_equal(store_usage_add(F->st, "acme", "2026-12-7", 1, 1, ack_cb, &A), -EINVAL);
+    assert_int_equal(store_usage_add(F->st, "acme", "2026-12-07", -1, 1, ack_cb, &A), -EINVAL);
+
+    assert_int_equal(R(store_usage_day(F->st, "2026-12-07", NULL, 10, got_cb, &G)), 0);
+    assert_string_equal(G.value, "{\"data\":[{\"tenant\":\"acme\",\"output_tokens\":150,"
+                                 "\"requests\":3},{\"tenant\":\"beta\",\"output_tokens\":7,"
+                                 "\"requests\":1}],\"has_more\":false}");
+    assert_int_equal(R(store_usage_day(F->st, "2026-12-07", "acme", 10, got_cb, &G)), 0);
+    assert_string_equal(G.value, "{\"data\":[{\"tenant\":\"beta\",\"output_tokens\":7,"
+                                 "\"requests\":1}],\"has_more\":false}");
+    assert_int_equal(R(store_usage_day(F->st, "2026-12-09", NULL, 10, got_cb, &G)), 0);
+    assert_string_equal(G.value, "{\"data\":[],\"has_more\":false}");
+    got_reset();
+}
+
+static void test_audit_events_are_numbered_and_read_oldest_first(void **state)
+{
+    struct store_audit e = {.ts_ms = 1000,
+                            .actor = "key_a",
+                            .tenant = "acme",
+                            .action = "engine.start",
+                            .target = "qwen",
+                            .outcome = "ok",
+                            .remote = "127.0.0.1:5000",
+                            .detail = "{\"request_id\":\"r1\"}",
+                            .detail_len = 20};
+    assert_int_equal(W(store_audit_append(F->st, &e, ack_cb, &A)), 0);
+    struct store_audit f = {
+        .ts_ms = 2000, .actor = "anonymous", .action = "auth.failure", .outcome = "denied"};
+    assert_int_equal(W(store_audit_append(F->st, &f, ack_cb, &A)), 0);
+    f.ts_ms = 3000;
+    f.detail = "[1]";
+    f.detail_len = 3;
+    assert_int_equal(W(store_audit_append(F->st, &f, ack_cb, &A)), -EINVAL); /* not an object */
+    f.detail = "{";
+    f.detail_len = 1;
+    assert_int_equal(W(store_audit_append(F->st, &f, ack_cb, &A)), -EINVAL);
+    f.detail = NULL;
+    f.action = NULL;
+    assert_int_equal(store_audit_append(F->st, &f, ack_cb, &A), -EINVAL);
+
+    assert_int_equal(R(store_audit_list(F->st, 0, 0, 10, got_cb, &G)), 0);
+    assert_string_equal(
+        G.value,
+        "{\"data\":[{\"seq\":1,\"ts_ms\":1000,\"actor\":\"key_a\",\"tenant\":\"acme\",\"action\":"
+        "\"engine.start\",\"target\":\"qwen\",\"outcome\":\"ok\",\"remote\":\"127.0.0.1:5000\","
+        "\"detail\":{\"request_id\":\"r1\"}},{\"seq\":2,\"ts_ms\":2000,\"actor\":\"anonymous\","
+        "\"tenant\":null,\"action\":\"auth.failure\",\"target\":null,\"outcome\":\"denied\","
+        "\"remote\":null,\"detail\":{}}],\"has_more\":false}");
+    /* since filters by time, after pages by number. */
+    assert_int_equal(R(store_audit_list(F->st, 1500, 0, 10, got_cb, &G)), 0);
+    json_t *page = got_json();
+    assert_int_equal(json_array_size(json_object_get(page, "data")), 1);
+    json_decref(page);
+    assert_int_equal(R(store_audit_list(F->st, 0, 0, 1, got_cb, &G)), 0);
+    page = got_json();
+    assert_true(json_is_true(json_object_get(page, "has_more")));
+    json_decref(page);
+    assert_int_equal(R(store_audit_list(F->st, 0, 1, 10, got_cb, &G)), 0);
+    page = got_json();
+    assert_int_equal(json_integer_value(
+                         json_object_get(json_array_get(json_object_get(page, "data"), 0), "seq")),
+                     2);
+    json_decref(page);
+    got_reset();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1094,6 +1235,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_recovery_and_sweep_queries_use_their_indexes, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_a_response_reads_back_as_written, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_keys_are_stored_listed_revoked_and_touched, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_usage_counters_add_up_per_tenant_and_day, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_audit_events_are_numbered_and_read_oldest_first, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(
             test_a_response_update_sets_status_and_object_and_keeps_the_request, setup, teardown),
         cmocka_unit_test_setup_teardown(test_invalid_responses_are_refused, setup, teardown),
