@@ -1,6 +1,6 @@
 // Test harness: starts arun (the ASan build under `make test`) on an ephemeral port with a
 // config and data_dir of the test's own, and helps tests wait on conditions with deadlines.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync, execFile } from 'node:child_process';
 import net from 'node:net';
 import { mkdtempSync, writeFileSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -140,4 +140,25 @@ export async function watchEvents(arun, keep = () => true) {
     }
   })().catch(() => { /* aborted */ });
   return { seen, close: () => { ac.abort(); return done; } };
+}
+
+// Creates an API key for arun's data_dir with `arun keys create --json`, through the running
+// server's owner-only socket or, before arun.start(), on the store itself; resolves to {id, key}.
+// ARUN_URL is cleared so that the CLI works locally, as the first admin key must.
+export async function createKey(arun, { tenant, role = 'member', name } = {}) {
+  const args = ['keys', 'create', '--config', arun.configPath, '--json', '--tenant', tenant,
+    '--role', role];
+  if (name !== undefined) args.push('--name', name);
+  const env = { ...process.env };
+  delete env.ARUN_URL;
+  delete env.ARUN_API_KEY;
+  const { stdout, stderr } = await new Promise((res, rej) => {
+    execFile(ARUN_BIN, args, { env, encoding: 'utf8', timeout: 30000 }, (err, out, errOut) => {
+      if (err) rej(new Error(`arun ${args.join(' ')} failed (${err.code ?? err.signal}):\n${errOut}`));
+      else res({ stdout: out, stderr: errOut });
+    });
+  });
+  assertNoSanitizerReport(stderr, 'arun keys create');
+  const k = JSON.parse(stdout);
+  return { id: k.id, key: k.key };
 }
