@@ -14,6 +14,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -35,6 +36,9 @@
 #include "runs/run.h"
 #include "runs/sweep.h"
 #include "store/store.h"
+#include "tenancy/auth.h"
+#include "tenancy/keys.h"
+#include "tenancy/keys_api.h"
 
 const char serve_usage[] =
     "usage: arun serve [--config FILE] [--listen HOST:PORT]\n"
@@ -65,6 +69,10 @@ struct daemon {
     struct runs *runs;
     struct runs_api *runs_api;
     struct sweep *sweep;
+    struct keys *keys;
+    struct keys_api *keys_api;
+    struct auth *auth; /* auth.mode keys only */
+    int keys_loaded;   /* 0 loading, 1 loaded, -errno failed */
     bool http_drained;
     bool engines_stopped;
     uv_signal_t sigterm, sigint;
@@ -99,8 +107,14 @@ static void close_modules(struct daemon *d)
     d->engines_api = NULL;
     runtime_api_free(d->api);
     d->api = NULL;
+    keys_api_free(d->keys_api);
+    d->keys_api = NULL;
     http_server_free(d->srv);
     d->srv = NULL;
+    auth_free(d->auth);
+    d->auth = NULL;
+    keys_free(d->keys); /* its last writes go to the store before it closes */
+    d->keys = NULL;
     supervisor_free(d->sup);
     d->sup = NULL;
     httpc_free(d->httpc);
@@ -192,15 +206,10 @@ static bool loopback(const char *host)
 }
 
 /* Refuses what would serve without the protection the config asks for (contract 2 and 6):
- * auth.mode: none is for loopback only, and keys are not checked by this version. */
+ * auth.mode: none is for loopback only. */
 static int check_exposure(const struct config *cfg)
 {
-    if (cfg->auth.mode == CONFIG_AUTH_KEYS) {
-        fprintf(stderr, "arun: auth.mode: keys is not implemented in this version of arun; it "
-                        "would serve requests without checking keys, so it refuses to start\n");
-        return 2;
-    }
-    if (!loopback(cfg->listen_host)) {
+    if (cfg->auth.mode == CONFIG_AUTH_NONE && !loopback(cfg->listen_host)) {
         fprintf(stderr,
                 "arun: listen: %s is not a loopback address and auth.mode is none: anyone "
                 "who can reach this machine could use it. Listen on 127.0.0.1 (or ::1) "
@@ -233,6 +242,54 @@ static int open_store(struct daemon *d)
     return rc == 0 ? 0 : 1;
 }
 
+static void keys_loaded_cb(int status, void *arg)
+{
+    struct daemon *d = arg;
+    d->keys_loaded = status == 0 ? 1 : status;
+}
+
+/* Reads the API keys into memory before anything is served, so the first request with a valid
+ * key is let in. The store answers in milliseconds; the loop runs only for that answer. */
+static int load_keys(struct daemon *d)
+{
+    d->keys = keys_new(d->store);
+    int rc = keys_load(d->keys, keys_loaded_cb, d);
+    while (rc == 0 && d->keys_loaded == 0)
+        uv_run(&d->loop, UV_RUN_ONCE);
+    if (rc == 0 && d->keys_loaded < 0)
+        rc = d->keys_loaded;
+    if (rc != 0) {
+        log_error_errno("serve", rc, "cannot read the API keys from the store; not starting");
+        return 1;
+    }
+    if (d->cfg->auth.mode == CONFIG_AUTH_KEYS) {
+        d->auth = auth_new(d->keys, NULL, NULL); /* limits and audit: their helpers wire them */
+        if (keys_count(d->keys) == 0)
+            log_warn("serve", "auth.mode is keys and no API key exists yet: make the first with "
+                              "`arun keys create --tenant NAME --role admin` (it works while "
+                              "arun runs)");
+    }
+    return 0;
+}
+
+/* The owner-only socket of the keys verbs; without it arun still serves (over TCP only). */
+static void listen_local(struct daemon *d)
+{
+    char *path = xasprintf("%s/%s", d->cfg->data_dir, HTTP_LOCAL_SOCKET);
+    struct buf err;
+    buf_init(&err, 4096);
+    if (http_server_listen_local(d->srv, path, &err) == 0)
+        log_info("serve", "owner-only socket %s: `arun keys` on this machine acts through it",
+                 path);
+    else
+        log_warn("serve",
+                 "serving without the local socket: %s (`arun keys` then works only "
+                 "over HTTP with an admin key, or with arun stopped)",
+                 buf_cstr(&err));
+    buf_cleanup(&err);
+    free(path);
+}
+
 static int start_http(struct daemon *d)
 {
     struct http_server_options ho = {.host = d->cfg->listen_host,
@@ -240,6 +297,9 @@ static int start_http(struct daemon *d)
                                      .max_body_bytes = d->cfg->limits.max_body_bytes,
                                      .max_connections = d->cfg->limits.max_connections};
     d->srv = http_server_new(&d->loop, &ho, d->metrics);
+    if (d->auth != NULL)
+        http_server_set_gate(d->srv, auth_gate, d->auth);
+    d->keys_api = keys_api_new(d->srv, d->keys, NULL); /* audit: its helper wires it */
     d->api = runtime_api_new(d->srv, d->metrics, d->events);
     d->httpc = httpc_new(&d->loop);
     struct supervisor_options so = {.loop = &d->loop,
@@ -269,6 +329,8 @@ static int start_http(struct daemon *d)
     if (rc != 0)
         log_error("serve", "%s", buf_cstr(&err));
     buf_cleanup(&err);
+    if (rc == 0)
+        listen_local(d);
     return rc == 0 ? 0 : 1;
 }
 
@@ -352,6 +414,8 @@ int serve_main(int argc, char **argv)
     d.events = events_new();
 
     rc = open_store(&d);
+    if (rc == 0)
+        rc = load_keys(&d);
     if (rc == 0)
         rc = start_http(&d);
     if (rc != 0)

@@ -23,6 +23,11 @@
  * its next request, or one whose response began with keep-alive, stays open until its client
  * or the header timeout closes it (h2o 2.3 added h2o_context_close_idle_connections for this).
  * So the drain walks h2o's HTTP/1 connections itself (see close_idle_http1).
+ *
+ * The owner-only Unix socket is a second listener whose connections are accepted with a second
+ * h2o_accept_ctx: same context (timeouts, limits, drain), but its own host configuration, whose
+ * catch-all handler marks each request local before the router runs. Which listener a
+ * connection came through is thus fixed at accept; nothing a client sends can change it.
  */
 #include "http/server_int.h"
 
@@ -30,13 +35,19 @@
 #include <h2o/http1.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "core/clock.h"
 #include "core/log.h"
 
 struct conn {
-    uv_tcp_t tcp; /* first: h2o closes it and calls conn_close_cb with its address */
+    union {
+        uv_tcp_t tcp;   /* a TCP client */
+        uv_pipe_t pipe; /* a client of the owner-only socket */
+        uv_handle_t handle;
+    } h; /* first: h2o closes it and calls conn_close_cb with its address */
     struct http_server *srv;
     h2o_linklist_t link; /* in srv->conns: to cut them off when a drain runs out of time */
 };
@@ -44,6 +55,7 @@ struct conn {
 struct catchall {
     h2o_handler_t super;
     struct http_server *srv;
+    bool local; /* the handler of the owner-only socket's host configuration */
 };
 
 struct error_filter {
@@ -158,6 +170,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     memset(r, 0, sizeof(*r));
     r->req = req;
     r->srv = srv;
+    r->who.local = ((struct catchall *)self)->local;
     r->start_ns = clock_mono_ns();
     srv->in_flight++;
     assign_request_id(r);
@@ -168,6 +181,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     case HTTP_ROUTER_FOUND:
         if (srv->gate == NULL) {
             memcpy(r->who.tenant, HTTP_TENANT_DEFAULT, sizeof(HTTP_TENANT_DEFAULT));
+            if (r->who.local)
+                memcpy(r->who.key_id, "local", sizeof("local"));
             r->who.admin = true;
         } else if (srv->gate(r, r->route->access, srv->gate_arg) != 0) {
             break; /* the gate answered */
@@ -263,20 +278,42 @@ static void reject_close_cb(uv_handle_t *h)
     free(h);
 }
 
-static void on_accept(uv_stream_t *listener, int status)
+/* Hands an accepted connection to h2o. */
+static void start_conn(struct http_server *srv, struct conn *c, h2o_accept_ctx_t *actx)
+{
+    srv->connections++;
+    h2o_linklist_insert(&srv->conns, &c->link);
+    h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)&c->h.handle, conn_close_cb);
+    h2o_accept(actx, sock);
+}
+
+/* Accepts a client of listener (the TCP one, or the local socket's) into a new conn, or NULL. */
+static struct conn *accept_conn(uv_stream_t *listener, int status, bool local)
 {
     struct http_server *srv = listener->data;
     if (status != 0) {
-        log_warn_errno("http", status, "accept failed");
-        return;
+        log_warn_errno("http", status, "accept failed%s", local ? " on the local socket" : "");
+        return NULL;
     }
     struct conn *c = xcalloc(1, sizeof(*c));
     c->srv = srv;
-    uv_tcp_init(srv->loop, &c->tcp);
-    if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
-        uv_close((uv_handle_t *)&c->tcp, reject_close_cb);
-        return;
+    if (local)
+        uv_pipe_init(srv->loop, &c->h.pipe, 0);
+    else
+        uv_tcp_init(srv->loop, &c->h.tcp);
+    if (uv_accept(listener, (uv_stream_t *)&c->h.handle) != 0) {
+        uv_close(&c->h.handle, reject_close_cb);
+        return NULL;
     }
+    return c;
+}
+
+static void on_accept(uv_stream_t *listener, int status)
+{
+    struct http_server *srv = listener->data;
+    struct conn *c = accept_conn(listener, status, false);
+    if (c == NULL)
+        return;
     if (srv->connections >= srv->opts.max_connections || srv->draining) {
         /* Over the limit the kernel's backlog would only hide the problem; close at once so the
          * client sees it, and say so in the log (rate-limited by power of two). */
@@ -287,17 +324,62 @@ static void on_accept(uv_stream_t *listener, int status)
                      "(%llu refused so far)",
                      srv->connections, srv->opts.max_connections,
                      (unsigned long long)srv->rejected_connections);
-        uv_close((uv_handle_t *)&c->tcp, reject_close_cb);
+        uv_close(&c->h.handle, reject_close_cb);
         return;
     }
-    uv_tcp_nodelay(&c->tcp, 1);
-    srv->connections++;
-    h2o_linklist_insert(&srv->conns, &c->link);
-    h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)&c->tcp, conn_close_cb);
-    h2o_accept(&srv->accept_ctx, sock);
+    uv_tcp_nodelay(&c->h.tcp, 1);
+    start_conn(srv, c, &srv->accept_ctx);
+}
+
+/* Whether the peer of a Unix socket runs as our effective uid. */
+static bool peer_is_owner(uv_pipe_t *pipe)
+{
+    uv_os_fd_t fd;
+    struct ucred cred;
+    socklen_t len = sizeof(cred);
+    if (uv_fileno((uv_handle_t *)pipe, &fd) != 0 ||
+        getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0)
+        return false;
+    return cred.uid == geteuid();
+}
+
+/* A client of the owner-only socket: no connection limit (the owner can always get in to act,
+ * PostgreSQL's reserved connections), but only the owner. */
+static void on_local_accept(uv_stream_t *listener, int status)
+{
+    struct http_server *srv = listener->data;
+    struct conn *c = accept_conn(listener, status, true);
+    if (c == NULL)
+        return;
+    if (srv->draining || !peer_is_owner(&c->h.pipe)) {
+        if (!srv->draining && (++srv->local_refused & (srv->local_refused - 1)) == 0)
+            log_warn("http",
+                     "refused a connection to the local socket from another user than arun's "
+                     "(%llu so far)",
+                     (unsigned long long)srv->local_refused);
+        uv_close(&c->h.handle, reject_close_cb);
+        return;
+    }
+    start_conn(srv, c, &srv->local_accept_ctx);
 }
 
 /* ---- lifecycle ---- */
+
+static void handle_closed_cb(uv_handle_t *h);
+
+/* The one host of conf: every path goes to the catch-all handler, through the error filter. */
+static void add_host(struct http_server *srv, h2o_globalconf_t *conf, bool local)
+{
+    h2o_hostconf_t *host =
+        h2o_config_register_host(conf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
+    struct catchall *h = (void *)h2o_create_handler(path, sizeof(*h));
+    h->super.on_req = on_req;
+    h->srv = srv;
+    h->local = local;
+    add_filters(srv, path);
+    add_filters(srv, &host->fallback_path);
+}
 
 struct http_server *http_server_new(uv_loop_t *loop, const struct http_server_options *o,
                                     struct metrics *metrics)
@@ -325,18 +407,15 @@ struct http_server *http_server_new(uv_loop_t *loop, const struct http_server_op
     /* 0: h2o's own graceful-shutdown timer would still be linked when the context is disposed
      * (an assertion in h2o_timeout_dispose); our drain deadline bounds HTTP/2 as well. */
     srv->globalconf.http2.graceful_shutdown_timeout = 0;
-    h2o_hostconf_t *host =
-        h2o_config_register_host(&srv->globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
-    h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
-    struct catchall *h = (void *)h2o_create_handler(path, sizeof(*h));
-    h->super.on_req = on_req;
-    h->srv = srv;
-    add_filters(srv, path);
-    add_filters(srv, &host->fallback_path);
+    add_host(srv, &srv->globalconf, false);
+    h2o_config_init(&srv->local_conf);
+    add_host(srv, &srv->local_conf, true);
 
     h2o_context_init(&srv->ctx, loop, &srv->globalconf);
     srv->accept_ctx.ctx = &srv->ctx;
     srv->accept_ctx.hosts = srv->globalconf.hosts;
+    srv->local_accept_ctx.ctx = &srv->ctx;
+    srv->local_accept_ctx.hosts = srv->local_conf.hosts;
 
     srv->metrics = metrics;
     srv->m_requests =
@@ -398,6 +477,64 @@ int http_server_listen(struct http_server *srv, struct buf *err)
     return 0;
 }
 
+/* Removes what is at path when it is a socket (a stale one: the caller holds the data_dir
+ * lock); anything else there is left alone and refused. */
+static int clear_stale_socket(const char *path, struct buf *err)
+{
+    struct stat st;
+    if (lstat(path, &st) != 0)
+        return errno == ENOENT ? 0 : -errno;
+    if (!S_ISSOCK(st.st_mode)) {
+        buf_printf(err, "%s exists and is not a socket; move it away to get the local socket",
+                   path);
+        return -EEXIST;
+    }
+    return unlink(path) == 0 ? 0 : -errno;
+}
+
+/* Binds the pipe at path with mode 0600 from the start: the umask covers the window before
+ * chmod, in which another user could otherwise connect. */
+static int bind_owner_only(uv_pipe_t *pipe, const char *path)
+{
+    mode_t old = umask(0177);
+    int rc = uv_pipe_bind(pipe, path);
+    umask(old);
+    if (rc == 0 && chmod(path, 0600) != 0)
+        rc = -errno;
+    return rc;
+}
+
+int http_server_listen_local(struct http_server *srv, const char *path, struct buf *err)
+{
+    struct sockaddr_un sun;
+    if (strlen(path) >= sizeof(sun.sun_path)) {
+        buf_printf(err,
+                   "the local socket %s is longer than a Unix socket path may be (%zu bytes); "
+                   "use a shorter data_dir to get it",
+                   path, sizeof(sun.sun_path) - 1);
+        return -ENAMETOOLONG;
+    }
+    int rc = clear_stale_socket(path, err);
+    if (rc != 0) {
+        if (err->len == 0)
+            buf_printf(err, "cannot remove the stale socket %s: %s", path, strerror(-rc));
+        return rc;
+    }
+    uv_pipe_init(srv->loop, &srv->local_listener, 0);
+    srv->local_listener.data = srv;
+    rc = bind_owner_only(&srv->local_listener, path);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&srv->local_listener, 128, on_local_accept);
+    if (rc != 0) {
+        buf_printf(err, "cannot listen on the local socket %s: %s", path, uv_strerror(rc));
+        srv->closing++;
+        uv_close((uv_handle_t *)&srv->local_listener, handle_closed_cb); /* removes the file */
+        return rc;
+    }
+    srv->local_listening = true;
+    return 0;
+}
+
 uv_loop_t *http_server_loop(const struct http_server *srv)
 {
     return srv->loop;
@@ -442,8 +579,6 @@ void http_server_on_shutdown(struct http_server *srv, http_shutdown_hook hook, v
     srv->hooks = h;
 }
 
-static void handle_closed_cb(uv_handle_t *h);
-
 static void finish_drain(struct http_server *srv, bool forced)
 {
     if (srv->drain_done)
@@ -483,7 +618,7 @@ static void drain_deadline_cb(uv_timer_t *t)
     for (h2o_linklist_t *node = srv->conns.next; node != &srv->conns; node = node->next) {
         struct conn *c = H2O_STRUCT_FROM_MEMBER(struct conn, link, node);
         uv_os_fd_t fd;
-        if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0)
+        if (uv_fileno(&c->h.handle, &fd) == 0)
             shutdown(fd, SHUT_RDWR);
     }
     uv_timer_start(&srv->drain_timer, cut_deadline_cb, HTTP_CUT_GRACE_MS, 0);
@@ -528,6 +663,21 @@ static size_t close_idle_http1(struct http_server *srv)
     return idle;
 }
 
+/* Stops accepting. libuv removes the local socket's file as it closes the listener. */
+static void close_listeners(struct http_server *srv)
+{
+    if (srv->listening) {
+        srv->closing++;
+        uv_close((uv_handle_t *)&srv->listener, handle_closed_cb);
+        srv->listening = false;
+    }
+    if (srv->local_listening) {
+        srv->closing++;
+        uv_close((uv_handle_t *)&srv->local_listener, handle_closed_cb);
+        srv->local_listening = false;
+    }
+}
+
 void http_server_shutdown(struct http_server *srv, http_drained_cb done, void *arg)
 {
     if (srv->draining)
@@ -535,11 +685,7 @@ void http_server_shutdown(struct http_server *srv, http_drained_cb done, void *a
     srv->draining = true;
     srv->drained_cb = done;
     srv->drained_arg = arg;
-    if (srv->listening) {
-        srv->closing++;
-        uv_close((uv_handle_t *)&srv->listener, handle_closed_cb);
-        srv->listening = false;
-    }
+    close_listeners(srv);
     h2o_context_request_shutdown(&srv->ctx);
     size_t idle = close_idle_http1(srv);
     log_info("http",
@@ -592,13 +738,11 @@ void http_server_free(struct http_server *srv)
             h2o_timeout_unlink(&srv->ctx.http2._graceful_shutdown_timeout);
         h2o_context_dispose(&srv->ctx);
         h2o_config_dispose(&srv->globalconf);
+        h2o_config_dispose(&srv->local_conf);
     }
     srv->freeing = true;
     srv->closing++;
-    if (srv->listening) {
-        srv->closing++;
-        uv_close((uv_handle_t *)&srv->listener, handle_closed_cb);
-    }
+    close_listeners(srv);
     uv_close((uv_handle_t *)&srv->drain_timer, handle_closed_cb);
 }
 

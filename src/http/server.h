@@ -27,6 +27,7 @@
                                      */
 #define HTTP_IDLE_TIMEOUT_MS 10000  /* an idle keep-alive connection is closed after this */
 #define HTTP_DRAIN_TIMEOUT_MS 10000 /* SIGTERM waits this long for in-flight requests */
+#define HTTP_LOCAL_SOCKET "arun.sock" /* the owner-only socket, under data_dir */
 
 struct http_server;
 struct http_route;
@@ -98,6 +99,15 @@ struct http_server *http_server_new(uv_loop_t *loop, const struct http_server_op
 /* Binds and listens. Returns 0, or -errno with a sentence in err ("127.0.0.1:8080 is already in
  * use: another arun or another server listens there; pick another with --listen"). */
 int http_server_listen(struct http_server *srv, struct buf *err) MUST_USE;
+/* Also listens on the owner-only Unix socket at path (data_dir/arun.sock): created mode 0600,
+ * replacing whatever socket is there (the caller holds the data_dir lock, so one left there is
+ * stale), accepting only connections whose peer has this process's effective uid
+ * (SO_PEERCRED), counted but never refused by max_connections, and removed when the drain
+ * starts. Requests that arrive on it are marked local (r->who.local): the owner acts as the
+ * admin of tenant "default" without a key, whatever auth.mode is. Returns 0, or -ENAMETOOLONG
+ * (path does not fit in sun_path), -EEXIST (path exists and is not a socket) or another -errno,
+ * with a sentence in err. */
+int http_server_listen_local(struct http_server *srv, const char *path, struct buf *err) MUST_USE;
 /* The loop the server runs on. */
 uv_loop_t *http_server_loop(const struct http_server *srv);
 /* The port actually bound (useful with port 0). */

@@ -26,6 +26,13 @@ struct http_server {
     struct http_router router;
     uv_tcp_t listener;
     bool listening;
+    /* The owner-only Unix socket (http_server_listen_local): its own h2o host configuration,
+     * whose handler marks requests local, so a TCP client cannot reach it by any Host header. */
+    h2o_globalconf_t local_conf;
+    h2o_accept_ctx_t local_accept_ctx;
+    uv_pipe_t local_listener;
+    bool local_listening;
+    uint64_t local_refused; /* connections of another user, closed at accept */
     uint16_t bound_port;
     size_t connections;            /* accepted and not yet closed */
     size_t in_flight;              /* requests dispatched and not yet disposed */
