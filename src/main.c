@@ -10,6 +10,7 @@
 #include "cli/config_cmd.h"
 #include "cli/doctor_cmd.h"
 #include "cli/engines_cmd.h"
+#include "cli/keys_cmd.h"
 #include "cli/runs_cmd.h"
 #include "serve.h"
 
@@ -41,6 +42,8 @@ static const struct verb verbs[] = {
      "ask a model; the answer streams to stdout (running server)"},
     {"runs", runs_cmd_main, runs_cmd_usage,
      "list durable runs (responses), or show|cancel|watch one (running server)"},
+    {"keys", keys_cmd_main, keys_cmd_usage,
+     "create, list or revoke API keys (running server or not: see arun keys --help)"},
     {"doctor", doctor_cmd_main, doctor_cmd_usage,
      "check this machine and the config: GPU, memory, port, binaries, orphans"},
     {"config", config_cmd_main, config_cmd_usage, "check a configuration file: config check"},

@@ -166,6 +166,8 @@ static int perform(struct client *c, const char *method, const char *path, const
     if (body != NULL)
         hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
     curl_easy_setopt(h, CURLOPT_URL, url);
+    if (c->unix_socket != NULL)
+        curl_easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH, c->unix_socket);
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_NOPROXY, NO_PROXY_HOSTS);
@@ -345,12 +347,24 @@ int client_init(struct client *c, const char *server, const char *api_key)
     return 0;
 }
 
+void client_init_local(struct client *c, const char *socket_path)
+{
+    memset(c, 0, sizeof(*c));
+    c->base_url = xstrdup("http://localhost");
+    c->unix_socket = xstrdup(socket_path);
+    c->timeout_ms = CLIENT_TIMEOUT_MS;
+    c->curl = curl_easy_init();
+    if (c->curl == NULL) /* as in client_init */
+        abort();
+}
+
 void client_cleanup(struct client *c)
 {
     if (c->curl != NULL)
         curl_easy_cleanup(c->curl);
     free(c->base_url);
     free(c->api_key);
+    free(c->unix_socket);
     memset(c, 0, sizeof(*c));
 }
 

@@ -46,6 +46,7 @@ struct client {
     char errbuf[256];    /* CURLOPT_ERRORBUFFER of the last transfer */
     bool reached;        /* the last transfer got a response header: the server was there */
     uint32_t timeout_ms; /* a whole buffered request; client_init sets CLIENT_TIMEOUT_MS */
+    char *unix_socket;   /* heap, or NULL: connect to this socket instead (client_init_local) */
 };
 
 /* A finished exchange: any HTTP status counts as finished. */
@@ -82,6 +83,10 @@ int client_parse_count(const char *s, long max, long *out) MUST_USE;
 /* Sets up c for server (NULL: $ARUN_URL, else CLIENT_DEFAULT_URL) and api_key (NULL:
  * $ARUN_API_KEY, else none). Returns 0, or -EINVAL when the URL is not http(s):// (printed). */
 int client_init(struct client *c, const char *server, const char *api_key) MUST_USE;
+/* Sets up c for the owner-only socket of a running server (socket_path, DATA_DIR/arun.sock):
+ * requests go over it to http://localhost, without a key (the server knows the owner by the
+ * socket). Failures read as for client_get; no socket or nobody listening is -ECONNREFUSED. */
+void client_init_local(struct client *c, const char *socket_path);
 void client_cleanup(struct client *c);
 
 /* GET base_url + path (path starts with '/'). Returns 0 and fills *res (release it with
