@@ -131,6 +131,36 @@ static bool quiet_route(const struct http_route *route)
             strcmp(route->pattern, "/metrics") == 0);
 }
 
+static bool base64url_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_';
+}
+
+/* The path as the access log shows it: an API key pasted into a URL (a client's mistake, e.g.
+ * a key where its id belongs) is masked, so that no key reaches the log (issue 13); names that
+ * merely start with the prefix ("arun-mock") are too short to be one and stay. Returns the path
+ * itself, or a masked copy in the request's pool. */
+static h2o_iovec_t loggable_path(h2o_req_t *req)
+{
+    static const char prefix[] = HTTP_KEY_PREFIX;
+    size_t plen = sizeof(prefix) - 1;
+    h2o_iovec_t path = req->path;
+    if (memmem(path.base, path.len, prefix, plen) == NULL)
+        return path;
+    h2o_iovec_t out = h2o_strdup(&req->pool, path.base, path.len);
+    char *end = out.base + out.len;
+    for (char *p = out.base; (p = memmem(p, (size_t)(end - p), prefix, plen)) != NULL;) {
+        char *tail = p + plen, *q = tail;
+        while (q < end && base64url_char(*q))
+            q++;
+        if (q - tail >= HTTP_KEY_TAIL_LEN)
+            memset(tail, '*', (size_t)(q - tail));
+        p = q;
+    }
+    return out;
+}
+
 static void request_dispose(void *p)
 {
     struct http_request *r = p;
@@ -149,11 +179,11 @@ static void request_dispose(void *p)
 
     enum log_level lvl = quiet_route(r->route) || r->own_access_log ? LOGL_DEBUG : LOGL_INFO;
     if (lvl >= log_min_level) {
-        json_t *f = json_pack("{s:s, s:s%, s:i, s:f, s:I}", "method", method, "path",
-                              req->path.base, req->path.len, "status", st, "duration_ms",
-                              secs * 1000, "bytes_sent", (json_int_t)req->bytes_sent);
-        log_write(lvl, "http", r->id, 0, f, "%s %.*s %d", method, (int)req->path.len,
-                  req->path.base, st);
+        h2o_iovec_t path = loggable_path(req);
+        json_t *f = json_pack("{s:s, s:s%, s:i, s:f, s:I}", "method", method, "path", path.base,
+                              path.len, "status", st, "duration_ms", secs * 1000, "bytes_sent",
+                              (json_int_t)req->bytes_sent);
+        log_write(lvl, "http", r->id, 0, f, "%s %.*s %d", method, (int)path.len, path.base, st);
     }
     if (r->release != NULL)
         r->release(r, r->release_arg);

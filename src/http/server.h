@@ -43,6 +43,10 @@ enum http_access {
 #define HTTP_TENANT_MAX 64            /* bytes in a tenant name (as STORE_TENANT_MAX) */
 #define HTTP_KEY_ID_MAX 40            /* bytes in a key id ("key_" and hex) */
 #define HTTP_TENANT_DEFAULT "default" /* every request's tenant without keys (as the store's) */
+/* How an API key's text starts (tenancy/keys.h): the access log masks what follows it in a
+ * path, so a key pasted into a URL never reaches the log. */
+#define HTTP_KEY_PREFIX "arun-"
+#define HTTP_KEY_TAIL_LEN 43 /* base64url characters after it (32 bytes) */
 
 /* Who a request acts for, set by the gate before the handler runs. With auth.mode none (no
  * gate) every request is the admin of tenant "default". */

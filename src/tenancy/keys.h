@@ -20,11 +20,12 @@
 #include <stdint.h>
 
 #include "core/common.h"
+#include "http/server.h"
 #include "store/store.h"
 
-#define KEYS_PREFIX "arun-"
-#define KEYS_RANDOM_BYTES 32 /* 256 bits: guessing is out of the question, 128 would do */
-#define KEYS_TEXT_LEN 48     /* "arun-" and base64url(32 bytes) = 5 + 43 */
+#define KEYS_PREFIX HTTP_KEY_PREFIX /* "arun-" */
+#define KEYS_RANDOM_BYTES 32        /* 256 bits: guessing is out of the question, 128 would do */
+#define KEYS_TEXT_LEN 48            /* "arun-" and base64url(32 bytes) = 5 + 43 */
 #define KEYS_ID_PREFIX "key_"
 #define KEYS_ID_LEN 20     /* "key_" and 16 hex digits */
 #define KEYS_DIGEST_LEN 32 /* SHA-256 */
