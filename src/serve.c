@@ -39,6 +39,7 @@
 #include "tenancy/auth.h"
 #include "tenancy/keys.h"
 #include "tenancy/keys_api.h"
+#include "tenancy/audit.h"
 
 const char serve_usage[] =
     "usage: arun serve [--config FILE] [--listen HOST:PORT]\n"
@@ -60,6 +61,7 @@ struct daemon {
     struct events *events;
     struct store *store;
     struct http_server *srv;
+    struct audit *audit; /* the audit trail: pass it to whatever records admin actions */
     struct runtime_api *api;
     struct httpc *httpc;
     struct supervisor *sup;
@@ -119,6 +121,8 @@ static void close_modules(struct daemon *d)
     d->sup = NULL;
     httpc_free(d->httpc);
     d->httpc = NULL;
+    audit_free(d->audit); /* its last events still reach the store, closed next */
+    d->audit = NULL;
     if (d->store != NULL)
         store_close(d->store);
     d->store = NULL;
@@ -297,6 +301,8 @@ static int start_http(struct daemon *d)
                                      .max_body_bytes = d->cfg->limits.max_body_bytes,
                                      .max_connections = d->cfg->limits.max_connections};
     d->srv = http_server_new(&d->loop, &ho, d->metrics);
+    d->audit = audit_new(&d->loop, d->store, d->metrics);
+    audit_api_register(d->srv, d->audit);
     if (d->auth != NULL)
         http_server_set_gate(d->srv, auth_gate, d->auth);
     d->keys_api = keys_api_new(d->srv, d->keys, NULL); /* audit: its helper wires it */
@@ -309,7 +315,7 @@ static int start_http(struct daemon *d)
                                     .metrics = d->metrics,
                                     .httpc = d->httpc};
     d->sup = supervisor_new(&so);
-    d->engines_api = engines_api_new(d->srv, d->sup);
+    d->engines_api = engines_api_new(d->srv, d->sup, d->audit);
     d->gateway = gateway_new(d->srv, d->cfg, d->sup, d->httpc, d->events, d->metrics);
     d->warm = warm_new(d->sup, d->httpc, d->events);
     struct runs_options ro = {.loop = &d->loop,

@@ -1,6 +1,7 @@
 /*
  * api.c: HTTP endpoints of the supervisor. See api.h. Handlers only translate between HTTP and
- * supervisor calls; every decision stays in supervisor.c.
+ * supervisor calls; every decision stays in supervisor.c. Each start, stop and restart of a
+ * known engine is an audit event (tenancy/audit.h): ok, or failed with the supervisor's reason.
  */
 #include "engines/api.h"
 
@@ -31,6 +32,7 @@ struct follower {
 struct engines_api {
     struct http_server *srv;
     struct supervisor *sup;
+    struct audit *audit; /* or NULL */
     h2o_linklist_t followers;
 };
 
@@ -66,9 +68,13 @@ static void get_engine(struct http_request *r, void *arg)
         http_send_json(r, 200, engine_to_json(e));
 }
 
-/* Answers a start or restart: 202 with the engine, or 409 with why it cannot run. */
-static void answer_start(struct http_request *r, struct engine *e, int rc, struct buf *why)
+/* Answers a start or restart: 202 with the engine, or 409 with why it cannot run; and audits
+ * it. */
+static void answer_start(struct http_request *r, struct engines_api *api, const char *action,
+                         struct engine *e, int rc, struct buf *why)
 {
+    audit_request(api->audit, r, action, engine_name(e), rc == 0 ? "ok" : "failed",
+                  rc == 0 ? NULL : json_pack("{s:s}", "reason", buf_cstr(why)));
     if (rc == -ENOMEM)
         http_send_error(r, 409, "insufficient_memory", NULL, "%s", buf_cstr(why));
     else if (rc != 0)
@@ -79,32 +85,37 @@ static void answer_start(struct http_request *r, struct engine *e, int rc, struc
 
 static void start_engine(struct http_request *r, void *arg)
 {
-    struct engine *e = find_or_404(arg, r);
+    struct engines_api *api = arg;
+    struct engine *e = find_or_404(api, r);
     if (e == NULL)
         return;
     struct buf why;
     buf_init(&why, 1024);
-    answer_start(r, e, supervisor_start_engine(e, "started through the API", &why), &why);
+    answer_start(r, api, "engine.start", e,
+                 supervisor_start_engine(e, "started through the API", &why), &why);
     buf_cleanup(&why);
 }
 
 static void stop_engine(struct http_request *r, void *arg)
 {
-    struct engine *e = find_or_404(arg, r);
+    struct engines_api *api = arg;
+    struct engine *e = find_or_404(api, r);
     if (e == NULL)
         return;
     supervisor_stop_engine(e, "stopped through the API");
+    audit_request(api->audit, r, "engine.stop", engine_name(e), "ok", NULL);
     http_send_json(r, 202, engine_to_json(e));
 }
 
 static void restart_engine(struct http_request *r, void *arg)
 {
-    struct engine *e = find_or_404(arg, r);
+    struct engines_api *api = arg;
+    struct engine *e = find_or_404(api, r);
     if (e == NULL)
         return;
     struct buf why;
     buf_init(&why, 1024);
-    answer_start(r, e, supervisor_restart_engine(e, &why), &why);
+    answer_start(r, api, "engine.restart", e, supervisor_restart_engine(e, &why), &why);
     buf_cleanup(&why);
 }
 
@@ -232,12 +243,14 @@ static void on_shutdown(void *arg)
     }
 }
 
-struct engines_api *engines_api_new(struct http_server *srv, struct supervisor *sup)
+struct engines_api *engines_api_new(struct http_server *srv, struct supervisor *sup,
+                                    struct audit *audit)
 {
     struct engines_api *api = xcalloc(1, sizeof(*api));
     h2o_linklist_init_anchor(&api->followers);
     api->srv = srv;
     api->sup = sup;
+    api->audit = audit;
     http_route(srv, "GET", "/v1/engines", HTTP_ADMIN, list_engines, api);
     http_route(srv, "GET", "/v1/engines/{name}", HTTP_ADMIN, get_engine, api);
     http_route(srv, "POST", "/v1/engines/{name}/start", HTTP_ADMIN, start_engine, api);

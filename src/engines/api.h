@@ -10,10 +10,14 @@
 
 #include "engines/supervisor.h"
 #include "http/server.h"
+#include "tenancy/audit.h"
 
 struct engines_api;
 
-struct engines_api *engines_api_new(struct http_server *srv, struct supervisor *sup);
+/* Registers the routes above on srv. audit (not owned, or NULL) records each start, stop and
+ * restart of an engine (actions engine.start|stop|restart). */
+struct engines_api *engines_api_new(struct http_server *srv, struct supervisor *sup,
+                                    struct audit *audit);
 /* Ends log followers and frees. */
 void engines_api_free(struct engines_api *api);
 

@@ -33,6 +33,7 @@
 
 #include <errno.h>
 #include <h2o/http1.h>
+#include <netdb.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -805,4 +806,28 @@ bool http_client_gone(struct http_request *r)
     if (n == 0)
         return true;
     return n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
+}
+
+const char *http_remote_addr(struct http_request *r, char *buf, size_t cap)
+{
+    ASSERT(cap >= HTTP_REMOTE_MAX);
+    struct sockaddr_storage ss;
+    h2o_conn_t *conn = r->req->conn;
+    socklen_t len = 0;
+    if (!r->who.local && conn->callbacks->get_peername != NULL)
+        len = conn->callbacks->get_peername(conn, (struct sockaddr *)&ss);
+    if (r->who.local || (len > 0 && ss.ss_family == AF_UNIX)) {
+        snprintf(buf, cap, "local");
+        return buf;
+    }
+    char host[NI_MAXHOST];
+    if (len == 0 || (ss.ss_family != AF_INET && ss.ss_family != AF_INET6) ||
+        h2o_socket_getnumerichost((struct sockaddr *)&ss, len, host) == SIZE_MAX) {
+        snprintf(buf, cap, "unknown");
+        return buf;
+    }
+    int32_t port = h2o_socket_getport((struct sockaddr *)&ss);
+    bool v6 = ss.ss_family == AF_INET6;
+    snprintf(buf, cap, "%s%s%s:%d", v6 ? "[" : "", host, v6 ? "]" : "", (int)port);
+    return buf;
 }

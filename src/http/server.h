@@ -182,6 +182,14 @@ const char *http_header(struct http_request *r, const char *name);
  * (a queue) asks this now and then (a non-blocking MSG_PEEK on the socket). */
 bool http_client_gone(struct http_request *r);
 
+#define HTTP_REMOTE_MAX 64 /* "[ffff:…:ffff]:65535" fits, with room */
+
+/* The client's address as "HOST:PORT" ("127.0.0.1:5555", "[::1]:5555"), or "local" for a request
+ * on the owner-only Unix socket (r->who.local, or a peer that is no IP socket), or "unknown" when
+ * the connection cannot say. Written into buf (cap >= HTTP_REMOTE_MAX bytes, NUL-terminated);
+ * returns buf. For the audit trail: who did it, from where. */
+const char *http_remote_addr(struct http_request *r, char *buf, size_t cap);
+
 /* The pattern of the route that matched r ("/v1/engines/{name}"), or NULL. */
 const char *http_request_route(const struct http_request *r);
 

@@ -19,6 +19,16 @@
 #include "http/server.h"
 #include "store/store.h"
 
+/* Authentication failures kept (stored and logged) a second; past them, counted and summed up
+ * once a second in an "auth.failure.suppressed" event. A person reading the log of an attack
+ * needs the first few and the count, not every one. */
+#define AUDIT_AUTH_PER_S 10         /* overall */
+#define AUDIT_AUTH_PER_HOST_PER_S 5 /* per source host (the address without its port) */
+#define AUDIT_TRACK_HOSTS 64        /* hosts counted apart in one second; more share the total */
+#define AUDIT_SUMMARY_HOSTS 8       /* hosts a summary names, those with the most left out */
+#define AUDIT_LIST_DEFAULT 20       /* GET /v1/audit's page without ?limit */
+#define AUDIT_LIST_MAX 100          /* and its largest */
+
 struct audit;
 
 /* Creates the audit trail on st (not owned; must outlive it). metrics (or NULL) gets
@@ -26,6 +36,10 @@ struct audit;
 struct audit *audit_new(uv_loop_t *loop, struct store *st, struct metrics *metrics);
 /* Frees it; events already handed to the store are still committed. NULL is a no-op. */
 void audit_free(struct audit *a);
+
+/* Replaces the monotonic clock (milliseconds) that the rate limit counts seconds by, for tests;
+ * NULL puts the real one back. */
+void audit_set_clock(struct audit *a, uint64_t (*now_ms)(void *arg), void *arg);
 
 /* Records that the principal of r did action to target with outcome ("ok", "denied",
  * "failed"); detail (a JSON object, stolen, or NULL) adds facts, e.g. {"reason": "…"}. The
@@ -39,6 +53,10 @@ void audit_system(struct audit *a, const char *action, const char *target, const
  * "anonymous" or the key id when a known key lacked the role), with reason in words ("no
  * Authorization header", "unknown key", "revoked key key_…"). Rate-limited (see above). */
 void audit_auth_failure(struct audit *a, struct http_request *r, const char *reason);
+
+/* Parses a `since` of GET /v1/audit: epoch milliseconds, or an ISO-8601 UTC time
+ * ("2026-12-07T10:00:00Z", fractions of a second allowed). Returns 0 and *ms, or -EINVAL. */
+int audit_parse_since(const char *s, int64_t *ms) MUST_USE;
 
 /* Registers GET /v1/audit (admin): ?since=MS|ISO-8601&after=SEQ&limit=1..100 → {"object":"list",
  * "data":[…], "first_id", "last_id", "has_more"}, oldest first. */
