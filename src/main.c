@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cli/audit_cmd.h"
 #include "cli/chat_cmd.h"
 #include "cli/config_cmd.h"
 #include "cli/doctor_cmd.h"
@@ -44,6 +45,8 @@ static const struct verb verbs[] = {
      "list durable runs (responses), or show|cancel|watch one (running server)"},
     {"keys", keys_cmd_main, keys_cmd_usage,
      "create, list or revoke API keys (running server or not: see arun keys --help)"},
+    {"audit", audit_cmd_main, audit_cmd_usage,
+     "admin actions and failed authentications, oldest first (running server)"},
     {"doctor", doctor_cmd_main, doctor_cmd_usage,
      "check this machine and the config: GPU, memory, port, binaries, orphans"},
     {"config", config_cmd_main, config_cmd_usage, "check a configuration file: config check"},
