@@ -20,6 +20,10 @@
  * counts every failure. The seconds are of a monotonic clock that a test may replace
  * (audit_set_clock).
  *
+ * GET /v1/audit reads what the store committed, after the appends submitted before the request
+ * (they commit in order within milliseconds): an action and then a read of the trail always
+ * shows the action.
+ *
  * Lifetime: appends in flight hold the trail (pending); audit_free writes the last summary,
  * closes the timer and frees once both are over, so a late store callback never touches freed
  * memory.
@@ -59,8 +63,11 @@ struct audit {
     size_t nhosts;
     uv_timer_t timer;   /* the summary at the end of a second that left some out */
     unsigned pending;   /* appends whose callback has not run */
-    bool store_failing; /* the last append failed (warned once) */
-    bool freeing;       /* audit_free ran: free when pending and the timer are done */
+    uint64_t submitted; /* appends the store took, ever */
+    uint64_t committed; /* of those, whose callback ran (the writer answers in order) */
+    struct list_wait *waits, **waits_tail; /* reads waiting for appends before them */
+    bool store_failing;                    /* the last append failed (warned once) */
+    bool freeing; /* audit_free ran: free when pending and the timer are done */
     bool timer_closed;
 };
 
@@ -96,11 +103,14 @@ struct event {
 };
 
 static void maybe_free(struct audit *a);
+static void run_waits(struct audit *a);
 
 static void appended_cb(int status, void *arg)
 {
     struct audit *a = arg;
     a->pending--;
+    a->committed++;
+    run_waits(a);
     if (status != 0 && !a->store_failing)
         log_warn_errno("audit", status,
                        "the store did not keep an audit event; the log still has it (this is "
@@ -116,6 +126,7 @@ static void store_event(struct audit *a, const struct store_audit *row)
     int rc = store_audit_append(a->st, row, appended_cb, a);
     if (rc == 0) {
         a->pending++;
+        a->submitted++;
         return;
     }
     if (!a->store_failing)
@@ -351,6 +362,7 @@ struct audit *audit_new(uv_loop_t *loop, struct store *st, struct metrics *metri
             "Audit events by action and outcome (authentication failures counted also when the "
             "rate limit kept them out of the store and the log)",
             2, event_labels);
+    a->waits_tail = &a->waits;
     uv_timer_init(loop, &a->timer);
     a->timer.data = a;
     return a;
@@ -510,16 +522,55 @@ static int parse_query(struct http_request *r, int64_t *since_ms, int64_t *after
     return 0;
 }
 
+/* A read of the trail that waits for the appends submitted before it (read your writes: an
+ * engine stopped and then `arun audit` shows the stop, though its row was still on its way to
+ * the writer). They are committed within a group commit, so the wait is milliseconds. */
+struct list_wait {
+    struct http_request *r;
+    uint64_t until; /* a->committed must reach this */
+    int64_t since_ms, after;
+    uint32_t limit;
+    struct list_wait *next;
+};
+
+static void list_now(struct audit *a, struct list_wait *w)
+{
+    int rc = a->st != NULL ? store_audit_list(a->st, w->since_ms, w->after, w->limit, page_cb, w->r)
+                           : -ENOTSUP;
+    if (rc != 0)
+        page_cb(rc, NULL, 0, w->r);
+    free(w);
+}
+
+static void run_waits(struct audit *a)
+{
+    while (a->waits != NULL && a->waits->until <= a->committed) {
+        struct list_wait *w = a->waits;
+        a->waits = w->next;
+        if (a->waits == NULL)
+            a->waits_tail = &a->waits;
+        list_now(a, w);
+    }
+}
+
 static void list_audit(struct http_request *r, void *arg)
 {
     struct audit *a = arg;
     int64_t since_ms, after, limit;
     if (parse_query(r, &since_ms, &after, &limit) != 0)
         return;
-    int rc =
-        a->st ? store_audit_list(a->st, since_ms, after, (uint32_t)limit, page_cb, r) : -ENOTSUP;
-    if (rc != 0)
-        page_cb(rc, NULL, 0, r);
+    struct list_wait *w = xcalloc(1, sizeof(*w));
+    *w = (struct list_wait){.r = r,
+                            .until = a->submitted,
+                            .since_ms = since_ms,
+                            .after = after,
+                            .limit = (uint32_t)limit};
+    if (a->committed >= w->until) {
+        list_now(a, w);
+        return;
+    }
+    *a->waits_tail = w; /* the until of each wait is >= those before it: FIFO */
+    a->waits_tail = &w->next;
 }
 
 void audit_api_register(struct http_server *srv, struct audit *a)
