@@ -267,7 +267,7 @@ static int load_keys(struct daemon *d)
         return 1;
     }
     if (d->cfg->auth.mode == CONFIG_AUTH_KEYS) {
-        d->auth = auth_new(d->keys, NULL, NULL); /* limits and audit: their helpers wire them */
+        d->auth = auth_new(d->keys, NULL, d->audit); /* limits: its helper wires them */
         if (keys_count(d->keys) == 0)
             log_warn("serve", "auth.mode is keys and no API key exists yet: make the first with "
                               "`arun keys create --tenant NAME --role admin` (it works while "
@@ -301,11 +301,10 @@ static int start_http(struct daemon *d)
                                      .max_body_bytes = d->cfg->limits.max_body_bytes,
                                      .max_connections = d->cfg->limits.max_connections};
     d->srv = http_server_new(&d->loop, &ho, d->metrics);
-    d->audit = audit_new(&d->loop, d->store, d->metrics);
     audit_api_register(d->srv, d->audit);
     if (d->auth != NULL)
         http_server_set_gate(d->srv, auth_gate, d->auth);
-    d->keys_api = keys_api_new(d->srv, d->keys, NULL); /* audit: its helper wires it */
+    d->keys_api = keys_api_new(d->srv, d->keys, d->audit);
     d->api = runtime_api_new(d->srv, d->metrics, d->events);
     d->httpc = httpc_new(&d->loop);
     struct supervisor_options so = {.loop = &d->loop,
@@ -420,8 +419,11 @@ int serve_main(int argc, char **argv)
     d.events = events_new();
 
     rc = open_store(&d);
-    if (rc == 0)
+    if (rc == 0) {
+        /* Before anything that records (the keys' gate, the engines' API): d.audit is theirs. */
+        d.audit = audit_new(&d.loop, d.store, d.metrics);
         rc = load_keys(&d);
+    }
     if (rc == 0)
         rc = start_http(&d);
     if (rc != 0)
