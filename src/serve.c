@@ -5,6 +5,10 @@
  * data_dir lock, so a second arun on the same data stops here), then the HTTP server and its
  * routes, then signals. Nothing blocks after uv_run starts.
  *
+ * SIGHUP reloads the TLS certificate and key (tls: in the config) without dropping a connection:
+ * the files are read in a worker, and a good pair is swapped in for new connections; a bad one
+ * is logged and the certificate in use stays. Nothing else is reloaded by it.
+ *
  * Shutdown: the first SIGTERM or SIGINT drains the server (http_server_shutdown); when it is
  * drained, the runtime API, the server, the store and the signal handlers close, and uv_run
  * returns once the last handle has closed, so every byte is freed and uv_loop_close succeeds.
@@ -30,6 +34,7 @@
 #include "http/httpc.h"
 #include "http/runtime_api.h"
 #include "http/server.h"
+#include "http/tls.h"
 #include "runs/api.h"
 #include "runs/conversations.h"
 #include "runs/recovery.h"
@@ -50,6 +55,8 @@ const char serve_usage[] =
     "                      exists, else the embedded defaults)\n"
     "  --listen HOST:PORT  overrides `listen:` from the config (e.g. 127.0.0.1:9090)\n"
     "\n"
+    "SIGHUP reloads the TLS certificate and key named by tls: (a renewed certificate) for new\n"
+    "connections; open connections keep theirs.\n"
     "SIGTERM or SIGINT drains in-flight requests (up to 10 s), stops every engine (each within\n"
     "its stop_timeout_s) and exits 0; a second signal exits at once, leaving engines running\n"
     "for the next arun to adopt.\n";
@@ -77,8 +84,9 @@ struct daemon {
     int keys_loaded;   /* 0 loading, 1 loaded, -errno failed */
     bool http_drained;
     bool engines_stopped;
-    uv_signal_t sigterm, sigint;
+    uv_signal_t sigterm, sigint, sighup;
     int signals_seen;
+    SSL_CTX *tls; /* loaded at start, until start_http hands it to the server */
 };
 
 static bool store_ready_check(void *arg, struct buf *why)
@@ -137,6 +145,7 @@ static void maybe_close(struct daemon *d)
     close_modules(d);
     uv_close((uv_handle_t *)&d->sigterm, NULL);
     uv_close((uv_handle_t *)&d->sigint, NULL);
+    uv_close((uv_handle_t *)&d->sighup, NULL);
 }
 
 static void drained_cb(struct http_server *srv, bool forced, void *arg)
@@ -170,6 +179,88 @@ static void signal_cb(uv_signal_t *h, int signum)
              strsignal(signum));
     http_server_shutdown(d->srv, drained_cb, d);
     supervisor_shutdown(d->sup, engines_stopped_cb, d);
+}
+
+/* ---- TLS ---- */
+
+/* AUDIT HOOK (tls.reload): each reload's outcome is for the audit trail as well as the log:
+ * audit_system(d->audit, "tls.reload", cert, outcome, detail) once serve.c holds the audit
+ * trail (src/tenancy/audit.h). Until then it is logged only. */
+static void audit_tls_reload(struct daemon *d, const char *outcome, const char *detail)
+{
+    (void)d;
+    (void)outcome;
+    (void)detail;
+}
+
+static void tls_reloaded_cb(SSL_CTX *ctx, const char *err, void *arg)
+{
+    struct daemon *d = arg;
+    if (d->srv == NULL || http_server_draining(d->srv)) {
+        SSL_CTX_free(ctx); /* stopping: no connection will be accepted with it */
+        return;
+    }
+    char old_serial[TLS_SERIAL_MAX];
+    struct buf what;
+    buf_init(&what, TLS_ERR_MAX);
+    tls_ctx_describe(http_server_tls_ctx(d->srv), &what);
+    tls_ctx_serial(http_server_tls_ctx(d->srv), old_serial);
+    if (ctx == NULL) {
+        log_error("tls", "reload on SIGHUP failed; still serving the previous certificate (%s): %s",
+                  buf_cstr(&what), err);
+        audit_tls_reload(d, "failed", err);
+        buf_cleanup(&what);
+        return;
+    }
+    buf_reset(&what);
+    tls_ctx_describe(ctx, &what);
+    http_server_set_tls(d->srv, ctx);
+    log_info("tls",
+             "reloaded on SIGHUP: new connections get %s (from %s); open connections keep the "
+             "previous certificate (serial %s) until they close",
+             buf_cstr(&what), d->cfg->tls.cert, old_serial);
+    audit_tls_reload(d, "ok", buf_cstr(&what));
+    buf_cleanup(&what);
+}
+
+static void sighup_cb(uv_signal_t *h, int signum)
+{
+    struct daemon *d = h->data;
+    if (d->cfg->tls.mode != CONFIG_TLS_ON) {
+        log_info("serve", "SIGHUP: nothing to reload (no tls: certificate in %s)",
+                 d->cfg->path ? d->cfg->path : "the embedded defaults");
+        return;
+    }
+    if (http_server_draining(d->srv))
+        return;
+    log_info("tls", "SIGHUP: reloading the certificate %s and key %s", d->cfg->tls.cert,
+             d->cfg->tls.key);
+    int rc = tls_ctx_load_async(&d->loop, d->cfg->tls.cert, d->cfg->tls.key, tls_reloaded_cb, d);
+    if (rc != 0)
+        log_error_errno("tls", rc, "SIGHUP: cannot start the reload; the certificate in use stays");
+}
+
+/* Loads the certificate and key before anything else starts, so a bad file stops arun as a
+ * config error does (exit 2), with the sentence naming the file. */
+static int load_tls(struct daemon *d)
+{
+    if (d->cfg->tls.mode != CONFIG_TLS_ON)
+        return 0;
+    struct buf err, what;
+    buf_init(&err, TLS_ERR_MAX);
+    int rc = tls_ctx_load(d->cfg->tls.cert, d->cfg->tls.key, &d->tls, &err);
+    if (rc != 0) {
+        fprintf(stderr, "arun: %s; not starting\n", buf_cstr(&err));
+        buf_cleanup(&err);
+        return 2;
+    }
+    buf_cleanup(&err);
+    buf_init(&what, TLS_ERR_MAX);
+    tls_ctx_describe(d->tls, &what);
+    log_info("tls", "serving %s (cert: %s, key: %s)", buf_cstr(&what), d->cfg->tls.cert,
+             d->cfg->tls.key);
+    buf_cleanup(&what);
+    return 0;
 }
 
 /* Loads the config named by flags or the environment. Returns 0, or 2 after printing why. */
@@ -210,9 +301,25 @@ static bool loopback(const char *host)
 }
 
 /* Refuses what would serve without the protection the config asks for (contract 2 and 6):
+ * beyond loopback, TLS unless `tls: off` is written (then a warning at every start);
  * auth.mode: none is for loopback only. */
 static int check_exposure(const struct config *cfg)
 {
+    if (!loopback(cfg->listen_host) && cfg->tls.mode == CONFIG_TLS_UNSET) {
+        fprintf(stderr,
+                "arun: listen: %s is not a loopback address and tls: is not set: API keys, "
+                "prompts and answers would cross the network in plain text. Add tls: {cert: "
+                "FILE, key: FILE} to the config, or write tls: off if a proxy in front of arun "
+                "terminates TLS\n",
+                cfg->listen_host);
+        return 2;
+    }
+    if (!loopback(cfg->listen_host) && cfg->tls.mode == CONFIG_TLS_OFF)
+        log_warn("serve",
+                 "listen: %s is not a loopback address and tls: off is set: arun serves plain "
+                 "HTTP, so API keys, prompts and answers cross the network unencrypted unless "
+                 "a proxy in front of it terminates TLS",
+                 cfg->listen_host);
     if (cfg->auth.mode == CONFIG_AUTH_NONE && !loopback(cfg->listen_host)) {
         fprintf(stderr,
                 "arun: listen: %s is not a loopback address and auth.mode is none: anyone "
@@ -301,6 +408,10 @@ static int start_http(struct daemon *d)
                                      .max_body_bytes = d->cfg->limits.max_body_bytes,
                                      .max_connections = d->cfg->limits.max_connections};
     d->srv = http_server_new(&d->loop, &ho, d->metrics);
+    if (d->tls != NULL) {
+        http_server_set_tls(d->srv, d->tls); /* before listening: never a plain-HTTP answer */
+        d->tls = NULL;
+    }
     audit_api_register(d->srv, d->audit);
     if (d->auth != NULL)
         http_server_set_gate(d->srv, auth_gate, d->auth);
@@ -344,15 +455,19 @@ static void start_signals(struct daemon *d)
     signal(SIGPIPE, SIG_IGN); /* a client that vanishes mid-write is an EPIPE, not a death */
     uv_signal_init(&d->loop, &d->sigterm);
     uv_signal_init(&d->loop, &d->sigint);
-    d->sigterm.data = d->sigint.data = d;
+    uv_signal_init(&d->loop, &d->sighup);
+    d->sigterm.data = d->sigint.data = d->sighup.data = d;
     uv_signal_start(&d->sigterm, signal_cb, SIGTERM);
     uv_signal_start(&d->sigint, signal_cb, SIGINT);
+    uv_signal_start(&d->sighup, sighup_cb, SIGHUP);
 }
 
 /* Frees what is left after the loop ended (or never ran). */
 static int finish(struct daemon *d, int code)
 {
     close_modules(d);
+    SSL_CTX_free(d->tls); /* a start-up that failed before the server took it */
+    d->tls = NULL;
     log_buffer_stop(); /* from here on one write per line; its timer closes in the run below */
     uv_run(&d->loop, UV_RUN_DEFAULT);
     int rc = uv_loop_close(&d->loop);
@@ -418,7 +533,9 @@ int serve_main(int argc, char **argv)
     d.metrics = metrics_new();
     d.events = events_new();
 
-    rc = open_store(&d);
+    rc = load_tls(&d);
+    if (rc == 0)
+        rc = open_store(&d);
     if (rc == 0) {
         /* Before anything that records (the keys' gate, the engines' API): d.audit is theirs. */
         d.audit = audit_new(&d.loop, d.store, d.metrics);
@@ -434,8 +551,9 @@ int serve_main(int argc, char **argv)
         log_error("serve", "the store refused the scan for unfinished responses; they stay "
                            "unfinished until the next start");
     d.sweep = sweep_new(d.runs, d.cfg->runs.retention_days, sweep_interval_ms());
-    log_info("serve", "arun %s listening on http://%s%s%s:%u (config: %s, data_dir: %s) in %.1f ms",
-             ARUN_VERSION, strchr(d.cfg->listen_host, ':') ? "[" : "", d.cfg->listen_host,
+    log_info("serve", "arun %s listening on %s://%s%s%s:%u (config: %s, data_dir: %s) in %.1f ms",
+             ARUN_VERSION, http_server_tls_ctx(d.srv) != NULL ? "https" : "http",
+             strchr(d.cfg->listen_host, ':') ? "[" : "", d.cfg->listen_host,
              strchr(d.cfg->listen_host, ':') ? "]" : "", http_server_port(d.srv),
              d.cfg->path ? d.cfg->path : "embedded defaults", d.cfg->data_dir,
              (double)(clock_mono_ns() - t0) / 1e6);

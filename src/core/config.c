@@ -8,10 +8,10 @@
  * ports, the backend of an engine given both cmd and image at run time), does not split
  * commands into argv and does not touch the network: those belong to the engines layer.
  *
- * The module is four files: config.c (the top-level tables: listen, data_dir, store, log_level,
- * auth, limits, node, runtime, runs, egress; and the public API), config_engines.c (engines.NAME
- * and runtime.allowed), config_routes.c (routes) and config_walk.c (the generic walker: it knows no
- * key). They share config_int.h.
+ * The module is four files: config.c (the top-level tables: listen, tls, data_dir, store,
+ * log_level, auth, limits, node, runtime, runs, egress; and the public API), config_engines.c
+ * (engines.NAME and runtime.allowed), config_routes.c (routes) and config_walk.c (the generic
+ * walker: it knows no key). They share config_int.h.
  *
  * DESIGN
  * libyaml composes the whole file into a document (yaml_parser_load), so aliases are already
@@ -184,6 +184,58 @@ static void parse_listen_node(struct ctx *c, yaml_node_t *v, const char *path, v
     cfg->listen_port = port;
 }
 
+/* ---- tls ---------------------------------------------------------------------------------- */
+
+static const struct field tls_fields[] = {
+    {.key = "cert", .kind = F_STR, .off = offsetof(struct config, tls.cert)},
+    {.key = "key", .kind = F_STR, .off = offsetof(struct config, tls.key)},
+    {.key = NULL},
+};
+
+static json_t *tls_json(const void *base)
+{
+    const struct config *cfg = base;
+    switch (cfg->tls.mode) {
+    case CONFIG_TLS_UNSET:
+        break;
+    case CONFIG_TLS_OFF:
+        return json_string("off");
+    case CONFIG_TLS_ON:
+        return json_pack("{s:s, s:s}", "cert", cfg->tls.cert, "key", cfg->tls.key);
+    }
+    return json_null();
+}
+
+/* `tls: off` or `tls: {cert: FILE, key: FILE}`. The files are read by the server at start (and
+ * on SIGHUP), not here: a config check must not depend on a certificate renewed later, and the
+ * server names the file and what is wrong with it. */
+static void parse_tls_node(struct ctx *c, yaml_node_t *v, const char *path, void *base)
+{
+    struct config *cfg = base;
+    yaml_node_t *vals[MAX_FIELDS];
+    char d[SNIP_MAX + 8];
+
+    if (config_is_scalar(v) && strcmp(config_text_of(v), "off") == 0) {
+        cfg->tls.mode = CONFIG_TLS_OFF;
+        return;
+    }
+    if (v->type != YAML_MAPPING_NODE) {
+        config_err_at(c, v, path,
+                      "expected off or a mapping {cert: FILE, key: FILE} (PEM files), got %s",
+                      config_describe(v, d));
+        return;
+    }
+    cfg->tls.mode = CONFIG_TLS_ON;
+    config_parse_fields(c, v, path, tls_fields, cfg, vals);
+    for (size_t i = 0; tls_fields[i].key != NULL; i++) {
+        if (config_field_val(tls_fields, vals, tls_fields[i].key) == NULL)
+            config_err_at(c, v, path,
+                          "%s is missing: HTTPS needs cert (the certificate chain) and key (its "
+                          "private key), both PEM files",
+                          tls_fields[i].key);
+    }
+}
+
 /* ---- top level --------------------------------------------------------------------------- */
 
 #define CFG(member) offsetof(struct config, member)
@@ -304,6 +356,7 @@ static const struct field runs_fields[] = {
 /* Processed in this order: engines need runtime, routes need engines and egress. */
 static const struct field top_fields[] = {
     {.key = "listen", .kind = F_FUNC, .fn = parse_listen_node, .to_json = listen_json},
+    {.key = "tls", .kind = F_FUNC, .fn = parse_tls_node, .to_json = tls_json},
     {.key = "data_dir", .kind = F_STR, .off = CFG(data_dir), .dflt_str = "./arun-data"},
     {.key = "store", .kind = F_MAP, .sub = store_fields},
     {.key = "log_level",
@@ -491,6 +544,8 @@ void config_free(struct config *cfg)
         return;
     free(cfg->path);
     free(cfg->listen_host);
+    free(cfg->tls.cert);
+    free(cfg->tls.key);
     free(cfg->data_dir);
     free(cfg->store.url);
     for (size_t i = 0; i < cfg->nengines; i++)

@@ -38,6 +38,9 @@ enum config_probe { CONFIG_PROBE_HTTP, CONFIG_PROBE_COMPLETION };
 enum config_start { CONFIG_START_ON_DEMAND, CONFIG_START_ALWAYS, CONFIG_START_MANUAL };
 enum config_restart { CONFIG_RESTART_NEVER, CONFIG_RESTART_ON_FAILURE, CONFIG_RESTART_ALWAYS };
 enum config_continuation { CONFIG_CONT_NONE, CONFIG_CONT_CHAT_PREFIX };
+/* The `tls:` key: absent (plain HTTP, loopback only), `off` (plain HTTP, written on purpose) or
+ * {cert, key} (HTTPS). */
+enum config_tls_mode { CONFIG_TLS_UNSET, CONFIG_TLS_OFF, CONFIG_TLS_ON };
 
 struct config_kv {
     char *key;
@@ -101,7 +104,12 @@ struct config {
     char *path;           /* file it came from, NULL for the embedded defaults */
     char *listen_host;    /* default 127.0.0.1; IPv6 without brackets */
     uint16_t listen_port; /* default 8080 */
-    char *data_dir;       /* default ./arun-data */
+    struct {
+        enum config_tls_mode mode; /* default CONFIG_TLS_UNSET */
+        char *cert; /* CONFIG_TLS_ON: certificate chain (PEM), as written: relative to the cwd */
+        char *key;  /* CONFIG_TLS_ON: its private key (PEM), as written */
+    } tls;
+    char *data_dir; /* default ./arun-data */
     struct {
         char *url; /* "sqlite" or postgres://… */
         enum config_store_sync synchronous;

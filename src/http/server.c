@@ -28,6 +28,11 @@
  * h2o_accept_ctx: same context (timeouts, limits, drain), but its own host configuration, whose
  * catch-all handler marks each request local before the router runs. Which listener a
  * connection came through is thus fixed at accept; nothing a client sends can change it.
+ *
+ * TLS (http/tls.h builds the context): h2o does the handshake when accept_ctx.ssl_ctx is set
+ * and picks HTTP/2 or HTTP/1.1 from ALPN; everything above it is the same for both. A renewed
+ * certificate is swapped in by replacing that pointer (http_server_set_tls): OpenSSL counts the
+ * references, so the connections made before keep theirs and are never dropped.
  */
 #include "http/server_int.h"
 
@@ -576,6 +581,20 @@ uint16_t http_server_port(const struct http_server *srv)
     return srv->bound_port;
 }
 
+void http_server_set_tls(struct http_server *srv, SSL_CTX *ctx)
+{
+    /* h2o reads accept_ctx.ssl_ctx once per accepted connection (SSL_new, which takes a
+     * reference), so a swap here reaches exactly the connections that come after it. */
+    SSL_CTX *old = srv->accept_ctx.ssl_ctx;
+    srv->accept_ctx.ssl_ctx = ctx;
+    SSL_CTX_free(old); /* NULL is a no-op; open connections hold their own references */
+}
+
+SSL_CTX *http_server_tls_ctx(const struct http_server *srv)
+{
+    return srv->accept_ctx.ssl_ctx;
+}
+
 void http_route(struct http_server *srv, const char *method, const char *pattern,
                 enum http_access access, http_handler_fn fn, void *arg)
 {
@@ -743,6 +762,7 @@ static void free_now(struct http_server *srv)
         h = next;
     }
     http_router_cleanup(&srv->router);
+    SSL_CTX_free(srv->accept_ctx.ssl_ctx);
     free(srv->host);
     free(srv);
 }

@@ -13,6 +13,7 @@
 #define H2O_USE_LIBUV 1
 #include <h2o.h>
 #include <jansson.h>
+#include <openssl/ssl.h>
 #include <stdbool.h>
 #include <uv.h>
 
@@ -116,6 +117,15 @@ int http_server_listen_local(struct http_server *srv, const char *path, struct b
 uv_loop_t *http_server_loop(const struct http_server *srv);
 /* The port actually bound (useful with port 0). */
 uint16_t http_server_port(const struct http_server *srv);
+
+/* Serves HTTPS with ctx (http/tls.h) from now on, taking the caller's reference: connections
+ * accepted after the call use it, connections already open keep the context they were made with
+ * (each holds its own reference) until they close. The context it replaces is released. Call it
+ * before http_server_listen for a server that must never answer in plain HTTP. */
+void http_server_set_tls(struct http_server *srv, SSL_CTX *ctx);
+/* The context new connections get (not a new reference), or NULL: the server speaks plain
+ * HTTP. */
+SSL_CTX *http_server_tls_ctx(const struct http_server *srv);
 
 /* Registers a route. method "GET", "POST", "DELETE"…; pattern is a path whose segments may be
  * "{name}" (one segment, captured into params); access says who may call it. Routes are

@@ -92,7 +92,7 @@ static void assert_json_equal(json_t *got, const char *expected_text)
 }
 
 static const char DEFAULTS_JSON[] =
-    "{\"listen\": \"127.0.0.1:8080\", \"data_dir\": \"./arun-data\","
+    "{\"listen\": \"127.0.0.1:8080\", \"tls\": null, \"data_dir\": \"./arun-data\","
     " \"store\": {\"url\": \"sqlite\", \"synchronous\": \"full\"}, \"log_level\": \"info\","
     " \"auth\": {\"mode\": \"none\"},"
     " \"limits\": {\"max_body_bytes\": 8388608, \"max_connections\": 200000},"
@@ -238,10 +238,14 @@ static const char FULL_YAML[] =
     "    api_key_env: OPENAI_API_KEY\n"
     "    models: [gpt-4o-mini]\n"
     "routes:\n"
-    "  chat-default: [qwen-7b, openai]\n";
+    "  chat-default: [qwen-7b, openai]\n"
+    "tls:\n"
+    "  cert: /etc/arun/fullchain.pem\n"
+    "  key: key.pem\n";
 
 static const char FULL_JSON[] =
     "{\"listen\": \"[::1]:9090\", \"data_dir\": \"/var/lib/arun\","
+    " \"tls\": {\"cert\": \"/etc/arun/fullchain.pem\", \"key\": \"key.pem\"},"
     " \"store\": {\"url\": \"postgres://arun@db.internal/arun\", \"synchronous\": \"normal\"},"
     " \"log_level\": \"debug\", \"auth\": {\"mode\": \"keys\"},"
     " \"limits\": {\"max_body_bytes\": 1048576, \"max_connections\": 1000},"
@@ -1010,6 +1014,56 @@ static void test_free_of_null_is_a_no_op(void **state)
     config_free(NULL);
 }
 
+/* ---- tls ---------------------------------------------------------------------------------- */
+
+static void test_tls_off_and_files_are_read_back(void **state)
+{
+    struct config *cfg = parse_ok("listen: 0.0.0.0:8443\ntls: off\n");
+    json_t *j = config_to_json(cfg);
+    assert_int_equal(cfg->tls.mode, CONFIG_TLS_OFF);
+    assert_null(cfg->tls.cert);
+    assert_string_equal(json_string_value(json_object_get(j, "tls")), "off");
+    json_decref(j);
+    config_free(cfg);
+
+    /* Paths are kept as written: relative ones are relative to the working directory, as
+     * data_dir is. */
+    cfg = parse_ok("tls:\n  cert: certs/fullchain.pem\n  key: /etc/arun/key.pem\n");
+    j = config_to_json(cfg);
+    assert_int_equal(cfg->tls.mode, CONFIG_TLS_ON);
+    assert_string_equal(cfg->tls.cert, "certs/fullchain.pem");
+    assert_string_equal(cfg->tls.key, "/etc/arun/key.pem");
+    assert_json_equal(json_object_get(j, "tls"),
+                      "{\"cert\": \"certs/fullchain.pem\", \"key\": \"/etc/arun/key.pem\"}");
+    json_decref(j);
+    config_free(cfg);
+
+    cfg = parse_ok("tls:\n");
+    assert_int_equal(cfg->tls.mode, CONFIG_TLS_UNSET);
+    config_free(cfg);
+}
+
+static void test_tls_needs_both_cert_and_key(void **state)
+{
+    assert_one_error("listen: 0.0.0.0:8443\ntls:\n  cert: c.pem\n",
+                     "arun.yaml:3: tls: key is missing: HTTPS needs cert (the certificate chain) "
+                     "and key (its private key), both PEM files");
+    assert_one_error("tls: {key: k.pem}\n", "arun.yaml:1: tls: cert is missing");
+    assert_one_error("tls:\n  cert: \"\"\n  key: k.pem\n",
+                     "arun.yaml:2: tls.cert: must not be empty");
+}
+
+static void test_tls_other_values_are_errors(void **state)
+{
+    assert_one_error("tls: on\n", "arun.yaml:1: tls: expected off or a mapping {cert: FILE, key: "
+                                  "FILE} (PEM files), got \"on\"");
+    assert_one_error("tls: [a, b]\n", "arun.yaml:1: tls: expected off or a mapping");
+    assert_one_error("tls:\n  cert: c.pem\n  key: k.pem\n  chain: x.pem\n",
+                     "arun.yaml:4: tls.chain: unknown key (known here: cert, key)");
+    assert_one_error("tls:\n  cert: c.pem\n  kye: k.pem\n  key: k.pem\n",
+                     "arun.yaml:3: tls.kye: unknown key (did you mean key?)");
+}
+
 static void test_errors_buffer_may_be_null(void **state)
 {
     struct config *cfg = (struct config *)1;
@@ -1075,6 +1129,9 @@ int main(void)
         cmocka_unit_test(test_pick_path_prefers_flag_then_env_then_cwd),
         cmocka_unit_test(test_free_of_null_is_a_no_op),
         cmocka_unit_test(test_runs_retention_days_zero_keeps_and_fractions_are_errors),
+        cmocka_unit_test(test_tls_off_and_files_are_read_back),
+        cmocka_unit_test(test_tls_needs_both_cert_and_key),
+        cmocka_unit_test(test_tls_other_values_are_errors),
         cmocka_unit_test(test_errors_buffer_may_be_null),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
