@@ -68,6 +68,8 @@ const char chat_cmd_usage[] =
     "\n"
     "  --server URL    the server (default: $ARUN_URL, else " CLIENT_DEFAULT_URL ")\n"
     "  --api-key KEY   API key (default: $ARUN_API_KEY)\n"
+    "  --cacert FILE   CA certificate(s) to trust for an https:// server (default:\n"
+    "                  $ARUN_CA_FILE, else the system's)\n"
     "\n"
     "Ctrl-C stops the answer (exit 0).\n"
     "exit codes: 0 success, 1 the server refused (unknown model, busy, engine unavailable) or\n"

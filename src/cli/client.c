@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "core/buf.h"
 #include "http/sse_parser.h"
@@ -32,6 +33,10 @@
 /* Loopback is never sent through an http_proxy from the environment: the default server is
  * local, and a proxy would answer for it with its own errors. */
 #define NO_PROXY_HOSTS "localhost,127.0.0.1,::1"
+
+/* --cacert FILE as client_take_flag found it (a pointer into argv), for client_init: one verb
+ * runs per process, so this is the process's one command line, not shared state. */
+static const char *cacert_flag;
 
 /* The caller's callbacks, behind the SSE parser's. */
 struct sse_sink {
@@ -171,6 +176,8 @@ static int perform(struct client *c, const char *method, const char *path, const
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_NOPROXY, NO_PROXY_HOSTS);
+    if (c->ca_file != NULL)
+        curl_easy_setopt(h, CURLOPT_CAINFO, c->ca_file);
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, c->errbuf);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)CLIENT_CONNECT_TIMEOUT_MS);
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, x->sse ? 0L : (long)c->timeout_ms);
@@ -185,7 +192,9 @@ static int perform(struct client *c, const char *method, const char *path, const
         curl_easy_setopt(h, CURLOPT_POST, 1L);
         curl_easy_setopt(h, CURLOPT_POSTFIELDS, body ? body : "");
     }
-    int rc = errno_of(x, curl_easy_perform(h));
+    CURLcode cc = curl_easy_perform(h);
+    c->unverified = cc == CURLE_PEER_FAILED_VERIFICATION;
+    int rc = errno_of(x, cc);
     if (rc == 0) {
         long status = 0;
         curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
@@ -270,7 +279,7 @@ int client_take_flag(const char *verb, int argc, char **argv, int *i, const char
     static const struct {
         const char *name;
         size_t len;
-    } flags[] = {{"--server", 8}, {"--api-key", 9}};
+    } flags[] = {{"--server", 8}, {"--api-key", 9}, {"--cacert", 8}};
     for (size_t f = 0; f < ARRAY_SIZE(flags); f++) {
         const char *a = argv[*i];
         if (strncmp(a, flags[f].name, flags[f].len) != 0)
@@ -286,7 +295,10 @@ int client_take_flag(const char *verb, int argc, char **argv, int *i, const char
         } else {
             v = argv[++*i];
         }
-        *(f == 0 ? server : api_key) = v;
+        if (f == 2)
+            cacert_flag = v;
+        else
+            *(f == 0 ? server : api_key) = v;
         return 1;
     }
     return 0;
@@ -335,9 +347,16 @@ int client_init(struct client *c, const char *server, const char *api_key)
                 server);
         return -EINVAL;
     }
+    const char *ca = cacert_flag != NULL ? cacert_flag : getenv("ARUN_CA_FILE");
+    if (ca != NULL && ca[0] != '\0' && access(ca, R_OK) != 0) {
+        fprintf(stderr, "arun: the CA file %s (from %s) cannot be read: %s\n", ca,
+                cacert_flag != NULL ? "--cacert" : "ARUN_CA_FILE", strerror(errno));
+        return -EINVAL;
+    }
     size_t n = strlen(server);
     while (n > 0 && server[n - 1] == '/')
         n--;
+    c->ca_file = ca != NULL && ca[0] != '\0' ? xstrdup(ca) : NULL;
     c->base_url = xstrndup(server, n);
     c->api_key = api_key && api_key[0] ? xstrdup(api_key) : NULL;
     c->timeout_ms = CLIENT_TIMEOUT_MS;
@@ -365,6 +384,7 @@ void client_cleanup(struct client *c)
     free(c->base_url);
     free(c->api_key);
     free(c->unix_socket);
+    free(c->ca_file);
     memset(c, 0, sizeof(*c));
 }
 
@@ -386,6 +406,13 @@ static const char *reason_of(const struct client *c, int rc)
 
 int client_fail(const struct client *c, int rc)
 {
+    if (c->unverified) {
+        fprintf(stderr,
+                "arun: the certificate of the server at %s is not trusted: %s (for a private "
+                "CA, name its certificate with --cacert FILE or ARUN_CA_FILE=FILE)\n",
+                c->base_url, reason_of(c, rc));
+        return CLIENT_EXIT_FAILURE;
+    }
     switch (rc) {
     case -ECONNREFUSED:
     case -EHOSTUNREACH:
@@ -395,6 +422,11 @@ int client_fail(const struct client *c, int rc)
         if (c->reached)
             fprintf(stderr, "arun: lost the connection to the server at %s: %s\n", c->base_url,
                     reason_of(c, rc));
+        else if (rc == -ECONNRESET && strncmp(c->base_url, "http://", 7) == 0)
+            fprintf(stderr,
+                    "arun: cannot reach the server at %s: %s (if it serves HTTPS, use "
+                    "https://)\n",
+                    c->base_url, reason_of(c, rc));
         else
             fprintf(stderr, "arun: cannot reach the server at %s: %s (is `arun serve` running?)\n",
                     c->base_url, reason_of(c, rc));

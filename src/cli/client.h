@@ -3,8 +3,10 @@
  * talks to a running `arun serve` with libcurl's easy interface: one request at a time, the
  * process waits. It knows the CLI's conventions so every verb reports alike: where the server
  * is (--server URL, else $ARUN_URL, else http://127.0.0.1:8080), the key (--api-key KEY, else
- * $ARUN_API_KEY, sent as a bearer token), OpenAI-shaped errors printed as "arun: MESSAGE", and
- * the exit codes: 1 runtime failure, 2 usage, 3 server unreachable.
+ * $ARUN_API_KEY, sent as a bearer token), the CA certificates that an https:// server's
+ * certificate must chain to (--cacert FILE, else $ARUN_CA_FILE, else the system's store),
+ * OpenAI-shaped errors printed as "arun: MESSAGE", and the exit codes: 1 runtime failure, 2 usage,
+ * 3 server unreachable.
  *
  * A streaming mode reads Server-Sent Events and hands over each event's data as it arrives,
  * for `arun logs -f`, `arun chat` (a POST that answers with a stream) and, later, `arun runs
@@ -44,7 +46,9 @@ struct client {
     char *api_key;       /* heap, or NULL: no Authorization header */
     void *curl;          /* CURL *, reused so the connection is kept alive between requests */
     char errbuf[256];    /* CURLOPT_ERRORBUFFER of the last transfer */
+    char *ca_file;       /* CA certificates (PEM) for https://, heap, or NULL: the system's */
     bool reached;        /* the last transfer got a response header: the server was there */
+    bool unverified;     /* the last transfer failed on the server's certificate */
     uint32_t timeout_ms; /* a whole buffered request; client_init sets CLIENT_TIMEOUT_MS */
     char *unix_socket;   /* heap, or NULL: connect to this socket instead (client_init_local) */
 };
@@ -65,9 +69,10 @@ struct client_response {
 typedef int (*client_sse_cb)(const char *data, size_t len, void *arg);
 
 /* Takes --server URL / --server=URL / --api-key KEY / --api-key=KEY at argv[*i] into *server or
- * *api_key (pointers into argv) and advances *i past a separate value. Returns 1 when it took
- * the argument, 0 when argv[*i] is not one of them, -EINVAL when the value is missing (the
- * message is printed, prefixed with verb). */
+ * *api_key (pointers into argv) and advances *i past a separate value. --cacert FILE (or
+ * --cacert=FILE) is taken too and kept for client_init: the CLI runs one verb per process, and
+ * every verb takes it alike. Returns 1 when it took the argument, 0 when argv[*i] is not one of
+ * them, -EINVAL when the value is missing (the message is printed, prefixed with verb). */
 int client_take_flag(const char *verb, int argc, char **argv, int *i, const char **server,
                      const char **api_key) MUST_USE;
 
@@ -81,7 +86,9 @@ const char *client_take_value(int argc, char **argv, int *i, const char *name, c
 int client_parse_count(const char *s, long max, long *out) MUST_USE;
 
 /* Sets up c for server (NULL: $ARUN_URL, else CLIENT_DEFAULT_URL) and api_key (NULL:
- * $ARUN_API_KEY, else none). Returns 0, or -EINVAL when the URL is not http(s):// (printed). */
+ * $ARUN_API_KEY, else none), trusting the CA file of --cacert, else $ARUN_CA_FILE, else the
+ * system's store. Returns 0, or -EINVAL when the URL is not http(s):// or the CA file cannot be
+ * read (printed). */
 int client_init(struct client *c, const char *server, const char *api_key) MUST_USE;
 /* Sets up c for the owner-only socket of a running server (socket_path, DATA_DIR/arun.sock):
  * requests go over it to http://localhost, without a key (the server knows the owner by the

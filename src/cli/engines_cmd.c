@@ -49,6 +49,8 @@ const char engines_cmd_usage[] =
     "\n"
     "  --server URL    the server (default: $ARUN_URL, else " CLIENT_DEFAULT_URL ")\n"
     "  --api-key KEY   API key (default: $ARUN_API_KEY)\n"
+    "  --cacert FILE   CA certificate(s) to trust for an https:// server (default:\n"
+    "                  $ARUN_CA_FILE, else the system's)\n"
     "\n"
     "exit codes: 0 success, 1 the server refused (unknown engine, cannot start) or the engine\n"
     "failed while waited for, 2 usage error, 3 server unreachable\n";
@@ -64,6 +66,8 @@ const char logs_cmd_usage[] =
     "\n"
     "  --server URL    the server (default: $ARUN_URL, else " CLIENT_DEFAULT_URL ")\n"
     "  --api-key KEY   API key (default: $ARUN_API_KEY)\n"
+    "  --cacert FILE   CA certificate(s) to trust for an https:// server (default:\n"
+    "                  $ARUN_CA_FILE, else the system's)\n"
     "\n"
     "exit codes: 0 success, 1 the server refused (unknown engine), 2 usage error, 3 server\n"
     "unreachable or the connection dropped while following\n";

@@ -59,6 +59,8 @@ const char runs_cmd_usage[] =
     "\n"
     "  --server URL    the server (default: $ARUN_URL, else " CLIENT_DEFAULT_URL ")\n"
     "  --api-key KEY   API key (default: $ARUN_API_KEY)\n"
+    "  --cacert FILE   CA certificate(s) to trust for an https:// server (default:\n"
+    "                  $ARUN_CA_FILE, else the system's)\n"
     "\n"
     "exit codes: 0 success (watch: the run completed), 1 the server refused (unknown id) or the\n"
     "watched run ended failed, cancelled or incomplete (the reason on stderr), 2 usage error,\n"
