@@ -6,7 +6,7 @@ set -eu
 
 PKGS="build-essential cmake pkg-config clang libclang-rt-14-dev
 libuv1-dev libh2o-dev libssl-dev zlib1g-dev libcurl4-openssl-dev libjansson-dev libyaml-dev
-libsqlite3-dev libcmocka-dev sqlite3 curl wrk nginx-light procps
+libsqlite3-dev libcmocka-dev sqlite3 curl wrk nginx-light procps openssl
 podman runc busybox-static uidmap git python3"
 
 # Node: Debian's nodejs is enough; a newer one already installed (nodesource) is kept.

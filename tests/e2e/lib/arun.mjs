@@ -61,7 +61,7 @@ export class Arun {
     this.exit = null;
   }
 
-  // Starts arun and resolves once it listens; this.url is its base URL.
+  // Starts arun and resolves once it listens; this.url is its base URL (https://… with tls:).
   async start({ timeoutMs = 10000 } = {}) {
     this.proc = spawn(ARUN_BIN, ['serve', '--config', this.configPath,
       '--listen', '127.0.0.1:0', ...this.args], {
@@ -84,7 +84,8 @@ export class Arun {
       return this.logLines().find((l) => /listening on http/.test(l.msg || ''));
     }, { timeoutMs, what: 'arun to listen' });
     this.port = Number(/:(\d+) \(/.exec(line.msg)[1]);
-    this.url = `http://127.0.0.1:${this.port}`;
+    // https when the config has tls: {cert, key} (the log line names the scheme it serves).
+    this.url = `${/listening on (https?):/.exec(line.msg)[1]}://127.0.0.1:${this.port}`;
     this.startupMs = Number(/in ([\d.]+) ms/.exec(line.msg)[1]);
     return this;
   }
