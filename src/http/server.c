@@ -39,6 +39,7 @@
 #include <errno.h>
 #include <h2o/http1.h>
 #include <netdb.h>
+#include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -821,6 +822,11 @@ bool http_client_gone(struct http_request *r)
     int fd = sock != NULL ? h2o_socket_get_fd(sock) : -1;
     if (fd < 0)
         return false;
+    /* The peer's FIN, even behind bytes not read yet: a TLS client that leaves sends
+     * close_notify first, so the socket is never empty when it is gone. */
+    struct pollfd p = {.fd = fd, .events = POLLRDHUP};
+    if (poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0)
+        return true;
     char byte;
     ssize_t n = recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
     if (n == 0)

@@ -189,7 +189,8 @@ const char *http_header(struct http_request *r, const char *name);
 
 /* Whether the client of r closed or reset its connection. h2o 2.2 does not read from a
  * connection while a request is being handled, so a handler that holds a request for long
- * (a queue) asks this now and then (a non-blocking MSG_PEEK on the socket). */
+ * (a queue) asks this now and then (a non-blocking poll for the peer's FIN or a reset, then a
+ * MSG_PEEK on the socket; the poll is what sees a TLS client go, whose close_notify is unread). */
 bool http_client_gone(struct http_request *r);
 
 #define HTTP_REMOTE_MAX 64 /* "[ffff:…:ffff]:65535" fits, with room */

@@ -9,6 +9,7 @@ import { spawn } from 'node:child_process';
 import { writeFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import readline from 'node:readline';
+import tls from 'node:tls';
 import { Arun, MOCK_BIN, ROOT, runArun, tempDir, waitFor } from './lib/arun.mjs';
 import { TestCA, peerSerial, httpsGetJson } from './lib/tls.mjs';
 
@@ -109,6 +110,48 @@ describe('tls', () => {
       sdk.kill();
       await arun.cleanup();
     }
+  });
+
+  test('a queued request whose client closes its TLS connection leaves the queue at once', async () => {
+    // A TLS client that leaves sends close_notify before its FIN: bytes arrive that h2o has not
+    // read, so "the client is gone" must not depend on finding the socket empty.
+    const dir = tempDir();
+    const certPath = join(dir, 'fullchain.pem');
+    const keyPath = join(dir, 'key.pem');
+    ca.issue({ serial: '4004', certPath, keyPath });
+    const arun = await new Arun({
+      dir,
+      config: `tls:\n  cert: ${certPath}\n  key: ${keyPath}\n` +
+        `engines:\n  q:\n    cmd: ${mock('--tokens-per-s 10 --ignore-eos')}\n    max_concurrency: 1\n    start: always\n`,
+    }).start();
+    try {
+      const engine = async () => (await httpsGetJson(`${arun.url}/v1/engines/q`, ca.pem)).json;
+      const e = await waitFor(async () => { const x = await engine(); return x.state === 'ready' && x; },
+        { timeoutMs: 15000, what: 'engine q ready' });
+      const stats = async () => (await fetch(`http://127.0.0.1:${e.port}/mock/stats`)).json();
+      const open = () => new Promise((res, rej) => {
+        const s = tls.connect({ host: '127.0.0.1', port: arun.port, ca: ca.pem, ALPNProtocols: ['http/1.1'] }, () => res(s));
+        s.on('error', rej);
+      });
+      const post = (s, content, maxTokens) => {
+        const body = JSON.stringify({ model: 'q', messages: [{ role: 'user', content }], max_tokens: maxTokens });
+        s.write(`POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+      };
+      const busy = await open();
+      let busyAnswer = '';
+      busy.on('data', (d) => { busyAnswer += d; });
+      post(busy, 'x', 30); // 3 s of the engine's one slot
+      await waitFor(async () => (await stats()).concurrency === 1, { what: 'the engine busy' });
+      const leaving = await open();
+      leaving.on('error', () => {});
+      post(leaving, 'gone', 2);
+      await waitFor(async () => (await engine()).queued === 1, { what: 'the request queued' });
+      leaving.end(); // close_notify, then FIN
+      await waitFor(async () => (await engine()).queued === 0, { timeoutMs: 2000, what: 'the queue to empty' });
+      assert.equal((await stats()).concurrency, 1, 'left the queue only when the slot freed');
+      assert.ok(!busyAnswer.includes('"finish_reason"'), busyAnswer);
+      busy.destroy();
+    } finally { await arun.cleanup(); }
   });
 
   test('a certificate or key that cannot be served stops the start with the file and why (exit 2)', () => {
