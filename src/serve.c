@@ -20,6 +20,7 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/clock.h"
@@ -259,6 +260,12 @@ static int load_tls(struct daemon *d)
     tls_ctx_describe(d->tls, &what);
     log_info("tls", "serving %s (cert: %s, key: %s)", buf_cstr(&what), d->cfg->tls.cert,
              d->cfg->tls.key);
+    struct stat st;
+    if (stat(d->cfg->tls.key, &st) == 0 && (st.st_mode & S_IROTH) != 0)
+        log_warn("tls",
+                 "tls.key: %s is readable by every user of this machine (mode %04o); "
+                 "chmod 600 it (or 640 with a group only arun is in)",
+                 d->cfg->tls.key, (unsigned)(st.st_mode & 07777));
     buf_cleanup(&what);
     return 0;
 }
