@@ -389,7 +389,8 @@ static void on_local_accept(uv_stream_t *listener, int status)
     if (c == NULL)
         return;
     if (srv->draining || !peer_is_owner(&c->h.pipe)) {
-        if (!srv->draining && (++srv->local_refused & (srv->local_refused - 1)) == 0)
+        uint64_t n = srv->draining ? 0 : ++srv->local_refused;
+        if (n > 0 && (n & (n - 1)) == 0) /* the 1st, 2nd, 4th, …: a flood logs a few lines */
             log_warn("http",
                      "refused a connection to the local socket from another user than arun's "
                      "(%llu so far)",

@@ -279,8 +279,8 @@ describe('the owner-only socket', () => {
     }
   });
 
-  test('auth.mode none still refuses a listen address beyond loopback', () => {
-    const arun = new Arun({ config: 'listen: 0.0.0.0:18556\n' });
+  test('auth.mode none still refuses a listen address beyond loopback, even with tls: off', () => {
+    const arun = new Arun({ config: 'listen: 0.0.0.0:18556\ntls: off\n' });
     const r = runArun(['serve', '--config', arun.configPath]);
     arun.cleanup();
     assert.equal(r.status, 2);
