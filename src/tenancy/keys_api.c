@@ -14,10 +14,6 @@
 
 #include "core/clock.h"
 
-/* The audit module is built beside this one (issue 13): a weak reference until it is on main
- * (see auth.c). */
-#pragma weak audit_request
-
 struct keys_api {
     struct keys *keys;
     struct audit *audit; /* or NULL */
@@ -29,15 +25,6 @@ struct op {
     struct http_request *r;
     char id[KEYS_ID_LEN + 1]; /* revoke */
 };
-
-static void audit(struct keys_api *api, struct http_request *r, const char *action,
-                  const char *target, const char *outcome, json_t *detail)
-{
-    if (api->audit != NULL && audit_request != NULL)
-        audit_request(api->audit, r, action, target, outcome, detail);
-    else
-        json_decref(detail);
-}
 
 /* A store that refused or failed (rc: -errno): 503 with Retry-After when it is only full for
  * now, else 500; both say why. */
@@ -110,15 +97,15 @@ static void created_cb(int status, const struct keys_created *c, void *arg)
     struct op *op = arg;
     struct http_request *r = op->r;
     if (status != 0) {
-        audit(op->api, r, "key.create", NULL, "failed", NULL);
+        audit_request(op->api->audit, r, "key.create", NULL, "failed", NULL);
         store_failed(r, status);
         free(op);
         return;
     }
     json_t *obj = keys_object(op->api->keys, c->id);
     json_object_set_new(obj, "key", json_string(c->text));
-    audit(op->api, r, "key.create", c->id, "ok",
-          json_pack("{s:s, s:s}", "tenant", c->tenant, "role", keys_role_name(c->role)));
+    audit_request(op->api->audit, r, "key.create", c->id, "ok",
+                  json_pack("{s:s, s:s}", "tenant", c->tenant, "role", keys_role_name(c->role)));
     http_send_json(r, 201, obj);
     free(op);
 }
@@ -195,10 +182,10 @@ static void revoked_cb(int status, void *arg)
     if (status == -ENOENT) { /* in the table but not in the store: not a state we make */
         key_not_found(r, op->id);
     } else if (status != 0) {
-        audit(op->api, r, "key.revoke", op->id, "failed", NULL);
+        audit_request(op->api->audit, r, "key.revoke", op->id, "failed", NULL);
         store_failed(r, status);
     } else {
-        audit(op->api, r, "key.revoke", op->id, "ok", NULL);
+        audit_request(op->api->audit, r, "key.revoke", op->id, "ok", NULL);
         http_send_json(r, 200, keys_object(op->api->keys, op->id));
     }
     free(op);

@@ -83,7 +83,7 @@ describe('arun CLI', () => {
   });
 
   test('serve refuses to expose an unauthenticated server beyond loopback', () => {
-    const open = configFile('open.yaml', 'listen: 0.0.0.0:18555\n');
+    const open = configFile('open.yaml', 'listen: 0.0.0.0:18555\ntls: off\n');
     const r = runArun(['serve', '--config', open]);
     assert.equal(r.status, 2);
     assert.match(r.stderr, /0\.0\.0\.0 is not a loopback address and auth\.mode is none/);
