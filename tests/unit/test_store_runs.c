@@ -1142,12 +1142,16 @@ static void test_keys_are_stored_listed_revoked_and_touched(void **state)
     /* Pages by id. */
     assert_int_equal(R(store_keys_list(F->st, NULL, 1, got_cb, &G)), 0);
     json_t *page = got_json();
-    assert_string_equal(ids_of(page), "key_a");
+    char *ids = ids_of(page);
+    assert_string_equal(ids, "key_a");
+    free(ids);
     assert_true(json_is_true(json_object_get(page, "has_more")));
     json_decref(page);
     assert_int_equal(R(store_keys_list(F->st, "key_a", 1, got_cb, &G)), 0);
     page = got_json();
-    assert_string_equal(ids_of(page), "key_b");
+    ids = ids_of(page);
+    assert_string_equal(ids, "key_b");
+    free(ids);
     assert_true(json_is_false(json_object_get(page, "has_more")));
     json_decref(page);
     assert_int_equal(store_keys_list(F->st, NULL, 0, got_cb, &G), -EINVAL);
