@@ -5,9 +5,7 @@
 // the rate (plus one summary) while the server keeps answering.
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import * as lib from './lib/arun.mjs';
-
-const { Arun, MOCK_BIN, runArun, waitFor, assertNoSanitizerReport } = lib;
+import { Arun, MOCK_BIN, createKey, runArun, waitFor, assertNoSanitizerReport } from './lib/arun.mjs';
 
 const AUTH_PER_S = 10; // AUDIT_AUTH_PER_S (src/tenancy/audit.h)
 const AUTH_PER_HOST_PER_S = 5; // AUDIT_AUTH_PER_HOST_PER_S
@@ -23,11 +21,6 @@ const engines = `engines:
     start: manual
     memory: {ram_mb: 900000000}
 `;
-
-// The keys work (auth.mode: keys, `arun keys`, createKey) is another helper's; its tests run
-// once it is in this tree.
-const keysAvailable = typeof lib.createKey === 'function' &&
-  runArun(['keys', '--help']).status === 0;
 
 const api = async (arun, path, { key, ...opts } = {}) => {
   const headers = key ? { authorization: `Bearer ${key}` } : {};
@@ -177,13 +170,13 @@ describe('audit', () => {
     } finally { await arun.cleanup(); }
   });
 
-  describe('with API keys', { skip: !keysAvailable && 'the keys work is not in this tree yet' }, () => {
+  describe('with API keys', () => {
     const keysConfig = `auth:\n  mode: keys\n${engines}`;
 
     test('the actor is the key id; a member gets 403 on /v1/audit and arun audit exits 1', async () => {
       const arun = new Arun({ config: keysConfig });
-      const admin = await lib.createKey(arun, { tenant: 'ops', role: 'admin', name: 'ops' });
-      const member = await lib.createKey(arun, { tenant: 'acme', role: 'member' });
+      const admin = await createKey(arun, { tenant: 'ops', role: 'admin', name: 'ops' });
+      const member = await createKey(arun, { tenant: 'acme', role: 'member' });
       await arun.start();
       try {
         assert.equal((await post(arun, '/v1/engines/m1/start', admin.key)).status, 202);
@@ -193,7 +186,7 @@ describe('audit', () => {
           `${admin.id} ops engine.start m1 ok`, `${admin.id} ops engine.stop m1 ok`,
         ]);
         // A key made through the running server's owner-only socket: actor and remote "local".
-        const late = await lib.createKey(arun, { tenant: 'acme', role: 'member' });
+        const late = await createKey(arun, { tenant: 'acme', role: 'member' });
         const made = (await allEvents(arun, { key: admin.key })).filter((e) => e.action === 'key.create');
         assert.deepEqual(made.map((e) => `${e.actor} ${e.remote} ${e.target} ${e.outcome}`),
           [`local local ${late.id} ok`]);
@@ -214,7 +207,7 @@ describe('audit', () => {
 
     test('50 bad keys in a burst: at most the rate is kept, one summary counts the rest, and the server keeps answering', async () => {
       const arun = new Arun({ config: keysConfig });
-      const admin = await lib.createKey(arun, { tenant: 'ops', role: 'admin' });
+      const admin = await createKey(arun, { tenant: 'ops', role: 'admin' });
       await arun.start();
       try {
         const bad = Array.from({ length: 50 }, (_, i) => `arun-${'x'.repeat(40)}${String(i).padStart(3, '0')}`);
