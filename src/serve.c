@@ -184,13 +184,8 @@ static void signal_cb(uv_signal_t *h, int signum)
 
 /* ---- TLS ---- */
 
-/* Each reload's outcome goes to the audit trail as well as the log (actor "arun"). */
-static void audit_tls_reload(struct daemon *d, const char *outcome, const char *detail)
-{
-    audit_system(d->audit, "tls.reload", d->cfg->tls.cert, outcome,
-                 json_pack("{s:s}", "detail", detail));
-}
-
+/* Each reload is logged and audited (action tls.reload, target the certificate file, actor
+ * arun): which certificate new connections get, or why the one in use stays. */
 static void tls_reloaded_cb(SSL_CTX *ctx, const char *err, void *arg)
 {
     struct daemon *d = arg;
@@ -206,10 +201,13 @@ static void tls_reloaded_cb(SSL_CTX *ctx, const char *err, void *arg)
     if (ctx == NULL) {
         log_error("tls", "reload on SIGHUP failed; still serving the previous certificate (%s): %s",
                   buf_cstr(&what), err);
-        audit_tls_reload(d, "failed", err);
+        audit_system(d->audit, "tls.reload", d->cfg->tls.cert, "failed",
+                     json_pack("{s:s, s:s}", "reason", err, "serial_in_use", old_serial));
         buf_cleanup(&what);
         return;
     }
+    char serial[TLS_SERIAL_MAX];
+    tls_ctx_serial(ctx, serial);
     buf_reset(&what);
     tls_ctx_describe(ctx, &what);
     http_server_set_tls(d->srv, ctx);
@@ -217,7 +215,9 @@ static void tls_reloaded_cb(SSL_CTX *ctx, const char *err, void *arg)
              "reloaded on SIGHUP: new connections get %s (from %s); open connections keep the "
              "previous certificate (serial %s) until they close",
              buf_cstr(&what), d->cfg->tls.cert, old_serial);
-    audit_tls_reload(d, "ok", buf_cstr(&what));
+    audit_system(d->audit, "tls.reload", d->cfg->tls.cert, "ok",
+                 json_pack("{s:s, s:s, s:s}", "serial", serial, "previous_serial", old_serial,
+                           "certificate", buf_cstr(&what)));
     buf_cleanup(&what);
 }
 

@@ -41,6 +41,8 @@ const char audit_cmd_usage[] =
     "\n"
     "  --server URL    the server (default: $ARUN_URL, else " CLIENT_DEFAULT_URL ")\n"
     "  --api-key KEY   API key (default: $ARUN_API_KEY)\n"
+    "  --cacert FILE   CA certificate(s) to trust for an https:// server (default:\n"
+    "                  $ARUN_CA_FILE, else the system's)\n"
     "\n"
     "exit codes: 0 success, 1 the server refused (not an admin key, a bad --since), 2 usage\n"
     "error, 3 server unreachable\n";

@@ -2,7 +2,7 @@
 // with a test CA; a renewed certificate SIGHUP'd is served to new connections while a stream
 // on an old one runs to its end; a bad certificate at reload keeps the one in use; bad files
 // stop the start with the file and why; a non-loopback listen needs tls: (or tls: off, warned);
-// the CLI reaches an https:// server with ARUN_CA_FILE.
+// the CLI reaches an https:// server with ARUN_CA_FILE; reloads are audited.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -94,6 +94,16 @@ describe('tls', () => {
       assert.equal(await peerSerial(arun.port, ca.pem), '2002');
       assert.equal((await httpsGetJson(`${arun.url}/healthz`, ca.pem)).status, 200);
       assert.equal(arun.exit, null, 'arun is still running');
+
+      // Both reloads are in the audit trail, by arun, on the certificate file.
+      const audit = (await httpsGetJson(`${arun.url}/v1/audit?limit=100`, ca.pem)).json.data
+        .filter((e) => e.action === 'tls.reload');
+      assert.deepEqual(audit.map((e) => [e.actor, e.target, e.outcome]),
+        [['arun', certPath, 'ok'], ['arun', certPath, 'failed']], JSON.stringify(audit));
+      assert.equal(audit[0].detail.serial, '2002');
+      assert.equal(audit[0].detail.previous_serial, '1001');
+      assert.equal(audit[1].detail.serial_in_use, '2002');
+      assert.match(audit[1].detail.reason, /no PEM certificate in it/);
 
       // The CLI: trusts the test CA named by ARUN_CA_FILE, refuses the certificate without it.
       const env = { ...process.env, ARUN_CA_FILE: ca.certPath };
@@ -194,9 +204,8 @@ describe('tls', () => {
     } finally { rmSync(dir, { recursive: true, force: true }); }
   });
 
-  // Beyond loopback auth.mode must be keys as well (contract 6), which lands with `arun keys`.
-  const keys = runArun(['keys', '--help']).status === 0;
-  test('with tls: off a non-loopback listen starts and warns', { skip: !keys && 'auth.mode: keys is not in this build yet' }, async () => {
+  // Beyond loopback auth.mode must be keys as well (contract 6).
+  test('with tls: off a non-loopback listen starts and warns', async () => {
     const arun = new Arun({ config: 'tls: off\nauth:\n  mode: keys\n', args: ['--listen', '0.0.0.0:0'] });
     try {
       await arun.start();
