@@ -85,7 +85,7 @@ struct warm *warm_new(struct supervisor *sup, struct httpc *httpc, struct events
     w->port = xcalloc(w->n ? w->n : 1, sizeof(*w->port));
     for (size_t i = 0; i < w->n; i++)
         follow(w, i);
-    w->sub = events_subscribe(events, events_last_id(events), event_cb, w);
+    w->sub = events_subscribe(events, events_last_id(events), EVENTS_ALL, event_cb, w);
     return w;
 }
 

@@ -5,7 +5,9 @@
  * client that falls SSE_MAX_PENDING bytes behind is dropped with a final comment saying so (a
  * console that reconnects with Last-Event-ID gets what it missed from the bus's ring), so a
  * stuck console can never make arun's memory grow. One timer sends the heartbeat comment to all
- * of them. On drain every stream is ended, so SIGTERM is not held up by consoles.
+ * of them. On drain every stream is ended, so SIGTERM is not held up by consoles. A member
+ * sees only its own tenant's events (contract 4): the bus filters by the scope given at
+ * subscribe, taken from the request's principal.
  */
 #include "http/runtime_api.h"
 
@@ -229,7 +231,10 @@ static void events_page(struct http_request *r, void *arg)
     w->sse = sse_start(r, watcher_close_cb, NULL, w);
     IGNORE_RESULT(sse_comment(w->sse, "arun events")); /* a fresh stream has room */
     /* Replay from the ring may already overflow a slow client: on_event only marks it then. */
-    w->sub = events_subscribe(api->events, after, on_event, w);
+    /* What the caller may see is the bus's filter (core/events.h): an admin everything, a
+     * member its own tenant's events, replayed or live; the principal is all http knows. */
+    w->sub = events_subscribe(api->events, after, r->who.admin ? EVENTS_ALL : r->who.tenant,
+                              on_event, w);
     if (w->overflowed)
         watcher_end(w, DROPPED_WHY);
 }

@@ -17,6 +17,12 @@
  * timer looks at every GATEWAY_PEEK_MS (http_client_gone, as the gateway does for its queued
  * requests). A client that left cancels its run, so the engine's slot frees, unless the run has
  * other clients (a stream, another request with the same Idempotency-Key).
+ *
+ * Tenancy (docs/internals/runs.md): every lookup takes the request's tenant, reply_tenant(r).
+ * A run in memory is found only by its own tenant (run_find); one that misses goes to the
+ * store with that same tenant, exactly as an unknown id does, so another tenant's response
+ * answers the same 404 by the same path and in the same time class. Idempotency keys are
+ * claimed per tenant: the same key sent by two tenants makes two responses.
  */
 #include "runs/api.h"
 

@@ -29,7 +29,10 @@
  * 400; a store that cannot take the request is a 503 with Retry-After (load shedding) or a 500
  * (a failed commit), as the responses' routes answer.
  *
- * The tenant is STORE_TENANT_DEFAULT, as for the responses (api.c), until API keys exist.
+ * Tenancy: every store call takes the request's tenant (reply_tenant, from its key), and the
+ * store keys every row by it, so another tenant's conversation or item is the store's -ENOENT:
+ * the same 404, by the same path, as an id nobody has (contract 6). Nothing here is cached in
+ * memory, so there is no other lookup to scope.
  */
 #include "runs/conversations.h"
 

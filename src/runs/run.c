@@ -240,6 +240,7 @@ bool run_store_done(struct run *r)
 struct run *run_new(struct runs *rs, const char *tenant, const char *id, struct run_request *rq,
                     int64_t created_ms)
 {
+    ASSERT(tenant != NULL && tenant[0] != '\0'); /* every run belongs to a tenant */
     struct run *r = xcalloc(1, sizeof(*r));
     r->rs = rs;
     if (id != NULL)
@@ -263,6 +264,7 @@ struct run *run_new(struct runs *rs, const char *tenant, const char *id, struct 
 
 struct run *run_find(struct runs *rs, const char *tenant, const char *id)
 {
+    ASSERT(tenant != NULL && tenant[0] != '\0'); /* every lookup is inside one tenant */
     for (struct run *r = rs->buckets[hash_id(id)]; r != NULL; r = r->hnext)
         if (!r->deleted && strcmp(r->id, id) == 0 && strcmp(r->tenant, tenant) == 0)
             return r;
@@ -528,7 +530,7 @@ static void publish(struct run *r)
     json_t *data =
         json_pack("{s:s, s:s, s:s, s:s, s:b}", "id", r->id, "tenant", r->tenant, "status",
                   run_status_name(r->status), "model", r->rq.model, "background", r->rq.background);
-    events_publish(r->rs->o.events, "run.status", data);
+    events_publish_tenant(r->rs->o.events, r->tenant, "run.status", data); /* its tenant's */
 }
 
 /* Entry work of a terminal status (before its event). */

@@ -137,11 +137,15 @@ void runs_scan_done(struct runs *rs);
  * next start to recover) and requests waiting for a run's end are answered. */
 void runs_shutdown(struct runs *rs);
 
-/* A new run (queued, in memory, not yet stored or scheduled) for rq, whose reference it takes.
+/* A new run (queued, in memory, not yet stored or scheduled) of tenant (required: every store
+ * call and event of the run carries it, through recovery too) for rq, whose reference it takes.
  * id NULL makes a new resp_ id. */
 struct run *run_new(struct runs *rs, const char *tenant, const char *id, struct run_request *rq,
                     int64_t created_ms);
-/* The run with that id, NULL when it is not in memory (or deleted). */
+/* The run with that id of that tenant (required: the request's, reply_tenant), NULL when it
+ * is not in memory (or deleted) or is another tenant's: the caller then asks the store with the
+ * same tenant, exactly as for an id nobody has, so another tenant's run is the same 404 by the
+ * same path (contract 6). */
 struct run *run_find(struct runs *rs, const char *tenant, const char *id);
 
 /* The creation time (wall ms) of the oldest run in memory, INT64_MAX when there is none. */

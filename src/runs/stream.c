@@ -186,6 +186,8 @@ void stream_pump(struct stream_sub *s)
 void stream_open(struct runs *rs, struct http_request *r, struct run *run, const char *tenant,
                  const char *id, int64_t after, h2o_linklist_t *all)
 {
+    /* The store reads of the replay use s->tenant: a live run is the same tenant's (run_find). */
+    ASSERT(run == NULL || strcmp(run->tenant, tenant) == 0);
     struct stream_sub *s = xcalloc(1, sizeof(*s));
     s->rs = rs;
     s->next = after + 1;

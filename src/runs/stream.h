@@ -34,10 +34,11 @@ struct stream_sub {
     char id[STORE_ID_MAX + 1];
 };
 
-/* Answers r with an SSE stream of the events after sequence number `after` (-1: all) and
- * follows run (live; may be NULL for a finished run that is only in the store: the stream ends
- * when the store has no more). all: the caller's list of subscribers (for shutdown). The
- * subscriber is the stream's: it frees itself when the stream ends. */
+/* Answers r with an SSE stream of tenant's response id: the events after sequence number
+ * `after` (-1: all), following run (live, found with the same tenant; may be NULL for a
+ * finished run that is only in the store: the stream ends when the store has no more).
+ * all: the caller's list of subscribers (for shutdown). The subscriber is the stream's: it
+ * frees itself when the stream ends. */
 void stream_open(struct runs *rs, struct http_request *r, struct run *run, const char *tenant,
                  const char *id, int64_t after, h2o_linklist_t *all);
 /* Sends what is committed and not yet sent, as far as the client takes it. The event log calls
