@@ -332,8 +332,9 @@ describe('tenant isolation', () => {
     const b = await call(arun, keyB.key, 'POST', '/v1/responses', { body: { model: 'fast', input: 'events b', max_output_tokens: 16 } });
     assert.equal(a.status, 200, a.text);
     assert.equal(b.status, 200, b.text);
-    const doneFor = (id) => (e, all) => all.some((x) => x.data?.data?.id === id && x.data?.data?.status === 'completed');
-    // B's stream reaches B's completed event; A's came before it (A's request ended first).
+    const ended = (x, id) => x.data?.data?.id === id && ['completed', 'incomplete', 'failed'].includes(x.data?.data?.status);
+    const doneFor = (id) => (e, all) => all.some((x) => ended(x, id));
+    // B's stream reaches B's run's end; A's came before it (A's request ended first).
     const seenB = await readSse(resB, doneFor(b.json.id));
     const seenAdmin = await readSse(resAdmin, doneFor(b.json.id));
     await seenB.reader.cancel();
@@ -350,7 +351,7 @@ describe('tenant isolation', () => {
     };
     check(seenB.events, 'live');
     // Replayed: from the start of the ring, which holds A's events and the engines'.
-    const adminAll = await readSse(await open(keyAdmin.key, 0), (e, all) => all.some((x) => x.data?.data?.id === b.json.id && x.data?.data?.status === 'completed'));
+    const adminAll = await readSse(await open(keyAdmin.key, 0), doneFor(b.json.id));
     await adminAll.reader.cancel();
     assert.ok(adminAll.events.some((e) => e.event === 'engine.state'), 'the ring holds engine events');
     assert.ok(adminAll.events.some((e) => e.data.data?.tenant === TENANT_A), "the ring holds A's run events");
