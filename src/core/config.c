@@ -8,10 +8,10 @@
  * ports, the backend of an engine given both cmd and image at run time), does not split
  * commands into argv and does not touch the network: those belong to the engines layer.
  *
- * The module is four files: config.c (the top-level tables: listen, tls, data_dir, store,
+ * The module is five files: config.c (the top-level tables: listen, tls, data_dir, store,
  * log_level, auth, limits, node, runtime, runs, egress; and the public API), config_engines.c
- * (engines.NAME and runtime.allowed), config_routes.c (routes) and config_walk.c (the generic
- * walker: it knows no key). They share config_int.h.
+ * (engines.NAME and runtime.allowed), config_routes.c (routes), config_tenants.c (tenants) and
+ * config_walk.c (the generic walker: it knows no key). They share config_int.h.
  *
  * DESIGN
  * libyaml composes the whole file into a document (yaml_parser_load), so aliases are already
@@ -369,6 +369,7 @@ static const struct field top_fields[] = {
     {.key = "node", .kind = F_MAP, .sub = node_fields},
     {.key = "runtime", .kind = F_MAP, .sub = runtime_fields},
     {.key = "runs", .kind = F_MAP, .sub = runs_fields},
+    {.key = "tenants", .kind = F_FUNC, .fn = config_parse_tenants, .to_json = config_tenants_json},
     {.key = "egress",
      .kind = F_ENUM,
      .off = CFG(egress),
@@ -383,10 +384,11 @@ struct config *config_default(void)
 {
     struct config *cfg = xcalloc(1, sizeof *cfg);
     config_fields_defaults(top_fields, cfg);
-    /* The two F_FUNC keys with a value when absent. */
+    /* The F_FUNC keys with a value when absent. */
     cfg->listen_host = xstrdup("127.0.0.1"); /* loopback unless the file says otherwise */
     cfg->listen_port = 8080;
     cfg->runtime.allowed = CONFIG_ALLOW_NATIVE | CONFIG_ALLOW_CONTAINER | CONFIG_ALLOW_REMOTE;
+    config_tenants_defaults(cfg);
     return cfg;
 }
 
@@ -556,5 +558,6 @@ void config_free(struct config *cfg)
         config_free_strings(cfg->routes[i].engines, cfg->routes[i].nengines);
     }
     free(cfg->routes);
+    config_tenants_free(cfg);
     free(cfg);
 }

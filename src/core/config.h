@@ -93,6 +93,29 @@ struct config_engine {
     enum config_continuation continuation;
 };
 
+/* The four limits of one tenant (contract 2 `tenants:`; enforced with auth.mode: keys). 0 means
+ * unlimited. */
+struct config_tenant_limits {
+    uint32_t requests_per_minute;   /* default 600 */
+    uint32_t concurrent_requests;   /* default 64 */
+    uint64_t output_tokens_per_day; /* default 0 */
+    uint32_t queued_runs;           /* default 1000 */
+};
+
+/* Bits of config_tenant.set: which limits an entry wrote itself (the rest are the default's). */
+#define CONFIG_TENANT_RPM (1u << 0)
+#define CONFIG_TENANT_CONCURRENT (1u << 1)
+#define CONFIG_TENANT_TOKENS (1u << 2)
+#define CONFIG_TENANT_QUEUED (1u << 3)
+
+/* A tenant named under `tenants:` (not `default`). */
+struct config_tenant {
+    char *name;                         /* [a-z0-9][a-z0-9._-]{0,63} */
+    int line;                           /* line of its key in the file */
+    struct config_tenant_limits limits; /* resolved: its own values, the rest from default */
+    unsigned set;                       /* CONFIG_TENANT_* bits of the keys it wrote */
+};
+
 struct config_route {
     char *name;     /* the model name clients ask for */
     char **engines; /* engine names, tried in order */
@@ -135,6 +158,12 @@ struct config {
     struct {
         uint32_t retention_days; /* default 30; 0 = kept until deleted */
     } runs;
+    struct {
+        struct config_tenant_limits dflt; /* tenants.default, every tenant not named below */
+        unsigned dflt_set;                /* CONFIG_TENANT_* bits of the keys default wrote */
+        struct config_tenant *v;          /* the tenants named, in file order */
+        size_t n;
+    } tenants;
     enum config_egress egress;
     struct config_engine *engines;
     size_t nengines;
@@ -187,6 +216,13 @@ enum config_backend config_engine_backend(const struct config *cfg, const struct
  * lists e (via_route true). A local engine always may; a remote one only through a route, and
  * only with egress: allow. */
 bool config_egress_allows(const struct config *cfg, const struct config_engine *e, bool via_route);
+
+/* The entry of tenant name under `tenants:`, or NULL when it has none (tenants.default applies,
+ * cfg->tenants.dflt). */
+const struct config_tenant *config_find_tenant(const struct config *cfg, const char *name);
+
+/* Whether name is a tenant name: [a-z0-9][a-z0-9._-]{0,63} (contract 6). */
+bool config_tenant_name_ok(const char *name);
 
 /* "auto", "native", "container" or "remote". */
 const char *config_backend_name(enum config_backend b);

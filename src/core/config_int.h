@@ -186,6 +186,8 @@ const char *config_check_http_path(const char *s);
 /* Commands are split like a shell (the engines layer does it), never run by one; an unbalanced
  * quote would split into nonsense there, so it is caught here with the line. */
 const char *config_check_cmd(const char *s);
+/* Whether s is a name of engines and tenants: [a-z0-9][a-z0-9._-]*, 1 to max bytes. */
+bool config_name_ok(const char *s, size_t max);
 /* An engine name: it becomes a file name and part of URLs (ENGINE_NAME_MAX). */
 const char *config_check_engine_name(const char *s);
 /* A model name (MODEL_NAME_MAX, no spaces or control bytes). */
@@ -235,5 +237,17 @@ json_t *config_routes_json(const void *base);
 /* Parses the routes mapping into cfg->routes (fn of its F_FUNC row; needs engines and
  * egress already parsed). */
 void config_parse_routes(struct ctx *c, yaml_node_t *v, const char *path, void *base);
+
+/* ---- config_tenants.c: the tenants table (limits per tenant, a default and overrides) ---- */
+/* Sets tenants.default to the contract's defaults (config_default). */
+void config_tenants_defaults(struct config *cfg);
+/* tenants as a JSON object by name, default first, each with its resolved limits (to_json of
+ * the top-level F_FUNC row). */
+json_t *config_tenants_json(const void *base);
+/* Parses the tenants mapping: default first, wherever it is written, then every other name
+ * from it (fn of its F_FUNC row). */
+void config_parse_tenants(struct ctx *c, yaml_node_t *v, const char *path, void *base);
+/* Frees what cfg->tenants owns. */
+void config_tenants_free(struct config *cfg);
 
 #endif

@@ -726,20 +726,26 @@ const char *config_check_cmd(const char *s)
     return quote ? "has an unterminated quote" : NULL;
 }
 
-const char *config_check_engine_name(const char *s)
+bool config_name_ok(const char *s, size_t max)
 {
-    static const char rule[] = "engine names match [a-z0-9][a-z0-9._-]* (at most 64 characters)";
     size_t n = strlen(s);
 
-    if (n == 0 || n > ENGINE_NAME_MAX)
-        return rule;
+    if (n == 0 || n > max)
+        return false;
     for (size_t i = 0; i < n; i++) {
         char ch = s[i];
         bool ok = (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
                   (i > 0 && (ch == '.' || ch == '_' || ch == '-'));
         if (!ok)
-            return rule;
+            return false;
     }
+    return true;
+}
+
+const char *config_check_engine_name(const char *s)
+{
+    if (!config_name_ok(s, ENGINE_NAME_MAX))
+        return "engine names match [a-z0-9][a-z0-9._-]* (at most 64 characters)";
     return NULL;
 }
 

@@ -100,6 +100,8 @@ static const char DEFAULTS_JSON[] =
     " \"runtime\": {\"allowed\": [\"native\", \"container\", \"remote\"], \"prefer\": "
     "\"container\", \"container_cli\": \"auto\"},"
     " \"runs\": {\"retention_days\": 30},"
+    " \"tenants\": {\"default\": {\"requests_per_minute\": 600, \"concurrent_requests\": 64,"
+    " \"output_tokens_per_day\": 0, \"queued_runs\": 1000}},"
     " \"egress\": \"deny\", \"engines\": {}, \"routes\": {}}";
 
 /* ---- defaults ---------------------------------------------------------------------------- */
@@ -206,6 +208,9 @@ static const char FULL_YAML[] =
     "  container_cli: podman\n"
     "runs:\n"
     "  retention_days: 7\n"
+    "tenants:\n"
+    "  acme: {requests_per_minute: 60, output_tokens_per_day: 100000}\n"
+    "  default: {requests_per_minute: 120, concurrent_requests: 8, queued_runs: 50}\n"
     "egress: allow\n"
     "engines:\n"
     "  qwen:\n"
@@ -253,6 +258,9 @@ static const char FULL_JSON[] =
     " \"runtime\": {\"allowed\": [\"native\", \"container\", \"remote\"], \"prefer\": \"native\","
     " \"container_cli\": \"podman\"},"
     " \"runs\": {\"retention_days\": 7},"
+    " \"tenants\": {\"default\": {\"requests_per_minute\": 120, \"concurrent_requests\": 8,"
+    " \"output_tokens_per_day\": 0, \"queued_runs\": 50}, \"acme\": {\"requests_per_minute\": 60,"
+    " \"concurrent_requests\": 8, \"output_tokens_per_day\": 100000, \"queued_runs\": 50}},"
     " \"egress\": \"allow\","
     " \"engines\": {"
     "  \"qwen\": {\"backend\": \"native\","
@@ -291,8 +299,8 @@ static void test_full_config_round_trips_through_json(void **state)
 
     assert_json_equal(j, FULL_JSON);
     assert_string_equal(cfg->listen_host, "::1");
-    assert_int_equal(cfg->routes[0].line, 55);
-    assert_int_equal(cfg->engines[1].line, 49);
+    assert_int_equal(cfg->routes[0].line, 58);
+    assert_int_equal(cfg->engines[1].line, 52);
 
     /* JSON is YAML: the resolved config read back is the same config. */
     char *text = json_dumps(j, 0);
@@ -1071,6 +1079,116 @@ static void test_errors_buffer_may_be_null(void **state)
     assert_null(cfg);
 }
 
+/* ---- tenants: a default and overrides by name --------------------------------------------- */
+
+static void test_tenants_default_when_absent(void **state)
+{
+    struct config *cfg = parse_ok("listen: 127.0.0.1:8080\n");
+    assert_int_equal(cfg->tenants.dflt.requests_per_minute, 600);
+    assert_int_equal(cfg->tenants.dflt.concurrent_requests, 64);
+    assert_int_equal(cfg->tenants.dflt.output_tokens_per_day, 0);
+    assert_int_equal(cfg->tenants.dflt.queued_runs, 1000);
+    assert_int_equal(cfg->tenants.n, 0);
+    assert_null(config_find_tenant(cfg, "default"));
+    config_free(cfg);
+}
+
+/* An override takes the rest from default, also from a default written below it, and a
+ * partial default keeps the contract's values for the keys it does not write. */
+static void test_tenant_overrides_take_the_rest_from_default(void **state)
+{
+    struct config *cfg = parse_ok("tenants:\n"
+                                  "  acme:\n"
+                                  "    requests_per_minute: 60\n"
+                                  "  big.co_1-x: {output_tokens_per_day: 5000000, queued_runs: 0}\n"
+                                  "  quiet:\n"
+                                  "  default: {concurrent_requests: 4}\n");
+    assert_int_equal(cfg->tenants.dflt.requests_per_minute, 600);
+    assert_int_equal(cfg->tenants.dflt.concurrent_requests, 4);
+    assert_int_equal(cfg->tenants.dflt_set, CONFIG_TENANT_CONCURRENT);
+    assert_int_equal(cfg->tenants.n, 3);
+
+    const struct config_tenant *t = config_find_tenant(cfg, "acme");
+    assert_non_null(t);
+    assert_int_equal(t->line, 2);
+    assert_int_equal(t->limits.requests_per_minute, 60);
+    assert_int_equal(t->limits.concurrent_requests, 4);
+    assert_int_equal(t->limits.output_tokens_per_day, 0);
+    assert_int_equal(t->limits.queued_runs, 1000);
+    assert_int_equal(t->set, CONFIG_TENANT_RPM);
+
+    t = config_find_tenant(cfg, "big.co_1-x");
+    assert_non_null(t);
+    assert_int_equal(t->limits.output_tokens_per_day, 5000000);
+    assert_int_equal(t->limits.queued_runs, 0);
+    assert_int_equal(t->limits.requests_per_minute, 600);
+    assert_int_equal(t->set, CONFIG_TENANT_TOKENS | CONFIG_TENANT_QUEUED);
+
+    t = config_find_tenant(cfg, "quiet");
+    assert_non_null(t);
+    assert_int_equal(t->limits.concurrent_requests, 4);
+    assert_int_equal(t->set, 0);
+    assert_null(config_find_tenant(cfg, "other"));
+
+    /* config check shows every tenant with its resolved limits. */
+    json_t *j = config_to_json(cfg);
+    assert_json_equal(json_object_get(j, "tenants"),
+                      "{\"default\": {\"requests_per_minute\": 600, \"concurrent_requests\": 4,"
+                      " \"output_tokens_per_day\": 0, \"queued_runs\": 1000},"
+                      " \"acme\": {\"requests_per_minute\": 60, \"concurrent_requests\": 4,"
+                      " \"output_tokens_per_day\": 0, \"queued_runs\": 1000},"
+                      " \"big.co_1-x\": {\"requests_per_minute\": 600, \"concurrent_requests\": 4,"
+                      " \"output_tokens_per_day\": 5000000, \"queued_runs\": 0},"
+                      " \"quiet\": {\"requests_per_minute\": 600, \"concurrent_requests\": 4,"
+                      " \"output_tokens_per_day\": 0, \"queued_runs\": 1000}}");
+    json_decref(j);
+    config_free(cfg);
+}
+
+static void test_tenant_errors_name_file_line_and_key(void **state)
+{
+    assert_one_error("tenants:\n  acme:\n    requests_per_minut: 5\n",
+                     "arun.yaml:3: tenants.acme.requests_per_minut: unknown key (did you mean "
+                     "requests_per_minute?)");
+    assert_one_error("tenants:\n  default: {queued_runs: -1}\n",
+                     "arun.yaml:2: tenants.default.queued_runs: expected an integer "
+                     "0-100000000, got \"-1\"");
+    assert_one_error("tenants:\n  acme: {output_tokens_per_day: lots}\n",
+                     "arun.yaml:2: tenants.acme.output_tokens_per_day: expected an integer");
+    assert_one_error("tenants:\n  Acme: {queued_runs: 1}\n",
+                     "arun.yaml:2: tenants.Acme: a tenant name is 1-64 characters of a-z, 0-9");
+    assert_one_error("tenants:\n  -acme: {queued_runs: 1}\n", "arun.yaml:2: tenants.-acme:");
+    assert_one_error("tenants:\n  acme: 60\n",
+                     "arun.yaml:2: tenants.acme: expected a mapping of limits");
+    assert_one_error("tenants: [acme]\n",
+                     "arun.yaml:1: tenants: expected a mapping of tenant names to limits");
+    assert_one_error("tenants:\n  acme: {queued_runs: 1}\n  acme: {queued_runs: 2}\n",
+                     "arun.yaml:3: tenants");
+    char name[70];
+    memset(name, 'a', 65);
+    name[65] = '\0';
+    char yaml[128];
+    snprintf(yaml, sizeof yaml, "tenants:\n  %s: {}\n", name);
+    assert_one_error(yaml, "a tenant name is 1-64 characters");
+}
+
+static void test_tenant_name_check(void **state)
+{
+    assert_true(config_tenant_name_ok("a"));
+    assert_true(config_tenant_name_ok("0acme.co_x-1"));
+    assert_false(config_tenant_name_ok(""));
+    assert_false(config_tenant_name_ok(".acme"));
+    assert_false(config_tenant_name_ok("acme corp"));
+    assert_false(config_tenant_name_ok("ACME"));
+    char name[66];
+    memset(name, 'a', 64);
+    name[64] = '\0';
+    assert_true(config_tenant_name_ok(name));
+    name[64] = 'a';
+    name[65] = '\0';
+    assert_false(config_tenant_name_ok(name));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1133,6 +1251,10 @@ int main(void)
         cmocka_unit_test(test_tls_needs_both_cert_and_key),
         cmocka_unit_test(test_tls_other_values_are_errors),
         cmocka_unit_test(test_errors_buffer_may_be_null),
+        cmocka_unit_test(test_tenants_default_when_absent),
+        cmocka_unit_test(test_tenant_overrides_take_the_rest_from_default),
+        cmocka_unit_test(test_tenant_errors_name_file_line_and_key),
+        cmocka_unit_test(test_tenant_name_check),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
