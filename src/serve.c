@@ -45,6 +45,7 @@
 #include "tenancy/auth.h"
 #include "tenancy/keys.h"
 #include "tenancy/keys_api.h"
+#include "tenancy/limits.h"
 #include "tenancy/audit.h"
 
 const char serve_usage[] =
@@ -81,8 +82,10 @@ struct daemon {
     struct sweep *sweep;
     struct keys *keys;
     struct keys_api *keys_api;
-    struct auth *auth; /* auth.mode keys only */
-    int keys_loaded;   /* 0 loading, 1 loaded, -errno failed */
+    struct auth *auth;     /* auth.mode keys only */
+    int keys_loaded;       /* 0 loading, 1 loaded, -errno failed */
+    struct limits *limits; /* auth.mode keys only; NULL: no limits */
+    int limits_loaded;     /* 0 loading, 1 loaded, -errno failed (limits.c logs it) */
     bool http_drained;
     bool engines_stopped;
     uv_signal_t sigterm, sigint, sighup;
@@ -124,6 +127,8 @@ static void close_modules(struct daemon *d)
     d->srv = NULL;
     auth_free(d->auth);
     d->auth = NULL;
+    limits_free(d->limits); /* after the requests that hold its slots; its writes go first */
+    d->limits = NULL;
     keys_free(d->keys); /* its last writes go to the store before it closes */
     d->keys = NULL;
     supervisor_free(d->sup);
@@ -357,6 +362,31 @@ static int open_store(struct daemon *d)
     return rc == 0 ? 0 : 1;
 }
 
+static void limits_loaded_cb(int status, void *arg)
+{
+    struct daemon *d = arg;
+    d->limits_loaded = status == 0 ? 1 : status;
+}
+
+/* Limits per tenant come with keys (contract 2): without them every request is the one tenant
+ * "default", the machine's owner on loopback, and nothing is limited. Today's output-token
+ * counts are read before anything is served, so that a restart never lets a tenant start its
+ * day again; the store answers in milliseconds and the loop runs only for that answer. A read
+ * that fails is logged (limits.c) and the counts start from zero. */
+static void load_limits(struct daemon *d)
+{
+    if (d->cfg->auth.mode != CONFIG_AUTH_KEYS)
+        return;
+    d->limits = limits_new(&d->loop, d->cfg, d->store, d->metrics);
+    int rc = limits_load(d->limits, limits_loaded_cb, d);
+    while (rc == 0 && d->limits_loaded == 0)
+        uv_run(&d->loop, UV_RUN_ONCE);
+    if (rc != 0)
+        log_error_errno("serve", rc,
+                        "the store refused the read of today's output-token counts; each "
+                        "tenant's output_tokens_per_day counts from zero until midnight UTC");
+}
+
 static void keys_loaded_cb(int status, void *arg)
 {
     struct daemon *d = arg;
@@ -378,7 +408,7 @@ static int load_keys(struct daemon *d)
         return 1;
     }
     if (d->cfg->auth.mode == CONFIG_AUTH_KEYS) {
-        d->auth = auth_new(d->keys, NULL, d->audit); /* limits: its helper wires them */
+        d->auth = auth_new(d->keys, d->limits, d->audit);
         if (keys_count(d->keys) == 0)
             log_warn("serve", "auth.mode is keys and no API key exists yet: make the first with "
                               "`arun keys create --tenant NAME --role admin` (it works while "
@@ -431,6 +461,7 @@ static int start_http(struct daemon *d)
     d->sup = supervisor_new(&so);
     d->engines_api = engines_api_new(d->srv, d->sup, d->audit);
     d->gateway = gateway_new(d->srv, d->cfg, d->sup, d->httpc, d->events, d->metrics);
+    gateway_set_limits(d->gateway, d->limits);
     d->warm = warm_new(d->sup, d->httpc, d->events);
     struct runs_options ro = {.loop = &d->loop,
                               .cfg = d->cfg,
@@ -438,7 +469,8 @@ static int start_http(struct daemon *d)
                               .gateway = d->gateway,
                               .sup = d->sup,
                               .events = d->events,
-                              .metrics = d->metrics};
+                              .metrics = d->metrics,
+                              .limits = d->limits};
     d->runs = runs_new(&ro);
     d->runs_api = runs_api_new(d->srv, d->runs);
     conversations_api_register(d->srv, d->store);
@@ -543,6 +575,7 @@ int serve_main(int argc, char **argv)
     if (rc == 0) {
         /* Before anything that records (the keys' gate, the engines' API): d.audit is theirs. */
         d.audit = audit_new(&d.loop, d.store, d.metrics);
+        load_limits(&d); /* before the keys' gate, which holds them */
         rc = load_keys(&d);
     }
     if (rc == 0)

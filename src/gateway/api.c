@@ -79,7 +79,8 @@ static void send_error(struct api_req *a, int status, json_t *err)
     }
     if (status == 503 || status == 429) {
         char ra[16];
-        snprintf(ra, sizeof(ra), "%d", GATEWAY_RETRY_AFTER_S);
+        uint32_t s = a->call != NULL ? gateway_call_info(a->call)->retry_after_s : 0;
+        snprintf(ra, sizeof(ra), "%u", s > 0 ? s : GATEWAY_RETRY_AFTER_S);
         http_add_header(a->r, "retry-after", ra);
     }
     http_send_json(a->r, status, err);
@@ -319,6 +320,7 @@ static void completion(struct http_request *r, void *arg)
         .stream = fast ? fast_stream : json_is_true(json_object_get(body, "stream")),
         .request_id = r->id,
         .traceparent = http_header(r, "traceparent"),
+        .tenant = r->who.tenant,
     };
     char *up_body = NULL;
     json_t *so = json_object_get(body, "stream_options");

@@ -22,8 +22,9 @@
 #include "core/clock.h"
 #include "gateway/gateway_int.h"
 
-/* Frees g, which holds nothing any more; its token counts go to the metrics here, so that every
- * call is counted once however it ends. */
+/* Frees g, which holds nothing any more; its token counts go to the metrics and its tenant's
+ * daily count here, so that every call is counted once however it ends (a stream cut or
+ * cancelled after its usage chunk counts too). */
 static void call_free(struct gateway_call *g)
 {
     ASSERT(g->state == GW_DONE || g->state == GW_ROUTING);
@@ -32,9 +33,12 @@ static void call_free(struct gateway_call *g)
     if (g->info.usage.prompt_tokens > 0)
         metrics_add(gw->m_tokens, (double)g->info.usage.prompt_tokens,
                     (const char *const[]){engine, "prompt"});
-    if (g->info.usage.completion_tokens > 0)
+    if (g->info.usage.completion_tokens > 0) {
         metrics_add(gw->m_tokens, (double)g->info.usage.completion_tokens,
                     (const char *const[]){engine, "completion"});
+        if (g->tenant[0] != '\0')
+            limits_add_tokens(gw->limits, g->tenant, (uint64_t)g->info.usage.completion_tokens);
+    }
     h2o_linklist_unlink(&g->alink);
     gw_upstream_cleanup(g);
     free(g);
@@ -127,9 +131,19 @@ int gateway_submit(struct gateway *gw, const struct gateway_submission *s,
         .submit_ns = clock_mono_ns(),
         .usage = {.prompt_tokens = -1, .completion_tokens = -1},
     };
+    if (s->tenant != NULL && gw->limits != NULL)
+        snprintf(g->tenant, sizeof(g->tenant), "%s", s->tenant);
     gw_upstream_init(g);
     h2o_linklist_insert(&gw->active, &g->alink);
     *out = g;
+    /* Embeddings make no output tokens: a tenant whose day's budget is spent may still embed. */
+    struct limits_refusal why;
+    if (g->tenant[0] != '\0' && strcmp(g->path, "/v1/embeddings") != 0 &&
+        limits_check_tokens(gw->limits, g->tenant, &why) != 0) {
+        g->info.retry_after_s = why.retry_after_s;
+        gw_call_fail(g, 429, "rate_limit_exceeded", "%s", why.message);
+        return 0;
+    }
     gw_try_engine(g);
     return 0;
 }

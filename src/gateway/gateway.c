@@ -64,6 +64,11 @@ struct gateway *gateway_new(struct http_server *srv, const struct config *cfg,
     return gw;
 }
 
+void gateway_set_limits(struct gateway *gw, struct limits *l)
+{
+    gw->limits = l;
+}
+
 static void gw_closed_cb(uv_handle_t *h)
 {
     free(h->data);

@@ -33,6 +33,7 @@
 #define GATEWAY_CALL_PAUSE 1      /* on_event/on_comment: stop reading the engine for now */
 
 struct gateway;
+struct limits;
 
 struct gateway *gateway_new(struct http_server *srv, const struct config *cfg,
                             struct supervisor *sup, struct httpc *httpc, struct events *events,
@@ -40,6 +41,10 @@ struct gateway *gateway_new(struct http_server *srv, const struct config *cfg,
 /* Ends every call still queued or in flight (on_end with 503 shutting_down; the clients must not
  * call the gateway from it) and frees. NULL is a no-op. */
 void gateway_free(struct gateway *gw);
+/* The limits per tenant that submissions naming a tenant are held to (tenancy/limits.h: the
+ * daily output-token budget is checked before a call is queued, and every answer's completion
+ * tokens are counted); NULL (the default, auth.mode none): none. l outlives the gateway. */
+void gateway_set_limits(struct gateway *gw, struct limits *l);
 /* Appends the model names served here, comma-separated, to out (for a 404's sentence). */
 void gateway_models_served(struct gateway *gw, struct buf *out);
 
@@ -84,7 +89,8 @@ struct gateway_submission {
                                 200 bytes or more is not passed on */
     bool durable;            /* a background run, whose durable queue is the store: it waits in
                                 the engine's queue beyond queue_limit (and is not counted
-                                against it), never getting 429 */
+                                against it), never getting 429 for a full queue */
+    const char *tenant;      /* whose limits apply (gateway_set_limits), or NULL: none */
 };
 
 /* What a call knows about itself, for the client's headers and log line. Read it through
@@ -100,6 +106,7 @@ struct gateway_call_info {
     uint64_t first_byte_ns; /* when the first byte of a streamed answer came; 0 before */
     struct gw_usage usage;  /* the engine's token counts; -1 unknown */
     uint32_t tried;         /* engines of the route tried so far (1 + fallbacks taken) */
+    uint32_t retry_after_s; /* a 429 for a tenant's limit: its Retry-After; 0 otherwise */
 };
 
 struct gateway_call_cbs {
@@ -127,10 +134,11 @@ struct gateway_call_cbs {
                     void *arg);
     /* The end, exactly once. code is NULL when the engine's answer was passed on whole (status
      * is then the engine's: 200 for a stream); otherwise the call failed: status is the HTTP
-     * status it means (429, 502, 503, 504), code an OpenAI error code (queue_full,
-     * no_engine_available, engine_unavailable, upstream_error, upstream_stream_cut,
-     * shutting_down) and message a sentence. A stream may fail after events reached the
-     * client: what it got is then incomplete. */
+     * status it means (429, 502, 503, 504), code an OpenAI error code (queue_full;
+     * rate_limit_exceeded: the tenant's output_tokens_per_day is used up, see
+     * info.retry_after_s; no_engine_available, engine_unavailable, upstream_error,
+     * upstream_stream_cut, shutting_down) and message a sentence. A stream may fail after events
+     * reached the client: what it got is then incomplete. */
     void (*on_end)(struct gateway_call *c, int status, const char *code, const char *message,
                    void *arg);
 };

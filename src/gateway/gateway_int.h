@@ -14,6 +14,8 @@
 #include "gateway/gateway.h"
 #include "gateway/usage.h"
 #include "http/sse_parser.h"
+#include "store/store.h"
+#include "tenancy/limits.h"
 
 #define GW_ROUTE_MAX 32 /* engines in one route; config allows fewer */
 
@@ -35,6 +37,7 @@ struct gateway {
     struct supervisor *sup;
     struct httpc *httpc;
     struct events *events;
+    struct limits *limits;   /* per tenant, or NULL (gateway_set_limits) */
     struct gw_queue *queues; /* one per engine, in supervisor order */
     size_t nqueues;
     h2o_linklist_t active; /* struct gateway_call by alink: every live call, for shutdown */
@@ -76,12 +79,13 @@ struct gateway_call {
     uint8_t held;        /* callbacks running: a cancel from inside them only marks */
     bool cancelled;      /* the client cancelled; torn down once nothing holds it */
     bool ending;         /* on_end runs: a cancel is a no-op */
-    struct sse_parser events;         /* reads the engine's SSE stream (any line ends) */
-    h2o_linklist_t qlink;             /* in q->fifo while GW_QUEUED */
-    h2o_linklist_t alink;             /* in gw->active from submission to gw_call_free() */
-    char model[GATEWAY_MODEL_MAX];    /* info.model */
-    char id[HTTP_REQUEST_ID_MAX + 1]; /* the request id */
-    char traceparent[256];            /* "traceparent: …" for the engine, "" when none */
+    struct sse_parser events;          /* reads the engine's SSE stream (any line ends) */
+    h2o_linklist_t qlink;              /* in q->fifo while GW_QUEUED */
+    h2o_linklist_t alink;              /* in gw->active from submission to gw_call_free() */
+    char model[GATEWAY_MODEL_MAX];     /* info.model */
+    char id[HTTP_REQUEST_ID_MAX + 1];  /* the request id */
+    char traceparent[256];             /* "traceparent: …" for the engine, "" when none */
+    char tenant[STORE_TENANT_MAX + 1]; /* whose limits apply, "" for none */
     size_t body_len;
     char body[]; /* the body sent to the engine, NUL-terminated */
 };

@@ -36,6 +36,7 @@
 #include "runs/reply.h"
 #include "runs/scheduler.h"
 #include "runs/stream.h"
+#include "tenancy/limits.h"
 
 #define IDEM_KEY_MAX 255 /* bytes of an Idempotency-Key */
 
@@ -294,8 +295,11 @@ static void history_cb(struct run *run, int status, const struct run_error *err,
     }
     if (scheduler_start(run, NULL, &serr) != 0) {
         run->deleted = true;
-        if (serr.status == 429)
-            http_add_header(p->r, "retry-after", "1");
+        if (serr.status == 429) {
+            char ra[16];
+            snprintf(ra, sizeof(ra), "%u", serr.retry_after_s > 0 ? serr.retry_after_s : 1);
+            http_add_header(p->r, "retry-after", ra);
+        }
         reply_run_error(p->r, &serr);
         pending_free(p);
         return;
@@ -413,6 +417,15 @@ static void create_response(struct http_request *r, void *arg)
         run_request_free(&rq);
         http_send_error(r, 400, "invalid_value", "Idempotency-Key",
                         "The Idempotency-Key header must have 1 to %d bytes.", IDEM_KEY_MAX);
+        return;
+    }
+    /* The tenant's background runs already queued (queued_runs). The gateway's queue_limit does
+     * not hold background runs (their queue is the store): this does, per tenant. */
+    struct limits_refusal why;
+    if (rq.background && limits_check_queued(api->rs->o.limits, reply_tenant(r),
+                                             runs_queued(api->rs, reply_tenant(r)), &why) != 0) {
+        run_request_free(&rq);
+        limits_reply(r, &why);
         return;
     }
     struct pending *p = pending_new(api, r);

@@ -253,7 +253,7 @@ static struct run *revive(struct runs *rs, json_t *row)
         last = -1;
     eventlog_init(&r->log, last + 1);
     r->row_stored = true;
-    r->status = run_status_parse(json_string_value(json_object_get(row, "status")));
+    run_restore_status(r, run_status_parse(json_string_value(json_object_get(row, "status"))));
     json_t *arun = json_object_get(json_object_get(row, "object"), "arun");
     json_int_t dispatch =
         json_integer_value(json_object_get(json_object_get(arun, "timings"), "queued_ms"));

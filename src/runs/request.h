@@ -30,6 +30,7 @@ struct run_error {
     char code[48];     /* OpenAI error code ("invalid_value", "missing_required_parameter"…) */
     char param[96];    /* the parameter at fault, "" for none */
     char message[320]; /* a sentence for a person */
+    uint32_t retry_after_s; /* 429: the Retry-After to send; 0 means 1 s */
 };
 
 /* Sets err and returns -EINVAL: `return run_error_set(err, 400, "invalid_type", "input", "…")`. */

@@ -71,12 +71,58 @@ bool run_finished(const struct run *r)
     return r->status >= RUN_COMPLETED;
 }
 
+static uint32_t hash_text(const char *s)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        h = (h ^ *p) * 16777619u;
+    return h;
+}
+
 static uint32_t hash_id(const char *id)
 {
-    uint32_t h = 2166136261u;
-    for (const unsigned char *p = (const unsigned char *)id; *p; p++)
-        h = (h ^ *p) * 16777619u;
-    return h % RUNS_BUCKETS;
+    return hash_text(id) % RUNS_BUCKETS;
+}
+
+/* ---- background runs queued, per tenant: a background run counts while its status is
+ * queued; sync_queued() runs wherever the status is written and at the free ---- */
+
+static void count_queued(struct run *r, int delta)
+{
+    struct runs_tenant_queued **pp = &r->rs->queued[hash_text(r->tenant) % RUNS_TENANT_BUCKETS];
+    while (*pp != NULL && strcmp((*pp)->tenant, r->tenant) != 0)
+        pp = &(*pp)->next;
+    if (*pp == NULL) {
+        ASSERT(delta > 0);
+        *pp = xcalloc(1, sizeof(**pp));
+        snprintf((*pp)->tenant, sizeof((*pp)->tenant), "%s", r->tenant);
+    }
+    struct runs_tenant_queued *q = *pp;
+    ASSERT(delta > 0 || q->n > 0);
+    q->n += (uint32_t)delta;
+    if (q->n == 0) {
+        *pp = q->next;
+        free(q);
+    }
+}
+
+/* Counts r in or out as its status (and gone: it is being freed) says. */
+static void sync_queued(struct run *r, bool gone)
+{
+    bool queued = !gone && r->rq.background && r->status == RUN_QUEUED;
+    if (queued != r->counted_queued) {
+        count_queued(r, queued ? 1 : -1);
+        r->counted_queued = queued;
+    }
+}
+
+uint32_t runs_queued(const struct runs *rs, const char *tenant)
+{
+    for (const struct runs_tenant_queued *q = rs->queued[hash_text(tenant) % RUNS_TENANT_BUCKETS];
+         q != NULL; q = q->next)
+        if (strcmp(q->tenant, tenant) == 0)
+            return q->n;
+    return 0;
 }
 
 static void gc_cb(uv_timer_t *t);
@@ -137,6 +183,7 @@ static void unlink_run(struct run *r)
 
 static void free_run(struct run *r)
 {
+    sync_queued(r, true);
     unlink_run(r);
     if (r->call != NULL)
         gateway_call_cancel(r->call);
@@ -259,6 +306,7 @@ struct run *run_new(struct runs *rs, const char *tenant, const char *id, struct 
     r->hnext = rs->buckets[b];
     rs->buckets[b] = r;
     rs->count++;
+    sync_queued(r, false);
     return r;
 }
 
@@ -554,6 +602,12 @@ void run_announce(struct run *r)
 
 static void set_status(struct run *r, enum run_status to, const char *known, size_t known_len);
 
+void run_restore_status(struct run *r, enum run_status s)
+{
+    r->status = s;
+    sync_queued(r, false);
+}
+
 void run_set_status(struct run *r, enum run_status to)
 {
     set_status(r, to, NULL, 0);
@@ -573,6 +627,7 @@ static void set_status(struct run *r, enum run_status to, const char *known, siz
         return;
     ASSERT(to < RUN_NSTATUS && transitions[from][to]);
     r->status = to;
+    sync_queued(r, false);
     if (run_finished(r))
         enter_end(r);
     /* A run that ends before its answer did (failed, cancelled) closes the answer's open items

@@ -40,10 +40,13 @@ enum run_status {
     RUN_NSTATUS,
 };
 
-#define RUNS_BUCKETS 4096 /* the registry's hash; chains stay short up to ~100k live runs */
+#define RUNS_BUCKETS 4096      /* the registry's hash; chains stay short up to ~100k live runs */
+#define RUNS_TENANT_BUCKETS 64 /* tenants with background runs queued: configured ones + keys' */
 /* An Idempotency-Key answers the same response within this (OpenAI: 24 h); the sweep removes
  * older claims. */
 #define RUNS_IDEM_TTL_MS (24LL * 3600 * 1000)
+
+struct limits;
 
 /* What the runs need from the rest of the daemon. Nothing is owned. */
 struct runs_options {
@@ -54,6 +57,14 @@ struct runs_options {
     struct supervisor *sup;
     struct events *events;
     struct metrics *metrics;
+    struct limits *limits; /* limits per tenant (auth.mode: keys), or NULL: none */
+};
+
+/* How many background runs of one tenant are queued (in memory, status queued). */
+struct runs_tenant_queued {
+    struct runs_tenant_queued *next;
+    char tenant[STORE_TENANT_MAX + 1];
+    uint32_t n; /* > 0: the entry goes when it reaches 0 */
 };
 
 /* The runs in memory and what they use. */
@@ -73,6 +84,8 @@ struct runs {
     bool gone;         /* the gc timer is closing */
     uint64_t requests; /* for request ids of the engine calls */
     struct metrics_family *m_status, *m_events, *m_queue_wait, *m_recovered;
+    /* Background runs queued, per tenant (runs_queued), by tenant hash, chained. */
+    struct runs_tenant_queued *queued[RUNS_TENANT_BUCKETS];
 };
 
 /* An HTTP request waiting for a run's end (a non-streaming POST). */
@@ -87,7 +100,8 @@ struct run {
     char id[IDS_MAX];
     char tenant[STORE_TENANT_MAX + 1];
     struct run_request rq;
-    enum run_status status;           /* only run_set_status() writes it */
+    enum run_status status;           /* only run_set_status() writes it (recovery:
+                                         run_restore_status) */
     int64_t created_ms, completed_ms; /* wall clock (ms): timings survive a restart */
     int64_t dispatch_ms, first_token_ms, ended_ms;
     int64_t ttft_us; /* the gateway's measure, monotonic */
@@ -118,6 +132,8 @@ struct run {
     int submit_status; /* that on_end's status, code and sentence */
     char submit_code[48];
     char submit_message[320];
+    uint32_t submit_retry_after_s; /* that on_end's call's info.retry_after_s */
+    bool counted_queued;           /* counted in runs_queued (run.c's sync_queued) */
 };
 
 /* The registry. Registers the metrics families. */
@@ -148,6 +164,10 @@ struct run *run_new(struct runs *rs, const char *tenant, const char *id, struct 
  * same path (contract 6). */
 struct run *run_find(struct runs *rs, const char *tenant, const char *id);
 
+/* How many background runs of tenant are queued now (in memory with status queued: from
+ * run_new until they leave queued or are freed), for the tenant's queued_runs limit. */
+uint32_t runs_queued(const struct runs *rs, const char *tenant);
+
 /* The creation time (wall ms) of the oldest run in memory, INT64_MAX when there is none. */
 int64_t runs_oldest_created_ms(const struct runs *rs);
 
@@ -155,6 +175,10 @@ int64_t runs_oldest_created_ms(const struct runs *rs);
  * through run_set_status): publishes run.status on /v1/events and counts it, as the setter
  * does for every later status. */
 void run_announce(struct run *r);
+
+/* The status a run had in the store, set by recovery without the setter's entry work (nothing
+ * happened: the run is only back in memory). */
+void run_restore_status(struct run *r, enum run_status s);
 
 /* The one status setter (see above). Invalid transitions are programming errors (asserted);
  * setting the status a run already has is a no-op. */

@@ -358,6 +358,7 @@ static void end_cb(struct gateway_call *c, int status, const char *code, const c
         r->submit_status = status;
         snprintf(r->submit_code, sizeof(r->submit_code), "%s", code ? code : "upstream_error");
         snprintf(r->submit_message, sizeof(r->submit_message), "%s", message ? message : "");
+        r->submit_retry_after_s = gateway_call_info(c)->retry_after_s;
         return;
     }
     if (run_finished(r))
@@ -408,6 +409,7 @@ int scheduler_start(struct run *r, const char *partial, struct run_error *err)
         .hide_usage = false, /* the assembler reads the usage chunk for Response.usage */
         .request_id = r->id,
         .durable = r->rq.background,
+        .tenant = r->tenant,
     };
     r->submitting = true;
     r->submit_status = 0;
@@ -427,6 +429,7 @@ int scheduler_start(struct run *r, const char *partial, struct run_error *err)
         r->call = NULL;
         IGNORE_RESULT(
             run_error_set(err, r->submit_status, r->submit_code, "", "%s", r->submit_message));
+        err->retry_after_s = r->submit_retry_after_s;
         rc = -EAGAIN;
     } else {
         r->scheduled = true;

@@ -28,8 +28,9 @@ void scheduler_prepare(struct run *r);
 /* Submits r to the gateway: the chat body from its request and history, with partial (or NULL)
  * as an assistant prefix to continue. Returns 0 (the run's end comes through its status), or
  * -errno with err set and nothing left running: 400 (a body the engine cannot express), 404
- * (no engine serves the model), 429 (the engine's queue is full; foreground runs only: a
- * background run waits), 503 (shutting down). */
+ * (no engine serves the model), 429 (the engine's queue is full, foreground runs only: a
+ * background run waits; or the tenant's output_tokens_per_day is used up, with
+ * err->retry_after_s), 503 (shutting down). */
 int scheduler_start(struct run *r, const char *partial, struct run_error *err) MUST_USE;
 
 /* Ends the engine call of r at once (its slot is freed); the status is the caller's to set. */
