@@ -18,12 +18,6 @@
 
 #include "core/clock.h"
 
-/* The limits module is built beside this one (issue 13); until it is on main, its functions are
- * weak references here, NULL when not linked, so the gate links and works without it. Remove
- * this block once it is. */
-#pragma weak limits_enter
-#pragma weak limits_leave
-
 _Static_assert(KEYS_BEARER_MAX == 512, "the 401 for a long bearer value names 512");
 
 struct auth {
@@ -145,7 +139,7 @@ static void release_cb(struct http_request *r, void *arg)
 /* Takes a slot of the tenant's limits for r, or answers 429 (-EAGAIN). */
 static int enter_limits(struct auth *a, struct http_request *r)
 {
-    if (a->limits == NULL || limits_enter == NULL)
+    if (a->limits == NULL)
         return 0;
     struct limits_refusal why = {0};
     if (limits_enter(a->limits, r->who.tenant, &why) != 0) {
