@@ -33,12 +33,17 @@ static void call_free(struct gateway_call *g)
     if (g->info.usage.prompt_tokens > 0)
         metrics_add(gw->m_tokens, (double)g->info.usage.prompt_tokens,
                     (const char *const[]){engine, "prompt"});
-    if (g->info.usage.completion_tokens > 0) {
+    if (g->info.usage.completion_tokens > 0)
         metrics_add(gw->m_tokens, (double)g->info.usage.completion_tokens,
                     (const char *const[]){engine, "completion"});
-        if (g->tenant[0] != '\0')
-            limits_add_tokens(gw->limits, g->tenant, (uint64_t)g->info.usage.completion_tokens);
-    }
+    /* A stream whose client left before the engine's usage came still made tokens: about one
+     * per event passed on (a few more: the role and finish chunks), so that leaving just
+     * before the end is no way around output_tokens_per_day. */
+    int64_t out = g->info.usage.completion_tokens;
+    if (out < 0)
+        out = g->relayed;
+    if (out > 0 && g->tenant[0] != '\0')
+        limits_add_tokens(gw->limits, g->tenant, (uint64_t)out);
     h2o_linklist_unlink(&g->alink);
     gw_upstream_cleanup(g);
     free(g);

@@ -79,6 +79,7 @@ struct gateway_call {
     uint8_t held;        /* callbacks running: a cancel from inside them only marks */
     bool cancelled;      /* the client cancelled; torn down once nothing holds it */
     bool ending;         /* on_end runs: a cancel is a no-op */
+    uint32_t relayed;    /* events passed to the client: a stream's tokens if no usage came */
     struct sse_parser events;          /* reads the engine's SSE stream (any line ends) */
     h2o_linklist_t qlink;              /* in q->fifo while GW_QUEUED */
     h2o_linklist_t alink;              /* in gw->active from submission to gw_call_free() */

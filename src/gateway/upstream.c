@@ -55,6 +55,7 @@ static int relay_event_cb(const struct sse_event *ev, void *arg)
     struct gateway_call *g = arg;
     if (gw_usage_event(&g->info.usage, ev->data, ev->data_len) && g->hide_usage)
         return 0;
+    g->relayed++;
     return client_said(g, g->cbs->on_event(g, ev, g->arg));
 }
 

@@ -155,6 +155,35 @@ describe('limits per tenant', () => {
     assert.equal(r.status, 200, await r.text());
   });
 
+  test('output_tokens_per_day: a stream left before its usage came still counts its tokens', async () => {
+    const { arun, keys } = await start({
+      tenants: '  acme: {output_tokens_per_day: 10}\n',
+      engine: mock('--tokens-per-s 50 --ignore-eos'),
+      engineExtra: '    start: always\n',
+    });
+    const r = await chat(arun, keys.acme, { stream: true, max_tokens: 1000 });
+    assert.equal(r.status, 200);
+    const reader = r.body.getReader();
+    const dec = new TextDecoder();
+    let text = '';
+    while ((text.match(/"content"/g) || []).length < 12) {
+      const { value, done } = await reader.read();
+      assert.ok(!done, 'the stream ended early');
+      text += dec.decode(value, { stream: true });
+    }
+    await reader.cancel();
+    // The call ends once arun sees the client gone; its tokens are counted then (a request to
+    // ask would make tokens of its own: the metric is read instead).
+    const admin = (await createKey(arun, { tenant: 'ops', role: 'admin' })).key;
+    await waitFor(async () => {
+      const m = await (await call(arun, admin, '/metrics')).text();
+      const n = /arun_tenant_output_tokens_total\{tenant="acme"\} (\d+)/.exec(m);
+      return n && Number(n[1]) >= 12;
+    }, { timeoutMs: 10000, what: 'the cut stream to be counted' });
+    await assertLimited(await chat(arun, keys.acme, { max_tokens: 1 }),
+      { tenant: 'acme', limit: 'output_tokens_per_day', value: 10, max: 86400 });
+  });
+
   test('queued_runs: background creates past the limit are refused while the engine loads; another tenant queues', async () => {
     const { arun, keys } = await start({
       tenants: '  acme: {queued_runs: 2}\n',
