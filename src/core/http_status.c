@@ -28,8 +28,12 @@ const char *http_status_reason(int status)
         return "Conflict";
     case 413:
         return "Content Too Large";
+    case 417:
+        return "Expectation Failed";
     case 429:
         return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
     case 500:
         return "Internal Server Error";
     case 501:

@@ -191,6 +191,13 @@ static void get_logs(struct http_request *r, void *arg)
             return;
         }
     }
+    const char *follow = http_query(r, "follow");
+    if (follow != NULL && strcmp(follow, "0") != 0 && strcmp(follow, "false") != 0 &&
+        strcmp(follow, "1") != 0 && strcmp(follow, "true") != 0) {
+        http_send_error(r, 400, "invalid_follow", "follow",
+                        "follow must be true, false, 1 or 0, got \"%.40s\"", follow);
+        return;
+    }
     if (log == NULL) {
         http_send_error(r, 503, "log_unavailable", NULL, "the log of %s could not be opened",
                         engine_name(e));
@@ -199,7 +206,6 @@ static void get_logs(struct http_request *r, void *arg)
     struct buf out;
     buf_init(&out, 64u << 20);
     engine_log_tail(log, (size_t)tail, &out);
-    const char *follow = http_query(r, "follow");
     if (follow == NULL || strcmp(follow, "0") == 0 || strcmp(follow, "false") == 0) {
         http_send_bytes(r, 200, "text/plain; charset=utf-8", buf_cstr(&out), out.len);
         buf_cleanup(&out);

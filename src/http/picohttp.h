@@ -1,11 +1,12 @@
 /*
- * picohttp.h: the part of picohttpparser that libh2o exports and http1.c uses. Debian ships
- * libh2o (2.2.5) without picohttpparser.h, so the declarations are written out here, exactly as
- * h2o 2.2.5's deps/picohttpparser/picohttpparser.h has them: a changed signature in a newer
- * libh2o must be copied here from that file, never guessed.
+ * picohttp.h: the part of picohttpparser that libh2o exports and http1.c and guard.c use. Debian
+ * ships libh2o (2.2.5) without picohttpparser.h, so the declarations are written out here,
+ * exactly as h2o 2.2.5's deps/picohttpparser/picohttpparser.h has them: a changed signature in a
+ * newer libh2o must be copied here from that file, never guessed.
  *
- * picohttpparser (Kazuho Oku et al., MIT): a response-head parser that neither allocates nor
- * copies (the fields point into the input), and an in-place decoder of the chunked coding.
+ * picohttpparser (Kazuho Oku et al., MIT): request- and response-head parsers that neither
+ * allocate nor copy (the fields point into the input), and an in-place decoder of the chunked
+ * coding.
  */
 #ifndef ARUN_HTTP_PICOHTTP_H
 #define ARUN_HTTP_PICOHTTP_H
@@ -29,6 +30,12 @@ struct phr_header {
 int phr_parse_response(const char *_buf, size_t len, int *minor_version, int *status,
                        const char **msg, size_t *msg_len, struct phr_header *headers,
                        size_t *num_headers, size_t last_len);
+
+/* As phr_parse_response, for a request head: method and path point into buf. h2o parses every
+ * request with it; the server's guard parses a head again to see the fields h2o keeps to itself. */
+int phr_parse_request(const char *buf, size_t len, const char **method, size_t *method_len,
+                      const char **path, size_t *path_len, int *minor_version,
+                      struct phr_header *headers, size_t *num_headers, size_t last_len);
 
 /* As phr_parse_response, for the header fields alone (no status line). */
 int phr_parse_headers(const char *buf, size_t len, struct phr_header *headers, size_t *num_headers,

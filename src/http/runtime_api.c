@@ -216,8 +216,10 @@ static void events_page(struct http_request *r, void *arg)
         last = http_query(r, "after");
     if (last != NULL) {
         char *end;
+        errno = 0;
         unsigned long long v = strtoull(last, &end, 10);
-        if (*last == '\0' || *end != '\0') {
+        /* strtoull takes "-1" (as ULLONG_MAX) and " 1": an id is digits alone, and fits */
+        if (*last < '0' || *last > '9' || *end != '\0' || errno != 0) {
             http_send_error(r, 400, "invalid_last_event_id", "Last-Event-ID",
                             "Last-Event-ID must be an event id (a number), got \"%.40s\"", last);
             return;

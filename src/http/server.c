@@ -48,6 +48,7 @@
 
 #include "core/clock.h"
 #include "core/log.h"
+#include "http/guard.h"
 
 struct conn {
     union {
@@ -198,6 +199,84 @@ static void request_dispose(void *p)
     maybe_drained(srv);
 }
 
+/* ---- requests refused before routing (guard.h) ---- */
+
+/* Bytes of the head as h2o parsed it: the request line and every field, with Host counted (h2o
+ * keeps it apart); Content-Length and Transfer-Encoding, also kept apart, are short. */
+static size_t head_bytes(const h2o_req_t *req)
+{
+    size_t n = req->input.method.len + req->input.path.len + req->input.authority.len + 16;
+    for (size_t i = 0; i < req->headers.size; i++)
+        n += req->headers.entries[i].name->len + req->headers.entries[i].value.len + 4;
+    return n;
+}
+
+/* Whether an HTTP/1 request came without a Host field: h2o then gives it the default host's
+ * name, the one string it cannot have taken from the request. */
+static bool no_host(const h2o_req_t *req)
+{
+    return req->input.authority.base == NULL ||
+           req->input.authority.base == req->conn->hosts[0]->authority.hostport.base;
+}
+
+/* Whether a field was continued on the next line (obs-fold, RFC 9112 section 5.2): h2o keeps
+ * such a line as a field with an empty name. */
+static bool has_obs_fold(const h2o_req_t *req)
+{
+    for (size_t i = 0; i < req->headers.size; i++)
+        if (req->headers.entries[i].name->len == 0)
+            return true;
+    return false;
+}
+
+/* Checks the framing fields of an HTTP/1 request with a body. h2o keeps Content-Length and
+ * Transfer-Encoding to itself and, given both or either twice, picks one (Transfer-Encoding;
+ * the first Content-Length; the last Transfer-Encoding) where RFC 9112 section 6.3 says to
+ * refuse and close: a proxy in front that picked the other would see a different request end
+ * (request smuggling). So the head is parsed again from h2o's input buffer, where it stays
+ * until the response is done (h2o consumes it then), to count them. */
+static int check_framing(h2o_req_t *req, const char **why)
+{
+    if (req->version >= 0x200 || req->entity.base == NULL ||
+        req->conn->callbacks->get_socket == NULL)
+        return 0; /* HTTP/2 frames bodies itself; no body: no framing field was given */
+    h2o_socket_t *sock = req->conn->callbacks->get_socket(req->conn);
+    if (sock == NULL || sock->input == NULL)
+        return 0;
+    return http_guard_framing(sock->input->bytes, sock->input->size, why);
+}
+
+/* Answers what no route should see (400, or 431 for a head over HTTP_GUARD_HEAD_MAX) and closes
+ * the connection after the answer; returns non-zero when it answered. */
+static int refuse_malformed(struct http_request *r)
+{
+    h2o_req_t *req = r->req;
+    const char *why = NULL, *code = "invalid_request";
+    size_t head = head_bytes(req);
+    if (head > HTTP_GUARD_HEAD_MAX) {
+        req->http1_is_persistent = 0;
+        http_send_error(r, 431, "headers_too_large", NULL,
+                        "the request head (request line and header fields) is %zu bytes; arun "
+                        "takes at most %d",
+                        head, HTTP_GUARD_HEAD_MAX);
+        return -EMSGSIZE;
+    }
+    if (req->version == 0x101 && no_host(req)) {
+        why = "an HTTP/1.1 request needs a Host header";
+    } else if (has_obs_fold(req)) {
+        why = "a header field is continued on the next line (obs-fold); send each on one line";
+    } else if (http_guard_target(req->input.path.base, req->input.path.len, &why) != 0) {
+        code = "invalid_path";
+    } else if (check_framing(req, &why) != 0) {
+        code = "invalid_framing";
+    }
+    if (why == NULL)
+        return 0;
+    req->http1_is_persistent = 0; /* what follows on the connection cannot be trusted */
+    http_send_error(r, 400, code, NULL, "%s", why);
+    return -EINVAL;
+}
+
 /* ---- dispatch ---- */
 
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
@@ -212,6 +291,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     srv->in_flight++;
     assign_request_id(r);
     /* During a drain h2o has already turned keep-alive off (shutdown_requested, at parse time). */
+    if (refuse_malformed(r) != 0)
+        return 0;
 
     h2o_iovec_t path = req->path_normalized;
     switch (http_router_match(&srv->router, r, req->method, path)) {

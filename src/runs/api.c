@@ -398,6 +398,17 @@ static void idem_claim_cb(int status, void *arg)
     }
 }
 
+/* An Idempotency-Key is 1 to IDEM_KEY_MAX printable ASCII characters: it is stored, compared
+ * and quoted in messages, and a client's key is a UUID or the like, never binary. */
+static bool idem_key_ok(const char *key)
+{
+    size_t n = strlen(key);
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)key[i] < 0x20 || (unsigned char)key[i] > 0x7e)
+            return false;
+    return n > 0 && n <= IDEM_KEY_MAX;
+}
+
 static void create_response(struct http_request *r, void *arg)
 {
     struct runs_api *api = arg;
@@ -413,10 +424,12 @@ static void create_response(struct http_request *r, void *arg)
         return;
     }
     const char *key = http_header(r, "idempotency-key");
-    if (key != NULL && (strlen(key) == 0 || strlen(key) > IDEM_KEY_MAX)) {
+    if (key != NULL && !idem_key_ok(key)) {
         run_request_free(&rq);
         http_send_error(r, 400, "invalid_value", "Idempotency-Key",
-                        "The Idempotency-Key header must have 1 to %d bytes.", IDEM_KEY_MAX);
+                        "The Idempotency-Key header must have 1 to %d printable ASCII "
+                        "characters.",
+                        IDEM_KEY_MAX);
         return;
     }
     /* The tenant's background runs already queued (queued_runs). The gateway's queue_limit does

@@ -44,6 +44,7 @@
 #include <openssl/evp.h>
 
 #include "core/ids.h"
+#include "gateway/gateway.h"
 
 #define ID_MAX 128    /* characters of an id a client gives (OpenAI's are about 50) */
 #define TOOLS_MAX 128 /* function tools in one request, as OpenAI */
@@ -1153,6 +1154,11 @@ int run_request_parse(json_t *body, struct run_request *out, struct run_error *e
     if (json_string_length(v) == 0)
         return run_error_set(err, 400, "invalid_value", "model",
                              "Invalid 'model': expected a model name, but got an empty string.");
+    if (json_string_length(v) >= GATEWAY_MODEL_MAX)
+        return run_error_set(err, 400, "invalid_value", "model",
+                             "Invalid 'model': the name is %zu bytes long; model names have at "
+                             "most %d.",
+                             json_string_length(v), GATEWAY_MODEL_MAX - 1);
     rq.model = json_string_value(v);
 
     rc = opt_string(json_object_get(body, "instructions"), "instructions", &rq.instructions, err);

@@ -423,8 +423,13 @@ int scheduler_start(struct run *r, const char *partial, struct run_error *err)
                            "The model '%s' does not exist; models served here: %s", r->rq.model,
                            names.len ? buf_cstr(&names) : "(none configured)");
         buf_cleanup(&names);
-    } else if (rc != 0) {
+    } else if (rc == -ESHUTDOWN) {
         rc = run_error_set(err, 503, "shutting_down", "", "arun is shutting down");
+    } else if (rc != 0) {
+        /* -EINVAL: a submission request.c should have refused (it checks the model's length) */
+        rc = run_error_set(err, 500, "internal_error", "",
+                           "the gateway refused the run's request (%s); this is a bug in arun",
+                           strerror(-rc));
     } else if (r->submit_status != 0) {
         r->call = NULL;
         IGNORE_RESULT(

@@ -90,12 +90,13 @@ describe('arun serve: HTTP core', () => {
     assert.match((await ev.json()).error.message, /^Last-Event-ID must be an event id \(a number\), got "x\?{30}"$/);
   });
 
-  test('paths with .. are normalised, never escape the routes', async () => {
+  test('paths with .. are refused before routing, never escape the routes', async () => {
     const r = await rawExchange(arun.port, ['GET /v1/../../healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n']);
-    assert.match(r.text, /^HTTP\/1\.1 200/);
+    assert.match(r.text, /^HTTP\/1\.1 400/);
+    assert.match(r.text, /"invalid_path"/);
     const r2 = await rawExchange(arun.port, ['GET /../../../etc/passwd HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n']);
-    assert.match(r2.text, /^HTTP\/1\.1 404/);
-    assert.match(r2.text, /"not_found_error"/);
+    assert.match(r2.text, /^HTTP\/1\.1 400/);
+    assert.match(r2.text, /"invalid_path"/);
   });
 
   test('GET /metrics is Prometheus text with request counts and latency histograms', async () => {

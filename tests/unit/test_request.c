@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "core/common.h"
+#include "gateway/gateway.h"
 #include "runs/request.h"
 
 static json_t *parse_json(const char *text)
@@ -300,6 +301,23 @@ static void test_hostile_bodies_get_a_400_naming_the_parameter(void **state)
 {
     for (size_t i = 0; i < sizeof(HOSTILE) / sizeof(HOSTILE[0]); i++)
         expect_400(HOSTILE[i].body, HOSTILE[i].param, HOSTILE[i].code);
+}
+
+/* A model name the gateway cannot route (GATEWAY_MODEL_MAX bytes or more) is the client's 400,
+ * not a refusal at submit time (that was a 503 "shutting down"); one byte less is a name. */
+static void test_a_model_name_too_long_to_route_is_a_400(void **state)
+{
+    char body[512], model[GATEWAY_MODEL_MAX + 1];
+    memset(model, 'q', GATEWAY_MODEL_MAX);
+    model[GATEWAY_MODEL_MAX] = '\0';
+    snprintf(body, sizeof(body), "{\"model\":\"%s\"," IN "}", model);
+    expect_400(body, "model", "invalid_value");
+    struct run_request rq;
+    model[GATEWAY_MODEL_MAX - 1] = '\0';
+    snprintf(body, sizeof(body), "{\"model\":\"%s\"," IN "}", model);
+    expect_ok(body, &rq);
+    assert_int_equal(strlen(rq.model), GATEWAY_MODEL_MAX - 1);
+    run_request_free(&rq);
 }
 
 static void test_too_many_tools_are_refused(void **state)
@@ -916,6 +934,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hostile_bodies_get_a_400_naming_the_parameter),
+        cmocka_unit_test(test_a_model_name_too_long_to_route_is_a_400),
         cmocka_unit_test(test_too_many_tools_are_refused),
         cmocka_unit_test(test_every_field_replaced_by_a_wrong_value_is_a_400_or_accepted),
         cmocka_unit_test(test_full_body_is_read_field_by_field),
