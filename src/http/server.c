@@ -72,6 +72,8 @@ struct error_filter {
 };
 
 static const char *const request_labels[] = {"route", "method", "status"};
+
+#define HTTP_LOG_PATH_MAX 2048 /* bytes of a path in an access log line; longer ones are cut */
 static const char *const duration_labels[] = {"route"};
 
 /* ---- request ids ---- */
@@ -187,11 +189,21 @@ static void request_dispose(void *p)
 
     enum log_level lvl = quiet_route(r->route) || r->own_access_log ? LOGL_DEBUG : LOGL_INFO;
     if (lvl >= log_min_level) {
-        h2o_iovec_t path = loggable_path(req);
-        json_t *f = json_pack("{s:s, s:s%, s:i, s:f, s:I}", "method", method, "path", path.base,
-                              path.len, "status", st, "duration_ms", secs * 1000, "bytes_sent",
-                              (json_int_t)req->bytes_sent);
-        log_write(lvl, "http", r->id, 0, f, "%s %.*s %d", method, (int)path.len, path.base, st);
+        /* Typed fields, not jansson's: a path that is not UTF-8 (a client's bytes) would make
+         * json_pack fail and the line lose every field; the log writer escapes what it must. */
+        h2o_iovec_t full = loggable_path(req);
+        char path[HTTP_LOG_PATH_MAX + 1];
+        size_t plen = full.len < HTTP_LOG_PATH_MAX ? full.len : HTTP_LOG_PATH_MAX;
+        memcpy(path, full.base, plen);
+        path[plen] = '\0';
+        struct log_field f[] = {
+            LOG_STR("method", method),
+            LOG_STR("path", path),
+            LOG_INT("status", st),
+            LOG_REAL("duration_ms", secs * 1000),
+            LOG_INT("bytes_sent", (int64_t)req->bytes_sent),
+        };
+        log_write_fields(lvl, "http", r->id, 0, f, ARRAY_SIZE(f), "%s %s %d", method, path, st);
     }
     if (r->release != NULL)
         r->release(r, r->release_arg);
