@@ -76,6 +76,12 @@ static int bearer_of(struct auth *a, struct http_request *r, const char **key, s
                      "(this server has auth.mode: keys). `arun keys create` makes one.");
         return -EACCES;
     }
+    if (h2o_find_header(&r->req->headers, H2O_TOKEN_AUTHORIZATION, i) >= 0) {
+        /* Which one counts would be a guess, and a proxy in front may have guessed otherwise. */
+        unauthorized(a, r, "more than one Authorization header",
+                     "Invalid Authorization header: it was sent more than once; send one.");
+        return -EACCES;
+    }
     h2o_iovec_t v = r->req->headers.entries[i].value;
     static const char scheme[] = "bearer ";
     size_t n = sizeof(scheme) - 1;

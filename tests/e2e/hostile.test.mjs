@@ -11,15 +11,17 @@
 // replaced, not refused). After every case the server must still answer a normal request, and
 // after each kind of case a real chat completion through the mock engine.
 //
-// The cases are a table built by cases(ctx) and run by runSuite(arun, headers): a second pass
-// with auth.mode keys only has to start a server with keys and pass its Authorization header.
+// The cases are a table built by cases(ctx) and run by runSuite(arun, opts): once with
+// auth.mode none, once with keys (every case carries an admin key; the Authorization cases then
+// expect 401, and every route is walked without a key and with a member key).
+// HOSTILE_KINDS=smuggling,http2 runs only those kinds (while working on them).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import http2 from 'node:http2';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { Arun, MOCK_BIN, ROOT, waitFor, assertNoSanitizerReport } from './lib/arun.mjs';
+import { Arun, MOCK_BIN, ROOT, createKey, waitFor, assertNoSanitizerReport } from './lib/arun.mjs';
 
 const MAX_BODY = 262144; // limits.max_body_bytes of the server under test
 const MAX_HEAD = 32768; // HTTP_MAX_HEAD_BYTES in src/http/server.h: a bigger head gets 431
@@ -195,7 +197,12 @@ const ROUTES = [
   ['DELETE', '/v1/conversations/{id}'], ['GET', '/v1/conversations/{id}/items'],
   ['POST', '/v1/conversations/{id}/items'], ['GET', '/v1/conversations/{id}/items/{item}'],
   ['DELETE', '/v1/conversations/{id}/items/{item}'],
+  ['POST', '/v1/keys'], ['GET', '/v1/keys'], ['POST', '/v1/keys/{id}/revoke'], ['GET', '/v1/audit'],
 ];
+// Who may call what (http_access of each route): the keys pass walks them without a key and
+// with a member key.
+const PUBLIC = new Set(['/healthz', '/readyz']);
+const ADMIN = (p) => p === '/metrics' || p.startsWith('/v1/engines') || p.startsWith('/v1/keys') || p === '/v1/audit';
 
 // A valid body for each route that takes one, and the type each of its fields must have.
 const CHAT = { model: 'qwen', messages: [{ role: 'user', content: 'hi' }], max_tokens: 4 };
@@ -207,6 +214,7 @@ const BODIES = {
   '/v1/conversations': { ok: { metadata: { a: 'b' } }, fields: { metadata: 'metadata', items: 'array' } },
   '/v1/conversations/{id}': { ok: { metadata: { a: 'b' } }, fields: { metadata: 'metadata' } },
   '/v1/conversations/{id}/items': { ok: { items: [{ type: 'message', role: 'user', content: 'hi' }] }, fields: { items: 'array' } },
+  '/v1/keys': { ok: { tenant: 'hostile', role: 'member', name: 'n' }, fields: { tenant: 'string', role: 'string', name: 'string' } },
 };
 // Values of every JSON type; a field gets each one that is not of its type.
 const TYPED = { string: 'x', number: 1.5, integer: 7, object: { a: 1 }, array: [1], null: null, boolean: true };
@@ -216,7 +224,7 @@ const ACCEPTS = {
   choice: ['string', 'object'], metadata: ['object'], conversation: ['string', 'object'],
 };
 // null is "not given" in the OpenAI API for the optional fields.
-const NULL_OK = new Set(['max_tokens', 'max_completion_tokens', 'temperature', 'top_p', 'n', 'stop', 'stream', 'stream_options', 'tools', 'tool_choice', 'response_format', 'seed', 'logprobs', 'presence_penalty', 'frequency_penalty', 'user', 'echo', 'encoding_format', 'dimensions', 'instructions', 'max_output_tokens', 'background', 'store', 'previous_response_id', 'conversation', 'metadata', 'text', 'reasoning', 'items']);
+const NULL_OK = new Set(['name', 'role', 'max_tokens', 'max_completion_tokens', 'temperature', 'top_p', 'n', 'stop', 'stream', 'stream_options', 'tools', 'tool_choice', 'response_format', 'seed', 'logprobs', 'presence_penalty', 'frequency_penalty', 'user', 'echo', 'encoding_format', 'dimensions', 'instructions', 'max_output_tokens', 'background', 'store', 'previous_response_id', 'conversation', 'metadata', 'text', 'reasoning', 'items']);
 
 const SQL_IDS = ["' OR 1=1 --", '"; DROP TABLE responses; --', "resp_1' UNION SELECT * FROM keys --", '%', '_', '*'];
 const BAD_SEGMENTS = [
@@ -233,7 +241,13 @@ function cases(ctx) {
   const send = (method, target, opts = {}) => () => exchange(ctx.port, request(method, target, { ...opts, headers: [...H, ...(opts.headers || [])] }));
   const add = (kind, name, sender, expect) => out.push({ kind, name, send: sender, expect });
   const err = (status) => (r, what) => assertOpenAIError(r, { status, what });
-  const fill = (p) => p.replace('{name}', 'qwen').replace('{id}', p.startsWith('/v1/conversations') ? ctx.ids.conversation : ctx.ids.response).replace('{item}', ctx.ids.item);
+  // A refusal that does not repeat what the client presented (a key, or what looked like one).
+  const notEchoed = (status, presented) => (r, what) => {
+    assertOpenAIError(r, { what, status });
+    if (presented.length >= 8) assert.ok(!r.raw.includes(presented.slice(0, 64)), `${what}: the answer echoes the presented value`);
+  };
+  const fill = (p) => p.replace('{name}', 'qwen').replace('{item}', ctx.ids.item)
+    .replace('{id}', p.startsWith('/v1/conversations') ? ctx.ids.conversation : p.startsWith('/v1/keys') ? 'key_0000000000000000' : ctx.ids.response);
   const bodyRoutes = ROUTES.filter(([m, p]) => m === 'POST' && BODIES[p]);
 
   // Bodies over the limit: refused from the Content-Length before any byte of the body (413),
@@ -311,6 +325,17 @@ function cases(ctx) {
     }
   }
 
+  // Keys: tenants, roles and names no key may have.
+  for (const [name, body] of Object.entries({
+    'empty tenant': { tenant: '' }, 'upper-case tenant': { tenant: 'Acme' }, 'tenant with a slash': { tenant: '../x' },
+    'tenant of 65 bytes': { tenant: 'a'.repeat(65) }, 'tenant with SQL': { tenant: "' OR 1=1 --" }, 'tenant with a NUL': { tenant: 'a\u0000b' },
+    'tenant not UTF-8-safe': { tenant: 'é' }, 'no tenant': { role: 'member' }, 'role root': { tenant: 't', role: 'root' },
+    'role upper-case': { tenant: 't', role: 'ADMIN' }, 'name of 10 KB': { tenant: 't', name: 'n'.repeat(10000) },
+    'unknown field': { tenant: 't', tenant_id: 'u' },
+  })) {
+    add('keys', `POST /v1/keys ${name}`, send('POST', '/v1/keys', { body: json(body) }), err(400));
+  }
+
   // Unknown models and ids.
   for (const model of ['gpt-9', '', ' ', 'qwen ', "' OR 1=1 --", '"; DROP TABLE engines; --', 'x'.repeat(300), '../qwen', 'qwén', '😀']) {
     for (const p of ['/v1/chat/completions', '/v1/completions', '/v1/embeddings', '/v1/responses']) {
@@ -343,10 +368,14 @@ function cases(ctx) {
     '/v1/conversations/{id}/items': ['limit=-1', 'limit=99999999999999999999', 'order=%00', `after=${encodeURIComponent('"; DROP TABLE items; --')}`],
     '/v1/responses/{id}/input_items': ['limit=-5', 'limit=0x10', `after=${encodeURIComponent("' OR '1'='1")}`],
     '/v1/engines/{name}/logs': ['tail=-1', 'tail=99999999999999999999', 'tail=NaN', 'tail=1e308', 'follow=maybe'],
+    '/v1/audit': ['since=-1', 'since=abc', 'since=99999999999999999999999', 'limit=-1', 'limit=0', 'limit=1e308', `after=${encodeURIComponent("' OR 1=1 --")}`, 'after=%ff'],
+    '/v1/keys': ['limit=-1', 'limit=abc'],
   };
   for (const [p, qs] of Object.entries(queries)) {
     for (const q of qs) add('query', `GET ${p}?${q}`, send('GET', `${fill(p)}?${q}`), err(400));
   }
+  // GET /v1/keys takes any string as its cursor (keys sort by id): SQL in it is a string.
+  add('query', 'GET /v1/keys?after=SQL', send('GET', `/v1/keys?after=${encodeURIComponent('"; DROP TABLE keys; --')}`), (r, what) => assertAnswered(r, { what }));
   for (const q of ['after=-1', 'after=abc', 'after=99999999999999999999999', 'after=%ff']) {
     add('query', `GET /v1/events?${q}`, send('GET', `/v1/events?${q}`), err(400));
   }
@@ -382,7 +411,7 @@ function cases(ctx) {
   add('request-line', 'NUL in the path', send('GET', '/v1/mo\x00dels'), (r, what) => assertH2oRefusal(r, { what }));
   add('request-line', 'control character in the path', send('GET', '/v1/mo\x01dels'), (r, what) => assertH2oRefusal(r, { what }));
   add('request-line', 'path of 64 KiB', send('GET', `/v1/responses/${'a'.repeat(65536)}`), err(431));
-  add('request-line', 'bare LF line ends', () => exchange(ctx.port, 'GET /v1/models HTTP/1.1\nHost: x\nConnection: close\n\n'), (r, what) => assertAnswered(r, { what }));
+  add('request-line', 'bare LF line ends', () => exchange(ctx.port, request('GET', '/v1/models', { headers: H }).toString('latin1').replaceAll('\r\n', '\n')), (r, what) => assertAnswered(r, { what }));
 
   // Headers.
   add('headers', 'one header of 64 KiB', send('GET', '/v1/models', { headers: [['X-Big', 'a'.repeat(65536)]] }), err(431));
@@ -432,13 +461,27 @@ function cases(ctx) {
     assert.notEqual(r.responses[0].headers['x-request-id'], 'x'.repeat(65), what);
   });
 
-  // Authorization: with auth.mode none, ignored; a key pass asserts 401 (see runSuite).
+  // Authorization: with auth.mode none, ignored; with keys, 401 and the value never echoed.
   const authCases = { 'a 1 MB bearer': `Bearer ${'k'.repeat(1 << 20)}`, 'a 30 KiB bearer': `Bearer ${'k'.repeat(30000)}`, 'Basic': 'Basic YWRtaW46YWRtaW4=',
     'Bearer without a key': 'Bearer', 'Bearer and spaces': 'Bearer    ', 'invalid UTF-8': 'Bearer \xff\xfe', 'SQL': "Bearer ' OR 1=1 --", 'lower-case scheme': 'bearer arun-x', 'two keys': 'Bearer a, Bearer b' };
   for (const [name, v] of Object.entries(authCases)) {
     const huge = v.length > MAX_HEAD * 4;
     add('authorization', name, () => exchange(ctx.port, request('GET', '/v1/models', { headers: [['Authorization', v]] })),
-      huge ? (r, what) => assertH2oRefusal(r, { what }) : ctx.keys ? err(401) : (r, what) => assertAnswered(r, { what }));
+      huge ? (r, what) => assertH2oRefusal(r, { what }) : ctx.keys ? notEchoed(401, v.slice(7)) : (r, what) => assertAnswered(r, { what }));
+  }
+  if (ctx.keys) {
+    // A valid key and another Authorization field: which one counts would be a guess.
+    add('authorization', 'two Authorization fields, the valid one first', send('GET', '/v1/models', { headers: [['Authorization', 'Bearer arun-junk']] }), notEchoed(401, 'arun-junk'));
+    add('authorization', 'two Authorization fields, the valid one last', () => exchange(ctx.port, request('GET', '/v1/models', { headers: [['Authorization', 'Bearer arun-junk'], ...H] })), notEchoed(401, 'arun-junk'));
+    add('authorization', 'a key of the right shape that no one has', () => exchange(ctx.port, request('GET', '/v1/models', { headers: [['Authorization', `Bearer arun-${'A'.repeat(43)}`]] })), notEchoed(401, 'A'.repeat(43)));
+    // Every route without a key (the probes need none), and the admin ones with a member key.
+    for (const [m, p] of ROUTES) {
+      const body = m === 'POST' && BODIES[p] ? json(BODIES[p].ok) : undefined;
+      const target = fill(p);
+      if (PUBLIC.has(p)) add('authorization', `${m} ${p} without a key`, () => exchange(ctx.port, request(m, target)), (r, what) => assertAnswered(r, { what }));
+      else add('authorization', `${m} ${p} without a key`, () => exchange(ctx.port, request(m, target, { body })), err(401));
+      if (ADMIN(p)) add('authorization', `${m} ${p} with a member key`, () => exchange(ctx.port, request(m, target, { headers: ctx.memberHeaders, body })), err(403));
+    }
   }
 
   // Request smuggling: conflicting framing is refused and the connection closed, so nothing
@@ -484,7 +527,7 @@ function cases(ctx) {
   // picohttpparser reads what follows a chunk size up to the line end as a chunk extension.
   add('smuggling', 'junk after a chunk size', post([['Transfer-Encoding', 'chunked']], '3 x\r\nabc\r\n0\r\n\r\n'), err(400));
   // A chunked body on a GET is a body: the request after its last chunk is the next request.
-  add('smuggling', 'chunked on a GET, then a pipelined request', () => exchange(ctx.port, Buffer.concat([request('GET', '/v1/models', { headers: [...H, ['Transfer-Encoding', 'chunked']], close: false }), Buffer.from(`5\r\nhello\r\n0\r\n\r\n${smuggled.replace('\r\n\r\n', '\r\nConnection: close\r\n\r\n')}`)])),
+  add('smuggling', 'chunked on a GET, then a pipelined request', () => exchange(ctx.port, Buffer.concat([request('GET', '/v1/models', { headers: [...H, ['Transfer-Encoding', 'chunked']], close: false }), Buffer.from('5\r\nhello\r\n0\r\n\r\n'), request('GET', '/metrics', { headers: H })])),
     (r, what) => {
       assert.deepEqual(r.responses.map((x) => x.status), [200, 200], `${what}: ${r.raw.slice(0, 400)}`);
     });
@@ -578,7 +621,7 @@ async function alive(arun, headers, what, slow = []) {
 // Runs every case against arun (headers: added to each request, e.g. a key) and returns the
 // count by kind. Slowloris clients dribble through the whole run: each must be cut off by the
 // server's request timeout, and none may delay the cases.
-async function runSuite(arun, { headers = [], keys = false } = {}) {
+async function runSuite(arun, { headers = [], keys = false, memberHeaders = [] } = {}) {
   const api = async (method, path, body) => {
     const r = await exchange(arun.port, request(method, path, { headers, body: body && json(body) }), { timeoutMs: 20000 });
     assert.ok(r.responses[0]?.status < 300, `${method} ${path}: ${r.raw.slice(0, 400)}`);
@@ -587,7 +630,7 @@ async function runSuite(arun, { headers = [], keys = false } = {}) {
   const resp = await api('POST', '/v1/responses', BODIES['/v1/responses'].ok);
   const conv = await api('POST', '/v1/conversations', { items: [{ type: 'message', role: 'user', content: 'hi' }] });
   const items = await api('GET', `/v1/conversations/${conv.id}/items`);
-  const ctx = { port: arun.port, headers, keys, ids: { response: resp.id, conversation: conv.id, item: items.data[0].id } };
+  const ctx = { port: arun.port, headers, keys, memberHeaders, ids: { response: resp.id, conversation: conv.id, item: items.data[0].id } };
 
   const slow = [
     dribbler(arun.port, 'GET /v1/models HTTP/1.1\r\nHost: x\r\nX-Slow: ', 'a', 200), // headers, a byte at a time
@@ -634,15 +677,39 @@ async function runSuite(arun, { headers = [], keys = false } = {}) {
   return byKind;
 }
 
+// One pass: a server, the cases with headers (a key), the count by kind printed.
+async function pass(label, arun, opts = {}) {
+  const auth = Object.fromEntries((opts.headers || []).map(([k, v]) => [k, v]));
+  await waitFor(async () => (await (await fetch(`${arun.url}/v1/engines/qwen`, { headers: auth })).json()).state === 'ready', { timeoutMs: 20000, what: 'the mock engine to be ready' });
+  const byKind = await runSuite(arun, opts);
+  const total = Object.values(byKind).reduce((a, b) => a + b, 0);
+  console.log(`hostile (${label}): ${total} cases: ${Object.entries(byKind).map(([k, n]) => `${k} ${n}`).join(', ')}`);
+  if (!process.env.HOSTILE_KINDS) assert.ok(total >= 200, `only ${total} cases`);
+  assertLogIntact(arun);
+  assertNoSanitizerReport(arun.stderr);
+}
+
 test('hostile input: every route, auth.mode none', async () => {
   const arun = await new Arun({ config }).start();
   try {
-    await waitFor(async () => (await (await fetch(`${arun.url}/v1/engines/qwen`)).json()).state === 'ready', { timeoutMs: 20000, what: 'the mock engine to be ready' });
-    const byKind = await runSuite(arun);
-    const total = Object.values(byKind).reduce((a, b) => a + b, 0);
-    console.log(`hostile (auth.mode none): ${total} cases: ${Object.entries(byKind).map(([k, n]) => `${k} ${n}`).join(', ')}`);
-    if (!process.env.HOSTILE_KINDS) assert.ok(total >= 200, `only ${total} cases`);
-    assertLogIntact(arun);
-    assertNoSanitizerReport(arun.stderr);
+    await pass('auth.mode none', arun);
+  } finally { await arun.cleanup(); }
+});
+
+// The same cases with keys on: every one carries an admin key, so the gate runs before each
+// handler; the Authorization cases expect 401 without the value echoed, every route is walked
+// without a key (401) and the admin ones with a member key (403), and no key reaches the log.
+test('hostile input: every route, auth.mode keys', async () => {
+  const arun = new Arun({ config: `auth:\n  mode: keys\n${config}` });
+  try {
+    const admin = await createKey(arun, { tenant: 'default', role: 'admin', name: 'hostile' });
+    const member = await createKey(arun, { tenant: 'default', role: 'member' });
+    await arun.start();
+    await pass('auth.mode keys', arun, {
+      keys: true,
+      headers: [['Authorization', `Bearer ${admin.key}`]],
+      memberHeaders: [['Authorization', `Bearer ${member.key}`]],
+    });
+    for (const k of [admin.key, member.key]) assert.ok(!arun.stderr.includes(k), 'a key in the log');
   } finally { await arun.cleanup(); }
 });
