@@ -712,8 +712,11 @@ test('hostile input: every route, auth.mode none', async () => {
 // The same cases with keys on: every one carries an admin key, so the gate runs before each
 // handler; the Authorization cases expect 401 without the value echoed, every route is walked
 // without a key (401) and the admin ones with a member key (403), and no key reaches the log.
+// The tenant's request limits are off: a thousand cases in seconds are a flood on purpose, and
+// limits.test.mjs checks the limits.
 test('hostile input: every route, auth.mode keys', async () => {
-  const arun = new Arun({ config: `auth:\n  mode: keys\n${config}` });
+  const unlimited = 'tenants:\n  default: {requests_per_minute: 0, concurrent_requests: 0}\n';
+  const arun = new Arun({ config: `auth:\n  mode: keys\n${unlimited}${config}` });
   try {
     const admin = await createKey(arun, { tenant: 'default', role: 'admin', name: 'hostile' });
     const member = await createKey(arun, { tenant: 'default', role: 'member' });
