@@ -15,6 +15,7 @@
 #include "core/log.h"
 #include "gateway/gateway_int.h"
 #include "gateway/jsonscan.h"
+#include "gateway/validate.h"
 #include "http/sse.h"
 
 /* One HTTP request being answered through a call. */
@@ -310,6 +311,16 @@ static void completion(struct http_request *r, void *arg)
             http_send_error(r, 400, "invalid_model", "model",
                             "\"model\" is %zu bytes long; model names have at most %d", model_len,
                             GATEWAY_MODEL_MAX - 1);
+        return;
+    }
+    /* Types and ranges (validate.h) before anything is queued: the body's syntax is known good
+     * now, from the scan or from jansson. */
+    enum validate_kind kind;
+    struct validate_error verr;
+    if (validate_kind_of(http_request_route(r), &kind) == 0 &&
+        validate_request(kind, r->req->entity.base, r->req->entity.len, &verr) != 0) {
+        json_decref(body);
+        http_send_error(r, 400, verr.code, verr.param[0] ? verr.param : NULL, "%s", verr.message);
         return;
     }
     struct gateway_submission sub = {
