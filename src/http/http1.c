@@ -62,8 +62,9 @@ static int parse_length(const char *v, size_t n, uint64_t *out)
 /* "HTTP/1.x NNN" with nothing after the code: RFC 9112 wants a space there even when the reason
  * is empty, and picohttpparser insists on it, but servers that leave both out exist and the
  * head cannot be read two ways. Returns the length of that line with its line end, 0 when p
- * does not start with one. */
-static size_t reasonless_status_line(const char *p, size_t n)
+ * does not start with one, -1 when it does up to a CR that ends the input (its LF may come
+ * with the next read: fuzz_httpc_h1 found such a line refused when cut there). */
+static ssize_t reasonless_status_line(const char *p, size_t n)
 {
     if (n < 13 || memcmp(p, "HTTP/1.", 7) != 0 || p[7] < '0' || p[7] > '9' || p[8] != ' ')
         return 0;
@@ -73,6 +74,8 @@ static size_t reasonless_status_line(const char *p, size_t n)
     }
     if (p[12] == '\n')
         return 13;
+    if (p[12] == '\r' && n == 13)
+        return -1;
     return n >= 14 && p[12] == '\r' && p[13] == '\n' ? 14 : 0;
 }
 
@@ -85,12 +88,14 @@ static ssize_t pico_head(const char *p, size_t n, int *minor, int *status, struc
     size_t msg_len, room = *nf;
     int rc = phr_parse_response(p, n, minor, status, &msg, &msg_len, f, nf, 0);
     if (rc == -1) {
-        size_t sl = reasonless_status_line(p, n);
+        ssize_t sl = reasonless_status_line(p, n);
+        if (sl < 0)
+            return 0;
         if (sl > 0) {
             *minor = p[7] - '0';
             *status = (p[9] - '0') * 100 + (p[10] - '0') * 10 + (p[11] - '0');
             *nf = room;
-            rc = phr_parse_headers(p + sl, n - sl, f, nf, 0);
+            rc = phr_parse_headers(p + sl, n - (size_t)sl, f, nf, 0);
             if (rc > 0)
                 rc += (int)sl;
         }

@@ -74,6 +74,25 @@ static void test_bare_lf_and_missing_reason_are_accepted(void **state)
     assert_string_equal(f.seen, "X=y;");
 }
 
+/* A status line without a reason, cut between its CR and LF, waits for the LF: it was refused
+ * as malformed (found by fuzz_httpc_h1), so an engine's "HTTP/1.1 400\r\n" split by TCP failed. */
+static void test_a_reasonless_status_line_cut_anywhere_needs_more(void **state)
+{
+    const char *s = "HTTP/1.1 400\r\nContent-Length: 2\r\n\r\n";
+    size_t n = strlen(s);
+    for (size_t cut = 0; cut < n; cut++) {
+        struct http1_head h;
+        struct fields f = {0};
+        if (http1_parse_head(s, cut, false, &h, field_fn, &f) != 0)
+            fail_msg("cut at %zu: not \"more\"", cut);
+    }
+    struct http1_head h;
+    struct fields f;
+    assert_int_equal(parse(s, &h, &f), (ssize_t)n);
+    assert_int_equal(h.status, 400);
+    assert_int_equal(parse("HTTP/1.1 400\rX", &h, &f), -1);
+}
+
 static void test_empty_reason_and_blanks_around_values(void **state)
 {
     struct http1_head h;
@@ -306,6 +325,7 @@ int main(void)
         cmocka_unit_test(test_head_with_length_reports_fields_and_keeps_alive),
         cmocka_unit_test(test_head_cut_anywhere_needs_more_and_reports_nothing),
         cmocka_unit_test(test_bare_lf_and_missing_reason_are_accepted),
+        cmocka_unit_test(test_a_reasonless_status_line_cut_anywhere_needs_more),
         cmocka_unit_test(test_empty_reason_and_blanks_around_values),
         cmocka_unit_test(test_a_control_byte_in_a_value_is_refused),
         cmocka_unit_test(test_more_fields_than_the_cap_is_a_head_too_large),
