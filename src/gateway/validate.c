@@ -243,7 +243,7 @@ static int members_find(const struct val *obj, const char *const *names, struct 
     while ((rc = items_next(&it, &name, &v)) == 1) {
         key_read(&k, &name);
         for (size_t i = 0; names[i] != NULL; i++) {
-            if (key_is(&k, names[i]))
+            if (names[i][0] == k.s[0] && key_is(&k, names[i]))
                 out[i] = v;
         }
     }
@@ -1121,7 +1121,7 @@ int validate_request(enum validate_kind kind, const char *body, size_t len,
             continue; /* no field has such a name */
         for (size_t i = 0; i < ARRAY_SIZE(fields); i++) {
             const struct field *f = &fields[i];
-            if (!(f->kinds & (1u << kind)) || strcmp(f->name, k.s) != 0)
+            if (f->name[0] != k.s[0] || !(f->kinds & (1u << kind)) || strcmp(f->name, k.s) != 0)
                 continue;
             struct path at = {NULL, f->name, 0};
             seen[i] = true;

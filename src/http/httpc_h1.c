@@ -131,8 +131,6 @@ struct h1_conn {
  * profile (read_cb). */
 struct h1_req {
     struct httpc_req base;     /* first: the public handle */
-    unsigned head : 1;         /* HEAD: no body comes */
-    unsigned headers_done : 1; /* the final response's head was parsed */
     unsigned got_bytes : 1;    /* some response byte arrived on the current connection */
     unsigned paused : 1;       /* on_data said HTTPC_PAUSE; not reading */
     unsigned resume_asked : 1; /* httpc_resume ran inside on_data */
@@ -144,10 +142,8 @@ struct h1_req {
     enum httpc_data_result (*on_data)(struct httpc_req *r, const char *p, size_t n, void *arg);
     void *arg;
     uint32_t idle_timeout_ms;
-    uint64_t last_data_ns;        /* for the idle timeout */
-    uint64_t body_left;           /* HTTP1_BODY_LENGTH: bytes still to come */
-    struct http1_head resp;       /* the final response's head, once headers_done */
-    struct http1_chunked chunked; /* decoder state for a chunked body */
+    uint64_t last_data_ns; /* for the idle timeout */
+    struct h1_reader rd;   /* the response: its head, framing and fields */
     struct h1 *t;
     httpc_done_cb done;
     int (*on_headers)(struct httpc_req *r, int status, void *arg);
@@ -158,14 +154,13 @@ struct h1_req {
     uint32_t connect_timeout_ms;
     uint32_t timeout_ms;
     uint32_t first_byte_timeout_ms;
-    size_t max_body_bytes;   /* buffered mode cap */
-    struct buf resp_headers; /* "name\0value\0" pairs of the current response */
-    struct buf resp_body;    /* buffered mode: the body so far */
-    uint64_t start_ns;       /* when h1_request ran */
-    uint64_t connect_ns;     /* when a new connection was made, 0 when reused */
-    uint64_t first_byte_ns;  /* when the first response byte arrived */
-    long connects;           /* connections opened for it */
-    int fail_err;            /* a start failure for defer_timer to report */
+    size_t max_body_bytes;  /* buffered mode cap */
+    struct buf resp_body;   /* buffered mode: the body so far */
+    uint64_t start_ns;      /* when h1_request ran */
+    uint64_t connect_ns;    /* when a new connection was made, 0 when reused */
+    uint64_t first_byte_ns; /* when the first response byte arrived */
+    long connects;          /* connections opened for it */
+    int fail_err;           /* a start failure for defer_timer to report */
     char *fail_text;
     h2o_linklist_t link;      /* in t->reqs */
     h2o_linklist_t fail_link; /* in t->failing while linked */
@@ -301,7 +296,7 @@ static void req_free(struct h1_req *r)
     t->active--;
     free(r->wbuf);
     free(r->fail_text);
-    buf_cleanup(&r->resp_headers);
+    h1_reader_cleanup(&r->rd);
     buf_cleanup(&r->resp_body);
     free(r);
 }
@@ -322,7 +317,7 @@ static void detach(struct h1_req *r, bool clean)
     r->conn = NULL;
     c->req = NULL;
     uv_timer_stop(&c->timer);
-    if (clean && r->resp.keep_alive && c->rlen == 0 && c->wpend == NULL && !c->t->freed) {
+    if (clean && r->rd.resp.keep_alive && c->rlen == 0 && c->wpend == NULL && !c->t->freed) {
         if (r->paused)
             uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb); /* idle ones read */
         park(c);
@@ -341,7 +336,7 @@ static void finish(struct h1_req *r, int err, char *text)
     struct httpc_result res = {
         .error = err,
         .error_text = err != 0 ? text : NULL,
-        .status = r->headers_done ? r->resp.status : 0,
+        .status = r->rd.headers_done ? r->rd.resp.status : 0,
         .body = r->on_data == NULL ? buf_cstr(&r->resp_body) : NULL,
         .body_len = r->on_data == NULL ? r->resp_body.len : 0,
         .connect_s = r->connect_ns ? (double)(r->connect_ns - r->start_ns) / 1e9 : 0,
@@ -406,10 +401,10 @@ static void rearm(struct h1_req *r)
         dl = ms_after(r->start_ns, r->timeout_ms);
     if (!c->connected && ms_after(r->start_ns, r->connect_timeout_ms) < dl)
         dl = ms_after(r->start_ns, r->connect_timeout_ms);
-    if (!r->headers_done && r->first_byte_timeout_ms != 0 &&
+    if (!r->rd.headers_done && r->first_byte_timeout_ms != 0 &&
         ms_after(r->start_ns, r->first_byte_timeout_ms) < dl)
         dl = ms_after(r->start_ns, r->first_byte_timeout_ms);
-    if (r->headers_done && r->idle_timeout_ms != 0 && !r->paused &&
+    if (r->rd.headers_done && r->idle_timeout_ms != 0 && !r->paused &&
         ms_after(r->last_data_ns, r->idle_timeout_ms) < dl)
         dl = ms_after(r->last_data_ns, r->idle_timeout_ms);
     if (dl == UINT64_MAX) {
@@ -434,7 +429,7 @@ static void timer_cb(uv_timer_t *timer)
         if (r->timeout_ms != 0 && r->timeout_ms < ms)
             ms = r->timeout_ms;
         text = xasprintf("cannot connect to %s within %u ms", r->hostport, ms);
-    } else if (!r->headers_done) {
+    } else if (!r->rd.headers_done) {
         uint32_t ms =
             r->first_byte_timeout_ms != 0 && now >= ms_after(r->start_ns, r->first_byte_timeout_ms)
                 ? r->first_byte_timeout_ms
@@ -758,8 +753,78 @@ static void warm_forget(struct h1 *t, struct h1_warm *w)
 static int field_cb(void *arg, const char *name, size_t name_len, const char *value,
                     size_t value_len)
 {
-    struct h1_req *r = arg;
-    return httpc_store_header(&r->resp_headers, name, name_len, value, value_len);
+    struct h1_reader *rd = arg;
+    return httpc_store_header(&rd->headers, name, name_len, value, value_len);
+}
+
+void h1_reader_init(struct h1_reader *rd, bool head_request)
+{
+    *rd = (struct h1_reader){.head_request = head_request};
+    buf_init(&rd->headers, HTTPC_MAX_HEADER_BYTES);
+}
+
+void h1_reader_cleanup(struct h1_reader *rd)
+{
+    buf_cleanup(&rd->headers);
+}
+
+enum h1_read_result h1_read(struct h1_reader *rd, char *p, size_t n, size_t *used, size_t *out,
+                            bool *complete)
+{
+    *used = 0;
+    *out = 0;
+    *complete = false;
+    if (!rd->headers_done) {
+        /* One allocation for the stored fields instead of growth by doubling from 64 bytes. */
+        IGNORE_RESULT(buf_reserve(&rd->headers, 512));
+        ssize_t hl = http1_parse_head(p, n, rd->head_request, &rd->resp, field_cb, rd);
+        if (hl == 0) {
+            if (n < HTTPC_MAX_HEADER_BYTES)
+                return H1_READ_MORE;
+            hl = -2;
+        }
+        if (hl == -2)
+            return H1_READ_TOO_BIG;
+        if (hl < 0)
+            return H1_READ_MALFORMED;
+        *used = (size_t)hl;
+        if (rd->resp.status < 200) {
+            buf_reset(&rd->headers); /* an interim response: the final one follows */
+            return H1_READ_INTERIM;
+        }
+        rd->headers_done = true;
+        if (rd->resp.framing == HTTP1_BODY_LENGTH)
+            rd->body_left = rd->resp.content_length;
+        http1_chunked_init(&rd->chunked);
+        return H1_READ_HEAD;
+    }
+    *used = n;
+    *out = n;
+    switch (rd->resp.framing) {
+    case HTTP1_BODY_NONE:
+        *complete = true;
+        *out = 0;
+        break;
+    case HTTP1_BODY_LENGTH:
+        if (*out > rd->body_left)
+            *out = (size_t)rd->body_left;
+        rd->body_left -= *out;
+        *complete = rd->body_left == 0;
+        break;
+    case HTTP1_BODY_CHUNKED: {
+        ssize_t consumed = http1_dechunk(&rd->chunked, p, n, out, complete);
+        if (consumed < 0)
+            return H1_READ_BAD_CHUNKS;
+        if (*complete && (size_t)consumed < n)
+            rd->resp.keep_alive = false;
+        break;
+    }
+    case HTTP1_BODY_EOF:
+        break;
+    }
+    if (*complete && *out < n && rd->resp.framing != HTTP1_BODY_CHUNKED)
+        rd->resp.keep_alive = false; /* bytes after the response: nothing we asked for */
+    return H1_READ_BODY;
 }
 
 /* Hands body bytes on. Returns 0, or -1 when the request ended (cancelled, aborted, over its
@@ -803,29 +868,26 @@ static int deliver(struct h1_req *r, const char *p, size_t n)
 /* The final head arrived. Returns 0, or -1 when the request ended. */
 static int head_done(struct h1_req *r)
 {
-    r->headers_done = 1;
     r->last_data_ns = clock_mono_ns();
-    if (r->resp.framing == HTTP1_BODY_LENGTH)
-        r->body_left = r->resp.content_length;
-    http1_chunked_init(&r->chunked);
-    if (r->on_data == NULL && r->resp.framing == HTTP1_BODY_LENGTH &&
-        r->resp.content_length > r->max_body_bytes) {
+    if (r->on_data == NULL && r->rd.resp.framing == HTTP1_BODY_LENGTH &&
+        r->rd.resp.content_length > r->max_body_bytes) {
         /* Refused before reading the body, as libcurl's MAXFILESIZE does. */
         finish(
             r, -E2BIG,
             xasprintf("response body from %s exceeds %zu bytes", r->hostport, r->max_body_bytes));
         return -1;
     }
-    if (r->on_data == NULL && r->resp.framing == HTTP1_BODY_LENGTH) {
+    if (r->on_data == NULL && r->rd.resp.framing == HTTP1_BODY_LENGTH) {
         /* Room for the announced body at once (up to 1 MiB: an engine's word is not memory). */
-        uint64_t want = r->resp.content_length < (1u << 20) ? r->resp.content_length : 1u << 20;
+        uint64_t want =
+            r->rd.resp.content_length < (1u << 20) ? r->rd.resp.content_length : 1u << 20;
         IGNORE_RESULT(buf_reserve(&r->resp_body, (size_t)want));
     }
     rearm(r);
     if (r->on_headers == NULL)
         return 0;
     r->in_cb = 1;
-    int rc = r->on_headers(&r->base, r->resp.status, r->arg);
+    int rc = r->on_headers(&r->base, r->rd.resp.status, r->arg);
     r->in_cb = 0;
     if (r->cancelled) {
         drop(r);
@@ -848,71 +910,43 @@ static void consume(struct h1_conn *c, size_t n)
 static void process(struct h1_req *r)
 {
     struct h1_conn *c = r->conn;
-    while (!r->headers_done) {
-        /* One allocation for the stored fields instead of growth by doubling from 64 bytes. */
-        IGNORE_RESULT(buf_reserve(&r->resp_headers, 512));
-        ssize_t hl = http1_parse_head(c->rbuf, c->rlen, r->head, &r->resp, field_cb, r);
-        if (hl == 0) {
-            if (c->rlen < HTTPC_MAX_HEADER_BYTES)
-                return; /* more to come */
-            hl = -2;
-        }
-        if (hl == -2) {
+    size_t used, out;
+    bool complete;
+    for (;;) {
+        switch (h1_read(&r->rd, c->rbuf, c->rlen, &used, &out, &complete)) {
+        case H1_READ_MORE:
+            return;
+        case H1_READ_INTERIM:
+            consume(c, used);
+            continue;
+        case H1_READ_HEAD:
+            consume(c, used);
+            if (head_done(r) != 0)
+                return;
+            continue;
+        case H1_READ_BODY:
+            c->rlen = 0; /* rbuf stays valid: the buffer is only written by the next read */
+            if (deliver(r, c->rbuf, out) != 0)
+                return;
+            if (complete)
+                finish(r, 0, NULL);
+            return;
+        case H1_READ_TOO_BIG:
             finish(r, -EPROTO,
                    xasprintf("response headers from %s exceed %u bytes or %u fields", r->hostport,
                              (unsigned)HTTPC_MAX_HEADER_BYTES, (unsigned)HTTP1_MAX_FIELDS));
             return;
-        }
-        if (hl < 0) {
+        case H1_READ_MALFORMED:
             finish(r, -EPROTO,
                    xasprintf("malformed response from %s: not an HTTP/1.x response head",
                              r->hostport));
             return;
-        }
-        consume(c, (size_t)hl);
-        if (r->resp.status < 200) {
-            buf_reset(&r->resp_headers); /* an interim response: the final one follows */
-            continue;
-        }
-        if (head_done(r) != 0)
-            return;
-    }
-    char *p = c->rbuf;
-    size_t n = c->rlen;
-    size_t out = n;
-    bool complete = false;
-    switch (r->resp.framing) {
-    case HTTP1_BODY_NONE:
-        complete = true;
-        out = 0;
-        break;
-    case HTTP1_BODY_LENGTH:
-        if (out > r->body_left)
-            out = (size_t)r->body_left;
-        r->body_left -= out;
-        complete = r->body_left == 0;
-        break;
-    case HTTP1_BODY_CHUNKED: {
-        ssize_t used = http1_dechunk(&r->chunked, p, n, &out, &complete);
-        if (used < 0) {
+        case H1_READ_BAD_CHUNKS:
             finish(r, -EPROTO,
                    xasprintf("malformed response from %s: bad chunked encoding", r->hostport));
             return;
         }
-        if (complete && (size_t)used < n)
-            r->resp.keep_alive = false;
-        break;
     }
-    case HTTP1_BODY_EOF:
-        break;
-    }
-    if (complete && out < n && r->resp.framing != HTTP1_BODY_CHUNKED)
-        r->resp.keep_alive = false; /* bytes after the response: nothing we asked for */
-    c->rlen = 0;                    /* p stays valid: the buffer is only written by the next read */
-    if (deliver(r, p, out) != 0)
-        return;
-    if (complete)
-        finish(r, 0, NULL);
 }
 
 static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
@@ -933,8 +967,8 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
         return;
     }
     if (nread < 0) {
-        if (nread == UV_EOF && r->headers_done && r->resp.framing == HTTP1_BODY_EOF) {
-            r->resp.keep_alive = false;
+        if (nread == UV_EOF && r->rd.headers_done && r->rd.resp.framing == HTTP1_BODY_EOF) {
+            r->rd.resp.keep_alive = false;
             finish(r, 0, NULL);
             return;
         }
@@ -1236,8 +1270,7 @@ int h1_request(struct h1 *t, const struct httpc_opts *o, httpc_done_cb done, str
     r->first_byte_timeout_ms = o->first_byte_timeout_ms;
     r->idle_timeout_ms = o->idle_timeout_ms;
     r->max_body_bytes = o->max_body_bytes ? o->max_body_bytes : HTTPC_MAX_BODY_BYTES;
-    r->head = strcmp(method, "HEAD") == 0;
-    buf_init(&r->resp_headers, HTTPC_MAX_HEADER_BYTES);
+    h1_reader_init(&r->rd, strcmp(method, "HEAD") == 0);
     buf_init(&r->resp_body, r->max_body_bytes);
     r->start_ns = clock_mono_ns();
     encode(r, o, method, authority, authority_len, path);
@@ -1296,7 +1329,7 @@ void h1_cancel(struct httpc_req *pub)
 
 const char *h1_header(struct httpc_req *pub, const char *name)
 {
-    return httpc_find_header(&((struct h1_req *)pub)->resp_headers, name);
+    return httpc_find_header(&((struct h1_req *)pub)->rd.headers, name);
 }
 
 size_t h1_active(const struct h1 *t)
