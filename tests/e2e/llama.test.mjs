@@ -112,10 +112,15 @@ describe('a real llama-server', { skip }, () => {
       assert.equal(stops.choices[0].finish_reason, 'stop');
       assert.ok(stops.usage.completion_tokens < 200);
       // llama-server validates requests itself and answers 400 with a numeric "code": the
-      // client gets the OpenAI shape, its code a string.
-      await assert.rejects(oa.chat.completions.create({ model: 'tiny', messages: 'nope' }),
+      // client gets the OpenAI shape, its code a string. (An assistant's refusal part is valid
+      // OpenAI, so it passes arun's own validation; llama-server reads only text parts.)
+      const refused = { role: 'assistant', content: [{ type: 'refusal', refusal: 'no' }] };
+      await assert.rejects(oa.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: 'hi' }, refused, { role: 'user', content: 'why?' }] }),
         (e) => e.status === 400 && e.code === 'upstream_error' && e.type === 'invalid_request_error'
-          && /Expected 'messages' to be an array/.test(e.message));
+          && /unsupported content/i.test(e.message));
+      // What the OpenAI API types is checked before the engine: arun's 400 names the field.
+      await assert.rejects(oa.chat.completions.create({ model: 'tiny', messages: 'nope' }),
+        (e) => e.status === 400 && e.code === 'invalid_type' && e.param === 'messages');
     } finally { await arun.cleanup(); }
   });
 
