@@ -144,6 +144,15 @@ int http_read_json(struct http_request *r, json_t **out)
                         "JSON object");
         return -EINVAL;
     }
+    /* A raw NUL is never valid JSON (inside a string it must be \u0000), but jansson 2.14 takes
+     * one right after a number as the end of the text: {"n":1<NUL>} would read as {"n":1}. */
+    const char *nul = memchr(body.base, '\0', body.len);
+    if (nul != NULL) {
+        http_send_error(r, 400, "invalid_json", NULL,
+                        "the request body is not valid JSON: a NUL byte at offset %zu",
+                        (size_t)(nul - body.base));
+        return -EINVAL;
+    }
     json_t *j = json_loadb(body.base, body.len, JSON_REJECT_DUPLICATES, &e);
     if (j == NULL) {
         http_send_error(r, 400, "invalid_json", NULL,

@@ -282,6 +282,8 @@ function cases(ctx) {
     'invalid-utf8': Buffer.concat([Buffer.from('{"model": "'), Buffer.from([0xff, 0xfe, 0xc0, 0xaf, 0xed, 0xa0, 0x80]), Buffer.from('"}')]),
     'nul-byte': Buffer.from('{"model": "qw\x00en", "input": "hi"}', 'latin1'),
     'escaped-nul': '{"model": "qw\\u0000en", "input": "hi", "metadata": {"a\\u0000": "b"}}',
+    // jansson 2.14 ends the text at a NUL after a number: arun must not take the prefix.
+    'nul-after-number': Buffer.from('{"model": "qwen", "max_tokens": 1\x00}', 'latin1'),
     'lone-surrogate': '{"model": "\\ud800", "input": "\\udfff"}',
     'duplicate-keys': '{"model": "qwen", "model": "other"}',
     'not-object-array': '[]', 'not-object-string': '"x"', 'not-object-number': '1', 'not-object-null': 'null',
