@@ -315,6 +315,36 @@ static int local_open(struct local *l, const struct config *cfg, const char *soc
     return 0;
 }
 
+/* The audit event the server would have stored for this action (tenancy/audit.c), written by
+ * the CLI itself: actor and remote "local", as through the owner's socket, with "via" saying no
+ * server ran. A failure to store it is said, but the key action stands (as in the server). */
+static void audit_offline(struct local *l, const struct keys_cmd_opts *o, const char *id)
+{
+    bool create = o->action == KEYS_CMD_CREATE;
+    json_t *detail = create ? json_pack("{s:s, s:s, s:s}", "tenant", o->tenant, "role",
+                                        o->role != NULL ? o->role : "member", "via", "store")
+                            : json_pack("{s:s}", "via", "store");
+    char *text = json_dumps(detail, JSON_COMPACT);
+    struct store_audit a = {.ts_ms = clock_wall_ms(),
+                            .actor = "local",
+                            .tenant = HTTP_TENANT_DEFAULT,
+                            .action = create ? "key.create" : "key.revoke",
+                            .target = id,
+                            .outcome = "ok",
+                            .remote = "local",
+                            .detail = text,
+                            .detail_len = strlen(text)};
+    l->done = false;
+    int rc = store_audit_append(l->st, &a, done_cb, l);
+    if (rc == 0)
+        run_until_done(l);
+    if (rc != 0 || l->status != 0)
+        fprintf(stderr, "arun: note: the audit trail did not keep this action: %s\n",
+                strerror(-(rc != 0 ? rc : l->status)));
+    free(text);
+    json_decref(detail);
+}
+
 static int local_act(struct local *l, const struct keys_cmd_opts *o, json_t **out)
 {
     enum keys_role role = KEYS_MEMBER;
@@ -345,6 +375,7 @@ static int local_act(struct local *l, const struct keys_cmd_opts *o, json_t **ou
         return CLIENT_EXIT_FAILURE;
     }
     *out = o->action == KEYS_CMD_CREATE ? l->obj : keys_object(l->keys, o->id);
+    audit_offline(l, o, json_string_value(json_object_get(*out, "id")));
     return 0;
 }
 

@@ -92,6 +92,18 @@ describe('API keys', () => {
     assert.equal(m.status, 200, await m.text());
   });
 
+  test('both creations are in the audit trail: the one made on the store says so', async () => {
+    const r = await get(arun, '/v1/audit?limit=100', admin.key);
+    assert.equal(r.status, 200);
+    const creates = (await r.json()).data.filter((e) => e.action === 'key.create');
+    const first = creates.find((e) => e.target === admin.id);
+    const second = creates.find((e) => e.target === member.id);
+    assert.ok(first && second, JSON.stringify(creates));
+    assert.deepEqual([first.actor, first.remote, first.outcome, first.detail.via], ['local', 'local', 'ok', 'store']);
+    assert.deepEqual([first.detail.tenant, first.detail.role], ['acme', 'admin']);
+    assert.deepEqual([second.actor, second.remote, second.detail.via], ['local', 'local', undefined]);
+  });
+
   test('keys create prints the key alone on stdout and says on stderr that it is shown once', () => {
     const r = keysCli(arun, ['create', '--tenant', 'acme']);
     assert.equal(r.status, 0, r.stderr);
