@@ -8,7 +8,6 @@
 
 #include <errno.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,18 +53,7 @@ struct opts {
     const char *server, *api_key;
 };
 
-static int usage_error(const char *fmt, ...) PRINTF_LIKE(1, 2);
-
-static int usage_error(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "arun audit: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n%s", audit_cmd_usage);
-    va_end(ap);
-    return CLIENT_EXIT_USAGE;
-}
+#define usage_error(...) client_usage_error("audit", audit_cmd_usage, __VA_ARGS__)
 
 int audit_cmd_since(const char *v, int64_t now_ms, char **out)
 {

@@ -26,7 +26,6 @@
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -96,18 +95,7 @@ struct chat_stream {
     bool failed;     /* an error was printed; the exit is 1 */
 };
 
-static int usage_error(const char *fmt, ...) PRINTF_LIKE(1, 2);
-
-static int usage_error(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "arun chat: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n%s", chat_cmd_usage);
-    va_end(ap);
-    return CLIENT_EXIT_USAGE;
-}
+#define usage_error(...) client_usage_error("chat", chat_cmd_usage, __VA_ARGS__)
 
 /* ---- arguments ---- */
 

@@ -22,6 +22,8 @@
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -486,4 +488,15 @@ void client_print_json(const json_t *j)
     if (s != NULL)
         printf("%s\n", s);
     free(s);
+}
+
+int client_usage_error(const char *verb, const char *usage, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "arun %s: ", verb);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n%s", usage);
+    va_end(ap);
+    return CLIENT_EXIT_USAGE;
 }

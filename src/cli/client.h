@@ -143,5 +143,8 @@ char *client_escape(const char *s);
 
 /* Prints a JSON value, indented, to stdout with a trailing newline. */
 void client_print_json(const json_t *j);
+/* Prints "arun VERB: MESSAGE" and then the verb's usage text to stderr; returns
+ * CLIENT_EXIT_USAGE, so a parser can `return client_usage_error(…)`. */
+int client_usage_error(const char *verb, const char *usage, const char *fmt, ...) PRINTF_LIKE(3, 4);
 
 #endif

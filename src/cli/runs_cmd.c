@@ -12,7 +12,6 @@
 
 #include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,18 +65,7 @@ const char runs_cmd_usage[] =
     "watched run ended failed, cancelled or incomplete (the reason on stderr), 2 usage error,\n"
     "3 server unreachable (watch: for longer than --reconnect-timeout)\n";
 
-static int usage_error(const char *fmt, ...) PRINTF_LIKE(1, 2);
-
-static int usage_error(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "arun runs: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n%s", runs_cmd_usage);
-    va_end(ap);
-    return CLIENT_EXIT_USAGE;
-}
+#define usage_error(...) client_usage_error("runs", runs_cmd_usage, __VA_ARGS__)
 
 /* ---- arguments ---- */
 
