@@ -154,8 +154,12 @@ static void request(const uint8_t *data, size_t len)
 
     if (body == NULL)
         return;
-    if (nul != NULL)
-        partial = strndup((const char *)nul + 1, len - body_len - 1);
+    if (nul != NULL) { /* the rest, as a C string (it may hold NULs of its own: cut there) */
+        size_t n = len - body_len - 1;
+        partial = malloc(n + 1);
+        memcpy(partial, nul + 1, n);
+        partial[n] = '\0';
+    }
     if (json_is_object(body)) {
         struct run_request rq;
         struct run_error err;
