@@ -11,7 +11,11 @@
 // STREAM_API=responses streams POST /v1/responses (URL …/v1/responses) instead: the body asks
 // for max_output_tokens TOKENS, a token is a response.output_text.delta event and the stream's
 // end is its response.completed or response.incomplete event (bench/runs.sh).
+// STREAM_KEY=KEY sends `Authorization: Bearer KEY` (auth.mode keys); an https:// URL is opened
+// with node:https, trusting the PEM certificates of the file STREAM_CA (bench/tenancy.sh).
+import fs from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import { performance } from 'node:perf_hooks';
 
 const [name, url, streamsArg = '200', tokensArg = '500', model = 's'] = process.argv.slice(2);
@@ -26,9 +30,19 @@ const RESPONSES = process.env.STREAM_API === 'responses';
 const body = JSON.stringify(RESPONSES
   ? { model, input: 'hi', max_output_tokens: TOKENS, stream: true }
   : { model, messages: [{ role: 'user', content: 'hi' }], max_tokens: TOKENS, stream: true, ignore_eos: true });
-// One socket per stream, all opened at once: no pooling limit in the client's way.
-const agent = new http.Agent({ keepAlive: false, maxSockets: Infinity });
 const target = new URL(url);
+const TLS = target.protocol === 'https:';
+const client = TLS ? https : http;
+// One socket per stream, all opened at once: no pooling limit in the client's way.
+const agent = TLS
+  ? new https.Agent({
+      keepAlive: false,
+      maxSockets: Infinity,
+      ca: process.env.STREAM_CA ? fs.readFileSync(process.env.STREAM_CA) : undefined,
+    })
+  : new http.Agent({ keepAlive: false, maxSockets: Infinity });
+const headers = { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) };
+if (process.env.STREAM_KEY) headers.authorization = `Bearer ${process.env.STREAM_KEY}`;
 
 // A token event is a data line whose delta carries content; the role event's delta starts with
 // "role", and the finish event's delta is empty, so this substring picks exactly the tokens.
@@ -45,14 +59,14 @@ function oneStream() {
     let tail = '';
     let sawDone = false;
     const t0 = performance.now();
-    const req = http.request(
+    const req = client.request(
       {
         agent,
         hostname: target.hostname,
         port: target.port,
         path: target.pathname,
         method: 'POST',
-        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+        headers,
       },
       (res) => {
         if (res.statusCode !== 200) {
