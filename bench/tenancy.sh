@@ -23,9 +23,9 @@
 #       connection) and in the server's CPU time, not in p50/p99.
 #   (c) the default limits: what a client of keys-default sees (2xx, 429 and their share).
 #   (d) STREAMS concurrent streams of TOKENS tokens at TPS tokens/s (bench/gateway/stream.mjs, a
-#       new connection per stream): TTFT p50/p99 through none, keys and keys-tls, median of
-#       ROUNDS interleaved rounds. The engine is paced here: unpaced streams measure CPU
-#       contention, not the time to a first token.
+#       new connection per stream): TTFT p50/p99 and the inter-token delay through none, keys
+#       and keys-tls, median of ROUNDS interleaved rounds. The engine is paced here: unpaced
+#       streams measure CPU contention, not the time to a first token.
 # Prints Markdown tables for bench/README.md, and every round's raw line to stderr. Everything
 # listens on 127.0.0.1, every load run is bounded in time, and the whole script takes about
 # 5 minutes.
@@ -293,12 +293,14 @@ done
 printf '%s\n' "$S" | sed '/^$/d; s/^/bench: (d) /' >&2
 D_TABLE=$(printf '%s\n' "$S" | awk "$AWK_STREAM_MED"'
     END {
-        print "| path | TTFT p50 ms | TTFT p99 ms | p50 vs none | p99 vs none | streams ok |"
-        print "|---|---:|---:|---:|---:|---:|"
+        printf "| path | TTFT p50 ms | TTFT p99 ms | p50 vs none | p99 vs none"
+        print " | inter-token mean ms | inter-token p99 ms | streams ok |"
+        print "|---|---:|---:|---:|---:|---:|---:|---:|"
         split("none keys keys-tls", p, " ")
         for (k=1; k<=3; k++)
-            printf "| %s | %.2f | %.2f | %.2f | %.2f | %d |\n", p[k], med(p[k],2), med(p[k],3),
-                med(p[k],2) / med("none",2), med(p[k],3) / med("none",3), med(p[k],6)
+            printf "| %s | %.2f | %.2f | %.2f | %.2f | %.3f | %.2f | %d |\n", p[k], med(p[k],2),
+                med(p[k],3), med(p[k],2) / med("none",2), med(p[k],3) / med("none",3),
+                med(p[k],4), med(p[k],5), med(p[k],6)
     }')
 
 if [ "$LIMITS" = yes ]; then
