@@ -26,9 +26,11 @@
 #       new connection per stream): TTFT p50/p99 and the inter-token delay through none, keys
 #       and keys-tls, median of ROUNDS interleaved rounds. The engine is paced here: unpaced
 #       streams measure CPU contention, not the time to a first token.
+#   (e) refused clients: keys's arun answering requests with no key and with an unknown key
+#       (401s) beside its member key's answers, as (a) with 32 connections.
 # Prints Markdown tables for bench/README.md, and every round's raw line to stderr. Everything
 # listens on 127.0.0.1, every load run is bounded in time, and the whole script takes about
-# 5 minutes.
+# 5 minutes and a half.
 set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 . "$ROOT/bench/lib.sh"
@@ -303,6 +305,19 @@ D_TABLE=$(printf '%s\n' "$S" | awk "$AWK_STREAM_MED"'
                 med(p[k],4), med(p[k],5), med(p[k],6)
     }')
 
+# ---- (e) refused clients ---------------------------------------------------------------------
+# What a client without a valid key costs keys's arun, beside its member key's answers: no
+# Authorization header, and a well-formed key that is in no table (hashed, looked up, refused).
+# Both are 401s, audited (the audit trail rate-limits their records). Every answer of these rows
+# is "bad" by design.
+for n in keys-nokey keys-badkey; do
+    cp "$TMP/keys.url" "$TMP/$n.url"
+    cp "$TMP/keys.pids" "$TMP/$n.pids"
+done
+: >"$TMP/keys-nokey.key"
+echo "arun-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA" >"$TMP/keys-badkey.key"
+E32=$(rounds e32 32 "$WRK_SECS" 0 keys keys-nokey keys-badkey | table keys)
+
 if [ "$LIMITS" = yes ]; then
     UNL="the keys rows with \`tenants: {default: {requests_per_minute: 0, concurrent_requests: 0}}\`"
 else
@@ -344,6 +359,13 @@ printf '%s\n' "$D_TABLE"
 echo
 echo "bench/gateway/stream.mjs (a new connection per stream: over https its TTFT includes the" \
     "handshake), median of $ROUNDS interleaved rounds per column"
+echo
+echo "#### (e) refused clients: no key, and an unknown key (401), against keys's member key"
+echo
+printf '%s\n' "$E32"
+echo
+echo "wrk -t1 -c32 -d${WRK_SECS}s -s bench/tenancy/post.lua, best of $ROUNDS interleaved rounds;" \
+    "bad answers: the 401s"
 echo
 echo "$UNL; certificates: ECDSA P-256 (keys-tls-rsa: RSA 2048); arun log_level: $LOG_LEVEL;" \
     "wrk $(wrk -v 2>&1 | awk 'NR==1 {print $2}'), $(openssl version | awk '{print $1, $2}');" \
