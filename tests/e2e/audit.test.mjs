@@ -185,11 +185,13 @@ describe('audit', () => {
         assert.deepEqual(ev.map((e) => `${e.actor} ${e.tenant} ${e.action} ${e.target} ${e.outcome}`), [
           `${admin.id} ops engine.start m1 ok`, `${admin.id} ops engine.stop m1 ok`,
         ]);
-        // A key made through the running server's owner-only socket: actor and remote "local".
+        // A key made through the running server's owner-only socket: actor and remote "local",
+        // like the two the CLI made on the store before the server ran (detail.via "store").
         const late = await createKey(arun, { tenant: 'acme', role: 'member' });
         const made = (await allEvents(arun, { key: admin.key })).filter((e) => e.action === 'key.create');
-        assert.deepEqual(made.map((e) => `${e.actor} ${e.remote} ${e.target} ${e.outcome}`),
-          [`local local ${late.id} ok`]);
+        assert.deepEqual(made.map((e) => `${e.actor} ${e.remote} ${e.target} ${e.outcome} ${e.detail.via}`),
+          [`local local ${admin.id} ok store`, `local local ${member.id} ok store`,
+            `local local ${late.id} ok undefined`]);
         const denied = await api(arun, '/v1/audit', { key: member.key });
         assert.equal(denied.status, 403);
         assert.match(denied.body.error.message, /admin/);
