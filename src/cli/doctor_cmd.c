@@ -529,7 +529,8 @@ static int orphan_marked(struct report *r, const struct config *cfg, const pid_t
     return found;
 }
 
-/* Running containers labelled arun.engine=E for an engine E of this config. */
+/* Running containers labelled arun.engine=E for an engine E of this config, of this data_dir (its
+ * id in the data_dir label; none on a container of an arun from before the label). */
 static int orphan_containers(struct report *r, const struct config *cfg)
 {
     char *podman = fileio_which("podman");
@@ -548,14 +549,18 @@ static int orphan_containers(struct report *r, const struct config *cfg)
     if (p != NULL)
         pclose(p);
     json_t *list = json_loadb(out.data ? out.data : "", out.len, 0, NULL);
+    char id[MANIFEST_MARKER_MAX];
     size_t i;
     json_t *c;
+    manifest_marker(cfg->data_dir, "", id, sizeof(id));
     json_array_foreach(list, i, c)
     {
-        const char *eng =
-            json_string_value(json_object_get(json_object_get(c, "Labels"), "arun.engine"));
+        json_t *labels = json_object_get(c, "Labels");
+        const char *eng = json_string_value(json_object_get(labels, "arun.engine"));
+        const char *dir = json_string_value(json_object_get(labels, MANIFEST_DATA_DIR_LABEL));
         const char *cname = json_string_value(json_array_get(json_object_get(c, "Names"), 0));
-        if (eng == NULL || config_find_engine(cfg, eng) == NULL)
+        if (eng == NULL || config_find_engine(cfg, eng) == NULL ||
+            (dir != NULL && strncmp(dir, id, 16) != 0))
             continue; /* another arun's engine, or one this config no longer has */
         char *check = xasprintf("orphan engine %s", eng);
         say(r, WARN, check,

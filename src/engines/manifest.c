@@ -284,8 +284,19 @@ void manifest_hash(const struct config_engine *e, char out[17])
 void manifest_marker(const char *data_dir, const char *name, char *out, size_t cap)
 {
     uint64_t h = 1469598103934665603ull;
-    hash_str(&h, data_dir);
+    /* The directory, not its spelling: two aruns with data_dir ./arun-data in different working
+     * directories are two data_dirs (one that does not exist yet is taken as written). */
+    char *real = realpath(data_dir, NULL);
+    hash_str(&h, real != NULL ? real : data_dir);
+    free(real);
     snprintf(out, cap, "%016llx/%s", (unsigned long long)h, name);
+}
+
+void manifest_container_name(const char *data_dir, const char *name, char *out, size_t cap)
+{
+    char id[MANIFEST_MARKER_MAX];
+    manifest_marker(data_dir, "", id, sizeof(id));
+    snprintf(out, cap, "arun-%.8s-%s", id, name);
 }
 
 char *manifest_which(const char *prog)

@@ -59,8 +59,14 @@ int manifest_backend(const struct config *cfg, const struct config_engine *e,
 #define MANIFEST_MARKER_ENV "ARUN_ENGINE"
 #define MANIFEST_MARKER_MAX 128 /* 16 hex digits, '/', an engine name (config caps it) */
 
-/* Writes the marker value "<data_dir id>/<name>" into out (truncated to cap - 1 bytes). */
+/* Writes the marker value "<data_dir id>/<name>" into out (truncated to cap - 1 bytes). The id
+ * is a digest of data_dir's real path (as written when it does not exist). */
 void manifest_marker(const char *data_dir, const char *name, char *out, size_t cap);
+/* The name of an engine's container: "arun-<first 8 digits of the data_dir id>-<name>", so two
+ * aruns with their own data_dirs never take each other's containers. Its containers also carry
+ * the label MANIFEST_DATA_DIR_LABEL=<data_dir id>. */
+void manifest_container_name(const char *data_dir, const char *name, char *out, size_t cap);
+#define MANIFEST_DATA_DIR_LABEL "arun.data_dir"
 
 /* The environment for a native engine: the marker (first), arun's own environment without any
  * marker it inherited, then the manifest's env (expanded), as a NULL-terminated heap array of

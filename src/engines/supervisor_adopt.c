@@ -386,12 +386,12 @@ void sup_begin_adoption(struct supervisor *sup)
     adoption_step_done(sup);
 }
 
+/* e->container_name was set from the listing (container_leftovers_cb). */
 static void adopt_container(struct engine *e, const struct container_state *st)
 {
     e->pid = st->pid;
     e->adopted = false; /* the logs follower tells us when it exits */
     e->adopted_instance = true;
-    snprintf(e->container_name, sizeof(e->container_name), "arun-%s", e->cfg->name);
     e->spawned_ms = e->last_progress_ms = clock_mono_ms();
     engine_log_note(e->log, "adopted container %s from a previous arun", e->container_name);
     sup_set_state(e, ENGINE_STARTING, "adopted container %s from a previous arun; probing it",
@@ -423,14 +423,19 @@ static void leftover_removed_cb(int status, const char *out, const char *why, vo
 }
 
 /* Containers labelled by arun: adopt ours that still run the same manifest (port from the
- * record), remove the rest so "container name already in use" never happens. */
+ * record), remove the rest so "container name already in use" never happens. Ours are those
+ * labelled with this data_dir's id; another arun's (another id) are never touched. A container
+ * with no data_dir label was started by an arun from before the label, which named it
+ * arun-ENGINE: it is taken as ours, as that arun did. */
 static void container_leftovers_cb(int status, json_t *list, const char *why, void *arg)
 {
     if (status == -ECANCELED)
         return; /* container_rt_free: the supervisor is gone */
     struct supervisor *sup = arg;
+    char id[MANIFEST_MARKER_MAX];
     size_t i;
     json_t *c;
+    manifest_marker(sup->cfg->data_dir, "", id, sizeof(id));
     json_array_foreach(list, i, c)
     {
         const char *name = json_string_value(json_object_get(c, "name"));
@@ -438,14 +443,18 @@ static void container_leftovers_cb(int status, json_t *list, const char *why, vo
         json_t *labels = json_object_get(c, "labels");
         const char *eng = json_string_value(json_object_get(labels, "arun.engine"));
         const char *hash = json_string_value(json_object_get(labels, "arun.manifest"));
+        const char *dir = json_string_value(json_object_get(labels, MANIFEST_DATA_DIR_LABEL));
+        if (dir != NULL && strncmp(dir, id, 16) != 0)
+            continue; /* another data_dir's arun: not ours to adopt or remove */
         struct engine *e = eng ? supervisor_find(sup, eng) : NULL;
-        bool keep = e != NULL && e->backend == CONFIG_BACKEND_CONTAINER && hash != NULL &&
+        bool keep = e != NULL && name != NULL && e->backend == CONFIG_BACKEND_CONTAINER && hash != NULL &&
                     strcmp(hash, e->manifest_hash) == 0 && state != NULL &&
                     strcmp(state, "running") == 0 && e->cfg->port != CONFIG_AUTO;
         if (keep) {
             /* Adoption settles before any start decision: `start: always` must find this
              * container running, not start a second one that replaces it. */
             e->port = (uint16_t)e->cfg->port;
+            snprintf(e->container_name, sizeof(e->container_name), "%s", name);
             sup->adopting++;
             if (container_inspect(sup->crt, name, container_adopt_cb, e) != 0)
                 sup->adopting--;

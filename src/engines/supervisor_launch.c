@@ -121,10 +121,12 @@ static int run_container(struct engine *e, struct buf *why)
         env[i].key = c->env[i].key;
         rc = manifest_expand(c->env[i].value, &v, &env[i].value, why);
     }
-    char label_engine[128], label_manifest[64];
+    char label_engine[128], label_manifest[64], label_dir[64], id[MANIFEST_MARKER_MAX];
     snprintf(label_engine, sizeof(label_engine), "arun.engine=%s", c->name);
     snprintf(label_manifest, sizeof(label_manifest), "arun.manifest=%s", e->manifest_hash);
-    const char *labels[] = {label_engine, label_manifest};
+    manifest_marker(e->sup->cfg->data_dir, "", id, sizeof(id));
+    snprintf(label_dir, sizeof(label_dir), MANIFEST_DATA_DIR_LABEL "=%.16s", id);
+    const char *labels[] = {label_engine, label_manifest, label_dir};
     if (rc == 0) {
         struct container_spec s = {.name = e->container_name,
                                    .image = c->image,
@@ -133,7 +135,7 @@ static int run_container(struct engine *e, struct buf *why)
                                    .env = env,
                                    .nenv = c->nenv,
                                    .labels = labels,
-                                   .nlabels = 2,
+                                   .nlabels = ARRAY_SIZE(labels),
                                    .host_port = e->port,
                                    .container_port = e->port,
                                    .memory_mb = c->memory.ram_mb,
@@ -169,7 +171,8 @@ static void stale_removed_cb(int status, const char *out, const char *why_rm, vo
 
 static int spawn_container(struct engine *e, struct buf *why)
 {
-    snprintf(e->container_name, sizeof(e->container_name), "arun-%s", e->cfg->name);
+    manifest_container_name(e->sup->cfg->data_dir, e->cfg->name, e->container_name,
+                            sizeof(e->container_name));
     int rc = container_rm(e->sup->crt, e->container_name, stale_removed_cb, e);
     if (rc != 0)
         buf_printf(why, "cannot run %s: %s", container_rt_name(e->sup->crt), strerror(-rc));

@@ -48,7 +48,9 @@ describe('engines as containers', { skip: !havePodman && 'podman is not installe
       assert.match(e.backend_reason, /container: preferred by runtime.prefer/);
       const models = await (await fetch(`http://127.0.0.1:${port}/v1/models`)).json();
       assert.equal(models.data[0].id, 'boxed');
-      assert.deepEqual(containersLabelled('arun.engine=boxed'), ['arun-boxed']);
+      const names = containersLabelled('arun.engine=boxed');
+      assert.equal(names.length, 1, names.join(' '));
+      assert.match(names[0], /^arun-[0-9a-f]{8}-boxed$/, 'named for its data_dir and engine');
       // `podman logs -f` delivers the container's output a moment after it was written.
       await waitFor(async () => new RegExp(`listening on http://0\\.0\\.0\\.0:${port}\\b`).test(
         await (await fetch(`${arun.url}/v1/engines/boxed/logs?tail=20`)).text()), { what: 'the container output in the log' });
@@ -57,7 +59,7 @@ describe('engines as containers', { skip: !havePodman && 'podman is not installe
       assert.deepEqual(containersLabelled('arun.engine=boxed'), []);
     } finally {
       await arun.cleanup();
-      spawnSync('podman', ['rm', '-f', 'arun-boxed'], { env: { ...process.env, CONTAINERS_CONF } });
+      for (const n of containersLabelled('arun.engine=boxed')) spawnSync('podman', ['rm', '-f', n], { env: { ...process.env, CONTAINERS_CONF } });
     }
   });
 
@@ -65,7 +67,7 @@ describe('engines as containers', { skip: !havePodman && 'podman is not installe
     const name = `always${process.pid}`; // unique: other suites may run podman at the same time
     const config = `runtime: {prefer: container}\nengines:\n  ${name}:\n${manifest(await freePort())}    start: always\n`;
     const env = { CONTAINERS_CONF };
-    const idOf = () => spawnSync('podman', ['inspect', '--format', '{{.Id}}', `arun-${name}`],
+    const idOf = () => spawnSync('podman', ['inspect', '--format', '{{.Id}}', containersLabelled(`arun.engine=${name}`)[0] ?? 'none'],
       { encoding: 'utf8', env: { ...process.env, CONTAINERS_CONF } }).stdout.trim();
     const first = new Arun({ config, env });
     try {
@@ -87,8 +89,37 @@ describe('engines as containers', { skip: !havePodman && 'podman is not installe
         assert.deepEqual(containersLabelled(`arun.engine=${name}`), []);
       } finally { await second.cleanup(); }
     } finally {
-      spawnSync('podman', ['rm', '-f', `arun-${name}`], { env: { ...process.env, CONTAINERS_CONF } });
+      for (const n of containersLabelled(`arun.engine=${name}`)) spawnSync('podman', ['rm', '-f', n], { env: { ...process.env, CONTAINERS_CONF } });
       await first.cleanup();
+    }
+  });
+
+  test('two aruns with their own data_dirs run an engine of the same name side by side; neither removes or adopts the other\'s container', async () => {
+    const name = `twin${process.pid}`;
+    const env = { CONTAINERS_CONF };
+    const config = async () => `runtime: {prefer: container}\nengines:\n  ${name}:\n${manifest(await freePort())}    start: always\n`;
+    const a = new Arun({ config: await config(), env });
+    const b = new Arun({ config: await config(), env });
+    try {
+      await a.start();
+      await waitState(a, name, 'ready');
+      const [first] = containersLabelled(`arun.engine=${name}`);
+      assert.ok(first, 'the first arun runs its container');
+      await b.start(); // before the label, b took a's container as a leftover and removed it
+      await waitState(b, name, 'ready');
+      const both = containersLabelled(`arun.engine=${name}`);
+      assert.equal(both.length, 2, both.join(' '));
+      assert.ok(both.includes(first), 'the first container still runs');
+      assert.equal((await engine(a, name)).state, 'ready');
+      assert.doesNotMatch(b.stderr, /removing leftover container/);
+      assert.equal((await b.stop('SIGTERM')).code, 0, b.stderr.slice(-2000));
+      assert.deepEqual(containersLabelled(`arun.engine=${name}`), [first], 'b removed only its own');
+      assert.equal((await a.stop('SIGTERM')).code, 0, a.stderr.slice(-2000));
+      assert.deepEqual(containersLabelled(`arun.engine=${name}`), []);
+    } finally {
+      for (const n of containersLabelled(`arun.engine=${name}`)) spawnSync('podman', ['rm', '-f', n], { env: { ...process.env, CONTAINERS_CONF } });
+      await b.cleanup();
+      await a.cleanup();
     }
   });
 });
