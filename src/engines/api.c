@@ -119,6 +119,30 @@ static void restart_engine(struct http_request *r, void *arg)
     buf_cleanup(&why);
 }
 
+/* ---- the node ---- */
+
+static json_t *mb_or_null(bool known, uint64_t mb)
+{
+    return known ? json_integer((json_int_t)mb) : json_null();
+}
+
+/* GET /v1/node: the memory envelope and its use, for the console's node bars. */
+static void get_node(struct http_request *r, void *arg)
+{
+    struct engines_api *api = arg;
+    struct supervisor_node_use u;
+    supervisor_node_use(api->sup, &u);
+    http_send_json(
+        r, 200,
+        json_pack("{s:{s:o, s:I, s:I, s:o}, s:{s:o, s:I, s:I, s:o}}", "ram_mb", "total",
+                  mb_or_null(u.ram_known, u.ram_total_mb), "envelope",
+                  (json_int_t)u.ram_envelope_mb, "declared", (json_int_t)u.ram_declared_mb, "used",
+                  mb_or_null(u.ram_known, u.ram_used_mb), "vram_mb", "total",
+                  mb_or_null(u.vram_known, u.vram_total_mb), "envelope",
+                  (json_int_t)u.vram_envelope_mb, "declared", (json_int_t)u.vram_declared_mb,
+                  "used", mb_or_null(u.vram_known, u.vram_used_mb)));
+}
+
 /* ---- logs ---- */
 
 static void follower_free(struct follower *f)
@@ -263,6 +287,7 @@ struct engines_api *engines_api_new(struct http_server *srv, struct supervisor *
     http_route(srv, "POST", "/v1/engines/{name}/stop", HTTP_ADMIN, stop_engine, api);
     http_route(srv, "POST", "/v1/engines/{name}/restart", HTTP_ADMIN, restart_engine, api);
     http_route(srv, "GET", "/v1/engines/{name}/logs", HTTP_ADMIN, get_logs, api);
+    http_route(srv, "GET", "/v1/node", HTTP_ADMIN, get_node, api);
     http_server_on_shutdown(srv, on_shutdown, api);
     return api;
 }

@@ -4,6 +4,7 @@
  *   GET  /v1/engines/NAME                 one engine
  *   POST /v1/engines/NAME/start|stop|restart
  *   GET  /v1/engines/NAME/logs?tail=N     text; &follow=1 streams new lines as SSE
+ *   GET  /v1/node                         the memory envelope of the node and its use
  */
 #ifndef ARUN_ENGINES_API_H
 #define ARUN_ENGINES_API_H

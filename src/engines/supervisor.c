@@ -760,15 +760,49 @@ void supervisor_set_queued(struct engine *e, uint32_t queued)
     e->queued = queued;
 }
 
-int64_t engine_expected_ready_ms(const struct engine *e)
+int64_t engine_expected_load_ms(const struct engine *e)
 {
-    if (!(e->state == ENGINE_STARTING || e->state == ENGINE_LOADING) || e->nloads == 0)
+    if (e->nloads == 0)
         return -1;
     uint64_t sum = 0;
     for (size_t i = 0; i < e->nloads; i++)
         sum += e->loads[i];
-    uint64_t avg = sum / e->nloads, elapsed = clock_mono_ms() - e->spawned_ms;
-    return avg > elapsed ? (int64_t)(avg - elapsed) : 0;
+    return (int64_t)(sum / e->nloads);
+}
+
+int64_t engine_expected_ready_ms(const struct engine *e)
+{
+    int64_t avg = engine_expected_load_ms(e);
+    if (!(e->state == ENGINE_STARTING || e->state == ENGINE_LOADING) || avg < 0)
+        return -1;
+    int64_t elapsed = (int64_t)(clock_mono_ms() - e->spawned_ms);
+    return avg > elapsed ? avg - elapsed : 0;
+}
+
+void supervisor_node_use(const struct supervisor *sup, struct supervisor_node_use *out)
+{
+    *out = (struct supervisor_node_use){
+        .ram_total_mb = sup->host.total_mb,
+        .ram_envelope_mb = sup->envelope.ram_mb,
+        .ram_used_mb = sup->host.total_mb > sup->host.available_mb
+                           ? sup->host.total_mb - sup->host.available_mb
+                           : 0,
+        .vram_total_mb = sup->gpu_total_mb,
+        .vram_envelope_mb = sup->envelope.vram_mb,
+        .vram_used_mb =
+            sup->gpu_total_mb > sup->gpu_free_mb ? sup->gpu_total_mb - sup->gpu_free_mb : 0,
+        .ram_known = sup->host.total_mb > 0,
+        .vram_known = sup->gpu_seen && sup->gpu_total_mb > 0,
+    };
+    /* As admission counts them: what running engines may grow to, stopping ones included until
+     * their memory is back. Remote engines hold nothing here. */
+    for (size_t i = 0; i < sup->nengines; i++) {
+        const struct engine *e = &sup->engines[i];
+        if (!sup_running(e) || e->backend == CONFIG_BACKEND_REMOTE)
+            continue;
+        out->ram_declared_mb += sup_need_ram_mb(e);
+        out->vram_declared_mb += sup_need_vram_mb(e);
+    }
 }
 
 struct engine_log *supervisor_engine_log(struct engine *e)
@@ -818,6 +852,23 @@ static json_t *iso_time(int64_t wall_ms)
     return json_string(s);
 }
 
+/* The newest line of the engine's in-memory tail (its output or arun's note), or null (none
+ * yet, or bytes that are not UTF-8: a console shows text). */
+static json_t *last_log_line(const struct engine *e)
+{
+    if (e->log == NULL)
+        return json_null();
+    struct buf b;
+    buf_init(&b, ENGINE_LOG_MAX_LINE + sizeof(ENGINE_LOG_CUT_MARK) + 2);
+    engine_log_tail(e->log, 1, &b);
+    size_t n = b.len;
+    while (n > 0 && (b.data[n - 1] == '\n' || b.data[n - 1] == '\r'))
+        n--;
+    json_t *j = n > 0 ? json_stringn(b.data, n) : json_null();
+    buf_cleanup(&b);
+    return j != NULL ? j : json_null();
+}
+
 json_t *engine_to_json(const struct engine *e)
 {
     json_t *models = json_array();
@@ -847,5 +898,23 @@ json_t *engine_to_json(const struct engine *e)
     int64_t eta = engine_expected_ready_ms(e);
     if (eta >= 0)
         json_object_set_new(j, "expected_ready_in_ms", json_integer(eta));
+    /* What a console's card shows: a load's progress against what past loads took, the last
+     * line the engine (or arun about it) wrote, how long the instance has been up. */
+    int64_t expected = engine_expected_load_ms(e);
+    bool loading = e->state == ENGINE_STARTING || e->state == ENGINE_LOADING;
+    json_object_set_new(j, "expected_load_ms",
+                        expected >= 0 ? json_integer(expected) : json_null());
+    json_object_set_new(j, "loading_since_ms",
+                        loading && e->started_at_wall_ms > 0 ? json_integer(e->started_at_wall_ms)
+                                                             : json_null());
+    json_object_set_new(j, "loading_elapsed_ms",
+                        loading ? json_integer((json_int_t)(clock_mono_ms() - e->spawned_ms))
+                                : json_null());
+    int64_t now = clock_wall_ms();
+    json_object_set_new(j, "uptime_s",
+                        up && e->started_at_wall_ms > 0 && now >= e->started_at_wall_ms
+                            ? json_integer((now - e->started_at_wall_ms) / 1000)
+                            : json_null());
+    json_object_set_new(j, "last_log_line", last_log_line(e));
     return j;
 }

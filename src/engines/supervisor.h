@@ -99,6 +99,25 @@ void supervisor_request_begin(struct engine *e);
 void supervisor_request_end(struct engine *e);
 void supervisor_set_queued(struct engine *e, uint32_t queued);
 
+/* The node's memory as the console shows it (GET /v1/node, the stats ring's node samples), in
+ * MiB. Each *_known is false while the number is not measured (before the first sample; no
+ * GPU). */
+struct supervisor_node_use {
+    uint64_t ram_total_mb;     /* MemTotal */
+    uint64_t ram_envelope_mb;  /* what engines may use (node.ram_mb or MemTotal - reserve) */
+    uint64_t ram_declared_mb;  /* memory.ram_mb (or the peak, if larger) of running engines */
+    uint64_t ram_used_mb;      /* the whole node's use: MemTotal - MemAvailable */
+    uint64_t vram_total_mb;    /* every GPU's memory */
+    uint64_t vram_envelope_mb; /* node.vram_mb or the GPUs' total */
+    uint64_t vram_declared_mb; /* memory.vram_mb (or the peak) of running engines */
+    uint64_t vram_used_mb;     /* in use on every GPU, by anyone */
+    bool ram_known;            /* ram_total_mb and ram_used_mb were measured */
+    bool vram_known;           /* a GPU snapshot arrived: vram_total_mb and vram_used_mb */
+};
+
+/* Fills out from the last sample (no I/O: loop thread, any time). */
+void supervisor_node_use(const struct supervisor *sup, struct supervisor_node_use *out);
+
 /* Read access. */
 const char *engine_name(const struct engine *e);
 enum engine_state engine_state(const struct engine *e);
@@ -107,6 +126,9 @@ const char *engine_reason(const struct engine *e);
 uint16_t engine_port(const struct engine *e);
 const struct config_engine *engine_config(const struct engine *e);
 enum config_backend engine_backend(const struct engine *e);
+/* What a load of this engine takes, the average of the last ENGINE_RECORD_LOADS (kept in its
+ * record, so it survives a restart of arun); -1 before the first. */
+int64_t engine_expected_load_ms(const struct engine *e);
 /* While starting or loading: milliseconds until ready as past loads suggest; -1 unknown. */
 int64_t engine_expected_ready_ms(const struct engine *e);
 /* The engine's log (tail, followers); NULL when it could not be opened. */

@@ -138,6 +138,7 @@ struct supervisor {
     size_t norphans;
     bool gpu_seen;               /* a GPU snapshot arrived */
     uint64_t gpu_free_mb;        /* free VRAM over all devices, from the last snapshot */
+    uint64_t gpu_total_mb;       /* VRAM over all devices, from the last snapshot */
     uint64_t vram_wait_until_ms; /* after a GPU engine stopped: wait for its VRAM until then */
     struct container_rt *crt;
     bool container_detected;

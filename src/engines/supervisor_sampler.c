@@ -155,13 +155,16 @@ static void sample_done(uv_work_t *w, int status)
     if (s->psi_ok)
         sup->psi_full = s->psi_full;
     if (s->gpu_ok && s->gpu.ndevices > 0) {
-        uint64_t free_mb = 0;
-        for (int d = 0; d < s->gpu.ndevices; d++)
+        uint64_t free_mb = 0, total_mb = 0;
+        for (int d = 0; d < s->gpu.ndevices; d++) {
+            total_mb += s->gpu.dev[d].total_mb;
             free_mb += s->gpu.dev[d].total_mb > s->gpu.dev[d].used_mb
                            ? s->gpu.dev[d].total_mb - s->gpu.dev[d].used_mb
                            : 0;
+        }
         sup->gpu_seen = true;
         sup->gpu_free_mb = free_mb;
+        sup->gpu_total_mb = total_mb;
     }
     for (size_t i = 0; i < s->n && i < sup->nengines && status == 0 && !s->procs_failed; i++) {
         struct engine *e = &sup->engines[i];

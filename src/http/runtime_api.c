@@ -49,6 +49,20 @@ struct runtime_api {
     uint64_t started_ms;
 };
 
+/* ---- who the caller is ---- */
+
+/* GET /v1/whoami: what the console needs to decide what to show. Without keys (no gate) every
+ * request is the admin of "default" and key_id is null. */
+static void whoami(struct http_request *r, void *arg)
+{
+    const struct http_principal *p = &r->who;
+    http_send_json(r, 200,
+                   json_pack("{s:s, s:s, s:o, s:s}", "tenant", p->tenant, "role",
+                             p->admin ? "admin" : "member", "key_id",
+                             p->key_id[0] ? json_string(p->key_id) : json_null(), "auth_mode",
+                             http_server_gated(r->srv) ? "keys" : "none"));
+}
+
 /* ---- health and readiness ---- */
 
 static void healthz(struct http_request *r, void *arg)
@@ -278,6 +292,7 @@ struct runtime_api *runtime_api_new(struct http_server *srv, struct metrics *met
     http_route(srv, "GET", "/readyz", HTTP_PUBLIC, readyz, api);
     http_route(srv, "GET", "/metrics", HTTP_ADMIN, metrics_page, api);
     http_route(srv, "GET", "/v1/events", HTTP_MEMBER, events_page, api);
+    http_route(srv, "GET", "/v1/whoami", HTTP_MEMBER, whoami, api);
     http_server_on_shutdown(srv, on_shutdown, api);
     uv_timer_init(http_server_loop(srv), &api->heartbeat);
     api->heartbeat.data = api;

@@ -1,6 +1,6 @@
 /*
- * runtime_api.h: the endpoints about arun itself: GET /healthz, GET /readyz, GET /metrics and
- * GET /v1/events (contract section 4, "Runtime").
+ * runtime_api.h: the endpoints about arun itself: GET /healthz, GET /readyz, GET /metrics,
+ * GET /v1/events (contract section 4, "Runtime") and GET /v1/whoami (who a request acts for).
  *
  * /readyz asks readiness checks that higher layers register (the store says whether it can
  * write), so this layer never includes them.

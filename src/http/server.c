@@ -702,6 +702,11 @@ void http_server_set_gate(struct http_server *srv, http_gate_fn gate, void *arg)
     srv->gate_arg = arg;
 }
 
+bool http_server_gated(const struct http_server *srv)
+{
+    return srv->gate != NULL;
+}
+
 const char *http_access_name(enum http_access a)
 {
     switch (a) {

@@ -135,6 +135,8 @@ void http_route(struct http_server *srv, const char *method, const char *pattern
 /* Installs the gate every matched request passes before its handler (tenancy's API keys).
  * Without one, every request is the admin of tenant "default" (auth.mode none). */
 void http_server_set_gate(struct http_server *srv, http_gate_fn gate, void *arg);
+/* Whether a gate is installed: auth.mode keys (GET /v1/whoami's auth_mode). */
+bool http_server_gated(const struct http_server *srv);
 /* The name of an access class: "public", "member", "admin". */
 const char *http_access_name(enum http_access a);
 void http_server_on_shutdown(struct http_server *srv, http_shutdown_hook hook, void *arg);

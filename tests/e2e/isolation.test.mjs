@@ -394,6 +394,13 @@ describe('tenant isolation', () => {
     await G('POST', '/v1/chat/completions', { model: 'fast', messages: [{ role: 'user', content: 'hi' }], max_tokens: 2 });
     await G('POST', '/v1/completions', { model: 'fast', prompt: 'hi', max_tokens: 2 });
     await G('POST', '/v1/embeddings', { model: 'fast', input: 'hi' });
+    // whoami answers about the caller only: B's own tenant and key, nothing of A's.
+    mark('GET /v1/whoami', "the caller's own tenant and key id only");
+    const me = await call(arun, keyB.key, 'GET', '/v1/whoami');
+    assert.equal(me.status, 200, me.text);
+    assert.equal(me.json.key_id, keyB.id, me.text);
+    assert.equal(me.json.role, 'member', me.text);
+    assert.ok(!me.text.includes(keyA.id) && !me.text.includes(keyB.key), me.text);
 
     const { routes, unread } = registeredRoutes();
     assert.deepEqual(unread, [], 'http_route calls this test cannot read: teach registeredRoutes() the new form');
