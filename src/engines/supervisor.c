@@ -88,6 +88,7 @@ static void notify_waiters(struct engine *e, int status, const char *reason)
 /* Which states each state may move to (a bit per target). Staying in a state to change only its
  * reason is always allowed. `ready` is entered only from starting, loading or unhealthy, so its
  * entry work below is the one place where waiting requests are woken. */
+#define LAST_LOG_LINE_MAX 512 /* bytes of last_log_line in engine objects and events */
 #define TO(s) (1u << (s))
 
 static const unsigned allowed_next[] = {
@@ -127,11 +128,6 @@ static void enter_state(struct engine *e, enum engine_state old, int fail_status
     case ENGINE_READY:
         if (old == ENGINE_READY)
             break;
-        if (old == ENGINE_STARTING || old == ENGINE_LOADING) {
-            if (!e->adopted_instance && e->backend != CONFIG_BACKEND_REMOTE)
-                sup_record_load(e);
-            e->ready_ms = e->last_used_ms = clock_mono_ms();
-        }
         e->probe_failures = 0;
         notify_waiters(e, 0, NULL);
         sup_schedule(e->sup);
@@ -176,6 +172,12 @@ void sup_set_state(struct engine *e, enum engine_state s, const char *fmt, ...)
     e->state = s;
     snprintf(e->reason, sizeof(e->reason), "%s", reason);
     e->state_ms = clock_mono_ms();
+    /* Before the event, so that `ready` carries the load it ends in expected_load_ms. */
+    if (s == ENGINE_READY && (old == ENGINE_STARTING || old == ENGINE_LOADING)) {
+        if (!e->adopted_instance && e->backend != CONFIG_BACKEND_REMOTE)
+            sup_record_load(e);
+        e->ready_ms = e->last_used_ms = clock_mono_ms();
+    }
 
     enum log_level lvl = s == ENGINE_FAILED || s == ENGINE_UNHEALTHY ? LOGL_WARN : LOGL_INFO;
     LOG_AT(lvl, "engines", NULL, 0,
@@ -185,9 +187,13 @@ void sup_set_state(struct engine *e, enum engine_state s, const char *fmt, ...)
            reason[0] ? ": " : "", reason);
     if (e->log != NULL)
         engine_log_note(e->log, "%s%s%s", state_names[s], reason[0] ? ": " : "", reason);
-    events_publish(sup->events, "engine.state",
-                   json_pack("{s:s, s:s, s:s, s:s}", "engine", e->cfg->name, "from",
-                             state_names[old], "state", state_names[s], "reason", reason));
+    /* The engine object as GET /v1/engines/NAME shows it, so a console redraws its card from
+     * the event alone; reason is always a string here ("" for a plain ready). */
+    json_t *data = engine_to_json(e);
+    json_object_set_new(data, "engine", json_string(e->cfg->name));
+    json_object_set_new(data, "from", json_string(state_names[old]));
+    json_object_set_new(data, "reason", json_string(reason));
+    events_publish(sup->events, "engine.state", data);
     for (size_t i = 0; i < ARRAY_SIZE(state_names); i++)
         metrics_set(sup->m_state, i == (size_t)s,
                     (const char *const[]){e->cfg->name, state_names[i]});
@@ -852,8 +858,9 @@ static json_t *iso_time(int64_t wall_ms)
     return json_string(s);
 }
 
-/* The newest line of the engine's in-memory tail (its output or arun's note), or null (none
- * yet, or bytes that are not UTF-8: a console shows text). */
+/* The newest line of the engine's in-memory tail (its output or arun's note), at most
+ * LAST_LOG_LINE_MAX bytes (cut at a character, "…" added: every engine.state event carries it,
+ * and a card shows one line), or null (none yet, or bytes that are not UTF-8). */
 static json_t *last_log_line(const struct engine *e)
 {
     if (e->log == NULL)
@@ -864,6 +871,15 @@ static json_t *last_log_line(const struct engine *e)
     size_t n = b.len;
     while (n > 0 && (b.data[n - 1] == '\n' || b.data[n - 1] == '\r'))
         n--;
+    bool cut = n > LAST_LOG_LINE_MAX;
+    if (cut) {
+        n = LAST_LOG_LINE_MAX;
+        while (n > 0 && ((unsigned char)b.data[n] & 0xC0) == 0x80)
+            n--; /* not inside a UTF-8 sequence */
+        b.len = n;
+        IGNORE_RESULT(buf_append(&b, "…", strlen("…"))); /* fits: the line was longer */
+        n = b.len;
+    }
     json_t *j = n > 0 ? json_stringn(b.data, n) : json_null();
     buf_cleanup(&b);
     return j != NULL ? j : json_null();

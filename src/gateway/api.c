@@ -5,6 +5,7 @@
  * when the request waits, or a plain response), errors in OpenAI's shape, noticing a client
  * that left, the access line and the shutdown hook. It reaches the gateway's core only through
  * the calls' interface, as the runs do; the shutdown hook is the one exception (gw_fail_queued).
+ * GET /v1/stats (admin) answers from the stats ring (stats.h).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -400,6 +401,27 @@ static void list_models(struct http_request *r, void *arg)
     http_send_json(r, 200, json_pack("{s:s, s:o}", "object", "list", "data", data));
 }
 
+/* GET /v1/stats?window=S: the last S seconds of each engine's traffic and the node's memory. */
+static void get_stats(struct http_request *r, void *arg)
+{
+    struct gateway *gw = arg;
+    long window = STATS_WINDOW_MAX_S;
+    const char *w = http_query(r, "window");
+    if (w != NULL) {
+        char *end;
+        errno = 0;
+        window = strtol(w, &end, 10);
+        if (*w == '\0' || *end != '\0' || errno != 0 || window < STATS_WINDOW_MIN_S ||
+            window > STATS_WINDOW_MAX_S) {
+            http_send_error(r, 400, "invalid_window", "window",
+                            "window must be a number of seconds from %d to %d, got \"%.40s\"",
+                            STATS_WINDOW_MIN_S, STATS_WINDOW_MAX_S, w);
+            return;
+        }
+    }
+    http_send_json(r, 200, stats_to_json(gw->stats, clock_wall_ms(), (int)window));
+}
+
 /* The server drains: requests still waiting for an engine are answered now (503), so they do
  * not hold the drain until its deadline. */
 static void on_shutdown(void *arg)
@@ -413,5 +435,6 @@ void gw_api_register(struct gateway *gw)
     http_route(gw->srv, "POST", "/v1/chat/completions", HTTP_MEMBER, completion, gw);
     http_route(gw->srv, "POST", "/v1/completions", HTTP_MEMBER, completion, gw);
     http_route(gw->srv, "POST", "/v1/embeddings", HTTP_MEMBER, completion, gw);
+    http_route(gw->srv, "GET", "/v1/stats", HTTP_ADMIN, get_stats, gw);
     http_server_on_shutdown(gw->srv, on_shutdown, gw);
 }

@@ -44,6 +44,18 @@ static void call_free(struct gateway_call *g)
         out = g->relayed;
     if (out > 0 && g->tenant[0] != '\0')
         limits_add_tokens(gw->limits, g->tenant, (uint64_t)out);
+    /* The charts count every call that reached an engine's queue, however it ended. */
+    if (g->q != NULL) {
+        const struct gateway_call_info *in = &g->info;
+        struct stats_request sr = {
+            .ttft_ms = in->first_byte_ns && in->dispatch_ns
+                           ? (double)(in->first_byte_ns - in->dispatch_ns) / 1e6
+                           : -1,
+            .queue_wait_ms = in->dispatch_ns ? (double)(in->dispatch_ns - in->submit_ns) / 1e6 : -1,
+            .output_tokens = out,
+        };
+        stats_record(gw->stats, (size_t)(g->q - gw->queues), clock_wall_ms(), &sr);
+    }
     h2o_linklist_unlink(&g->alink);
     gw_upstream_cleanup(g);
     free(g);

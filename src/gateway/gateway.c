@@ -7,9 +7,12 @@
  *   queue.c     call states (gw_set_state), per-engine queues, fallbacks, waiting
  *   upstream.c  the upstream transfer and the relay of its answer to the call's client
  *   usage.c     token counts from answers
+ *   stats.c     the last hour per engine in 10 s buckets (GET /v1/stats), fed at each call's end
  *   api.c       the HTTP routes: one client of the calls, its errors and access line
  */
 #include <stdlib.h>
+
+#include "core/clock.h"
 
 #include "gateway/gateway_int.h"
 
@@ -36,6 +39,11 @@ struct gateway *gateway_new(struct http_server *srv, const struct config *cfg,
         gw->queues[i].e = supervisor_engine_at(sup, i);
         h2o_linklist_init_anchor(&gw->queues[i].fifo);
     }
+    const char **names = xcalloc(gw->nqueues ? gw->nqueues : 1, sizeof(*names));
+    for (size_t i = 0; i < gw->nqueues; i++)
+        names[i] = engine_name(gw->queues[i].e); /* the config's: it outlives the gateway */
+    gw->stats = stats_new(names, gw->nqueues, clock_wall_ms());
+    free(names);
     gw->m_fallbacks =
         metrics_counter(metrics, "arun_fallbacks_total",
                         "Requests moved to the next engine of their route", 2, fallback_labels);
@@ -91,5 +99,6 @@ void gateway_free(struct gateway *gw)
         if (gw->queues[i].waiter != NULL)
             supervisor_cancel_wait(gw->queues[i].waiter);
     free(gw->queues);
+    stats_free(gw->stats);
     uv_close((uv_handle_t *)&gw->wait_timer, gw_closed_cb);
 }

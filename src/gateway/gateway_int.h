@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "gateway/gateway.h"
+#include "gateway/stats.h"
 #include "gateway/usage.h"
 #include "http/sse_parser.h"
 #include "store/store.h"
@@ -22,13 +23,16 @@
 struct gw_queue {
     struct gateway *gw;
     struct engine *e;
-    uint32_t in_flight;               /* requests in GW_UPSTREAM for this engine */
-    uint32_t waiting;                 /* requests in GW_QUEUED, the length of fifo */
-    uint32_t durable_waiting;         /* of those, durable ones (not held to queue_limit) */
-    uint32_t telling;                 /* of those, ones with an on_wait: the wait timer's walk
-                                         ends after the last of them */
-    h2o_linklist_t fifo;              /* struct gateway_call by qlink, oldest first */
-    struct supervisor_waiter *waiter; /* while requests wait for the engine to be ready */
+    uint32_t in_flight;                    /* requests in GW_UPSTREAM for this engine */
+    uint32_t waiting;                      /* requests in GW_QUEUED, the length of fifo */
+    uint32_t durable_waiting;              /* of those, durable ones (not held to queue_limit) */
+    uint32_t telling;                      /* of those, ones with an on_wait: the wait timer's walk
+                                              ends after the last of them */
+    h2o_linklist_t fifo;                   /* struct gateway_call by qlink, oldest first */
+    struct supervisor_waiter *waiter;      /* while requests wait for the engine to be ready */
+    bool depth_changed;                    /* waiting or in_flight changed since the last
+                                              queue.depth event (sent at the next wait tick) */
+    uint32_t told_waiting, told_in_flight; /* what the last queue.depth event said */
 };
 
 struct gateway {
@@ -48,6 +52,7 @@ struct gateway {
     bool closing;          /* gateway_free runs: no supervisor calls, no dispatch */
     struct metrics_family *m_fallbacks, *m_upstream_errors, *m_queue_wait, *m_ttft, *m_egress;
     struct metrics_family *m_tokens;
+    struct stats *stats; /* the last hour per engine, for GET /v1/stats */
 };
 
 /* Where a call stands with its engine. Only gw_set_state() writes gateway_call.state. */
@@ -121,7 +126,9 @@ void gw_try_engine(struct gateway_call *g);
 void gw_fall_back(struct gateway_call *g, int status, const char *why);
 /* Fails every queued call with status, code and the sentence (the server is shutting down). */
 void gw_fail_queued(struct gateway *gw, int status, const char *code, const char *msg);
-/* Every GATEWAY_PEEK_MS: on_wait for every queued call, with a note every GATEWAY_WAIT_NOTE_MS. */
+/* Every GATEWAY_PEEK_MS: on_wait for every queued call, with a note every GATEWAY_WAIT_NOTE_MS;
+ * a queue.depth event for each engine whose queue changed since the last tick; a node memory
+ * sample for the stats every STATS_NODE_SAMPLE_MS. */
 void gw_wait_timer_cb(uv_timer_t *t);
 
 /* ---- route.c: model names to engines ---- */

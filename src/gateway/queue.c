@@ -58,6 +58,8 @@ void gw_set_state(struct gateway_call *g, enum gw_state st)
         q->durable_waiting += g->durable;
         q->telling += g->cbs->on_wait != NULL;
     }
+    if (from == GW_QUEUED || st == GW_QUEUED || from == GW_UPSTREAM || st == GW_UPSTREAM)
+        q->depth_changed = true; /* told at the next wait tick, coalesced */
     if (from == GW_QUEUED || st == GW_QUEUED) {
         g->gw->fifo_changes++;
         if (tell)
@@ -147,6 +149,36 @@ static bool tell_waiting(struct gateway_call *g, uint32_t position, bool note)
     return gw_call_release(g);
 }
 
+/* A queue.depth event for each engine whose queue or slots changed since the last tick and now
+ * differ from what was last told: at most one per engine per GATEWAY_PEEK_MS however busy it
+ * is (a console redraws a number, it needs no event per request), and none for an idle one.
+ * System events: admins only (events.h). */
+static void publish_depths(struct gateway *gw)
+{
+    for (size_t i = 0; i < gw->nqueues; i++) {
+        struct gw_queue *q = &gw->queues[i];
+        if (!q->depth_changed)
+            continue;
+        q->depth_changed = false;
+        if (q->waiting == q->told_waiting && q->in_flight == q->told_in_flight)
+            continue;
+        q->told_waiting = q->waiting;
+        q->told_in_flight = q->in_flight;
+        events_publish(gw->events, "queue.depth",
+                       json_pack("{s:s, s:i, s:i}", "engine", engine_name(q->e), "queued",
+                                 (int)q->waiting, "in_flight", (int)q->in_flight));
+    }
+}
+
+/* The node's memory into the stats ring (the supervisor's last sample: no I/O here). */
+static void sample_node(struct gateway *gw)
+{
+    struct supervisor_node_use u;
+    supervisor_node_use(gw->sup, &u);
+    stats_node(gw->stats, clock_wall_ms(), u.ram_known ? (int64_t)u.ram_used_mb : -1,
+               u.vram_known ? (int64_t)u.vram_used_mb : -1);
+}
+
 /* Every GATEWAY_PEEK_MS: each waiting call's client hears it still waits, and may leave the
  * queue before reaching the engine (an HTTP client that left); every GATEWAY_WAIT_NOTE_MS, with
  * a sentence saying where it stands. Calls with no on_wait (durable runs, whose queue is the
@@ -157,6 +189,9 @@ void gw_wait_timer_cb(uv_timer_t *t)
 {
     struct gateway *gw = t->data;
     bool note = ++gw->ticks % (GATEWAY_WAIT_NOTE_MS / GATEWAY_PEEK_MS) == 0;
+    publish_depths(gw);
+    if (gw->ticks % (STATS_NODE_SAMPLE_MS / GATEWAY_PEEK_MS) == 1)
+        sample_node(gw);
     for (size_t i = 0; i < gw->nqueues; i++) {
         uint32_t pos = 0, left = gw->queues[i].telling;
         h2o_linklist_t *fifo = &gw->queues[i].fifo;

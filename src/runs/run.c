@@ -18,6 +18,7 @@
 #include "runs/run.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -573,11 +574,24 @@ int run_store_row_text(struct run *r, const char *obj, size_t len)
 
 /* ---- the state machine ---- */
 
+/* The run as a console's runs table shows it: who, what, and the timings so far (null until
+ * known); tokens_per_s once it ended, over the time from its first token to its end. */
 static void publish(struct run *r)
 {
-    json_t *data =
-        json_pack("{s:s, s:s, s:s, s:s, s:b}", "id", r->id, "tenant", r->tenant, "status",
-                  run_status_name(r->status), "model", r->rq.model, "background", r->rq.background);
+    json_t *out = r->x ? json_object_get(xlate_usage(r->x), "output_tokens") : NULL; /* borrowed */
+    json_int_t tokens = json_is_integer(out) ? json_integer_value(out) : -1;
+    int64_t gen_ms = r->first_token_ms > 0 && r->ended_ms > r->first_token_ms
+                         ? r->ended_ms - r->first_token_ms
+                         : 0;
+    json_t *data = json_pack(
+        "{s:s, s:s, s:s, s:s, s:b, s:I, s:o, s:o, s:o, s:o}", "id", r->id, "tenant", r->tenant,
+        "status", run_status_name(r->status), "model", r->rq.model, "background", r->rq.background,
+        "created_at", (json_int_t)(r->created_ms / 1000), "queued_ms",
+        ms_or_null(r->created_ms, r->dispatch_ms), "ttft_ms",
+        r->first_token_ms ? json_real((double)r->ttft_us / 1e3) : json_null(), "tokens_per_s",
+        tokens > 0 && gen_ms > 0 ? json_real(round((double)tokens * 1e5 / (double)gen_ms) / 100)
+                                 : json_null(),
+        "output_tokens", tokens >= 0 ? json_integer(tokens) : json_null());
     events_publish_tenant(r->rs->o.events, r->tenant, "run.status", data); /* its tenant's */
 }
 

@@ -92,3 +92,120 @@ describe('engine objects and GET /v1/node', () => {
     assert.ok(node.ram_mb.declared >= 100, JSON.stringify(node)); // memory.ram_mb of qwen
   });
 });
+
+describe('GET /v1/stats and the events a console lives on', () => {
+  let arun;
+  let events;
+  before(async () => {
+    arun = new Arun({ config: `engines:\n  fast:\n    cmd: ${mock('--max-tokens 8')}\n    models: [fast]\n  slow:\n    cmd: ${mock('--tokens-per-s 20 --max-tokens 12')}\n    max_concurrency: 1\n` });
+    await arun.start();
+    events = await watchEvents(arun);
+  });
+  after(async () => {
+    await events?.close();
+    await arun.cleanup();
+  });
+
+  const chat = (model, stream = true) => fetch(`${arun.url}/v1/chat/completions`, {
+    method: 'POST', headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model, stream, messages: [{ role: 'user', content: 'hi' }] }),
+  }).then((r) => r.text());
+
+  test('a window outside 60..3600 or not a number is a 400 naming window; the default is the hour', async () => {
+    for (const w of ['59', '3601', 'abc', '', '60x', '-60']) {
+      const r = await get(arun, `/v1/stats?window=${w}`);
+      assert.equal(r.status, 400, `window=${w}`);
+      const body = await r.json();
+      assert.equal(body.error.param, 'window');
+      assert.match(body.error.message, /60 to 3600/);
+    }
+    const s = await (await get(arun, '/v1/stats')).json();
+    assert.equal(s.window_s, 3600);
+    assert.equal(s.step_s, 10);
+    assert.deepEqual(Object.keys(s.engines).sort(), ['fast', 'slow']);
+    for (const e of Object.values(s.engines)) {
+      assert.deepEqual(Object.keys(e).sort(), ['queue_wait_p50_ms', 'requests_per_s', 't', 'tokens_per_s', 'ttft_p50_ms', 'ttft_p95_ms']);
+      for (const a of Object.values(e)) assert.equal(a.length, 360);
+    }
+    assert.deepEqual(Object.keys(s.node).sort(), ['ram_used_mb', 't', 'vram_used_mb']);
+    assert.equal(s.node.t.length, 360);
+    // Before arun ran: no data (null), never a made-up zero.
+    assert.equal(s.engines.fast.requests_per_s[0], null);
+    assert.equal(s.engines.fast.ttft_p50_ms.at(-1), null);
+  });
+
+  test('after requests through the mock engine the last bucket counts them, with TTFT, queue wait and tokens', async () => {
+    // All in one 10 s bucket: start at least 1 s into one with 6 s left (waiting on the clock).
+    await waitFor(() => { const o = Date.now() % 10000; return o >= 1000 && o <= 4000; }, { timeoutMs: 11000, intervalMs: 50, what: 'a fresh bucket' });
+    const slot = Math.floor(Date.now() / 10000) * 10;
+    for (let i = 0; i < 3; i++) assert.match(await chat('fast'), /\[DONE\]/);
+    const s = await (await get(arun, '/v1/stats?window=60')).json();
+    const e = s.engines.fast;
+    assert.equal(e.t.length, 6);
+    const i = e.t.indexOf(slot);
+    assert.ok(i >= 4, `bucket ${slot} in ${JSON.stringify(e.t)}`);
+    assert.ok(e.requests_per_s[i] > 0, JSON.stringify(e));
+    assert.ok(e.ttft_p50_ms[i] > 0 && e.ttft_p95_ms[i] >= e.ttft_p50_ms[i], JSON.stringify(e));
+    assert.ok(e.queue_wait_p50_ms[i] >= 0, JSON.stringify(e));
+    assert.ok(e.tokens_per_s[i] > 0, JSON.stringify(e));
+    // The node's memory is sampled every 5 s.
+    const n = await waitFor(async () => {
+      const x = await (await get(arun, '/v1/stats?window=60')).json();
+      return x.node.ram_used_mb.some((v) => v > 0) && x;
+    }, { timeoutMs: 15000, intervalMs: 500, what: 'a node memory sample' });
+    assert.equal(n.node.vram_used_mb.at(-1) === null || n.node.vram_used_mb.at(-1) >= 0, true);
+  });
+
+  test('engine.state carries the engine object: state, reason, started_at, expected_load_ms', async () => {
+    const ready = events.seen.find((ev) => ev.type === 'engine.state' && ev.data.engine === 'fast' && ev.data.state === 'ready');
+    assert.ok(ready, JSON.stringify(events.seen.map((ev) => ev.type)));
+    const d = ready.data;
+    assert.equal(d.name, 'fast');
+    assert.ok(d.from === 'loading' || d.from === 'starting', d.from);
+    assert.equal(typeof d.reason, 'string');
+    assert.match(d.started_at, /^\d{4}-\d\d-\d\dT/);
+    assert.ok(d.expected_load_ms >= 0, JSON.stringify(d)); // the load it ends is counted already
+    assert.equal(d.expected_load_ms, d.last_load_ms);
+    const starting = events.seen.find((ev) => ev.type === 'engine.state' && ev.data.engine === 'fast' && ev.data.state === 'starting');
+    assert.ok(starting.data.loading_since_ms > 0, JSON.stringify(starting.data));
+    assert.equal(starting.data.expected_load_ms, null); // its first load
+  });
+
+  test('queue.depth: a queued request is told, throttled to a few a second per engine', async () => {
+    const t0 = events.seen.length;
+    const answers = Promise.all([chat('slow'), chat('slow'), chat('slow')]);
+    await waitFor(() => events.seen.slice(t0).some((ev) => ev.type === 'queue.depth' && ev.data.engine === 'slow' && ev.data.queued >= 1),
+      { timeoutMs: 15000, what: 'a queue.depth event with a queued request' });
+    await answers;
+    const last = await waitFor(() => {
+      const d = events.seen.slice(t0).filter((ev) => ev.type === 'queue.depth' && ev.data.engine === 'slow').at(-1);
+      return d && d.data.queued === 0 && d.data.in_flight === 0 && d;
+    }, { timeoutMs: 5000, what: 'the queue told empty' });
+    assert.deepEqual(Object.keys(last.data).sort(), ['engine', 'in_flight', 'queued']);
+    // Never more than one per 250 ms tick: count them per second of arrival.
+    const times = events.seen.slice(t0).filter((ev) => ev.type === 'queue.depth' && ev.data.engine === 'slow').map((ev) => ev.time_ms);
+    for (const t of times) assert.ok(times.filter((u) => u >= t && u < t + 1000).length <= 5, JSON.stringify(times));
+  });
+
+  test('run.status carries id, status, model, tenant, created_at, queued_ms, ttft_ms, tokens_per_s, output_tokens', async () => {
+    const r = await fetch(`${arun.url}/v1/responses`, {
+      method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'fast', input: 'hello', background: true }),
+    });
+    const run = await r.json();
+    assert.equal(r.status, 200, JSON.stringify(run));
+    const done = await waitFor(() => events.seen.find((ev) => ev.type === 'run.status' && ev.data.id === run.id && ev.data.status === 'completed'),
+      { timeoutMs: 15000, what: 'the run completed' });
+    const d = done.data;
+    assert.equal(d.model, 'fast');
+    assert.equal(d.tenant, 'default');
+    assert.equal(d.created_at, run.created_at);
+    assert.ok(d.queued_ms >= 0 && d.ttft_ms >= 0, JSON.stringify(d));
+    assert.ok(d.output_tokens > 0, JSON.stringify(d));
+    assert.ok(d.tokens_per_s === null || d.tokens_per_s > 0, JSON.stringify(d));
+    const queued = events.seen.find((ev) => ev.type === 'run.status' && ev.data.id === run.id && ev.data.status === 'queued');
+    assert.equal(queued.data.ttft_ms, null);
+    assert.equal(queued.data.output_tokens, null);
+    assert.equal(queued.data.tokens_per_s, null);
+  });
+});
