@@ -32,6 +32,7 @@
 #include "engines/supervisor.h"
 #include "gateway/gateway.h"
 #include "gateway/warm.h"
+#include "http/assets.h"
 #include "http/httpc.h"
 #include "http/runtime_api.h"
 #include "http/server.h"
@@ -474,6 +475,7 @@ static int start_http(struct daemon *d)
     d->runs = runs_new(&ro);
     d->runs_api = runs_api_new(d->srv, d->runs);
     conversations_api_register(d->srv, d->store);
+    http_assets_register(d->srv, console_assets, console_assets_count); /* the console, at / */
     runtime_api_add_ready(d->api, "store", store_ready_check, d->store);
     struct buf err;
     buf_init(&err, 4096);
