@@ -123,6 +123,8 @@ static int progress_cb(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off
                        curl_off_t ulnow)
 {
     struct xfer *x = arg;
+    if (x->sse != NULL && x->c->on_tick != NULL)
+        x->c->on_tick(x->c->tick_arg);
     return x->stop != NULL && *x->stop ? 1 : 0;
 }
 

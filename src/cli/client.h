@@ -51,6 +51,11 @@ struct client {
     bool unverified;     /* the last transfer failed on the server's certificate */
     uint32_t timeout_ms; /* a whole buffered request; client_init sets CLIENT_TIMEOUT_MS */
     char *unix_socket;   /* heap, or NULL: connect to this socket instead (client_init_local) */
+    /* Called during a streaming transfer at least once a second, idle or not (libcurl's
+     * progress function), so a verb can redraw a clock; NULL (client_init): none. It must not
+     * use this client. */
+    void (*on_tick)(void *arg);
+    void *tick_arg;
 };
 
 /* A finished exchange: any HTTP status counts as finished. */

@@ -34,9 +34,12 @@ const char runs_cmd_usage[] =
     "\n"
     "Durable runs are the responses of the server's Responses API (POST /v1/responses; `arun\n"
     "chat --background` makes one). Without a sub-verb, lists them, newest first, as a table:\n"
-    "  ID STATUS MODEL CREATED DURATION\n"
-    "CREATED is how long ago the run was created, DURATION how long it ran (so far, while it\n"
-    "is queued or in progress).\n"
+    "  ID STATUS MODEL [TENANT] CREATED QUEUED TTFT TOK/S DURATION\n"
+    "CREATED is how long ago the run was created, QUEUED how long it waited for an engine,\n"
+    "TTFT the time to its first token, TOK/S the output tokens per second after it, DURATION\n"
+    "how long it ran (so far, while it is queued or in progress); \"-\" where the server has no\n"
+    "value. TENANT shows when the server's list carries each run's tenant. STATUS is coloured\n"
+    "on a terminal (not with NO_COLOR set or TERM=dumb, never in a pipe).\n"
     "  --status STATUS  only the runs with this status: queued, in_progress, completed,\n"
     "                   failed, cancelled or incomplete\n"
     "  -n, --limit N    show the newest N runs (default 20); 0 shows them all\n"
@@ -239,16 +242,73 @@ static char *created_cell(const json_t *r, int64_t now_ms)
     return s;
 }
 
+static const char *tenant_of(const json_t *r)
+{
+    const char *t = json_string_value(json_object_get(r, "tenant"));
+    return t != NULL ? t : json_string_value(path_get(r, "arun", "tenant", NULL));
+}
+
+bool runs_have_tenant(const json_t *responses)
+{
+    size_t i;
+    const json_t *r;
+    json_array_foreach(responses, i, r) if (tenant_of(r) != NULL) return true;
+    return false;
+}
+
+void runs_table_header(struct table *t, bool tenant)
+{
+    static const char *const cols[RUNS_NCOLS_TENANT] = {
+        "ID", "STATUS", "MODEL", "TENANT", "CREATED", "QUEUED", "TTFT", "TOK/S", "DURATION"};
+    table_init_header(t, cols, RUNS_NCOLS_TENANT, tenant ? -1 : 3, 1);
+}
+
+/* Milliseconds for a short span: "850ms" under a second, else as fmt_ms. */
+static char *ms_cell(const json_t *v)
+{
+    if (!json_is_number(v) || json_number_value(v) < 0)
+        return xstrdup("-");
+    double ms = json_number_value(v);
+    return ms < 1000 ? xasprintf("%.0fms", ms) : fmt_ms(ms);
+}
+
+static char *tokens_per_s_cell(const json_t *r)
+{
+    const json_t *tps = path_get(r, "arun", "timings", "tokens_per_s");
+    if (!json_is_number(tps))
+        tps = json_object_get(r, "tokens_per_s");
+    if (json_is_number(tps))
+        return xasprintf("%.1f", json_number_value(tps));
+    const json_t *out = path_get(r, "usage", "output_tokens", NULL);
+    const json_t *total = path_get(r, "arun", "timings", "total_ms");
+    const json_t *queued = path_get(r, "arun", "timings", "queued_ms");
+    const json_t *ttft = path_get(r, "arun", "timings", "ttft_ms");
+    if (!json_is_integer(out) || !json_is_number(total) || !json_is_number(ttft))
+        return xstrdup("-");
+    /* Generation: from the first token to the end. Under a millisecond (an engine that sent
+     * everything at once) a rate means nothing. */
+    double gen_ms = json_number_value(total) - json_number_value(ttft) -
+                    (json_is_number(queued) ? json_number_value(queued) : 0);
+    if (gen_ms < 1 || json_integer_value(out) <= 0)
+        return xstrdup("-");
+    return xasprintf("%.1f", (double)json_integer_value(out) * 1000.0 / gen_ms);
+}
+
 void runs_table_row(struct table *t, const json_t *r, int64_t now_ms)
 {
-    ASSERT(t->ncols == RUNS_NCOLS);
-    char *cells[RUNS_NCOLS] = {
-        xstrdup(str_or(json_object_get(r, "id"), "?")),
-        xstrdup(str_or(json_object_get(r, "status"), "?")),
-        xstrdup(str_or(json_object_get(r, "model"), "-")),
-        created_cell(r, now_ms),
-        duration_cell(r, now_ms),
-    };
+    ASSERT(t->ncols == RUNS_NCOLS || t->ncols == RUNS_NCOLS_TENANT);
+    char *cells[RUNS_NCOLS_TENANT];
+    size_t n = 0;
+    cells[n++] = xstrdup(str_or(json_object_get(r, "id"), "?"));
+    cells[n++] = xstrdup(str_or(json_object_get(r, "status"), "?"));
+    cells[n++] = xstrdup(str_or(json_object_get(r, "model"), "-"));
+    if (t->ncols == RUNS_NCOLS_TENANT)
+        cells[n++] = xstrdup(tenant_of(r) != NULL && tenant_of(r)[0] ? tenant_of(r) : "-");
+    cells[n++] = created_cell(r, now_ms);
+    cells[n++] = ms_cell(path_get(r, "arun", "timings", "queued_ms"));
+    cells[n++] = ms_cell(path_get(r, "arun", "timings", "ttft_ms"));
+    cells[n++] = tokens_per_s_cell(r);
+    cells[n++] = duration_cell(r, now_ms);
     table_add_row(t, cells);
 }
 
@@ -457,7 +517,6 @@ static int fetch_runs(struct client *c, const struct runs_opts *o, json_t *all, 
 
 static int list_runs(struct client *c, const struct runs_opts *o)
 {
-    static const char *const header[RUNS_NCOLS] = {"ID", "STATUS", "MODEL", "CREATED", "DURATION"};
     json_t *all = json_array();
     bool has_more = false;
     int rc = fetch_runs(c, o, all, &has_more);
@@ -474,8 +533,7 @@ static int list_runs(struct client *c, const struct runs_opts *o)
     size_t i;
     const json_t *r;
     int64_t now_ms = clock_wall_ms();
-    table_init(&t, RUNS_NCOLS);
-    table_add_strs(&t, header);
+    runs_table_header(&t, runs_have_tenant(all));
     json_array_foreach(all, i, r) runs_table_row(&t, r, now_ms);
     table_print(&t);
     table_cleanup(&t);

@@ -20,7 +20,8 @@
 #define RUNS_LIMIT_DEFAULT 20   /* rows `arun runs` shows: the newest, like the API's page */
 #define RUNS_LIMIT_MAX 1000000L /* -n: only guards the parse; 0 means all */
 #define RUNS_PAGE_MAX 100       /* the API's largest page (limit 1-100) */
-#define RUNS_NCOLS 5            /* ID STATUS MODEL CREATED DURATION */
+#define RUNS_NCOLS 8            /* ID STATUS MODEL CREATED QUEUED TTFT TOK/S DURATION */
+#define RUNS_NCOLS_TENANT 9     /* and TENANT after MODEL */
 
 extern const char runs_cmd_usage[];
 
@@ -42,10 +43,17 @@ struct runs_opts {
  * stderr with the usage). */
 int runs_cmd_parse(int argc, char **argv, struct runs_opts *o) MUST_USE;
 
-/* Appends one row of the `arun runs` table for a Response object to t: ID STATUS MODEL CREATED
- * DURATION. CREATED is how long ago it was created ("3m12s ago"); DURATION is how long it ran
- * (the provenance's arun.timings.total_ms, else completed_at - created_at, else, while queued
- * or in progress, the time so far), "-" when unknown. now_ms is the wall clock. */
+/* The `arun runs` table. runs_have_tenant: whether some Response of the list carries its tenant
+ * (`tenant`, or `arun.tenant`: an admin's view of every tenant); runs_table_header inits t with
+ * the header, ID STATUS MODEL [TENANT] CREATED QUEUED TTFT TOK/S DURATION, STATUS the colour
+ * column. runs_table_row appends one row for a Response object: CREATED is how long ago it was
+ * created ("3m12s ago"); QUEUED and TTFT the provenance's arun.timings.queued_ms and ttft_ms;
+ * TOK/S the output tokens per second of generation (arun.timings.tokens_per_s when the server
+ * sends it, else usage.output_tokens over total_ms - queued_ms - ttft_ms); DURATION how long it
+ * ran (arun.timings.total_ms, else completed_at - created_at, else, while queued or in
+ * progress, the time so far). What the Response lacks reads "-". now_ms is the wall clock. */
+bool runs_have_tenant(const json_t *responses);
+void runs_table_header(struct table *t, bool tenant);
 void runs_table_row(struct table *t, const json_t *response, int64_t now_ms);
 
 /* Lays a Response object out for a person (`arun runs show`): its fields one a line, the

@@ -21,6 +21,7 @@ void table_init(struct table *t, size_t ncols)
 {
     memset(t, 0, sizeof(*t));
     t->ncols = ncols;
+    t->colour_col = -1;
 }
 
 void table_cleanup(struct table *t)
@@ -28,7 +29,62 @@ void table_cleanup(struct table *t)
     for (size_t i = 0; i < t->nrows * t->ncols; i++)
         free(t->cells[i]);
     free(t->cells);
+    bool colour = t->colour;
+    int colour_col = t->colour_col;
     table_init(t, t->ncols);
+    t->colour = colour;
+    t->colour_col = colour_col;
+}
+
+void table_init_header(struct table *t, const char *const *cols, size_t n, int skip, int colour_col)
+{
+    const char **kept = xcalloc(n, sizeof(*kept));
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if ((int)i != skip)
+            kept[k++] = cols[i];
+    table_init(t, k);
+    if (colour_col >= 0)
+        table_colour_column(t, (size_t)colour_col);
+    table_add_strs(t, kept);
+    free(kept);
+}
+
+void table_colour_column(struct table *t, size_t col)
+{
+    ASSERT(col < t->ncols);
+    t->colour_col = (int)col;
+}
+
+bool table_colour_decide(bool is_tty, const char *no_color, const char *term)
+{
+    if (!is_tty || (no_color != NULL && no_color[0] != '\0'))
+        return false;
+    return term == NULL || strcmp(term, "dumb") != 0;
+}
+
+bool table_colour_stdout(void)
+{
+    return table_colour_decide(isatty(STDOUT_FILENO), getenv("NO_COLOR"), getenv("TERM"));
+}
+
+const char *table_state_sgr(const char *word)
+{
+    /* The words of both tables: engine states and run statuses. Green is done and good, yellow
+     * is on its way (or paused on the way), red needs a person; stopped and cancelled are
+     * states a person chose, shown plain. */
+    static const struct {
+        const char *word, *sgr;
+    } map[] = {
+        {"ready", "\033[32m"},    {"completed", "\033[32m"},  {"starting", "\033[33m"},
+        {"loading", "\033[33m"},  {"queued", "\033[33m"},     {"in_progress", "\033[33m"},
+        {"stopping", "\033[33m"}, {"incomplete", "\033[33m"}, {"unhealthy", "\033[31m"},
+        {"failed", "\033[31m"},
+    };
+    for (size_t i = 0; word != NULL && i < ARRAY_SIZE(map); i++)
+        if (strcmp(word, map[i].word) == 0)
+            return map[i].sgr;
+    return NULL;
 }
 
 static char **new_row(struct table *t)
@@ -55,18 +111,30 @@ void table_add_strs(struct table *t, const char *const *cells)
 }
 
 /* The last cell, cut to room columns (0: no limit) without splitting a UTF-8 sequence. */
-static void put_last(struct buf *out, const char *s, size_t room)
+static void put_last(struct buf *out, const char *s, size_t room, const char *sgr)
 {
     size_t n = strlen(s);
+    if (sgr != NULL)
+        buf_puts(out, sgr);
     if (room == 0 || n <= room) {
         buf_append(out, s, n);
-        return;
+    } else {
+        size_t keep = room > strlen(ELLIPSIS) ? room - strlen(ELLIPSIS) : 0;
+        while (keep > 0 && ((unsigned char)s[keep] & 0xC0) == 0x80)
+            keep--;
+        buf_append(out, s, keep);
+        buf_puts(out, ELLIPSIS);
     }
-    size_t keep = room > strlen(ELLIPSIS) ? room - strlen(ELLIPSIS) : 0;
-    while (keep > 0 && ((unsigned char)s[keep] & 0xC0) == 0x80)
-        keep--;
-    buf_append(out, s, keep);
-    buf_puts(out, ELLIPSIS);
+    if (sgr != NULL)
+        buf_puts(out, TABLE_SGR_RESET);
+}
+
+/* The colour of cell (r, c): the header row and the other columns are plain. */
+static const char *cell_sgr(const struct table *t, size_t r, size_t c)
+{
+    if (!t->colour || r == 0 || (int)c != t->colour_col)
+        return NULL;
+    return table_state_sgr(t->cells[r * t->ncols + c]);
 }
 
 int table_render(const struct table *t, size_t width, struct buf *out)
@@ -82,10 +150,17 @@ int table_render(const struct table *t, size_t width, struct buf *out)
         char *const *row = t->cells + r * t->ncols;
         size_t used = 0;
         for (size_t c = 0; c < last; c++) {
-            buf_printf(out, "%-*s%*s", (int)w[c], row[c], TABLE_GAP, "");
+            const char *sgr = cell_sgr(t, r, c);
+            /* The escape codes take no columns: pad by the plain text. */
+            buf_printf(out, "%s%s%s%*s", sgr ? sgr : "", row[c], sgr ? TABLE_SGR_RESET : "",
+                       (int)(w[c] - strlen(row[c]) + TABLE_GAP), "");
             used += w[c] + TABLE_GAP;
         }
-        put_last(out, row[last], width == 0 ? 0 : width > used ? width - used : 1);
+        put_last(out, row[last],
+                 width == 0     ? 0
+                 : width > used ? width - used
+                                : 1,
+                 cell_sgr(t, r, last));
         buf_puts(out, "\n");
     }
     free(w);
@@ -103,9 +178,10 @@ static size_t terminal_width(void)
     return TABLE_DEFAULT_WIDTH;
 }
 
-void table_print(const struct table *t)
+void table_print(struct table *t)
 {
     struct buf out;
+    t->colour = table_colour_stdout();
     buf_init(&out, TABLE_MAX_OUTPUT);
     /* Cut at 64 MiB: what was laid out is printed; nobody reads further on a terminal. */
     table_render(t, terminal_width(), &out);

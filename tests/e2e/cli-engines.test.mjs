@@ -33,8 +33,8 @@ describe('arun engines and arun logs', () => {
       const r = cli(['engines', '--server', arun.url]);
       assert.equal(r.status, 0, r.stderr);
       const [header, row] = r.stdout.trimEnd().split('\n');
-      assert.match(header, /^NAME\s+STATE\s+MODELS\s+PID\s+PORT\s+MEM\s+UPTIME\s+RESTARTS\s+REASON$/);
-      assert.match(row, /^m1\s+stopped\s+m1,alias-one\s+-\s+-\s+-\/2000M\s+-\s+0\s+not started yet/);
+      assert.match(header, /^NAME\s+STATE\s+MODELS\s+BACKEND\s+PID\s+PORT\s+MEM\s+IN-FLIGHT\s+QUEUED\s+UPTIME\s+RESTARTS\s+REASON$/);
+      assert.match(row, /^m1\s+stopped\s+m1,alias-one\s+native\s+-\s+-\s+-\/2000M\s+0\s+0\s+-\s+0\s+not started yet/);
       const j = cli(['engines', '--json', '--server', arun.url]);
       assert.equal(j.status, 0, j.stderr);
       const list = JSON.parse(j.stdout);
@@ -53,7 +53,7 @@ describe('arun engines and arun logs', () => {
       assert.match(s.stdout, /^m1: ready$/m);
       const t = cli(['engines', '--server', arun.url]);
       const row = t.stdout.split('\n').find((l) => l.startsWith('m1 '));
-      const m = /^m1\s+ready\s+m1,alias-one\s+(\d+)\s+(\d+)\s+\d+\/2000M\s+\d+s\s+0\s+-$/.exec(row);
+      const m = /^m1\s+ready\s+m1,alias-one\s+native\s+(\d+)\s+(\d+)\s+\d+\/2000M\s+0\s+0\s+\d+s\s+0\s+-$/.exec(row);
       assert.ok(m, `row: ${row}`);
       const pid = Number(m[1]);
       assert.ok(alive(pid));

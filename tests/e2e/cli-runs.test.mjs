@@ -102,9 +102,10 @@ describe('arun runs', () => {
       const list = sync(arun, ['runs']);
       assert.equal(list.status, 0, list.stderr);
       const lines = list.stdout.trimEnd().split('\n');
-      assert.match(lines[0], /^ID +STATUS +MODEL +CREATED +DURATION$/);
+      assert.match(lines[0], /^ID +STATUS +MODEL +CREATED +QUEUED +TTFT +TOK\/S +DURATION$/);
       assert.equal(lines.length, 3);
-      assert.match(lines[1], new RegExp(`^${second.id} +completed +qwen +\\d+s ago +[\\d.]+s$`), 'newest first');
+      const span = '(\\d+ms|[\\d.]+s)';
+      assert.match(lines[1], new RegExp(`^${second.id} +completed +qwen +\\d+s ago +${span} +${span} +([\\d.]+|-) +[\\d.]+s$`), 'newest first');
       assert.match(lines[2], new RegExp(`^${id} +completed +qwen +`));
       assert.equal(lines[1].indexOf('completed'), lines[0].indexOf('STATUS'), 'aligned columns');
 

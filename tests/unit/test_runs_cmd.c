@@ -123,13 +123,13 @@ static void test_bad_usage_exits_2(void **state)
 
 static char *row_text(const char *response_json)
 {
-    static const char *const header[RUNS_NCOLS] = {"ID", "STATUS", "MODEL", "CREATED", "DURATION"};
     json_t *r = json_loads(response_json, 0, NULL);
     assert_non_null(r);
     struct table t;
     struct buf b;
-    table_init(&t, RUNS_NCOLS);
-    table_add_strs(&t, header);
+    json_t *list = json_pack("[O]", r);
+    runs_table_header(&t, runs_have_tenant(list));
+    json_decref(list);
     runs_table_row(&t, r, NOW_MS);
     buf_init(&b, 1 << 16);
     assert_int_equal(table_render(&t, 0, &b), 0);
@@ -148,8 +148,43 @@ static void test_a_row_shows_age_and_the_provenance_duration(void **state)
              "\"completed_at\":%lld,\"arun\":{\"timings\":{\"total_ms\":1234}}}",
              NOW_S - 192, NOW_S - 190);
     char *s = row_text(json);
-    assert_string_equal(s, "ID        STATUS     MODEL  CREATED    DURATION\n"
-                           "resp_abc  completed  qwen   3m12s ago  1.2s\n");
+    assert_string_equal(s, "ID        STATUS     MODEL  CREATED    QUEUED  TTFT  TOK/S  DURATION\n"
+                           "resp_abc  completed  qwen   3m12s ago  -       -     -      1.2s\n");
+    free(s);
+}
+
+static void test_a_row_shows_queued_ttft_and_tokens_per_second(void **state)
+{
+    char json[512];
+    /* 40 tokens in 2000 ms of generation: 5000 total - 1500 queued - 1500 to the first. */
+    snprintf(json, sizeof(json),
+             "{\"id\":\"r\",\"status\":\"completed\",\"model\":\"m\",\"created_at\":%lld,"
+             "\"usage\":{\"output_tokens\":40},"
+             "\"arun\":{\"timings\":{\"queued_ms\":1500,\"ttft_ms\":1500.4,\"total_ms\":5000}}}",
+             NOW_S - 10);
+    char *s = row_text(json);
+    assert_string_equal(s, "ID  STATUS     MODEL  CREATED  QUEUED  TTFT  TOK/S  DURATION\n"
+                           "r   completed  m      10s ago  1.5s    1.5s  20.0   5.0s\n");
+    free(s);
+    /* The server's own rate wins; under a second reads in ms. */
+    snprintf(json, sizeof(json),
+             "{\"id\":\"r\",\"status\":\"completed\",\"model\":\"m\",\"created_at\":%lld,"
+             "\"usage\":{\"output_tokens\":40},\"arun\":{\"timings\":{\"queued_ms\":0,"
+             "\"ttft_ms\":12.6,\"total_ms\":500,\"tokens_per_s\":33.33}}}",
+             NOW_S - 10);
+    s = row_text(json);
+    assert_non_null(strstr(s, "\nr   completed  m      10s ago  0ms     13ms  33.3   0.5s\n"));
+    free(s);
+}
+
+static void test_a_tenant_column_shows_only_when_the_list_carries_tenants(void **state)
+{
+    char *s = row_text("{\"id\":\"r\",\"status\":\"queued\",\"model\":\"m\",\"tenant\":\"acme\"}");
+    assert_non_null(strstr(s, "ID  STATUS  MODEL  TENANT  CREATED"));
+    assert_non_null(strstr(s, "\nr   queued  m      acme    -"));
+    free(s);
+    s = row_text("{\"id\":\"r\",\"status\":\"queued\",\"model\":\"m\"}");
+    assert_null(strstr(s, "TENANT"));
     free(s);
 }
 
@@ -161,7 +196,7 @@ static void test_a_row_without_provenance_uses_completed_at(void **state)
              "\"completed_at\":%lld}",
              NOW_S - 3700, NOW_S - 3600);
     char *s = row_text(json);
-    assert_non_null(strstr(s, "r   failed  m      1h01m ago  1m40s\n"));
+    assert_non_null(strstr(s, "r   failed  m      1h01m ago  -       -     -      1m40s\n"));
     free(s);
 }
 
@@ -172,14 +207,14 @@ static void test_a_running_row_counts_the_time_so_far(void **state)
              "{\"id\":\"r\",\"status\":\"in_progress\",\"model\":\"m\",\"created_at\":%lld}",
              NOW_S - 42);
     char *s = row_text(json);
-    assert_non_null(strstr(s, "42s ago  42s\n"));
+    assert_non_null(strstr(s, "42s ago  -       -     -      42s\n"));
     free(s);
 }
 
 static void test_a_row_of_a_malformed_response_shows_placeholders(void **state)
 {
     char *s = row_text("{\"status\":\"cancelled\"}");
-    assert_non_null(strstr(s, "\n?   cancelled  -      -        -\n"));
+    assert_non_null(strstr(s, "\n?   cancelled  -      -        -       -     -      -\n"));
     free(s);
 }
 
@@ -240,6 +275,8 @@ int main(void)
         cmocka_unit_test(test_bad_usage_exits_2),
         cmocka_unit_test(test_a_row_shows_age_and_the_provenance_duration),
         cmocka_unit_test(test_a_row_without_provenance_uses_completed_at),
+        cmocka_unit_test(test_a_row_shows_queued_ttft_and_tokens_per_second),
+        cmocka_unit_test(test_a_tenant_column_shows_only_when_the_list_carries_tenants),
         cmocka_unit_test(test_a_running_row_counts_the_time_so_far),
         cmocka_unit_test(test_a_row_of_a_malformed_response_shows_placeholders),
         cmocka_unit_test(test_show_lays_out_fields_provenance_and_output),

@@ -123,6 +123,76 @@ static void test_durations_read_as_a_person_reads_them(void **state)
     }
 }
 
+static void test_colour_only_on_a_terminal_without_no_color_or_dumb_term(void **state)
+{
+    assert_true(table_colour_decide(true, NULL, "xterm-256color"));
+    assert_true(table_colour_decide(true, NULL, NULL));
+    assert_true(table_colour_decide(true, "", "xterm"));     /* no-color.org: empty is unset */
+    assert_false(table_colour_decide(false, NULL, "xterm")); /* a pipe or a file */
+    assert_false(table_colour_decide(true, "1", "xterm"));
+    assert_false(table_colour_decide(true, "0", "xterm")); /* any value, even "0" or "false" */
+    assert_false(table_colour_decide(true, "false", "xterm"));
+    assert_false(table_colour_decide(true, NULL, "dumb"));
+    assert_false(table_colour_decide(false, "1", "dumb"));
+}
+
+static void test_state_words_have_their_colours(void **state)
+{
+    assert_string_equal(table_state_sgr("ready"), "\033[32m");
+    assert_string_equal(table_state_sgr("completed"), "\033[32m");
+    assert_string_equal(table_state_sgr("loading"), "\033[33m");
+    assert_string_equal(table_state_sgr("starting"), "\033[33m");
+    assert_string_equal(table_state_sgr("queued"), "\033[33m");
+    assert_string_equal(table_state_sgr("in_progress"), "\033[33m");
+    assert_string_equal(table_state_sgr("failed"), "\033[31m");
+    assert_string_equal(table_state_sgr("unhealthy"), "\033[31m");
+    assert_null(table_state_sgr("stopped"));
+    assert_null(table_state_sgr("cancelled"));
+    assert_null(table_state_sgr("-"));
+    assert_null(table_state_sgr(NULL));
+}
+
+static void test_a_coloured_column_still_lines_up(void **state)
+{
+    struct table t;
+    table_init(&t, 3);
+    table_colour_column(&t, 1);
+    add3(&t, "NAME", "STATE", "REASON");
+    add3(&t, "a", "ready", "-");
+    add3(&t, "bb", "failed", "exited");
+    add3(&t, "c", "stopped", "by hand");
+    char *plain = render(&t, 0);
+    assert_string_equal(plain, "NAME  STATE    REASON\n"
+                               "a     ready    -\n"
+                               "bb    failed   exited\n"
+                               "c     stopped  by hand\n");
+    assert_null(strchr(plain, '\033'));
+    free(plain);
+    t.colour = true;
+    char *col = render(&t, 0);
+    /* The header and the other columns stay plain; the padding follows the plain word. */
+    assert_string_equal(col, "NAME  STATE    REASON\n"
+                             "a     \033[32mready\033[0m    -\n"
+                             "bb    \033[31mfailed\033[0m   exited\n"
+                             "c     stopped  by hand\n");
+    free(col);
+    table_cleanup(&t);
+}
+
+static void test_a_coloured_last_column_is_cut_inside_its_colour(void **state)
+{
+    struct table t;
+    table_init(&t, 2);
+    table_colour_column(&t, 1);
+    t.colour = true;
+    add3(&t, "ID", "STATUS", NULL);
+    add3(&t, "r", "in_progress", NULL);
+    char *s = render(&t, 10); /* 4 columns for ID and the gap, 6 left */
+    assert_string_equal(s, "ID  STATUS\nr   \033[33min_...\033[0m\n");
+    free(s);
+    table_cleanup(&t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -133,6 +203,10 @@ int main(void)
         cmocka_unit_test(test_many_rows_grow_the_table),
         cmocka_unit_test(test_a_full_buffer_is_reported),
         cmocka_unit_test(test_durations_read_as_a_person_reads_them),
+        cmocka_unit_test(test_colour_only_on_a_terminal_without_no_color_or_dumb_term),
+        cmocka_unit_test(test_state_words_have_their_colours),
+        cmocka_unit_test(test_a_coloured_column_still_lines_up),
+        cmocka_unit_test(test_a_coloured_last_column_is_cut_inside_its_colour),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
