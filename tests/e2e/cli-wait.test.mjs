@@ -5,7 +5,7 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { Arun, MOCK_BIN, ARUN_BIN, runArun, waitFor, assertNoSanitizerReport } from './lib/arun.mjs';
+import { Arun, MOCK_BIN, ARUN_BIN, runArun, waitFor, assertNoSanitizerReport, createKey } from './lib/arun.mjs';
 
 const ESC = '\x1b';
 const mockEngine = (name, flags, extra = '') =>
@@ -116,6 +116,21 @@ describe('arun engines start --wait, colour and --json', () => {
       assert.equal(ex.code, 3, w2.out + w2.err);
       assert.match(w2.err, /cannot reach the server|went away/);
       assertNoSanitizerReport(w2.err, 'arun engines start --wait');
+    } finally { await arun.cleanup(); }
+  });
+
+  test('with auth.mode keys, --wait follows the events with the admin key it was given', async () => {
+    const arun = await new Arun({ config: `auth:\n  mode: keys\n${config()}` }).start();
+    try {
+      const { key } = await createKey(arun, { tenant: 'ops', role: 'admin' });
+      const env = { ...process.env, ARUN_URL: arun.url, ARUN_API_KEY: key };
+      const r = cli(['engines', 'start', 'slow', '--wait'], { env });
+      assert.equal(r.status, 0, r.stdout + r.stderr);
+      assert.match(r.stdout, /^slow: loading/m);
+      assert.match(r.stdout, /^slow: ready$/m);
+      assert.ok(!r.stdout.includes(key) && !r.stderr.includes(key), 'the key is never printed');
+      const none = cli(['engines', 'start', 'slow', '--wait'], { env: { ...env, ARUN_API_KEY: '' } });
+      assert.equal(none.status, 1, none.stderr);
     } finally { await arun.cleanup(); }
   });
 
