@@ -4,13 +4,15 @@ BUILD ?= build
 ASAN_BUILD ?= build-asan
 JOBS ?= $(shell nproc)
 E2E := tests/e2e
+BROWSER := tests/browser
 
 # The sanitizer run: leaks fail the run, UBSan stops at the first report.
 export ASAN_OPTIONS ?= detect_leaks=1:abort_on_error=0:halt_on_error=1:strict_string_checks=1
 export UBSAN_OPTIONS ?= halt_on_error=1:print_stacktrace=1
 export LSAN_OPTIONS ?= suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0
 
-.PHONY: all deps build run test layers unit e2e llama-server bench install clean format fuzz
+.PHONY: all deps build run test layers unit e2e browser screenshots llama-server bench install clean \
+	format fuzz
 
 all: build
 
@@ -37,6 +39,9 @@ unit: asan
 $(E2E)/node_modules/.package-lock.json: $(E2E)/package-lock.json
 	@cd $(E2E) && npm ci --no-audit --no-fund --loglevel=error
 
+$(BROWSER)/node_modules/.package-lock.json: $(BROWSER)/package-lock.json
+	@cd $(BROWSER) && npm ci --no-audit --no-fund --loglevel=error
+
 # llama.cpp's llama-server, a real engine beside the mock: built once per machine into a cache
 # outside the tree (about 4.5 min on 2 cores, then instant); the script prints its path.
 llama-server: deps
@@ -46,13 +51,25 @@ e2e: asan llama-server $(E2E)/node_modules/.package-lock.json
 	@LLAMA_SERVER_BIN=$$(scripts/llama-server.sh) ARUN_BIN=$(CURDIR)/$(ASAN_BUILD)/arun \
 	  MOCK_BIN=$(CURDIR)/$(ASAN_BUILD)/arun-mock-engine node --test --test-concurrency=2 $(E2E)/
 
+# The console in Debian's chromium (headless, driven by playwright-core), against the ASan build;
+# screenshots of each view land in build/console-screens/.
+browser: asan $(BROWSER)/node_modules/.package-lock.json
+	@ARUN_BIN=$(CURDIR)/$(ASAN_BUILD)/arun MOCK_BIN=$(CURDIR)/$(ASAN_BUILD)/arun-mock-engine \
+	  node --test --test-concurrency=2 $(BROWSER)/
+
+# docs/console/*.png, the screenshots docs/console.md shows, from the release build at 1280x800
+# (and one at 390x844). Regenerate them when the page changes; never edit them by hand.
+screenshots: build $(BROWSER)/node_modules/.package-lock.json
+	@ARUN_BIN=$(CURDIR)/$(BUILD)/arun MOCK_BIN=$(CURDIR)/$(BUILD)/arun-mock-engine \
+	  node $(BROWSER)/screenshots.mjs docs/console
+
 # The layer order of the design (scripts/check-layers.sh), checked first: it takes a moment.
 layers:
 	@scripts/check-layers.sh --self-test
 	@scripts/check-layers.sh
 
 # build too: `make run`'s release build (gcc, -Werror, other warnings than clang's) must compile.
-test: layers build unit e2e
+test: layers build unit e2e browser
 
 # The fuzz targets for longer than make test does (FUZZ_SECONDS each), in the sanitizer build.
 FUZZ_SECONDS ?= 60

@@ -7,8 +7,10 @@ set -eu
 PKGS="build-essential cmake pkg-config clang libclang-rt-14-dev
 libuv1-dev libh2o-dev libssl-dev zlib1g-dev libcurl4-openssl-dev libjansson-dev libyaml-dev
 libsqlite3-dev libcmocka-dev sqlite3 curl wrk nginx-light procps openssl
-podman runc busybox-static uidmap git python3"
+podman runc busybox-static uidmap git python3 chromium"
 
+# chromium: Debian's, for the console's browser tests (tests/browser/, driven by playwright-core;
+# no browser is ever downloaded).
 # Node: Debian's nodejs is enough; a newer one already installed (nodesource) is kept.
 command -v node >/dev/null 2>&1 || PKGS="$PKGS nodejs"
 command -v npm >/dev/null 2>&1 || PKGS="$PKGS npm"
