@@ -7,11 +7,10 @@ import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import OpenAI from 'openai';
 import {
-  NO_CONSOLE, Arun, MOCK_BIN, launch, openPage, gotoView, waitReady, tid, createKey, freePort, tempDir,
+  NO_CONSOLE, Arun, mock, enginesReady, launch, openPage, gotoView, waitReady, tid, createKey, freePort, tempDir,
   waitFor, token,
 } from './lib.mjs';
 
-const mock = (extra = '') => `"${MOCK_BIN} --port \${PORT} --model \${NAME} ${extra}"`;
 const sdk = (arun, key = 'none') => new OpenAI({ baseURL: `${arun.url}/v1`, apiKey: key, maxRetries: 0 });
 
 // An arun with auth.mode keys, one engine, an admin key (tenant ops) and member keys of tenants
@@ -31,6 +30,7 @@ async function keysArun() {
   const a = await createKey(arun, { tenant: 'tenant-a' });
   const b = await createKey(arun, { tenant: 'tenant-b' });
   await arun.start();
+  await enginesReady(arun, ['quick'], { headers: { authorization: `Bearer ${admin.key}` } });
   return { arun, admin, a, b };
 }
 
@@ -59,6 +59,7 @@ describe('console live', { skip: NO_CONSOLE }, () => {
     const { page, context } = await openPage(browser);
     try {
       assert.equal(arun.port, port);
+      await enginesReady(arun, ['quick', 'slow']);
       const done = await sdk(arun).responses.create({ model: 'quick', input: `before ${token()}` });
       const live = await sdk(arun).responses.create({ model: 'slow', input: `cut ${token()}`, background: true });
       await gotoView(page, arun.url, '#/runs');

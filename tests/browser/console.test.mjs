@@ -9,11 +9,10 @@ import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import OpenAI from 'openai';
 import {
-  NO_CONSOLE, Arun, MOCK_BIN, SANITIZED, DESKTOP, PHONE, launch, openPage, gotoView, tid, screenshot,
+  NO_CONSOLE, Arun, mock, enginesReady, SANITIZED, DESKTOP, PHONE, launch, openPage, gotoView, tid, screenshot,
   axeProblems, keyboardProblems, waitFor, token,
 } from './lib.mjs';
 
-const mock = (extra = '') => `"${MOCK_BIN} --port \${PORT} --model \${NAME} ${extra}"`;
 const config = [
   'engines:',
   '  quick:',
@@ -43,11 +42,7 @@ describe('console in chromium', { skip: NO_CONSOLE }, () => {
     client = new OpenAI({ baseURL: `${arun.url}/v1`, apiKey: 'none', maxRetries: 0 });
     browser = await launch();
     // The engines with start: always are up before any page looks at them.
-    await waitFor(async () => {
-      const r = await (await fetch(`${arun.url}/v1/engines`)).json();
-      const list = r.data || r.engines || r;
-      return ['quick', 'slow'].every((n) => list.find((e) => (e.name || e.id) === n)?.state === 'ready');
-    }, { timeoutMs: 30000, what: 'engines quick and slow ready' });
+    await enginesReady(arun, ['quick', 'slow']);
   });
 
   after(async () => {

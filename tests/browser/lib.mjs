@@ -7,7 +7,7 @@ import { chromium } from 'playwright-core';
 import { AxeBuilder } from '@axe-core/playwright';
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { ROOT, waitFor } from '../e2e/lib/arun.mjs';
+import { MOCK_BIN, ROOT, waitFor } from '../e2e/lib/arun.mjs';
 
 export { Arun, ARUN_BIN, MOCK_BIN, ROOT, createKey, freePort, tempDir, waitFor } from '../e2e/lib/arun.mjs';
 
@@ -159,6 +159,17 @@ export async function keyboardProblems(page, { maxTabs = 300 } = {}) {
     await cdp.detach().catch(() => {});
   }
   return problems;
+}
+
+// The `cmd:` of a mock engine in an arun config (quoted for YAML), with extra flags.
+export const mock = (extra = '') => `"${MOCK_BIN} --port \${PORT} --model \${NAME} ${extra}"`;
+
+// Waits until each named engine of arun is ready (GET /v1/engines), with `headers` (a key).
+export async function enginesReady(arun, names, { headers = {}, timeoutMs = 30000 } = {}) {
+  await waitFor(async () => {
+    const { data } = await (await fetch(`${arun.url}/v1/engines`, { headers })).json();
+    return names.every((n) => data.find((e) => e.name === n)?.state === 'ready');
+  }, { timeoutMs, what: `engines ${names.join(', ')} ready` });
 }
 
 // A distinct string for a test's own objects.

@@ -6,12 +6,11 @@
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import OpenAI from 'openai';
-import { Arun, MOCK_BIN, DESKTOP, PHONE, launch, openPage, gotoView, tid, waitFor } from './lib.mjs';
+import { Arun, mock, enginesReady, DESKTOP, PHONE, launch, openPage, gotoView, tid, waitFor } from './lib.mjs';
 
 const out = resolve(process.argv[2] || 'docs/console');
 mkdirSync(out, { recursive: true });
 
-const mock = (extra = '') => `"${MOCK_BIN} --port \${PORT} --model \${NAME} ${extra}"`;
 const config = [
   'engines:',
   '  qwen-7b:',
@@ -31,10 +30,7 @@ const arun = await new Arun({ config }).start();
 const browser = await launch();
 try {
   const client = new OpenAI({ baseURL: `${arun.url}/v1`, apiKey: 'none', maxRetries: 0 });
-  await waitFor(async () => {
-    const { data } = await (await fetch(`${arun.url}/v1/engines`)).json();
-    return ['qwen-7b', 'llama-70b'].every((n) => data.find((e) => e.name === n)?.state === 'ready');
-  }, { timeoutMs: 30000, what: 'the engines ready' });
+  await enginesReady(arun, ['qwen-7b', 'llama-70b']);
   const done = [];
   for (const q of ['Summarise the incident report', 'Translate the release notes', 'Name three prime numbers']) {
     done.push(await client.responses.create({ model: 'qwen-7b', input: q }));
