@@ -51,14 +51,14 @@ describe('console in chromium', { skip: NO_CONSOLE }, () => {
   });
 
   test('the first load is clean, under 150 KB and renders the engines view fast', async () => {
-    const { page, context, problems, transfers } = await openPage(browser);
+    const { page, context, problems, transferred } = await openPage(browser);
     try {
       await gotoView(page, arun.url, '#/engines');
       await waitFor(() => page.locator('[data-testid="engine-card"]').count().then((n) => n === 3),
         { timeoutMs: 5000, what: 'three engine cards' });
       // Every request of the first load has finished (the events stream never does, and is not
       // counted: what it carries is not part of the load).
-      await page.waitForLoadState('networkidle').catch(() => {});
+      const transfers = await transferred();
       const readyAt = await page.evaluate(() => window.__arun.readyAt);
       const bytes = transfers.reduce((s, t) => s + t.bytes, 0);
       console.log(`# first load: ${bytes} bytes transferred in ${transfers.length} responses` +

@@ -59,7 +59,7 @@ function instrument() {
 
 // Opens a page in a fresh context (no cache, no storage): with `key`, sessionStorage holds it
 // before the page's scripts run, as after the key prompt. Returns {page, context, problems,
-// bytes()}: problems lists console errors, page errors and failed or 4xx/5xx requests (an
+// transferred()}: problems lists console errors, page errors and failed or 4xx/5xx requests (an
 // aborted request, the events stream cut by a close or a navigation, is not one).
 export async function openPage(browser, { viewport = DESKTOP, key } = {}) {
   const context = await browser.newContext({ viewport });
@@ -77,13 +77,22 @@ export async function openPage(browser, { viewport = DESKTOP, key } = {}) {
   page.on('response', (r) => {
     if (r.status() >= 400) problems.push(`HTTP ${r.status()}: ${r.request().method()} ${r.url()}`);
   });
-  page.on('requestfinished', async (r) => {
-    try {
-      const s = await r.sizes();
-      transfers.push({ url: r.url(), bytes: s.responseBodySize + s.responseHeadersSize });
-    } catch { /* the page closed first */ }
+  // Requests in flight, but the long-lived streams (/v1/events, a run's stream), which never end.
+  const inflight = new Set();
+  const streaming = (r) => /\/v1\/events|[?&]stream=true/.test(r.url());
+  page.on('request', (r) => { if (!streaming(r)) inflight.add(r); });
+  page.on('requestfailed', (r) => inflight.delete(r));
+  page.on('requestfinished', (r) => {
+    transfers.push(r.sizes().then((s) => ({ url: r.url(), bytes: s.responseBodySize + s.responseHeadersSize }),
+      () => ({ url: r.url(), bytes: 0 })).finally(() => inflight.delete(r)));
   });
-  return { page, context, problems, transfers };
+  // Resolves, once no request but the streams is in flight, to what every finished response
+  // transferred over the wire (headers and the compressed body): [{url, bytes}].
+  const transferred = async () => {
+    await waitFor(() => inflight.size === 0, { timeoutMs: 10000, what: 'the page\'s requests to finish' });
+    return Promise.all(transfers);
+  };
+  return { page, context, problems, transferred };
 }
 
 // Navigates to a view (hash route) and waits until the page says it rendered with data.
