@@ -65,6 +65,8 @@ export async function openPage(browser, { viewport = DESKTOP, key } = {}) {
   const context = await browser.newContext({ viewport });
   if (key) await context.addInitScript((k) => sessionStorage.setItem('arun.key', k), key);
   await context.addInitScript(instrument);
+  // A missing test id fails in seconds, not after playwright's default 30 s.
+  context.setDefaultTimeout(10000);
   const page = await context.newPage();
   const problems = [];
   const transfers = [];
