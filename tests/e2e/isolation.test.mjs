@@ -61,6 +61,10 @@ function registeredRoutes() {
         routes.push({ method: lit[1], pattern: lit[2], access: lit[3], where: rel });
       } else if (/^http_route\s*\(\s*struct\b/.test(rest)) {
         continue; // its definition
+      } else if (rel === join('src', 'http', 'assets.c') && /^http_route\s*\(\s*srv,\s*"([A-Z]+)",\s*a->path,\s*HTTP_PUBLIC\b/.test(rest)) {
+        // The console's embedded files, one route per file: the same bytes for everyone.
+        const w = /"([A-Z]+)"/.exec(rest);
+        routes.push({ method: w[1], pattern: '(console asset)', access: 'HTTP_PUBLIC', where: rel });
       } else if (rel === join('src', 'runs', 'api.c') && /^http_route\s*\(\s*a->srv,\s*method,\s*pattern,\s*HTTP_MEMBER\b/.test(rest)) {
         for (const w of text.matchAll(/\broute\s*\(\s*a\s*,\s*"([A-Z]+)"\s*,\s*"([^"]+)"/g)) {
           routes.push({ method: w[1], pattern: w[2], access: 'HTTP_MEMBER', where: rel });
@@ -411,7 +415,13 @@ describe('tenant isolation', () => {
     console.log(`isolation: walked ${walked.size} member routes with tenant B and A's ids:\n${lines.join('\n')}`);
     assert.deepEqual(missing, [], 'member routes with no isolation case: add one to this test');
     const publicRoutes = routes.filter((r) => r.access === 'HTTP_PUBLIC').map((r) => `${r.method} ${r.pattern}`).sort();
-    assert.deepEqual(publicRoutes, ['GET /healthz', 'GET /readyz'], 'a public route holds no tenant data');
+    assert.deepEqual(publicRoutes, ['GET (console asset)', 'GET /', 'GET /healthz', 'GET /readyz',
+      'HEAD (console asset)', 'HEAD /'],
+      'a public route holds no tenant data');
+    // The console's files are the build's, the same for every caller, with or without a key.
+    const page = await call(arun, null, 'GET', '/');
+    assert.equal(page.status, 200);
+    assert.ok(!page.text.includes(A.secretText) && !page.text.includes(keyA.id), 'the page holds no tenant data');
   });
 
   test('a background run keeps its tenant through a restart (recovery)', async () => {
