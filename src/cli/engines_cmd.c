@@ -306,6 +306,10 @@ bool engines_progress_take(struct engines_progress *p, const json_t *e, int64_t 
         take_str(&p->reason,
                  json_object_get(e, "reason") ? json_object_get(e, "reason") : json_null());
     take_str(&p->log_line, json_object_get(e, "last_log_line"));
+    if (p->log_line != NULL && strncmp(p->log_line, "arun: ", 6) == 0) {
+        free(p->log_line); /* arun's own note: the state and reason the line already shows */
+        p->log_line = NULL;
+    }
     /* The learned load time (expected_load_ms), else the last load's (last_load_ms). */
     const json_t *exp = json_object_get(e, "expected_load_ms");
     if (!json_is_integer(exp))
@@ -316,6 +320,10 @@ bool engines_progress_take(struct engines_progress *p, const json_t *e, int64_t 
     const json_t *loading_since = json_object_get(e, "loading_since_ms");
     if (json_is_integer(loading_since) && json_integer_value(loading_since) > 0)
         started = json_integer_value(loading_since);
+    /* The server's own count (its monotonic clock) beats its wall clock against ours. */
+    const json_t *elapsed = json_object_get(e, "loading_elapsed_ms");
+    if (json_is_integer(elapsed) && json_integer_value(elapsed) >= 0)
+        started = now_ms - json_integer_value(elapsed);
     if (started > 0 && started <= now_ms && is_running_state(p->state))
         p->since_ms = started;
     return changed;

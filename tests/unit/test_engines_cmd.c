@@ -114,6 +114,15 @@ static void test_progress_counts_against_the_expected_load_time(void **state)
     assert_string_equal(s, "qwen: loading 13 s of ~40 s | load_tensors: 40%");
     free(s);
     json_decref(ev);
+    /* The server's loading_elapsed_ms wins over its wall clock (no skew between the two). */
+    ev = json_loads("{\"state\":\"loading\",\"started_at\":\"2020-01-01T00:00:00Z\","
+                    "\"loading_since_ms\":1,\"loading_elapsed_ms\":7400}",
+                    0, NULL);
+    engines_progress_take(&p, ev, NOW_MS);
+    s = line_of(&p, NOW_MS, false, 0);
+    assert_string_equal(s, "qwen: loading 7 s of ~40 s");
+    free(s);
+    json_decref(ev);
     json_decref(e);
     engines_progress_cleanup(&p);
 }
@@ -147,6 +156,21 @@ static void test_progress_without_an_expectation_and_the_end_states(void **state
     engines_progress_cleanup(&p);
 }
 
+static void test_arun_notes_are_not_shown_as_the_log_line(void **state)
+{
+    struct engines_progress p;
+    engines_progress_init(&p, "m");
+    json_t *e = json_loads("{\"state\":\"loading\",\"reason\":\"loading\","
+                           "\"last_log_line\":\"arun: loading: loading\"}",
+                           0, NULL);
+    engines_progress_take(&p, e, NOW_MS);
+    char *s = line_of(&p, NOW_MS, true, 0);
+    assert_string_equal(s, "m: loading 0 s (loading)");
+    free(s);
+    json_decref(e);
+    engines_progress_cleanup(&p);
+}
+
 static void test_a_log_line_cannot_break_the_progress_line(void **state)
 {
     struct engines_progress p;
@@ -169,6 +193,7 @@ int main(void)
         cmocka_unit_test(test_a_vram_column_shows_when_an_engine_has_vram),
         cmocka_unit_test(test_progress_counts_against_the_expected_load_time),
         cmocka_unit_test(test_progress_without_an_expectation_and_the_end_states),
+        cmocka_unit_test(test_arun_notes_are_not_shown_as_the_log_line),
         cmocka_unit_test(test_a_log_line_cannot_break_the_progress_line),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
