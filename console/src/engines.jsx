@@ -208,7 +208,8 @@ export function EnginesView() {
   const done = (ok) => {
     const a = ask;
     setAsk(null);
-    if (a && a.from) a.from.focus();
+    // Back to the button that asked, once the modal is gone (focus would fall to the body).
+    if (a && a.from) setTimeout(() => a.from.isConnected && a.from.focus(), 0);
     if (ok && a) act(a.engine, a.action);
   };
 

@@ -94,7 +94,7 @@ export function LogPane({ engine, onClose }) {
         </div>
       </header>
       {copied && <p class="small muted">{copied}</p>}
-      <pre ref={pre} class="log" tabIndex={0} aria-label={`Log lines of ${engine}`}
+      <pre ref={pre} class="log" role="log" tabIndex={0} aria-label={`Log lines of ${engine}`}
         onScroll={(e) => { const el = e.currentTarget; stick.current = el.scrollHeight - el.scrollTop - el.clientHeight < 24; }}>
         {shown.join('\n')}
       </pre>

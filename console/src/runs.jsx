@@ -11,7 +11,8 @@ export const STATUSES = ['queued', 'in_progress', 'completed', 'failed', 'cancel
 const LIMIT = 100;
 
 // A Response object (or a run.status event's data) as a row.
-export function runRow(r, old = {}) {
+export function runRow(r, prev) {
+  const old = prev || {};
   const t = (r.arun && r.arun.timings) || {};
   const usage = r.usage || (r.arun && r.arun.usage) || null;
   const out = r.output_tokens ?? (usage ? usage.output_tokens : null);
