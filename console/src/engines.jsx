@@ -52,14 +52,14 @@ function useEngines() {
   useEffect(() => {
     loadAll();
     const t = setInterval(loadAll, REFRESH_MS);
-    const offState = live.on('engine.state', (d, msg) => {
-      const at = msg.time_ms || Date.now();
+    const offState = live.on('engine.state', (d) => {
+      const at = Date.now();
       setEngines((list) => (list || []).map((x) => {
         if (x.name !== d.engine) return x;
         const { engine, from, ...fields } = d;
         return stamp({ ...x, ...fields }, at);
       }));
-      loadOne(d.engine);
+      if (!d.memory) loadOne(d.engine); // an arun whose events carry only the state
     });
     const offQueue = live.on('queue.depth', (d) => {
       setEngines((list) => (list || []).map((x) => (x.name === d.engine
@@ -73,7 +73,10 @@ function useEngines() {
 }
 
 function Progress({ e, now }) {
-  const since = e.loading_since_ms ?? e._since ?? isoToMs(e.started_at) ?? e._at;
+  // arun's own measure first (no clock skew between the browser and the server), grown by the
+  // time since it was read; then the spawn time; then when this page saw the state begin.
+  const since = e.loading_elapsed_ms != null ? e._at - e.loading_elapsed_ms
+    : e.loading_since_ms ?? e._since ?? isoToMs(e.started_at) ?? e._at;
   const elapsed = Math.max(0, now - since);
   let expected = e.expected_load_ms ?? null;
   if (expected == null && e.expected_ready_in_ms != null) expected = (e._at - since) + e.expected_ready_in_ms;
@@ -96,8 +99,8 @@ function Progress({ e, now }) {
 }
 
 function uptime(e, now) {
-  if (e.state !== 'ready' && e.state !== 'busy') return null;
   if (e.uptime_s != null) return e.uptime_s + (now - e._at) / 1000;
+  if (e.state !== 'ready' && e.state !== 'busy') return null;
   const t = isoToMs(e.started_at);
   return t == null ? null : (now - t) / 1000;
 }
