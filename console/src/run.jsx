@@ -160,7 +160,7 @@ export function RunPage({ id, admin }) {
       </dl>
       <div class="actions">
         <button type="button" data-testid="run-cancel" disabled={!active} onClick={doCancel}
-          aria-label={active ? 'Cancel this run' : 'Cancel (the run is over)'}>Cancel run</button>
+          title={active ? 'Cancel this run' : 'The run is over'}>Cancel run</button>
         {cancel && <span role="status" class="small">{cancel}</span>}
       </div>
       {(err || inc || run.status === 'cancelled') && (
