@@ -61,10 +61,10 @@ describe('console in chromium', { skip: NO_CONSOLE }, () => {
       const transfers = await transferred();
       const readyAt = await page.evaluate(() => window.__arun.readyAt);
       const bytes = transfers.reduce((s, t) => s + t.bytes, 0);
-      console.log(`# first load: ${bytes} bytes transferred in ${transfers.length} responses` +
+      console.log(`first load: ${bytes} bytes transferred in ${transfers.length} responses` +
         ` (budget ${BYTES_BUDGET}); engines view rendered (data-ready) at ${readyAt.toFixed(1)} ms` +
         ` from navigation start (budget ${READY_BUDGET_MS} ms${SANITIZED ? ', asserted x10 under ASan' : ''})`);
-      for (const t of transfers) console.log(`#   ${t.bytes}\t${t.url.replace(arun.url, '')}`);
+      for (const t of transfers) console.log(`  ${String(t.bytes).padStart(7)}  ${t.url.replace(arun.url, '')}`);
       assert.ok(bytes < BYTES_BUDGET, `first load transferred ${bytes} bytes, over ${BYTES_BUDGET}`);
       assert.ok(readyAt < READY_BUDGET_MS * (SANITIZED ? 10 : 1),
         `engines view rendered at ${readyAt} ms, over ${READY_BUDGET_MS} ms`);
@@ -152,7 +152,7 @@ describe('console in chromium', { skip: NO_CONSOLE }, () => {
             await gotoView(page, arun.url, hash);
             await tid(page, what).first().waitFor({ timeout: 10000 });
             const shot = await screenshot(page, view);
-            console.log(`# screenshot ${shot}`);
+            console.log(`screenshot ${shot}`);
             // Nothing wider than the viewport (no sideways scrolling on a phone).
             const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
             if (overflow > 0) failures.push(`${label} ${view}: page is ${overflow} px wider than the viewport`);

@@ -122,7 +122,7 @@ export async function screenshot(page, name) {
 export async function axeProblems(page) {
   const r = await new AxeBuilder({ page }).analyze();
   return r.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical')
-    .map((v) => `${v.impact} ${v.id}: ${v.help} (${v.nodes.map((n) => n.target.join(' ')).slice(0, 5).join(', ')})`);
+    .map((v) => `${v.impact} ${v.id}: ${v.help}: ${v.nodes.slice(0, 5).map((n) => n.html.slice(0, 160)).join(' | ')}`);
 }
 
 // Tabs through the page from the top until focus comes back round (or leaves the page): every
