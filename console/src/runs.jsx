@@ -33,6 +33,9 @@ export function runRow(r, prev) {
   };
 }
 
+// Counts run.status events, so that a list read can tell the rows events changed since it asked.
+let evSeq = 0;
+
 export function RunsView({ admin }) {
   const [rows, setRows] = useState(null); // Map id -> row
   const [error, setError] = useState('');
@@ -45,10 +48,16 @@ export function RunsView({ admin }) {
   const load = async () => {
     try {
       const q = status ? `&status=${encodeURIComponent(status)}` : '';
+      const asked = evSeq;
       const j = await api(`/v1/responses?limit=${LIMIT}${q}`);
       setRows((prev) => {
         const m = new Map();
-        for (const r of j.data) m.set(r.id, runRow(r, prev && prev.get(r.id)));
+        for (const r of j.data) {
+          const old = prev && prev.get(r.id);
+          // A run.status event that came while the list was on its way is newer than the list
+          // (after a restart, recovery settles runs while the page reads the list again).
+          m.set(r.id, old && old.seq > asked ? old : runRow(r, old));
+        }
         // Runs the events told of that the page is newer than the list's first page keep.
         if (prev) for (const [id, r] of prev) if (!m.has(id) && (!status || r.status === status)) m.set(id, r);
         return m;
@@ -63,10 +72,12 @@ export function RunsView({ admin }) {
   useEffect(() => { load(); }, [status]);
   useEffect(() => {
     const off = live.on('run.status', (d, msg) => {
+      const seq = ++evSeq;
       setRows((prev) => {
         const m = new Map(prev || []);
         const old = m.get(d.id);
         const row = runRow(d, old);
+        row.seq = seq;
         if (row.created_at == null) row.created_at = Math.floor((msg.time_ms || Date.now()) / 1000);
         m.set(d.id, row);
         return m;

@@ -79,8 +79,10 @@ describe('console live', { skip: NO_CONSOLE }, () => {
       const recovered = await (await fetch(`${arun.url}/v1/responses/${live.id}`)).json();
       assert.notEqual(recovered.status, 'in_progress', 'recovery settled the cut run');
       const row = page.locator(`[data-testid="run-row"][data-run-id="${live.id}"]`);
-      await waitFor(async () => (await row.getAttribute('data-status')) === recovered.status,
-        { timeoutMs: 15000, what: `the cut run's row to show ${recovered.status}` });
+      let shown;
+      await waitFor(async () => (shown = await row.getAttribute('data-status')) === recovered.status,
+        { timeoutMs: 15000, what: `the cut run's row to show ${recovered.status}` })
+        .catch((e) => { throw new Error(`${e.message}; the row shows ${shown}`); });
       assert.equal(await page.locator(`[data-testid="run-row"][data-run-id="${done.id}"]`).getAttribute('data-status'), 'completed');
       assert.equal(await page.evaluate(() => performance.getEntriesByType('navigation').length), 1);
     } finally {
