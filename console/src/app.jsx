@@ -14,7 +14,8 @@ export const whoami = cell(null);
 function parseHash() {
   const h = location.hash.replace(/^#\/?/, '');
   const parts = h.split('/').filter(Boolean).map(decodeURIComponent);
-  if (parts[0] === 'runs' && parts[1]) return { view: 'run', id: parts[1] };
+  // #/runs/ID/TENANT: another tenant's run, opened by an admin (the API calls add ?tenant=).
+  if (parts[0] === 'runs' && parts[1]) return { view: 'run', id: parts[1], tenant: parts[2] || null };
   if (parts[0] === 'runs') return { view: 'runs' };
   if (parts[0] === 'engines') return { view: 'engines' };
   return { view: '' };
@@ -135,9 +136,9 @@ export function App() {
         ) : view === 'engines' ? (
           <EnginesView />
         ) : view === 'run' ? (
-          <RunPage id={route.id} admin={admin} />
+          <RunPage id={route.id} tenant={route.tenant} admin={admin} />
         ) : (
-          <RunsView admin={admin} />
+          <RunsView admin={admin} me={me && me.tenant} />
         )}
       </main>
     </>

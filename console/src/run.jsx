@@ -40,7 +40,13 @@ function itemText(item) {
   return (item.content || []).map((c) => c.text ?? (c.type ? `[${c.type}]` : '')).join('');
 }
 
-export function RunPage({ id, admin }) {
+export function RunPage({ id, tenant, admin }) {
+  // An admin's view of another tenant's run: every call acts for that tenant (?tenant=).
+  const t = tenant ? `tenant=${encodeURIComponent(tenant)}` : '';
+  const path = (suffix = '', query = '') => {
+    const q = [query, t].filter(Boolean).join('&');
+    return `/v1/responses/${encodeURIComponent(id)}${suffix}${q ? `?${q}` : ''}`;
+  };
   const [run, setRun] = useState(null);
   const [error, setError] = useState('');
   const [text, setText] = useState(null); // streamed text, null until the first delta
@@ -52,7 +58,7 @@ export function RunPage({ id, admin }) {
 
   const reload = async () => {
     try {
-      const r = await api(`/v1/responses/${encodeURIComponent(id)}`);
+      const r = await api(path());
       setRun(r);
       setError('');
       return r;
@@ -72,7 +78,7 @@ export function RunPage({ id, admin }) {
       const first = await reload();
       if (!alive || !first) return;
       markReady();
-      api(`/v1/responses/${encodeURIComponent(id)}/input_items?order=asc&limit=100`)
+      api(path('/input_items', 'order=asc&limit=100'))
         .then((j) => alive && setInput(j.data)).catch(() => alive && setInput([]));
       let after = null;
       let ended = false;
@@ -80,7 +86,7 @@ export function RunPage({ id, admin }) {
       while (alive && !ended) {
         try {
           const q = after == null ? '' : `&starting_after=${after}`;
-          await sse(`/v1/responses/${encodeURIComponent(id)}?stream=true${q}`, {
+          await sse(path('', `stream=true${q}`), {
             signal: ac.signal,
             onOpen: () => { backoff = 500; setStreamNote(''); },
             onEvent: (ev) => {
@@ -119,12 +125,12 @@ export function RunPage({ id, admin }) {
       if (TERMINAL.has(d.status)) reload();
     });
     return () => { alive = false; ac.abort(); off(); };
-  }, [id]);
+  }, [id, tenant]);
 
   const doCancel = async () => {
     setCancel('cancelling…');
     try {
-      const r = await api(`/v1/responses/${encodeURIComponent(id)}/cancel`, { method: 'POST' });
+      const r = await api(path('/cancel'), { method: 'POST' });
       setRun(r);
       setCancel(`cancel: the run is now ${r.status}`);
     } catch (e) {

@@ -36,7 +36,7 @@ export function runRow(r, prev) {
 // Counts run.status events, so that a list read can tell the rows events changed since it asked.
 let evSeq = 0;
 
-export function RunsView({ admin }) {
+export function RunsView({ admin, me }) {
   const [rows, setRows] = useState(null); // Map id -> row
   const [error, setError] = useState('');
   const [status, setStatus] = useState('');
@@ -49,7 +49,8 @@ export function RunsView({ admin }) {
     try {
       const q = status ? `&status=${encodeURIComponent(status)}` : '';
       const asked = evSeq;
-      const j = await api(`/v1/responses?limit=${LIMIT}${q}`);
+      // An admin lists every tenant's runs (tenant=*), each row with its tenant.
+      const j = await api(`/v1/responses?limit=${LIMIT}${q}${admin ? '&tenant=*' : ''}`);
       setRows((prev) => {
         const m = new Map();
         for (const r of j.data) {
@@ -162,7 +163,7 @@ export function RunsView({ admin }) {
           <tbody>
             {shown.map((r) => (
               <tr key={r.id} data-testid="run-row" data-run-id={r.id} data-status={r.status}>
-                <td><a href={`#/runs/${encodeURIComponent(r.id)}`} class="mono">{r.id.slice(0, 18)}…</a></td>
+                <td><a href={`#/runs/${encodeURIComponent(r.id)}${admin && r.tenant && r.tenant !== me ? `/${encodeURIComponent(r.tenant)}` : ''}`} class="mono">{r.id.slice(0, 18)}…</a></td>
                 <td>{r.model || '–'}</td>
                 {admin && <td>{r.tenant || '–'}</td>}
                 <td>{age(r.created_at, now)}</td>

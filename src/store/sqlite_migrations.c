@@ -130,6 +130,9 @@ const char *const store_sqlite_migrations[] = {
      "'object' ELSE 0 END)"
      ");"
      "CREATE INDEX audit_by_ts ON audit (ts_ms);"),
+    /* 5: a response by its id alone, for the cursor of an admin's every-tenant listing (ids are
+     * random, 128 bits: unique across tenants in practice; LIMIT 1 if not). */
+    "CREATE INDEX responses_by_id ON responses (id);",
 };
 
 const size_t store_sqlite_migrations_count = ARRAY_SIZE(store_sqlite_migrations);

@@ -88,6 +88,9 @@ const struct store_op_kind_info store_op_kinds[STORE_OP__COUNT] = {
     [STORE_OP_RUNS_SWEEP] = {.name = "runs_sweep", .returns_value = true},
     [STORE_OP_RESPONSE_GET] = {.name = "response_get", .read = true, .returns_value = true},
     [STORE_OP_RESPONSES_LIST] = {.name = "responses_list", .read = true, .returns_value = true},
+    [STORE_OP_RESPONSES_LIST_ALL] = {.name = "responses_list_all",
+                                     .read = true,
+                                     .returns_value = true},
     [STORE_OP_RUNS_UNFINISHED] = {.name = "runs_unfinished", .read = true, .returns_value = true},
     [STORE_OP_EVENTS_READ] = {.name = "events_read", .read = true, .returns_value = true},
     [STORE_OP_ITEMS_LIST] = {.name = "items_list", .read = true, .returns_value = true},
@@ -772,6 +775,19 @@ int store_responses_list(struct store *st, const char *tenant, const char *statu
     op.u.run.s[RUN_AFTER] = after_id;
     op.u.run.limit = limit;
     return run_read(st, &op, cb, arg);
+}
+
+static int system_read(struct store *st, struct store_op *tmpl, store_value_cb cb, void *arg);
+
+int store_responses_list_all(struct store *st, const char *status, const char *after_id,
+                             uint32_t limit, store_value_cb cb, void *arg)
+{
+    struct store_op op = {.kind = STORE_OP_RESPONSES_LIST_ALL};
+
+    op.u.run.s[RUN_STATUS] = status;
+    op.u.run.s[RUN_AFTER] = after_id;
+    op.u.run.limit = limit;
+    return system_read(st, &op, cb, arg);
 }
 
 int store_runs_unfinished(struct store *st, store_value_cb cb, void *arg)

@@ -121,8 +121,9 @@ int store_kv_list(struct store *st, const char *ns, store_value_cb cb, void *arg
  * The tables behind the Responses and Conversations APIs (docs/internals/runs.md). Every row
  * belongs to a tenant and every call takes the tenant: an object of another tenant is -ENOENT,
  * exactly like one that does not exist; no function reads or writes across tenants except the
- * two system scans (store_runs_unfinished for recovery, store_runs_sweep for retention), which
- * say so. The tenant comes from the request's key (STORE_TENANT_DEFAULT with auth.mode none).
+ * system scans (store_runs_unfinished for recovery, store_runs_sweep for retention,
+ * store_responses_list_all for an admin's every-tenant view), which say so. The tenant comes from
+ * the request's key (STORE_TENANT_DEFAULT with auth.mode none).
  *
  * Ids are the API's (resp_…, msg_…, fc_…, conv_…), made by the caller (core/ids.h), unique within
  * a tenant. JSON given to a write is stored as it is (it must be valid JSON: -EINVAL otherwise)
@@ -182,6 +183,11 @@ int store_response_delete(struct store *st, const char *tenant, const char *id, 
 int store_responses_list(struct store *st, const char *tenant, const char *status,
                          const char *after_id, uint32_t limit, store_value_cb cb,
                          void *arg) MUST_USE;
+/* System read for an admin (the console's every-tenant view), every tenant: store_responses_list
+ * across tenants, newest first, each row with "tenant"; after_id is a response of any tenant
+ * (-ENOENT when there is none). */
+int store_responses_list_all(struct store *st, const char *status, const char *after_id,
+                             uint32_t limit, store_value_cb cb, void *arg) MUST_USE;
 /* System scan for recovery, every tenant: the rows whose status is queued or in_progress, in
  * the order they were created (created_ms, then the order of store_response_put within a
  * millisecond), as a JSON array of store_response_get's rows with "tenant". */

@@ -44,6 +44,7 @@ enum store_op_kind {
     /* durable runs: reads */
     STORE_OP_RESPONSE_GET,
     STORE_OP_RESPONSES_LIST,
+    STORE_OP_RESPONSES_LIST_ALL, /* every tenant's, for an admin */
     STORE_OP_RUNS_UNFINISHED,
     STORE_OP_EVENTS_READ,
     STORE_OP_ITEMS_LIST,

@@ -17,6 +17,7 @@
 #include <strings.h>
 
 #include "core/clock.h"
+#include "core/config.h"
 
 _Static_assert(KEYS_BEARER_MAX == 512, "the 401 for a long bearer value names 512");
 
@@ -160,12 +161,40 @@ static int enter_limits(struct auth *a, struct http_request *r)
     return 0;
 }
 
+/* An admin acts for another tenant on a member route with ?tenant=NAME (the console's run page
+ * of another tenant's run; "admin: everything", contract 6): the request then reaches that
+ * tenant's objects, and counts against its limits, as if its own key had sent it. "*" is left
+ * to the one route that reads it (the responses listing: every tenant). A member may name only
+ * its own tenant. Returns 0, or answers r (400, 403) and returns non-zero. */
+static int act_for(struct auth *a, struct http_request *r, enum http_access need)
+{
+    const char *t = need == HTTP_MEMBER ? http_query(r, "tenant") : NULL;
+    if (t == NULL || strcmp(t, "*") == 0 || strcmp(t, r->who.tenant) == 0)
+        return 0;
+    if (!config_tenant_name_ok(t)) {
+        http_send_error(r, 400, "invalid_tenant", "tenant",
+                        "Invalid 'tenant': a tenant name is 1 to 64 of a-z, 0-9, '.', '_' and "
+                        "'-', starting with a letter or digit.");
+        return -EINVAL;
+    }
+    if (!r->who.admin) {
+        record_failure(a, r, "member key acting for another tenant");
+        http_send_error(r, 403, "insufficient_role", "tenant",
+                        "Acting for another tenant (?tenant=) needs an admin key; this key (%s) "
+                        "is a member key of tenant %s.",
+                        r->who.key_id, r->who.tenant);
+        return -EPERM;
+    }
+    snprintf(r->who.tenant, sizeof(r->who.tenant), "%s", t);
+    return 0;
+}
+
 int auth_gate(struct http_request *r, enum http_access need, void *arg)
 {
     struct auth *a = arg;
     if (r->who.local) { /* the owner's socket: http/server.c marked it */
         set_principal(r, HTTP_TENANT_DEFAULT, AUTH_LOCAL_KEY_ID, true);
-        return 0;
+        return act_for(a, r, need);
     }
     if (need == HTTP_PUBLIC) {
         set_principal(r, HTTP_TENANT_DEFAULT, "", false);
@@ -182,5 +211,7 @@ int auth_gate(struct http_request *r, enum http_access need, void *arg)
                         r->who.key_id);
         return -EPERM;
     }
+    if (act_for(a, r, need) != 0)
+        return -EPERM;
     return enter_limits(a, r);
 }

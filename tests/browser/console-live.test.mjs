@@ -148,17 +148,30 @@ describe('console live', { skip: NO_CONSOLE }, () => {
     }
   });
 
-  // Issue 14 has the runs view show each run's tenant to admins, with a tenant filter; the API
-  // under it, GET /v1/responses, lists only the caller's own tenant, admins included.
-  test('an admin key sees every tenant\'s runs', {
-    todo: 'GET /v1/responses lists the caller\'s tenant only, even for an admin',
-  }, async () => {
+  // Issue 14: the runs view shows an admin every tenant's runs with their tenant (GET
+  // /v1/responses?tenant=*), filters by tenant, and opens another tenant's run (?tenant=T).
+  test('an admin key sees every tenant\'s runs, filters them by tenant and opens another tenant\'s run', async () => {
     const { arun, admin, a } = await keysArun();
-    const { page, context } = await openPage(browser, { key: admin.key });
+    const { page, context, problems } = await openPage(browser, { key: admin.key });
     try {
-      const theirs = await sdk(arun, a.key).responses.create({ model: 'quick', input: `a's ${token()}` });
+      const text = `a's ${token()}`;
+      const theirs = await sdk(arun, a.key).responses.create({ model: 'quick', input: text });
+      const own = await sdk(arun, admin.key).responses.create({ model: 'quick', input: `ops ${token()}` });
       await gotoView(page, arun.url, '#/runs');
-      await page.locator(`[data-testid="run-row"][data-run-id="${theirs.id}"]`).waitFor();
+      const row = page.locator(`[data-testid="run-row"][data-run-id="${theirs.id}"]`);
+      await row.waitFor();
+      await page.locator(`[data-testid="run-row"][data-run-id="${own.id}"]`).waitFor();
+      assert.match(await row.innerText(), /tenant-a/, 'the row names its tenant');
+      await tid(page, 'filter-tenant').selectOption('tenant-a');
+      await page.locator(`[data-testid="run-row"][data-run-id="${own.id}"]`).waitFor({ state: 'detached' });
+      assert.equal(await row.count(), 1, 'tenant a\'s run stays under the filter');
+      await row.locator('a').click();
+      const runPage = page.locator(`[data-testid="run-page"][data-run-id="${theirs.id}"]`);
+      await runPage.waitFor();
+      await page.waitForFunction((id) => /^(completed|incomplete)$/.test(document.querySelector(`[data-testid="run-page"][data-run-id="${id}"]`)?.dataset.status), theirs.id, { timeout: 10000 });
+      assert.match(await runPage.getAttribute('data-status'), /^(completed|incomplete)$/);
+      assert.ok((await tid(page, 'run-output').innerText()).length > 0, 'the output of another tenant\'s run is shown');
+      assert.deepEqual(problems, []);
     } finally {
       await context.close();
       await arun.cleanup();

@@ -424,6 +424,37 @@ describe('tenant isolation', () => {
     assert.ok(!page.text.includes(A.secretText) && !page.text.includes(keyA.id), 'the page holds no tenant data');
   });
 
+  test('an admin lists every tenant\'s runs with tenant=* and acts for one tenant with ?tenant=; a member may not', async () => {
+    const all = await call(arun, keyAdmin.key, 'GET', '/v1/responses?tenant=*&limit=100');
+    assert.equal(all.status, 200, all.text);
+    const tenantOf = new Map(all.json.data.map((r) => [r.id, r.tenant]));
+    for (const id of [A.plain, A.background, A.convTurn]) assert.equal(tenantOf.get(id), TENANT_A, `${id} in the admin's list`);
+    assert.ok([...tenantOf.values()].includes(TENANT_B), 'B\'s runs are there too');
+    // Acting for A: A's run is found, as A would find it; without ?tenant= it is not the admin's.
+    const asA = await call(arun, keyAdmin.key, 'GET', `/v1/responses/${A.plain}?tenant=${TENANT_A}`);
+    assert.equal(asA.status, 200, asA.text);
+    assert.equal(asA.json.id, A.plain);
+    assert.equal((await call(arun, keyAdmin.key, 'GET', `/v1/responses/${A.plain}`)).status, 404);
+    const items = await call(arun, keyAdmin.key, 'GET', `/v1/responses/${A.plain}/input_items?tenant=${TENANT_A}`);
+    assert.equal(items.status, 200, items.text);
+    // A member can name only its own tenant, and its tenant=* is its own list.
+    const denied = await call(arun, keyB.key, 'GET', `/v1/responses/${A.plain}?tenant=${TENANT_A}`);
+    assert.equal(denied.status, 403, denied.text);
+    assert.equal(denied.json.error.param, 'tenant');
+    assert.match(denied.json.error.message, /admin key/);
+    assert.ok(!denied.text.includes(A.secretText));
+    const own = await call(arun, keyB.key, 'GET', `/v1/responses?tenant=${TENANT_B}`);
+    assert.equal(own.status, 200, own.text);
+    const star = await call(arun, keyB.key, 'GET', '/v1/responses?tenant=*&limit=100');
+    assert.equal(star.status, 200, star.text);
+    for (const r of star.json.data) assert.equal(r.tenant, TENANT_B);
+    for (const id of [A.plain, A.background, A.streamed, A.convTurn]) assert.ok(!star.text.includes(id));
+    // A name that cannot be a tenant is refused, naming the parameter.
+    const bad = await call(arun, keyAdmin.key, 'GET', '/v1/responses?tenant=Not%20A%20Tenant');
+    assert.equal(bad.status, 400, bad.text);
+    assert.equal(bad.json.error.param, 'tenant');
+  });
+
   test('a background run keeps its tenant through a restart (recovery)', async () => {
     const bg = await call(arun, keyA.key, 'POST', '/v1/responses', {
       body: { model: 'slow', input: 'survive', background: true, max_output_tokens: 5000 },

@@ -1088,6 +1088,35 @@ static void test_commits_are_observed_in_a_histogram(void **state)
     metrics_free(m);
 }
 
+/* An admin's every-tenant listing: every tenant's rows, newest first, each with its tenant; the
+ * status filter and the cursor (a response of any tenant) as in a tenant's own list. */
+static void test_responses_list_all_crosses_tenants_for_an_admin(void **state)
+{
+    assert_int_equal(put_response("acme", "resp_1", "completed", 1000, NULL), 0);
+    assert_int_equal(put_response("beta", "resp_2", "queued", 2000, NULL), 0);
+    assert_int_equal(put_response("acme", "resp_3", "completed", 3000, NULL), 0);
+
+    assert_int_equal(R(store_responses_list_all(F->st, NULL, NULL, 10, got_cb, &G)), 0);
+    json_t *page = got_json();
+    char *ids = ids_of(page);
+    assert_string_equal(ids, "resp_3,resp_2,resp_1");
+    free(ids);
+    json_t *data = json_object_get(page, "data");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(data, 1), "tenant")),
+                        "beta");
+    json_decref(page);
+
+    assert_int_equal(R(store_responses_list_all(F->st, "completed", "resp_3", 10, got_cb, &G)), 0);
+    page = got_json();
+    ids = ids_of(page);
+    assert_string_equal(ids, "resp_1");
+    free(ids);
+    json_decref(page);
+    assert_int_equal(R(store_responses_list_all(F->st, NULL, "resp_x", 10, got_cb, &G)), -ENOENT);
+    assert_int_equal(store_responses_list_all(F->st, NULL, NULL, 0, got_cb, &G), -EINVAL);
+    got_reset();
+}
+
 /* ---- tenancy: keys, usage, audit ------------------------------------------------------- */
 
 #define HASH_A "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
@@ -1239,6 +1268,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_recovery_and_sweep_queries_use_their_indexes, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_a_response_reads_back_as_written, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_responses_list_all_crosses_tenants_for_an_admin, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_keys_are_stored_listed_revoked_and_touched, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_usage_counters_add_up_per_tenant_and_day, setup,
