@@ -741,12 +741,12 @@ static void page_cb(int status, const char *value, size_t len, void *arg)
                 json_array_append_new(out, object_item(v));
                 continue;
             }
-            /* A listing row says whose it is (an arun extension): an admin's every-tenant
-             * page (tenant=*) mixes tenants; the store row has it there, else it is ours. */
+            /* An admin's every-tenant page (tenant=*) mixes tenants: each row says whose it is
+             * (an arun extension; the store's row has it). A tenant's own page does not. */
             json_t *obj = json_object_get(v, "object");
             json_t *t = json_object_get(v, "tenant");
-            json_object_set_new(obj, "tenant",
-                                t != NULL ? json_incref(t) : json_string(reply_tenant(l->r)));
+            if (t != NULL)
+                json_object_set(obj, "tenant", t);
             json_array_append_new(out, json_incref(obj));
         }
         http_send_json(l->r, 200,
