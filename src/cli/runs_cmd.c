@@ -27,9 +27,9 @@
 #define SHOW_KEY_WIDTH 14            /* "conversation" and the like, then two spaces */
 
 const char runs_cmd_usage[] =
-    "usage: arun runs [--status STATUS] [-n N] [--json]\n"
-    "       arun runs show ID [--json]\n"
-    "       arun runs cancel ID [--json]\n"
+    "usage: arun runs [--status STATUS] [-n N] [--tenant T|'*'] [--json]\n"
+    "       arun runs show ID [--tenant T] [--json]\n"
+    "       arun runs cancel ID [--tenant T] [--json]\n"
     "       arun runs watch ID [-v] [--reconnect-timeout S]\n"
     "\n"
     "Durable runs are the responses of the server's Responses API (POST /v1/responses; `arun\n"
@@ -43,6 +43,8 @@ const char runs_cmd_usage[] =
     "  --status STATUS  only the runs with this status: queued, in_progress, completed,\n"
     "                   failed, cancelled or incomplete\n"
     "  -n, --limit N    show the newest N runs (default 20); 0 shows them all\n"
+    "  --tenant T       (an admin key, auth.mode keys) act for tenant T: list, show or cancel\n"
+    "                   its runs; '*' lists every tenant's runs, with a TENANT column\n"
     "  --json           print {\"object\":\"list\",\"data\":[Response…],\"has_more\"} instead\n"
     "\n"
     "show ID     prints the response: status, model, timings, usage, the `arun` provenance\n"
@@ -86,6 +88,10 @@ static bool is_status(const char *s)
 static int set_value(struct runs_opts *o, const char *name, const char *v)
 {
     long n;
+    if (strcmp(name, "--tenant") == 0) {
+        o->tenant = v;
+        return 0;
+    }
     if (strcmp(name, "--status") == 0) {
         o->status = v;
         if (is_status(v))
@@ -112,7 +118,8 @@ static int take_option(int argc, char **argv, int *i, struct runs_opts *o)
 {
     static const struct {
         const char *name, *shrt;
-    } valued[] = {{"--status", NULL}, {"--limit", "-n"}, {"--reconnect-timeout", NULL}};
+    } valued[] = {
+        {"--status", NULL}, {"--limit", "-n"}, {"--reconnect-timeout", NULL}, {"--tenant", NULL}};
     const char *a = argv[*i];
     bool *flag = strcmp(a, "--json") == 0                              ? &o->json
                  : strcmp(a, "-v") == 0 || strcmp(a, "--verbose") == 0 ? &o->verbose
@@ -143,6 +150,10 @@ static int check_combination(struct runs_opts *o, const char *sub, int npos)
         return usage_error("--status and -n go with the listing (`arun runs`), not %s", sub);
     if (o->action != RUNS_WATCH && (o->verbose || o->reconnect_s != WATCH_RECONNECT_DEFAULT_S))
         return usage_error("-v and --reconnect-timeout go with watch");
+    if (o->action == RUNS_WATCH && o->tenant != NULL)
+        return usage_error("--tenant goes with the listing, show and cancel, not watch");
+    if (o->tenant != NULL && strcmp(o->tenant, "*") == 0 && !listing)
+        return usage_error("--tenant '*' goes with the listing; name one tenant for %s", sub);
     if (o->action == RUNS_WATCH && o->json)
         return usage_error("watch prints the answer; `arun runs show ID --json` prints the JSON");
     return RUNS_PROCEED;
@@ -477,8 +488,11 @@ static char *page_path(const struct runs_opts *o, size_t have, const char *after
         want = o->limit - (long)have;
     char *status = o->status ? client_escape(o->status) : NULL;
     char *eafter = after ? client_escape(after) : NULL;
-    char *p = xasprintf("/v1/responses?limit=%ld%s%s%s%s", want, status ? "&status=" : "",
-                        status ? status : "", eafter ? "&after=" : "", eafter ? eafter : "");
+    char *tenant = o->tenant ? client_escape(o->tenant) : NULL;
+    char *p = xasprintf("/v1/responses?limit=%ld%s%s%s%s%s%s", want, status ? "&status=" : "",
+                        status ? status : "", eafter ? "&after=" : "", eafter ? eafter : "",
+                        tenant ? "&tenant=" : "", tenant ? tenant : "");
+    free(tenant);
     free(eafter);
     free(status);
     return p;
@@ -549,10 +563,13 @@ static int show_or_cancel(struct client *c, const struct runs_opts *o)
 {
     bool cancel = o->action == RUNS_CANCEL;
     char *eid = client_escape(o->id);
-    char *path = xasprintf("/v1/responses/%s%s", eid, cancel ? "/cancel" : "");
+    char *tenant = o->tenant ? client_escape(o->tenant) : NULL;
+    char *path = xasprintf("/v1/responses/%s%s%s%s", eid, cancel ? "/cancel" : "",
+                           tenant ? "?tenant=" : "", tenant ? tenant : "");
     struct client_response res;
     int rc = fetch_json(c, cancel, path, &res);
     free(path);
+    free(tenant);
     free(eid);
     if (rc != 0)
         return rc;

@@ -31,6 +31,7 @@ struct runs_opts {
     enum runs_action action;
     const char *id;               /* show, cancel, watch: the response id (points into argv) */
     const char *status;           /* list: --status, or NULL for every status */
+    const char *tenant;           /* --tenant T (an admin acts for T; list: "*" every tenant) */
     long limit;                   /* list: rows to show, newest first; 0 = all */
     bool json;                    /* print the server's JSON instead */
     bool verbose;                 /* watch: a note per reconnection */

@@ -13,7 +13,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { Arun, MOCK_BIN, ROOT, createKey, waitFor } from './lib/arun.mjs';
+import { Arun, MOCK_BIN, ROOT, createKey, runArun, waitFor } from './lib/arun.mjs';
 
 const config = [
   'auth:',
@@ -449,6 +449,19 @@ describe('tenant isolation', () => {
     assert.equal(star.status, 200, star.text);
     assert.ok(star.json.data.length > 0, 'B\'s own runs');
     for (const id of [A.plain, A.background, A.streamed, A.convTurn]) assert.ok(!star.text.includes(id));
+    // The CLI: `arun runs --tenant '*'` lists every tenant's runs with a TENANT column; show acts
+    // for one tenant; a member's --tenant of another is refused.
+    const table = runArun(['runs', '--tenant', '*', '-n', '0', '--server', arun.url, '--api-key', keyAdmin.key]);
+    assert.equal(table.status, 0, table.stderr);
+    assert.match(table.stdout.split('\n')[0], /\bTENANT\b/);
+    assert.match(table.stdout, new RegExp(`${A.plain} .*\\b${TENANT_A}\\b`));
+    const shown = runArun(['runs', 'show', A.plain, '--tenant', TENANT_A, '--json', '--server', arun.url, '--api-key', keyAdmin.key]);
+    assert.equal(shown.status, 0, shown.stderr);
+    assert.equal(JSON.parse(shown.stdout).id, A.plain);
+    const refused = runArun(['runs', 'show', A.plain, '--tenant', TENANT_A, '--server', arun.url, '--api-key', keyB.key]);
+    assert.equal(refused.status, 1);
+    assert.match(refused.stderr, /admin key/);
+    assert.ok(!refused.stdout.includes(A.secretText) && !refused.stderr.includes(A.secretText));
     // A name that cannot be a tenant is refused, naming the parameter.
     const bad = await call(arun, keyAdmin.key, 'GET', '/v1/responses?tenant=Not%20A%20Tenant');
     assert.equal(bad.status, 400, bad.text);
