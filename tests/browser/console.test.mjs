@@ -72,6 +72,8 @@ describe('console in chromium', { skip: NO_CONSOLE }, () => {
           for (const t of transfers) console.log(`  ${String(t.bytes).padStart(7)}  ${t.url.replace(arun.url, '')}`);
         }
         assert.ok(bytes < BYTES_BUDGET, `first load transferred ${bytes} bytes, over ${BYTES_BUDGET}`);
+        // Everything comes from arun itself: no CDN, no font or script from elsewhere.
+        assert.deepEqual(transfers.filter((t) => new URL(t.url).origin !== arun.url).map((t) => t.url), []);
         for (const id of ['nav-engines', 'nav-runs']) assert.equal(await tid(page, id).count(), 1, id);
         assert.equal(await tid(page, 'disconnected').count(), 0, 'no disconnected banner');
         assert.deepEqual(problems, []);
