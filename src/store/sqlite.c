@@ -170,17 +170,18 @@ static const char *const stmt_sql[STMT__COUNT] = {
                                     "(r.created_ms, r.rowid) < (?2, ?3) ORDER BY r.created_ms "
                                     "DESC, r.rowid DESC LIMIT ?4"),
     /* Every tenant's (an admin's view): the cursor by id alone (responses_by_id, migration 5),
-     * the order by responses_by_age. */
+     * the order by responses_by_age. Numbered as the tenant's own lists, ?1 (the tenant) unused,
+     * so one function binds both. */
     [STMT_RESPONSE_AFTER_ANY] = "SELECT created_ms, rowid FROM responses WHERE id = ?1 LIMIT 1",
     [STMT_RESPONSES_LIST_ALL] =
         ("SELECT '{\"tenant\":' || json_quote(r.tenant) || ',' || " RESPONSE_FIELDS
-         " || " RESPONSE_TAIL " FROM responses r WHERE (r.created_ms, r.rowid) < (?1, ?2) "
-         "ORDER BY r.created_ms DESC, r.rowid DESC LIMIT ?3"),
+         " || " RESPONSE_TAIL " FROM responses r WHERE (r.created_ms, r.rowid) < (?2, ?3) "
+         "ORDER BY r.created_ms DESC, r.rowid DESC LIMIT ?4"),
     [STMT_RESPONSES_LIST_ALL_STATUS] =
         ("SELECT '{\"tenant\":' || json_quote(r.tenant) || ',' || " RESPONSE_FIELDS
-         " || " RESPONSE_TAIL " FROM responses r WHERE r.status = ?4 AND "
-         "(r.created_ms, r.rowid) < (?1, ?2) ORDER BY "
-         "r.created_ms DESC, r.rowid DESC LIMIT ?3"),
+         " || " RESPONSE_TAIL " FROM responses r WHERE r.status = ?5 AND "
+         "(r.created_ms, r.rowid) < (?2, ?3) ORDER BY "
+         "r.created_ms DESC, r.rowid DESC LIMIT ?4"),
     /* The WHERE term is the partial index's own, so the scan reads only unfinished rows. */
     [STMT_RUNS_UNFINISHED] =
         ("SELECT '{\"tenant\":' || json_quote(r.tenant) || ',' || " RESPONSE_FIELDS
@@ -747,15 +748,19 @@ static int response_get(struct sqlite_conn *c, struct store_op *op)
     return read_one(op, s, src);
 }
 
+/* A tenant's list, or every tenant's (STORE_OP_RESPONSES_LIST_ALL: RUN_TENANT is NULL, bound
+ * to the ?1 those statements do not use). */
 static int responses_list(struct sqlite_conn *c, struct store_op *op)
 {
+    bool all = op->kind == STORE_OP_RESPONSES_LIST_ALL, by_status = op->u.run.s[RUN_STATUS] != NULL;
     int64_t after_ms = INT64_MAX, after_rowid = INT64_MAX;
     bool found;
     int src;
     sqlite3_stmt *s;
 
     if (op->u.run.s[RUN_AFTER] != NULL) {
-        s = prep(c, STMT_RESPONSE_AFTER, op, ROLES(RUN_TENANT, RUN_AFTER), &src);
+        s = all ? prep(c, STMT_RESPONSE_AFTER_ANY, op, ROLES(RUN_AFTER), &src)
+                : prep(c, STMT_RESPONSE_AFTER, op, ROLES(RUN_TENANT, RUN_AFTER), &src);
         src = first_row(s, src, &found);
         if (src != SQLITE_OK || !found) {
             op->result = src == SQLITE_OK ? -ENOENT : 0;
@@ -765,47 +770,16 @@ static int responses_list(struct sqlite_conn *c, struct store_op *op)
         after_rowid = sqlite3_column_int64(s, 1);
         stmt_done(s);
     }
-    s = prep(c, op->u.run.s[RUN_STATUS] != NULL ? STMT_RESPONSES_LIST_STATUS : STMT_RESPONSES_LIST,
-             op, ROLES(RUN_TENANT), &src);
+    enum stmt id = all ? (by_status ? STMT_RESPONSES_LIST_ALL_STATUS : STMT_RESPONSES_LIST_ALL)
+                       : (by_status ? STMT_RESPONSES_LIST_STATUS : STMT_RESPONSES_LIST);
+    s = prep(c, id, op, ROLES(RUN_TENANT), &src);
     if (s == NULL)
         return src;
     sqlite3_bind_int64(s, 2, after_ms);
     sqlite3_bind_int64(s, 3, after_rowid);
     sqlite3_bind_int64(s, 4, (int64_t)op->u.run.limit + 1);
-    if (op->u.run.s[RUN_STATUS] != NULL)
+    if (by_status)
         sqlite3_bind_text(s, 5, op->u.run.s[RUN_STATUS], -1, SQLITE_STATIC);
-    return page_out(op, s, op->u.run.limit);
-}
-
-static int responses_list_all(struct sqlite_conn *c, struct store_op *op)
-{
-    int64_t after_ms = INT64_MAX, after_rowid = INT64_MAX;
-    bool found;
-    int src;
-    sqlite3_stmt *s;
-
-    if (op->u.run.s[RUN_AFTER] != NULL) {
-        s = prep(c, STMT_RESPONSE_AFTER_ANY, op, ROLES(RUN_AFTER), &src);
-        src = first_row(s, src, &found);
-        if (src != SQLITE_OK || !found) {
-            op->result = src == SQLITE_OK ? -ENOENT : 0;
-            return src;
-        }
-        after_ms = sqlite3_column_int64(s, 0);
-        after_rowid = sqlite3_column_int64(s, 1);
-        stmt_done(s);
-    }
-    s = stmt_get(c,
-                 op->u.run.s[RUN_STATUS] != NULL ? STMT_RESPONSES_LIST_ALL_STATUS
-                                                 : STMT_RESPONSES_LIST_ALL,
-                 &src);
-    if (s == NULL)
-        return src;
-    sqlite3_bind_int64(s, 1, after_ms);
-    sqlite3_bind_int64(s, 2, after_rowid);
-    sqlite3_bind_int64(s, 3, (int64_t)op->u.run.limit + 1);
-    if (op->u.run.s[RUN_STATUS] != NULL)
-        sqlite3_bind_text(s, 4, op->u.run.s[RUN_STATUS], -1, SQLITE_STATIC);
     return page_out(op, s, op->u.run.limit);
 }
 
@@ -1353,7 +1327,7 @@ static const apply_fn apply_fns[] = {
     [STORE_OP_RUNS_SWEEP] = runs_sweep,
     [STORE_OP_RESPONSE_GET] = response_get,
     [STORE_OP_RESPONSES_LIST] = responses_list,
-    [STORE_OP_RESPONSES_LIST_ALL] = responses_list_all,
+    [STORE_OP_RESPONSES_LIST_ALL] = responses_list,
     [STORE_OP_RUNS_UNFINISHED] = runs_unfinished,
     [STORE_OP_EVENTS_READ] = events_read,
     [STORE_OP_ITEMS_LIST] = items_list,
