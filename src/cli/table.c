@@ -96,18 +96,28 @@ static char **new_row(struct table *t)
     return t->cells + t->nrows++ * t->ncols;
 }
 
+/* Cells hold what a server sent (names, reasons): a control byte in one could move the cursor,
+ * recolour the terminal or end a line, so each becomes a space before the table is laid out. */
+static char *clean(char *cell)
+{
+    for (unsigned char *p = (unsigned char *)cell; *p != '\0'; p++)
+        if (*p < 0x20 || *p == 0x7f)
+            *p = ' ';
+    return cell;
+}
+
 void table_add_row(struct table *t, char **cells)
 {
     char **row = new_row(t);
     for (size_t c = 0; c < t->ncols; c++)
-        row[c] = cells[c] != NULL ? cells[c] : xstrdup("-");
+        row[c] = clean(cells[c] != NULL ? cells[c] : xstrdup("-"));
 }
 
 void table_add_strs(struct table *t, const char *const *cells)
 {
     char **row = new_row(t);
     for (size_t c = 0; c < t->ncols; c++)
-        row[c] = xstrdup(cells[c] != NULL ? cells[c] : "-");
+        row[c] = clean(xstrdup(cells[c] != NULL ? cells[c] : "-"));
 }
 
 /* The last cell, cut to room columns (0: no limit) without splitting a UTF-8 sequence. */

@@ -42,7 +42,8 @@ void table_init_header(struct table *t, const char *const *cols, size_t n, int s
                        int colour_col);
 /* Frees every cell; the table is empty again. */
 void table_cleanup(struct table *t);
-/* Appends a row of ncols cells, taking ownership of each heap string (NULL reads "-"). */
+/* Appends a row of ncols cells, taking ownership of each heap string (NULL reads "-"). Control
+ * bytes in a cell (a server's text) become spaces: no escape sequence reaches the terminal. */
 void table_add_row(struct table *t, char **cells);
 /* Appends a row of copies of ncols strings (the header). */
 void table_add_strs(struct table *t, const char *const *cells);

@@ -83,6 +83,19 @@ static void test_a_null_cell_reads_as_a_dash(void **state)
     table_cleanup(&t);
 }
 
+/* A server's text cannot drive the terminal: escape sequences and line ends become spaces. */
+static void test_control_bytes_in_a_cell_become_spaces(void **state)
+{
+    struct table t;
+    table_init(&t, 2);
+    char *cells[2] = {strdup("qw\x1b[2Jen"), strdup("bad\r\nline\x7f")};
+    table_add_row(&t, cells);
+    char *s = render(&t, 0);
+    assert_string_equal(s, "qw [2Jen  bad  line \n");
+    free(s);
+    table_cleanup(&t);
+}
+
 static void test_many_rows_grow_the_table(void **state)
 {
     struct table t;
@@ -200,6 +213,7 @@ int main(void)
         cmocka_unit_test(test_the_last_column_is_never_padded_and_cut_only_to_a_width),
         cmocka_unit_test(test_a_cut_never_splits_a_utf8_sequence),
         cmocka_unit_test(test_a_null_cell_reads_as_a_dash),
+        cmocka_unit_test(test_control_bytes_in_a_cell_become_spaces),
         cmocka_unit_test(test_many_rows_grow_the_table),
         cmocka_unit_test(test_a_full_buffer_is_reported),
         cmocka_unit_test(test_durations_read_as_a_person_reads_them),
