@@ -17,66 +17,23 @@
 #include "core/http_status.h"
 #include "http/server_int.h"
 
+const char *http_assets_pick_encoding(const struct http_asset *a, const char *accept)
+{
+    if (accept == NULL)
+        return NULL;
+    if (a->br != NULL && http_coding_q(accept, "br") > 0)
+        return "br";
+    if (a->gzip != NULL && http_coding_q(accept, "gzip") > 0)
+        return "gzip";
+    return NULL;
+}
+
 /* Skips spaces and tabs (optional whitespace in header lists). */
 static const char *skip_ows(const char *p)
 {
     while (*p == ' ' || *p == '\t')
         p++;
     return p;
-}
-
-/* The q-value of one list member's parameters ("q=0.5"), 1.0 when there is none. */
-static double member_q(const char *params, const char *end)
-{
-    const char *p = params;
-    while (p < end) {
-        p = skip_ows(p);
-        if (p + 2 <= end && (p[0] == 'q' || p[0] == 'Q') && p[1] == '=')
-            return strtod(p + 2, NULL);
-        const char *semi = memchr(p, ';', (size_t)(end - p));
-        if (semi == NULL)
-            break;
-        p = semi + 1;
-    }
-    return 1.0;
-}
-
-/* The q-value Accept-Encoding gives coding: its own member's, else "*"'s, else -1 (not named). */
-static double coding_q(const char *accept, const char *coding)
-{
-    double star = -1, own = -1;
-    size_t clen = strlen(coding);
-    const char *p = accept;
-    while (*p != '\0') {
-        p = skip_ows(p);
-        const char *comma = strchr(p, ',');
-        const char *end = comma ? comma : p + strlen(p);
-        const char *name_end = p;
-        while (name_end < end && *name_end != ';' && *name_end != ' ' && *name_end != '\t')
-            name_end++;
-        const char *semi = memchr(p, ';', (size_t)(end - p));
-        double q = semi ? member_q(semi + 1, end) : 1.0;
-        size_t n = (size_t)(name_end - p);
-        if (n == clen && strncasecmp(p, coding, n) == 0)
-            own = q;
-        else if (n == 1 && p[0] == '*')
-            star = q;
-        if (comma == NULL)
-            break;
-        p = comma + 1;
-    }
-    return own >= 0 ? own : star;
-}
-
-const char *http_assets_pick_encoding(const struct http_asset *a, const char *accept)
-{
-    if (accept == NULL)
-        return NULL;
-    if (a->br != NULL && coding_q(accept, "br") > 0)
-        return "br";
-    if (a->gzip != NULL && coding_q(accept, "gzip") > 0)
-        return "gzip";
-    return NULL;
 }
 
 bool http_assets_etag_matches(const char *if_none_match, const char *etag)

@@ -155,8 +155,15 @@ size_t http_server_connections(const struct http_server *srv);
 size_t http_server_requests_in_flight(const struct http_server *srv);
 
 /* Responses. Each one adds x-request-id and ends the request. */
-/* Sends body (taking the reference) as application/json. */
+/* JSON answers this long or longer are sent gzip'd to a client that accepts it (lists, stats);
+ * shorter ones are not worth the header. */
+#define HTTP_JSON_GZIP_MIN 4096
+/* Sends body (taking the reference) as application/json; gzip'd (Content-Encoding, Vary) when
+ * it is at least HTTP_JSON_GZIP_MIN bytes, gets smaller, and Accept-Encoding takes gzip. */
 void http_send_json(struct http_request *r, int status, json_t *body);
+/* The q-value an Accept-Encoding value gives coding: its own member's, else "*"'s, else -1
+ * when it names neither ("gzip;q=0" is 0: refused). */
+double http_coding_q(const char *accept, const char *coding);
 /* Sends bytes (copied into the request's pool) with the given content type. */
 void http_send_bytes(struct http_request *r, int status, const char *content_type, const char *body,
                      size_t len);

@@ -2,6 +2,8 @@
 // object's load and uptime facts, the events it lives on (engine.state, queue.depth,
 // run.status) and GET /v1/stats's ring. Against the mock engine, as a console would see them.
 import { test, describe, before, after } from 'node:test';
+import { request } from 'node:http';
+import { gunzipSync } from 'node:zlib';
 import assert from 'node:assert/strict';
 import { Arun, MOCK_BIN, createKey, waitFor, watchEvents } from './lib/arun.mjs';
 
@@ -110,6 +112,35 @@ describe('GET /v1/stats and the events a console lives on', () => {
     method: 'POST', headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ model, stream, messages: [{ role: 'user', content: 'hi' }] }),
   }).then((r) => r.text());
+
+  // The raw exchange (fetch would decode it): status, headers and the body's bytes.
+  const raw = (path, headers = {}) => new Promise((res, rej) => {
+    const q = request(`${arun.url}${path}`, { headers }, (r) => {
+      const chunks = [];
+      r.on('data', (c) => chunks.push(c));
+      r.on('end', () => res({ status: r.statusCode, headers: r.headers, body: Buffer.concat(chunks) }));
+    });
+    q.on('error', rej);
+    q.end();
+  });
+
+  test('a large JSON answer (the hour of stats) is sent gzip\'d to a client that takes gzip, plain otherwise', async () => {
+    const plain = await raw('/v1/stats');
+    assert.equal(plain.status, 200);
+    assert.equal(plain.headers['content-encoding'], undefined);
+    assert.match(plain.headers.vary ?? '', /accept-encoding/i);
+    assert.ok(plain.body.length >= 4096, `${plain.body.length} bytes`);
+    const z = await raw('/v1/stats', { 'accept-encoding': 'gzip, deflate, br' });
+    assert.equal(z.headers['content-encoding'], 'gzip');
+    assert.ok(z.body.length * 4 < plain.body.length, `${z.body.length} of ${plain.body.length} bytes`);
+    const a = JSON.parse(gunzipSync(z.body).toString());
+    assert.equal(a.window_s, 3600);
+    assert.deepEqual(Object.keys(a.engines).sort(), ['fast', 'slow']);
+    const refused = await raw('/v1/stats', { 'accept-encoding': 'gzip;q=0' });
+    assert.equal(refused.headers['content-encoding'], undefined);
+    const small = await raw('/healthz', { 'accept-encoding': 'gzip' });
+    assert.equal(small.headers['content-encoding'], undefined, 'a small answer is not worth it');
+  });
 
   test('a window outside 60..3600 or not a number is a 400 naming window; the default is the hour', async () => {
     for (const w of ['59', '3601', 'abc', '', '60x', '-60']) {
