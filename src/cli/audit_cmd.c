@@ -37,12 +37,7 @@ const char audit_cmd_usage[] =
     "                 from now (90s, 15m, 2h, 7d); default: from the first event\n"
     "  -n, --limit N  at most N events (the oldest of them); default 0: all\n"
     "  --json         print {\"object\":\"list\",\"data\":[audit_event…],\"has_more\"} instead\n"
-    "\n"
-    "  --server URL    the server (default: $ARUN_URL, else " CLIENT_DEFAULT_URL ")\n"
-    "  --api-key KEY   API key (default: $ARUN_API_KEY)\n"
-    "  --cacert FILE   CA certificate(s) to trust for an https:// server (default:\n"
-    "                  $ARUN_CA_FILE, else the system's)\n"
-    "\n"
+    "\n" CLIENT_HELP_OPTIONS "\n"
     "exit codes: 0 success, 1 the server refused (not an admin key, a bad --since), 2 usage\n"
     "error, 3 server unreachable\n";
 

@@ -33,6 +33,14 @@
 #define CLIENT_SSE_MAX_LINE (1u << 20)  /* one SSE line; engine log lines are cut at 16 KiB */
 #define CLIENT_SSE_MAX_EVENT (4u << 20) /* one event's data, all its lines together */
 
+/* The --help lines of the options every client verb takes (client_take_flag reads them). */
+#define CLIENT_HELP_CACERT                                                                         \
+    "  --cacert FILE   CA certificate(s) to trust for an https:// server (default:\n"              \
+    "                  $ARUN_CA_FILE, else the system's)\n"
+#define CLIENT_HELP_OPTIONS                                                                        \
+    "  --server URL    the server (default: $ARUN_URL, else " CLIENT_DEFAULT_URL ")\n"             \
+    "  --api-key KEY   API key (default: $ARUN_API_KEY)\n" CLIENT_HELP_CACERT
+
 /* Exit codes of the CLI (contract section 3). */
 enum client_exit {
     CLIENT_EXIT_OK = 0,

@@ -60,12 +60,7 @@ const char engines_cmd_usage[] =
     "  --timeout S  give up waiting after S seconds (default 600), exit 1\n"
     "  --json       print the engine as JSON instead (without --wait)\n"
     "  Ctrl-C stops waiting (exit 130); the engine goes on starting.\n"
-    "\n"
-    "  --server URL    the server (default: $ARUN_URL, else " CLIENT_DEFAULT_URL ")\n"
-    "  --api-key KEY   API key (default: $ARUN_API_KEY)\n"
-    "  --cacert FILE   CA certificate(s) to trust for an https:// server (default:\n"
-    "                  $ARUN_CA_FILE, else the system's)\n"
-    "\n"
+    "\n" CLIENT_HELP_OPTIONS "\n"
     "exit codes: 0 success, 1 the server refused (unknown engine, cannot start) or the engine\n"
     "failed (or --timeout passed) while waited for, 2 usage error, 3 server unreachable or gone\n"
     "while waiting, 130 Ctrl-C while waiting\n";
@@ -78,12 +73,7 @@ const char logs_cmd_usage[] =
     "  -n, --lines LINES  how many lines of the tail\n"
     "  -f, --follow       then keep printing new lines as the engine writes them, until\n"
     "                     Ctrl-C or the server ends the stream (both exit 0)\n"
-    "\n"
-    "  --server URL    the server (default: $ARUN_URL, else " CLIENT_DEFAULT_URL ")\n"
-    "  --api-key KEY   API key (default: $ARUN_API_KEY)\n"
-    "  --cacert FILE   CA certificate(s) to trust for an https:// server (default:\n"
-    "                  $ARUN_CA_FILE, else the system's)\n"
-    "\n"
+    "\n" CLIENT_HELP_OPTIONS "\n"
     "exit codes: 0 success, 1 the server refused (unknown engine), 2 usage error, 3 server\n"
     "unreachable or the connection dropped while following\n";
 

@@ -59,10 +59,7 @@ const char keys_cmd_usage[] =
     "\n"
     "  --config FILE   configuration file naming the data_dir\n"
     "  --server URL    a server to ask over HTTP (default: $ARUN_URL; none: the data_dir)\n"
-    "  --api-key KEY   its admin key (default: $ARUN_API_KEY)\n"
-    "  --cacert FILE   CA certificate(s) to trust for an https:// server (default:\n"
-    "                  $ARUN_CA_FILE, else the system's)\n"
-    "\n"
+    "  --api-key KEY   its admin key (default: $ARUN_API_KEY)\n" CLIENT_HELP_CACERT "\n"
     "exit codes: 0 success, 1 refused or failed (unknown id, a server that holds the data_dir\n"
     "but does not answer on its socket), 2 usage or configuration error, 3 server unreachable\n";
 

@@ -60,12 +60,7 @@ const char runs_cmd_usage[] =
     "  --reconnect-timeout S   give up (exit 3) when the server stays unreachable for S\n"
     "                          seconds (default 60)\n"
     "  Ctrl-C stops watching (exit 0); the run goes on.\n"
-    "\n"
-    "  --server URL    the server (default: $ARUN_URL, else " CLIENT_DEFAULT_URL ")\n"
-    "  --api-key KEY   API key (default: $ARUN_API_KEY)\n"
-    "  --cacert FILE   CA certificate(s) to trust for an https:// server (default:\n"
-    "                  $ARUN_CA_FILE, else the system's)\n"
-    "\n"
+    "\n" CLIENT_HELP_OPTIONS "\n"
     "exit codes: 0 success (watch: the run completed), 1 the server refused (unknown id) or the\n"
     "watched run ended failed, cancelled or incomplete (the reason on stderr), 2 usage error,\n"
     "3 server unreachable (watch: for longer than --reconnect-timeout)\n";
