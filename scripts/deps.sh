@@ -6,9 +6,11 @@ set -eu
 
 PKGS="build-essential cmake pkg-config clang libclang-rt-14-dev
 libuv1-dev libh2o-dev libssl-dev zlib1g-dev libcurl4-openssl-dev libjansson-dev libyaml-dev
-libsqlite3-dev libcmocka-dev sqlite3 curl wrk nginx-light procps openssl
+libsqlite3-dev libpq-dev postgresql libcmocka-dev sqlite3 curl wrk nginx-light procps openssl
 podman runc busybox-static uidmap git python3 chromium"
 
+# postgresql: the throwaway clusters of the multi-node tests (initdb, pg_ctl; its service is
+# never used).
 # chromium: Debian's, for the console's browser tests (tests/browser/, driven by playwright-core;
 # no browser is ever downloaded).
 # Node: Debian's nodejs is enough; a newer one already installed (nodesource) is kept.

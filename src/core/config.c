@@ -353,6 +353,21 @@ static const struct field runs_fields[] = {
      .dflt = 30},
     {.key = NULL},
 };
+static const struct field cluster_fields[] = {
+    {.key = "node_id",
+     .kind = F_STR,
+     .off = CFG(cluster.node_id),
+     .check = config_check_node_id,
+     .dflt_str = "auto"},
+    {.key = "advertise", .kind = F_STR, .off = CFG(cluster.advertise), .check = config_check_url},
+    {.key = "secret_env",
+     .kind = F_STR,
+     .off = CFG(cluster.secret_env),
+     .check = config_check_env_name,
+     .dflt_str = "ARUN_CLUSTER_SECRET"},
+    {.key = "lease_s", .kind = F_U32, .off = CFG(cluster.lease_s), .min = 2, .max = 3600, .dflt = 10},
+    {.key = NULL},
+};
 /* Processed in this order: engines need runtime, routes need engines and egress. */
 static const struct field top_fields[] = {
     {.key = "listen", .kind = F_FUNC, .fn = parse_listen_node, .to_json = listen_json},
@@ -369,6 +384,7 @@ static const struct field top_fields[] = {
     {.key = "node", .kind = F_MAP, .sub = node_fields},
     {.key = "runtime", .kind = F_MAP, .sub = runtime_fields},
     {.key = "runs", .kind = F_MAP, .sub = runs_fields},
+    {.key = "cluster", .kind = F_MAP, .sub = cluster_fields},
     {.key = "tenants", .kind = F_FUNC, .fn = config_parse_tenants, .to_json = config_tenants_json},
     {.key = "egress",
      .kind = F_ENUM,
@@ -550,6 +566,9 @@ void config_free(struct config *cfg)
     free(cfg->tls.key);
     free(cfg->data_dir);
     free(cfg->store.url);
+    free(cfg->cluster.node_id);
+    free(cfg->cluster.advertise);
+    free(cfg->cluster.secret_env);
     for (size_t i = 0; i < cfg->nengines; i++)
         config_engine_free(&cfg->engines[i]);
     free(cfg->engines);

@@ -159,6 +159,13 @@ struct config {
         uint32_t retention_days; /* default 30; 0 = kept until deleted */
     } runs;
     struct {
+        char *node_id;       /* "auto" (default): hostname:port; else [A-Za-z0-9._:-]{1,128} */
+        char *advertise;     /* http(s)://host:port other nodes reach this one at, or NULL:
+                                derived from listen (cluster.c says how) */
+        char *secret_env;    /* default ARUN_CLUSTER_SECRET: the variable holding the secret */
+        uint32_t lease_s;    /* default 10, 2..3600 */
+    } cluster;
+    struct {
         struct config_tenant_limits dflt; /* tenants.default, every tenant not named below */
         unsigned dflt_set;                /* CONFIG_TENANT_* bits of the keys default wrote */
         struct config_tenant *v;          /* the tenants named, in file order */

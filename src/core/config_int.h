@@ -179,6 +179,8 @@ void config_fields_defaults(const struct field *fields, void *base);
 const char *config_check_url(const char *s);
 /* store.url: "sqlite", a path, or a postgres:// URL. */
 const char *config_check_store_url(const char *s);
+/* cluster.node_id: "auto" or [A-Za-z0-9._:-]{1,128}. */
+const char *config_check_node_id(const char *s);
 /* The name of an environment variable. */
 const char *config_check_env_name(const char *s);
 /* An absolute HTTP path. */

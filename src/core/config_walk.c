@@ -684,6 +684,20 @@ const char *config_check_store_url(const char *s)
     return NULL;
 }
 
+const char *config_check_node_id(const char *s)
+{
+    size_t n = 0;
+    for (; s[n] != '\0'; n++) {
+        char ch = s[n];
+        if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+              ch == '.' || ch == '_' || ch == ':' || ch == '-'))
+            return "expected auto or a node id of letters, digits and . _ : - (at most 128)";
+    }
+    return n >= 1 && n <= 128 ? NULL
+                              : "expected auto or a node id of letters, digits and . _ : - (at "
+                                "most 128)";
+}
+
 const char *config_check_env_name(const char *s)
 {
     if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || *s == '_'))

@@ -34,6 +34,7 @@
 
 struct gateway;
 struct limits;
+struct cluster;
 
 struct gateway *gateway_new(struct http_server *srv, const struct config *cfg,
                             struct supervisor *sup, struct httpc *httpc, struct events *events,
@@ -45,6 +46,10 @@ void gateway_free(struct gateway *gw);
  * daily output-token budget is checked before a call is queued, and every answer's completion
  * tokens are counted); NULL (the default, auth.mode none): none. l outlives the gateway. */
 void gateway_set_limits(struct gateway *gw, struct limits *l);
+/* The cluster this node is in (cluster/cluster.h): a model no engine or route of this node
+ * serves is sent to another node that serves it (cluster_peers_for), as that node's gateway
+ * request; NULL (the default): none. cl outlives the gateway. */
+void gateway_set_cluster(struct gateway *gw, struct cluster *cl);
 /* Appends the model names served here, comma-separated, to out (for a 404's sentence). */
 void gateway_models_served(struct gateway *gw, struct buf *out);
 
@@ -91,6 +96,8 @@ struct gateway_submission {
                                 the engine's queue beyond queue_limit (and is not counted
                                 against it), never getting 429 for a full queue */
     const char *tenant;      /* whose limits apply (gateway_set_limits), or NULL: none */
+    bool local_only;         /* came from another node (x-arun-hop): served by this node's
+                                engines or not at all, never sent on to a third */
 };
 
 /* What a call knows about itself, for the client's headers and log line. Read it through
@@ -107,6 +114,8 @@ struct gateway_call_info {
     struct gw_usage usage;  /* the engine's token counts; -1 unknown */
     uint32_t tried;         /* engines of the route tried so far (1 + fallbacks taken) */
     uint32_t retry_after_s; /* a 429 for a tenant's limit: its Retry-After; 0 otherwise */
+    const char *node;       /* the other node the call was sent to (x-arun-node), or NULL:
+                               this one's engines answered */
 };
 
 struct gateway_call_cbs {

@@ -1304,6 +1304,14 @@ static int audit_list(struct sqlite_conn *c, struct store_op *op)
     return page_out(op, s, op->u.run.limit);
 }
 
+/* The cluster's ops: not written yet (the multi-node work in progress). */
+static int cluster_todo(struct sqlite_conn *c, struct store_op *op)
+{
+    (void)c;
+    op->result = -ENOSYS;
+    return SQLITE_OK;
+}
+
 typedef int (*apply_fn)(struct sqlite_conn *c, struct store_op *op);
 
 /* A new op kind without a row here fails the build. */
@@ -1344,6 +1352,11 @@ static const apply_fn apply_fns[] = {
     [STORE_OP_KEYS_LIST] = keys_list,
     [STORE_OP_USAGE_DAY] = usage_day,
     [STORE_OP_AUDIT_LIST] = audit_list,
+    [STORE_OP_NODE_PUT] = cluster_todo,
+    [STORE_OP_NODES_FORGET] = cluster_todo,
+    [STORE_OP_RUNS_CLAIM] = cluster_todo,
+    [STORE_OP_LEASES_RENEW] = cluster_todo,
+    [STORE_OP_NODES_LIST] = cluster_todo,
 };
 _Static_assert(ARRAY_SIZE(apply_fns) == STORE_OP__COUNT, "every op kind needs an apply function");
 

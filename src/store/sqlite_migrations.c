@@ -133,6 +133,20 @@ const char *const store_sqlite_migrations[] = {
     /* 5: a response by its id alone, for the cursor of an admin's every-tenant listing (ids are
      * random, 128 bits: unique across tenants in practice; LIMIT 1 if not). */
     "CREATE INDEX responses_by_id ON responses (id);",
+    /* 6: the cluster (store.h "cluster"). Each unfinished run has an owner node and a lease;
+     * rows from before have none (node NULL, lease 0: expired), so any node may claim them.
+     * Nodes register and heartbeat in `nodes`. */
+    ("ALTER TABLE responses ADD COLUMN node TEXT;"
+     "ALTER TABLE responses ADD COLUMN lease_until_ms INTEGER NOT NULL DEFAULT 0;"
+     "CREATE TABLE nodes ("
+     "  id TEXT PRIMARY KEY,"
+     "  address TEXT NOT NULL,"
+     "  state TEXT NOT NULL CHECK (state IN ('up', 'left')),"
+     "  started_ms INTEGER NOT NULL,"
+     "  seen_ms INTEGER NOT NULL,"
+     "  info TEXT NOT NULL CHECK (CASE WHEN json_valid(info) THEN json_type(info) = 'object' "
+     "ELSE 0 END)"
+     ") WITHOUT ROWID;"),
 };
 
 const size_t store_sqlite_migrations_count = ARRAY_SIZE(store_sqlite_migrations);

@@ -67,6 +67,10 @@
 #define STORE_BUSY_BACKOFF_MS 10 /* doubles per retry */
 #define STORE_BUSY_BACKOFF_MAX_MS 1000
 #define STORE_PROBE_MS 1000 /* how often a not-ready writer tries a commit */
+/* How long a batch whose database connection was lost (-ENOTCONN: PostgreSQL restarting,
+ * failing over, a network cut) is retried, reconnecting, before its ops fail. Its ops wait
+ * unacknowledged meanwhile; the store reports not ready with the backend's sentence. */
+#define STORE_RECONNECT_MS 30000
 
 const struct store_op_kind_info store_op_kinds[STORE_OP__COUNT] = {
     [STORE_OP_KV_PUT] = {.name = "kv_put"},
@@ -107,6 +111,11 @@ const struct store_op_kind_info store_op_kinds[STORE_OP__COUNT] = {
     [STORE_OP_KEYS_LIST] = {.name = "keys_list", .read = true, .returns_value = true},
     [STORE_OP_USAGE_DAY] = {.name = "usage_day", .read = true, .returns_value = true},
     [STORE_OP_AUDIT_LIST] = {.name = "audit_list", .read = true, .returns_value = true},
+    [STORE_OP_NODE_PUT] = {.name = "node_put"},
+    [STORE_OP_NODES_FORGET] = {.name = "nodes_forget"},
+    [STORE_OP_RUNS_CLAIM] = {.name = "runs_claim", .returns_value = true},
+    [STORE_OP_LEASES_RENEW] = {.name = "leases_renew", .returns_value = true},
+    [STORE_OP_NODES_LIST] = {.name = "nodes_list", .read = true, .returns_value = true},
 };
 /* Bucket bounds of arun_store_commit_seconds: a commit with synchronous=normal takes tens of
  * microseconds, one with full an fsync (0.1 to 10 ms on SSDs, more on a busy disk). */
@@ -150,6 +159,16 @@ struct store {
     char shared_status[STORE_WHY_MAX]; /* mu */
     bool status_changed;               /* mu: the loop has not copied the two above yet */
     struct store_stats stats;          /* mu, except .pending which is filled in by store_stats() */
+
+    char *node_id;            /* store_options.node_id or "local" */
+    int64_t lease_ms;         /* store_options.lease_ms or STORE_LEASE_MS_DEFAULT */
+    char *url;                /* postgres:// for the listener; NULL for sqlite */
+    struct pg_listen *listen; /* a shared store's notices, from the first store_listen */
+    struct {
+        store_notice_cb cb;
+        void *arg;
+    } listeners[STORE_LISTENERS_MAX];
+    size_t nlisteners;
 
     /* loop thread only */
     bool closing;
@@ -266,8 +285,29 @@ static void run_batch(struct worker *w, struct op_list *batch)
 {
     int rc;
 
+    uint64_t lost_since_ns = 0;
     for (unsigned attempt = 0;; attempt++) {
         rc = try_batch(w->conn, batch, w->writes);
+        if (rc == -ENOTCONN) {
+            /* The connection is gone: the backend reconnects at the next begin. Retried for
+             * STORE_RECONNECT_MS, every try logged, the store not ready meanwhile. */
+            uint64_t now = clock_mono_ns();
+            if (lost_since_ns == 0) {
+                lost_since_ns = now;
+                if (w->writes)
+                    record_write(w, batch, rc); /* not ready, with the sentence, now */
+            }
+            if (now - lost_since_ns < (uint64_t)STORE_RECONNECT_MS * 1000000) {
+                unsigned backoff_ms = STORE_BUSY_BACKOFF_MS << (attempt < 7 ? attempt : 7);
+                if (backoff_ms > STORE_BUSY_BACKOFF_MAX_MS)
+                    backoff_ms = STORE_BUSY_BACKOFF_MAX_MS;
+                log_warn(MODULE, "%s; the %s retries its batch of %zu op(s) in %u ms",
+                         w->conn->why, w->name, batch->n, backoff_ms);
+                sleep_ms(backoff_ms);
+                continue;
+            }
+            break;
+        }
         if (rc != -EBUSY || attempt == STORE_BUSY_RETRIES)
             break;
         unsigned backoff_ms = STORE_BUSY_BACKOFF_MS << attempt;
@@ -406,6 +446,8 @@ static void store_free(struct store *st)
     pthread_cond_destroy(&st->reader.wake);
     pthread_mutex_destroy(&st->mu);
     free(st->data_dir);
+    free(st->node_id);
+    free(st->url);
     free(st);
 }
 
@@ -606,6 +648,8 @@ int store_debug_sql(struct store *st, const char *sql, store_value_cb cb, void *
 
 /* ---- durable runs: building the ops ----------------------------------------------------- */
 
+#define NODE_ADDRESS_MAX 1024 /* bytes of a node's address (store_node_put) */
+
 /* The longest each string role may be; past it a submission fails with -E2BIG. */
 static const size_t run_str_max[RUN_STR__COUNT] = {
     [RUN_TENANT] = STORE_TENANT_MAX, [RUN_ID] = STORE_ID_MAX,       [RUN_OWNER] = STORE_ID_MAX,
@@ -623,6 +667,8 @@ static int run_lengths(struct store_op *tmpl)
         size_t max = run_str_max[i];
         if ((tmpl->kind == STORE_OP_IDEM_CLAIM || tmpl->kind == STORE_OP_IDEM_GET) && i == RUN_ID)
             max = STORE_KEY_MAX; /* an Idempotency-Key is the client's, not an id of ours */
+        if (tmpl->kind == STORE_OP_NODE_PUT && i == RUN_OWNER)
+            max = NODE_ADDRESS_MAX; /* a URL, not an id */
         if (s == NULL)
             continue;
         if (i != RUN_JSON && i != RUN_JSON2)
@@ -1161,6 +1207,109 @@ int store_audit_list(struct store *st, int64_t since_ms, int64_t after_seq, uint
     return system_read(st, &op, cb, arg);
 }
 
+/* ---- cluster: nodes, leases, notices ----------------------------------------------- */
+
+int store_node_put(struct store *st, const struct store_node *n, int64_t now_ms,
+                   store_write_cb cb, void *arg)
+{
+    struct store_op op = {.kind = STORE_OP_NODE_PUT};
+
+    if (n->id == NULL || n->address == NULL || n->state == NULL || n->info == NULL)
+        return -EINVAL;
+    if (strnlen(n->address, NODE_ADDRESS_MAX + 1) > NODE_ADDRESS_MAX ||
+        n->info_len > STORE_NODE_INFO_MAX)
+        return -E2BIG;
+    op.u.run.s[RUN_ID] = n->id;
+    op.u.run.s[RUN_OWNER] = n->address;
+    op.u.run.len[RUN_OWNER] = strlen(n->address);
+    op.u.run.s[RUN_STATUS] = n->state;
+    op.u.run.s[RUN_JSON] = n->info;
+    op.u.run.len[RUN_JSON] = n->info_len;
+    op.u.run.ms = now_ms;
+    op.u.run.ms2 = n->started_ms;
+    return system_write(st, &op, cb, arg);
+}
+
+int store_nodes_list(struct store *st, int64_t now_ms, store_value_cb cb, void *arg)
+{
+    struct store_op op = {.kind = STORE_OP_NODES_LIST};
+
+    op.u.run.ms = now_ms;
+    op.u.run.limit = STORE_PAGE_MAX;
+    return system_read(st, &op, cb, arg);
+}
+
+int store_nodes_forget(struct store *st, int64_t before_ms, store_write_cb cb, void *arg)
+{
+    struct store_op op = {.kind = STORE_OP_NODES_FORGET};
+
+    op.u.run.ms = before_ms;
+    return system_write(st, &op, cb, arg);
+}
+
+int store_runs_claim(struct store *st, int64_t now_ms, bool all, uint32_t limit,
+                     store_value_cb cb, void *arg)
+{
+    struct store_op op = {.kind = STORE_OP_RUNS_CLAIM};
+
+    ASSERT(cb != NULL);
+    if (!limit_ok(limit))
+        return -EINVAL;
+    op.u.run.ms = now_ms;
+    op.u.run.flag = all;
+    op.u.run.limit = limit;
+    op.cb.value = cb;
+    op.arg = arg;
+    return run_submit(st, &op);
+}
+
+int store_leases_renew(struct store *st, int64_t now_ms, store_value_cb cb, void *arg)
+{
+    struct store_op op = {.kind = STORE_OP_LEASES_RENEW};
+
+    ASSERT(cb != NULL);
+    op.u.run.ms = now_ms;
+    op.cb.value = cb;
+    op.arg = arg;
+    return run_submit(st, &op);
+}
+
+bool store_shared(const struct store *st)
+{
+    return st->url != NULL;
+}
+
+const char *store_node_id(const struct store *st)
+{
+    return st->node_id;
+}
+
+static void notice_cb(enum store_notice kind, const char *tenant, const char *id, void *arg)
+{
+    struct store *st = arg;
+
+    for (size_t i = 0; i < st->nlisteners; i++)
+        st->listeners[i].cb(kind, tenant, id, st->listeners[i].arg);
+}
+
+int store_listen(struct store *st, store_notice_cb cb, void *arg)
+{
+    ASSERT(cb != NULL);
+    if (st->nlisteners == STORE_LISTENERS_MAX)
+        return -ENOSPC;
+    st->listeners[st->nlisteners].cb = cb;
+    st->listeners[st->nlisteners].arg = arg;
+    st->nlisteners++;
+    if (st->url != NULL && st->listen == NULL && !st->closing)
+        st->listen = pg_listen_start(st->loop, st->url, notice_cb, st);
+    return 0;
+}
+
+bool store_listening(const struct store *st)
+{
+    return st->url == NULL || (st->listen != NULL && pg_listen_up(st->listen));
+}
+
 bool store_ready(const struct store *st)
 {
     return st->ready;
@@ -1183,6 +1332,8 @@ void store_close(struct store *st)
 {
     ASSERT(!st->closing);
     st->closing = true;
+    pg_listen_stop(st->listen);
+    st->listen = NULL;
     uv_ref((uv_handle_t *)st->done_async); /* the loop runs until the drain is done */
     workers_stop(st);
 }
@@ -1200,9 +1351,8 @@ static int pick_backend(const struct store_options *opts, const struct store_bac
     }
     /* The URL is not echoed: a postgres URL may carry a password. */
     if (strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0) {
-        buf_puts(err, "store.url: PostgreSQL is not supported by this arun yet: "
-                      "use sqlite");
-        return -ENOTSUP;
+        *out = &store_postgres_backend;
+        return 0;
     }
     buf_puts(err, "store.url: expected sqlite or postgres://…");
     return -EINVAL;
@@ -1292,6 +1442,8 @@ static struct store *store_new(uv_loop_t *loop, const struct store_options *opts
 
     st->loop = loop;
     st->data_dir = xstrdup(opts->data_dir);
+    st->node_id = xstrdup(opts->node_id != NULL ? opts->node_id : "local");
+    st->lease_ms = opts->lease_ms > 0 ? opts->lease_ms : STORE_LEASE_MS_DEFAULT;
     st->lock_fd = -1;
     st->max_pending = opts->max_pending != 0 ? opts->max_pending : STORE_MAX_PENDING;
     if (opts->metrics != NULL)
@@ -1322,6 +1474,10 @@ static int start(struct store *st, const struct store_options *opts, struct buf 
     rc = st->be->open(opts, st->data_dir, &st->writer.conn, &st->reader.conn, err);
     if (rc != 0)
         return rc;
+    st->writer.conn->node_id = st->reader.conn->node_id = st->node_id;
+    st->writer.conn->lease_ms = st->reader.conn->lease_ms = st->lease_ms;
+    if (st->be == &store_postgres_backend)
+        st->url = xstrdup(opts->url);
     st->done_async = xcalloc(1, sizeof(*st->done_async));
     rc = uv_async_init(st->loop, st->done_async, done_cb);
     if (rc != 0) {

@@ -45,12 +45,16 @@
 struct store; /* opaque; one per process and data_dir */
 
 struct store_options {
-    const char *url;                    /* "sqlite" (NULL means sqlite); postgres:// later */
+    const char *url;                    /* "sqlite" (NULL means sqlite), or postgres:// (or
+                                           postgresql://) with libpq's keys and PG* variables */
     const char *data_dir;               /* created 0700 if missing; holds arun.db, arun.lock */
     enum config_store_sync synchronous; /* FULL (default): acked writes survive power loss */
     uint32_t busy_timeout_ms;           /* 0 = STORE_BUSY_TIMEOUT_MS */
     size_t max_pending;                 /* 0 = STORE_MAX_PENDING */
     struct metrics *metrics;            /* or NULL: gets arun_store_commit_seconds */
+    const char *node_id;                /* this node (cluster.node_id): the owner written on the
+                                           runs it creates and claims; NULL = "local" */
+    int64_t lease_ms;                   /* a run's lease (cluster.lease_s); 0 = 10 s */
 };
 
 /* Counters for tests and /metrics. Commits far fewer than ops_committed is group commit at work. */
@@ -86,6 +90,12 @@ int store_open(uv_loop_t *loop, const struct store_options *opts, struct store *
  * returns only after the lock is released. st must not be used after this call, except by the
  * callbacks of ops still in flight, which may call store functions (they get -ECANCELED). */
 void store_close(struct store *st);
+
+/* Whether several nodes share this store (PostgreSQL): leases, takeover, notices and peers
+ * matter only then. A SQLite store belongs to the one arun that holds data_dir's lock. */
+bool store_shared(const struct store *st);
+/* This store's node id (store_options.node_id, "local" when none was given). */
+const char *store_node_id(const struct store *st);
 
 /* Whether the last write transaction committed (true from open until a commit fails). For
  * /readyz. */
@@ -168,8 +178,9 @@ int store_response_update(struct store *st, const char *tenant, const char *id, 
                           const char *object, size_t object_len, store_write_cb cb,
                           void *arg) MUST_USE;
 /* Reads a response row: {"id","status","model","conversation_id","previous_response_id",
- * "created_ms","background","request":{…},"object":{…},"last_seq":N} (null for absent ids;
- * last_seq is the highest stored event's sequence number, -1 with none), or -ENOENT. */
+ * "created_ms","background","request":{…},"object":{…},"last_seq":N,"node":"…"} (null for
+ * absent ids; last_seq is the highest stored event's sequence number, -1 with none; node the
+ * run's owner, null for a row written before leases existed), or -ENOENT. */
 int store_response_get(struct store *st, const char *tenant, const char *id, store_value_cb cb,
                        void *arg) MUST_USE;
 /* Deletes a response row with its events and its input and output items (conversation items
@@ -196,7 +207,8 @@ int store_runs_unfinished(struct store *st, store_value_cb cb, void *arg) MUST_U
 /* Appends one event to a response's log. data is the event's JSON object on one line (no
  * '\n', as jansson's JSON_COMPACT writes it), type its "type". Events are never rewritten: cb
  * gets -EEXIST when (tenant, response_id, seq) is taken, -EINVAL for invalid JSON, -ENOENT when
- * the response does not exist. Returns as store_response_put (-EINVAL also for seq < 0, a '\n'
+ * the response does not exist, -ESTALE when another node owns the run now (its lease expired
+ * and that node claimed it: store_runs_claim); store_response_update is fenced the same way. Returns as store_response_put (-EINVAL also for seq < 0, a '\n'
  * in data or a space or '\n' in type). */
 int store_event_append(struct store *st, const char *tenant, const char *response_id, int64_t seq,
                        const char *type, const char *data, size_t len, store_write_cb cb,
@@ -354,5 +366,70 @@ int store_audit_append(struct store *st, const struct store_audit *a, store_writ
  * "has_more":bool} (absent strings null, detail {} when none), limit 1..STORE_PAGE_MAX. */
 int store_audit_list(struct store *st, int64_t since_ms, int64_t after_seq, uint32_t limit,
                      store_value_cb cb, void *arg) MUST_USE;
+
+/* ---- cluster: nodes, run leases, notices (docs/internals/cluster.md) ----
+ *
+ * Every node writes its own row in `nodes` and heartbeats it; every unfinished run has an owner
+ * node and a lease (responses.node, responses.lease_until_ms): store_response_put gives a new
+ * run to this node (store_options.node_id) with a lease of store_options.lease_ms, the owner
+ * renews the leases of all its runs in one write, and a run whose lease ran out is claimed by
+ * another node, which continues it or ends it as after a restart. Times: a store shared by
+ * several machines (PostgreSQL) uses the database's clock for seen_ms and leases (the now_ms
+ * given is ignored), so nodes whose clocks differ still agree; SQLite uses now_ms. */
+
+#define STORE_NODE_INFO_MAX (256u * 1024) /* bytes of a node's info JSON */
+
+struct store_node {
+    const char *id;      /* cluster.node_id */
+    const char *address; /* cluster.advertise: how other nodes reach it (http://host:port) */
+    const char *state;   /* "up" while it runs, "left" once it stopped cleanly */
+    int64_t started_ms;
+    const char *info; /* JSON object: engines, memory, version (cluster.c says what) */
+    size_t info_len;
+};
+
+/* Upserts this node's row and sets its seen_ms to now (the heartbeat). cb gets 0 once committed,
+ * -EINVAL for info that is not a JSON object. Returns as store_kv_put (-EINVAL for a missing
+ * field, -E2BIG past STORE_ID_MAX for id, 1024 bytes of address, STORE_NODE_INFO_MAX). */
+int store_node_put(struct store *st, const struct store_node *n, int64_t now_ms,
+                   store_write_cb cb, void *arg) MUST_USE;
+/* Every node's row, by id: {"now_ms":N,"data":[{"id","address","state","started_ms","seen_ms",
+ * "info":{…}}…]}; now_ms is the clock seen_ms is on (the database's for PostgreSQL), so a
+ * reader computes "seconds since last seen" without trusting its own clock. */
+int store_nodes_list(struct store *st, int64_t now_ms, store_value_cb cb, void *arg) MUST_USE;
+/* Removes the rows of nodes not seen since before_ms that are not up (left, or down that
+ * long), so a node renamed or retired does not stay listed forever. cb gets 0. */
+int store_nodes_forget(struct store *st, int64_t before_ms, store_write_cb cb, void *arg) MUST_USE;
+
+/* System write for recovery and takeover, every tenant: claims for this node the unfinished runs
+ * (queued, in_progress) that are this node's own (a restart) or whose lease ran out before now
+ * (another node died), or, with all, every unfinished run (SQLite at start: data_dir's lock
+ * says no other arun runs). A claimed run gets node = this node and a lease until now +
+ * lease_ms. At most limit runs, oldest first; on PostgreSQL the rows are picked with FOR UPDATE
+ * SKIP LOCKED, so two nodes claiming at once never get the same run. cb gets a JSON array of
+ * store_runs_unfinished's rows, each with "node": the owner before the claim (null if none). */
+int store_runs_claim(struct store *st, int64_t now_ms, bool all, uint32_t limit,
+                     store_value_cb cb, void *arg) MUST_USE;
+/* Extends the lease of every unfinished run this node owns to now + lease_ms, in one write. cb
+ * gets {"renewed":N}. */
+int store_leases_renew(struct store *st, int64_t now_ms, store_value_cb cb, void *arg) MUST_USE;
+
+/* Notices: what other nodes committed, for followers on this one. Only a shared store sends
+ * them (PostgreSQL's LISTEN/NOTIFY on a connection of their own, driven by this loop); the
+ * payload is small, the data is read from the tables. */
+enum store_notice {
+    STORE_NOTICE_EVENTS, /* tenant, id: events of that response (or its row) were committed */
+    STORE_NOTICE_KEYS,   /* API keys changed (created, revoked): tenant and id are NULL */
+    STORE_NOTICE_RESYNC, /* notices may have been missed (the listening connection was lost and
+                            is back): re-read what is followed. tenant and id are NULL */
+};
+typedef void (*store_notice_cb)(enum store_notice kind, const char *tenant, const char *id,
+                                void *arg);
+#define STORE_LISTENERS_MAX 4
+/* Adds a listener for notices (at most STORE_LISTENERS_MAX; they live as long as the store). A
+ * store that is not shared accepts it and never calls it. Returns 0 or -ENOSPC. */
+int store_listen(struct store *st, store_notice_cb cb, void *arg) MUST_USE;
+/* Whether notices are being received now (always true for a store that is not shared). */
+bool store_listening(const struct store *st);
 
 #endif

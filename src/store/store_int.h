@@ -63,6 +63,13 @@ enum store_op_kind {
     STORE_OP_KEYS_LIST,
     STORE_OP_USAGE_DAY,
     STORE_OP_AUDIT_LIST,
+    /* cluster (store.h): writes */
+    STORE_OP_NODE_PUT,
+    STORE_OP_NODES_FORGET,
+    STORE_OP_RUNS_CLAIM,   /* a write that answers a value: the claimed rows */
+    STORE_OP_LEASES_RENEW, /* a write that answers a value: {"renewed":N} */
+    /* cluster: reads */
+    STORE_OP_NODES_LIST,
     STORE_OP__COUNT,
 };
 
@@ -118,13 +125,20 @@ struct store_op {
             const char *s[RUN_STR__COUNT]; /* into the op's own allocation, or NULL */
             size_t len[RUN_STR__COUNT];    /* bytes of each (without the NUL) */
             int64_t seq;                   /* events: seq, or after_seq for a read */
-            int64_t ms;                    /* created_ms; idempotency: now; sweep: before */
-            int64_t ms2;                   /* idempotency: fresh_after; sweep: idem_before */
-            uint32_t limit;                /* lists, reads and the sweep */
-            bool flag;                     /* responses: background; item lists: desc */
+            int64_t ms;                    /* created_ms; idempotency: now; sweep: before;
+                                              nodes, claim, renew: now; forget: before */
+            int64_t ms2;                   /* idempotency: fresh_after; sweep: idem_before;
+                                              node put: started_ms */
+            uint32_t limit;                /* lists, reads, the sweep and the claim */
+            bool flag;                     /* responses: background; item lists: desc;
+                                              claim: all */
         } run;
     } u;
 };
+
+/* The strings of the cluster ops (store_node_put): RUN_ID the node id, RUN_OWNER its address,
+ * RUN_STATUS its state, RUN_JSON its info. The node id and lease that claims, renewals, new rows
+ * and the fencing of event appends and row updates use are the connection's own (store_conn). */
 
 /* One database connection. Each backend embeds this as the first member of its own struct.
  * A connection is used by one thread at a time: opened by the loop thread in store_open, then
@@ -132,7 +146,10 @@ struct store_op {
 struct store_conn {
     const struct store_backend *be;
     char why[STORE_WHY_MAX]; /* the last failure that doomed a transaction, as a sentence */
+    const char *node_id;     /* store_options.node_id or "local"; owned by the store */
+    int64_t lease_ms;        /* store_options.lease_ms, 0 replaced by STORE_LEASE_MS_DEFAULT */
 };
+#define STORE_LEASE_MS_DEFAULT 10000
 
 /*
  * A backend. Results are 0 or -errno. "Systemic" failures (disk full, I/O error, locked, corrupt)
@@ -160,6 +177,30 @@ struct store_backend {
 };
 
 extern const struct store_backend store_sqlite_backend;
+/* postgres.c: PostgreSQL through libpq, on the same two threads (blocking libpq calls run only
+ * there, never on the loop). Its open connects twice; a lost connection is a systemic failure
+ * with the sentence "PostgreSQL connection lost: …", answered -ENOTCONN, which store.c retries
+ * (reconnecting) like -EBUSY but for longer (STORE_RECONNECT_MS). A COMMIT whose answer was lost
+ * with the connection is resolved after reconnecting by txid_status(): committed means 0 for
+ * its ops, never a second apply. */
+extern const struct store_backend store_postgres_backend;
+/* The PostgreSQL schema, one SQL text per version (postgres_migrations.c), like SQLite's. */
+extern const char *const store_postgres_migrations[];
+extern const size_t store_postgres_migrations_count;
+
+/* pg_listen.c: the notices of a shared store (store.h store_listen), on a third PostgreSQL
+ * connection driven by the loop with libpq's asynchronous API (PQconnectStart/PQconnectPoll,
+ * PQconsumeInput, PQnotifies on a uv_poll of PQsocket): LISTEN arun_events and arun_keys,
+ * reconnect with backoff after a loss, and a STORE_NOTICE_RESYNC once back. The backend's
+ * writer sends the NOTIFYs inside each write transaction (postgres.c): channel arun_events,
+ * payload lines "TENANT ID\n" of the responses whose events or row a batch wrote (at most
+ * 7900 bytes a NOTIFY); channel arun_keys, empty payload, for a batch with key ops. */
+struct pg_listen;
+struct pg_listen *pg_listen_start(uv_loop_t *loop, const char *url, store_notice_cb cb,
+                                  void *arg);
+bool pg_listen_up(const struct pg_listen *l);
+/* Stops listening; frees itself once its handles are closed (the loop runs on). NULL no-op. */
+void pg_listen_stop(struct pg_listen *l);
 
 /* The SQLite schema, one SQL text per version: entry i takes the schema from version i to
  * i + 1 (sqlite_migrations.c). Append only; never edit an entry that has shipped. */

@@ -100,6 +100,8 @@ static const char DEFAULTS_JSON[] =
     " \"runtime\": {\"allowed\": [\"native\", \"container\", \"remote\"], \"prefer\": "
     "\"container\", \"container_cli\": \"auto\"},"
     " \"runs\": {\"retention_days\": 30},"
+    " \"cluster\": {\"node_id\": \"auto\", \"advertise\": null, \"secret_env\":"
+    " \"ARUN_CLUSTER_SECRET\", \"lease_s\": 10},"
     " \"tenants\": {\"default\": {\"requests_per_minute\": 600, \"concurrent_requests\": 64,"
     " \"output_tokens_per_day\": 0, \"queued_runs\": 1000}},"
     " \"egress\": \"deny\", \"engines\": {}, \"routes\": {}}";
@@ -208,6 +210,11 @@ static const char FULL_YAML[] =
     "  container_cli: podman\n"
     "runs:\n"
     "  retention_days: 7\n"
+    "cluster:\n"
+    "  node_id: gpu-box-1\n"
+    "  advertise: http://10.0.0.5:8080\n"
+    "  secret_env: MY_SECRET\n"
+    "  lease_s: 15\n"
     "tenants:\n"
     "  acme: {requests_per_minute: 60, output_tokens_per_day: 100000}\n"
     "  default: {requests_per_minute: 120, concurrent_requests: 8, queued_runs: 50}\n"
@@ -258,6 +265,8 @@ static const char FULL_JSON[] =
     " \"runtime\": {\"allowed\": [\"native\", \"container\", \"remote\"], \"prefer\": \"native\","
     " \"container_cli\": \"podman\"},"
     " \"runs\": {\"retention_days\": 7},"
+    " \"cluster\": {\"node_id\": \"gpu-box-1\", \"advertise\": \"http://10.0.0.5:8080\","
+    " \"secret_env\": \"MY_SECRET\", \"lease_s\": 15},"
     " \"tenants\": {\"default\": {\"requests_per_minute\": 120, \"concurrent_requests\": 8,"
     " \"output_tokens_per_day\": 0, \"queued_runs\": 50}, \"acme\": {\"requests_per_minute\": 60,"
     " \"concurrent_requests\": 8, \"output_tokens_per_day\": 100000, \"queued_runs\": 50}},"
@@ -299,8 +308,8 @@ static void test_full_config_round_trips_through_json(void **state)
 
     assert_json_equal(j, FULL_JSON);
     assert_string_equal(cfg->listen_host, "::1");
-    assert_int_equal(cfg->routes[0].line, 58);
-    assert_int_equal(cfg->engines[1].line, 52);
+    assert_int_equal(cfg->routes[0].line, 63);
+    assert_int_equal(cfg->engines[1].line, 57);
 
     /* JSON is YAML: the resolved config read back is the same config. */
     char *text = json_dumps(j, 0);

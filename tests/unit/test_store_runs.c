@@ -307,7 +307,7 @@ static void test_a_version_1_database_migrates_and_keeps_its_kv_data(void **stat
     assert_string_equal(G.value, "{\"pid\":42}");
     assert_sql("SELECT group_concat(name) FROM (SELECT name FROM sqlite_master WHERE type = "
                "'table' ORDER BY name)",
-               "api_keys,audit,conversations,idempotency,items,kv,response_events,responses,"
+               "api_keys,audit,conversations,idempotency,items,kv,nodes,response_events,responses,"
                "sqlite_sequence,store_probe,tenant_usage");
     /* The new tables work on the migrated file. */
     assert_int_equal(put_response("default", "resp_1", "queued", 1, NULL), 0);
