@@ -116,6 +116,13 @@ enum stmt {
     STMT_USAGE_DAY,
     STMT_AUDIT_APPEND,
     STMT_AUDIT_LIST,
+    /* cluster */
+    STMT_NODE_PUT,
+    STMT_NODES_LIST,
+    STMT_NODES_FORGET,
+    STMT_RUNS_CLAIM_PICK,
+    STMT_RUNS_CLAIM_TAKE,
+    STMT_LEASES_RENEW,
     STMT__COUNT,
 };
 
@@ -130,7 +137,11 @@ enum stmt {
     "',\"background\":' || CASE WHEN r.background THEN 'true' ELSE 'false' END"
 #define RESPONSE_TAIL                                                                              \
     "',\"object\":' || r.object || ',\"last_seq\":' || coalesce((SELECT max(e.seq) FROM "          \
-    "response_events e WHERE e.tenant = r.tenant AND e.response_id = r.id), -1) || '}'"
+    "response_events e WHERE e.tenant = r.tenant AND e.response_id = r.id), -1) || "               \
+    "',\"node\":' || json_quote(r.node) || '}'"
+/* A write to a run is fenced: it goes through only while the run is this node's (?6), or
+ * nobody's (a row from before leases). */
+#define RUN_FENCE "(node IS NULL OR node = ?6)"
 
 static const char *const stmt_sql[STMT__COUNT] = {
     [STMT_BEGIN_READ] = "BEGIN DEFERRED",
@@ -152,9 +163,10 @@ static const char *const stmt_sql[STMT__COUNT] = {
                     "ON CONFLICT (id) DO UPDATE SET at_ms = excluded.at_ms"),
     [STMT_RESPONSE_PUT] = ("INSERT INTO responses (tenant, id, status, model, conversation_id, "
                            "previous_response_id, request, object, created_ms, updated_ms, "
-                           "background) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10)"),
+                           "background, node, lease_until_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, "
+                           "?7, ?8, ?9, ?9, ?10, ?11, ?12)"),
     [STMT_RESPONSE_UPDATE] = ("UPDATE responses SET status = ?3, object = ?4, updated_ms = ?5 "
-                              "WHERE tenant = ?1 AND id = ?2"),
+                              "WHERE tenant = ?1 AND id = ?2 AND " RUN_FENCE),
     [STMT_RESPONSE_DELETE] = "DELETE FROM responses WHERE tenant = ?1 AND id = ?2",
     [STMT_RESPONSE_EXISTS] = "SELECT 1 FROM responses WHERE tenant = ?1 AND id = ?2",
     [STMT_RESPONSE_GET] =
@@ -190,9 +202,10 @@ static const char *const stmt_sql[STMT__COUNT] = {
          "ORDER BY r.created_ms, r.rowid"),
     [STMT_RESPONSE_PREV] =
         "SELECT previous_response_id FROM responses WHERE tenant = ?1 AND id = ?2",
-    [STMT_EVENT_APPEND] = ("INSERT INTO response_events (tenant, response_id, type, data, seq) "
-                           "SELECT ?1, ?2, ?3, ?4, ?5 WHERE EXISTS "
-                           "(SELECT 1 FROM responses WHERE tenant = ?1 AND id = ?2)"),
+    [STMT_EVENT_APPEND] =
+        ("INSERT INTO response_events (tenant, response_id, type, data, seq) "
+         "SELECT ?1, ?2, ?3, ?4, ?5 WHERE EXISTS "
+         "(SELECT 1 FROM responses WHERE tenant = ?1 AND id = ?2 AND " RUN_FENCE ")"),
     [STMT_EVENTS_READ] = ("SELECT seq, type, data FROM response_events WHERE tenant = ?1 AND "
                           "response_id = ?2 AND seq > ?3 ORDER BY seq LIMIT ?4"),
     [STMT_EVENTS_DELETE] = "DELETE FROM response_events WHERE tenant = ?1 AND response_id = ?2",
@@ -278,6 +291,29 @@ static const char *const stmt_sql[STMT__COUNT] = {
                          "tenant, 'action', action, 'target', target, 'outcome', outcome, "
                          "'remote', remote, 'detail', json(detail)) FROM audit WHERE seq > ?2 "
                          "AND ts_ms >= ?1 ORDER BY seq LIMIT ?3"),
+    [STMT_NODE_PUT] = ("INSERT INTO nodes (id, address, state, started_ms, seen_ms, info) VALUES "
+                       "(?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (id) DO UPDATE SET address = "
+                       "excluded.address, state = excluded.state, started_ms = "
+                       "excluded.started_ms, seen_ms = excluded.seen_ms, info = excluded.info"),
+    /* The stored info is embedded as it is, never parsed again. */
+    [STMT_NODES_LIST] = ("SELECT '{\"id\":' || json_quote(id) || ',\"address\":' || "
+                         "json_quote(address) || ',\"state\":' || json_quote(state) || "
+                         "',\"started_ms\":' || started_ms || ',\"seen_ms\":' || seen_ms || "
+                         "',\"info\":' || info || '}' FROM nodes ORDER BY id LIMIT ?1"),
+    /* A row unseen that long is left, or up but down that long: either way gone for good. */
+    [STMT_NODES_FORGET] = "DELETE FROM nodes WHERE seen_ms < ?1",
+    /* ?1 all, ?2 this node, ?3 now. The status term is the partial index's own (responses_
+     * unfinished), so the scan reads only unfinished rows, oldest first. The row shows the
+     * owner before the claim: the take below runs after it. */
+    [STMT_RUNS_CLAIM_PICK] =
+        ("SELECT '{\"tenant\":' || json_quote(r.tenant) || ',' || " RESPONSE_FIELDS
+         " || ',\"request\":' || r.request || " RESPONSE_TAIL
+         ", r.rowid FROM responses r WHERE r.status IN ('queued', 'in_progress') AND (?1 OR "
+         "r.node = ?2 OR r.node IS NULL OR r.lease_until_ms < ?3) ORDER BY r.created_ms, "
+         "r.rowid LIMIT ?4"),
+    [STMT_RUNS_CLAIM_TAKE] = "UPDATE responses SET node = ?1, lease_until_ms = ?2 WHERE rowid = ?3",
+    [STMT_LEASES_RENEW] = ("UPDATE responses SET lease_until_ms = ?2 WHERE node = ?1 AND status "
+                           "IN ('queued', 'in_progress')"),
 };
 
 struct sqlite_conn {
@@ -709,7 +745,37 @@ static int response_put(struct sqlite_conn *c, struct store_op *op)
         return src;
     sqlite3_bind_int64(s, 9, op->u.run.ms);
     sqlite3_bind_int(s, 10, op->u.run.flag);
+    /* A new run is this node's, leased from its creation. */
+    sqlite3_bind_text(s, 11, c->base.node_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 12, op->u.run.ms + c->base.lease_ms);
     return stmt_finish(s);
+}
+
+/* A fenced write (RUN_FENCE) changed no row: -ESTALE when the run exists (another node owns
+ * it), else -ENOENT. The cheap second look runs only on that rare path, so the write itself
+ * stays one statement. roles name the row (tenant and response id). */
+static int fenced_miss(struct sqlite_conn *c, struct store_op *op, const int *roles)
+{
+    bool found;
+    int src = exists(c, STMT_RESPONSE_EXISTS, op, roles, &found);
+
+    if (src == SQLITE_OK)
+        op->result = found ? -ESTALE : -ENOENT;
+    return src;
+}
+
+/* Runs a fenced write bound up to ?5; binds this node to ?6. */
+static int fenced_write(struct sqlite_conn *c, struct store_op *op, sqlite3_stmt *s, int src,
+                        const int *roles)
+{
+    int changes = 0;
+
+    if (s != NULL)
+        sqlite3_bind_text(s, 6, c->base.node_id, -1, SQLITE_STATIC);
+    src = write_changes(c, s, src, &changes);
+    if (src == SQLITE_OK && changes == 0)
+        src = fenced_miss(c, op, roles);
+    return src;
 }
 
 static int response_update(struct sqlite_conn *c, struct store_op *op)
@@ -720,7 +786,7 @@ static int response_update(struct sqlite_conn *c, struct store_op *op)
 
     if (s != NULL)
         sqlite3_bind_int64(s, 5, clock_wall_ms());
-    return write_or_enoent(c, op, s, src);
+    return fenced_write(c, op, s, src, TENANT_ID);
 }
 
 /* The row, its events and its own items (a conversation's items are not a response's). */
@@ -810,7 +876,7 @@ static int event_append(struct sqlite_conn *c, struct store_op *op)
 
     if (s != NULL)
         sqlite3_bind_int64(s, 5, op->u.run.seq);
-    return write_or_enoent(c, op, s, src);
+    return fenced_write(c, op, s, src, TENANT_OWNER);
 }
 
 /* Appends the decimal digits of v (>= 0). */
@@ -1304,12 +1370,122 @@ static int audit_list(struct sqlite_conn *c, struct store_op *op)
     return page_out(op, s, op->u.run.limit);
 }
 
-/* The cluster's ops: not written yet (the multi-node work in progress). */
-static int cluster_todo(struct sqlite_conn *c, struct store_op *op)
+/* ---- cluster: nodes and leases (store.h "cluster") ---- */
+
+static int node_put(struct sqlite_conn *c, struct store_op *op)
 {
-    (void)c;
-    op->result = -ENOSYS;
-    return SQLITE_OK;
+    int src;
+    sqlite3_stmt *s = prep(c, STMT_NODE_PUT, op, ROLES(RUN_ID, RUN_OWNER, RUN_STATUS), &src);
+
+    if (s == NULL)
+        return src;
+    sqlite3_bind_int64(s, 4, op->u.run.ms2);
+    sqlite3_bind_int64(s, 5, op->u.run.ms);
+    sqlite3_bind_text(s, 6, op->u.run.s[RUN_JSON], (int)op->u.run.len[RUN_JSON], SQLITE_STATIC);
+    return stmt_finish(s);
+}
+
+/* {"now_ms":N,"data":[rows]}: SQLite's clock is the caller's, so now_ms is the op's. */
+static int nodes_list(struct sqlite_conn *c, struct store_op *op)
+{
+    struct buf b;
+    bool more;
+    int src;
+    sqlite3_stmt *s = stmt_get(c, STMT_NODES_LIST, &src);
+
+    if (s == NULL)
+        return src;
+    sqlite3_bind_int64(s, 1, op->u.run.limit);
+    buf_init(&b, SIZE_MAX);
+    buf_printf(&b, "{\"now_ms\":%lld,\"data\":[", (long long)op->u.run.ms);
+    src = append_rows(&b, s, op->u.run.limit, &more);
+    buf_puts(&b, "]}");
+    if (src == SQLITE_OK)
+        take_buf(op, &b);
+    buf_cleanup(&b);
+    return src;
+}
+
+static int nodes_forget(struct sqlite_conn *c, struct store_op *op)
+{
+    int src, changes;
+    sqlite3_stmt *s = stmt_get(c, STMT_NODES_FORGET, &src);
+
+    if (s != NULL)
+        sqlite3_bind_int64(s, 1, op->u.run.ms);
+    return write_changes(c, s, src, &changes);
+}
+
+/* Picks the claimable rows (as JSON, with their owner before the claim) into b, and their
+ * rowids into *rowids. */
+static int claim_pick(struct sqlite_conn *c, struct store_op *op, struct buf *b, int64_t **rowids,
+                      size_t *n)
+{
+    int src;
+    sqlite3_stmt *s = stmt_get(c, STMT_RUNS_CLAIM_PICK, &src);
+
+    if (s == NULL)
+        return src;
+    sqlite3_bind_int(s, 1, op->u.run.flag);
+    sqlite3_bind_text(s, 2, c->base.node_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 3, op->u.run.ms);
+    sqlite3_bind_int64(s, 4, op->u.run.limit);
+    while ((src = sqlite3_step(s)) == SQLITE_ROW) {
+        if (*n > 0)
+            buf_append(b, ",", 1);
+        append_col(b, s, 0);
+        *rowids = xrealloc(*rowids, (*n + 1) * sizeof(**rowids));
+        (*rowids)[(*n)++] = sqlite3_column_int64(s, 1);
+    }
+    stmt_done(s);
+    return src == SQLITE_DONE ? SQLITE_OK : src;
+}
+
+/* SQLite's RETURNING cannot show a row's values from before the UPDATE, so the claim reads the
+ * rows first and then takes them, in the same transaction: the writer is the only one, nothing
+ * can come between. */
+static int runs_claim(struct sqlite_conn *c, struct store_op *op)
+{
+    struct buf b;
+    int64_t *rowids = NULL;
+    size_t n = 0;
+    int src, changes;
+
+    buf_init(&b, SIZE_MAX);
+    buf_puts(&b, "[");
+    src = claim_pick(c, op, &b, &rowids, &n);
+    buf_puts(&b, "]");
+    for (size_t i = 0; src == SQLITE_OK && i < n; i++) {
+        sqlite3_stmt *s = stmt_get(c, STMT_RUNS_CLAIM_TAKE, &src);
+        if (s != NULL) {
+            sqlite3_bind_text(s, 1, c->base.node_id, -1, SQLITE_STATIC);
+            sqlite3_bind_int64(s, 2, op->u.run.ms + c->base.lease_ms);
+            sqlite3_bind_int64(s, 3, rowids[i]);
+        }
+        src = write_changes(c, s, src, &changes);
+    }
+    if (src == SQLITE_OK)
+        take_buf(op, &b);
+    buf_cleanup(&b);
+    free(rowids);
+    return src;
+}
+
+static int leases_renew(struct sqlite_conn *c, struct store_op *op)
+{
+    int src, changes = 0;
+    sqlite3_stmt *s = stmt_get(c, STMT_LEASES_RENEW, &src);
+
+    if (s != NULL) {
+        sqlite3_bind_text(s, 1, c->base.node_id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 2, op->u.run.ms + c->base.lease_ms);
+    }
+    src = write_changes(c, s, src, &changes);
+    if (src == SQLITE_OK) {
+        op->out = xasprintf("{\"renewed\":%d}", changes);
+        op->out_len = strlen(op->out);
+    }
+    return src;
 }
 
 typedef int (*apply_fn)(struct sqlite_conn *c, struct store_op *op);
@@ -1352,16 +1528,17 @@ static const apply_fn apply_fns[] = {
     [STORE_OP_KEYS_LIST] = keys_list,
     [STORE_OP_USAGE_DAY] = usage_day,
     [STORE_OP_AUDIT_LIST] = audit_list,
-    [STORE_OP_NODE_PUT] = cluster_todo,
-    [STORE_OP_NODES_FORGET] = cluster_todo,
-    [STORE_OP_RUNS_CLAIM] = cluster_todo,
-    [STORE_OP_LEASES_RENEW] = cluster_todo,
-    [STORE_OP_NODES_LIST] = cluster_todo,
+    [STORE_OP_NODE_PUT] = node_put,
+    [STORE_OP_NODES_FORGET] = nodes_forget,
+    [STORE_OP_RUNS_CLAIM] = runs_claim,
+    [STORE_OP_LEASES_RENEW] = leases_renew,
+    [STORE_OP_NODES_LIST] = nodes_list,
 };
 _Static_assert(ARRAY_SIZE(apply_fns) == STORE_OP__COUNT, "every op kind needs an apply function");
 
 /* Op kinds whose apply function runs one write statement: they need no savepoint of their own
- * (sqlite_apply). The event append is the one that counts: one per streamed token. */
+ * (sqlite_apply). The event append is the one that counts: one per streamed token (its second
+ * statement, on a miss only, is a read: fenced_miss). */
 static const bool one_statement[STORE_OP__COUNT] = {
     [STORE_OP_EVENT_APPEND] = true,
 };

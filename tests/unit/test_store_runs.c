@@ -47,9 +47,12 @@ struct fx {
 };
 static struct fx *F;
 
-static struct store *open_store(struct metrics *m)
+/* The node id and lease the cluster tests open their store with. */
+#define ME "node-me"
+#define LEASE_MS 1000
+
+static struct store *open_store_opts(struct store_options opts)
 {
-    struct store_options opts = {.data_dir = F->data_dir, .metrics = m};
     struct store *st = NULL;
     struct buf err;
 
@@ -59,6 +62,11 @@ static struct store *open_store(struct metrics *m)
         fail_msg("store_open: %d %s", rc, buf_cstr(&err));
     buf_cleanup(&err);
     return st;
+}
+
+static struct store *open_store(struct metrics *m)
+{
+    return open_store_opts((struct store_options){.data_dir = F->data_dir, .metrics = m});
 }
 
 static void close_store(void)
@@ -85,6 +93,15 @@ static int setup(void **state)
 {
     setup_bare(state);
     F->st = open_store(NULL);
+    return 0;
+}
+
+/* A store of node ME with a lease of LEASE_MS. */
+static int setup_node(void **state)
+{
+    setup_bare(state);
+    F->st = open_store_opts(
+        (struct store_options){.data_dir = F->data_dir, .node_id = ME, .lease_ms = LEASE_MS});
     return 0;
 }
 
@@ -273,6 +290,18 @@ static char *sql(const char *text)
     return v;
 }
 
+static void exec_cb(int status, const char *value, size_t len, void *arg)
+{
+    ((struct got *)arg)->done = true;
+    ((struct got *)arg)->status = status;
+}
+
+/* Runs SQL that answers no row (a test's UPDATE standing for another node's write). */
+static void exec_sql(const char *text)
+{
+    assert_int_equal(R(store_debug_sql(F->st, text, exec_cb, &G)), 0);
+}
+
 static void assert_sql(const char *text, const char *want)
 {
     char *v = sql(text);
@@ -345,6 +374,19 @@ static void test_recovery_and_sweep_queries_use_their_indexes(void **state)
                          "ORDER BY created_ms, rowid");
     if (strstr(plan, "responses_unfinished") == NULL)
         fail_msg("recovery plan: %s", plan);
+    free(plan);
+    /* So do the takeover's claim (every few seconds on every node) and the lease renewal (every
+     * heartbeat). */
+    plan = plan_of("SELECT id FROM responses r WHERE r.status IN ('queued', 'in_progress') AND "
+                   "(0 OR r.node = 'n' OR r.node IS NULL OR r.lease_until_ms < 5) ORDER BY "
+                   "r.created_ms, r.rowid LIMIT 100");
+    if (strstr(plan, "responses_unfinished") == NULL || strstr(plan, "TEMP B-TREE") != NULL)
+        fail_msg("claim plan: %s", plan);
+    free(plan);
+    plan = plan_of("UPDATE responses SET lease_until_ms = 5 WHERE node = 'n' AND status IN "
+                   "('queued', 'in_progress')");
+    if (strstr(plan, "responses_unfinished") == NULL)
+        fail_msg("renew plan: %s", plan);
     free(plan);
     plan = plan_of("SELECT tenant, id FROM responses WHERE created_ms < 5 AND status NOT IN "
                    "('queued', 'in_progress') ORDER BY created_ms LIMIT 10");
@@ -609,7 +651,7 @@ static void test_events_read_back_as_lines_after_a_sequence_number(void **state)
     assert_int_equal(R(store_events_read(F->st, "default", "resp_e", 1000, 1, got_cb, &G)), 0);
     assert_string_equal(G.value, "");
     assert_int_equal(R(store_response_get(F->st, "default", "resp_e", got_cb, &G)), 0);
-    assert_non_null(strstr(G.value, "\"last_seq\":9}"));
+    assert_non_null(strstr(G.value, "\"last_seq\":9,"));
 
     /* A response without events reads empty; one that does not exist is -ENOENT. */
     assert_int_equal(put_response("default", "resp_none", "queued", 1, NULL), 0);
@@ -1260,6 +1302,186 @@ static void test_audit_events_are_numbered_and_read_oldest_first(void **state)
     got_reset();
 }
 
+/* ---- cluster: leases, claims, fencing, nodes ------------------------------------------- */
+
+/* The node of row i of a claim's answer (NULL for JSON null). */
+static const char *row_node(json_t *rows, size_t i)
+{
+    return json_string_value(json_object_get(json_array_get(rows, i), "node"));
+}
+
+static void test_a_new_run_is_this_nodes_and_leased_from_its_creation(void **state)
+{
+    assert_int_equal(put_response("default", "resp_1", "queued", 5000, NULL), 0);
+    assert_int_equal(R(store_response_get(F->st, "default", "resp_1", got_cb, &G)), 0);
+    json_t *j = got_json();
+    assert_string_equal(json_string_value(json_object_get(j, "node")), ME);
+    json_decref(j);
+    assert_sql("SELECT lease_until_ms FROM responses WHERE id = 'resp_1'", "6000");
+    /* A row from before leases has no owner: null, not a missing key. */
+    exec_sql("UPDATE responses SET node = NULL WHERE id = 'resp_1'");
+    assert_int_equal(R(store_response_get(F->st, "default", "resp_1", got_cb, &G)), 0);
+    assert_non_null(strstr(G.value, "\"node\":null}"));
+}
+
+/* Without all: this node's own runs (a restart), ownerless ones and those whose lease ran out;
+ * another node's live run stays its own. The answer shows each row's owner before the claim. */
+static void test_a_claim_takes_own_ownerless_and_expired_runs_oldest_first(void **state)
+{
+    assert_int_equal(put_response("a", "resp_own", "in_progress", 100, NULL), 0);
+    assert_int_equal(put_response("a", "resp_live", "queued", 200, NULL), 0);
+    assert_int_equal(put_response("b", "resp_dead", "in_progress", 300, NULL), 0);
+    assert_int_equal(put_response("b", "resp_none", "queued", 400, NULL), 0);
+    assert_int_equal(put_response("b", "resp_done", "completed", 50, NULL), 0);
+    exec_sql("UPDATE responses SET node = 'other', lease_until_ms = 2500 WHERE id = 'resp_live';"
+             "UPDATE responses SET node = 'other', lease_until_ms = 1999 WHERE id = 'resp_dead';"
+             "UPDATE responses SET node = NULL, lease_until_ms = 0 WHERE id = 'resp_none';"
+             "UPDATE responses SET node = 'other', lease_until_ms = 0 WHERE id = 'resp_done'");
+
+    assert_int_equal(R(store_runs_claim(F->st, 2000, false, 100, got_cb, &G)), 0);
+    json_t *rows = got_json();
+    char *ids = ids_of(rows);
+    assert_string_equal(ids, "resp_own,resp_dead,resp_none");
+    assert_string_equal(row_node(rows, 0), ME);
+    assert_string_equal(row_node(rows, 1), "other");
+    assert_null(row_node(rows, 2));
+    /* The rows are recovery's: tenant, request, last_seq. */
+    assert_string_equal(json_string_value(json_object_get(json_array_get(rows, 1), "tenant")), "b");
+    assert_non_null(json_object_get(json_array_get(rows, 1), "request"));
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(rows, 1), "last_seq")), -1);
+    free(ids);
+    json_decref(rows);
+    assert_sql("SELECT group_concat(id || ':' || node || ':' || lease_until_ms, ' ') FROM "
+               "(SELECT * FROM responses ORDER BY created_ms)",
+               "resp_done:other:0 resp_own:node-me:3000 resp_live:other:2500 "
+               "resp_dead:node-me:3000 resp_none:node-me:3000");
+
+    /* Once the live lease runs out, it is claimable too; before, nothing but our own. */
+    assert_int_equal(R(store_runs_claim(F->st, 2500, false, 100, got_cb, &G)), 0);
+    rows = got_json();
+    ids = ids_of(rows);
+    assert_string_equal(ids, "resp_own,resp_dead,resp_none");
+    free(ids);
+    json_decref(rows);
+    assert_int_equal(R(store_runs_claim(F->st, 2501, false, 1, got_cb, &G)), 0);
+    rows = got_json();
+    ids = ids_of(rows);
+    assert_string_equal(ids, "resp_own"); /* at most limit, oldest first */
+    free(ids);
+    json_decref(rows);
+}
+
+/* With all (SQLite at start: the data_dir's lock says nobody else runs), every unfinished run,
+ * whoever holds it. */
+static void test_a_claim_of_all_takes_every_unfinished_run(void **state)
+{
+    assert_int_equal(put_response("a", "resp_1", "queued", 100, NULL), 0);
+    assert_int_equal(put_response("a", "resp_2", "in_progress", 200, NULL), 0);
+    assert_int_equal(put_response("a", "resp_3", "failed", 300, NULL), 0);
+    exec_sql("UPDATE responses SET node = 'other', lease_until_ms = 999999 WHERE id = 'resp_2'");
+
+    assert_int_equal(R(store_runs_claim(F->st, 150, true, 100, got_cb, &G)), 0);
+    json_t *rows = got_json();
+    char *ids = ids_of(rows);
+    assert_string_equal(ids, "resp_1,resp_2");
+    assert_string_equal(row_node(rows, 1), "other");
+    free(ids);
+    json_decref(rows);
+    assert_sql("SELECT node FROM responses WHERE id = 'resp_2'", ME);
+
+    /* Nothing to claim: an empty array. */
+    exec_sql("UPDATE responses SET status = 'completed'");
+    assert_int_equal(R(store_runs_claim(F->st, 150, true, 100, got_cb, &G)), 0);
+    assert_string_equal(G.value, "[]");
+}
+
+static void test_leases_renew_only_this_nodes_unfinished_runs(void **state)
+{
+    assert_int_equal(put_response("a", "resp_1", "queued", 100, NULL), 0);
+    assert_int_equal(put_response("b", "resp_2", "in_progress", 100, NULL), 0);
+    assert_int_equal(put_response("a", "resp_3", "completed", 100, NULL), 0);
+    assert_int_equal(put_response("a", "resp_4", "queued", 100, NULL), 0);
+    exec_sql("UPDATE responses SET node = 'other' WHERE id = 'resp_4'");
+
+    assert_int_equal(R(store_leases_renew(F->st, 7000, got_cb, &G)), 0);
+    assert_string_equal(G.value, "{\"renewed\":2}");
+    assert_sql("SELECT group_concat(id || ':' || lease_until_ms, ' ') FROM (SELECT * FROM "
+               "responses ORDER BY id)",
+               "resp_1:8000 resp_2:8000 resp_3:1100 resp_4:1100");
+}
+
+/* Once another node claimed a run, this node's writes to it fail -ESTALE (it stops the run);
+ * an unknown run is still -ENOENT, and a run nobody owns takes anyone's writes. */
+static void test_writes_to_a_run_another_node_claimed_are_fenced(void **state)
+{
+    const char *t = "response.output_text.delta";
+
+    assert_int_equal(put_response("default", "resp_f", "in_progress", 1, NULL), 0);
+    assert_int_equal(append_event("default", "resp_f", 0), 0);
+    exec_sql("UPDATE responses SET node = 'other' WHERE id = 'resp_f'");
+
+    assert_int_equal(append_event("default", "resp_f", 1), -ESTALE);
+    assert_int_equal(W(store_response_update(F->st, "default", "resp_f", "failed", OBJ, strlen(OBJ),
+                                             ack_cb, &A)),
+                     -ESTALE);
+    assert_sql("SELECT count(*) || status FROM response_events, responses WHERE "
+               "responses.id = 'resp_f'",
+               "1in_progress");
+    assert_int_equal(
+        W(store_event_append(F->st, "default", "resp_x", 0, t, "{\"x\":1}", 7, ack_cb, &A)),
+        -ENOENT);
+    assert_int_equal(W(store_response_update(F->st, "default", "resp_x", "failed", OBJ, strlen(OBJ),
+                                             ack_cb, &A)),
+                     -ENOENT);
+
+    exec_sql("UPDATE responses SET node = NULL WHERE id = 'resp_f'");
+    assert_int_equal(append_event("default", "resp_f", 1), 0);
+    assert_int_equal(W(store_response_update(F->st, "default", "resp_f", "failed", OBJ, strlen(OBJ),
+                                             ack_cb, &A)),
+                     0);
+}
+
+static int put_node(const char *id, const char *state, int64_t started_ms, const char *info,
+                    int64_t now_ms)
+{
+    struct store_node n = {.id = id,
+                           .address = "http://10.0.0.5:8080",
+                           .state = state,
+                           .started_ms = started_ms,
+                           .info = info,
+                           .info_len = strlen(info)};
+    return W(store_node_put(F->st, &n, now_ms, ack_cb, &A));
+}
+
+static void test_nodes_are_upserted_listed_by_id_and_forgotten(void **state)
+{
+    assert_int_equal(put_node("b", "up", 10, "{\"engines\":[]}", 100), 0);
+    assert_int_equal(put_node("a", "up", 20, "{\"version\":\"1\"}", 200), 0);
+    assert_int_equal(R(store_nodes_list(F->st, 300, got_cb, &G)), 0);
+    assert_string_equal(G.value,
+                        "{\"now_ms\":300,\"data\":["
+                        "{\"id\":\"a\",\"address\":\"http://10.0.0.5:8080\",\"state\":\"up\","
+                        "\"started_ms\":20,\"seen_ms\":200,\"info\":{\"version\":\"1\"}},"
+                        "{\"id\":\"b\",\"address\":\"http://10.0.0.5:8080\",\"state\":\"up\","
+                        "\"started_ms\":10,\"seen_ms\":100,\"info\":{\"engines\":[]}}]}");
+
+    /* A heartbeat replaces the row; a clean stop says left. */
+    assert_int_equal(put_node("b", "left", 10, "{}", 400), 0);
+    assert_sql("SELECT state || ':' || seen_ms || ':' || info FROM nodes WHERE id = 'b'",
+               "left:400:{}");
+    /* Bad rows are refused alone. */
+    assert_int_equal(put_node("c", "up", 1, "[1]", 1), -EINVAL);
+    assert_int_equal(put_node("c", "up", 1, "{", 1), -EINVAL);
+    assert_int_equal(put_node("c", "gone", 1, "{}", 1), -EINVAL);
+
+    /* Forget takes the rows unseen since before_ms: a seems down that long (seen 200), b left. */
+    assert_int_equal(W(store_nodes_forget(F->st, 300, ack_cb, &A)), 0);
+    assert_sql("SELECT group_concat(id) FROM nodes", "b");
+    assert_int_equal(W(store_nodes_forget(F->st, 401, ack_cb, &A)), 0);
+    assert_int_equal(R(store_nodes_list(F->st, 500, got_cb, &G)), 0);
+    assert_string_equal(G.value, "{\"now_ms\":500,\"data\":[]}");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1307,6 +1529,18 @@ int main(void)
         cmocka_unit_test_setup_teardown(
             test_the_sweep_takes_only_old_finished_objects_and_respects_its_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commits_are_observed_in_a_histogram, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_new_run_is_this_nodes_and_leased_from_its_creation,
+                                        setup_node, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_claim_takes_own_ownerless_and_expired_runs_oldest_first, setup_node, teardown),
+        cmocka_unit_test_setup_teardown(test_a_claim_of_all_takes_every_unfinished_run, setup_node,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_leases_renew_only_this_nodes_unfinished_runs,
+                                        setup_node, teardown),
+        cmocka_unit_test_setup_teardown(test_writes_to_a_run_another_node_claimed_are_fenced,
+                                        setup_node, teardown),
+        cmocka_unit_test_setup_teardown(test_nodes_are_upserted_listed_by_id_and_forgotten,
+                                        setup_node, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
