@@ -36,10 +36,10 @@
 #define CLUSTER_DOWN_BEATS 3
 /* Headers between nodes. The secret authenticates the caller as a node of this cluster; the
  * tenant and hop are believed only with it (never from a client). */
-#define CLUSTER_H_SECRET "x-arun-cluster"  /* the cluster secret */
-#define CLUSTER_H_TENANT "x-arun-tenant"   /* the tenant the request is made for */
-#define CLUSTER_H_HOP "x-arun-hop"         /* the node that forwarded it: answer locally */
-#define CLUSTER_H_NODE "x-arun-node"       /* on every answer: the node that answered */
+#define CLUSTER_H_SECRET "x-arun-cluster" /* the cluster secret */
+#define CLUSTER_H_TENANT "x-arun-tenant"  /* the tenant the request is made for */
+#define CLUSTER_H_HOP "x-arun-hop"        /* the node that forwarded it: answer locally */
+#define CLUSTER_H_NODE "x-arun-node"      /* on every answer: the node that answered */
 
 struct cluster;
 
@@ -107,8 +107,8 @@ bool cluster_secret_ok(const struct cluster *cl, const char *value, size_t len);
 /* The headers a request to another node carries: "x-arun-cluster: SECRET", "x-arun-hop:
  * THIS_NODE" and, when tenant is not NULL, "x-arun-tenant: TENANT", written into
  * h[0..3) using store (at least 512 bytes + the tenant). Returns how many. */
-size_t cluster_peer_headers(const struct cluster *cl, const char *tenant, char *store,
-                            size_t size, const char **h);
+size_t cluster_peer_headers(const struct cluster *cl, const char *tenant, char *store, size_t size,
+                            const char **h);
 
 /* Sends a request to another node and passes its whole answer back (not streamed): cb gets the
  * HTTP status (0 when the node could not be reached, with a sentence in body), the body and its
