@@ -12,6 +12,7 @@
 #include "cli/doctor_cmd.h"
 #include "cli/engines_cmd.h"
 #include "cli/keys_cmd.h"
+#include "cli/nodes_cmd.h"
 #include "cli/runs_cmd.h"
 #include "serve.h"
 
@@ -47,6 +48,8 @@ static const struct verb verbs[] = {
      "create, list or revoke API keys (running server or not: see arun keys --help)"},
     {"audit", audit_cmd_main, audit_cmd_usage,
      "admin actions and failed authentications, oldest first (running server)"},
+    {"nodes", nodes_cmd_main, nodes_cmd_usage,
+     "the nodes sharing the store: up, down or left, their engines (running server)"},
     {"doctor", doctor_cmd_main, doctor_cmd_usage,
      "check this machine and the config: GPU, memory, port, binaries, orphans"},
     {"config", config_cmd_main, config_cmd_usage, "check a configuration file: config check"},

@@ -1,9 +1,11 @@
 /*
  * serve.c: `arun serve`. See serve.h.
  *
- * Start-up order: config (refuse to start on any error, exit 2), then the store (it takes the
- * data_dir lock, so a second arun on the same data stops here), then the HTTP server and its
- * routes, then signals. Nothing blocks after uv_run starts.
+ * Start-up order: config (refuse to start on any error, exit 2; with store.url postgres://
+ * also what a cluster needs: cluster_check_config), then the store, opened as this node
+ * (cluster_resolve_node_id) with its lease (it takes the data_dir lock, so a second arun on
+ * the same data stops here), then the HTTP server and its routes, then this node's row and
+ * heartbeat (cluster_new), then signals. Nothing blocks after uv_run starts.
  *
  * SIGHUP reloads the TLS certificate and key (tls: in the config) without dropping a connection:
  * the files are read in a worker, and a good pair is swapped in for new connections; a bad one
@@ -23,6 +25,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cluster/cluster.h"
 #include "core/clock.h"
 #include "core/config.h"
 #include "core/events.h"
@@ -81,6 +84,7 @@ struct daemon {
     struct runs *runs;
     struct runs_api *runs_api;
     struct sweep *sweep;
+    struct cluster *cluster; /* this node's row, heartbeat, leases, view of the others */
     struct keys *keys;
     struct keys_api *keys_api;
     struct auth *auth;     /* auth.mode keys only */
@@ -108,6 +112,10 @@ static bool store_ready_check(void *arg, struct buf *why)
  * reads). Each pointer is cleared, so it can run after a partial start-up too. */
 static void close_modules(struct daemon *d)
 {
+    /* First: its last write says this node left, with the engines as they are now (the
+     * supervisor is still there to ask), and it reaches the store before it closes. */
+    cluster_free(d->cluster);
+    d->cluster = NULL;
     sweep_free(d->sweep);
     d->sweep = NULL;
     runs_api_free(d->runs_api); /* the runs hold gateway calls and store ops */
@@ -341,21 +349,35 @@ static int check_exposure(const struct config *cfg)
     return 0;
 }
 
+/* A store shared by several nodes (postgres://) needs what cluster_check_config checks before
+ * anything starts: exit 2 with its sentence, as for a config error. */
+static bool postgres_url(const char *url)
+{
+    return url != NULL &&
+           (strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0);
+}
+
 static int open_store(struct daemon *d)
 {
-    const char *url = d->cfg->store.url;
-    if (url != NULL && strcmp(url, "sqlite") != 0) {
-        /* The URL is not repeated: a postgres:// URL may hold a password. */
-        fprintf(stderr, "arun: store.url: only the embedded sqlite store is implemented in this "
-                        "version; set store.url: sqlite\n");
-        return 2;
-    }
-    struct store_options so = {.url = "sqlite",
-                               .data_dir = d->cfg->data_dir,
-                               .synchronous = d->cfg->store.synchronous,
-                               .metrics = d->metrics};
+    char node_id[CLUSTER_NODE_ID_MAX + 1];
     struct buf err;
     buf_init(&err, 4096);
+    if (postgres_url(d->cfg->store.url) &&
+        cluster_check_config(d->cfg, d->cfg->listen_port, &err) != 0) {
+        fprintf(stderr, "arun: %s; not starting\n", buf_cstr(&err));
+        buf_cleanup(&err);
+        return 2;
+    }
+    /* The configured port, not the one bound: the id is needed before the store opens (its
+     * runs are written with it), and it stays the same across restarts. */
+    cluster_resolve_node_id(d->cfg, d->cfg->listen_port, node_id, sizeof(node_id));
+    /* The backend reads the URL (sqlite, postgres://); it never echoes a password. */
+    struct store_options so = {.url = d->cfg->store.url,
+                               .data_dir = d->cfg->data_dir,
+                               .synchronous = d->cfg->store.synchronous,
+                               .metrics = d->metrics,
+                               .node_id = node_id,
+                               .lease_ms = (int64_t)d->cfg->cluster.lease_s * 1000};
     int rc = store_open(&d->loop, &so, &d->store, &err);
     if (rc != 0)
         log_error("serve", "cannot open the store: %s", buf_cstr(&err));
@@ -436,6 +458,25 @@ static void listen_local(struct daemon *d)
     free(path);
 }
 
+/* This node's row and heartbeat, once the supervisor (its engines go in the row) and the server
+ * (GET /v1/nodes; the port actually bound is the address's) exist. */
+static void start_cluster(struct daemon *d)
+{
+    struct cluster_options co = {.loop = &d->loop,
+                                 .cfg = d->cfg,
+                                 .store = d->store,
+                                 .sup = d->sup,
+                                 .srv = d->srv,
+                                 .httpc = d->httpc,
+                                 .events = d->events,
+                                 .metrics = d->metrics};
+    d->cluster = cluster_new(&co, http_server_port(d->srv));
+    /* TODO(gateway): gateway_set_cluster(d->gateway, d->cluster): a model with no local engine
+     * or route goes to a peer (cluster_peers_for). */
+    /* TODO(runs): cluster_set_adopter(d->cluster, <the runs' adopt function>, d->runs): runs
+     * claimed from dead nodes (the takeover scan, shared stores only) go to recovery. */
+}
+
 static int start_http(struct daemon *d)
 {
     struct http_server_options ho = {.host = d->cfg->listen_host,
@@ -485,6 +526,8 @@ static int start_http(struct daemon *d)
     buf_cleanup(&err);
     if (rc == 0)
         listen_local(d);
+    if (rc == 0)
+        start_cluster(d);
     return rc == 0 ? 0 : 1;
 }
 

@@ -70,8 +70,8 @@ bool table_colour_stdout(void)
 
 const char *table_state_sgr(const char *word)
 {
-    /* The words of both tables: engine states and run statuses. Green is done and good, yellow
-     * is on its way (or paused on the way), red needs a person; stopped and cancelled are
+    /* The words of the tables: engine states, run statuses and node states. Green is done and good,
+     * yellow is on its way (or paused on the way), red needs a person; stopped and cancelled are
      * states a person chose, shown plain. */
     static const struct {
         const char *word, *sgr;
@@ -79,7 +79,7 @@ const char *table_state_sgr(const char *word)
         {"ready", "\033[32m"},    {"completed", "\033[32m"},  {"starting", "\033[33m"},
         {"loading", "\033[33m"},  {"queued", "\033[33m"},     {"in_progress", "\033[33m"},
         {"stopping", "\033[33m"}, {"incomplete", "\033[33m"}, {"unhealthy", "\033[31m"},
-        {"failed", "\033[31m"},
+        {"failed", "\033[31m"},   {"up", "\033[32m"},         {"down", "\033[31m"},
     };
     for (size_t i = 0; word != NULL && i < ARRAY_SIZE(map); i++)
         if (strcmp(word, map[i].word) == 0)

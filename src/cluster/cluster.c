@@ -134,7 +134,9 @@ static bool engine_admissible(const struct engine *e, const struct supervisor_no
         return false;
     if (engine_backend(e) == CONFIG_BACKEND_REMOTE)
         return true;
-    return c->memory.ram_mb <= u->ram_envelope_mb && c->memory.vram_mb <= u->vram_envelope_mb;
+    /* An envelope not measured yet (before the first sample) is not held against it. */
+    return (!u->ram_known || c->memory.ram_mb <= u->ram_envelope_mb) &&
+           (!u->vram_known || c->memory.vram_mb <= u->vram_envelope_mb);
 }
 
 static json_t *engine_info(const struct engine *e, const struct supervisor_node_use *u)
