@@ -465,6 +465,20 @@ int client_fail_response(const struct client_response *res)
     return CLIENT_EXIT_FAILURE;
 }
 
+int client_get_list(struct client *c, const char *path, struct client_response *res,
+                    const json_t **data)
+{
+    int rc = client_get(c, path, res);
+    if (rc != 0)
+        return client_fail(c, rc);
+    *data = json_object_get(res->json, "data");
+    if (res->status == 200 && json_is_array(*data))
+        return 0;
+    rc = client_fail_response(res);
+    client_response_cleanup(res);
+    return rc;
+}
+
 char *client_escape(const char *s)
 {
     static const char hex[] = "0123456789ABCDEF";

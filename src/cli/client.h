@@ -146,6 +146,12 @@ int client_fail(const struct client *c, int rc);
  * the start of the body) and returns CLIENT_EXIT_FAILURE. */
 int client_fail_response(const struct client_response *res);
 
+/* GETs one of the API's lists (path answers 200 with {"data":[…],…}). Returns 0 with *data the
+ * array, pointing into res (release it with client_response_cleanup); or the exit code after
+ * telling the person why (client_fail, client_fail_response), with res already released. */
+int client_get_list(struct client *c, const char *path, struct client_response *res,
+                    const json_t **data) MUST_USE;
+
 /* The message of an error response: the OpenAI error's message, or a bare string "error",
  * else NULL. Points into res. */
 const char *client_error_message(const struct client_response *res);

@@ -205,28 +205,23 @@ void engines_table_row(struct table *t, const json_t *e, int64_t now_ms)
 static int list_engines(struct client *c, bool json)
 {
     struct client_response res;
-    int rc = client_get(c, "/v1/engines", &res);
+    const json_t *data;
+    int rc = client_get_list(c, "/v1/engines", &res, &data);
     if (rc != 0)
-        return client_fail(c, rc);
-    const json_t *data = json_object_get(res.json, "data");
-    if (res.status != 200 || !json_is_array(data)) {
-        rc = client_fail_response(&res);
-        goto out;
-    }
+        return rc;
     if (json) {
         client_print_json(res.json);
-        goto out;
+    } else {
+        struct table t;
+        int64_t now_ms = clock_wall_ms();
+        engines_table_header(&t, engines_have_vram(data));
+        for (size_t r = 0; r < json_array_size(data); r++)
+            engines_table_row(&t, json_array_get(data, r), now_ms);
+        table_print(&t);
+        table_cleanup(&t);
     }
-    struct table t;
-    int64_t now_ms = clock_wall_ms();
-    engines_table_header(&t, engines_have_vram(data));
-    for (size_t r = 0; r < json_array_size(data); r++)
-        engines_table_row(&t, json_array_get(data, r), now_ms);
-    table_print(&t);
-    table_cleanup(&t);
-out:
     client_response_cleanup(&res);
-    return rc;
+    return 0;
 }
 
 /* ---- start, stop, restart ---- */

@@ -91,27 +91,22 @@ void nodes_table_row(struct table *t, const json_t *node)
 static int list_nodes(struct client *c, bool json)
 {
     struct client_response res;
-    int rc = client_get(c, "/v1/nodes", &res);
+    const json_t *data;
+    int rc = client_get_list(c, "/v1/nodes", &res, &data);
     if (rc != 0)
-        return client_fail(c, rc);
-    const json_t *data = json_object_get(res.json, "data");
-    if (res.status != 200 || !json_is_array(data)) {
-        rc = client_fail_response(&res);
-        goto out;
-    }
+        return rc;
     if (json) {
         client_print_json(res.json);
-        goto out;
+    } else {
+        struct table t;
+        nodes_table_header(&t);
+        for (size_t i = 0; i < json_array_size(data); i++)
+            nodes_table_row(&t, json_array_get(data, i));
+        table_print(&t);
+        table_cleanup(&t);
     }
-    struct table t;
-    nodes_table_header(&t);
-    for (size_t i = 0; i < json_array_size(data); i++)
-        nodes_table_row(&t, json_array_get(data, i));
-    table_print(&t);
-    table_cleanup(&t);
-out:
     client_response_cleanup(&res);
-    return rc;
+    return 0;
 }
 
 int nodes_cmd_main(int argc, char **argv)
