@@ -99,14 +99,36 @@ void cluster_models(const struct cluster *cl, struct buf *out);
 /* The base URL of node id if it is up, else NULL (valid until the loop runs again). */
 const char *cluster_node_url(const struct cluster *cl, const char *node);
 
-/* ---- node-to-node requests ---- */
+/* What the cluster was made with (cluster_options): its config and its HTTP client, for the
+ * node-to-node requests (peer.c), which read the secret's variable and send through them. */
+const struct config *cluster_config(const struct cluster *cl);
+struct httpc *cluster_httpc(const struct cluster *cl);
+
+/* ---- node-to-node requests (peer.c) ---- */
+
+/* Where a request to a node goes, as httpc takes it. */
+struct cluster_target {
+    char host[64];                   /* an IP address, no brackets: o->to.host points here */
+    char url[CLUSTER_URL_MAX + 256]; /* base + path: o->url points here */
+};
+/* Sets o's destination for path (origin form) on the node whose base URL is base: an http://
+ * URL of an IP address and a port by parts (o->to: the native transport to loopback, and no URL
+ * built and parsed again per request), anything else (https, a host name, a base with a path of
+ * its own) as the whole URL (o->url, through libcurl). t holds the strings and must outlive the
+ * request's start. Returns 0, or -EINVAL (not http:// or https://, or too long). */
+int cluster_target(const char *base, const char *path, struct cluster_target *t,
+                   struct httpc_opts *o) MUST_USE;
 
 /* Whether value (the CLUSTER_H_SECRET header, len bytes) is this cluster's secret; constant
- * time in the secret. Always false without a shared store or without a secret. */
+ * time in the secret (SHA-256 of both, compared with CRYPTO_memcmp). Always false without a
+ * shared store or without a secret (the variable cluster.secret_env unset, shorter than
+ * CLUSTER_SECRET_MIN, or with a byte that is not printable ASCII). */
 bool cluster_secret_ok(const struct cluster *cl, const char *value, size_t len);
 /* The headers a request to another node carries: "x-arun-cluster: SECRET", "x-arun-hop:
  * THIS_NODE" and, when tenant is not NULL, "x-arun-tenant: TENANT", written into
- * h[0..3) using store (at least 512 bytes + the tenant). Returns how many. */
+ * h[0..3) using store (at least 512 bytes + the tenant + the secret). Returns how many: a
+ * header that does not fit (or the secret, when there is none) is left out, with an error
+ * logged, and the other node refuses the request. */
 size_t cluster_peer_headers(const struct cluster *cl, const char *tenant, char *store, size_t size,
                             const char **h);
 
