@@ -381,6 +381,10 @@ static void error_filter_setup(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t
     }
     /* Here rather than h2o's server_name, which it formats with sprintf into every response. */
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_SERVER, NULL, H2O_STRLIT("arun"));
+    if (srv->node != NULL &&
+        h2o_find_header_by_str(&req->res.headers, H2O_STRLIT("x-arun-node"), -1) < 0)
+        h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-arun-node"), 0, NULL,
+                              srv->node, strlen(srv->node));
     h2o_setup_next_ostream(req, slot);
 }
 
@@ -702,6 +706,12 @@ void http_server_set_gate(struct http_server *srv, http_gate_fn gate, void *arg)
     srv->gate_arg = arg;
 }
 
+void http_server_set_node(struct http_server *srv, const char *node_id)
+{
+    free(srv->node);
+    srv->node = node_id != NULL ? xstrdup(node_id) : NULL;
+}
+
 bool http_server_gated(const struct http_server *srv)
 {
     return srv->gate != NULL;
@@ -864,6 +874,7 @@ static void free_now(struct http_server *srv)
     http_router_cleanup(&srv->router);
     SSL_CTX_free(srv->accept_ctx.ssl_ctx);
     free(srv->host);
+    free(srv->node);
     free(srv);
 }
 

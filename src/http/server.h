@@ -43,6 +43,7 @@ enum http_access {
 
 #define HTTP_TENANT_MAX 64            /* bytes in a tenant name (as STORE_TENANT_MAX) */
 #define HTTP_KEY_ID_MAX 40            /* bytes in a key id ("key_" and hex) */
+#define HTTP_NODE_MAX 128             /* bytes in a node id (as CLUSTER_NODE_ID_MAX) */
 #define HTTP_TENANT_DEFAULT "default" /* every request's tenant without keys (as the store's) */
 /* How an API key's text starts (tenancy/keys.h): the access log masks what follows it in a
  * path, so a key pasted into a URL never reaches the log. */
@@ -56,6 +57,8 @@ struct http_principal {
     char key_id[HTTP_KEY_ID_MAX + 1]; /* the key's id; "local" on the socket, "" without keys */
     bool admin;                       /* role admin (or the local socket) */
     bool local;                       /* arrived on the owner-only Unix socket */
+    char node[HTTP_NODE_MAX + 1];     /* another node of the cluster sent it for the tenant
+                                         (x-arun-hop, with the cluster secret); "" otherwise */
 };
 
 /* One request as handlers see it. Allocated from the request's pool: valid until the response
@@ -135,6 +138,9 @@ void http_route(struct http_server *srv, const char *method, const char *pattern
 /* Installs the gate every matched request passes before its handler (tenancy's API keys).
  * Without one, every request is the admin of tenant "default" (auth.mode none). */
 void http_server_set_gate(struct http_server *srv, http_gate_fn gate, void *arg);
+/* Names this node in an x-arun-node header on every answer that does not name one already (an
+ * answer another node gave, passed on, names that node); NULL: none. The id is copied. */
+void http_server_set_node(struct http_server *srv, const char *node_id);
 /* Whether a gate is installed: auth.mode keys (GET /v1/whoami's auth_mode). */
 bool http_server_gated(const struct http_server *srv);
 /* The name of an access class: "public", "member", "admin". */

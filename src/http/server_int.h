@@ -52,6 +52,7 @@ struct http_server {
     struct metrics_family *m_duration; /* arun_http_request_duration_seconds{route} */
     uint64_t rng;                      /* xorshift state for request ids */
     http_gate_fn gate;                 /* or NULL: auth.mode none */
+    char *node;                        /* x-arun-node of every answer, or NULL */
     void *gate_arg;
 };
 

@@ -182,9 +182,14 @@ static void count(struct audit *a, const char *action, const char *outcome)
         metrics_add(a->m_events, 1, (const char *const[]){action, outcome});
 }
 
-/* The actor of a request: its key, the owner's socket, or nobody known (auth.mode none). */
-static const char *actor_of(const struct http_request *r)
+/* The actor of a request: another node of the cluster ("node:ID"), its key, the owner's socket,
+ * or nobody known (auth.mode none). Into buf when it must be built. */
+static const char *actor_of(const struct http_request *r, char *buf, size_t size)
 {
+    if (r->who.node[0] != '\0') {
+        snprintf(buf, size, "node:%s", r->who.node);
+        return buf;
+    }
     if (r->who.key_id[0] != '\0')
         return r->who.key_id;
     return r->who.local ? "local" : "anonymous";
@@ -198,8 +203,8 @@ void audit_request(struct audit *a, struct http_request *r, const char *action, 
         return;
     }
     ASSERT(action != NULL && outcome != NULL);
-    char remote[HTTP_REMOTE_MAX];
-    struct event e = {.actor = actor_of(r),
+    char remote[HTTP_REMOTE_MAX], actor[HTTP_NODE_MAX + 8];
+    struct event e = {.actor = actor_of(r, actor, sizeof(actor)),
                       .tenant = r->who.tenant[0] ? r->who.tenant : NULL,
                       .action = action,
                       .target = target,
@@ -323,14 +328,14 @@ void audit_auth_failure(struct audit *a, struct http_request *r, const char *rea
 {
     if (a == NULL)
         return;
-    char remote[HTTP_REMOTE_MAX], host[HTTP_REMOTE_MAX];
+    char remote[HTTP_REMOTE_MAX], host[HTTP_REMOTE_MAX], actor[HTTP_NODE_MAX + 8];
     http_remote_addr(r, remote, sizeof(remote));
     host_of(remote, host);
     count(a, "auth.failure", "denied");
     if (!admit(a, host))
         return;
     const char *route = http_request_route(r);
-    struct event e = {.actor = actor_of(r),
+    struct event e = {.actor = actor_of(r, actor, sizeof(actor)),
                       .tenant = r->who.tenant[0] ? r->who.tenant : NULL,
                       .action = "auth.failure",
                       .target = route,

@@ -8,6 +8,11 @@
  * The order of the checks is the order a client fixes them in: who you are (401), what your
  * role may reach (403), how much you may do now (429). A request that passes the limits holds a
  * concurrency slot until it ends, however it ends: r->release gives it back.
+ *
+ * Another node of the cluster is a caller of its own kind: it brings the cluster secret
+ * (x-arun-cluster) instead of a key, and acts with member rights for the tenant it names
+ * (x-arun-tenant) on behalf of its own client, whose key and limits it checked already. Its
+ * tenant and hop headers are read only once the secret is right; a wrong one is a 401.
  */
 #include "tenancy/auth.h"
 
@@ -16,15 +21,18 @@
 #include <string.h>
 #include <strings.h>
 
+#include "cluster/cluster.h"
 #include "core/clock.h"
 #include "core/config.h"
 
 _Static_assert(KEYS_BEARER_MAX == 512, "the 401 for a long bearer value names 512");
+_Static_assert(HTTP_NODE_MAX == CLUSTER_NODE_ID_MAX, "a node id fits the principal");
 
 struct auth {
     struct keys *keys;
-    struct limits *limits; /* or NULL */
-    struct audit *audit;   /* or NULL */
+    struct limits *limits;   /* or NULL */
+    struct audit *audit;     /* or NULL */
+    struct cluster *cluster; /* whose secret other nodes bring, or NULL: none may call */
 };
 
 struct auth *auth_new(struct keys *keys, struct limits *limits, struct audit *audit)
@@ -39,6 +47,12 @@ struct auth *auth_new(struct keys *keys, struct limits *limits, struct audit *au
 void auth_free(struct auth *a)
 {
     free(a);
+}
+
+void auth_set_cluster(struct auth *a, struct cluster *cl)
+{
+    if (a != NULL)
+        a->cluster = cl;
 }
 
 static void set_principal(struct http_request *r, const char *tenant, const char *key_id,
@@ -189,9 +203,56 @@ static int act_for(struct auth *a, struct http_request *r, enum http_access need
     return 0;
 }
 
+/* A node id as config_check_node_id allows it: 1 to 128 of letters, digits and . _ : -. */
+static bool node_id_ok(const char *s)
+{
+    size_t n = strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:-");
+    return n >= 1 && n <= HTTP_NODE_MAX && s[n] == '\0';
+}
+
+/* Another node's request: the secret checked (401), then the tenant it acts for (default when
+ * absent) and the node it comes from, both checked as names (400). It gets member rights and
+ * no limits (its node applied them). Returns 0 with r->who set, or answers r and returns
+ * non-zero. */
+static int identify_node(struct auth *a, struct http_request *r, const char *secret)
+{
+    if (!cluster_secret_ok(a->cluster, secret, strlen(secret))) {
+        unauthorized(a, r, "wrong cluster secret",
+                     "Invalid " CLUSTER_H_SECRET " header: not this cluster's secret (every "
+                     "node needs the same value in its cluster.secret_env variable).");
+        return -EACCES;
+    }
+    const char *tenant = http_header(r, CLUSTER_H_TENANT);
+    const char *hop = http_header(r, CLUSTER_H_HOP);
+    if (tenant == NULL)
+        tenant = HTTP_TENANT_DEFAULT;
+    if (!config_tenant_name_ok(tenant) || hop == NULL || !node_id_ok(hop)) {
+        http_send_error(r, 400, "invalid_node_request", NULL,
+                        "A request between nodes names its node in " CLUSTER_H_HOP " (a node "
+                        "id) and its tenant, if any, in " CLUSTER_H_TENANT " (a tenant name).");
+        return -EINVAL;
+    }
+    set_principal(r, tenant, "", false);
+    snprintf(r->who.node, sizeof(r->who.node), "%s", hop);
+    return 0;
+}
+
 int auth_gate(struct http_request *r, enum http_access need, void *arg)
 {
     struct auth *a = arg;
+    const char *secret = r->who.local ? NULL : http_header(r, CLUSTER_H_SECRET);
+    if (secret != NULL) {
+        if (identify_node(a, r, secret) != 0)
+            return -EACCES;
+        if (need == HTTP_ADMIN) {
+            record_failure(a, r, "node on an admin route");
+            http_send_error(r, 403, "insufficient_role", NULL,
+                            "another node may reach member routes only; this one is an admin "
+                            "route.");
+            return -EPERM;
+        }
+        return act_for(a, r, need);
+    }
     if (r->who.local) { /* the owner's socket: http/server.c marked it */
         set_principal(r, HTTP_TENANT_DEFAULT, AUTH_LOCAL_KEY_ID, true);
         return act_for(a, r, need);
