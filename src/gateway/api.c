@@ -114,13 +114,32 @@ static void client_drained_cb(struct sse_stream *s, void *arg)
     gateway_call_resume(a->call);
 }
 
-/* Names who answers, and says so when the answer left the machine (contract 5). */
+/* Names who answers, and says so when the answer left the machine (contract 5). An answer
+ * another node gave names that node; every other answer names this one (the server's default
+ * header, http_server_set_node). */
 static void add_answer_headers(struct api_req *a)
 {
     const struct gateway_call_info *in = gateway_call_info(a->call);
     http_add_header(a->r, "x-arun-engine", in->engine);
+    if (in->node != NULL)
+        http_add_header(a->r, CLUSTER_H_NODE, in->node);
     if (in->remote)
         http_add_header(a->r, "x-arun-egress", "1");
+}
+
+/* Another node's answer to a call that is no stream (or an error to a stream), as that node
+ * sent it: its status, its body (an arun error is in OpenAI's shape already), its Retry-After. */
+static void pass_node_answer(struct api_req *a, int status, const char *content_type,
+                             const char *body, size_t len)
+{
+    uint32_t ra = gateway_call_info(a->call)->retry_after_s;
+    add_answer_headers(a);
+    if (ra > 0) {
+        char v[16];
+        snprintf(v, sizeof(v), "%u", ra);
+        http_add_header(a->r, "retry-after", v);
+    }
+    http_send_bytes(a->r, status, content_type ? content_type : "application/json", body, len);
 }
 
 /* Opens the SSE stream (200 and headers now) naming the engine being tried. */
@@ -208,6 +227,10 @@ static void body_cb(struct gateway_call *c, const char *content_type, const char
     struct api_req *a = arg;
     int status = a->head_status;
     a->status = status;
+    if (gateway_call_info(c)->node != NULL && a->sse == NULL) {
+        pass_node_answer(a, status, content_type, body, len);
+        return;
+    }
     if (status >= 400) {
         /* The engine's error, in the shape OpenAI clients parse (llama-server's "code" is a
          * number). In a stream that opened while the request waited, the 200 went out already:
@@ -289,10 +312,54 @@ static char *ask_usage(const char *body, size_t len, size_t *out_len)
     return out;
 }
 
+/* Whether r came from another node of the cluster: the right secret in x-arun-cluster and that
+ * node in x-arun-hop. It is then served by this node's engines or not at all, and the node that
+ * took it from its client applied (and counts) the tenant's limits. With auth.mode keys the gate
+ * (tenancy/auth.c) refused a wrong secret already; without a gate it is refused here, so that
+ * nodes with different secrets fail at once rather than pass requests round. Returns 0, or
+ * answers 401 and returns -EACCES. */
+static int node_caller(struct gateway *gw, struct http_request *r, bool *from_node)
+{
+    const char *secret = http_header(r, CLUSTER_H_SECRET);
+    *from_node = false;
+    if (secret == NULL)
+        return 0;
+    if (!cluster_secret_ok(gw->cluster, secret, strlen(secret))) {
+        http_send_error(r, 401, "invalid_cluster_secret", NULL,
+                        "Invalid " CLUSTER_H_SECRET " header: not this cluster's secret (every "
+                        "node needs the same value in its cluster.secret_env variable).");
+        return -EACCES;
+    }
+    *from_node = http_header(r, CLUSTER_H_HOP) != NULL;
+    return 0;
+}
+
+/* 404 for a model nobody serves, naming the models that are: here, and on other nodes (not for
+ * a request from another node: that node names the others itself). */
+static void model_not_found(struct gateway *gw, struct http_request *r, const char *model,
+                            bool from_node)
+{
+    struct buf here, there;
+    buf_init(&here, 16 * 1024);
+    buf_init(&there, 16 * 1024);
+    gateway_models_served(gw, &here);
+    if (gw->cluster != NULL && !from_node)
+        cluster_models(gw->cluster, &there);
+    http_send_error(r, 404, "model_not_found", "model",
+                    "the model '%s' does not exist; models served here: %s%s%s", model,
+                    here.len ? buf_cstr(&here) : "(none configured)",
+                    there.len ? "; on other nodes: " : "", buf_cstr(&there));
+    buf_cleanup(&here);
+    buf_cleanup(&there);
+}
+
 static void completion(struct http_request *r, void *arg)
 {
     struct gateway *gw = arg;
     json_t *body = NULL;
+    bool from_node;
+    if (node_caller(gw, r, &from_node) != 0)
+        return;
     char fast_model[GATEWAY_MODEL_MAX];
     const char *model = fast_model;
     bool fast_stream = false;
@@ -332,7 +399,8 @@ static void completion(struct http_request *r, void *arg)
         .stream = fast ? fast_stream : json_is_true(json_object_get(body, "stream")),
         .request_id = r->id,
         .traceparent = http_header(r, "traceparent"),
-        .tenant = r->who.tenant,
+        .tenant = from_node ? NULL : r->who.tenant,
+        .local_only = from_node,
     };
     char *up_body = NULL;
     json_t *so = json_object_get(body, "stream_options");
@@ -361,18 +429,55 @@ static void completion(struct http_request *r, void *arg)
     free(up_body);
     if (rc == -ENOENT) {
         free(a);
-        struct buf names;
-        buf_init(&names, 16 * 1024);
-        gateway_models_served(gw, &names);
-        http_send_error(r, 404, "model_not_found", "model",
-                        "the model '%s' does not exist; models served here: %s", model,
-                        names.len ? buf_cstr(&names) : "(none configured)");
-        buf_cleanup(&names);
+        model_not_found(gw, r, model, from_node);
     } else if (rc != 0) {
         free(a); /* -ESHUTDOWN: the gateway is being freed */
         http_send_error(r, 503, "shutting_down", NULL, "arun is shutting down");
     }
     json_decref(body); /* model points into it */
+}
+
+static bool listed(json_t *data, const char *model)
+{
+    size_t i;
+    json_t *m;
+    json_array_foreach(data, i, m)
+    {
+        if (strcmp(json_string_value(json_object_get(m, "id")), model) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* The models other nodes serve and this one does not, each with the node that would answer
+ * (the best, as a request would go) and its engine there. */
+static void add_node_models(struct gateway *gw, json_t *data)
+{
+    struct buf names;
+    buf_init(&names, 64 * 1024);
+    cluster_models(gw->cluster, &names);
+    const char *p = buf_cstr(&names);
+    while (*p != '\0') {
+        size_t n = strcspn(p, ",");
+        char model[GATEWAY_MODEL_MAX];
+        const char *engines[1];
+        struct cluster_peer peer;
+        if (n > 0 && n < sizeof(model)) {
+            memcpy(model, p, n);
+            model[n] = '\0';
+            if (gw_route_resolve(gw, model, engines, 1) == 0 && !listed(data, model) &&
+                cluster_peers_for(gw->cluster, model, &peer, 1) == 1)
+                json_array_append_new(data, json_pack("{s:s, s:s, s:i, s:s, s:s, s:s, s:s}", "id",
+                                                      model, "object", "model", "created", 0,
+                                                      "owned_by", "arun", "engine", peer.engine,
+                                                      "state", peer.ready ? "ready" : "stopped",
+                                                      "node", peer.node));
+        }
+        p += n;
+        while (*p == ',' || *p == ' ')
+            p++;
+    }
+    buf_cleanup(&names);
 }
 
 static void list_models(struct http_request *r, void *arg)
@@ -398,6 +503,8 @@ static void list_models(struct http_request *r, void *arg)
                             "created", 0, "owned_by", "arun", "engine", rt->engines[0], "state",
                             first ? engine_state_name(engine_state(first)) : "unknown"));
     }
+    if (gw->cluster != NULL)
+        add_node_models(gw, data);
     http_send_json(r, 200, json_pack("{s:s, s:o}", "object", "list", "data", data));
 }
 

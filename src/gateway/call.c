@@ -58,6 +58,7 @@ static void call_free(struct gateway_call *g)
     }
     h2o_linklist_unlink(&g->alink);
     gw_upstream_cleanup(g);
+    free(g->peers);
     free(g);
 }
 
@@ -104,6 +105,24 @@ void gw_call_finish(struct gateway_call *g, int status)
     end(g, status, NULL, NULL);
 }
 
+/* The other nodes that serve s->model, best first, for a call no engine or route of this node
+ * serves; NULL when none does, or when the call came from another node (it is never sent on
+ * to a third: a view that is out of date could send it round in a circle). */
+static struct gw_peers *find_peers(struct gateway *gw, const struct gateway_submission *s)
+{
+    if (gw->cluster == NULL || s->local_only)
+        return NULL;
+    struct gw_peers *p = xcalloc(1, sizeof(*p));
+    p->n = cluster_peers_for(gw->cluster, s->model, p->p, GW_PEERS_MAX);
+    if (p->n == 0) {
+        free(p);
+        return NULL;
+    }
+    if (s->tenant != NULL)
+        snprintf(p->tenant, sizeof(p->tenant), "%s", s->tenant);
+    return p;
+}
+
 int gateway_submit(struct gateway *gw, const struct gateway_submission *s,
                    const struct gateway_call_cbs *cbs, void *arg, struct gateway_call **out)
 {
@@ -118,14 +137,18 @@ int gateway_submit(struct gateway *gw, const struct gateway_submission *s,
         return -ESHUTDOWN;
     const char *engines[GW_ROUTE_MAX];
     size_t n = gw_route_resolve(gw, s->model, engines, ARRAY_SIZE(engines));
-    if (n == 0)
+    struct gw_peers *peers = n == 0 ? find_peers(gw, s) : NULL;
+    if (n == 0 && peers == NULL)
         return -ENOENT;
+    for (size_t i = 0; peers != NULL && i < peers->n; i++)
+        engines[n++] = peers->p[i].engine;
     /* One allocation with the body inside: it is sent again on a fallback. */
     struct gateway_call *g = xcalloc(1, sizeof(*g) + s->body_len + 1);
     g->gw = gw;
     g->cbs = cbs;
     g->arg = arg;
     g->path = s->path;
+    g->peers = peers;
     memcpy(g->engines, engines, n * sizeof(engines[0]));
     g->nengines = n;
     memcpy(g->model, s->model, model_len + 1);
@@ -147,6 +170,7 @@ int gateway_submit(struct gateway *gw, const struct gateway_submission *s,
         .stream = s->stream,
         .submit_ns = clock_mono_ns(),
         .usage = {.prompt_tokens = -1, .completion_tokens = -1},
+        .node = peers != NULL ? peers->p[0].node : NULL,
     };
     if (s->tenant != NULL && gw->limits != NULL)
         snprintf(g->tenant, sizeof(g->tenant), "%s", s->tenant);

@@ -77,6 +77,13 @@ void gateway_set_limits(struct gateway *gw, struct limits *l)
     gw->limits = l;
 }
 
+void gateway_set_cluster(struct gateway *gw, struct cluster *cl)
+{
+    gw->cluster = cl;
+    /* Every answer of the server names this node; a proxied call's names the other one. */
+    http_server_set_node(gw->srv, cl != NULL ? cluster_node_id(cl) : NULL);
+}
+
 static void gw_closed_cb(uv_handle_t *h)
 {
     free(h->data);

@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "cluster/cluster.h"
 #include "gateway/gateway.h"
 #include "gateway/stats.h"
 #include "gateway/usage.h"
@@ -19,6 +20,11 @@
 #include "tenancy/limits.h"
 
 #define GW_ROUTE_MAX 32 /* engines in one route; config allows fewer */
+#define GW_PEERS_MAX                                                                               \
+    8 /* other nodes one call may try: enough to get past a node or two that                       \
+         went down since the view was read, few enough to fail in seconds */
+_Static_assert(GW_PEERS_MAX <= GW_ROUTE_MAX, "a call's peers are its route");
+#define GW_LABEL_MAX (96 + 1 + CLUSTER_NODE_ID_MAX + 1) /* "ENGINE@NODE", NUL included */
 
 struct gw_queue {
     struct gateway *gw;
@@ -52,7 +58,20 @@ struct gateway {
     bool closing;          /* gateway_free runs: no supervisor calls, no dispatch */
     struct metrics_family *m_fallbacks, *m_upstream_errors, *m_queue_wait, *m_ttft, *m_egress;
     struct metrics_family *m_tokens;
-    struct stats *stats; /* the last hour per engine, for GET /v1/stats */
+    struct stats *stats;     /* the last hour per engine, for GET /v1/stats */
+    struct cluster *cluster; /* the other nodes (gateway_set_cluster), or NULL */
+    uint32_t to_peers;       /* calls in GW_PEER */
+};
+
+/* The other nodes a call with no engine or route here is sent to (cluster_peers_for, best
+ * first), and what the one that answered said of itself. Only such calls have one; its
+ * engines[i] point at p[i].engine. */
+struct gw_peers {
+    size_t n;
+    struct cluster_peer p[GW_PEERS_MAX];
+    char tenant[STORE_TENANT_MAX + 1];  /* x-arun-tenant: the submission's, "" for none */
+    char node[CLUSTER_NODE_ID_MAX + 1]; /* the answer's x-arun-node (info.node points here) */
+    char engine[96];                    /* the answer's x-arun-engine (info.engine) */
 };
 
 /* Where a call stands with its engine. Only gw_set_state() writes gateway_call.state. */
@@ -60,6 +79,8 @@ enum gw_state {
     GW_ROUTING,  /* choosing an engine of the route, or starting it (no queue, no slot) */
     GW_QUEUED,   /* in its engine's fifo, counted in waiting */
     GW_UPSTREAM, /* holds a slot of its engine (in_flight) and has an upstream transfer */
+    GW_PEER,     /* sent to another node (gw_peers): has an upstream transfer and no queue or
+                    slot here, the other node's queue holds it (counted in gw->to_peers) */
     GW_DONE,     /* answered or abandoned: holds nothing; only freeing is left */
 };
 
@@ -73,7 +94,8 @@ struct gateway_call {
     const char *path;                  /* /v1/chat/completions … */
     const char *engines[GW_ROUTE_MAX]; /* the route: engine names, tried in order */
     size_t nengines, idx;
-    struct gw_queue *q; /* the queue of engines[idx], once tried */
+    struct gw_queue *q;     /* the queue of engines[idx], once tried; NULL for peers */
+    struct gw_peers *peers; /* the other nodes it goes to, or NULL: this node's engines */
     struct httpc_req *up;
     int up_status;
     struct buf err_body; /* a streaming upstream's error answer, to pass on or fall back */
@@ -124,6 +146,9 @@ void gw_try_engine(struct gateway_call *g);
 /* Moves to the next engine of the route; fails with why (status) when none is left. g may be
  * gone when it returns. */
 void gw_fall_back(struct gateway_call *g, int status, const char *why);
+/* How logs, events and metrics name engines[i]: its name, or "ENGINE@NODE" for another
+ * node's. Into buf (GW_LABEL_MAX bytes); returns buf. */
+const char *gw_engine_label(const struct gateway_call *g, size_t i, char *buf, size_t size);
 /* Fails every queued call with status, code and the sentence (the server is shutting down). */
 void gw_fail_queued(struct gateway *gw, int status, const char *code, const char *msg);
 /* Every GATEWAY_PEEK_MS: on_wait for every queued call, with a note every GATEWAY_WAIT_NOTE_MS;
@@ -143,8 +168,9 @@ size_t gw_route_resolve(struct gateway *gw, const char *model, const char **out,
 void gw_upstream_init(struct gateway_call *g);
 /* Frees what gw_upstream_init set up. */
 void gw_upstream_cleanup(struct gateway_call *g);
-/* Takes a slot of g->q (GW_UPSTREAM) and starts the upstream transfer; falls back when it
- * cannot start. */
+/* Starts the upstream transfer: to engines[idx], taking a slot of g->q (GW_UPSTREAM), or, for
+ * a call with peers, to the other node peers->p[idx] (GW_PEER: no slot here). Falls back when
+ * it cannot start. */
 void gw_dispatch(struct gateway_call *g);
 
 /* ---- api.c: the HTTP side, one client of the calls ---- */

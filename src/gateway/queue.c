@@ -34,7 +34,8 @@ static struct gateway_call *fifo_head(struct gw_queue *q)
     return H2O_STRUCT_FROM_MEMBER(struct gateway_call, qlink, q->fifo.next);
 }
 
-static const char *const state_names[] = {"routing", "queued", "upstream", "done"};
+static const char *const state_names[] = {"routing", "queued", "upstream", "peer", "done"};
+_Static_assert(ARRAY_SIZE(state_names) == GW_DONE + 1, "a name per state");
 
 void gw_set_state(struct gateway_call *g, enum gw_state st)
 {
@@ -65,6 +66,11 @@ void gw_set_state(struct gateway_call *g, enum gw_state st)
         if (tell)
             supervisor_set_queued(q->e, q->waiting);
     }
+    /* Another node's queue holds a GW_PEER call: nothing here but the count. */
+    if (st == GW_PEER)
+        g->gw->to_peers++;
+    if (from == GW_PEER)
+        g->gw->to_peers--;
     if (st == GW_UPSTREAM) {
         q->in_flight++;
         supervisor_request_begin(q->e);
@@ -79,31 +85,55 @@ void gw_set_state(struct gateway_call *g, enum gw_state st)
     }
 }
 
-/* Moves to the next engine of the route; answers with why when none is left. */
+const char *gw_engine_label(const struct gateway_call *g, size_t i, char *buf, size_t size)
+{
+    if (g->peers == NULL)
+        snprintf(buf, size, "%s", g->engines[i]);
+    else
+        snprintf(buf, size, "%s@%s", g->peers->p[i].engine, g->peers->p[i].node);
+    return buf;
+}
+
+/* The end of a route with nothing left to try: why, in words. */
+static void fail_route(struct gateway_call *g, int status, const char *from, const char *why)
+{
+    const char *code = g->nengines > 1 ? "no_engine_available"
+                       : status == 503 ? "engine_unavailable"
+                                       : "upstream_error";
+    if (g->peers != NULL && g->nengines > 1)
+        gw_call_fail(g, status, code,
+                     "no other node serving %s could answer; the last one, engine %s: %s", g->model,
+                     from, why);
+    else if (g->peers != NULL)
+        gw_call_fail(g, status, code, "the node serving %s could not answer: engine %s: %s",
+                     g->model, from, why);
+    else if (g->nengines > 1)
+        gw_call_fail(g, status, code, "no engine of route %s could answer; the last one, %s: %s",
+                     g->model, from, why);
+    else
+        gw_call_fail(g, status, code, "engine %s: %s", from, why);
+}
+
+/* Moves to the next engine of the route (or the next node); answers with why when none is
+ * left. */
 void gw_fall_back(struct gateway_call *g, int status, const char *why)
 {
-    const char *from = g->engines[g->idx];
+    char from[GW_LABEL_MAX], to[GW_LABEL_MAX];
+    gw_engine_label(g, g->idx, from, sizeof(from));
     gw_set_state(g, GW_ROUTING);
     if (g->idx + 1 >= g->nengines) {
-        if (g->nengines > 1)
-            gw_call_fail(g, status, "no_engine_available",
-                         "no engine of route %s could answer; the last "
-                         "one, %s: %s",
-                         g->model, from, why);
-        else
-            gw_call_fail(g, status, status == 503 ? "engine_unavailable" : "upstream_error",
-                         "engine %s: %s", from, why);
+        fail_route(g, status, from, why);
         return;
     }
     g->idx++;
     g->info.engine = g->engines[g->idx];
     g->info.tried = (uint32_t)g->idx + 1;
-    log_warn("gateway", "falling back from %s to %s for model %s: %s", from, g->engines[g->idx],
-             g->model, why);
+    gw_engine_label(g, g->idx, to, sizeof(to));
+    log_warn("gateway", "falling back from %s to %s for model %s: %s", from, to, g->model, why);
     events_publish(g->gw->events, "gateway.fallback",
-                   json_pack("{s:s, s:s, s:s, s:s}", "model", g->model, "from", from, "to",
-                             g->engines[g->idx], "reason", why));
-    metrics_add(g->gw->m_fallbacks, 1, (const char *const[]){from, g->engines[g->idx]});
+                   json_pack("{s:s, s:s, s:s, s:s}", "model", g->model, "from", from, "to", to,
+                             "reason", why));
+    metrics_add(g->gw->m_fallbacks, 1, (const char *const[]){from, to});
     gw_try_engine(g);
 }
 
@@ -257,6 +287,10 @@ static void pump(struct gw_queue *q)
 void gw_try_engine(struct gateway_call *g)
 {
     struct gateway *gw = g->gw;
+    if (g->peers != NULL) {
+        gw_dispatch(g); /* the other node queues it, starts its engine, says 429 */
+        return;
+    }
     struct engine *e = supervisor_find(gw->sup, g->engines[g->idx]);
     struct gw_queue *q = e ? queue_of(gw, e) : NULL;
     if (q == NULL) {

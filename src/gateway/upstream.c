@@ -4,7 +4,9 @@
  * reading a streamed answer with http/sse_parser and handing each event to the client (on_event)
  * as it completes, the backpressure between the two, and the end: fall back (an error or 5xx
  * before the first byte), pass the answer on (on_head, on_body, on_end), or fail (a stream cut
- * after it began).
+ * after it began). The same transfer and relay carry a call to another node of the cluster
+ * (GW_PEER): only the destination and headers differ (peer_target), and the other node's
+ * answer says which node and engine answered (peer_answered).
  *
  * DESIGN
  * Streaming: each event the engine's bytes complete goes to on_event at once, pointing into the
@@ -23,10 +25,42 @@
 #include "gateway/gateway_int.h"
 #include "http/sse.h" /* the caps: an event fits the HTTP client's backlog */
 
+/* Whether v is a value worth passing on as a header of ours: printable ASCII that fits. */
+static bool header_value_ok(const char *v, size_t size)
+{
+    size_t n = v != NULL ? strlen(v) : 0;
+    for (size_t i = 0; i < n; i++)
+        if (v[i] < 0x20 || v[i] > 0x7e)
+            return false;
+    return n > 0 && n < size;
+}
+
+/* What another node's answer says of itself: the node and engine that answered (a route there
+ * may have fallen back), and how long a 429 or 503 asks to wait. */
+static void peer_answered(struct gateway_call *g, struct httpc_req *r)
+{
+    struct gw_peers *p = g->peers;
+    const char *node = httpc_header(r, CLUSTER_H_NODE);
+    const char *engine = httpc_header(r, "x-arun-engine");
+    const char *ra = httpc_header(r, "retry-after");
+    if (header_value_ok(node, sizeof(p->node))) {
+        memcpy(p->node, node, strlen(node) + 1);
+        g->info.node = p->node;
+    }
+    if (header_value_ok(engine, sizeof(p->engine))) {
+        memcpy(p->engine, engine, strlen(engine) + 1);
+        g->info.engine = p->engine;
+    }
+    unsigned long s = ra != NULL ? strtoul(ra, NULL, 10) : 0;
+    g->info.retry_after_s = s > 86400 ? 86400 : (uint32_t)s;
+}
+
 static int up_headers_cb(struct httpc_req *r, int status, void *arg)
 {
     struct gateway_call *g = arg;
     g->up_status = status;
+    if (g->peers != NULL)
+        peer_answered(g, r);
     if (status != 200 || !g->info.stream)
         return 0; /* the answer is passed on (or fallen back from) when it is whole */
     gw_call_hold(g);
@@ -94,10 +128,11 @@ static enum httpc_data_result up_data_cb(struct httpc_req *r, const char *p, siz
         return HTTPC_CONTINUE;
     }
     if (!g->first_byte) {
+        char label[GW_LABEL_MAX];
         g->first_byte = true;
         g->info.first_byte_ns = clock_mono_ns();
         metrics_observe(g->gw->m_ttft, (double)(g->info.first_byte_ns - g->info.dispatch_ns) / 1e9,
-                        (const char *const[]){g->info.engine});
+                        (const char *const[]){gw_engine_label(g, g->idx, label, sizeof(label))});
     }
     /* Every event these bytes complete goes to the client now; a partial one waits in the
      * parser. A stream we cannot read (an event over the cap) or a client that cannot take
@@ -129,7 +164,8 @@ static void pass_on(struct gateway_call *g, struct httpc_req *r, int status, con
 static void up_done_cb(struct httpc_req *r, const struct httpc_result *res, void *arg)
 {
     struct gateway_call *g = arg;
-    const char *engine = g->info.engine;
+    char engine[GW_LABEL_MAX];
+    gw_engine_label(g, g->idx, engine, sizeof(engine));
     g->up = NULL;
     if (res->error != 0 && !g->first_byte) {
         metrics_add(g->gw->m_upstream_errors, 1, (const char *const[]){engine, "connect"});
@@ -179,45 +215,69 @@ static void upstream_url(struct engine *e, const char *path, char *url, size_t s
     snprintf(url, size, "%.*s%s", (int)n, c->url, strncmp(path, "/v1/", 4) == 0 ? path + 3 : path);
 }
 
-void gw_dispatch(struct gateway_call *g)
+/* A local or remote engine's destination and headers; takes its slot (GW_UPSTREAM). */
+static void engine_target(struct gateway_call *g, struct httpc_opts *o, const char **headers,
+                          size_t *nh, char *url, size_t url_size, char *auth, size_t auth_size)
 {
     struct gateway *gw = g->gw;
     struct engine *e = g->q->e;
-    char url[1024];
+    g->info.remote = engine_backend(e) == CONFIG_BACKEND_REMOTE;
+    if (g->info.remote) {
+        upstream_url(e, g->path, url, url_size);
+        o->url = url;
+        /* The key is read where it is used and never logged. */
+        const char *env = engine_config(e)->api_key_env;
+        const char *key = env ? getenv(env) : NULL;
+        if (key != NULL) {
+            snprintf(auth, auth_size, "Authorization: Bearer %s", key);
+            headers[(*nh)++] = auth;
+        }
+        log_info("gateway", "request %s for %s leaves this machine: remote engine %s", g->id,
+                 g->model, engine_name(e));
+        metrics_add(gw->m_egress, 1, (const char *const[]){engine_name(e)});
+    } else {
+        o->to =
+            (struct httpc_endpoint){.host = "127.0.0.1", .port = engine_port(e), .path = g->path};
+    }
+    gw_set_state(g, GW_UPSTREAM);
+    g->info.dispatch_ns = clock_mono_ns();
+    metrics_observe(gw->m_queue_wait, (double)(g->info.dispatch_ns - g->info.submit_ns) / 1e9,
+                    (const char *const[]){engine_name(e)});
+}
+
+/* Another node's destination (its base URL) and the node headers (the secret, this node, the
+ * tenant); no slot here (GW_PEER): the other node queues the request as its own, locally only.
+ * Returns 0, or -EINVAL for a base URL that cannot be used. */
+static int peer_target(struct gateway_call *g, struct httpc_opts *o, const char **headers,
+                       size_t *nh, struct cluster_target *t, char *store, size_t size)
+{
+    struct gw_peers *p = g->peers;
+    const struct cluster_peer *peer = &p->p[g->idx];
+    g->info.engine = peer->engine; /* until its answer names the one that answers */
+    g->info.node = peer->node;
+    g->info.retry_after_s = 0;
+    *nh += cluster_peer_headers(g->gw->cluster, p->tenant[0] ? p->tenant : NULL, store, size,
+                                headers + *nh);
+    log_debug("gateway", "request %s for %s goes to node %s (%s), engine %s", g->id, g->model,
+              peer->node, peer->url, peer->engine);
+    gw_set_state(g, GW_PEER);
+    g->info.dispatch_ns = clock_mono_ns();
+    return cluster_target(peer->url, g->path, t, o);
+}
+
+void gw_dispatch(struct gateway_call *g)
+{
     static const char id_name[] = "X-Request-Id: ";
-    char idh[sizeof(id_name) + HTTP_REQUEST_ID_MAX], auth[1024];
-    const char *headers[4] = {"Content-Type: application/json", idh, NULL, NULL};
+    char idh[sizeof(id_name) + HTTP_REQUEST_ID_MAX], auth[1024], url[1024], store[2048];
+    struct cluster_target t;
+    const char *headers[8] = {"Content-Type: application/json", idh};
     size_t nh = 2;
 
     memcpy(idh, id_name, sizeof(id_name) - 1);
     memcpy(idh + sizeof(id_name) - 1, g->id, strlen(g->id) + 1);
     if (g->traceparent[0] != '\0')
         headers[nh++] = g->traceparent;
-    g->info.remote = engine_backend(e) == CONFIG_BACKEND_REMOTE;
-    if (g->info.remote) {
-        upstream_url(e, g->path, url, sizeof(url));
-        /* The key is read where it is used and never logged. */
-        const char *env = engine_config(e)->api_key_env;
-        const char *key = env ? getenv(env) : NULL;
-        if (key != NULL) {
-            snprintf(auth, sizeof(auth), "Authorization: Bearer %s", key);
-            headers[nh++] = auth;
-        }
-        log_info("gateway", "request %s for %s leaves this machine: remote engine %s", g->id,
-                 g->model, engine_name(e));
-        metrics_add(gw->m_egress, 1, (const char *const[]){engine_name(e)});
-    }
-    gw_set_state(g, GW_UPSTREAM);
-    g->info.dispatch_ns = clock_mono_ns();
-    metrics_observe(gw->m_queue_wait, (double)(g->info.dispatch_ns - g->info.submit_ns) / 1e9,
-                    (const char *const[]){engine_name(e)});
-    buf_reset(&g->err_body);
-    g->up_status = 0;
     struct httpc_opts o = {.method = "POST",
-                           .url = g->info.remote ? url : NULL,
-                           .to = {.host = "127.0.0.1", .port = engine_port(e), .path = g->path},
-                           .headers = headers,
-                           .nheaders = nh,
                            .body = g->body,
                            .body_len = g->body_len,
                            .connect_timeout_ms = 5000,
@@ -226,7 +286,18 @@ void gw_dispatch(struct gateway_call *g)
                            .on_headers = up_headers_cb,
                            .on_data = g->info.stream ? up_data_cb : NULL,
                            .arg = g};
-    int rc = httpc_request(gw->httpc, &o, up_done_cb, &g->up);
+    int rc = 0;
+    if (g->peers != NULL)
+        rc = peer_target(g, &o, headers, &nh, &t, store, sizeof(store));
+    else
+        engine_target(g, &o, headers, &nh, url, sizeof(url), auth, sizeof(auth));
+    ASSERT(nh <= ARRAY_SIZE(headers));
+    o.headers = headers;
+    o.nheaders = nh;
+    buf_reset(&g->err_body);
+    g->up_status = 0;
+    if (rc == 0)
+        rc = httpc_request(g->gw->httpc, &o, up_done_cb, &g->up);
     if (rc != 0)
         gw_fall_back(g, 502, "the upstream request could not be started");
 }
