@@ -138,10 +138,22 @@ static void send_object(struct http_request *r, const struct run *run)
 
 /* ---- answering with a run that exists ---- */
 
+/* The run was fenced (another node took it over): this node cannot say how it ends. */
+static void moved(struct http_request *r, const struct run *run)
+{
+    http_add_header(r, "retry-after", "1");
+    http_send_error(r, 503, "run_moved", NULL,
+                    "response %s was taken over by another node; GET /v1/responses/%s answers "
+                    "from where it runs now (stream=true follows it).",
+                    run->id, run->id);
+}
+
 static void ended_cb(struct run *run, struct run_waiter *w)
 {
     struct pending *p = H2O_STRUCT_FROM_MEMBER(struct pending, w, w);
-    if (p->api->rs->draining && !run_finished(run))
+    if (run->fenced && !run_finished(run))
+        moved(p->r, run);
+    else if (p->api->rs->draining && !run_finished(run))
         http_send_error(p->r, 503, "shutting_down", NULL,
                         "arun is shutting down; the response %s goes on at the next start.",
                         run->id);
@@ -162,10 +174,13 @@ static void send_answer(struct pending *p)
 static void committed_cb(struct eventlog_watch *w)
 {
     struct pending *p = H2O_STRUCT_FROM_MEMBER(struct pending, watch, w);
-    if (p->run->log.committed < p->until_seq)
+    if (p->run->log.committed < p->until_seq && !p->run->fenced)
         return;
     eventlog_unwatch(w);
-    send_answer(p);
+    if (p->run->log.committed < p->until_seq)
+        moved(p->r, p->run);
+    else
+        send_answer(p);
     pending_free(p);
 }
 

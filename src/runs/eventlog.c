@@ -136,8 +136,16 @@ static void commit_one(struct run *r)
 static void append_cb(int status, void *arg)
 {
     struct run *r = arg;
+    if (status == -ESTALE)
+        run_fence(r);
     if (run_store_done(r))
         return;
+    if (r->fenced) {
+        /* Never sent: the event is not stored, and the run's new owner numbers its own events
+         * from what is, so this number may soon name another event. */
+        run_maybe_free(r);
+        return;
+    }
     if (status != 0 && r->log.error == 0) {
         r->log.error = status;
         log_error("runs", "response %s: an event could not be stored: %s", r->id,
@@ -258,4 +266,17 @@ void eventlog_close(struct run *r)
 {
     r->log.closed = true;
     notify(&r->log);
+}
+
+void eventlog_stop(struct run *r)
+{
+    struct eventlog *log = &r->log;
+    log->closed = true;
+    h2o_linklist_t *node = log->subs.next;
+    while (node != &log->subs) {
+        h2o_linklist_t *next = node->next;
+        stream_end(H2O_STRUCT_FROM_MEMBER(struct stream_sub, link, node));
+        node = next;
+    }
+    notify(log); /* the subscribers are gone: only the watches are told */
 }

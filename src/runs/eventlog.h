@@ -79,6 +79,9 @@ void eventlog_watch(struct eventlog *log, struct eventlog_watch *w);
 void eventlog_unwatch(struct eventlog_watch *w);
 /* No event follows: subscribers end once they sent the last one. */
 void eventlog_close(struct run *r);
+/* The run was fenced (run_fence): no event follows here, and the subscribers end now, without
+ * a terminal event (their clients resume from the store); watches are told. */
+void eventlog_stop(struct run *r);
 /* The last sequence number appended, -1 for none. */
 static inline int64_t eventlog_last(const struct eventlog *log)
 {

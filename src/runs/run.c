@@ -169,6 +169,11 @@ struct runs *runs_new(const struct runs_options *o)
     rs->m_recovered = metrics_counter(
         o->metrics, "arun_runs_recovered_total",
         "Unfinished runs found at start: requeued, continued or failed (interrupted)", 1, outcome);
+    rs->m_taken_over = metrics_counter(
+        o->metrics, "arun_runs_taken_over_total",
+        "Runs of another node whose lease ran out, taken over by this one: requeued, continued, "
+        "failed (interrupted) or completed (answered)",
+        1, outcome);
     return rs;
 }
 
@@ -205,7 +210,7 @@ static bool freeable(struct run *r)
 {
     if (r->holds > 0 || r->store_ops > 0 || r->call != NULL || !h2o_linklist_is_empty(&r->waiters))
         return false;
-    return run_finished(r) || r->deleted;
+    return run_finished(r) || r->deleted || r->fenced;
 }
 
 static void gc_cb(uv_timer_t *t)
@@ -315,7 +320,7 @@ struct run *run_find(struct runs *rs, const char *tenant, const char *id)
 {
     ASSERT(tenant != NULL && tenant[0] != '\0'); /* every lookup is inside one tenant */
     for (struct run *r = rs->buckets[hash_id(id)]; r != NULL; r = r->hnext)
-        if (!r->deleted && strcmp(r->id, id) == 0 && strcmp(r->tenant, tenant) == 0)
+        if (!r->deleted && !r->fenced && strcmp(r->id, id) == 0 && strcmp(r->tenant, tenant) == 0)
             return r;
     return NULL;
 }
@@ -471,7 +476,9 @@ static void row_cb(int status, void *arg)
 {
     struct run *r = arg;
     r->row_ops--;
-    if (status != 0 && status != -ECANCELED)
+    if (status == -ESTALE)
+        run_fence(r); /* before run_store_done: a closing registry may free r there */
+    else if (status != 0 && status != -ECANCELED)
         log_error("runs", "storing response %s failed: %s", r->id, strerror(-status));
     if (run_store_done(r))
         return;
@@ -532,7 +539,7 @@ int run_store_row(struct run *r)
 
 int run_store_row_text(struct run *r, const char *obj, size_t len)
 {
-    if (!r->rq.store)
+    if (!r->rq.store || r->fenced)
         return 0;
     int rc;
     if (!r->row_stored) {
@@ -637,7 +644,7 @@ void run_set_status_text(struct run *r, enum run_status to, const char *obj, siz
 static void set_status(struct run *r, enum run_status to, const char *known, size_t known_len)
 {
     enum run_status from = r->status;
-    if (from == to)
+    if (from == to || r->fenced) /* a fenced run is another node's: it changes nothing here */
         return;
     ASSERT(to < RUN_NSTATUS && transitions[from][to]);
     r->status = to;
@@ -698,6 +705,21 @@ void run_maybe_free(struct run *r)
     r->garbage = true;
     h2o_linklist_insert(&rs->garbage, &r->glink);
     uv_timer_start(&rs->gc, gc_cb, 0, 0);
+}
+
+void run_fence(struct run *r)
+{
+    if (r->fenced)
+        return;
+    r->fenced = true; /* first: the call's cancel below may end it, which must write nothing */
+    log_warn("runs", "run %s was taken over by another node; stopping it here", r->id);
+    if (r->call != NULL) {
+        gateway_call_cancel(r->call);
+        r->call = NULL;
+    }
+    eventlog_stop(r);
+    notify_waiters(r);
+    run_maybe_free(r);
 }
 
 void run_wait_end(struct run *r, struct run_waiter *w)

@@ -47,6 +47,8 @@ enum run_status {
 #define RUNS_IDEM_TTL_MS (24LL * 3600 * 1000)
 
 struct limits;
+struct cluster;
+struct follow;
 
 /* What the runs need from the rest of the daemon. Nothing is owned. */
 struct runs_options {
@@ -57,7 +59,8 @@ struct runs_options {
     struct supervisor *sup;
     struct events *events;
     struct metrics *metrics;
-    struct limits *limits; /* limits per tenant (auth.mode: keys), or NULL: none */
+    struct limits *limits;   /* limits per tenant (auth.mode: keys), or NULL: none */
+    struct cluster *cluster; /* the other nodes (cancel of their runs is forwarded), or NULL */
 };
 
 /* How many background runs of one tenant are queued (in memory, status queued). */
@@ -83,7 +86,8 @@ struct runs {
     bool draining;     /* runs_shutdown ran */
     bool gone;         /* the gc timer is closing */
     uint64_t requests; /* for request ids of the engine calls */
-    struct metrics_family *m_status, *m_events, *m_queue_wait, *m_recovered;
+    struct metrics_family *m_status, *m_events, *m_queue_wait, *m_recovered, *m_taken_over;
+    struct follow *follow; /* the streams of runs that live on other nodes (follow.c), or NULL */
     /* Background runs queued, per tenant (runs_queued), by tenant hash, chained. */
     struct runs_tenant_queued *queued[RUNS_TENANT_BUCKETS];
 };
@@ -134,6 +138,8 @@ struct run {
     char submit_message[320];
     uint32_t submit_retry_after_s; /* that on_end's call's info.retry_after_s */
     bool counted_queued;           /* counted in runs_queued (run.c's sync_queued) */
+    bool fenced; /* another node owns the run now (a write got -ESTALE): stopped here, only
+                    freed; lookups do not find it (run_fence) */
 };
 
 /* The registry. Registers the metrics families. */
@@ -220,6 +226,13 @@ void run_hold(struct run *r);
 void run_release(struct run *r);
 /* Schedules the free if nothing holds the run any more and it is finished or abandoned. */
 void run_maybe_free(struct run *r);
+
+/* A write of r was answered -ESTALE: another node claimed the run (this node's lease on it ran
+ * out) and goes on with it. Stops it here, once: its engine call is cancelled, nothing of it is
+ * written any more, its streams end without a terminal event (their clients resume, from the
+ * store, wherever they ask next), requests waiting for its end are answered, and it leaves
+ * memory, so a request about it reads the store from now on. */
+void run_fence(struct run *r);
 
 /* Waits for the run's end (terminal status, its row committed): cb runs once then. */
 void run_wait_end(struct run *r, struct run_waiter *w);
