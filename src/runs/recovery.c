@@ -1,8 +1,15 @@
 /*
- * recovery.c: the runs left unfinished by an earlier arun (recovery.h).
+ * recovery.c: the runs left unfinished by an earlier arun, and those taken over from a node
+ * that stopped renewing its leases (recovery.h).
  *
  * DESIGN
- * One scan (store_runs_unfinished) gives every unfinished row in creation order. Each becomes a
+ * At start the unfinished rows are claimed for this node (store_runs_claim: on SQLite all of
+ * them, data_dir's lock says nobody else runs; on a shared store this node's own and those
+ * whose lease ran out), RECOVERY_PAGE at a time until a short page, which gives every such row
+ * in creation order with the node that owned it. A takeover (the cluster's scan claiming runs
+ * of a dead node) hands its rows to recovery_adopt, which runs the same cursor over them: a
+ * run taken over is continued or ended exactly as after a restart, and logged and counted as
+ * taken over (arun_runs_taken_over_total) rather than recovered. Each becomes a
  * run in memory with its stored status and its log numbered after its last stored event. The
  * rows are handled one after the other through a cursor, so that a run whose history must be
  * read from the store first still reaches its engine's queue in creation order: a run with no
@@ -21,13 +28,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/clock.h"
 #include "core/log.h"
 #include "runs/scheduler.h"
 #include "runs/translate.h"
 
+/* Runs claimed per store round trip at start: a page of rows with their requests is a few MB
+ * at most, and 10,000 queued runs still take ten round trips, well under a second. */
+#define RECOVERY_PAGE 1000
+
 struct cursor {
     struct runs *rs;
     json_t *rows;
+    json_t *seen;      /* ids claimed at start, for pages that repeat a run */
+    bool adopt;        /* rows a takeover handed (recovery_adopt) */
     struct run **runs; /* rows[i] revived, NULL for a row that cannot be (logged) */
     size_t i;
     struct run *run;                    /* the run being recovered while a store read is out */
@@ -46,14 +60,46 @@ static void interrupt(struct cursor *c, struct run *r);
 static void cursor_free(struct cursor *c)
 {
     json_decref(c->rows);
+    json_decref(c->seen);
     free(c->runs);
     free(c);
 }
 
-static void count(struct cursor *c, int outcome)
+/* The node another node's run was claimed from, NULL for this node's own (or a SQLite store's:
+ * nobody else ever had it). Valid while the cursor's rows live. */
+static const char *taken_from(const struct cursor *c, const json_t *row)
 {
+    struct store *st = c->rs->o.store;
+    const char *node = json_string_value(json_object_get(row, "node"));
+    if (!store_shared(st) || node == NULL || strcmp(node, store_node_id(st)) == 0)
+        return NULL;
+    return node;
+}
+
+/* The row the cursor is at (next_row has moved past it). */
+static const json_t *current_row(const struct cursor *c)
+{
+    return json_array_get(c->rows, c->i - 1);
+}
+
+/* What became of the run at the cursor: counted, and for a run taken over from another node,
+ * logged (a person asks where a run went when its node died). */
+static void count(struct cursor *c, struct run *r, int outcome)
+{
+    static const char *const taken_words[] = {"queued again", "continuing on engine %s",
+                                              "interrupted (engine %s cannot continue it)",
+                                              "completed (its answer was over)"};
     c->counts[outcome]++;
-    metrics_add(c->rs->m_recovered, 1, (const char *const[]){outcome_names[outcome]});
+    const char *from = taken_from(c, current_row(c));
+    if (from == NULL) {
+        metrics_add(c->rs->m_recovered, 1, (const char *const[]){outcome_names[outcome]});
+        return;
+    }
+    metrics_add(c->rs->m_taken_over, 1, (const char *const[]){outcome_names[outcome]});
+    char what[160];
+    snprintf(what, sizeof(what), taken_words[outcome],
+             c->engine != NULL ? c->engine->name : "(none)");
+    log_info("runs", "took over run %s from node %s whose lease expired: %s", r->id, from, what);
 }
 
 static void fail_run(struct run *r, const char *code, const char *fmt, const char *engine)
@@ -161,7 +207,7 @@ static void stored_events_cb(int status, const char *value, size_t len, void *ar
             log_warn("runs", "response %s: its open items could not be closed: %s", r->id,
                      xlate_error(r->x));
         if (!r->continued)
-            count(c, ANSWERED); /* no engine needed: whatever its continuation setting */
+            count(c, r, ANSWERED); /* no engine needed: whatever its continuation setting */
         run_set_status(r, RUN_COMPLETED);
         run_release(r);
         c->run = NULL;
@@ -196,14 +242,21 @@ static const struct config_engine *engine_of(struct runs *rs, json_t *row, const
 static void interrupt(struct cursor *c, struct run *r)
 {
     const struct config_engine *e = c->engine;
+    const char *from = taken_from(c, current_row(c));
     char msg[512];
-    snprintf(msg, sizeof(msg),
-             "arun restarted while this response was being generated; engine %s cannot "
-             "continue a partial answer (continuation: none)",
-             e ? e->name : "(none)");
+    if (from != NULL)
+        snprintf(msg, sizeof(msg),
+                 "node %s stopped while this response was being generated (its lease expired); "
+                 "engine %s cannot continue a partial answer (continuation: none)",
+                 from, e ? e->name : "(none)");
+    else
+        snprintf(msg, sizeof(msg),
+                 "arun restarted while this response was being generated; engine %s cannot "
+                 "continue a partial answer (continuation: none)",
+                 e ? e->name : "(none)");
     r->error = json_pack("{s:s, s:s}", "code", "interrupted", "message", msg);
+    count(c, r, INTERRUPTED); /* before the status: the log line comes before the run's end */
     run_set_status(r, RUN_FAILED);
-    count(c, INTERRUPTED);
     run_release(r);
     c->run = NULL;
     next_row(c);
@@ -214,7 +267,7 @@ static void in_progress(struct cursor *c, struct run *r, json_t *row)
     const struct config_engine *e = engine_of(c->rs, row, r->rq.model);
     c->engine = e;
     if (e != NULL && e->continuation == CONFIG_CONT_CHAT_PREFIX) {
-        count(c, CONTINUED);
+        count(c, r, CONTINUED);
         r->continued = true;
     }
     scheduler_prepare(r);
@@ -232,7 +285,8 @@ static void in_progress(struct cursor *c, struct run *r, json_t *row)
     r->store_ops++;
 }
 
-/* One unfinished row back into memory. Returns NULL for a row that cannot be (logged). */
+/* One unfinished row back into memory. Returns NULL for a row that cannot be (logged) or whose
+ * run is in memory already (a takeover's claim that repeats one of this node's own runs). */
 static struct run *revive(struct runs *rs, json_t *row)
 {
     const char *id = json_string_value(json_object_get(row, "id"));
@@ -240,6 +294,8 @@ static struct run *revive(struct runs *rs, json_t *row)
     json_t *req = json_object_get(row, "request");
     struct run_request rq;
     struct run_error err = {0};
+    if (id != NULL && tenant != NULL && tenant[0] != '\0' && run_find(rs, tenant, id) != NULL)
+        return NULL;
     if (id == NULL || tenant == NULL || req == NULL || run_request_parse(req, &rq, &err) != 0) {
         log_error("runs",
                   "response %s: its stored request cannot be read again (%s); left as it is",
@@ -294,7 +350,8 @@ static void next_row(struct cursor *c)
             in_progress(c, r, row);
             return; /* comes back through next_row */
         }
-        count(c, REQUEUED);
+        c->engine = NULL;
+        count(c, r, REQUEUED);
         if (r->rq.previous_response_id != NULL || r->rq.conversation_id != NULL) {
             schedule(c, r);
             return;
@@ -306,24 +363,45 @@ static void next_row(struct cursor *c)
     }
     if (c->i > 0)
         log_info("runs",
-                 "recovered %zu unfinished responses: %zu requeued, %zu continued, %zu "
+                 "%s %zu unfinished responses: %zu requeued, %zu continued, %zu "
                  "failed (interrupted), %zu completed (their answer was over)",
-                 c->i, c->counts[REQUEUED], c->counts[CONTINUED], c->counts[INTERRUPTED],
-                 c->counts[ANSWERED]);
+                 c->adopt ? "took over" : "recovered", c->i, c->counts[REQUEUED],
+                 c->counts[CONTINUED], c->counts[INTERRUPTED], c->counts[ANSWERED]);
     cursor_free(c);
+}
+
+/* Every row is in: back into memory, then scheduled one after the other. */
+static void rows_loaded(struct cursor *c)
+{
+    /* Every unfinished run is in memory before any request about one is answered: a stream
+     * opened now follows the live run instead of ending at its last stored event. */
+    size_t n = json_array_size(c->rows);
+    c->runs = xcalloc(n ? n : 1, sizeof(*c->runs));
+    for (size_t i = 0; i < n; i++)
+        c->runs[i] = revive(c->rs, json_array_get(c->rows, i));
+    if (!c->adopt)
+        runs_loaded(c->rs);
+    next_row(c);
+}
+
+/* The scan at start could not be made: serve what there is (the unfinished runs wait for the
+ * next start, or for another node's takeover). */
+static void scan_failed(struct cursor *c, int status)
+{
+    struct runs *rs = c->rs;
+    if (status != 0 && status != -ECANCELED)
+        log_error("runs", "cannot read the unfinished responses: %s", strerror(-status));
+    cursor_free(c);
+    if (!rs->closing)
+        runs_loaded(rs);
+    runs_scan_done(rs); /* may free a closing registry */
 }
 
 static void unfinished_cb(int status, const char *value, size_t len, void *arg)
 {
     struct cursor *c = arg;
-    struct runs *rs = c->rs;
-    if (status != 0 || rs->closing) {
-        if (status != 0)
-            log_error("runs", "cannot read the unfinished responses: %s", strerror(-status));
-        cursor_free(c);
-        if (!rs->closing)
-            runs_loaded(rs); /* serve what there is: they stay unfinished until the next start */
-        runs_scan_done(rs);  /* may free a closing registry */
+    if (status != 0 || c->rs->closing) {
+        scan_failed(c, status);
         return;
     }
     c->rs->scanning = false;
@@ -335,26 +413,115 @@ static void unfinished_cb(int status, const char *value, size_t len, void *arg)
         cursor_free(c);
         return;
     }
-    /* Every unfinished run is in memory before any request about one is answered: a stream
-     * opened now follows the live run instead of ending at its last stored event. */
-    size_t n = json_array_size(c->rows);
-    c->runs = xcalloc(n ? n : 1, sizeof(*c->runs));
-    for (size_t i = 0; i < n; i++)
-        c->runs[i] = revive(c->rs, json_array_get(c->rows, i));
-    runs_loaded(c->rs);
-    next_row(c);
+    rows_loaded(c);
+}
+
+/* Adds a claimed page's rows not claimed before; returns how many were new (*rows: how many the
+ * page had), -1 when the page is not an array. */
+static long add_page(struct cursor *c, const char *value, size_t len, size_t *rows)
+{
+    json_error_t jerr;
+    json_t *page = json_loadb(value, len, 0, &jerr);
+    if (!json_is_array(page)) {
+        log_error("runs", "the claimed responses could not be parsed: %s", jerr.text);
+        json_decref(page);
+        return -1;
+    }
+    long added = 0;
+    size_t i;
+    json_t *row;
+    *rows = json_array_size(page);
+    json_array_foreach(page, i, row)
+    {
+        const char *id = json_string_value(json_object_get(row, "id"));
+        if (id == NULL || json_object_get(c->seen, id) != NULL)
+            continue;
+        json_object_set_new(c->seen, id, json_true());
+        json_array_append(c->rows, row);
+        added++;
+    }
+    json_decref(page);
+    return added;
+}
+
+static int claim_page(struct cursor *c);
+
+static void claim_cb(int status, const char *value, size_t len, void *arg)
+{
+    struct cursor *c = arg;
+    struct runs *rs = c->rs;
+    if (status == -ENOSYS && !rs->closing) {
+        /* A backend that cannot claim has no other node: its unfinished rows are the same. */
+        int rc = store_runs_unfinished(rs->o.store, unfinished_cb, c);
+        if (rc != 0)
+            scan_failed(c, rc);
+        return;
+    }
+    if (status != 0 || rs->closing) {
+        scan_failed(c, status);
+        return;
+    }
+    size_t rows = 0;
+    long added = add_page(c, value, len, &rows);
+    if (added < 0) {
+        scan_failed(c, 0);
+        return;
+    }
+    /* A full page that brought new runs may have more behind it; a page that only repeated
+     * runs claimed already (a backend that gives its own runs again) ends the scan too. */
+    if (rows >= RECOVERY_PAGE && added > 0) {
+        int rc = claim_page(c);
+        if (rc == 0)
+            return;
+        log_error("runs", "the store refused to claim more unfinished responses: %s; %zu are in",
+                  strerror(-rc), json_array_size(c->rows));
+    }
+    rs->scanning = false;
+    rows_loaded(c);
+}
+
+static int claim_page(struct cursor *c)
+{
+    struct store *st = c->rs->o.store;
+    return store_runs_claim(st, clock_wall_ms(), !store_shared(st), RECOVERY_PAGE, claim_cb, c);
 }
 
 int recovery_start(struct runs *rs)
 {
     struct cursor *c = xcalloc(1, sizeof(*c));
     c->rs = rs;
-    int rc = store_runs_unfinished(rs->o.store, unfinished_cb, c);
+    c->rows = json_array();
+    c->seen = json_object();
+    int rc = claim_page(c);
     if (rc == 0) {
         rs->scanning = true;
     } else {
-        free(c);
+        cursor_free(c);
         runs_loaded(rs); /* serve what there is: the unfinished runs wait for the next start */
     }
     return rc;
+}
+
+void recovery_adopt(struct runs *rs, const char *rows, size_t len)
+{
+    if (rs->closing || rs->draining)
+        return; /* claimed and never renewed: another node takes them once their lease runs out */
+    json_error_t jerr;
+    json_t *arr = json_loadb(rows, len, 0, &jerr);
+    if (!json_is_array(arr)) {
+        log_error("runs", "the runs handed over by the takeover could not be parsed: %s",
+                  jerr.text);
+        json_decref(arr);
+        return;
+    }
+    struct cursor *c = xcalloc(1, sizeof(*c));
+    c->rs = rs;
+    c->rows = arr;
+    c->adopt = true;
+    rows_loaded(c);
+}
+
+void recovery_adopt_cb(const char *rows, size_t len, void *arg)
+{
+    recovery_adopt(arg, rows, len);
 }
