@@ -521,6 +521,14 @@ static void send_row_object(struct http_request *r, json_t *row)
     http_send_json(r, 200, json_incref(json_object_get(row, "object")));
 }
 
+/* Whether a row not in this node's memory is of a run unfinished on another node sharing the
+ * store (on SQLite every unfinished run is in memory once loaded: there is no other node). */
+static bool row_elsewhere(const struct runs *rs, const json_t *row)
+{
+    enum run_status st = run_status_parse(json_string_value(json_object_get(row, "status")));
+    return store_shared(rs->o.store) && (st == RUN_QUEUED || st == RUN_IN_PROGRESS);
+}
+
 static void stream_stored(struct pending *p, json_t *row)
 {
     if (row == NULL) {
@@ -532,6 +540,9 @@ static void stream_stored(struct pending *p, json_t *row)
                 p->r, 400, "invalid_value", "starting_after",
                 "Invalid 'starting_after': %lld is past the last event of this response (%lld).",
                 (long long)p->after, (long long)last);
+        else if (row_elsewhere(p->api->rs, row))
+            stream_follow(p->api->rs, p->r, reply_tenant(p->r),
+                          json_string_value(json_object_get(row, "id")), p->after, &p->api->subs);
         else
             stream_open(p->api->rs, p->r, NULL, reply_tenant(p->r),
                         json_string_value(json_object_get(row, "id")), p->after, &p->api->subs);

@@ -26,6 +26,7 @@
 #include "core/log.h"
 #include "engines/manifest.h"
 #include "engines/supervisor.h"
+#include "runs/follow.h"
 #include "runs/object.h"
 #include "runs/translate.h"
 
@@ -246,6 +247,7 @@ void runs_free(struct runs *rs)
     if (rs == NULL)
         return;
     rs->closing = true;
+    follow_free(rs);
     gc_cb(&rs->gc);
     for (size_t i = 0; i < RUNS_BUCKETS; i++) {
         struct run *r = rs->buckets[i];
