@@ -32,6 +32,7 @@
 
 #include "core/clock.h"
 #include "core/log.h"
+#include "runs/forward.h"
 #include "runs/object.h"
 #include "runs/reply.h"
 #include "runs/scheduler.h"
@@ -650,11 +651,14 @@ static void get_response(struct http_request *r, void *arg)
 
 static void cancel_stored(struct pending *p, json_t *row)
 {
+    const char *owner = row != NULL ? forward_cancel_to(p->api->rs, p->r, row) : NULL;
     if (row == NULL)
         http_send_error(p->r, 404, "not_found", NULL, "Response not found.");
     else if (!json_is_true(json_object_get(row, "background")))
         http_send_error(p->r, 400, "invalid_request", NULL,
                         "Only responses created with background=true can be cancelled.");
+    else if (owner != NULL)
+        forward_cancel(p->api->rs, p->r, reply_tenant(p->r), p->id, owner);
     else
         send_row_object(p->r, row); /* finished: cancel is idempotent */
     pending_free(p);
