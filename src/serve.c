@@ -430,6 +430,10 @@ static int load_keys(struct daemon *d)
         log_error_errno("serve", rc, "cannot read the API keys from the store; not starting");
         return 1;
     }
+    /* Other nodes create and revoke keys too: their changes must take effect here at once. */
+    if (store_shared(d->store) && keys_follow(d->keys, &d->loop) != 0)
+        log_warn("serve", "cannot listen for key changes of other nodes; keys created or revoked "
+                          "there take effect here after a restart");
     if (d->cfg->auth.mode == CONFIG_AUTH_KEYS) {
         d->auth = auth_new(d->keys, d->limits, d->audit);
         if (keys_count(d->keys) == 0)

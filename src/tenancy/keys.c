@@ -19,6 +19,15 @@
  * at once and the store follows; if that commit fails the caller hears it, and the key is
  * refused until the next start (where the store still has it valid), the safer error.
  *
+ * On a store other nodes share (keys_follow), the table is re-read whenever the store says keys
+ * changed (STORE_NOTICE_KEYS: another node created or revoked one), when notices may have been
+ * missed (STORE_NOTICE_RESYNC), and every KEYS_RELOAD_MS in any case; one read at a time, a
+ * notice during it reads again after it. A re-read merges: a key new to the table enters it, a
+ * key the store has revoked is refused from then on, last_used takes the later time; nothing is
+ * removed (the store never deletes a key) and a revocation made here and not yet committed
+ * stays. Each page is merged in one callback on the loop, so a request sees the table before or
+ * after a key's change, never half of one.
+ *
  * last_used is raised in memory on every use and written to the store when the last write is
  * KEYS_TOUCH_INTERVAL_MS old, so a busy key costs one write a minute; keys_free writes the rest.
  *
@@ -58,8 +67,11 @@ struct keys {
     size_t nbuckets;      /* a power of two */
     struct entry **by_id; /* sorted by id */
     size_t n, cap;
-    int pending;  /* store ops whose callbacks reach k */
-    bool freeing; /* keys_free ran while ops were pending */
+    int pending;              /* store ops whose callbacks reach k */
+    bool freeing;             /* keys_free ran while ops were pending */
+    uv_timer_t *reload_timer; /* keys_follow's safety net (heap: closed asynchronously), or NULL */
+    bool reloading;           /* a re-read is out */
+    bool reload_again;        /* a notice came during it */
 };
 
 /* ---- pure helpers ---- */
@@ -286,10 +298,17 @@ static void free_now(struct keys *k)
     free(k);
 }
 
+static void reload_timer_closed_cb(uv_handle_t *h)
+{
+    free(h);
+}
+
 void keys_free(struct keys *k)
 {
     if (k == NULL)
         return;
+    if (k->reload_timer != NULL && !k->freeing)
+        uv_close((uv_handle_t *)k->reload_timer, reload_timer_closed_cb);
     for (size_t i = 0; i < k->n && !k->freeing; i++)
         if (k->by_id[i]->last_used_ms > k->by_id[i]->written_used_ms)
             write_touch(k, k->by_id[i]);
@@ -352,7 +371,21 @@ static struct entry *entry_of_row(const json_t *row)
     return e;
 }
 
-/* Adds a page's rows; returns the last id (in page, valid while page lives) or NULL. */
+/* What the store says of a key the table has (another node may have revoked or used it). */
+static void merge(struct entry *have, const struct entry *stored)
+{
+    if (have->revoked_ms == 0 && stored->revoked_ms != 0) {
+        have->revoked_ms = stored->revoked_ms;
+        log_info("keys", "key %s was revoked on another node; refused here from now on", have->id);
+    }
+    if (stored->last_used_ms > have->last_used_ms)
+        have->last_used_ms = stored->last_used_ms;
+    if (stored->last_used_ms > have->written_used_ms)
+        have->written_used_ms = stored->last_used_ms;
+}
+
+/* Adds a page's rows (merging those the table has); returns the last id (in page, valid while page
+ * lives) or NULL. */
 static const char *add_rows(struct keys *k, const json_t *data)
 {
     const char *last = NULL;
@@ -362,10 +395,14 @@ static const char *add_rows(struct keys *k, const json_t *data)
     {
         last = json_string_value(json_object_get(row, "id"));
         struct entry *e = entry_of_row(row);
-        if (e != NULL && find_id(k, e->id) == NULL)
+        struct entry *have = e != NULL ? find_id(k, e->id) : NULL;
+        if (e != NULL && have == NULL) {
             insert(k, e);
-        else
-            entry_free(e);
+            continue;
+        }
+        if (have != NULL)
+            merge(have, e);
+        entry_free(e);
     }
     return last;
 }
@@ -422,6 +459,64 @@ int keys_load(struct keys *k, keys_done_cb done, void *arg)
         return rc;
     }
     k->pending++;
+    return 0;
+}
+
+/* ---- following the other nodes' changes (keys_follow) ---- */
+
+static void reload(struct keys *k);
+
+static void reloaded_cb(int status, void *arg)
+{
+    struct keys *k = arg;
+    k->reloading = false;
+    if (status != 0 && status != -ECANCELED)
+        log_warn_errno("keys", status,
+                       "could not re-read the API keys; keys created or revoked on other nodes "
+                       "take effect here at the next re-read");
+    if (k->reload_again && !k->freeing) {
+        k->reload_again = false;
+        reload(k);
+    }
+}
+
+static void reload(struct keys *k)
+{
+    if (k->freeing)
+        return;
+    if (k->reloading) {
+        k->reload_again = true;
+        return;
+    }
+    int rc = keys_load(k, reloaded_cb, k);
+    if (rc == 0)
+        k->reloading = true;
+    else if (rc != -ECANCELED)
+        log_warn_errno("keys", rc, "the store refused to re-read the API keys");
+}
+
+static void keys_notice_cb(enum store_notice kind, const char *tenant, const char *id, void *arg)
+{
+    if (kind == STORE_NOTICE_KEYS || kind == STORE_NOTICE_RESYNC)
+        reload(arg);
+}
+
+static void reload_tick_cb(uv_timer_t *t)
+{
+    reload(t->data);
+}
+
+int keys_follow(struct keys *k, uv_loop_t *loop)
+{
+    ASSERT(k->reload_timer == NULL);
+    int rc = store_listen(k->st, keys_notice_cb, k);
+    if (rc != 0)
+        return rc;
+    k->reload_timer = xcalloc(1, sizeof(*k->reload_timer));
+    uv_timer_init(loop, k->reload_timer);
+    k->reload_timer->data = k;
+    uv_timer_start(k->reload_timer, reload_tick_cb, KEYS_RELOAD_MS, KEYS_RELOAD_MS);
+    uv_unref((uv_handle_t *)k->reload_timer); /* never what keeps the loop running */
     return 0;
 }
 

@@ -18,6 +18,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <uv.h>
 
 #include "core/common.h"
 #include "http/server.h"
@@ -36,6 +37,9 @@
 /* last_used is written to the store at most this often per key; in memory it is exact. */
 #define KEYS_TOUCH_INTERVAL_MS 60000
 #define KEYS_NAME_MAX 256 /* bytes in a key's name (the store's limit) */
+/* A shared store's keys are re-read on every notice that they changed; this re-read is the
+ * safety net for a notice lost (a minute: a revocation must not wait longer if all else fails). */
+#define KEYS_RELOAD_MS 60000
 
 enum keys_role {
     KEYS_MEMBER, /* gateway, responses, conversations, events of its own tenant */
@@ -73,8 +77,15 @@ struct keys *keys_new(struct store *st);
 void keys_free(struct keys *k);
 
 /* Reads every key of the store into the table, page by page; done runs once they are in (0) or
- * a page failed (-errno). Call once, before serving. Returns 0, or -errno without calling done. */
+ * a page failed (-errno). Call once, before serving; a later call re-reads them (keys_follow),
+ * merging: new keys enter, revocations are taken, nothing is removed. Returns 0, or -errno
+ * without calling done. */
 int keys_load(struct keys *k, keys_done_cb done, void *arg) MUST_USE;
+/* Keeps the table in step with the other nodes of a shared store (serve): re-reads the keys on
+ * each notice that they changed (a key created or revoked on another node works or is refused
+ * here within milliseconds), after notices were lost, and every KEYS_RELOAD_MS. Call once,
+ * after keys_load. Returns 0 or -ENOSPC (store_listen). */
+int keys_follow(struct keys *k, uv_loop_t *loop) MUST_USE;
 /* How many keys the table holds, revoked ones included. */
 size_t keys_count(const struct keys *k);
 

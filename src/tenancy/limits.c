@@ -27,6 +27,14 @@
  * Counts made before the load's read is back are kept and added to what it reads; nothing is
  * written before it is back, so no count is read back and added twice.
  *
+ * On a shared store (PostgreSQL: several nodes count the same tenants) each node re-reads the
+ * day's stored totals every LIMITS_SYNC_MS and sets used = stored total + its own pending
+ * count (counted, not yet written). That is exact only if none of this node's counts is both
+ * in the stored total and in pending, or in neither: so a re-read starts only when no write of
+ * this node is in flight (every write before it was called back, hence is in what it reads), and
+ * no write starts while it is out (the counts wait in pending, one tick at most). A tenant with
+ * no stored row today has used = pending.
+ *
  * Lifetime: store callbacks hold the struct (ops); limits_free marks it closing, writes the
  * pending counts, closes the timer and frees it once the last callback and the close are in.
  */
@@ -60,6 +68,7 @@ struct tenant {
     uint64_t used;                          /* output tokens of that day: loaded + counted */
     uint64_t pending;                       /* counted here, not yet handed to the store */
     uint64_t pending_requests;              /* answers counted, likewise */
+    uint64_t synced;                        /* the re-read (limits.sync_gen) that saw its row */
     int64_t last_ms;                        /* last use, for dropping idle entries */
 };
 
@@ -74,7 +83,13 @@ struct limits {
     void *now_arg;
     bool loading, loaded;
     bool closing;
-    uint32_t refs; /* the timer until its close, and each store op in flight */
+    bool syncing;         /* a re-read of the day's totals is out (shared store): no writes */
+    bool sync_failed;     /* the last re-read failed (logged once until one works) */
+    uint32_t writes;      /* usage writes in flight */
+    uint64_t sync_gen;    /* re-reads started */
+    int64_t sync_day;     /* the day the re-read out is of */
+    int64_t last_sync_ms; /* when the last one started */
+    uint32_t refs;        /* the timer until its close, and each store op in flight */
     int64_t load_day;
     void (*load_done)(int status, void *arg);
     void *load_arg;
@@ -161,6 +176,7 @@ static void write_cb(int status, void *arg)
 {
     struct usage_write *w = arg;
     struct limits *l = w->l;
+    l->writes--;
     if (status == 0) {
         log_debug("limits",
                   "daily usage written: tenant %s, %s UTC, +%" PRIu64 " output tokens, +%" PRIu64
@@ -193,7 +209,7 @@ static void flush_tenant(struct limits *l, struct tenant *t)
         t->pending = t->pending_requests = 0;
         return;
     }
-    if (!l->loaded && !l->closing)
+    if ((!l->loaded || l->syncing) && !l->closing)
         return;
     struct usage_write *w = xcalloc(1, sizeof(*w));
     w->l = l;
@@ -212,6 +228,7 @@ static void flush_tenant(struct limits *l, struct tenant *t)
         return;
     }
     l->refs++;
+    l->writes++;
     t->pending = t->pending_requests = 0;
 }
 
@@ -235,10 +252,13 @@ static bool idle(const struct tenant *t, int64_t now)
            now - t->last_ms >= (int64_t)LIMITS_IDLE_MS;
 }
 
+static void maybe_sync(struct limits *l, int64_t now);
+
 static void tick_cb(uv_timer_t *h)
 {
     struct limits *l = h->data;
     int64_t now = now_ms(l);
+    maybe_sync(l, now); /* before this tick's writes: it starts only with none in flight */
     for (size_t b = 0; b < BUCKETS; b++) {
         struct tenant **p = &l->buckets[b];
         while (*p != NULL) {
@@ -375,6 +395,101 @@ int limits_load(struct limits *l, void (*done)(int status, void *arg), void *arg
 bool limits_loaded(const struct limits *l)
 {
     return l == NULL || l->loaded;
+}
+
+/* ---- the other nodes' counts (shared store; see DESIGN) ---- */
+
+static int sync_page(struct limits *l, const char *after);
+
+/* One page of the re-read: used = stored + pending for each tenant of it. */
+static int sync_rows(struct limits *l, const char *value, size_t len, char **more)
+{
+    json_t *page = json_loadb(value, len, 0, NULL);
+    json_t *data = json_object_get(page, "data");
+    int rc = json_is_array(data) ? 0 : -EIO;
+    size_t i;
+    json_t *row;
+    const char *last = NULL;
+    int64_t now = now_ms(l);
+
+    *more = NULL;
+    json_array_foreach(data, i, row)
+    {
+        const char *name = json_string_value(json_object_get(row, "tenant"));
+        json_int_t tokens = json_integer_value(json_object_get(row, "output_tokens"));
+        if (name == NULL || tokens < 0)
+            continue;
+        last = name;
+        struct tenant *t = get(l, name, now);
+        roll(l, t, now);
+        if (t->day != l->sync_day)
+            continue;
+        t->used = (uint64_t)tokens + t->pending;
+        t->synced = l->sync_gen;
+    }
+    if (rc == 0 && last != NULL && json_is_true(json_object_get(page, "has_more")))
+        *more = xstrdup(last);
+    json_decref(page);
+    return rc;
+}
+
+/* The re-read is over: tenants it did not see have no stored count today. */
+static void sync_finish(struct limits *l, int status)
+{
+    l->syncing = false;
+    if (status != 0) {
+        if (!l->sync_failed && status != -ECANCELED)
+            log_warn_errno("limits", status,
+                           "could not re-read today's output-token counts of every node; each "
+                           "tenant's output_tokens_per_day counts this node's answers only "
+                           "until a re-read works");
+        l->sync_failed = true;
+        return;
+    }
+    l->sync_failed = false;
+    for (size_t b = 0; b < BUCKETS; b++)
+        for (struct tenant *t = l->buckets[b]; t != NULL; t = t->next)
+            if (t->day == l->sync_day && t->synced != l->sync_gen)
+                t->used = t->pending;
+}
+
+static void sync_cb(int status, const char *value, size_t len, void *arg)
+{
+    struct limits *l = arg;
+    char *more = NULL;
+    if (status == 0 && l->closing)
+        status = -ECANCELED;
+    if (status == 0)
+        status = sync_rows(l, value, len, &more);
+    if (status == 0 && more != NULL)
+        status = sync_page(l, more);
+    if (status != 0 || more == NULL)
+        sync_finish(l, status);
+    free(more);
+    unref(l);
+}
+
+static int sync_page(struct limits *l, const char *after)
+{
+    char day[STORE_DAY_LEN + 1];
+    day_text(l->sync_day, day);
+    int rc = store_usage_day(l->st, day, after, LOAD_PAGE, sync_cb, l);
+    if (rc == 0)
+        l->refs++;
+    return rc;
+}
+
+static void maybe_sync(struct limits *l, int64_t now)
+{
+    if (l->st == NULL || !store_shared(l->st) || !l->loaded || l->syncing || l->closing ||
+        l->writes > 0 || now - l->last_sync_ms < (int64_t)LIMITS_SYNC_MS)
+        return;
+    l->sync_day = day_of(now);
+    l->sync_gen++;
+    l->last_sync_ms = now;
+    l->syncing = true;
+    if (sync_page(l, NULL) != 0)
+        l->syncing = false; /* -EAGAIN: the store sheds load; the next tick tries again */
 }
 
 /* ---- the checks ---- */

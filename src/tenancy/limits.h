@@ -30,6 +30,10 @@
  * row per tenant and day, added to): a kill -9 loses at most the count of this long, plus a
  * write not yet committed. */
 #define LIMITS_FLUSH_MS 1000
+/* On a store several nodes share, each node re-reads the day's stored counts this often, so a
+ * tenant's output_tokens_per_day counts every node's answers (a node is behind the others by at
+ * most this plus their LIMITS_FLUSH_MS). */
+#define LIMITS_SYNC_MS 3000
 /* A tenant idle this long, with nothing in flight, no tokens counted today and a full request
  * bucket, is forgotten (its entry is made again on its next request). */
 #define LIMITS_IDLE_MS (10u * 60 * 1000)

@@ -277,6 +277,45 @@ static void test_a_revoked_key_is_refused_at_once_and_after_a_reload(void **stat
     assert_int_equal(keys_check(F->keys, F->text, KEYS_TEXT_LEN, 7000, &p), 0);
 }
 
+/* A re-read of table k (what keys_follow does on a notice). */
+static void reread(struct keys *k)
+{
+    F->done = false;
+    assert_int_equal(keys_load(k, done_cb, NULL), 0);
+    wait_done();
+    assert_int_equal(F->status, 0);
+}
+
+/* Two tables on one store stand for two nodes: B learns A's new key and A's revocation at its
+ * next re-read, and a key only B revoked (not yet re-read by A) stays revoked in B. */
+static void test_a_reread_takes_keys_created_and_revoked_by_another_node(void **state)
+{
+    struct keys *b = load();
+    create("acme", KEYS_MEMBER);
+    char text[KEYS_TEXT_LEN + 1], id[KEYS_ID_LEN + 1];
+    memcpy(text, F->text, sizeof(text));
+    memcpy(id, F->id, sizeof(id));
+    struct keys_principal p;
+    assert_int_equal(keys_check(b, text, KEYS_TEXT_LEN, 1000, &p), -ENOENT);
+    reread(b);
+    assert_int_equal(keys_check(b, text, KEYS_TEXT_LEN, 1000, &p), 0);
+    assert_string_equal(p.tenant, "acme");
+
+    F->done = false;
+    assert_int_equal(keys_revoke(F->keys, id, 5000, done_cb, NULL), 0);
+    wait_done();
+    assert_int_equal(keys_check(b, text, KEYS_TEXT_LEN, 6000, &p), 0); /* not re-read yet */
+    reread(b);
+    assert_int_equal(keys_check(b, text, KEYS_TEXT_LEN, 6000, &p), -EKEYREVOKED);
+    json_t *obj = keys_object(b, id);
+    assert_int_equal(json_integer_value(json_object_get(obj, "revoked_at")), 5);
+    json_decref(obj);
+    assert_int_equal(keys_count(b), 1); /* merged, not added twice */
+    reread(b);
+    assert_int_equal(keys_count(b), 1);
+    keys_free(b);
+}
+
 static int64_t stored_last_used(const char *id)
 {
     json_t *row = stored_row(id);
@@ -375,6 +414,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_a_revoked_key_is_refused_at_once_and_after_a_reload,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_reread_takes_keys_created_and_revoked_by_another_node, setup, teardown),
         cmocka_unit_test_setup_teardown(test_last_used_is_written_at_most_once_a_minute_and_at_free,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_keys_are_each_found_and_listed_by_id_in_pages,
