@@ -406,6 +406,7 @@ static void unfinished_cb(int status, const char *value, size_t len, void *arg)
     }
     c->rs->scanning = false;
     json_error_t jerr;
+    json_decref(c->rows); /* the claim's empty array */
     c->rows = json_loadb(value, len, 0, &jerr);
     if (!json_is_array(c->rows)) {
         log_error("runs", "the unfinished responses could not be parsed: %s", jerr.text);
