@@ -178,6 +178,11 @@ struct runs *runs_new(const struct runs_options *o)
     return rs;
 }
 
+void runs_set_cluster(struct runs *rs, struct cluster *cl)
+{
+    rs->o.cluster = cl;
+}
+
 static void unlink_run(struct run *r)
 {
     struct run **pp = &r->rs->buckets[hash_id(r->id)];

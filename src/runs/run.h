@@ -149,6 +149,10 @@ struct runs *runs_new(const struct runs_options *o);
  * stay so in the store: the next start recovers them. NULL is a no-op. */
 void runs_free(struct runs *rs);
 
+/* The cluster, made after the runs (serve.c's start_cluster): from now on a cancel of a run that
+ * another node owns is forwarded to it (forward.c). NULL: none (the default). */
+void runs_set_cluster(struct runs *rs, struct cluster *cl);
+
 /* Recovery has put every unfinished run in memory (or could not read them): requests about
  * runs may be answered from now on. Sets loaded and tells on_loaded, once. */
 void runs_loaded(struct runs *rs);
