@@ -475,10 +475,13 @@ static void start_cluster(struct daemon *d)
                                  .events = d->events,
                                  .metrics = d->metrics};
     d->cluster = cluster_new(&co, http_server_port(d->srv));
-    /* TODO(gateway): gateway_set_cluster(d->gateway, d->cluster): a model with no local engine
-     * or route goes to a peer (cluster_peers_for). */
-    /* TODO(runs): cluster_set_adopter(d->cluster, <the runs' adopt function>, d->runs): runs
-     * claimed from dead nodes (the takeover scan, shared stores only) go to recovery. */
+    /* A model with no local engine or route goes to a peer; other nodes' requests are let in
+     * with the cluster secret; runs claimed from dead nodes go to recovery; a cancel of a run
+     * another node owns is forwarded there. */
+    gateway_set_cluster(d->gateway, d->cluster);
+    auth_set_cluster(d->auth, d->cluster);
+    runs_set_cluster(d->runs, d->cluster);
+    cluster_set_adopter(d->cluster, recovery_adopt_cb, d->runs);
 }
 
 static int start_http(struct daemon *d)

@@ -16,7 +16,7 @@
  *   `node.state` event.
  * - On a shared store only (PostgreSQL): each beat renews the leases of this node's runs in one
  *   write, and every CLUSTER_TAKEOVER_BEATS beats, once the runs set an adopter, claims runs
- *   whose lease ran out (store_runs_claim, all = false) and hands them to the adopter,
+ *   whose lease ran out (store_runs_claim without restart) and hands them to the adopter,
  *   claiming again at once while a page came back full of others' runs. The claim also
  *   answers this node's own unfinished runs (store.h: that is what a restart needs); those are
  *   running here, so they are left out of what the adopter gets.
@@ -538,6 +538,16 @@ void cluster_free(struct cluster *cl)
 const char *cluster_node_id(const struct cluster *cl)
 {
     return cl->node_id;
+}
+
+const struct config *cluster_config(const struct cluster *cl)
+{
+    return cl->cfg;
+}
+
+struct httpc *cluster_httpc(const struct cluster *cl)
+{
+    return cl->httpc;
 }
 
 const char *cluster_address(const struct cluster *cl)

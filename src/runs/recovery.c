@@ -3,10 +3,11 @@
  * that stopped renewing its leases (recovery.h).
  *
  * DESIGN
- * At start the unfinished rows are claimed for this node (store_runs_claim: on SQLite all of
- * them, data_dir's lock says nobody else runs; on a shared store this node's own and those
- * whose lease ran out), RECOVERY_PAGE at a time until a short page, which gives every such row
- * in creation order with the node that owned it. A takeover (the cluster's scan claiming runs
+ * At start the unfinished rows are claimed for this node (store_runs_claim: its first page with
+ * restart, which gives up the leases of this node's earlier process, on SQLite of every run
+ * since data_dir's lock says nobody else runs; then every run without a live lease),
+ * RECOVERY_PAGE at a time until a short page; a claimed run is leased, so no page repeats one.
+ * That gives every such row in creation order with the node that owned it. A takeover (the cluster's scan claiming runs
  * of a dead node) hands its rows to recovery_adopt, which runs the same cursor over them: a
  * run taken over is continued or ended exactly as after a restart, and logged and counted as
  * taken over (arun_runs_taken_over_total) rather than recovered. Each becomes a
@@ -39,6 +40,7 @@
 
 struct cursor {
     struct runs *rs;
+    bool claimed_once; /* the restart page was asked: later pages claim the expired only */
     json_t *rows;
     json_t *seen;      /* ids claimed at start, for pages that repeat a run */
     bool adopt;        /* rows a takeover handed (recovery_adopt) */
@@ -481,10 +483,14 @@ static void claim_cb(int status, const char *value, size_t len, void *arg)
     rows_loaded(c);
 }
 
+/* The first page gives up this node's earlier leases (a restart: its runs are claimable at
+ * once); the claim leases what it answers, so the next page starts after it. */
 static int claim_page(struct cursor *c)
 {
     struct store *st = c->rs->o.store;
-    return store_runs_claim(st, clock_wall_ms(), !store_shared(st), RECOVERY_PAGE, claim_cb, c);
+    bool first = !c->claimed_once;
+    c->claimed_once = true;
+    return store_runs_claim(st, clock_wall_ms(), first, RECOVERY_PAGE, claim_cb, c);
 }
 
 int recovery_start(struct runs *rs)

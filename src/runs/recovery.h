@@ -10,8 +10,9 @@
 
 #include "runs/run.h"
 
-/* Starts the recovery scan: claims the unfinished runs for this node (store_runs_claim; every
- * one on SQLite, on a shared store this node's own and those whose lease ran out) and puts them
+/* Starts the recovery scan: claims the unfinished runs for this node (store_runs_claim, the
+ * first page with restart: every one on SQLite, on a shared store this node's own and those
+ * whose lease ran out) and puts them
  * back to work (asynchronous: the loop serves meanwhile; requests about runs wait for the
  * load). Returns 0 or -errno from the store. */
 int recovery_start(struct runs *rs) MUST_USE;

@@ -122,6 +122,7 @@ enum stmt {
     STMT_NODES_FORGET,
     STMT_RUNS_CLAIM_PICK,
     STMT_RUNS_CLAIM_TAKE,
+    STMT_RUNS_RELEASE,
     STMT_LEASES_RENEW,
     STMT__COUNT,
 };
@@ -302,15 +303,17 @@ static const char *const stmt_sql[STMT__COUNT] = {
                          "',\"info\":' || info || '}' FROM nodes ORDER BY id LIMIT ?1"),
     /* A row unseen that long is left, or up but down that long: either way gone for good. */
     [STMT_NODES_FORGET] = "DELETE FROM nodes WHERE seen_ms < ?1",
-    /* ?1 all, ?2 this node, ?3 now. The status term is the partial index's own (responses_
-     * unfinished), so the scan reads only unfinished rows, oldest first. The row shows the
-     * owner before the claim: the take below runs after it. */
+    /* ?1 now. The status term is the partial index's own (responses_unfinished), so the scan
+     * reads only unfinished rows, oldest first. The row shows the owner before the claim: the
+     * take below runs after it. */
     [STMT_RUNS_CLAIM_PICK] =
         ("SELECT '{\"tenant\":' || json_quote(r.tenant) || ',' || " RESPONSE_FIELDS
          " || ',\"request\":' || r.request || " RESPONSE_TAIL
-         ", r.rowid FROM responses r WHERE r.status IN ('queued', 'in_progress') AND (?1 OR "
-         "r.node = ?2 OR r.node IS NULL OR r.lease_until_ms < ?3) ORDER BY r.created_ms, "
-         "r.rowid LIMIT ?4"),
+         ", r.rowid FROM responses r WHERE r.status IN ('queued', 'in_progress') AND (r.node IS "
+         "NULL OR r.lease_until_ms < ?1) ORDER BY r.created_ms, r.rowid LIMIT ?2"),
+    /* A restart gives up every lease: data_dir's lock says no other arun runs these. */
+    [STMT_RUNS_RELEASE] = ("UPDATE responses SET lease_until_ms = 0 WHERE status IN ('queued', "
+                           "'in_progress')"),
     [STMT_RUNS_CLAIM_TAKE] = "UPDATE responses SET node = ?1, lease_until_ms = ?2 WHERE rowid = ?3",
     [STMT_LEASES_RENEW] = ("UPDATE responses SET lease_until_ms = ?2 WHERE node = ?1 AND status "
                            "IN ('queued', 'in_progress')"),
@@ -1426,10 +1429,8 @@ static int claim_pick(struct sqlite_conn *c, struct store_op *op, struct buf *b,
 
     if (s == NULL)
         return src;
-    sqlite3_bind_int(s, 1, op->u.run.flag);
-    sqlite3_bind_text(s, 2, c->base.node_id, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 3, op->u.run.ms);
-    sqlite3_bind_int64(s, 4, op->u.run.limit);
+    sqlite3_bind_int64(s, 1, op->u.run.ms);
+    sqlite3_bind_int64(s, 2, op->u.run.limit);
     while ((src = sqlite3_step(s)) == SQLITE_ROW) {
         if (*n > 0)
             buf_append(b, ",", 1);
@@ -1451,6 +1452,12 @@ static int runs_claim(struct sqlite_conn *c, struct store_op *op)
     size_t n = 0;
     int src, changes;
 
+    if (op->u.run.flag) {
+        sqlite3_stmt *s = stmt_get(c, STMT_RUNS_RELEASE, &src);
+        src = write_changes(c, s, src, &changes);
+        if (src != SQLITE_OK)
+            return src;
+    }
     buf_init(&b, SIZE_MAX);
     buf_puts(&b, "[");
     src = claim_pick(c, op, &b, &rowids, &n);

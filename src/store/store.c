@@ -1247,7 +1247,7 @@ int store_nodes_forget(struct store *st, int64_t before_ms, store_write_cb cb, v
     return system_write(st, &op, cb, arg);
 }
 
-int store_runs_claim(struct store *st, int64_t now_ms, bool all, uint32_t limit,
+int store_runs_claim(struct store *st, int64_t now_ms, bool restart, uint32_t limit,
                      store_value_cb cb, void *arg)
 {
     struct store_op op = {.kind = STORE_OP_RUNS_CLAIM};
@@ -1256,7 +1256,7 @@ int store_runs_claim(struct store *st, int64_t now_ms, bool all, uint32_t limit,
     if (!limit_ok(limit))
         return -EINVAL;
     op.u.run.ms = now_ms;
-    op.u.run.flag = all;
+    op.u.run.flag = restart;
     op.u.run.limit = limit;
     op.cb.value = cb;
     op.arg = arg;

@@ -401,14 +401,17 @@ int store_nodes_list(struct store *st, int64_t now_ms, store_value_cb cb, void *
  * long), so a node renamed or retired does not stay listed forever. cb gets 0. */
 int store_nodes_forget(struct store *st, int64_t before_ms, store_write_cb cb, void *arg) MUST_USE;
 
-/* System write for recovery and takeover, every tenant: claims for this node the unfinished runs
- * (queued, in_progress) that are this node's own (a restart) or whose lease ran out before now
- * (another node died), or, with all, every unfinished run (SQLite at start: data_dir's lock
- * says no other arun runs). A claimed run gets node = this node and a lease until now +
- * lease_ms. At most limit runs, oldest first; on PostgreSQL the rows are picked with FOR UPDATE
- * SKIP LOCKED, so two nodes claiming at once never get the same run. cb gets a JSON array of
- * store_runs_unfinished's rows, each with "node": the owner before the claim (null if none). */
-int store_runs_claim(struct store *st, int64_t now_ms, bool all, uint32_t limit,
+/* System write for recovery and takeover, every tenant: claims for this node the unfinished
+ * runs (queued, in_progress) that have no owner or whose lease ran out before now (their node
+ * died). A claimed run gets node = this node and a lease until now + lease_ms, so a claim never
+ * answers the same run twice while its new lease runs: call again after a full page. With
+ * restart (this node is starting), it first gives up the leases its earlier process held, so
+ * those runs are claimable at once: on PostgreSQL the runs this node id owns, on SQLite every
+ * unfinished run (data_dir's lock says no other arun runs). At most limit runs, oldest first;
+ * on PostgreSQL the rows are picked with FOR UPDATE SKIP LOCKED, so two nodes claiming at once
+ * never get the same run. cb gets a JSON array of store_runs_unfinished's rows, each with
+ * "node": the owner before the claim (null if none). */
+int store_runs_claim(struct store *st, int64_t now_ms, bool restart, uint32_t limit,
                      store_value_cb cb, void *arg) MUST_USE;
 /* Extends the lease of every unfinished run this node owns to now + lease_ms, in one write. cb
  * gets {"renewed":N}. */

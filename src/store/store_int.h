@@ -131,7 +131,7 @@ struct store_op {
                                               node put: started_ms */
             uint32_t limit;                /* lists, reads, the sweep and the claim */
             bool flag;                     /* responses: background; item lists: desc;
-                                              claim: all */
+                                              claim: restart */
         } run;
     } u;
 };

@@ -1324,8 +1324,8 @@ static void test_a_new_run_is_this_nodes_and_leased_from_its_creation(void **sta
     assert_non_null(strstr(G.value, "\"node\":null}"));
 }
 
-/* Without all: this node's own runs (a restart), ownerless ones and those whose lease ran out;
- * another node's live run stays its own. The answer shows each row's owner before the claim. */
+/* Without restart: ownerless runs and those whose lease ran out (this node's own too); another
+ * node's live run stays its own. The answer shows each row's owner before the claim. */
 static void test_a_claim_takes_own_ownerless_and_expired_runs_oldest_first(void **state)
 {
     assert_int_equal(put_response("a", "resp_own", "in_progress", 100, NULL), 0);
@@ -1356,24 +1356,28 @@ static void test_a_claim_takes_own_ownerless_and_expired_runs_oldest_first(void 
                "resp_done:other:0 resp_own:node-me:3000 resp_live:other:2500 "
                "resp_dead:node-me:3000 resp_none:node-me:3000");
 
-    /* Once the live lease runs out, it is claimable too; before, nothing but our own. */
+    /* What was claimed is leased: the next claim never answers it again (recovery pages on
+     * that). Once the live lease runs out, it is claimable too; before, nothing is. */
     assert_int_equal(R(store_runs_claim(F->st, 2500, false, 100, got_cb, &G)), 0);
+    assert_string_equal(G.value, "[]");
+    assert_int_equal(R(store_runs_claim(F->st, 2501, false, 100, got_cb, &G)), 0);
     rows = got_json();
     ids = ids_of(rows);
-    assert_string_equal(ids, "resp_own,resp_dead,resp_none");
+    assert_string_equal(ids, "resp_live");
     free(ids);
     json_decref(rows);
-    assert_int_equal(R(store_runs_claim(F->st, 2501, false, 1, got_cb, &G)), 0);
+    /* At most limit, oldest first. */
+    assert_int_equal(R(store_runs_claim(F->st, 9000, false, 1, got_cb, &G)), 0);
     rows = got_json();
     ids = ids_of(rows);
-    assert_string_equal(ids, "resp_own"); /* at most limit, oldest first */
+    assert_string_equal(ids, "resp_own");
     free(ids);
     json_decref(rows);
 }
 
-/* With all (SQLite at start: the data_dir's lock says nobody else runs), every unfinished run,
- * whoever holds it. */
-static void test_a_claim_of_all_takes_every_unfinished_run(void **state)
+/* With restart (SQLite at start: the data_dir's lock says nobody else runs), every unfinished
+ * run, whoever holds it: the earlier leases are given up first. */
+static void test_a_claim_at_restart_takes_every_unfinished_run(void **state)
 {
     assert_int_equal(put_response("a", "resp_1", "queued", 100, NULL), 0);
     assert_int_equal(put_response("a", "resp_2", "in_progress", 200, NULL), 0);
@@ -1533,7 +1537,7 @@ int main(void)
                                         setup_node, teardown),
         cmocka_unit_test_setup_teardown(
             test_a_claim_takes_own_ownerless_and_expired_runs_oldest_first, setup_node, teardown),
-        cmocka_unit_test_setup_teardown(test_a_claim_of_all_takes_every_unfinished_run, setup_node,
+        cmocka_unit_test_setup_teardown(test_a_claim_at_restart_takes_every_unfinished_run, setup_node,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_leases_renew_only_this_nodes_unfinished_runs,
                                         setup_node, teardown),
