@@ -11,7 +11,7 @@ export ASAN_OPTIONS ?= detect_leaks=1:abort_on_error=0:halt_on_error=1:strict_st
 export UBSAN_OPTIONS ?= halt_on_error=1:print_stacktrace=1
 export LSAN_OPTIONS ?= suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0
 
-.PHONY: all deps build run test layers unit e2e browser screenshots llama-server bench install clean \
+.PHONY: all deps build run test layers unit e2e e2e-pg browser screenshots llama-server bench install clean \
 	format fuzz
 
 all: build
@@ -51,6 +51,17 @@ e2e: asan llama-server $(E2E)/node_modules/.package-lock.json
 	@LLAMA_SERVER_BIN=$$(scripts/llama-server.sh) ARUN_BIN=$(CURDIR)/$(ASAN_BUILD)/arun \
 	  MOCK_BIN=$(CURDIR)/$(ASAN_BUILD)/arun-mock-engine node --test --test-concurrency=2 $(E2E)/
 
+# The durable runs and tenancy again on PostgreSQL (ARUN_TEST_STORE=postgres: each file starts a
+# throwaway cluster with scripts/pgtmp.sh and every arun gets a database of its own,
+# tests/e2e/lib/pg.mjs), then the tests only a shared store has: several nodes on one database,
+# and a PostgreSQL outage under load (they skip themselves in the SQLite pass).
+E2E_PG := responses responses-api responses-crash responses-recovery responses-retention \
+	responses-sdk conversations isolation keys limits audit secrets multinode pg-outage
+e2e-pg: asan $(E2E)/node_modules/.package-lock.json
+	@ARUN_TEST_STORE=postgres ARUN_BIN=$(CURDIR)/$(ASAN_BUILD)/arun \
+	  MOCK_BIN=$(CURDIR)/$(ASAN_BUILD)/arun-mock-engine node --test --test-concurrency=2 \
+	  $(E2E_PG:%=$(E2E)/%.test.mjs)
+
 # The console in Debian's chromium (headless, driven by playwright-core), against the ASan build;
 # screenshots of each view land in build/console-screens/.
 browser: asan $(BROWSER)/node_modules/.package-lock.json
@@ -69,7 +80,7 @@ layers:
 	@scripts/check-layers.sh
 
 # build too: `make run`'s release build (gcc, -Werror, other warnings than clang's) must compile.
-test: layers build unit e2e browser
+test: layers build unit e2e e2e-pg browser
 
 # The fuzz targets for longer than make test does (FUZZ_SECONDS each), in the sanitizer build.
 FUZZ_SECONDS ?= 60

@@ -1,20 +1,19 @@
 // runs.retention_days and its background sweep: finished responses older than the retention go
 // with their events and items, newer ones stay, so do conversations by their last update, `0` keeps them all; Idempotency-Key claims go
 // after 24 h whatever the retention. The rows are made old by moving their timestamps back in
-// the database (sqlite3, a dependency of `make deps`) while arun runs; ARUN_TEST_SWEEP_INTERVAL_MS
+// the database (sqlite3, a dependency of `make deps`; psql under ARUN_TEST_STORE=postgres) while
+// arun runs; ARUN_TEST_SWEEP_INTERVAL_MS
 // (a test-only setting, docs/internals/runs.md) makes the hourly sweep come every 100 ms.
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { join } from 'node:path';
 import { Arun, MOCK_BIN, waitFor } from './lib/arun.mjs';
 
 const DAY_MS = 86400000;
 const config = (days) => `runs: {retention_days: ${days}}\nengines:\n  qwen:\n    cmd: "${MOCK_BIN} --port \${PORT} --model \${NAME}"\n`;
 const env = { ARUN_TEST_SWEEP_INTERVAL_MS: '100' };
 
-// SQL on arun's database while it runs (WAL: the busy timeout covers its writer's commits).
-const sql = (arun, q) => execFileSync('sqlite3', ['-cmd', '.timeout 10000', join(arun.dataDir, 'arun.db'), q], { encoding: 'utf8' });
+// SQL on arun's database while it runs (lib/arun.mjs: sqlite3 or psql).
+const sql = (arun, q) => arun.sql(q);
 
 const post = (arun, body, key) => fetch(`${arun.url}/v1/responses`, {
   method: 'POST', headers: key ? { 'idempotency-key': key } : {}, body: JSON.stringify(body),

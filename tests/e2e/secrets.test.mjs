@@ -6,7 +6,8 @@
 // place a key could leak to is searched for every key's text: arun's whole stderr, every
 // /metrics page, the /v1/events stream an admin followed throughout, every answer received
 // (except the one that shows a new key, once), the CLI's output, and every file under data_dir
-// (arun.db, its -wal and -shm, the engines' logs). Not only the whole key: any 12 characters in
+// (arun.db, its -wal and -shm, the engines' logs; under ARUN_TEST_STORE=postgres a dump of its
+// database and PostgreSQL's server log instead of arun.db). Not only the whole key: any 12 characters in
 // a row of its random part (72 bits: no accidental match) count, so a truncated or prefixed key
 // in a log line is caught too. Key ids may appear; the SHA-256 of each key must be in the
 // database (a check that the search reads the right files).
@@ -15,7 +16,8 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { Arun, MOCK_BIN, createKey, runArun, assertNoSanitizerReport, waitFor } from './lib/arun.mjs';
+import { Arun, MOCK_BIN, createKey, runArun, assertNoSanitizerReport, waitFor, onPostgres } from './lib/arun.mjs';
+import { pgDump, pgServerLog } from './lib/pg.mjs';
 
 const config = [
   'auth:',
@@ -219,12 +221,18 @@ describe('no key anywhere', () => {
     assert.equal(stop.code, 0, JSON.stringify(stop));
     remember("arun's stderr", arun.stderr);
     const files = filesUnder(arun.dataDir).filter((f) => !f.endsWith('.sock'));
-    assert.ok(files.some((f) => f.endsWith('arun.db')), files.join(' '));
+    if (!onPostgres) assert.ok(files.some((f) => f.endsWith('arun.db')), files.join(' '));
     let db = '';
     for (const f of files) {
       const text = readFileSync(f).toString('latin1');
       remember(f, text);
       if (/arun\.db/.test(f)) db += text;
+    }
+    if (onPostgres) {
+      // The database is PostgreSQL's: all of its rows, and the server's log of errors.
+      db = pgDump(arun.pg.url);
+      remember('the PostgreSQL database (pg_dump)', db);
+      remember("PostgreSQL's server log", pgServerLog());
     }
 
     // The search.

@@ -1,15 +1,27 @@
 // Test harness: starts arun (the ASan build under `make test`) on an ephemeral port with a
 // config and data_dir of the test's own, and helps tests wait on conditions with deadlines.
-import { spawn, spawnSync, execFile } from 'node:child_process';
+import { spawn, spawnSync, execFile, execFileSync } from 'node:child_process';
 import net from 'node:net';
-import { mkdtempSync, writeFileSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, writeFileSync, readFileSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
 import { waitFor } from './wait.mjs';
+import { createDb, psql } from './pg.mjs';
 
 export { waitFor };
+
+// ARUN_TEST_STORE=postgres runs the same tests on PostgreSQL (make test's second pass): every
+// arun gets a database of its own on this file's throwaway cluster (lib/pg.mjs), the cluster
+// secret, a node id and an advertised address (a loopback listen needs one).
+export const STORE = process.env.ARUN_TEST_STORE === 'postgres' ? 'postgres' : 'sqlite';
+export const onPostgres = STORE === 'postgres';
+export const CLUSTER_SECRET = 'arun-e2e-cluster-secret-0123456789abcdef';
+
+// A reason to skip a test that reads or breaks SQLite's own files, under postgres only (for
+// test(name, {skip}, fn)); false on SQLite.
+export const sqliteOnly = (why) => (onPostgres ? `SQLite only: ${why}` : false);
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 export const ARUN_BIN = process.env.ARUN_BIN || join(ROOT, 'build/arun');
@@ -31,6 +43,14 @@ export async function freePort() {
   }
 }
 
+// Whether port on 127.0.0.1 can be bound now.
+export function portFree(port) {
+  return new Promise((resolve) => {
+    const srv = net.createServer().on('error', () => resolve(false));
+    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
+  });
+}
+
 export function tempDir(prefix = 'arun-test-') {
   return mkdtempSync(join(tmpdir(), prefix));
 }
@@ -49,22 +69,55 @@ export function assertNoSanitizerReport(stderr, who = 'arun') {
 }
 
 export class Arun {
-  constructor({ config = '', args = [], env = {}, dir } = {}) {
+  // pg: {url, nodeId, leaseS} puts this arun on that PostgreSQL database as that node whatever
+  // ARUN_TEST_STORE says (the multi-node tests); the advertised port is chosen at start.
+  constructor({ config = '', args = [], env = {}, dir, pg } = {}) {
     this.dir = dir || tempDir();
     this.dataDir = join(this.dir, 'data');
     this.configPath = join(this.dir, 'arun.yaml');
-    const body = config.includes('data_dir:') ? config : `data_dir: ${this.dataDir}\n${config}`;
-    writeFileSync(this.configPath, body);
+    this.body = config.includes('data_dir:') ? config : `data_dir: ${this.dataDir}\n${config}`;
     this.args = args;
     this.env = env;
     this.stderr = '';
     this.exit = null;
+    this.pg = pg ? { port: 0, ...pg } : null;
+    if (!this.pg && onPostgres && !/^(store|cluster):/m.test(config)) this.pg = this.pgStore();
+    if (this.pg) this.env = { ARUN_CLUSTER_SECRET: CLUSTER_SECRET, ...env };
+    this.writeConfig();
+  }
+
+  // This dir's PostgreSQL database and node: made once, then read back, so an arun restarted
+  // on the same dir (new Arun({dir})) finds its data, its node id and, when free, its port.
+  pgStore() {
+    const f = join(this.dir, 'pg-store.json');
+    if (existsSync(f)) return JSON.parse(readFileSync(f, 'utf8'));
+    const pg = { url: createDb(), nodeId: `node-${this.dir.split('/').pop().toLowerCase()}`, port: 0 };
+    writeFileSync(f, JSON.stringify(pg));
+    return pg;
+  }
+
+  writeConfig() {
+    let body = this.body;
+    if (this.pg) {
+      body += `${body.endsWith('\n') ? '' : '\n'}store:\n  url: ${this.pg.url}\ncluster:\n  node_id: ${this.pg.nodeId}\n`;
+      if (this.pg.port) body += `  advertise: http://127.0.0.1:${this.pg.port}\n`;
+      if (this.pg.leaseS) body += `  lease_s: ${this.pg.leaseS}\n`;
+    }
+    writeFileSync(this.configPath, body);
   }
 
   // Starts arun and resolves once it listens; this.url is its base URL (https://… with tls:).
   async start({ timeoutMs = 10000 } = {}) {
+    let listen = '127.0.0.1:0';
+    if (this.pg) {
+      // A node advertises where it listens, so the port is chosen before it starts.
+      if (!this.pg.port || !(await portFree(this.pg.port))) this.pg.port = await freePort();
+      writeFileSync(join(this.dir, 'pg-store.json'), JSON.stringify(this.pg));
+      this.writeConfig();
+      listen = `127.0.0.1:${this.pg.port}`;
+    }
     this.proc = spawn(ARUN_BIN, ['serve', '--config', this.configPath,
-      '--listen', '127.0.0.1:0', ...this.args], {
+      '--listen', listen, ...this.args], {
       env: { ...process.env, ...this.env }, stdio: ['ignore', 'pipe', 'pipe'],
     });
     this.proc.stderr.setEncoding('utf8');
@@ -88,6 +141,14 @@ export class Arun {
     this.url = `${/listening on (https?):/.exec(line.msg)[1]}://127.0.0.1:${this.port}`;
     this.startupMs = Number(/in ([\d.]+) ms/.exec(line.msg)[1]);
     return this;
+  }
+
+  // SQL on this arun's database while it runs: the sqlite3 CLI on arun.db (WAL: the busy
+  // timeout covers its writer's commits), or psql on its PostgreSQL database. Both print one
+  // value a line, no headers.
+  sql(q) {
+    if (this.pg) return psql(this.pg.url, q);
+    return execFileSync('sqlite3', ['-cmd', '.timeout 10000', join(this.dataDir, 'arun.db'), q], { encoding: 'utf8' });
   }
 
   logLines() {
