@@ -6,6 +6,12 @@
  * runs a real uv loop and a real SQLite database in a fresh temporary directory, waits on
  * conditions with a deadline (never sleeps), and ends with uv_loop_close() == 0.
  *
+ * The durable runs' tests run twice: on SQLite, then on PostgreSQL (a throwaway cluster from
+ * scripts/pgtmp.sh, a fresh database per test), where they must get the same answers, and a
+ * PostgreSQL test compares the two backends' JSON texts byte for byte. Tests of SQLite's files
+ * (the migration of an old file, query plans) and of the tenancy tables (not PostgreSQL's
+ * runs ops) run on SQLite only. Without PostgreSQL installed only the SQLite half runs.
+ *
  * Reads and writes go through W() and R(): each submits one call, asserts the submission was
  * accepted and runs the loop until its callback ran; W() yields the write's status, R() the
  * read's, with the value in G.value.
@@ -30,6 +36,7 @@
 
 #include "core/clock.h"
 #include "core/metrics.h"
+#include "pgtmp.h"
 #include "store/store.h"
 #include "store/store_int.h"
 
@@ -44,15 +51,20 @@ struct fx {
     struct store *st;
     char *tmp;
     char *data_dir;
+    char *url; /* this test's PostgreSQL database, or NULL: SQLite in data_dir */
 };
 static struct fx *F;
+static int pg_databases; /* made so far: each test gets runs_N */
 
 /* The node id and lease the cluster tests open their store with. */
 #define ME "node-me"
 #define LEASE_MS 1000
 
+/* A store as opts say, on F's database when opts names none (F->url NULL: SQLite). */
 static struct store *open_store_opts(struct store_options opts)
 {
+    if (opts.url == NULL)
+        opts.url = F->url;
     struct store *st = NULL;
     struct buf err;
 
@@ -64,9 +76,16 @@ static struct store *open_store_opts(struct store_options opts)
     return st;
 }
 
+/* A store on F's database for node_id (NULL: "local"), its lock in data_dir. */
+static struct store *open_store_as(const char *data_dir, const char *node_id, struct metrics *m)
+{
+    return open_store_opts(
+        (struct store_options){.data_dir = data_dir, .metrics = m, .node_id = node_id});
+}
+
 static struct store *open_store(struct metrics *m)
 {
-    return open_store_opts((struct store_options){.data_dir = F->data_dir, .metrics = m});
+    return open_store_as(F->data_dir, NULL, m);
 }
 
 static void close_store(void)
@@ -105,6 +124,20 @@ static int setup_node(void **state)
     return 0;
 }
 
+/* The same on a fresh PostgreSQL database. */
+static int setup_pg(void **state)
+{
+    char name[32];
+
+    setup_bare(state);
+    snprintf(name, sizeof(name), "runs_%d", ++pg_databases);
+    F->url = pgtmp_createdb(name);
+    if (F->url == NULL)
+        fail_msg("pgtmp: cannot create database %s", name);
+    F->st = open_store(NULL);
+    return 0;
+}
+
 static int teardown(void **state)
 {
     if (F->st != NULL)
@@ -114,6 +147,7 @@ static int teardown(void **state)
     nftw(F->tmp, testutil_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     free(F->tmp);
     free(F->data_dir);
+    free(F->url);
     free(F);
     F = NULL;
     return 0;
@@ -308,6 +342,18 @@ static void assert_sql(const char *text, const char *want)
     if (v == NULL || strcmp(v, want) != 0)
         fail_msg("%s: got %s, want %s", text, v != NULL ? v : "NULL", want);
     free(v);
+}
+
+/* Asserts the values of column col of every row of table, sorted and joined with ',', in
+ * either backend's SQL. */
+static void assert_column(const char *col, const char *table, const char *want)
+{
+    char *text = F->url != NULL
+                     ? xasprintf("SELECT string_agg(%s, ',' ORDER BY %s) FROM %s", col, col, table)
+                     : xasprintf("SELECT group_concat(%s) FROM (SELECT %s FROM %s ORDER BY %s)",
+                                 col, col, table, col);
+    assert_sql(text, want);
+    free(text);
 }
 
 /* ---- the migration ---------------------------------------------------------------------- */
@@ -651,7 +697,9 @@ static void test_events_read_back_as_lines_after_a_sequence_number(void **state)
     assert_int_equal(R(store_events_read(F->st, "default", "resp_e", 1000, 1, got_cb, &G)), 0);
     assert_string_equal(G.value, "");
     assert_int_equal(R(store_response_get(F->st, "default", "resp_e", got_cb, &G)), 0);
-    assert_non_null(strstr(G.value, "\"last_seq\":9,"));
+    json_t *row = got_json();
+    assert_int_equal(json_integer_value(json_object_get(row, "last_seq")), 9);
+    json_decref(row);
 
     /* A response without events reads empty; one that does not exist is -ENOENT. */
     assert_int_equal(put_response("default", "resp_none", "queued", 1, NULL), 0);
@@ -1093,22 +1141,18 @@ static void test_the_sweep_takes_only_old_finished_objects_and_respects_its_limi
     /* A limit of 3 takes the three oldest finished ones, across tenants. */
     assert_int_equal(R(store_runs_sweep(F->st, 1000, 1000, 3, got_cb, &G)), 0);
     assert_string_equal(G.value, "{\"responses\":3,\"conversations\":1,\"idem\":1}");
-    assert_sql("SELECT group_concat(id) FROM (SELECT id FROM responses ORDER BY id)",
-               "resp_new,resp_old3,resp_old4,resp_old5");
+    assert_column("id", "responses", "resp_new,resp_old3,resp_old4,resp_old5");
     assert_int_equal(R(store_runs_sweep(F->st, 1000, 1000, 3, got_cb, &G)), 0);
     assert_string_equal(G.value, "{\"responses\":1,\"conversations\":0,\"idem\":0}");
     assert_int_equal(R(store_runs_sweep(F->st, 1000, 1000, 3, got_cb, &G)), 0);
     assert_string_equal(G.value, "{\"responses\":0,\"conversations\":0,\"idem\":0}");
 
     /* What stays: the unfinished, the new, and nothing of what went. */
-    assert_sql("SELECT group_concat(id) FROM (SELECT id FROM responses ORDER BY id)",
-               "resp_new,resp_old4,resp_old5");
-    assert_sql("SELECT group_concat(response_id) FROM (SELECT response_id FROM response_events "
-               "ORDER BY response_id)",
-               "resp_old4,resp_old5");
+    assert_column("id", "responses", "resp_new,resp_old4,resp_old5");
+    assert_column("response_id", "response_events", "resp_old4,resp_old5");
     assert_sql("SELECT count(*) FROM items", "2");
-    assert_sql("SELECT group_concat(id) FROM conversations", "conv_new");
-    assert_sql("SELECT group_concat(key) FROM idempotency", "k-new");
+    assert_column("id", "conversations", "conv_new");
+    assert_column("key", "idempotency", "k-new");
     assert_int_equal(store_runs_sweep(F->st, 1000, 1000, 0, got_cb, &G), -EINVAL);
 }
 
@@ -1486,65 +1530,314 @@ static void test_nodes_are_upserted_listed_by_id_and_forgotten(void **state)
     assert_string_equal(G.value, "{\"now_ms\":500,\"data\":[]}");
 }
 
+/* ---- PostgreSQL only: fencing, leases, the same texts as SQLite ------------------------- */
+
+static const char EV_TYPE[] = "response.output_text.delta";
+
+/* store_debug_sql on another store than F's: text must answer a value (RETURNING). */
+static void sql_on(struct store *st, const char *text)
+{
+    assert_int_equal(R(store_debug_sql(st, text, got_cb, &G)), 0);
+    assert_non_null(G.value);
+}
+
+/* A run is its owner's: once another node owns it (its lease ran out and that node claimed it),
+ * the old owner's event appends and row updates are refused with -ESTALE, the new owner's go
+ * in, and an unknown run is still -ENOENT. Two stores with their own node ids share the
+ * database, as two arun nodes do. */
+static void test_a_run_another_node_owns_refuses_the_old_owners_writes(void **state)
+{
+    char *dir_b = xasprintf("%s/data-b", F->tmp);
+    const char *done = "{\"id\":\"resp_f\",\"status\":\"completed\"}";
+
+    close_store();
+    F->st = open_store_as(F->data_dir, "node-a", NULL);
+    struct store *b = open_store_as(dir_b, "node-b", NULL);
+
+    assert_int_equal(put_response("default", "resp_f", "in_progress", 1, NULL), 0);
+    assert_int_equal(append_event("default", "resp_f", 0), 0);
+    assert_int_equal(R(store_response_get(F->st, "default", "resp_f", got_cb, &G)), 0);
+    assert_non_null(strstr(G.value, ",\"last_seq\":0,\"node\":\"node-a\"}"));
+    /* node-b may not write into node-a's run. */
+    assert_int_equal(W(store_event_append(b, "default", "resp_f", 1, EV_TYPE, "{}", 2, ack_cb, &A)),
+                     -ESTALE);
+    assert_int_equal(
+        W(store_response_update(b, "default", "resp_f", "failed", done, strlen(done), ack_cb, &A)),
+        -ESTALE);
+
+    /* node-b claims it, as store_runs_claim does with a run whose lease ran out. */
+    sql_on(b, "UPDATE responses SET node = 'node-b' WHERE id = 'resp_f' RETURNING id");
+    assert_int_equal(
+        W(store_event_append(F->st, "default", "resp_f", 1, EV_TYPE, "{\"old\":1}", 9, ack_cb, &A)),
+        -ESTALE);
+    assert_int_equal(W(store_response_update(F->st, "default", "resp_f", "failed", done,
+                                             strlen(done), ack_cb, &A)),
+                     -ESTALE);
+    assert_int_equal(
+        W(store_event_append(b, "default", "resp_f", 1, EV_TYPE, "{\"new\":1}", 9, ack_cb, &A)), 0);
+    assert_int_equal(W(store_response_update(b, "default", "resp_f", "completed", done,
+                                             strlen(done), ack_cb, &A)),
+                     0);
+    /* What a reader sees is the new owner's. */
+    assert_int_equal(R(store_events_read(F->st, "default", "resp_f", 0, 10, got_cb, &G)), 0);
+    assert_string_equal(G.value, "1 response.output_text.delta {\"new\":1}\n");
+    assert_int_equal(R(store_response_get(F->st, "default", "resp_f", got_cb, &G)), 0);
+    assert_non_null(strstr(G.value, "\"status\":\"completed\""));
+    assert_non_null(strstr(G.value, ",\"last_seq\":1,\"node\":\"node-b\"}"));
+
+    /* No such run is still -ENOENT, for the owner as for anyone. */
+    assert_int_equal(
+        W(store_event_append(F->st, "default", "resp_x", 0, EV_TYPE, "{}", 2, ack_cb, &A)),
+        -ENOENT);
+    assert_int_equal(W(store_response_update(F->st, "default", "resp_x", "failed", done,
+                                             strlen(done), ack_cb, &A)),
+                     -ENOENT);
+    /* A row without an owner (written before leases existed) takes any node's writes. */
+    sql_on(b, "UPDATE responses SET node = NULL WHERE id = 'resp_f' RETURNING id");
+    assert_int_equal(append_event("default", "resp_f", 2), 0);
+    assert_int_equal(R(store_response_get(F->st, "default", "resp_f", got_cb, &G)), 0);
+    assert_non_null(strstr(G.value, ",\"last_seq\":2,\"node\":null}"));
+
+    store_close(b); /* teardown's close runs the loop until both are gone */
+    free(dir_b);
+}
+
+/* A new run is this node's, with a lease of lease_ms on the database's clock. */
+static void test_a_new_run_gets_this_node_and_a_lease_on_the_database_clock(void **state)
+{
+    struct store_options opts = {
+        .url = F->url, .data_dir = F->data_dir, .node_id = "node-l", .lease_ms = 60000};
+    struct buf err;
+
+    close_store();
+    buf_init(&err, 4096);
+    assert_int_equal(store_open(&F->loop, &opts, &F->st, &err), 0);
+    buf_cleanup(&err);
+    assert_int_equal(put_response("default", "resp_l", "queued", 1, NULL), 0);
+    assert_sql("SELECT node FROM responses WHERE id = 'resp_l'", "node-l");
+    /* Between 50 and 60 s ahead of the database's clock: set at the insert, minus the time
+     * since (generous for a loaded machine), never from this machine's clock. */
+    assert_sql("SELECT lease_until_ms - (extract(epoch from clock_timestamp()) * 1000)::bigint "
+               "BETWEEN 50000 AND 60000 FROM responses WHERE id = 'resp_l'",
+               "t");
+}
+
+/* The SQLite store beside F's PostgreSQL one in the same-texts test. */
+static struct store *SQ;
+
+/* Runs one write on both backends: each must answer want. */
+#define W2(want, call)                                                                             \
+    do {                                                                                           \
+        struct store *st_[2] = {F->st, SQ};                                                        \
+        for (int i_ = 0; i_ < 2; i_++) {                                                           \
+            struct store *ST = st_[i_];                                                            \
+            int got_ = W(call);                                                                    \
+            if (got_ != (want))                                                                    \
+                fail_msg("%s on %s: got %d, want %d", #call, i_ == 0 ? "postgres" : "sqlite",      \
+                         got_, want);                                                              \
+        }                                                                                          \
+    } while (0)
+
+/* Removes every ,"node":"local" from text: SQLite's rows carry "node" once its backend writes
+ * it (the cluster work); until then the two texts differ by exactly that. */
+static void strip_local_node(char *text)
+{
+    static const char node[] = ",\"node\":\"local\"";
+    char *at;
+
+    while (text != NULL && (at = strstr(text, node)) != NULL)
+        memmove(at, at + strlen(node), strlen(at + strlen(node)) + 1);
+}
+
+/* Runs one read on both backends: the same status and, byte for byte, the same text. */
+#define R2(call)                                                                                   \
+    do {                                                                                           \
+        struct store *ST = F->st;                                                                  \
+        int pg_rc_ = R(call);                                                                      \
+        char *pg_ = G.value != NULL ? xstrdup(G.value) : NULL;                                     \
+        ST = SQ;                                                                                   \
+        int sq_rc_ = R(call);                                                                      \
+        strip_local_node(pg_);                                                                     \
+        strip_local_node(G.value);                                                                 \
+        if (pg_rc_ != sq_rc_ || (pg_ == NULL) != (G.value == NULL) ||                              \
+            (pg_ != NULL && strcmp(pg_, G.value) != 0))                                            \
+            fail_msg("%s:\n postgres %d %s\n sqlite   %d %s", #call, pg_rc_,                       \
+                     pg_ != NULL ? pg_ : "NULL", sq_rc_, G.value != NULL ? G.value : "NULL");      \
+        free(pg_);                                                                                 \
+    } while (0)
+
+static int put_response_on(struct store *st, const char *tenant, const char *id, const char *status,
+                           int64_t created_ms, const char *conv, const char *prev, bool background)
+{
+    const char *req = "{\"model\":\"m\",  \"input\":[1, 2]}";
+    struct store_response r = {
+        .tenant = tenant,
+        .id = id,
+        .status = status,
+        .model = "m \"q\" \xc3\xa9\t\\",
+        .conversation_id = conv,
+        .previous_response_id = prev,
+        .created_ms = created_ms,
+        .background = background,
+        .request = req,
+        .request_len = strlen(req),
+        .object = OBJ,
+        .object_len = strlen(OBJ),
+    };
+    return store_response_put(st, &r, ack_cb, &A);
+}
+
+static int items_on(struct store *st, const char *tenant, const char *owner,
+                    enum store_items_kind kind, const char *items)
+{
+    return store_items_append(st, tenant, owner, kind, items, strlen(items), ack_cb, &A);
+}
+
+/* Every runs read answers on PostgreSQL exactly the text SQLite answers (the reference), for
+ * the same writes: keys, their order, numbers, booleans, nulls, escapes, pages, errors. */
+static void test_every_read_answers_the_same_text_as_sqlite(void **state)
+{
+    char *dir = xasprintf("%s/sqlite", F->tmp);
+    struct store_options opts = {.data_dir = dir};
+    struct buf err;
+    const char *upd = "{\"id\":\"resp_2\",\"status\":\"completed\",\"n\":1.50}";
+
+    buf_init(&err, 4096);
+    assert_int_equal(store_open(&F->loop, &opts, &SQ, &err), 0);
+    buf_cleanup(&err);
+
+    W2(0, put_response_on(ST, "acme", "resp_1", "in_progress", 1000, "conv_1", NULL, true));
+    W2(0, put_response_on(ST, "acme", "resp_2", "queued", 1000, NULL, "resp_1", false));
+    W2(0, put_response_on(ST, "beta", "resp_3", "completed", 2000, NULL, NULL, false));
+    W2(-EEXIST, put_response_on(ST, "acme", "resp_1", "queued", 1, NULL, NULL, false));
+    for (int64_t seq = 0; seq < 3; seq++)
+        W2(0, store_event_append(ST, "acme", "resp_1", seq, EV_TYPE, "{\"d\":\"\\u00e9 \\n\"}", 17,
+                                 ack_cb, &A));
+    W2(-EEXIST, store_event_append(ST, "acme", "resp_1", 0, EV_TYPE, "{}", 2, ack_cb, &A));
+    W2(-EINVAL, store_event_append(ST, "acme", "resp_1", 5, EV_TYPE, "{", 1, ack_cb, &A));
+    W2(-ENOENT, store_event_append(ST, "beta", "resp_1", 5, EV_TYPE, "{}", 2, ack_cb, &A));
+    W2(0, store_response_update(ST, "acme", "resp_2", "completed", upd, strlen(upd), ack_cb, &A));
+    W2(0, items_on(ST, "acme", "resp_1", STORE_ITEMS_INPUT,
+                   "[{\"id\":\"in_1\",\"type\":\"message\",\"content\":\"a\"},{\"id\":\"in_2\"}]"));
+    W2(0, items_on(ST, "acme", "resp_1", STORE_ITEMS_OUTPUT, "[{\"id\":\"out_1\",\"n\":[1,2]}]"));
+    W2(0, items_on(ST, "acme", "resp_2", STORE_ITEMS_INPUT, "[{\"id\":\"in_3\"}]"));
+    W2(-EINVAL, items_on(ST, "acme", "resp_2", STORE_ITEMS_INPUT, "{\"id\":\"x\"}"));
+    W2(-EEXIST, items_on(ST, "acme", "resp_2", STORE_ITEMS_INPUT, "[{\"id\":\"in_3\"}]"));
+    W2(-ENOENT, items_on(ST, "acme", "resp_9", STORE_ITEMS_INPUT, "[{\"id\":\"in_3\"}]"));
+    W2(0, store_conversation_put(ST, "acme", "conv_1", 500, "{\"t\":true}", 10, ack_cb, &A));
+    W2(0, items_on(ST, "acme", "conv_1", STORE_ITEMS_CONVERSATION, "[{\"id\":\"in_1\"}]"));
+    W2(0, store_idem_claim(ST, "acme", "k \"1\"", "h", "resp_1", 1000, 0, ack_cb, &A));
+    W2(-EEXIST, store_idem_claim(ST, "acme", "k \"1\"", "h2", "resp_2", 1001, 1000, ack_cb, &A));
+
+    R2(store_response_get(ST, "acme", "resp_1", got_cb, &G));
+    R2(store_response_get(ST, "acme", "resp_2", got_cb, &G));
+    R2(store_response_get(ST, "acme", "resp_3", got_cb, &G));
+    R2(store_responses_list(ST, "acme", NULL, NULL, 10, got_cb, &G));
+    R2(store_responses_list(ST, "acme", NULL, NULL, 1, got_cb, &G));
+    R2(store_responses_list(ST, "acme", NULL, "resp_2", 10, got_cb, &G));
+    R2(store_responses_list(ST, "acme", "completed", NULL, 10, got_cb, &G));
+    R2(store_responses_list(ST, "acme", NULL, "resp_3", 10, got_cb, &G));
+    R2(store_responses_list_all(ST, NULL, NULL, 10, got_cb, &G));
+    R2(store_responses_list_all(ST, "completed", "resp_3", 10, got_cb, &G));
+    R2(store_runs_unfinished(ST, got_cb, &G));
+    R2(store_events_read(ST, "acme", "resp_1", -1, 10, got_cb, &G));
+    R2(store_events_read(ST, "acme", "resp_1", 0, 1, got_cb, &G));
+    R2(store_events_read(ST, "acme", "resp_2", -1, 10, got_cb, &G));
+    R2(store_events_read(ST, "acme", "resp_9", -1, 10, got_cb, &G));
+    R2(store_items_list(ST, "acme", "resp_1", STORE_ITEMS_INPUT, NULL, 10, false, got_cb, &G));
+    R2(store_items_list(ST, "acme", "resp_1", STORE_ITEMS_INPUT, NULL, 1, true, got_cb, &G));
+    R2(store_items_list(ST, "acme", "resp_1", STORE_ITEMS_INPUT, "in_1", 10, false, got_cb, &G));
+    R2(store_items_list(ST, "acme", "resp_1", STORE_ITEMS_INPUT, "out_1", 10, false, got_cb, &G));
+    R2(store_item_get(ST, "acme", "resp_1", STORE_ITEMS_OUTPUT, "out_1", got_cb, &G));
+    R2(store_item_find(ST, "acme", "in_3", got_cb, &G));
+    R2(store_item_find(ST, "beta", "in_3", got_cb, &G));
+    R2(store_history_read(ST, "acme", "resp_2", got_cb, &G));
+    R2(store_history_read(ST, "beta", "resp_3", got_cb, &G));
+    R2(store_history_read(ST, "beta", "resp_2", got_cb, &G));
+    R2(store_conversation_get(ST, "acme", "conv_1", got_cb, &G));
+    R2(store_idem_get(ST, "acme", "k \"1\"", got_cb, &G));
+    R2(store_runs_sweep(ST, 1500, 2000, 10, got_cb, &G));
+    R2(store_responses_list_all(ST, NULL, NULL, 10, got_cb, &G));
+
+    /* The row ends with the owner after last_seq. */
+    assert_int_equal(R(store_response_get(F->st, "acme", "resp_1", got_cb, &G)), 0);
+    assert_non_null(strstr(G.value, ",\"last_seq\":2,\"node\":\"local\"}"));
+
+    store_close(SQ);
+    SQ = NULL;
+    free(dir);
+}
+
+/* The durable runs' tests: on SQLite, then on PostgreSQL. */
+#define RUNS_TESTS(X)                                                                              \
+    X(test_a_response_reads_back_as_written)                                                       \
+    X(test_responses_list_all_crosses_tenants_for_an_admin)                                        \
+    X(test_a_response_update_sets_status_and_object_and_keeps_the_request)                         \
+    X(test_invalid_responses_are_refused)                                                          \
+    X(test_responses_list_newest_first_in_pages)                                                   \
+    X(test_delete_takes_events_and_own_items_and_leaves_conversation_items)                        \
+    X(test_unfinished_runs_come_in_creation_order_across_tenants)                                  \
+    X(test_events_read_back_as_lines_after_a_sequence_number)                                      \
+    X(test_bad_events_are_refused_and_events_are_never_rewritten)                                  \
+    X(test_a_read_submitted_after_a_write_callback_sees_the_write)                                 \
+    X(test_items_append_in_order_and_list_in_pages)                                                \
+    X(test_bad_items_are_refused_whole)                                                            \
+    X(test_item_find_looks_in_every_list_of_the_tenant_only)                                       \
+    X(test_history_walks_previous_responses_oldest_first)                                          \
+    X(test_conversations_put_get_update_delete)                                                    \
+    X(test_items_appended_to_a_conversation_touch_it)                                              \
+    X(test_an_idempotency_key_is_held_while_fresh_and_replaced_when_stale)                         \
+    X(test_a_tenant_never_sees_or_changes_another_tenants_objects)                                 \
+    X(test_the_sweep_takes_only_old_finished_objects_and_respects_its_limit)                       \
+    X(test_commits_are_observed_in_a_histogram)
+#define ON_SQLITE(f) cmocka_unit_test_setup_teardown(f, setup, teardown),
+#define ON_POSTGRES(f) {"postgres: " #f, f, setup_pg, teardown, NULL},
+
 int main(void)
 {
-    const struct CMUnitTest tests[] = {
+    const struct CMUnitTest sqlite_tests[] = {
         cmocka_unit_test_setup_teardown(test_a_version_1_database_migrates_and_keeps_its_kv_data,
                                         setup_bare, teardown),
         cmocka_unit_test_setup_teardown(test_recovery_and_sweep_queries_use_their_indexes, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(test_a_response_reads_back_as_written, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_responses_list_all_crosses_tenants_for_an_admin, setup,
-                                        teardown),
+        /* Tenancy: PostgreSQL's tenancy ops are postgres.c's; they join the list below with it. */
         cmocka_unit_test_setup_teardown(test_keys_are_stored_listed_revoked_and_touched, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_usage_counters_add_up_per_tenant_and_day, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_audit_events_are_numbered_and_read_oldest_first, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(
-            test_a_response_update_sets_status_and_object_and_keeps_the_request, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_invalid_responses_are_refused, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_responses_list_newest_first_in_pages, setup, teardown),
-        cmocka_unit_test_setup_teardown(
-            test_delete_takes_events_and_own_items_and_leaves_conversation_items, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_unfinished_runs_come_in_creation_order_across_tenants,
-                                        setup, teardown),
-        cmocka_unit_test_setup_teardown(test_events_read_back_as_lines_after_a_sequence_number,
-                                        setup, teardown),
-        cmocka_unit_test_setup_teardown(test_bad_events_are_refused_and_events_are_never_rewritten,
-                                        setup, teardown),
-        cmocka_unit_test_setup_teardown(test_a_read_submitted_after_a_write_callback_sees_the_write,
-                                        setup, teardown),
-        cmocka_unit_test_setup_teardown(test_items_append_in_order_and_list_in_pages, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_bad_items_are_refused_whole, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_item_find_looks_in_every_list_of_the_tenant_only,
-                                        setup, teardown),
-        cmocka_unit_test_setup_teardown(test_history_walks_previous_responses_oldest_first, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_conversations_put_get_update_delete, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_items_appended_to_a_conversation_touch_it, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(
-            test_an_idempotency_key_is_held_while_fresh_and_replaced_when_stale, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_a_tenant_never_sees_or_changes_another_tenants_objects,
-                                        setup, teardown),
-        cmocka_unit_test_setup_teardown(
-            test_the_sweep_takes_only_old_finished_objects_and_respects_its_limit, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_commits_are_observed_in_a_histogram, setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_new_run_is_this_nodes_and_leased_from_its_creation,
                                         setup_node, teardown),
         cmocka_unit_test_setup_teardown(
             test_a_claim_takes_own_ownerless_and_expired_runs_oldest_first, setup_node, teardown),
-        cmocka_unit_test_setup_teardown(test_a_claim_at_restart_takes_every_unfinished_run, setup_node,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_a_claim_at_restart_takes_every_unfinished_run,
+                                        setup_node, teardown),
         cmocka_unit_test_setup_teardown(test_leases_renew_only_this_nodes_unfinished_runs,
                                         setup_node, teardown),
         cmocka_unit_test_setup_teardown(test_writes_to_a_run_another_node_claimed_are_fenced,
                                         setup_node, teardown),
         cmocka_unit_test_setup_teardown(test_nodes_are_upserted_listed_by_id_and_forgotten,
                                         setup_node, teardown),
+        RUNS_TESTS(ON_SQLITE)};
+    const struct CMUnitTest postgres_tests[] = {
+        RUNS_TESTS(ON_POSTGRES) cmocka_unit_test_setup_teardown(
+            test_a_run_another_node_owns_refuses_the_old_owners_writes, setup_pg, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_new_run_gets_this_node_and_a_lease_on_the_database_clock, setup_pg, teardown),
+        cmocka_unit_test_setup_teardown(test_every_read_answers_the_same_text_as_sqlite, setup_pg,
+                                        teardown),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    const char *base = getenv("ARUN_BUILD_DIR");
+    char *cluster = xasprintf("%s/store-runs-pg-%ld", base != NULL ? base : "/tmp", (long)getpid());
+    int failed = cmocka_run_group_tests_name("sqlite", sqlite_tests, NULL, NULL);
+
+    if (pgtmp_start(cluster) != NULL) {
+        failed += cmocka_run_group_tests_name("postgres", postgres_tests, NULL, NULL);
+        pgtmp_stop();
+    } else {
+        fprintf(stderr, "test_store_runs: PostgreSQL is not available: its tests did not run\n");
+    }
+    free(cluster);
+    return failed;
 }
