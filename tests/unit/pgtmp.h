@@ -21,7 +21,7 @@ static char *pgtmp_dir_; /* the cluster's directory, absolute */
 static char *pgtmp_url_; /* its first database's URL */
 
 /* Runs `scripts/pgtmp.sh ARGS` and returns its first line of output (the URL), or NULL. */
-static char *pgtmp_run_(const char *args)
+static inline char *pgtmp_run_(const char *args)
 {
     const char *src = getenv("ARUN_SOURCE_DIR");
     char *cmd = xasprintf("sh '%s/scripts/pgtmp.sh' %s", src != NULL ? src : ".", args);
@@ -46,7 +46,7 @@ static char *pgtmp_run_(const char *args)
 /* Starts a cluster in dir (created; an absolute path is made of a relative one). Returns the
  * URL of its database "arun" (owned here), or NULL when PostgreSQL is not installed or did not
  * start (the reason is on stderr). */
-static const char *pgtmp_start(const char *dir)
+static inline const char *pgtmp_start(const char *dir)
 {
     char abs[PATH_MAX];
 
@@ -66,7 +66,7 @@ static const char *pgtmp_start(const char *dir)
 }
 
 /* A new empty database on the cluster; returns its URL (the caller frees) or NULL. */
-static char *pgtmp_createdb(const char *name)
+static inline char *pgtmp_createdb(const char *name)
 {
     if (pgtmp_dir_ == NULL)
         return NULL;
@@ -77,7 +77,7 @@ static char *pgtmp_createdb(const char *name)
 }
 
 /* Stops the cluster and removes its directory; a no-op when none was started. */
-static void pgtmp_stop(void)
+static inline void pgtmp_stop(void)
 {
     if (pgtmp_dir_ == NULL)
         return;

@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <libpq-fe.h>
@@ -23,7 +24,14 @@
 #define SEEN_MAX 128
 #define WAIT_MS 20000 /* deadlines are generous: ASan and a loaded machine */
 
-static struct pgtmp pg;
+#define PGTMP_URL_MAX 256
+/* The throwaway cluster (pgtmp.h) as this test uses it: its URL, its directory and the script
+ * that stops and starts it (the outage tests run it through the loop, not pgtmp.h's popen). */
+static struct {
+    char dir[PATH_MAX];
+    char script[PATH_MAX];
+    char url[PGTMP_URL_MAX];
+} pg;
 static bool have_pg;
 
 /* What the listener delivered, in order: "E tenant id", "K" or "R". */
@@ -71,7 +79,17 @@ static void quiet(void *arg, const char *msg)
 static int group_setup(void **state)
 {
     (void)state;
-    have_pg = pgtmp_start(&pg);
+    const char *src = getenv("ARUN_SOURCE_DIR");
+    char dir[64];
+    snprintf(dir, sizeof dir, "/tmp/arun-pg-listen-%ld", (long)getpid());
+    const char *url = pgtmp_start(dir);
+
+    have_pg = url != NULL;
+    if (have_pg) {
+        snprintf(pg.url, sizeof pg.url, "%s", url);
+        snprintf(pg.dir, sizeof pg.dir, "%s", pgtmp_dir_);
+        snprintf(pg.script, sizeof pg.script, "%s/scripts/pgtmp.sh", src != NULL ? src : ".");
+    }
     return 0;
 }
 
@@ -79,7 +97,7 @@ static int group_teardown(void **state)
 {
     (void)state;
     if (have_pg)
-        pgtmp_stop(&pg);
+        pgtmp_stop();
     return 0;
 }
 
