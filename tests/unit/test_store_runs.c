@@ -51,7 +51,8 @@ struct fx {
     struct store *st;
     char *tmp;
     char *data_dir;
-    char *url; /* this test's PostgreSQL database, or NULL: SQLite in data_dir */
+    char *url;           /* this test's PostgreSQL database, or NULL: SQLite in data_dir */
+    struct store *other; /* a second node's store on the same database, or NULL */
 };
 static struct fx *F;
 static int pg_databases; /* made so far: each test gets runs_N */
@@ -140,6 +141,8 @@ static int setup_pg(void **state)
 
 static int teardown(void **state)
 {
+    if (F->other != NULL)
+        store_close(F->other); /* close_store's loop run ends it too */
     if (F->st != NULL)
         close_store();
     uv_run(&F->loop, UV_RUN_DEFAULT);
@@ -1552,7 +1555,7 @@ static void test_a_run_another_node_owns_refuses_the_old_owners_writes(void **st
 
     close_store();
     F->st = open_store_as(F->data_dir, "node-a", NULL);
-    struct store *b = open_store_as(dir_b, "node-b", NULL);
+    struct store *b = F->other = open_store_as(dir_b, "node-b", NULL);
 
     assert_int_equal(put_response("default", "resp_f", "in_progress", 1, NULL), 0);
     assert_int_equal(append_event("default", "resp_f", 0), 0);
@@ -1598,8 +1601,7 @@ static void test_a_run_another_node_owns_refuses_the_old_owners_writes(void **st
     assert_int_equal(R(store_response_get(F->st, "default", "resp_f", got_cb, &G)), 0);
     assert_non_null(strstr(G.value, ",\"last_seq\":2,\"node\":null}"));
 
-    store_close(b); /* teardown's close runs the loop until both are gone */
-    free(dir_b);
+    free(dir_b); /* teardown closes b */
 }
 
 /* A new run is this node's, with a lease of lease_ms on the database's clock. */
@@ -1620,6 +1622,107 @@ static void test_a_new_run_gets_this_node_and_a_lease_on_the_database_clock(void
     assert_sql("SELECT lease_until_ms - (extract(epoch from clock_timestamp()) * 1000)::bigint "
                "BETWEEN 50000 AND 60000 FROM responses WHERE id = 'resp_l'",
                "t");
+}
+
+/* What a listening node heard: notices of resp_n, and of anything else. */
+struct heard {
+    int run;   /* STORE_NOTICE_EVENTS of (default, resp_n) */
+    int other; /* any other notice but a RESYNC */
+    bool end;  /* the notice of resp_end, written last */
+};
+
+static void heard_cb(enum store_notice kind, const char *tenant, const char *id, void *arg)
+{
+    struct heard *h = arg;
+
+    if (kind == STORE_NOTICE_RESYNC)
+        return; /* the listener's start: nothing missed yet */
+    if (kind == STORE_NOTICE_EVENTS && strcmp(tenant, "default") == 0 && strcmp(id, "resp_n") == 0)
+        h->run++;
+    else if (kind == STORE_NOTICE_EVENTS && strcmp(id, "resp_end") == 0)
+        h->end = true;
+    else
+        h->other++;
+}
+
+static bool listening(void *st)
+{
+    return store_listening(st);
+}
+
+static bool heard_end(void *arg)
+{
+    return ((struct heard *)arg)->end;
+}
+
+static bool heard_one(void *arg)
+{
+    return ((struct heard *)arg)->run > 0;
+}
+
+/* Writes resp_end and waits until its notice came: notices come in commit order, so every
+ * earlier one has come too. */
+static void drain_notices(struct heard *h)
+{
+    h->end = false;
+    assert_int_equal(put_response("default", "resp_end", "completed", 1, NULL), 0);
+    assert_true(testloop_run_until(&F->loop, heard_end, h, DEADLINE_MS));
+    h->end = false; /* the delete's notice may come while W() waits for its commit */
+    assert_int_equal(W(store_response_delete(F->st, "default", "resp_end", ack_cb, &A)), 0);
+    assert_true(testloop_run_until(&F->loop, heard_end, h, DEADLINE_MS));
+}
+
+/* Another node hears of every write to a run's row or events, at commit, and of a batch of many
+ * events of one run once, not once per event. */
+static void test_other_nodes_hear_of_a_runs_writes_once_per_batch(void **state)
+{
+    char *dir_b = xasprintf("%s/data-b", F->tmp);
+    struct store *b = F->other = open_store_as(dir_b, "node-b", NULL);
+    struct heard h = {0};
+    struct store_stats before, after;
+    char data[64];
+
+    assert_int_equal(store_listen(b, heard_cb, &h), 0);
+    assert_true(testloop_run_until(&F->loop, listening, b, DEADLINE_MS));
+    assert_int_equal(put_response("default", "resp_n", "in_progress", 1, NULL), 0);
+    assert_true(testloop_run_until(&F->loop, heard_one, &h, DEADLINE_MS));
+
+    /* 200 events in one loop turn: they share a few batches, each heard once. */
+    store_stats(F->st, &before);
+    h.run = 0;
+    A = (struct acks){.want = 200};
+    for (int i = 0; i < 200; i++) {
+        int n = snprintf(data, sizeof(data), "{\"delta\":\"t%d\"}", i);
+        assert_int_equal(
+            store_event_append(F->st, "default", "resp_n", i, EV_TYPE, data, (size_t)n, ack_cb, &A),
+            0);
+    }
+    assert_true(testloop_run_until(&F->loop, acks_reached, &A, DEADLINE_MS));
+    assert_int_equal(A.last, 0);
+    store_stats(F->st, &after);
+    drain_notices(&h);
+    if (h.run < 1 || (uint64_t)h.run > after.commits - before.commits)
+        fail_msg("heard resp_n %d times for 200 events in %llu commits", h.run,
+                 (unsigned long long)(after.commits - before.commits));
+
+    /* The row's update and delete are heard too. */
+    h.run = 0;
+    assert_int_equal(W(store_response_update(F->st, "default", "resp_n", "completed", OBJ,
+                                             strlen(OBJ), ack_cb, &A)),
+                     0);
+    assert_int_equal(W(store_response_delete(F->st, "default", "resp_n", ack_cb, &A)), 0);
+    drain_notices(&h);
+    assert_int_equal(h.run, 2);
+    /* A write that failed changed nothing: nothing to hear. */
+    h.run = 0;
+    assert_int_equal(
+        W(store_event_append(F->st, "default", "resp_n", 0, EV_TYPE, "{}", 2, ack_cb, &A)),
+        -ENOENT);
+    drain_notices(&h);
+    assert_int_equal(h.run, 0);
+    assert_int_equal(h.other, 0);
+
+    free(dir_b); /* teardown closes b */
 }
 
 /* The SQLite store beside F's PostgreSQL one in the same-texts test. */
@@ -1827,6 +1930,8 @@ int main(void)
             test_a_new_run_gets_this_node_and_a_lease_on_the_database_clock, setup_pg, teardown),
         cmocka_unit_test_setup_teardown(test_every_read_answers_the_same_text_as_sqlite, setup_pg,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_other_nodes_hear_of_a_runs_writes_once_per_batch,
+                                        setup_pg, teardown),
     };
     const char *base = getenv("ARUN_BUILD_DIR");
     char *cluster = xasprintf("%s/store-runs-pg-%ld", base != NULL ? base : "/tmp", (long)getpid());
