@@ -11,6 +11,9 @@
 #   (c) checking one event's JSON: SQLite's json_valid() against jansson's parser.
 # Each round gets a fresh data_dir under the build directory (a real disk, not tmpfs). Prints
 # Markdown rows to paste into bench/README.md, raw lines to stderr.
+# BACKEND=postgres runs the same against PostgreSQL: a throwaway cluster (scripts/pgtmp.sh, its
+# data under the build directory too, fsync on) and a fresh database per round; "synchronous"
+# is then what the backend makes of it. (c) and the strace count are SQLite's only.
 set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${1:-$ROOT/build}
@@ -20,15 +23,28 @@ EVENTS=${EVENTS:-500}
 WINDOW=${WINDOW:-1}
 READ_EVENTS=${READ_EVENTS:-10000}
 PAGE=${PAGE:-1000}
+BACKEND=${BACKEND:-sqlite}
 BIN=$BUILD/arun-store-bench
 
 cmake --build "$BUILD" --target arun-store-bench >/dev/null
 TMP=$(mktemp -d "$BUILD/store-bench-XXXXXX")
-trap 'rm -rf "$TMP"' EXIT
+# The cluster's directory is beside TMP, not in it: mktemp's 0700 would keep out the user
+# pgtmp.sh runs PostgreSQL as when we are root.
+PG=$BUILD/store-bench-pg-$$
+if [ "$BACKEND" = postgres ]; then
+    trap '"$ROOT/scripts/pgtmp.sh" stop "$PG"; rm -rf "$TMP"' EXIT
+    "$ROOT/scripts/pgtmp.sh" start "$PG" >/dev/null
+else
+    trap 'rm -rf "$TMP"' EXIT
+fi
 
-# one SYNC READ: one run of the bench in a fresh data_dir; its output on stdout.
+# one SYNC READ: one run of the bench in a fresh data_dir (and database); its output on stdout.
 one() {
     rm -rf "$TMP/data"
+    if [ "$BACKEND" = postgres ]; then
+        ARUN_STORE_URL=$("$ROOT/scripts/pgtmp.sh" createdb "$PG" "bench_$(date +%s%N)")
+        export ARUN_STORE_URL
+    fi
     "$BIN" "$TMP/data" "$1" "$RUNS" "$EVENTS" "$WINDOW" "$2" "$PAGE" 2>/dev/null
 }
 
@@ -54,7 +70,7 @@ for sync in full normal; do
         END { m = int((NR + 1) / 2); printf "| %s | %d | %d | %.1f |\n", s, r[NR], r[m], c[m] }'
 done
 
-if command -v strace >/dev/null 2>&1; then
+if [ "$BACKEND" = sqlite ] && command -v strace >/dev/null 2>&1; then
     rm -rf "$TMP/data"
     strace -f -e trace=fdatasync,fsync -c -o "$TMP/strace" \
         "$BIN" "$TMP/data" full "$RUNS" 100 "$WINDOW" 0 "$PAGE" >"$TMP/strace.out" 2>/dev/null

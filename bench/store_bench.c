@@ -14,7 +14,8 @@
  *           jansson's parser, per event (why the schema keeps a CHECK).
  *
  * Usage: store_bench DATA_DIR full|normal [RUNS EVENTS WINDOW READ_EVENTS PAGE]
- * DATA_DIR must not hold a store yet (store.sh gives a fresh one per run).
+ * DATA_DIR must not hold a store yet (store.sh gives a fresh one per run). With ARUN_STORE_URL
+ * set (postgres://…, an empty database) the store is PostgreSQL, DATA_DIR only its lock.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -279,7 +280,8 @@ int main(int argc, char **argv)
         read_events = atoi(argv[6]);
     if (argc > 7)
         page = atoi(argv[7]);
-    struct store_options opts = {.data_dir = argv[1],
+    struct store_options opts = {.url = getenv("ARUN_STORE_URL"),
+                                 .data_dir = argv[1],
                                  .synchronous = strcmp(argv[2], "normal") == 0 ? CONFIG_SYNC_NORMAL
                                                                                : CONFIG_SYNC_FULL};
     B = &b;
