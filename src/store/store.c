@@ -18,7 +18,10 @@
  * (bounded exponential backoff, each retry logged); any other whole-batch failure (disk full,
  * I/O error) fails its ops, marks the store not ready with the backend's sentence, and while not
  * ready the idle writer probes with a one-row commit every STORE_PROBE_MS, so the store becomes
- * ready again as soon as a commit succeeds, with or without traffic.
+ * ready again as soon as a commit succeeds, with or without traffic. A lost connection
+ * (-ENOTCONN, PostgreSQL) is retried for STORE_RECONNECT_MS, the backend reconnecting at begin;
+ * a retry whose begin answers STORE_BEGIN_COMMITTED (the previous try's COMMIT went through
+ * but its answer was lost) completes the batch as committed without applying it again.
  *
  * Bounds: pending ops (accepted, callback not yet run) and their bytes are capped; submissions
  * past the caps fail with -EAGAIN. Since every op comes from the loop, those counters are loop
@@ -217,6 +220,9 @@ static void sleep_ms(unsigned ms)
 static int try_batch(struct store_conn *c, struct op_list *batch, bool write)
 {
     int rc = c->be->begin(c, write);
+
+    if (rc == STORE_BEGIN_COMMITTED)
+        return 0; /* the previous try committed: its ops' results stand (store_int.h) */
     for (struct store_op *op = batch->head; rc == 0 && op != NULL; op = op->next) {
         op->result = 0;
         free(op->out); /* left by an attempt that was rolled back */
@@ -269,6 +275,10 @@ static void record_write(struct worker *w, struct op_list *batch, int rc)
         snprintf(st->shared_status, sizeof(st->shared_status), "%s", w->conn->why);
         st->status_changed = true;
     }
+    /* The loop learns it now, not when the batch ends: a batch held by a lost connection may
+     * wait for STORE_RECONNECT_MS, and /readyz must say so meanwhile. */
+    if (st->status_changed)
+        uv_async_send(st->done_async);
     pthread_mutex_unlock(&st->mu);
 
     /* Logged on the transitions only: while the disk stays full every batch fails the same way. */
@@ -287,6 +297,7 @@ static void run_batch(struct worker *w, struct op_list *batch)
 
     uint64_t lost_since_ns = 0;
     for (unsigned attempt = 0;; attempt++) {
+        w->conn->retrying = attempt > 0;
         rc = try_batch(w->conn, batch, w->writes);
         if (rc == -ENOTCONN) {
             /* The connection is gone: the backend reconnects at the next begin. Retried for

@@ -148,6 +148,8 @@ struct store_conn {
     char why[STORE_WHY_MAX]; /* the last failure that doomed a transaction, as a sentence */
     const char *node_id;     /* store_options.node_id or "local"; owned by the store */
     int64_t lease_ms;        /* store_options.lease_ms, 0 replaced by STORE_LEASE_MS_DEFAULT */
+    bool retrying; /* set by store.c before each begin: this try repeats the last batch's (same
+                      ops) after it failed as a whole; see STORE_BEGIN_COMMITTED */
 };
 #define STORE_LEASE_MS_DEFAULT 10000
 
@@ -164,7 +166,8 @@ struct store_backend {
      * the reader's connections. Returns 0, or -errno with a sentence in err. */
     int (*open)(const struct store_options *opts, const char *data_dir, struct store_conn **writer,
                 struct store_conn **reader, struct buf *err);
-    /* Starts a transaction: a write transaction that holds the write lock, or a read snapshot. */
+    /* Starts a transaction: a write transaction that holds the write lock, or a read snapshot.
+     * A write begin may instead answer STORE_BEGIN_COMMITTED (only when c->retrying). */
     int (*begin)(struct store_conn *c, bool write);
     /* Applies one op inside the transaction (see above for what it returns). */
     int (*apply)(struct store_conn *c, struct store_op *op);
@@ -175,6 +178,14 @@ struct store_backend {
     /* Closes the connection; NULL is a no-op. */
     void (*close)(struct store_conn *c);
 };
+
+/* What a write begin answers when the batch it is retrying has in fact committed already: the
+ * connection died with the previous try's COMMIT on the wire, and the backend found out after
+ * reconnecting that it went through (PostgreSQL: txid_status). No transaction is open; store.c
+ * takes the batch as committed with the results its ops got in that try (it clears them only
+ * when it applies them again), so nothing is applied twice. A backend answers it only while
+ * c->retrying: once store.c gave a batch up, its outcome is not a later batch's. */
+#define STORE_BEGIN_COMMITTED 1
 
 extern const struct store_backend store_sqlite_backend;
 /* postgres.c: PostgreSQL through libpq, on the same two threads (blocking libpq calls run only
