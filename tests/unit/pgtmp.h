@@ -76,6 +76,20 @@ static inline char *pgtmp_createdb(const char *name)
     return url;
 }
 
+/* `scripts/pgtmp.sh VERB DIR` on the cluster: "kill" (a crash: an immediate stop) or "restart".
+ * Returns 0, or -1 when it failed (its reason is on stderr). */
+static inline int pgtmp_do(const char *verb)
+{
+    if (pgtmp_dir_ == NULL)
+        return -1;
+    const char *src = getenv("ARUN_SOURCE_DIR");
+    char *cmd = xasprintf("sh '%s/scripts/pgtmp.sh' %s '%s'", src != NULL ? src : ".", verb,
+                          pgtmp_dir_);
+    int rc = system(cmd);
+    free(cmd);
+    return rc == 0 ? 0 : -1;
+}
+
 /* Stops the cluster and removes its directory; a no-op when none was started. */
 static inline void pgtmp_stop(void)
 {

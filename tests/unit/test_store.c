@@ -1,8 +1,14 @@
 /*
  * test_store.c: the store's behaviours through its public interface (store.h), plus the two
  * internal hooks of store_int.h for fault injection (store_debug_sql). Every test runs a real uv
- * loop and a real SQLite database in a fresh temporary directory, waits on conditions with a
- * deadline (never sleeps), and ends with every handle closed and uv_loop_close() == 0.
+ * loop and a real database in a fresh temporary directory, waits on conditions with a deadline
+ * (never sleeps), and ends with every handle closed and uv_loop_close() == 0.
+ *
+ * The program runs twice under ctest: test_store against SQLite, test_store_pg (ARUN_TEST_PG=1)
+ * against a throwaway PostgreSQL cluster (scripts/pgtmp.sh, started once per program, a fresh
+ * database per test). The shared tests run on both; SQLite's file and pragma faults run on
+ * SQLite only; the PostgreSQL faults (a server crash, a killed connection, a lost COMMIT answer,
+ * a server down for seconds, concurrent migrations, NOTIFY) on PostgreSQL only.
  */
 #include <errno.h>
 #include <ftw.h>
@@ -20,8 +26,11 @@
 
 #include <cmocka.h>
 
+#include "pgtmp.h"
 #include "testutil.h"
 #include "testloop.h"
+#include <libpq-fe.h>
+#include <pthread.h>
 #include <sqlite3.h>
 #include <uv.h>
 
@@ -32,6 +41,10 @@
 #define DEADLINE_MS 10000 /* generous for ASan on a loaded 2-core VM; a pass takes milliseconds */
 #define NS "test"
 
+static bool use_pg;        /* ARUN_TEST_PG: every store is PostgreSQL */
+static int pg_next;        /* databases made so far: each test gets tN */
+static char *pg_url;       /* the current test's database (a fresh one per tmp_dir_new) */
+
 /* ---- helpers -------------------------------------------------------------------------- */
 
 /* A fresh directory; the store's data_dir is DIR/data, so store_open has to create it. */
@@ -41,6 +54,15 @@ static char *tmp_dir_new(void)
     char *dir = xasprintf("%s/store-test-XXXXXX", base != NULL ? base : "/tmp");
 
     assert_non_null(mkdtemp(dir));
+    if (use_pg) {
+        free(pg_url);
+        pg_url = NULL;
+        char name[32];
+        snprintf(name, sizeof(name), "t%d", ++pg_next);
+        pg_url = pgtmp_createdb(name);
+        if (pg_url == NULL)
+            fail_msg("scripts/pgtmp.sh could not create database %s", name);
+    }
     return dir;
 }
 
@@ -63,6 +85,8 @@ static struct store *open_store(uv_loop_t *loop, const char *data_dir,
     struct buf err;
 
     opts.data_dir = data_dir;
+    if (opts.url == NULL && use_pg)
+        opts.url = pg_url;
     buf_init(&err, 4096);
     int rc = store_open(loop, &opts, &st, &err);
     if (rc != 0)
@@ -213,7 +237,7 @@ static void stream_put(void)
 static void child_writer(const char *data_dir, int fd)
 {
     uv_loop_t loop;
-    struct store_options opts = {.data_dir = data_dir};
+    struct store_options opts = {.data_dir = data_dir, .url = use_pg ? pg_url : NULL};
     struct buf err;
 
     buf_init(&err, 4096);
@@ -315,6 +339,16 @@ static void test_put_then_get_roundtrips_through_the_loop(void **state)
     assert_string_equal(value, "\"replaced\"");
     free(value);
 
+    if (use_pg) { /* the default the contract promises: a commit waits for the WAL flush */
+        value = sql_wait(&loop, st, "SHOW synchronous_commit");
+        assert_string_equal(value, "on");
+        free(value);
+        close_store(&loop, st);
+        loop_finish(&loop);
+        free(data_dir);
+        tmp_dir_free(tmp);
+        return;
+    }
     /* The defaults the contract promises: WAL, synchronous=FULL (2), foreign keys on. */
     value = sql_wait(&loop, st, "PRAGMA journal_mode");
     assert_string_equal(value, "wal");
@@ -765,21 +799,26 @@ static void test_second_open_of_a_data_dir_is_refused(void **state)
     tmp_dir_free(tmp);
 }
 
-static void test_unsupported_url_is_refused_without_echoing_it(void **state)
+static void test_unreachable_postgres_is_refused_without_echoing_the_url(void **state)
 {
+    char *tmp = tmp_dir_new(), *data_dir = data_dir_of(tmp);
     uv_loop_t loop;
     struct store *st = NULL;
-    struct store_options opts = {.url = "postgres://arun:secret@db/arun",
-                                 .data_dir = "/nonexistent"};
+    /* Port 1 on loopback: nothing listens there, the refusal is immediate. */
+    struct store_options opts = {.url = "postgres://arun:secret@127.0.0.1:1/arun",
+                                 .data_dir = data_dir};
     struct buf err;
 
     assert_int_equal(uv_loop_init(&loop), 0);
     buf_init(&err, 4096);
-    assert_int_equal(store_open(&loop, &opts, &st, &err), -ENOTSUP);
+    assert_int_equal(store_open(&loop, &opts, &st, &err), -ENOTCONN);
+    print_message("refused: %s\n", buf_cstr(&err));
     assert_null(strstr(buf_cstr(&err), "secret"));
-    assert_non_null(strstr(buf_cstr(&err), "PostgreSQL"));
+    assert_non_null(strstr(buf_cstr(&err), "cannot connect to PostgreSQL"));
     buf_cleanup(&err);
     loop_finish(&loop);
+    free(data_dir);
+    tmp_dir_free(tmp);
 }
 
 static void test_synchronous_normal_works(void **state)
@@ -790,8 +829,8 @@ static void test_synchronous_normal_works(void **state)
 
     assert_int_equal(uv_loop_init(&loop), 0);
     struct store *st = open_store(&loop, data_dir, &opts);
-    value = sql_wait(&loop, st, "PRAGMA synchronous");
-    assert_string_equal(value, "1"); /* NORMAL */
+    value = sql_wait(&loop, st, use_pg ? "SHOW synchronous_commit" : "PRAGMA synchronous");
+    assert_string_equal(value, use_pg ? "off" : "1"); /* NORMAL */
     free(value);
     put_wait(&loop, st, "relaxed", "{\"ok\":true}", 0);
     close_store(&loop, st);
@@ -806,9 +845,433 @@ static void test_synchronous_normal_works(void **state)
     tmp_dir_free(tmp);
 }
 
+/* ---- PostgreSQL ----------------------------------------------------------------------- */
+
+/* A connection of the test's own to the current database, as user (NULL: the URL's). */
+static PGconn *pg_connect(const char *user)
+{
+    char *url = user == NULL ? xstrdup(pg_url) : NULL;
+
+    if (url == NULL) { /* postgresql://arun@HOST:PORT/DB -> postgresql://USER@HOST:PORT/DB */
+        const char *at = strchr(pg_url, '@');
+        url = xasprintf("postgresql://%s%s", user, at);
+    }
+    PGconn *c = PQconnectdb(url);
+    if (PQstatus(c) != CONNECTION_OK)
+        fail_msg("cannot connect to the test's PostgreSQL: %s", PQerrorMessage(c));
+    free(url);
+    return c;
+}
+
+/* Runs sql; returns the first value (caller frees; "" when none). */
+static char *pg_value(PGconn *c, const char *sql)
+{
+    PGresult *r = PQexec(c, sql);
+    ExecStatusType s = PQresultStatus(r);
+
+    if (s != PGRES_TUPLES_OK && s != PGRES_COMMAND_OK)
+        fail_msg("%s: %s", sql, PQerrorMessage(c));
+    char *v = xstrdup(s == PGRES_TUPLES_OK && PQntuples(r) > 0 ? PQgetvalue(r, 0, 0) : "");
+    PQclear(r);
+    return v;
+}
+
+static void pg_exec(PGconn *c, const char *sql)
+{
+    free(pg_value(c, sql));
+}
+
+static void put_many(uv_loop_t *loop, struct store *st, const char *prefix, int from, int n)
+{
+    struct acks a = {.want = n};
+
+    for (int i = from; i < from + n; i++) {
+        char key[64], *value = value_for(i);
+        snprintf(key, sizeof(key), "%s%d", prefix, i);
+        assert_int_equal(store_kv_put(st, NS, key, value, strlen(value), ack_cb, &a), 0);
+        free(value);
+    }
+    assert_true(testloop_run_until(loop, acks_reached, &a, 40000));
+    assert_int_equal(a.failed, 0);
+}
+
+static void assert_present(uv_loop_t *loop, struct store *st, const char *prefix, int n)
+{
+    for (int i = 0; i < n; i++) {
+        char key[64], *value = NULL, *want = value_for(i);
+        snprintf(key, sizeof(key), "%s%d", prefix, i);
+        int rc = get_wait(loop, st, key, &value);
+        if (rc != 0)
+            fail_msg("acknowledged key %s is missing: %d", key, rc);
+        assert_string_equal(value, want);
+        free(value);
+        free(want);
+    }
+}
+
+static void test_pg_acknowledged_writes_survive_a_server_crash(void **state)
+{
+    char *tmp = tmp_dir_new(), *data_dir = data_dir_of(tmp);
+    uv_loop_t loop;
+    struct acks a = {.want = 100};
+
+    assert_int_equal(uv_loop_init(&loop), 0);
+    struct store *st = open_store(&loop, data_dir, NULL);
+    put_many(&loop, st, "before-", 0, 200);
+    /* Some on the wire as the server dies: they wait for it and commit once it is back. */
+    for (int i = 0; i < 100; i++) {
+        char key[64], *value = value_for(i);
+        snprintf(key, sizeof(key), "during-%d", i);
+        assert_int_equal(store_kv_put(st, NS, key, value, strlen(value), ack_cb, &a), 0);
+        free(value);
+    }
+    assert_int_equal(pgtmp_do("kill"), 0);
+    assert_int_equal(pgtmp_do("restart"), 0);
+    assert_true(testloop_run_until(&loop, acks_reached, &a, 40000));
+    assert_int_equal(a.failed, 0);
+    assert_present(&loop, st, "before-", 200);
+    assert_present(&loop, st, "during-", 100);
+    assert_true(store_ready(st));
+    close_store(&loop, st);
+    loop_finish(&loop);
+    free(data_dir);
+    tmp_dir_free(tmp);
+}
+
+/* Usage adds kept in flight: each ack'd add counted, so a double apply shows in the sum. */
+#define ADDS_TOTAL 1000
+#define ADDS_IN_FLIGHT 16
+struct adds {
+    struct store *st;
+    int submitted, acked, failed;
+};
+
+static void add_ack_cb(int status, void *arg);
+
+static void add_one(struct adds *a)
+{
+    a->submitted++;
+    assert_int_equal(store_usage_add(a->st, "t", "2024-01-01", 1, 1, add_ack_cb, a), 0);
+}
+
+static void add_ack_cb(int status, void *arg)
+{
+    struct adds *a = arg;
+
+    a->acked++;
+    if (status != 0)
+        a->failed++;
+    if (a->submitted < ADDS_TOTAL)
+        add_one(a);
+}
+
+struct acked_at_least {
+    struct adds *a;
+    int n;
+};
+
+static bool acked_at_least(void *arg)
+{
+    struct acked_at_least *w = arg;
+    return w->a->acked >= w->n;
+}
+
+/* The requests counted for tenant t (usage_day's page). */
+static char *usage_of_t(uv_loop_t *loop, struct store *st)
+{
+    struct got g = {0};
+    assert_int_equal(store_usage_day(st, "2024-01-01", NULL, 10, got_cb, &g), 0);
+    assert_true(testloop_run_until(loop, got_done, &g, DEADLINE_MS));
+    assert_int_equal(g.status, 0);
+    return g.value;
+}
+
+static void test_pg_killed_connection_reconnects_and_applies_each_write_once(void **state)
+{
+    char *tmp = tmp_dir_new(), *data_dir = data_dir_of(tmp), *value;
+    uv_loop_t loop;
+    struct adds a = {0};
+    PGconn *admin = pg_connect(NULL);
+
+    assert_int_equal(uv_loop_init(&loop), 0);
+    a.st = open_store(&loop, data_dir, NULL);
+    for (int i = 0; i < ADDS_IN_FLIGHT; i++)
+        add_one(&a);
+    for (int kill = 1; kill <= 5; kill++) {
+        struct acked_at_least w = {.a = &a, .n = kill * ADDS_TOTAL / 6};
+        assert_true(testloop_run_until(&loop, acked_at_least, &w, 40000));
+        value = pg_value(admin, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                "WHERE application_name = 'arun-writer' AND datname = "
+                                "current_database()");
+        assert_string_equal(value, "1");
+        free(value);
+    }
+    struct acked_at_least all = {.a = &a, .n = ADDS_TOTAL};
+    assert_true(testloop_run_until(&loop, acked_at_least, &all, 40000));
+    assert_int_equal(a.failed, 0);
+    value = usage_of_t(&loop, a.st);
+    assert_string_equal(value, "{\"data\":[{\"tenant\":\"t\",\"output_tokens\":1000,\"requests\":"
+                               "1000}],\"has_more\":false}");
+    free(value);
+    PQfinish(admin);
+    close_store(&loop, a.st);
+    loop_finish(&loop);
+    free(data_dir);
+    tmp_dir_free(tmp);
+}
+
+/* Until synchronous_standby_names takes effect (the checkpointer applies it) a commit does not
+ * wait. A probe insert that gets no answer within 200 ms waits: it is cancelled (it committed
+ * locally; the table is the test's own). */
+static void wait_sync_rep_on(PGconn *super)
+{
+    uint64_t deadline = clock_mono_ms() + DEADLINE_MS;
+    bool answered = true;
+
+    while (answered && clock_mono_ms() < deadline) {
+        struct pollfd p = {.fd = PQsocket(super), .events = POLLIN};
+        PGresult *r;
+        assert_int_equal(PQsendQuery(super, "INSERT INTO sync_probe VALUES (1)"), 1);
+        answered = poll(&p, 1, 200) > 0;
+        if (!answered) {
+            char why[256];
+            PGcancel *cancel = PQgetCancel(super);
+            assert_int_equal(PQcancel(cancel, why, sizeof(why)), 1);
+            PQfreeCancel(cancel);
+        }
+        while ((r = PQgetResult(super)) != NULL)
+            PQclear(r);
+    }
+    assert_false(answered);
+}
+
+static bool writer_waits_for_sync_rep(void *arg)
+{
+    char *v = pg_value(arg, "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                            "'arun-writer' AND wait_event = 'SyncRep'");
+    bool waits = strcmp(v, "1") == 0;
+    free(v);
+    return waits;
+}
+
+static void test_pg_commit_whose_answer_was_lost_counts_once(void **state)
+{
+    char *tmp = tmp_dir_new(), *data_dir = data_dir_of(tmp), *value;
+    uv_loop_t loop;
+    struct acks a = {.want = 1};
+    PGconn *super = pg_connect("postgres");
+
+    assert_int_equal(uv_loop_init(&loop), 0);
+    struct store *st = open_store(&loop, data_dir, NULL);
+    /* A synchronous standby that never comes: a COMMIT is written locally, then waits. Killing
+     * the backend then ends the connection without an answer: the commit is in doubt. */
+    pg_exec(super, "CREATE TABLE sync_probe (x integer)");
+    pg_exec(super, "ALTER SYSTEM SET synchronous_standby_names = 'nobody'");
+    pg_exec(super, "SELECT pg_reload_conf()");
+    wait_sync_rep_on(super);
+    assert_int_equal(store_usage_add(st, "t", "2024-01-01", 1, 1, ack_cb, &a), 0);
+    assert_true(testloop_run_until(&loop, writer_waits_for_sync_rep, super, DEADLINE_MS));
+    pg_exec(super, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
+                   "application_name = 'arun-writer'");
+    pg_exec(super, "ALTER SYSTEM RESET synchronous_standby_names");
+    pg_exec(super, "SELECT pg_reload_conf()");
+    assert_true(testloop_run_until(&loop, acks_reached, &a, 40000));
+    assert_int_equal(a.last, 0);
+    value = usage_of_t(&loop, st);
+    assert_string_equal(value, "{\"data\":[{\"tenant\":\"t\",\"output_tokens\":1,\"requests\":"
+                               "1}],\"has_more\":false}");
+    free(value);
+    put_wait(&loop, st, "after", "1", 0);
+    assert_true(store_ready(st));
+    PQfinish(super);
+    close_store(&loop, st);
+    loop_finish(&loop);
+    free(data_dir);
+    tmp_dir_free(tmp);
+}
+
+static bool any_ack(void *arg)
+{
+    return ((struct acks *)arg)->done > 0;
+}
+
+static bool store_not_ready(void *arg)
+{
+    return !store_ready(arg);
+}
+
+static void test_pg_server_down_for_seconds_holds_writes_until_it_is_back(void **state)
+{
+    char *tmp = tmp_dir_new(), *data_dir = data_dir_of(tmp);
+    uv_loop_t loop;
+    struct acks a = {.want = 10};
+
+    assert_int_equal(uv_loop_init(&loop), 0);
+    struct store *st = open_store(&loop, data_dir, NULL);
+    put_wait(&loop, st, "first", "1", 0);
+    assert_int_equal(pgtmp_do("kill"), 0);
+    for (int i = 0; i < 10; i++) {
+        char key[32];
+        snprintf(key, sizeof(key), "held-%d", i);
+        assert_int_equal(store_kv_put(st, NS, key, "2", 1, ack_cb, &a), 0);
+    }
+    assert_true(testloop_run_until(&loop, store_not_ready, st, DEADLINE_MS));
+    print_message("while down: %s\n", store_status(st));
+    assert_non_null(strstr(store_status(st), "PostgreSQL connection lost"));
+    /* Down for 3 s: nothing is acknowledged, nothing fails. */
+    assert_false(testloop_run_until(&loop, any_ack, &a, 3000));
+    assert_int_equal(a.done, 0);
+    assert_int_equal(pgtmp_do("restart"), 0);
+    assert_true(testloop_run_until(&loop, acks_reached, &a, 40000));
+    assert_int_equal(a.failed, 0);
+    assert_true(store_ready(st));
+    assert_string_equal(store_status(st), "ok");
+    assert_int_equal(get_wait(&loop, st, "held-9", NULL), 0);
+    close_store(&loop, st);
+    loop_finish(&loop);
+    free(data_dir);
+    tmp_dir_free(tmp);
+}
+
+static void test_pg_newer_schema_version_is_refused(void **state)
+{
+    char *tmp = tmp_dir_new(), *data_dir = data_dir_of(tmp);
+    char *want = xasprintf("has schema version 9, this arun knows up to %zu: use a newer arun "
+                           "or another database",
+                           store_postgres_migrations_count);
+    const char *at = strchr(pg_url, '@');
+    char *url = xasprintf("postgresql://arun:secret%s", at); /* trust auth: any password */
+    uv_loop_t loop;
+    struct store *st = NULL;
+    struct store_options opts = {.data_dir = data_dir, .url = url};
+    struct buf err;
+    PGconn *admin = pg_connect(NULL);
+
+    pg_exec(admin, "CREATE TABLE arun_schema (version integer NOT NULL)");
+    pg_exec(admin, "INSERT INTO arun_schema VALUES (9)");
+    assert_int_equal(uv_loop_init(&loop), 0);
+    buf_init(&err, 4096);
+    assert_int_equal(store_open(&loop, &opts, &st, &err), -ENOTSUP);
+    assert_null(st);
+    if (strstr(buf_cstr(&err), want) == NULL || strstr(buf_cstr(&err), "secret") != NULL)
+        fail_msg("unexpected error: %s", buf_cstr(&err));
+    print_message("refused: %s\n", buf_cstr(&err));
+    buf_cleanup(&err);
+    loop_finish(&loop);
+    PQfinish(admin);
+    free(url);
+    free(want);
+    free(data_dir);
+    tmp_dir_free(tmp);
+}
+
+struct opener {
+    char *data_dir;
+    pthread_barrier_t *start;
+    int rc;
+    char err[512];
+};
+
+/* One node starting: opens (migrating) and closes a store on a loop of its own. */
+static void *open_in_thread(void *arg)
+{
+    struct opener *o = arg;
+    struct store_options opts = {.data_dir = o->data_dir, .url = pg_url};
+    struct store *st = NULL;
+    struct buf err;
+    uv_loop_t loop;
+
+    uv_loop_init(&loop);
+    buf_init(&err, sizeof(o->err) - 1);
+    pthread_barrier_wait(o->start);
+    o->rc = store_open(&loop, &opts, &st, &err);
+    snprintf(o->err, sizeof(o->err), "%s", buf_cstr(&err));
+    if (o->rc == 0)
+        store_close(st);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+    buf_cleanup(&err);
+    return NULL;
+}
+
+static void test_pg_two_nodes_opening_an_empty_database_migrate_once(void **state)
+{
+    char *tmp = tmp_dir_new(), *value;
+    struct opener o[2];
+    pthread_t threads[2];
+    pthread_barrier_t start;
+
+    pthread_barrier_init(&start, NULL, 2);
+    for (int i = 0; i < 2; i++) {
+        o[i] = (struct opener){.data_dir = xasprintf("%s/node%d", tmp, i), .start = &start};
+        assert_int_equal(pthread_create(&threads[i], NULL, open_in_thread, &o[i]), 0);
+    }
+    for (int i = 0; i < 2; i++) {
+        pthread_join(threads[i], NULL);
+        if (o[i].rc != 0)
+            fail_msg("node %d could not open: %d %s", i, o[i].rc, o[i].err);
+        free(o[i].data_dir);
+    }
+    pthread_barrier_destroy(&start);
+    PGconn *admin = pg_connect(NULL);
+    value = pg_value(admin, "SELECT count(*) || ' ' || max(version) FROM arun_schema");
+    char *want = xasprintf("1 %zu", store_postgres_migrations_count);
+    assert_string_equal(value, want);
+    free(want);
+    free(value);
+    PQfinish(admin);
+    tmp_dir_free(tmp);
+}
+
+struct listener {
+    PGconn *c;
+    bool seen; /* sticky: testloop_run_until asks once more after it held */
+};
+
+static bool notified(void *arg)
+{
+    struct listener *l = arg;
+    PGnotify *n;
+
+    assert_int_equal(PQconsumeInput(l->c), 1);
+    while ((n = PQnotifies(l->c)) != NULL) {
+        l->seen = l->seen || strcmp(n->relname, "arun_keys") == 0;
+        PQfreemem(n);
+    }
+    return l->seen;
+}
+
+static void test_pg_key_changes_are_notified_at_commit(void **state)
+{
+    char *tmp = tmp_dir_new(), *data_dir = data_dir_of(tmp);
+    uv_loop_t loop;
+    struct acks a = {.want = 1};
+    struct store_key k = {.id = "key_1",
+                          .hash =
+                              "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+                          .tenant = "t",
+                          .role = "member",
+                          .created_ms = 1};
+    struct listener listener = {.c = pg_connect(NULL)};
+
+    pg_exec(listener.c, "LISTEN arun_keys");
+    assert_int_equal(uv_loop_init(&loop), 0);
+    struct store *st = open_store(&loop, data_dir, NULL);
+    assert_false(notified(&listener));
+    assert_int_equal(store_key_put(st, &k, ack_cb, &a), 0);
+    assert_true(testloop_run_until(&loop, acks_reached, &a, DEADLINE_MS));
+    assert_int_equal(a.last, 0);
+    assert_true(testloop_run_until(&loop, notified, &listener, DEADLINE_MS));
+    PQfinish(listener.c);
+    close_store(&loop, st);
+    loop_finish(&loop);
+    free(data_dir);
+    tmp_dir_free(tmp);
+}
+
 int main(void)
 {
-    const struct CMUnitTest tests[] = {
+    const struct CMUnitTest shared[] = {
         /* First: it forks, and the parent must have no threads yet. */
         cmocka_unit_test(test_acknowledged_write_survives_kill_9),
         cmocka_unit_test(test_put_then_get_roundtrips_through_the_loop),
@@ -821,13 +1284,45 @@ int main(void)
         cmocka_unit_test(test_ops_submitted_while_closing_are_refused),
         cmocka_unit_test(test_submissions_past_the_pending_cap_fail_with_eagain),
         cmocka_unit_test(test_invalid_json_fails_alone_and_its_batch_commits),
+        cmocka_unit_test(test_second_open_of_a_data_dir_is_refused),
+        cmocka_unit_test(test_unreachable_postgres_is_refused_without_echoing_the_url),
+        cmocka_unit_test(test_synchronous_normal_works),
+    };
+    const struct CMUnitTest sqlite_only[] = {
         cmocka_unit_test(test_full_disk_fails_the_batch_and_recovers_after_a_commit),
         cmocka_unit_test(test_locked_database_is_retried_then_commits),
         cmocka_unit_test(test_newer_schema_version_is_refused),
-        cmocka_unit_test(test_second_open_of_a_data_dir_is_refused),
-        cmocka_unit_test(test_unsupported_url_is_refused_without_echoing_it),
-        cmocka_unit_test(test_synchronous_normal_works),
     };
-    log_set_level(LOGL_WARN);
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    const struct CMUnitTest pg_only[] = {
+        cmocka_unit_test(test_pg_acknowledged_writes_survive_a_server_crash),
+        cmocka_unit_test(test_pg_killed_connection_reconnects_and_applies_each_write_once),
+        cmocka_unit_test(test_pg_commit_whose_answer_was_lost_counts_once),
+        cmocka_unit_test(test_pg_server_down_for_seconds_holds_writes_until_it_is_back),
+        cmocka_unit_test(test_pg_newer_schema_version_is_refused),
+        cmocka_unit_test(test_pg_two_nodes_opening_an_empty_database_migrate_once),
+        cmocka_unit_test(test_pg_key_changes_are_notified_at_commit),
+    };
+    const char *base = getenv("ARUN_BUILD_DIR");
+    int failed;
+
+    log_set_level(getenv("ARUN_TEST_DEBUG") != NULL ? LOGL_DEBUG : LOGL_WARN);
+    if (getenv("ARUN_TEST_FILTER") != NULL) /* one test by name, when debugging */
+        cmocka_set_test_filter(getenv("ARUN_TEST_FILTER"));
+    use_pg = getenv("ARUN_TEST_PG") != NULL && strcmp(getenv("ARUN_TEST_PG"), "1") == 0;
+    if (!use_pg) {
+        failed = cmocka_run_group_tests_name("shared", shared, NULL, NULL);
+        return failed + cmocka_run_group_tests_name("sqlite", sqlite_only, NULL, NULL);
+    }
+    char *cluster = xasprintf("%s/pgtmp-%ld", base != NULL ? base : "/tmp", (long)getpid());
+    if (pgtmp_start(cluster) == NULL) {
+        fprintf(stderr, "test_store: scripts/pgtmp.sh could not start PostgreSQL in %s\n", cluster);
+        free(cluster);
+        return 1;
+    }
+    free(cluster);
+    failed = cmocka_run_group_tests_name("shared", shared, NULL, NULL);
+    failed += cmocka_run_group_tests_name("postgresql", pg_only, NULL, NULL);
+    pgtmp_stop();
+    free(pg_url);
+    return failed;
 }
