@@ -60,6 +60,11 @@
 #define PG_MIGRATION_LOCK 1634891118
 /* PostgreSQL refuses a NOTIFY payload of 8000 bytes or more; lines are cut below that. */
 #define PG_NOTIFY_MAX 7900
+/* A session of ours never sits in a transaction: a batch runs its statements back to back. One
+ * that does for a minute is a backend whose client is gone (a network cut), holding locks. */
+#define PG_SESSION_SETTINGS "SET idle_in_transaction_session_timeout = '60s'"
+/* How long a reconnect waits for the lost connection's backend to end (end_previous). */
+#define PG_TERMINATE_WAIT_MS "5000"
 #define PG_CHANNEL_EVENTS "arun_events"
 #define PG_CHANNEL_KEYS "arun_keys"
 /* The database's clock in ms: seen_ms and leases are on it, so nodes with skewed clocks agree. */
@@ -67,12 +72,14 @@
 
 /* The backend's own state around the shared struct pg_conn (pg_int.h). */
 struct pg_core {
-    struct pg_conn c;     /* first: store.c and postgres_runs.c see this */
-    bool sync_full;       /* synchronous_commit on (store.synchronous full), else off */
-    int64_t doubt_xid;    /* a COMMIT whose answer was lost: resolved by the next begin */
-    bool sp_want;         /* the write op being applied needs its savepoint (sent lazily) */
-    bool sp_open;         /* that savepoint was sent */
-    bool release_pending; /* the last op's savepoint is to be released (with the next stmt) */
+    struct pg_conn c;       /* first: store.c and postgres_runs.c see this */
+    bool sync_full;         /* synchronous_commit on (store.synchronous full), else off */
+    int64_t doubt_xid;      /* a COMMIT whose answer was lost: resolved by the next begin */
+    bool sp_want;           /* the write op being applied needs its savepoint (sent lazily) */
+    bool sp_open;           /* that savepoint was sent */
+    bool release_pending;   /* the last op's savepoint is to be released (with the next stmt) */
+    char backend_pid[16];   /* the server process of the connection (kept after it is lost) */
+    char backend_start[64]; /* and when it started: with the pid, names that backend only */
 };
 
 /* One query of a pipeline. */
@@ -380,14 +387,26 @@ static int exec_text(struct pg_core *k, const char *sql, const char *what, PGres
     return rc == -EINVAL || rc == -EEXIST ? -EIO : rc;
 }
 
-/* The session's settings, then pipeline mode. */
+/* The session's settings and identity, then pipeline mode. */
 static int setup_session(struct pg_core *k, struct buf *err)
 {
-    const char *sql = !k->c.write    ? "SET default_transaction_read_only = on"
-                      : k->sync_full ? "SET synchronous_commit = on"
-                                     : "SET synchronous_commit = off";
-    int rc = exec_text(k, sql, "setting up the PostgreSQL session", NULL, err);
+    const char *sql = !k->c.write ? "SET default_transaction_read_only = on; " PG_SESSION_SETTINGS
+                      : k->sync_full ? "SET synchronous_commit = on; " PG_SESSION_SETTINGS
+                                     : "SET synchronous_commit = off; " PG_SESSION_SETTINGS;
+    const char *what = "setting up the PostgreSQL session";
+    PGresult *r = NULL;
+    int rc = exec_text(k, sql, what, NULL, err);
 
+    if (rc == 0)
+        rc = exec_text(k,
+                       "SELECT pg_backend_pid(), backend_start::text FROM pg_stat_activity "
+                       "WHERE pid = pg_backend_pid()",
+                       what, &r, err);
+    if (rc == 0 && PQntuples(r) == 1) {
+        snprintf(k->backend_pid, sizeof(k->backend_pid), "%s", PQgetvalue(r, 0, 0));
+        snprintf(k->backend_start, sizeof(k->backend_start), "%s", PQgetvalue(r, 0, 1));
+    }
+    PQclear(r);
     if (rc == 0 && PQenterPipelineMode(k->c.pg) != 1) {
         buf_puts(err, "this libpq cannot enter pipeline mode (arun needs libpq 14 or newer)");
         rc = -ENOTSUP;
@@ -395,12 +414,39 @@ static int setup_session(struct pg_core *k, struct buf *err)
     return rc;
 }
 
+/* Ends the backend of the connection that was lost, if the server still runs it: after a
+ * network cut it would hold its transaction's row locks (and an unanswered COMMIT's outcome)
+ * until the server noticed, and the retried batch would wait on them. (pid, backend_start)
+ * names that one backend only, never a new one that reuses the pid. */
+static void end_previous(struct pg_core *k, const char *pid, const char *start)
+{
+    const char *params[] = {pid, start};
+    struct pq q = {.sql = "SELECT pg_terminate_backend(pid, " PG_TERMINATE_WAIT_MS ") FROM "
+                          "pg_stat_activity WHERE pid = $1 AND backend_start::text = $2",
+                   .n = 2,
+                   .params = params};
+    PGresult *r;
+
+    if (run_pipeline(k, &q, 1, &r) != 0) {
+        log_warn(MODULE, "could not end the lost connection's backend (pid %s): %s", pid,
+                 k->c.base.why);
+        return;
+    }
+    if (PQntuples(r) > 0)
+        log_warn(MODULE,
+                 "ended the lost connection's backend (pid %s), still running on the server", pid);
+    PQclear(r);
+}
+
 /* Opens and sets up k's connection again after a loss. Returns 0 or -ENOTCONN with why. */
 static int reconnect(struct pg_core *k)
 {
+    char prev_pid[16], prev_start[sizeof(k->backend_start)];
     struct buf err;
     int rc;
 
+    snprintf(prev_pid, sizeof(prev_pid), "%s", k->backend_pid);
+    snprintf(prev_start, sizeof(prev_start), "%s", k->backend_start);
     buf_init(&err, 1024);
     rc = connect_raw(k, &err);
     if (rc == 0)
@@ -413,6 +459,9 @@ static int reconnect(struct pg_core *k)
         rc = -ENOTCONN;
     } else {
         log_info(MODULE, "reconnected the %s to PostgreSQL", k->c.write ? "writer" : "reader");
+        if (prev_pid[0] != '\0')
+            end_previous(k, prev_pid, prev_start);
+        rc = k->c.pg != NULL ? 0 : -ENOTCONN;
     }
     buf_cleanup(&err);
     return rc;
@@ -1042,16 +1091,72 @@ static int nodes_list(struct pg_conn *c, struct store_op *op)
 
 /* store_runs_unfinished's row (sqlite.c's RESPONSE_FIELDS, request and RESPONSE_TAIL) with
  * "node": the owner before the claim. */
-#define CLAIMED_ROW                                                                                                                                                                          \
-    "'{\"tenant\":' || to_json(r.tenant)::text || ',\"id\":' || to_json(r.id)::text || "                                                                                                     \
-    "',\"status\":' || to_json(r.status)::text || ',\"model\":' || to_json(r.model)::text || "                                                                                               \
-    "',\"conversation_id\":' || " JSON_OR_NULL(                                                                                                                                              \
-        "r.conversation_id") " || ',\"previous_response_id\":' || " JSON_OR_NULL("r.previous_"                                                                                               \
-                                                                                 "response_id") " || ',\"created_ms\":' || r.created_ms || ',\"background\":' || CASE WHEN r.background "    \
-                                                                                                "THEN 'true' ELSE 'false' END || ',\"request\":' || r.request::text || ',\"object\":' || "   \
-                                                                                                "r.object::text || ',\"last_seq\":' || coalesce((SELECT max(e.seq) FROM response_events e "  \
-                                                                                                "WHERE e.tenant = r.tenant AND e.response_id = r.id), -1) || ',\"node\":' || " JSON_OR_NULL( \
-                                                                                                    "r.prev") " || '}'"
+#define CLAIMED_ROW                                                                                      \
+    "'{\"tenant\":' || to_json(r.tenant)::text || ',\"id\":' || to_json(r.id)::text || "                 \
+    "',\"status\":' || to_json(r.status)::text || ',\"model\":' || to_json(r.model)::text || "           \
+    "',\"conversation_id\":' || " JSON_OR_NULL("r.conversation_id") " || "                               \
+                                                                    "',\"previous_response_id\":'"       \
+                                                                    " || " JSON_OR_NULL(                 \
+                                                                        "r.previous_"                    \
+                                                                        "response_id") " || "            \
+                                                                                       "',"              \
+                                                                                       "\"created"       \
+                                                                                       "_ms\":' "        \
+                                                                                       "|| "             \
+                                                                                       "r."              \
+                                                                                       "created_"        \
+                                                                                       "ms || "          \
+                                                                                       "',"              \
+                                                                                       "\"backgro"       \
+                                                                                       "und\":' "        \
+                                                                                       "|| CASE "        \
+                                                                                       "WHEN "           \
+                                                                                       "r."              \
+                                                                                       "backgroun"       \
+                                                                                       "d "              \
+                                                                                       "THEN "           \
+                                                                                       "'true' "         \
+                                                                                       "ELSE "           \
+                                                                                       "'false' "        \
+                                                                                       "END || "         \
+                                                                                       "',"              \
+                                                                                       "\"request"       \
+                                                                                       "\":' || "        \
+                                                                                       "r."              \
+                                                                                       "request::"       \
+                                                                                       "text || "        \
+                                                                                       "',"              \
+                                                                                       "\"object"        \
+                                                                                       "\":' || "        \
+                                                                                       "r.object:"       \
+                                                                                       ":text || "       \
+                                                                                       "',\"last_"       \
+                                                                                       "seq\":' "        \
+                                                                                       "|| "             \
+                                                                                       "coalesce("       \
+                                                                                       "(SELECT "        \
+                                                                                       "max(e."          \
+                                                                                       "seq) "           \
+                                                                                       "FROM "           \
+                                                                                       "response_"       \
+                                                                                       "events e "       \
+                                                                                       "WHERE "          \
+                                                                                       "e.tenant "       \
+                                                                                       "= "              \
+                                                                                       "r.tenant "       \
+                                                                                       "AND "            \
+                                                                                       "e."              \
+                                                                                       "response_"       \
+                                                                                       "id = "           \
+                                                                                       "r.id), "         \
+                                                                                       "-1) || "         \
+                                                                                       "',"              \
+                                                                                       "\"node\":"       \
+                                                                                       "' "              \
+                                                                                       "||"              \
+                                                                                       " " JSON_OR_NULL( \
+                                                                                           "r."          \
+                                                                                           "prev") " || '}'"
 
 /* The rows are picked FOR UPDATE SKIP LOCKED: two nodes claiming at once never get the same. */
 static int runs_claim(struct pg_conn *c, struct store_op *op)
