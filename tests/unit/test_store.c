@@ -41,6 +41,8 @@
 #define DEADLINE_MS 10000 /* generous for ASan on a loaded 2-core VM; a pass takes milliseconds */
 #define NS "test"
 
+#define DBNOW_SQL "(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
+
 static bool use_pg;        /* ARUN_TEST_PG: every store is PostgreSQL */
 static int pg_next;        /* databases made so far: each test gets tN */
 static char *pg_url;       /* the current test's database (a fresh one per tmp_dir_new) */
@@ -1269,6 +1271,251 @@ static void test_pg_key_changes_are_notified_at_commit(void **state)
     tmp_dir_free(tmp);
 }
 
+/* ---- tenancy and cluster reads: the same text from every backend ------------------------ */
+
+static char *read_wait(uv_loop_t *loop, int rc, struct got *g)
+{
+    assert_int_equal(rc, 0);
+    assert_true(testloop_run_until(loop, got_done, g, DEADLINE_MS));
+    assert_int_equal(g->status, 0);
+    return g->value;
+}
+
+static void write_wait(uv_loop_t *loop, int rc, struct acks *a)
+{
+    assert_int_equal(rc, 0);
+    a->want = a->done + 1;
+    assert_true(testloop_run_until(loop, acks_reached, a, DEADLINE_MS));
+    assert_int_equal(a->last, 0);
+}
+
+static void test_tenancy_reads_answer_the_same_text_on_every_backend(void **state)
+{
+    char *tmp = tmp_dir_new(), *data_dir = data_dir_of(tmp), *v;
+    uv_loop_t loop;
+    struct acks a = {0};
+    struct got g = {0};
+    const char *hash1 = "1111111111111111111111111111111111111111111111111111111111111111";
+    const char *hash2 = "2222222222222222222222222222222222222222222222222222222222222222";
+    struct store_key k1 = {.id = "key_a",
+                           .hash = hash1,
+                           .tenant = "t1",
+                           .role = "admin",
+                           .name = "ops \"laptop\"",
+                           .created_ms = 10};
+    struct store_key k2 = {
+        .id = "key_b", .hash = hash2, .tenant = "t2", .role = "member", .created_ms = 20};
+    struct store_audit e1 = {.ts_ms = 100,
+                             .actor = "key_a",
+                             .tenant = "t1",
+                             .action = "key.create",
+                             .target = "key_b",
+                             .outcome = "ok",
+                             .remote = "127.0.0.1:5555",
+                             .detail = "{\"why\":\"test\"}",
+                             .detail_len = 14};
+    struct store_audit e2 = {
+        .ts_ms = 200, .actor = "anonymous", .action = "auth.failure", .outcome = "denied"};
+
+    assert_int_equal(uv_loop_init(&loop), 0);
+    struct store *st = open_store(&loop, data_dir, NULL);
+    write_wait(&loop, store_key_put(st, &k1, ack_cb, &a), &a);
+    write_wait(&loop, store_key_put(st, &k2, ack_cb, &a), &a);
+    assert_int_equal(store_key_put(st, &k2, ack_cb, &a), 0); /* the same id and hash again */
+    a.want = a.done + 1;
+    assert_true(testloop_run_until(&loop, acks_reached, &a, DEADLINE_MS));
+    assert_int_equal(a.last, -EEXIST);
+    write_wait(&loop, store_key_revoke(st, "key_b", 30, ack_cb, &a), &a);
+    write_wait(&loop, store_key_revoke(st, "key_b", 40, ack_cb, &a), &a); /* keeps 30 */
+    write_wait(&loop, store_key_touch(st, "key_a", 50, ack_cb, &a), &a);
+    write_wait(&loop, store_key_touch(st, "key_a", 45, ack_cb, &a), &a); /* never lowers */
+    assert_int_equal(store_key_touch(st, "key_zz", 50, ack_cb, &a), 0);
+    a.want = a.done + 1;
+    assert_true(testloop_run_until(&loop, acks_reached, &a, DEADLINE_MS));
+    assert_int_equal(a.last, -ENOENT);
+    v = read_wait(&loop, store_keys_list(st, NULL, 10, got_cb, &g), &g);
+    assert_string_equal(
+        v, "{\"data\":[{\"id\":\"key_a\",\"hash\":\"1111111111111111111111111111111111111111111111"
+           "111111111111111111\",\"tenant\":\"t1\",\"role\":\"admin\",\"name\":\"ops "
+           "\\\"laptop\\\"\",\"created_ms\":10,\"last_used_ms\":50,\"revoked_ms\":null},{\"id\":"
+           "\"key_b\",\"hash\":\"2222222222222222222222222222222222222222222222222222222222222222"
+           "\",\"tenant\":\"t2\",\"role\":\"member\",\"name\":null,\"created_ms\":20,"
+           "\"last_used_ms\":null,\"revoked_ms\":30}],\"has_more\":false}");
+    free(v);
+    g = (struct got){0};
+    v = read_wait(&loop, store_keys_list(st, "key_a", 1, got_cb, &g), &g);
+    assert_non_null(strstr(v, "\"id\":\"key_b\""));
+    assert_non_null(strstr(v, "\"has_more\":false}"));
+    free(v);
+    g = (struct got){0};
+    v = read_wait(&loop, store_keys_list(st, NULL, 1, got_cb, &g), &g);
+    assert_non_null(strstr(v, "\"has_more\":true}"));
+    free(v);
+
+    write_wait(&loop, store_usage_add(st, "t2", "2024-05-01", 7, 1, ack_cb, &a), &a);
+    write_wait(&loop, store_usage_add(st, "t1", "2024-05-01", 5, 1, ack_cb, &a), &a);
+    write_wait(&loop, store_usage_add(st, "t1", "2024-05-01", 10, 2, ack_cb, &a), &a);
+    write_wait(&loop, store_usage_add(st, "t1", "2024-05-02", 1, 1, ack_cb, &a), &a);
+    g = (struct got){0};
+    v = read_wait(&loop, store_usage_day(st, "2024-05-01", NULL, 10, got_cb, &g), &g);
+    assert_string_equal(v, "{\"data\":[{\"tenant\":\"t1\",\"output_tokens\":15,\"requests\":3},"
+                           "{\"tenant\":\"t2\",\"output_tokens\":7,\"requests\":1}],"
+                           "\"has_more\":false}");
+    free(v);
+
+    write_wait(&loop, store_audit_append(st, &e1, ack_cb, &a), &a);
+    write_wait(&loop, store_audit_append(st, &e2, ack_cb, &a), &a);
+    e2.detail = "[1]";
+    e2.detail_len = 3;
+    assert_int_equal(store_audit_append(st, &e2, ack_cb, &a), 0); /* not an object */
+    a.want = a.done + 1;
+    assert_true(testloop_run_until(&loop, acks_reached, &a, DEADLINE_MS));
+    assert_int_equal(a.last, -EINVAL);
+    g = (struct got){0};
+    v = read_wait(&loop, store_audit_list(st, 0, 0, 10, got_cb, &g), &g);
+    assert_string_equal(
+        v, "{\"data\":[{\"seq\":1,\"ts_ms\":100,\"actor\":\"key_a\",\"tenant\":\"t1\",\"action\":"
+           "\"key.create\",\"target\":\"key_b\",\"outcome\":\"ok\",\"remote\":\"127.0.0.1:5555\","
+           "\"detail\":{\"why\":\"test\"}},{\"seq\":2,\"ts_ms\":200,\"actor\":\"anonymous\","
+           "\"tenant\":null,\"action\":\"auth.failure\",\"target\":null,\"outcome\":\"denied\","
+           "\"remote\":null,\"detail\":{}}],\"has_more\":false}");
+    free(v);
+    g = (struct got){0};
+    v = read_wait(&loop, store_audit_list(st, 150, 0, 10, got_cb, &g), &g);
+    assert_non_null(strstr(v, "\"seq\":2"));
+    assert_null(strstr(v, "\"seq\":1"));
+    free(v);
+
+    close_store(&loop, st);
+    loop_finish(&loop);
+    free(data_dir);
+    tmp_dir_free(tmp);
+}
+
+static char *claim_wait(uv_loop_t *loop, struct store *st, bool all)
+{
+    struct got g = {0};
+    return read_wait(loop, store_runs_claim(st, 0, all, 10, got_cb, &g), &g);
+}
+
+#define CLAIMED(id, status, node)                                                                  \
+    "{\"tenant\":\"t\",\"id\":\"" id "\",\"status\":\"" status "\",\"model\":\"m\","               \
+    "\"conversation_id\":null,\"previous_response_id\":null,\"created_ms\":" id                    \
+    ",\"background\":false,\"request\":{},\"object\":{\"o\":" id                                   \
+    "},\"last_seq\":-1,\"node\":" node "}"
+
+static void test_pg_runs_are_claimed_once_and_leases_renewed(void **state)
+{
+    char *tmp = tmp_dir_new(), *data_dir = data_dir_of(tmp), *other_dir, *v;
+    uv_loop_t loop;
+    struct store_options me_opts = {.node_id = "me"}, other_opts = {.node_id = "other"};
+    struct got g = {0};
+    PGconn *admin = pg_connect(NULL);
+
+    other_dir = xasprintf("%s/other", tmp);
+    assert_int_equal(uv_loop_init(&loop), 0);
+    struct store *me = open_store(&loop, data_dir, &me_opts);
+    struct store *other = open_store(&loop, other_dir, &other_opts);
+    /* 1: a dead node's, expired; 2: a live node's; 3: this node's own (a restart); 4: done. */
+    pg_exec(admin,
+            "INSERT INTO responses (tenant, id, status, model, created_ms, updated_ms, "
+            "background, request, object, node, lease_until_ms) VALUES "
+            "('t', '1', 'queued', 'm', 1, 1, false, '{}', '{\"o\":1}', 'dead', 0), "
+            "('t', '2', 'in_progress', 'm', 2, 2, false, '{}', '{\"o\":2}', 'alive', "
+            "9e15), ('t', '3', 'in_progress', 'm', 3, 3, false, '{}', '{\"o\":3}', 'me', "
+            "9e15), ('t', '4', 'completed', 'm', 4, 4, false, '{}', '{\"o\":4}', 'dead', 0)");
+    v = claim_wait(&loop, me, false);
+    assert_string_equal(
+        v, "[" CLAIMED("1", "queued", "\"dead\"") "," CLAIMED("3", "in_progress", "\"me\"") "]");
+    free(v);
+    v = claim_wait(&loop, other, false); /* their leases are fresh now */
+    assert_string_equal(v, "[]");
+    free(v);
+    /* A row another transaction holds is skipped, not waited for. */
+    pg_exec(admin, "BEGIN");
+    pg_exec(admin, "SELECT 1 FROM responses WHERE id = '1' FOR UPDATE");
+    v = claim_wait(&loop, other, true);
+    assert_string_equal(v, "[" CLAIMED("2", "in_progress",
+                                       "\"alive\"") "," CLAIMED("3", "in_progress", "\"me\"") "]");
+    free(v);
+    pg_exec(admin, "COMMIT");
+    v = read_wait(&loop, store_leases_renew(me, 0, got_cb, &g), &g);
+    assert_string_equal(v, "{\"renewed\":1}"); /* 1 only: 3 is other's now */
+    free(v);
+    g = (struct got){0};
+    v = read_wait(&loop, store_leases_renew(other, 0, got_cb, &g), &g);
+    assert_string_equal(v, "{\"renewed\":2}");
+    free(v);
+    v = pg_value(admin,
+                 "SELECT string_agg(id || '=' || node, ',' ORDER BY id) FROM responses WHERE "
+                 "lease_until_ms BETWEEN " DBNOW_SQL " AND " DBNOW_SQL " + 10000");
+    assert_string_equal(v, "1=me,2=other,3=other");
+    free(v);
+    PQfinish(admin);
+    store_close(me);
+    close_store(&loop, other);
+    loop_finish(&loop);
+    free(other_dir);
+    free(data_dir);
+    tmp_dir_free(tmp);
+}
+
+static void test_pg_nodes_are_listed_on_the_database_clock_and_forgotten(void **state)
+{
+    char *tmp = tmp_dir_new(), *data_dir = data_dir_of(tmp), *v;
+    uv_loop_t loop;
+    struct store_options opts = {.node_id = "me"};
+    struct acks a = {0};
+    struct got g = {0};
+    struct store_node n = {.id = "me",
+                           .address = "http://10.0.0.1:8080",
+                           .state = "up",
+                           .started_ms = 5,
+                           .info = "{\"engines\":[]}",
+                           .info_len = 14};
+    PGconn *admin = pg_connect(NULL);
+
+    assert_int_equal(uv_loop_init(&loop), 0);
+    struct store *st = open_store(&loop, data_dir, &opts);
+    write_wait(&loop, store_node_put(st, &n, 0, ack_cb, &a), &a);
+    n.id = "gone";
+    n.state = "left";
+    write_wait(&loop, store_node_put(st, &n, 0, ack_cb, &a), &a);
+    n.info = "[]";
+    n.info_len = 2;
+    assert_int_equal(store_node_put(st, &n, 0, ack_cb, &a), 0); /* info not an object */
+    a.want = a.done + 1;
+    assert_true(testloop_run_until(&loop, acks_reached, &a, DEADLINE_MS));
+    assert_int_equal(a.last, -EINVAL);
+    pg_exec(admin, "UPDATE nodes SET seen_ms = 1000 WHERE id = 'gone'");
+    v = read_wait(&loop, store_nodes_list(st, 0, got_cb, &g), &g);
+    long long now = 0, seen = 0;
+    assert_int_equal(sscanf(v, "{\"now_ms\":%lld,", &now), 1);
+    assert_non_null(strstr(v, ",\"data\":[{\"id\":\"gone\",\"address\":\"http://10.0.0.1:8080\","
+                              "\"state\":\"left\",\"started_ms\":5,\"seen_ms\":1000,"
+                              "\"info\":{\"engines\":[]}},{\"id\":\"me\","));
+    assert_int_equal(sscanf(strstr(v, "\"id\":\"me\""),
+                            "\"id\":\"me\",\"address\":"
+                            "\"http://10.0.0.1:8080\",\"state\":\"up\","
+                            "\"started_ms\":5,\"seen_ms\":%lld",
+                            &seen),
+                     1);
+    assert_true(seen <= now && now - seen < 60000);
+    free(v);
+    /* A before_ms past every row: the others go, this node's own row stays. */
+    write_wait(&loop, store_nodes_forget(st, now + 3600000, ack_cb, &a), &a);
+    g = (struct got){0};
+    v = read_wait(&loop, store_nodes_list(st, 0, got_cb, &g), &g);
+    assert_null(strstr(v, "gone"));
+    assert_non_null(strstr(v, "\"id\":\"me\""));
+    free(v);
+    PQfinish(admin);
+    close_store(&loop, st);
+    loop_finish(&loop);
+    free(data_dir);
+    tmp_dir_free(tmp);
+}
+
 int main(void)
 {
     const struct CMUnitTest shared[] = {
@@ -1287,6 +1534,7 @@ int main(void)
         cmocka_unit_test(test_second_open_of_a_data_dir_is_refused),
         cmocka_unit_test(test_unreachable_postgres_is_refused_without_echoing_the_url),
         cmocka_unit_test(test_synchronous_normal_works),
+        cmocka_unit_test(test_tenancy_reads_answer_the_same_text_on_every_backend),
     };
     const struct CMUnitTest sqlite_only[] = {
         cmocka_unit_test(test_full_disk_fails_the_batch_and_recovers_after_a_commit),
@@ -1301,6 +1549,8 @@ int main(void)
         cmocka_unit_test(test_pg_newer_schema_version_is_refused),
         cmocka_unit_test(test_pg_two_nodes_opening_an_empty_database_migrate_once),
         cmocka_unit_test(test_pg_key_changes_are_notified_at_commit),
+        cmocka_unit_test(test_pg_runs_are_claimed_once_and_leases_renewed),
+        cmocka_unit_test(test_pg_nodes_are_listed_on_the_database_clock_and_forgotten),
     };
     const char *base = getenv("ARUN_BUILD_DIR");
     int failed;
