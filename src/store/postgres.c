@@ -1158,23 +1158,34 @@ static int nodes_list(struct pg_conn *c, struct store_op *op)
                                                                                            "r."          \
                                                                                            "prev") " || '}'"
 
-/* The rows are picked FOR UPDATE SKIP LOCKED: two nodes claiming at once never get the same. */
+/* The rows are picked FOR UPDATE SKIP LOCKED: two nodes claiming at once never get the same. A
+ * restart first gives up this node id's earlier leases: its earlier process is gone. */
 static int runs_claim(struct pg_conn *c, struct store_op *op)
 {
     struct num lease = num(c->base.lease_ms), limit = num(op->u.run.limit);
-    const char *p[] = {c->base.node_id, lease.s, op->u.run.flag ? "true" : "false", limit.s};
+    const char *p[] = {c->base.node_id, lease.s, limit.s};
     PGresult *r;
     struct buf b;
-    int rc = pg_stmt(c, op->kind, 0,
-                     "WITH now AS (SELECT " DB_NOW_MS " AS ms), picked AS (SELECT tenant, id, "
-                     "node AS prev FROM responses WHERE status IN ('queued', 'in_progress') AND "
-                     "($3::boolean OR node = $1 OR lease_until_ms < (SELECT ms FROM now)) ORDER "
-                     "BY created_ms, seq LIMIT $4 FOR UPDATE SKIP LOCKED), claimed AS (UPDATE "
-                     "responses u SET node = $1, lease_until_ms = (SELECT ms FROM now) + "
-                     "$2::bigint FROM picked p WHERE u.tenant = p.tenant AND u.id = p.id "
-                     "RETURNING u.*, p.prev) SELECT " CLAIMED_ROW
-                     " FROM claimed r ORDER BY r.created_ms, r.seq",
-                     4, p, &r);
+    int rc;
+
+    if (op->u.run.flag) {
+        rc = pg_stmt(c, op->kind, 1,
+                     "UPDATE responses SET lease_until_ms = 0 WHERE node = $1 AND status IN "
+                     "('queued', 'in_progress')",
+                     1, p, &r);
+        if (rc != 0)
+            return rc;
+        PQclear(r);
+    }
+    rc = pg_stmt(c, op->kind, 0,
+                 "WITH now AS (SELECT " DB_NOW_MS " AS ms), picked AS (SELECT tenant, id, "
+                 "node AS prev FROM responses WHERE status IN ('queued', 'in_progress') AND "
+                 "(node IS NULL OR lease_until_ms < (SELECT ms FROM now)) ORDER BY created_ms, "
+                 "seq LIMIT $3 FOR UPDATE SKIP LOCKED), claimed AS (UPDATE responses u SET node "
+                 "= $1, lease_until_ms = (SELECT ms FROM now) + $2::bigint FROM picked p WHERE "
+                 "u.tenant = p.tenant AND u.id = p.id RETURNING u.*, p.prev) SELECT " CLAIMED_ROW
+                 " FROM claimed r ORDER BY r.created_ms, r.seq",
+                 3, p, &r);
 
     if (rc != 0)
         return rc;
@@ -1235,15 +1246,6 @@ static const pg_apply_fn core_fns[STORE_OP__COUNT] = {
     [STORE_OP_LEASES_RENEW] = leases_renew,
     [STORE_OP_NODES_LIST] = nodes_list,
 };
-
-/* TEMPORARY until postgres_runs.c lands: a weak stand-in so this builds alone. Delete it when
- * postgres_runs.c is in: in a static library a weak definition here keeps the linker from
- * pulling postgres_runs.o at all (nothing else references it). */
-__attribute__((weak)) pg_apply_fn pg_runs_apply_fn(enum store_op_kind kind)
-{
-    (void)kind;
-    return NULL;
-}
 
 /* An op of the read snapshot failed on its own: the snapshot's transaction is aborted, so the
  * rest of the batch reads in a new one. */

@@ -1392,10 +1392,10 @@ static void test_tenancy_reads_answer_the_same_text_on_every_backend(void **stat
     tmp_dir_free(tmp);
 }
 
-static char *claim_wait(uv_loop_t *loop, struct store *st, bool all)
+static char *claim_wait(uv_loop_t *loop, struct store *st, bool restart)
 {
     struct got g = {0};
-    return read_wait(loop, store_runs_claim(st, 0, all, 10, got_cb, &g), &g);
+    return read_wait(loop, store_runs_claim(st, 0, restart, 10, got_cb, &g), &g);
 }
 
 #define CLAIMED(id, status, node)                                                                  \
@@ -1416,7 +1416,8 @@ static void test_pg_runs_are_claimed_once_and_leases_renewed(void **state)
     assert_int_equal(uv_loop_init(&loop), 0);
     struct store *me = open_store(&loop, data_dir, &me_opts);
     struct store *other = open_store(&loop, other_dir, &other_opts);
-    /* 1: a dead node's, expired; 2: a live node's; 3: this node's own (a restart); 4: done. */
+    /* 1: a dead node's, expired; 2: a live node's; 3: this node's own, leased by its earlier
+     * process (a restart); 4: done. */
     pg_exec(admin,
             "INSERT INTO responses (tenant, id, status, model, created_ms, updated_ms, "
             "background, request, object, node, lease_until_ms) VALUES "
@@ -1424,32 +1425,41 @@ static void test_pg_runs_are_claimed_once_and_leases_renewed(void **state)
             "('t', '2', 'in_progress', 'm', 2, 2, false, '{}', '{\"o\":2}', 'alive', "
             "9e15), ('t', '3', 'in_progress', 'm', 3, 3, false, '{}', '{\"o\":3}', 'me', "
             "9e15), ('t', '4', 'completed', 'm', 4, 4, false, '{}', '{\"o\":4}', 'dead', 0)");
+    /* Without restart: only the expired run; this node's own live lease is not claimed. */
     v = claim_wait(&loop, me, false);
+    assert_string_equal(v, "[" CLAIMED("1", "queued", "\"dead\"") "]");
+    free(v);
+    /* A restart gives up every lease of this node id first (its earlier process is gone): 3 is
+     * claimed now, and 1 again. */
+    v = claim_wait(&loop, me, true);
     assert_string_equal(
-        v, "[" CLAIMED("1", "queued", "\"dead\"") "," CLAIMED("3", "in_progress", "\"me\"") "]");
+        v, "[" CLAIMED("1", "queued", "\"me\"") "," CLAIMED("3", "in_progress", "\"me\"") "]");
     free(v);
     v = claim_wait(&loop, other, false); /* their leases are fresh now */
     assert_string_equal(v, "[]");
     free(v);
     /* A row another transaction holds is skipped, not waited for. */
+    pg_exec(admin, "UPDATE responses SET lease_until_ms = 0 WHERE id = '2'");
     pg_exec(admin, "BEGIN");
-    pg_exec(admin, "SELECT 1 FROM responses WHERE id = '1' FOR UPDATE");
-    v = claim_wait(&loop, other, true);
-    assert_string_equal(v, "[" CLAIMED("2", "in_progress",
-                                       "\"alive\"") "," CLAIMED("3", "in_progress", "\"me\"") "]");
+    pg_exec(admin, "SELECT 1 FROM responses WHERE id = '2' FOR UPDATE");
+    v = claim_wait(&loop, other, false);
+    assert_string_equal(v, "[]");
     free(v);
     pg_exec(admin, "COMMIT");
+    v = claim_wait(&loop, other, false);
+    assert_string_equal(v, "[" CLAIMED("2", "in_progress", "\"alive\"") "]");
+    free(v);
     v = read_wait(&loop, store_leases_renew(me, 0, got_cb, &g), &g);
-    assert_string_equal(v, "{\"renewed\":1}"); /* 1 only: 3 is other's now */
+    assert_string_equal(v, "{\"renewed\":2}");
     free(v);
     g = (struct got){0};
     v = read_wait(&loop, store_leases_renew(other, 0, got_cb, &g), &g);
-    assert_string_equal(v, "{\"renewed\":2}");
+    assert_string_equal(v, "{\"renewed\":1}");
     free(v);
     v = pg_value(admin,
                  "SELECT string_agg(id || '=' || node, ',' ORDER BY id) FROM responses WHERE "
                  "lease_until_ms BETWEEN " DBNOW_SQL " AND " DBNOW_SQL " + 10000");
-    assert_string_equal(v, "1=me,2=other,3=other");
+    assert_string_equal(v, "1=me,2=other,3=me");
     free(v);
     PQfinish(admin);
     store_close(me);
