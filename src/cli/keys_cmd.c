@@ -284,8 +284,9 @@ static void created_cb(int status, const struct keys_created *c, void *arg)
 /* Opens the store of cfg's data_dir and loads its keys. Returns 0, or an exit code (printed). */
 static int local_open(struct local *l, const struct config *cfg, const char *sock)
 {
+    /* The configured store: keys live where the server reads them (PostgreSQL for a cluster). */
     struct store_options so = {
-        .url = "sqlite", .data_dir = cfg->data_dir, .synchronous = cfg->store.synchronous};
+        .url = cfg->store.url, .data_dir = cfg->data_dir, .synchronous = cfg->store.synchronous};
     struct buf err;
     buf_init(&err, 4096);
     int rc = store_open(&l->loop, &so, &l->st, &err);
