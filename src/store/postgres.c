@@ -44,9 +44,6 @@
 #include "core/log.h"
 #include "store/pg_int.h"
 
-#define STRINGIFY_(x) #x
-#define STRINGIFY(x) STRINGIFY_(x)
-
 #define MODULE "store"
 /* libpq keys that make a dead server show within seconds instead of the kernel's minutes: a
  * connect gives up after 5 s; an idle connection is probed after 5 s, then every 2 s, dead after
@@ -57,7 +54,7 @@
 #define PG_KEEPALIVES_COUNT "3"
 #define PG_TCP_USER_TIMEOUT_MS "10000"
 /* The advisory lock that serialises migrations between nodes: "arun" in ASCII. */
-#define PG_MIGRATION_LOCK 1634891118
+#define PG_MIGRATION_LOCK "1634891118"
 /* PostgreSQL refuses a NOTIFY payload of 8000 bytes or more; lines are cut below that. */
 #define PG_NOTIFY_MAX 7900
 /* A session of ours never sits in a transaction: a batch runs its statements back to back. One
@@ -497,6 +494,10 @@ static int apply_migrations(struct pg_core *k, const char *what, int64_t from, s
     return rc;
 }
 
+static const char migrate_begin_sql[] =
+    "BEGIN; SELECT pg_advisory_xact_lock(" PG_MIGRATION_LOCK "); "
+    "CREATE TABLE IF NOT EXISTS arun_schema (version integer NOT NULL)";
+
 /* Brings the schema to the version this binary knows, in one transaction holding the
  * migration lock (another node opening the same database at once waits, then finds it done),
  * or refuses a newer one. */
@@ -507,12 +508,7 @@ static int migrate(struct pg_core *k, struct buf *err)
     PGresult *r = NULL;
     int rc;
 
-    rc = exec_text(
-        k,
-        "BEGIN; SELECT pg_advisory_xact_lock(" STRINGIFY(
-            PG_MIGRATION_LOCK) "); "
-                               "CREATE TABLE IF NOT EXISTS arun_schema (version integer NOT NULL)",
-        what, NULL, err);
+    rc = exec_text(k, migrate_begin_sql, what, NULL, err);
     if (rc == 0)
         rc = exec_text(k, "SELECT coalesce(max(version), 0) FROM arun_schema", what, &r, err);
     if (rc == 0)
@@ -871,18 +867,17 @@ static int kv_get(struct pg_conn *c, struct store_op *op)
 /* Built by concatenation like SQLite's json_group_object (json_object_agg writes " : "
  * between a key and its value): the stored values are embedded as they are. Keys in byte
  * order whatever the database's collation, as SQLite sorts them. */
+static const char kv_list_sql[] =
+    "SELECT '{' || coalesce(string_agg(to_json(key)::text || ':' || value::text, ',' "
+    "ORDER BY key COLLATE \"C\"), '') || '}' "
+    "FROM (SELECT key, value FROM kv WHERE ns = $1 ORDER BY key COLLATE \"C\" LIMIT $2) s";
+
 static int kv_list(struct pg_conn *c, struct store_op *op)
 {
-    const char *p[] = {op->u.kv.ns};
-    int rc =
-        value_stmt(c, op,
-                   "SELECT '{' || coalesce(string_agg(to_json(key)::text || ':' || "
-                   "value::text, ',' ORDER BY key COLLATE \"C\"), '') || '}' FROM (SELECT "
-                   "key, value FROM kv WHERE ns = $1 ORDER BY key COLLATE \"C\" LIMIT " STRINGIFY(
-                       STORE_LIST_MAX) ") s",
-                   1, p);
+    struct num max = num(STORE_LIST_MAX);
+    const char *p[] = {op->u.kv.ns, max.s};
 
-    return rc;
+    return value_stmt(c, op, kv_list_sql, 2, p);
 }
 
 static int probe(struct pg_conn *c, struct store_op *op)
@@ -930,8 +925,27 @@ static int sql_text(struct pg_conn *c, struct store_op *op)
 
 /* ---- tenancy: keys, usage, audit ----------------------------------------------------------- */
 
-/* A nullable text column as JSON. */
-#define JSON_OR_NULL(col) "coalesce(to_json(" col ")::text, 'null')"
+/* The rows as JSON texts, like sqlite.c's json_object(): to_json() quotes a string, coalesce
+ * writes null for a NULL. */
+static const char keys_list_sql[] =
+    "SELECT '{\"id\":' || to_json(id)::text || ',\"hash\":' || to_json(hash)::text || "
+    "',\"tenant\":' || to_json(tenant)::text || ',\"role\":' || to_json(role)::text || "
+    "',\"name\":' || coalesce(to_json(name)::text, 'null') || ',\"created_ms\":' || created_ms || "
+    "',\"last_used_ms\":' || coalesce(last_used_ms::text, 'null') || "
+    "',\"revoked_ms\":' || coalesce(revoked_ms::text, 'null') || '}' "
+    "FROM api_keys WHERE id > coalesce($1, '') ORDER BY id LIMIT $2";
+
+/* By seq alone: ts_ms only filters (a clock step back must not hide or repeat a row). */
+static const char audit_list_sql[] =
+    "SELECT '{\"seq\":' || seq || ',\"ts_ms\":' || ts_ms || "
+    "',\"actor\":' || to_json(actor)::text || "
+    "',\"tenant\":' || coalesce(to_json(tenant)::text, 'null') || "
+    "',\"action\":' || to_json(action)::text || "
+    "',\"target\":' || coalesce(to_json(target)::text, 'null') || "
+    "',\"outcome\":' || to_json(outcome)::text || "
+    "',\"remote\":' || coalesce(to_json(remote)::text, 'null') || "
+    "',\"detail\":' || detail::text || '}' "
+    "FROM audit WHERE seq > $2 AND ts_ms >= $1 ORDER BY seq LIMIT $3";
 
 static int key_put(struct pg_conn *c, struct store_op *op)
 {
@@ -975,16 +989,7 @@ static int keys_list(struct pg_conn *c, struct store_op *op)
     struct num limit = num((int64_t)op->u.run.limit + 1);
     const char *p[] = {op->u.run.s[RUN_AFTER], limit.s};
 
-    return page_stmt(
-        c, op,
-        "SELECT '{\"id\":' || to_json(id)::text || ',\"hash\":' || to_json(hash)::text "
-        "|| ',\"tenant\":' || to_json(tenant)::text || ',\"role\":' || "
-        "to_json(role)::text || ',\"name\":' || " JSON_OR_NULL(
-            "name") " || ',\"created_ms\":' || created_ms || ',\"last_used_ms\":' || "
-                    "coalesce(last_used_ms::text, 'null') || ',\"revoked_ms\":' || "
-                    "coalesce(revoked_ms::text, 'null') || '}' FROM api_keys WHERE id > "
-                    "coalesce($1, '') ORDER BY id LIMIT $2",
-        2, p);
+    return page_stmt(c, op, keys_list_sql, 2, p);
 }
 
 static int usage_add(struct pg_conn *c, struct store_op *op)
@@ -1027,27 +1032,13 @@ static int audit_append(struct pg_conn *c, struct store_op *op)
                       8, p, false);
 }
 
-/* By seq alone: ts_ms only filters (a clock step back must not hide or repeat a row). */
 static int audit_list(struct pg_conn *c, struct store_op *op)
 {
     struct num since = num(op->u.run.ms), after = num(op->u.run.seq),
                limit = num((int64_t)op->u.run.limit + 1);
     const char *p[] = {since.s, after.s, limit.s};
 
-    return page_stmt(
-        c, op,
-        "SELECT '{\"seq\":' || seq || ',\"ts_ms\":' || ts_ms || ',\"actor\":' || "
-        "to_json(actor)::text || ',\"tenant\":' || " JSON_OR_NULL(
-            "tenant") " || ',\"action\":' || to_json(action)::text || ',\"target\":' "
-                      "|| " JSON_OR_NULL("target") " || ',\"outcome\":' || to_json(outcome)::text "
-                                                   "|| "
-                                                   "',\"remote\":' || " JSON_OR_NULL(
-                                                       "remote") " || ',\"detail\":' || "
-                                                                 "detail::text || '}' FROM audit "
-                                                                 "WHERE seq > $2 AND "
-                                                                 "ts_ms >= $1 ORDER BY seq LIMIT "
-                                                                 "$3",
-        3, p);
+    return page_stmt(c, op, audit_list_sql, 3, p);
 }
 
 /* ---- cluster: nodes, claims, leases -------------------------------------------------------- */
@@ -1075,88 +1066,44 @@ static int nodes_forget(struct pg_conn *c, struct store_op *op)
     return write_stmt(c, op, "DELETE FROM nodes WHERE seen_ms < $1 AND id <> $2", 2, p, false);
 }
 
+static const char nodes_list_sql[] =
+    "SELECT '{\"now_ms\":' || " DB_NOW_MS " || ',\"data\":[' || "
+    "coalesce(string_agg(line, ',' ORDER BY id), '') || ']}' "
+    "FROM (SELECT id, '{\"id\":' || to_json(id)::text || ',\"address\":' || "
+    "to_json(address)::text || ',\"state\":' || to_json(state)::text || "
+    "',\"started_ms\":' || started_ms || ',\"seen_ms\":' || seen_ms || "
+    "',\"info\":' || info::text || '}' AS line FROM nodes ORDER BY id LIMIT $1) n";
+
 static int nodes_list(struct pg_conn *c, struct store_op *op)
 {
-    return value_stmt(
-        c, op,
-        "SELECT '{\"now_ms\":' || " DB_NOW_MS " || ',\"data\":[' || "
-        "coalesce(string_agg(line, ',' ORDER BY id), '') || ']}' FROM (SELECT id, "
-        "'{\"id\":' || to_json(id)::text || ',\"address\":' || "
-        "to_json(address)::text || ',\"state\":' || to_json(state)::text || "
-        "',\"started_ms\":' || started_ms || ',\"seen_ms\":' || seen_ms || "
-        "',\"info\":' || info::text || '}' AS line FROM nodes ORDER BY id LIMIT " STRINGIFY(
-            STORE_PAGE_MAX) ") n",
-        0, NULL);
+    struct num max = num(STORE_PAGE_MAX);
+    const char *p[] = {max.s};
+
+    return value_stmt(c, op, nodes_list_sql, 1, p);
 }
 
-/* store_runs_unfinished's row (sqlite.c's RESPONSE_FIELDS, request and RESPONSE_TAIL) with
- * "node": the owner before the claim. */
-#define CLAIMED_ROW                                                                                      \
-    "'{\"tenant\":' || to_json(r.tenant)::text || ',\"id\":' || to_json(r.id)::text || "                 \
-    "',\"status\":' || to_json(r.status)::text || ',\"model\":' || to_json(r.model)::text || "           \
-    "',\"conversation_id\":' || " JSON_OR_NULL("r.conversation_id") " || "                               \
-                                                                    "',\"previous_response_id\":'"       \
-                                                                    " || " JSON_OR_NULL(                 \
-                                                                        "r.previous_"                    \
-                                                                        "response_id") " || "            \
-                                                                                       "',"              \
-                                                                                       "\"created"       \
-                                                                                       "_ms\":' "        \
-                                                                                       "|| "             \
-                                                                                       "r."              \
-                                                                                       "created_"        \
-                                                                                       "ms || "          \
-                                                                                       "',"              \
-                                                                                       "\"backgro"       \
-                                                                                       "und\":' "        \
-                                                                                       "|| CASE "        \
-                                                                                       "WHEN "           \
-                                                                                       "r."              \
-                                                                                       "backgroun"       \
-                                                                                       "d "              \
-                                                                                       "THEN "           \
-                                                                                       "'true' "         \
-                                                                                       "ELSE "           \
-                                                                                       "'false' "        \
-                                                                                       "END || "         \
-                                                                                       "',"              \
-                                                                                       "\"request"       \
-                                                                                       "\":' || "        \
-                                                                                       "r."              \
-                                                                                       "request::"       \
-                                                                                       "text || "        \
-                                                                                       "',"              \
-                                                                                       "\"object"        \
-                                                                                       "\":' || "        \
-                                                                                       "r.object:"       \
-                                                                                       ":text || "       \
-                                                                                       "',\"last_"       \
-                                                                                       "seq\":' "        \
-                                                                                       "|| "             \
-                                                                                       "coalesce("       \
-                                                                                       "(SELECT "        \
-                                                                                       "max(e."          \
-                                                                                       "seq) "           \
-                                                                                       "FROM "           \
-                                                                                       "response_"       \
-                                                                                       "events e "       \
-                                                                                       "WHERE "          \
-                                                                                       "e.tenant "       \
-                                                                                       "= "              \
-                                                                                       "r.tenant "       \
-                                                                                       "AND "            \
-                                                                                       "e."              \
-                                                                                       "response_"       \
-                                                                                       "id = "           \
-                                                                                       "r.id), "         \
-                                                                                       "-1) || "         \
-                                                                                       "',"              \
-                                                                                       "\"node\":"       \
-                                                                                       "' "              \
-                                                                                       "||"              \
-                                                                                       " " JSON_OR_NULL( \
-                                                                                           "r."          \
-                                                                                           "prev") " || '}'"
+/* Claims rows FOR UPDATE SKIP LOCKED and answers them as store_runs_unfinished's row (sqlite.c's
+ * RESPONSE_FIELDS, request and RESPONSE_TAIL) with "node": the owner before the claim. */
+static const char runs_claim_sql[] =
+    "WITH now AS (SELECT " DB_NOW_MS " AS ms), "
+    "picked AS (SELECT tenant, id, node AS prev FROM responses "
+    "  WHERE status IN ('queued', 'in_progress') "
+    "  AND (node IS NULL OR lease_until_ms < (SELECT ms FROM now)) "
+    "  ORDER BY created_ms, seq LIMIT $3 FOR UPDATE SKIP LOCKED), "
+    "claimed AS (UPDATE responses u "
+    "  SET node = $1, lease_until_ms = (SELECT ms FROM now) + $2::bigint "
+    "  FROM picked p WHERE u.tenant = p.tenant AND u.id = p.id RETURNING u.*, p.prev) "
+    "SELECT '{\"tenant\":' || to_json(r.tenant)::text || ',\"id\":' || to_json(r.id)::text || "
+    "',\"status\":' || to_json(r.status)::text || ',\"model\":' || to_json(r.model)::text || "
+    "',\"conversation_id\":' || coalesce(to_json(r.conversation_id)::text, 'null') || "
+    "',\"previous_response_id\":' || coalesce(to_json(r.previous_response_id)::text, 'null') || "
+    "',\"created_ms\":' || r.created_ms || "
+    "',\"background\":' || CASE WHEN r.background THEN 'true' ELSE 'false' END || "
+    "',\"request\":' || r.request::text || ',\"object\":' || r.object::text || "
+    "',\"last_seq\":' || coalesce((SELECT max(e.seq) FROM response_events e "
+    "  WHERE e.tenant = r.tenant AND e.response_id = r.id), -1) || "
+    "',\"node\":' || coalesce(to_json(r.prev)::text, 'null') || '}' "
+    "FROM claimed r ORDER BY r.created_ms, r.seq";
 
 /* The rows are picked FOR UPDATE SKIP LOCKED: two nodes claiming at once never get the same. A
  * restart first gives up this node id's earlier leases: its earlier process is gone. */
@@ -1177,15 +1124,7 @@ static int runs_claim(struct pg_conn *c, struct store_op *op)
             return rc;
         PQclear(r);
     }
-    rc = pg_stmt(c, op->kind, 0,
-                 "WITH now AS (SELECT " DB_NOW_MS " AS ms), picked AS (SELECT tenant, id, "
-                 "node AS prev FROM responses WHERE status IN ('queued', 'in_progress') AND "
-                 "(node IS NULL OR lease_until_ms < (SELECT ms FROM now)) ORDER BY created_ms, "
-                 "seq LIMIT $3 FOR UPDATE SKIP LOCKED), claimed AS (UPDATE responses u SET node "
-                 "= $1, lease_until_ms = (SELECT ms FROM now) + $2::bigint FROM picked p WHERE "
-                 "u.tenant = p.tenant AND u.id = p.id RETURNING u.*, p.prev) SELECT " CLAIMED_ROW
-                 " FROM claimed r ORDER BY r.created_ms, r.seq",
-                 3, p, &r);
+    rc = pg_stmt(c, op->kind, 0, runs_claim_sql, 3, p, &r);
 
     if (rc != 0)
         return rc;

@@ -36,6 +36,7 @@
 
 #include "core/clock.h"
 #include "store/store.h"
+#include "store/pg_int.h"
 #include "store/store_int.h"
 
 #define DEADLINE_MS 10000 /* generous for ASan on a loaded 2-core VM; a pass takes milliseconds */
@@ -43,9 +44,9 @@
 
 #define DBNOW_SQL "(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
 
-static bool use_pg;        /* ARUN_TEST_PG: every store is PostgreSQL */
-static int pg_next;        /* databases made so far: each test gets tN */
-static char *pg_url;       /* the current test's database (a fresh one per tmp_dir_new) */
+static bool use_pg;  /* ARUN_TEST_PG: every store is PostgreSQL */
+static int pg_next;  /* databases made so far: each test gets tN */
+static char *pg_url; /* the current test's database (a fresh one per tmp_dir_new) */
 
 /* ---- helpers -------------------------------------------------------------------------- */
 
@@ -1392,6 +1393,72 @@ static void test_tenancy_reads_answer_the_same_text_on_every_backend(void **stat
     tmp_dir_free(tmp);
 }
 
+/* Notifications of channel arun_events: every line seen (and how often) into seen. */
+static int collect_event_lines(PGconn *c, char *seen, int want, int responses, uint64_t ms)
+{
+    uint64_t deadline = clock_mono_ms() + ms;
+    int lines = 0;
+
+    while (lines < want && clock_mono_ms() < deadline) {
+        struct pollfd p = {.fd = PQsocket(c), .events = POLLIN};
+        PGnotify *n;
+        poll(&p, 1, 100);
+        assert_int_equal(PQconsumeInput(c), 1);
+        while ((n = PQnotifies(c)) != NULL) {
+            assert_string_equal(n->relname, "arun_events");
+            assert_true(strlen(n->extra) <= 7900); /* PostgreSQL refuses 8000 */
+            for (char *save = NULL, *l = strtok_r(n->extra, "\n", &save); l != NULL;
+                 l = strtok_r(NULL, "\n", &save)) {
+                int i = -1;
+                if (sscanf(l, "tenant-%*d resp_%d", &i) != 1 || i < 0 || i >= responses)
+                    fail_msg("unexpected notice line: %s", l);
+                seen[i]++;
+                lines++;
+            }
+            PQfreemem(n);
+        }
+    }
+    return lines;
+}
+
+static void test_pg_event_notices_go_at_commit_once_each_in_small_payloads(void **state)
+{
+    char *tmp = tmp_dir_new(), *data_dir = data_dir_of(tmp);
+    struct store_options opts = {.url = pg_url};
+    struct store_conn *w = NULL, *r = NULL;
+    struct store_op probe = {.kind = STORE_OP_PROBE};
+    char seen[400] = {0};
+    PGconn *listener = pg_connect(NULL);
+    struct buf err;
+
+    pg_exec(listener, "LISTEN arun_events");
+    buf_init(&err, 4096);
+    assert_int_equal(store_postgres_backend.open(&opts, data_dir, &w, &r, &err), 0);
+    struct pg_conn *pc = (struct pg_conn *)w;
+    /* A rolled-back transaction notifies nobody. */
+    assert_int_equal(w->be->begin(w, true), 0);
+    buf_puts(&pc->notify, "tenant-1 resp_399\n");
+    assert_int_equal(w->be->apply(w, &probe), 0);
+    w->be->rollback(w);
+    /* 400 responses, each written twice: ~23 KB of lines, sent once each. */
+    assert_int_equal(w->be->begin(w, true), 0);
+    for (int i = 0; i < 400; i++)
+        for (int twice = 0; twice < 2; twice++)
+            buf_printf(&pc->notify, "tenant-%03d resp_%040d\n", i % 7, i);
+    assert_int_equal(w->be->apply(w, &probe), 0);
+    assert_int_equal(collect_event_lines(listener, seen, 1, 400, 300), 0); /* not before */
+    assert_int_equal(w->be->commit(w), 0);
+    assert_int_equal(collect_event_lines(listener, seen, 400, 400, DEADLINE_MS), 400);
+    for (int i = 0; i < 400; i++)
+        assert_int_equal(seen[i], 1);
+    w->be->close(w);
+    r->be->close(r);
+    buf_cleanup(&err);
+    PQfinish(listener);
+    free(data_dir);
+    tmp_dir_free(tmp);
+}
+
 static char *claim_wait(uv_loop_t *loop, struct store *st, bool restart)
 {
     struct got g = {0};
@@ -1559,6 +1626,7 @@ int main(void)
         cmocka_unit_test(test_pg_newer_schema_version_is_refused),
         cmocka_unit_test(test_pg_two_nodes_opening_an_empty_database_migrate_once),
         cmocka_unit_test(test_pg_key_changes_are_notified_at_commit),
+        cmocka_unit_test(test_pg_event_notices_go_at_commit_once_each_in_small_payloads),
         cmocka_unit_test(test_pg_runs_are_claimed_once_and_leases_renewed),
         cmocka_unit_test(test_pg_nodes_are_listed_on_the_database_clock_and_forgotten),
     };
