@@ -75,6 +75,8 @@ struct pg_core {
     bool sp_want;           /* the write op being applied needs its savepoint (sent lazily) */
     bool sp_open;           /* that savepoint was sent */
     bool release_pending;   /* the last op's savepoint is to be released (with the next stmt) */
+    bool aborted;           /* a statement failed: the transaction takes only a rollback now
+                               (PQtransactionStatus says "active" in pipeline mode) */
     char backend_pid[16];   /* the server process of the connection (kept after it is lost) */
     char backend_start[64]; /* and when it started: with the pid, names that backend only */
 };
@@ -86,7 +88,9 @@ struct pq {
     bool prepare;     /* with name: send the Prepare first */
     int n;            /* parameters, text, NULL = SQL NULL */
     const char *const *params;
-    bool ok; /* out: every result of the query succeeded */
+    bool ok;       /* out: every result of the query succeeded */
+    bool prepared; /* out: its Prepare succeeded (a session's statement, kept even when the
+                      execution or its transaction fails) */
 };
 
 /* ---- failures, converted once ------------------------------------------------------------ */
@@ -236,11 +240,11 @@ static int run_pipeline(struct pg_core *k, struct pq *qs, size_t nq, PGresult **
     if (PQpipelineSync(k->c.pg) != 1)
         return lost(k, PQerrorMessage(k->c.pg));
     for (size_t i = 0; i < nq; i++) {
-        bool prepared_ok = true, broken;
-        if (qs[i].name != NULL && qs[i].prepare)
+        bool prepared_ok = true, broken = false;
+        if (qs[i].name != NULL && qs[i].prepare) {
             broken = !read_results(k, NULL, &err, &prepared_ok);
-        else
-            broken = false;
+            qs[i].prepared = prepared_ok;
+        }
         if (!broken)
             broken = !read_results(k, i + 1 == nq ? &keep : NULL, &err, &qs[i].ok);
         qs[i].ok = qs[i].ok && prepared_ok;
@@ -258,8 +262,10 @@ static int run_pipeline(struct pg_core *k, struct pq *qs, size_t nq, PGresult **
         goto out;
     }
     PQclear(sync);
-    if (err != NULL)
+    if (err != NULL) {
+        k->aborted = true;
         rc = fail(k, err);
+    }
 out:
     PQclear(err);
     if (rc == 0 && last != NULL)
@@ -303,7 +309,7 @@ int pg_stmt(struct pg_conn *c, enum store_op_kind kind, unsigned index, const ch
         return rc;
     k->release_pending = false;
     k->sp_open = k->sp_open || k->sp_want;
-    if (qs[nq - 1].prepare && qs[nq - 1].ok)
+    if (qs[nq - 1].prepared)
         c->prepared[kind] |= 1u << index;
     return rc;
 }
@@ -650,7 +656,7 @@ static int pg_begin(struct store_conn *base, bool write)
         return rc;
     buf_reset(&k->c.notify);
     k->c.notify_keys = false;
-    k->sp_want = k->sp_open = k->release_pending = false;
+    k->sp_want = k->sp_open = k->release_pending = k->aborted = false;
     rc = write ? begin_write(k) : run_sql(k, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
     if (rc == 0)
         k->c.in_tx = true;
@@ -1186,14 +1192,22 @@ static const pg_apply_fn core_fns[STORE_OP__COUNT] = {
     [STORE_OP_NODES_LIST] = nodes_list,
 };
 
-/* An op of the read snapshot failed on its own: the snapshot's transaction is aborted, so the
- * rest of the batch reads in a new one. */
-static int read_failed(struct pg_core *k, struct store_op *op, int rc)
+/* A read op failed on its own (its apply function returned the error, or set op->result and
+ * returned 0, as postgres_runs.c's do): if that aborted the snapshot's transaction, the rest of
+ * the batch reads in a new one. */
+static int apply_read(struct pg_core *k, pg_apply_fn fn, struct store_op *op)
 {
     struct pq qs[] = {{.sql = "ROLLBACK"},
                       {.sql = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"}};
+    int rc = fn(&k->c, op);
 
-    op->result = rc;
+    if (rc != 0 && pg_op_local(rc)) {
+        op->result = rc;
+        rc = 0;
+    }
+    if (rc != 0 || !k->aborted)
+        return rc;
+    k->aborted = false;
     return run_pipeline(k, qs, ARRAY_SIZE(qs), NULL);
 }
 
@@ -1205,6 +1219,7 @@ static int write_failed(struct pg_core *k, struct store_op *op, bool opened)
     if (!opened)
         return 0;
     k->release_pending = true;
+    k->aborted = false;
     return run_sql(k, "ROLLBACK TO SAVEPOINT op");
 }
 
@@ -1218,10 +1233,8 @@ static int pg_apply(struct store_conn *base, struct store_op *op)
         op->result = -ENOSYS;
         return 0;
     }
-    if (store_op_kinds[op->kind].read) {
-        rc = fn(&k->c, op);
-        return rc != 0 && pg_op_local(rc) ? read_failed(k, op, rc) : rc;
-    }
+    if (store_op_kinds[op->kind].read)
+        return apply_read(k, fn, op);
     /* A test's SQL gets no savepoint: it may hold statements a savepoint cannot wrap. */
     k->sp_want = op->kind != STORE_OP_SQL;
     k->sp_open = false;

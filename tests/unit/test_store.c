@@ -1393,6 +1393,56 @@ static void test_tenancy_reads_answer_the_same_text_on_every_backend(void **stat
     tmp_dir_free(tmp);
 }
 
+struct mixed_reads {
+    int done, good_ok, bad_einval, other;
+};
+
+static void mixed_read_cb(int status, const char *value, size_t len, void *arg)
+{
+    struct mixed_reads *m = arg;
+    (void)len;
+    m->done++;
+    if (status == 0 && value != NULL && strcmp(value, "1") == 0)
+        m->good_ok++;
+    else if (status == -EINVAL)
+        m->bad_einval++;
+    else
+        m->other++;
+}
+
+static bool mixed_reads_done(void *arg)
+{
+    return ((struct mixed_reads *)arg)->done == 100;
+}
+
+/* A key that is not UTF-8 is refused by PostgreSQL (22021, op-local): a write fails alone; a
+ * read fails alone, and so does its read transaction, which the reader replaces for the rest of
+ * its batch. */
+static void test_pg_a_read_that_fails_alone_leaves_its_batch_readable(void **state)
+{
+    char *tmp = tmp_dir_new(), *data_dir = data_dir_of(tmp);
+    uv_loop_t loop;
+    struct mixed_reads m = {0};
+
+    assert_int_equal(uv_loop_init(&loop), 0);
+    struct store *st = open_store(&loop, data_dir, NULL);
+    /* First on the connection: the statement is prepared even though its execution fails. */
+    put_wait(&loop, st, "bad\xff", "1", -EINVAL);
+    put_wait(&loop, st, "good", "1", 0);
+    for (int i = 0; i < 50; i++) {
+        assert_int_equal(store_kv_get(st, NS, "bad\xff", mixed_read_cb, &m), 0);
+        assert_int_equal(store_kv_get(st, NS, "good", mixed_read_cb, &m), 0);
+    }
+    assert_true(testloop_run_until(&loop, mixed_reads_done, &m, DEADLINE_MS));
+    assert_int_equal(m.good_ok, 50);
+    assert_int_equal(m.bad_einval, 50);
+    assert_int_equal(m.other, 0);
+    close_store(&loop, st);
+    loop_finish(&loop);
+    free(data_dir);
+    tmp_dir_free(tmp);
+}
+
 /* Notifications of channel arun_events: every line seen (and how often) into seen. */
 static int collect_event_lines(PGconn *c, char *seen, int want, int responses, uint64_t ms)
 {
@@ -1627,6 +1677,7 @@ int main(void)
         cmocka_unit_test(test_pg_two_nodes_opening_an_empty_database_migrate_once),
         cmocka_unit_test(test_pg_key_changes_are_notified_at_commit),
         cmocka_unit_test(test_pg_event_notices_go_at_commit_once_each_in_small_payloads),
+        cmocka_unit_test(test_pg_a_read_that_fails_alone_leaves_its_batch_readable),
         cmocka_unit_test(test_pg_runs_are_claimed_once_and_leases_renewed),
         cmocka_unit_test(test_pg_nodes_are_listed_on_the_database_clock_and_forgotten),
     };
