@@ -20,6 +20,9 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -1093,6 +1096,189 @@ static void test_pg_commit_whose_answer_was_lost_counts_once(void **state)
     tmp_dir_free(tmp);
 }
 
+/* A TCP relay between the store and PostgreSQL that can cut the network: it closes its side
+ * towards the store and leaves the server's side open, as a partition does (the server's
+ * backend lives on, holding its transaction, until something ends it). */
+#define PROXY_PAIRS 16
+struct proxy {
+    int listen_fd, port, target_port, ctl[2];
+    int client[PROXY_PAIRS], server[PROXY_PAIRS]; /* -1: free (server kept open once cut) */
+    pthread_t thread;
+};
+
+static int tcp_connect(int port)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
+        close(fd);
+        fd = -1;
+    }
+    return fd;
+}
+
+/* Moves what from has to to; false when either side is done. */
+static bool relay(int from, int to)
+{
+    char buf[16384];
+    ssize_t n = read(from, buf, sizeof(buf));
+
+    for (ssize_t off = 0; n > 0 && off < n;) {
+        ssize_t w = write(to, buf + off, (size_t)(n - off));
+        if (w <= 0)
+            return false;
+        off += w;
+    }
+    return n > 0;
+}
+
+static void proxy_accept(struct proxy *px)
+{
+    int c = accept(px->listen_fd, NULL, NULL), s = c >= 0 ? tcp_connect(px->target_port) : -1;
+
+    for (int i = 0; s >= 0 && i < PROXY_PAIRS; i++) {
+        if (px->client[i] < 0 && px->server[i] < 0) {
+            px->client[i] = c;
+            px->server[i] = s;
+            return;
+        }
+    }
+    if (c >= 0)
+        close(c);
+    if (s >= 0)
+        close(s);
+}
+
+static void *proxy_main(void *arg)
+{
+    struct proxy *px = arg;
+
+    for (;;) {
+        struct pollfd p[2 + 2 * PROXY_PAIRS];
+        int idx[2 + 2 * PROXY_PAIRS], n = 2;
+        char cmd;
+        p[0] = (struct pollfd){.fd = px->ctl[0], .events = POLLIN};
+        p[1] = (struct pollfd){.fd = px->listen_fd, .events = POLLIN};
+        for (int i = 0; i < PROXY_PAIRS; i++) {
+            if (px->client[i] < 0)
+                continue;
+            idx[n] = i;
+            p[n++] = (struct pollfd){.fd = px->client[i], .events = POLLIN};
+            idx[n] = i;
+            p[n++] = (struct pollfd){.fd = px->server[i], .events = POLLIN};
+        }
+        if (poll(p, (nfds_t)n, -1) <= 0)
+            continue;
+        if (p[0].revents != 0) {
+            if (read(px->ctl[0], &cmd, 1) != 1 || cmd == 'q')
+                return NULL;
+            for (int i = 0; i < PROXY_PAIRS; i++) { /* 'c': cut the store's side */
+                if (px->client[i] >= 0)
+                    close(px->client[i]);
+                px->client[i] = -1;
+            }
+            continue;
+        }
+        if (p[1].revents != 0)
+            proxy_accept(px);
+        for (int j = 2; j < n; j++) {
+            int i = idx[j];
+            bool from_client = (j % 2) == 0;
+            if (p[j].revents == 0 || px->client[i] < 0)
+                continue;
+            if (!relay(from_client ? px->client[i] : px->server[i],
+                       from_client ? px->server[i] : px->client[i])) {
+                close(px->client[i]);
+                close(px->server[i]);
+                px->client[i] = px->server[i] = -1;
+            }
+        }
+    }
+}
+
+static void proxy_start(struct proxy *px, int target_port)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    socklen_t len = sizeof(a);
+
+    *px = (struct proxy){.target_port = target_port};
+    for (int i = 0; i < PROXY_PAIRS; i++)
+        px->client[i] = px->server[i] = -1;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    px->listen_fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(px->listen_fd >= 0);
+    assert_int_equal(bind(px->listen_fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(px->listen_fd, 16), 0);
+    assert_int_equal(getsockname(px->listen_fd, (struct sockaddr *)&a, &len), 0);
+    px->port = ntohs(a.sin_port);
+    assert_int_equal(pipe(px->ctl), 0);
+    assert_int_equal(pthread_create(&px->thread, NULL, proxy_main, px), 0);
+}
+
+static void proxy_send(struct proxy *px, char cmd)
+{
+    assert_int_equal(write(px->ctl[1], &cmd, 1), 1);
+}
+
+static void proxy_stop(struct proxy *px)
+{
+    proxy_send(px, 'q');
+    pthread_join(px->thread, NULL);
+    for (int i = 0; i < PROXY_PAIRS; i++) {
+        if (px->client[i] >= 0)
+            close(px->client[i]);
+        if (px->server[i] >= 0)
+            close(px->server[i]);
+    }
+    close(px->listen_fd);
+    close(px->ctl[0]);
+    close(px->ctl[1]);
+}
+
+/* A network cut while a COMMIT waits (for a synchronous standby that never comes): the old
+ * backend lives on, its transaction "in progress" and holding its locks. The reconnect ends it,
+ * after which txid_status says committed and the batch counts once. */
+static void test_pg_a_network_cut_mid_commit_ends_the_old_backend_and_counts_once(void **state)
+{
+    char *tmp = tmp_dir_new(), *data_dir = data_dir_of(tmp), *value;
+    const char *port = strrchr(pg_url, ':') + 1, *db = strrchr(pg_url, '/') + 1;
+    struct proxy px;
+    uv_loop_t loop;
+    struct acks a = {.want = 1};
+    PGconn *super = pg_connect("postgres");
+
+    proxy_start(&px, atoi(port));
+    char *url = xasprintf("postgresql://arun@127.0.0.1:%d/%s", px.port, db);
+    struct store_options opts = {.url = url};
+    assert_int_equal(uv_loop_init(&loop), 0);
+    struct store *st = open_store(&loop, data_dir, &opts);
+    pg_exec(super, "CREATE TABLE sync_probe (x integer)");
+    pg_exec(super, "ALTER SYSTEM SET synchronous_standby_names = 'nobody'");
+    pg_exec(super, "SELECT pg_reload_conf()");
+    wait_sync_rep_on(super);
+    assert_int_equal(store_usage_add(st, "t", "2024-01-01", 1, 1, ack_cb, &a), 0);
+    assert_true(testloop_run_until(&loop, writer_waits_for_sync_rep, super, DEADLINE_MS));
+    proxy_send(&px, 'c');
+    assert_true(testloop_run_until(&loop, acks_reached, &a, 40000));
+    assert_int_equal(a.last, 0);
+    pg_exec(super, "ALTER SYSTEM RESET synchronous_standby_names");
+    pg_exec(super, "SELECT pg_reload_conf()");
+    value = usage_of_t(&loop, st);
+    assert_string_equal(value, "{\"data\":[{\"tenant\":\"t\",\"output_tokens\":1,\"requests\":"
+                               "1}],\"has_more\":false}");
+    free(value);
+    assert_true(store_ready(st));
+    PQfinish(super);
+    close_store(&loop, st);
+    loop_finish(&loop);
+    proxy_stop(&px);
+    free(url);
+    free(data_dir);
+    tmp_dir_free(tmp);
+}
+
 static bool any_ack(void *arg)
 {
     return ((struct acks *)arg)->done > 0;
@@ -1672,6 +1858,7 @@ int main(void)
         cmocka_unit_test(test_pg_acknowledged_writes_survive_a_server_crash),
         cmocka_unit_test(test_pg_killed_connection_reconnects_and_applies_each_write_once),
         cmocka_unit_test(test_pg_commit_whose_answer_was_lost_counts_once),
+        cmocka_unit_test(test_pg_a_network_cut_mid_commit_ends_the_old_backend_and_counts_once),
         cmocka_unit_test(test_pg_server_down_for_seconds_holds_writes_until_it_is_back),
         cmocka_unit_test(test_pg_newer_schema_version_is_refused),
         cmocka_unit_test(test_pg_two_nodes_opening_an_empty_database_migrate_once),
