@@ -39,12 +39,11 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 // the terminal event.
 async function follow(node, id, rec) {
   const terminal = /^response\.(completed|failed|cancelled|incomplete)$/;
-  const deadline = Date.now() + 60000;
-  while (Date.now() < deadline) {
+  while (!rec.ac.signal.aborted) {
     const headers = rec.events.length ? { 'last-event-id': String(rec.events.at(-1).sequence_number) } : {};
     if (rec.events.length) rec.resumes++;
     try {
-      const res = await fetch(`${node.url}/v1/responses/${id}?stream=true`, { headers });
+      const res = await fetch(`${node.url}/v1/responses/${id}?stream=true`, { headers, signal: rec.ac.signal });
       assert.equal(res.status, 200, `stream of ${id} on ${node.name}`);
       const dec = new TextDecoder();
       let buf = '';
@@ -59,18 +58,22 @@ async function follow(node, id, rec) {
         }
       }
     } catch (e) {
+      if (rec.ac.signal.aborted) return;
       rec.errors.push(String(e.cause?.code || e.message));
     }
     await sleep(100);
   }
-  throw new Error(`${id}: no terminal event on ${node.name} in 60 s`);
 }
 
 const deltas = (events) => events.filter((e) => e.type === 'response.output_text.delta').map((e) => e.delta).join('');
 const textOf = (resp) => (resp.output || []).flatMap((o) => o.content || []).map((c) => c.text || '').join('');
 
 const nodes = [];
-after(async () => { for (const n of nodes) await n.cleanup(); });
+const orphans = []; // engines of killed nodes: they outlive arun by design (contract 5)
+after(async () => {
+  for (const n of nodes) await n.cleanup();
+  for (const pid of orphans) try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+});
 
 describe('several nodes on one PostgreSQL database', { skip: !onPostgres && 'runs in the PostgreSQL pass (make e2e-pg)' }, () => {
   test('kill -9 of the node running 20 streaming runs: B or C take each over in time, every client sees every event once, continued text is prefix + continuation', async () => {
@@ -95,13 +98,15 @@ describe('several nodes on one PostgreSQL database', { skip: !onPostgres && 'run
       const res = await fetch(`${A.url}/v1/responses`, { method: 'POST', body: JSON.stringify({ model: 'cont', input, background: true }) });
       assert.equal(res.status, 200, await res.clone().text());
       const { id } = await res.json();
-      const rec = { id, input, events: [], errors: [], resumes: 0, endMs: 0 };
+      const rec = { id, input, events: [], errors: [], resumes: 0, endMs: 0, ac: new AbortController() };
       rec.done = follow(C, id, rec);
       runs.push(rec);
     }
     // Kill A once C has shown every run streaming (a few deltas each, read from the table).
     await waitFor(() => runs.every((r) => r.events.filter((e) => e.type === 'response.output_text.delta').length >= 3),
       { timeoutMs: 30000, what: 'C to stream 3 deltas of every run' });
+    const aEngine = (await (await fetch(`${A.url}/v1/engines/cont`)).json()).pid;
+    orphans.push(aEngine);
     const killMs = Date.now();
     A.proc.kill('SIGKILL');
     await A.exited;
@@ -116,7 +121,24 @@ describe('several nodes on one PostgreSQL database', { skip: !onPostgres && 'run
     const downMs = Date.now() - killMs;
     assert.ok(typeof down.reason === 'string' && down.reason.length > 0, JSON.stringify(down));
 
-    await Promise.all(runs.map((r) => r.done));
+    // Every run's terminal event on C; a run stuck past the bound (and 20 s more) is reported
+    // with what its client saw last and what B reads of it.
+    try {
+      await waitFor(() => runs.every((r) => r.endMs), { timeoutMs: TAKEOVER_BOUND_MS + 20000, intervalMs: 50, what: 'every run to end on C' });
+    } catch (e) {
+      const stuck = [];
+      for (const r of runs.filter((x) => !x.endMs)) {
+        const row = await (await fetch(`${B.url}/v1/responses/${r.id}`)).json();
+        stuck.push(`${r.id}: last event ${r.events.at(-1)?.type} #${r.events.at(-1)?.sequence_number}; B reads ${row.status} (${JSON.stringify(row.arun?.node ?? null)}); errors ${r.errors.join(',')}`);
+      }
+      const logs = [B, C].map((n) => `${n.name}'s warnings and cluster lines:\n${n.logLines()
+        .filter((l) => l.level === 'warn' || l.level === 'error' || /cluster|node|claim|took over|lease/.test(`${l.module} ${l.msg}`))
+        .slice(-15).map((l) => `  ${l.level} ${l.module}: ${l.msg}${l.error ? ` (${l.error})` : ''}`).join('\n')}`);
+      throw new Error(`${e.message}\n${stuck.length} runs did not end:\n${stuck.join('\n')}\n${logs.join('\n')}`);
+    } finally {
+      for (const r of runs) r.ac.abort();
+      await Promise.all(runs.map((r) => r.done));
+    }
     const ends = runs.map((r) => r.endMs - killMs);
     console.log(`multinode: A down on B after ${downMs} ms (bound ${DOWN_BOUND_MS}); runs ended ${Math.min(...ends)}..${Math.max(...ends)} ms after the kill (bound ${TAKEOVER_BOUND_MS}); ${runs.reduce((n, r) => n + r.resumes, 0)} stream resumes`);
     assert.ok(downMs <= DOWN_BOUND_MS, `A seen down after ${downMs} ms, bound ${DOWN_BOUND_MS}`);

@@ -56,13 +56,17 @@ describe('a PostgreSQL outage under load', { skip: !onPostgres && 'runs in the P
     const phaseOf = (t) => (t < phase.outageFrom ? 'before' : t < phase.outageTo ? 'outage' : 'after');
     let stop = false;
     const writes = [];
+    // A writer starts a write every 100 ms without waiting for the last (at most 20 in flight):
+    // clients keep writing while earlier writes wait for the store to come back.
     const writer = (kind, make) => (async () => {
+      const inflight = new Set();
       for (let i = 0; !stop; i++) {
-        const w = { kind, i, ...(await make(i)) };
-        w.phase = phaseOf(w.t0);
-        writes.push(w);
-        await sleep(50);
+        const p = make(i).then((r) => { writes.push({ kind, i, ...r, phase: phaseOf(r.t0) }); inflight.delete(p); });
+        inflight.add(p);
+        while (inflight.size >= 20 && !stop) await Promise.race(inflight);
+        await sleep(100);
       }
+      await Promise.all(inflight);
     })();
     const ready = [];
     const prober = (async () => {
@@ -81,13 +85,16 @@ describe('a PostgreSQL outage under load', { skip: !onPostgres && 'runs in the P
     await waitFor(() => writes.filter((w) => w.status === 200).length >= 12, { timeoutMs: 20000, what: 'writes before the outage' });
     phase.outageFrom = Date.now();
     pgKill();
+    const seen = () => `readyz: ${JSON.stringify(ready.slice(-3).map((r) => [r.phase, r.status, r.text.slice(0, 160)]))}; ` +
+      `writes in the outage: ${writes.filter((w) => w.phase === 'outage').length}; arun: ${arun.logLines()
+        .filter((l) => l.level === 'warn' || l.level === 'error').slice(-5).map((l) => l.msg).join(' | ')}`;
     await waitFor(() => ready.some((r) => r.phase === 'outage' && r.status === 503),
-      { timeoutMs: 15000, what: '/readyz to answer 503 during the outage' });
+      { timeoutMs: 15000, what: '/readyz to answer 503 during the outage' }).catch((e) => { throw new Error(`${e.message}\n${seen()}`); });
     await sleep(Math.max(0, phase.outageFrom + OUTAGE_MS - Date.now()));
     pgRestart();
     phase.outageTo = Date.now();
     await waitFor(() => ready.some((r) => r.phase === 'after' && r.status === 200),
-      { timeoutMs: 40000, what: '/readyz to answer 200 after the restart' });
+      { timeoutMs: 40000, what: '/readyz to answer 200 after the restart' }).catch((e) => { throw new Error(`${e.message}\n${seen()}`); });
     await waitFor(() => ['run', 'key', 'item'].every((k) => writes.some((w) => w.kind === k && w.phase === 'after' && w.status === 200)),
       { timeoutMs: 40000, what: 'a write of each kind acknowledged after the restart' });
     stop = true;
