@@ -31,7 +31,11 @@ export function pgCluster() {
   const dir = mkdtempSync(join(tmpdir(), 'arun-pg-'));
   const url = pgtmp('start', dir);
   cluster = { dir, url, port: Number(/:(\d+)\//.exec(url)[1]) };
-  process.on('exit', () => { spawnSync('sh', [SCRIPT, 'stop', dir], { timeout: 30000 }); });
+  const stop = () => { spawnSync('sh', [SCRIPT, 'stop', dir], { timeout: 30000 }); };
+  process.on('exit', stop);
+  // The test runner ends a file's process with a signal when it times out or is interrupted:
+  // the cluster goes too ('exit' does not run then).
+  for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP']) process.once(sig, () => { stop(); process.exit(128 + 15); });
   return cluster;
 }
 
