@@ -3,7 +3,7 @@
 # only modules of its own or a lower layer, in the order of the design (docs: design.md, "Source
 # layout"):
 #
-#     core < http < store < tenancy < engines < gateway < runs
+#     core < http < store < tenancy < engines < cluster < gateway < runs
 #
 # src/DIR/ is layer DIR. Besides the layers:
 #   - src/main.c and src/serve.c wire everything together and may include anything;
@@ -19,7 +19,7 @@
 # `scripts/check-layers.sh --self-test` checks the checker on a small tree of its own.
 set -eu
 
-LAYERS="core http store tenancy engines gateway runs"
+LAYERS="core http store tenancy engines cluster gateway runs"
 
 # What src/cli may include beyond core and http, with why:
 #   engines/memory.h     meminfo and NVML readings (doctor's memory check)

@@ -479,7 +479,7 @@ static void start_cluster(struct daemon *d)
      * with the cluster secret; runs claimed from dead nodes go to recovery; a cancel of a run
      * another node owns is forwarded there. */
     gateway_set_cluster(d->gateway, d->cluster);
-    auth_set_cluster(d->auth, d->cluster);
+    auth_set_peers(d->auth, cluster_peer_check, d->cluster);
     runs_set_cluster(d->runs, d->cluster);
     cluster_set_adopter(d->cluster, recovery_adopt_cb, d->runs);
 }

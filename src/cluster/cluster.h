@@ -29,17 +29,12 @@
 #include "http/server.h"
 #include "store/store.h"
 
-#define CLUSTER_NODE_ID_MAX 128
+#define CLUSTER_NODE_ID_MAX 128 /* as HTTP_NODE_MAX: a node id fits a request's principal */
 #define CLUSTER_URL_MAX 1024
 #define CLUSTER_SECRET_MIN 32 /* bytes of cluster secret at least */
 /* A node is down when its row was not heartbeaten for this many heartbeat intervals. */
 #define CLUSTER_DOWN_BEATS 3
-/* Headers between nodes. The secret authenticates the caller as a node of this cluster; the
- * tenant and hop are believed only with it (never from a client). */
-#define CLUSTER_H_SECRET "x-arun-cluster" /* the cluster secret */
-#define CLUSTER_H_TENANT "x-arun-tenant"  /* the tenant the request is made for */
-#define CLUSTER_H_HOP "x-arun-hop"        /* the node that forwarded it: answer locally */
-#define CLUSTER_H_NODE "x-arun-node"      /* on every answer: the node that answered */
+/* The headers between nodes are http/server.h's HTTP_H_CLUSTER_* and HTTP_H_NODE. */
 
 struct cluster;
 
@@ -119,11 +114,13 @@ struct cluster_target {
 int cluster_target(const char *base, const char *path, struct cluster_target *t,
                    struct httpc_opts *o) MUST_USE;
 
-/* Whether value (the CLUSTER_H_SECRET header, len bytes) is this cluster's secret; constant
+/* Whether value (the HTTP_H_CLUSTER_SECRET header, len bytes) is this cluster's secret; constant
  * time in the secret (SHA-256 of both, compared with CRYPTO_memcmp). Always false without a
  * shared store or without a secret (the variable cluster.secret_env unset, shorter than
  * CLUSTER_SECRET_MIN, or with a byte that is not printable ASCII). */
 bool cluster_secret_ok(const struct cluster *cl, const char *value, size_t len);
+/* The same as an auth_peer_check (tenancy/auth.h), arg the cluster. */
+bool cluster_peer_check(const void *cl, const char *value, size_t len);
 /* The headers a request to another node carries: "x-arun-cluster: SECRET", "x-arun-hop:
  * THIS_NODE" and, when tenant is not NULL, "x-arun-tenant: TENANT", written into
  * h[0..3) using store (at least 512 bytes + the tenant + the secret). Returns how many: a

@@ -66,6 +66,11 @@ bool cluster_secret_ok(const struct cluster *cl, const char *value, size_t len)
     return CRYPTO_memcmp(a, b, sizeof(a)) == 0;
 }
 
+bool cluster_peer_check(const void *cl, const char *value, size_t len)
+{
+    return cluster_secret_ok(cl, value, len);
+}
+
 /* Appends "NAME: VALUE" to store at *used as h[(*n)++], if it fits. */
 static void put_header(const char *name, const char *value, char *store, size_t size, size_t *used,
                        const char **h, size_t *n)
@@ -87,13 +92,13 @@ size_t cluster_peer_headers(const struct cluster *cl, const char *tenant, char *
     size_t n = 0, used = 0, slen = 0;
     const char *secret = secret_of(cl, &slen);
     if (secret != NULL)
-        put_header(CLUSTER_H_SECRET, secret, store, size, &used, h, &n);
+        put_header(HTTP_H_CLUSTER_SECRET, secret, store, size, &used, h, &n);
     else
         log_error("cluster", "no cluster secret in $%s: the other node will refuse the request",
                   cluster_config(cl)->cluster.secret_env);
-    put_header(CLUSTER_H_HOP, cluster_node_id(cl), store, size, &used, h, &n);
+    put_header(HTTP_H_CLUSTER_HOP, cluster_node_id(cl), store, size, &used, h, &n);
     if (tenant != NULL)
-        put_header(CLUSTER_H_TENANT, tenant, store, size, &used, h, &n);
+        put_header(HTTP_H_CLUSTER_TENANT, tenant, store, size, &used, h, &n);
     return n;
 }
 

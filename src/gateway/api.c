@@ -122,7 +122,7 @@ static void add_answer_headers(struct api_req *a)
     const struct gateway_call_info *in = gateway_call_info(a->call);
     http_add_header(a->r, "x-arun-engine", in->engine);
     if (in->node != NULL)
-        http_add_header(a->r, CLUSTER_H_NODE, in->node);
+        http_add_header(a->r, HTTP_H_NODE, in->node);
     if (in->remote)
         http_add_header(a->r, "x-arun-egress", "1");
 }
@@ -320,17 +320,17 @@ static char *ask_usage(const char *body, size_t len, size_t *out_len)
  * answers 401 and returns -EACCES. */
 static int node_caller(struct gateway *gw, struct http_request *r, bool *from_node)
 {
-    const char *secret = http_header(r, CLUSTER_H_SECRET);
+    const char *secret = http_header(r, HTTP_H_CLUSTER_SECRET);
     *from_node = false;
     if (secret == NULL)
         return 0;
     if (!cluster_secret_ok(gw->cluster, secret, strlen(secret))) {
         http_send_error(r, 401, "invalid_cluster_secret", NULL,
-                        "Invalid " CLUSTER_H_SECRET " header: not this cluster's secret (every "
+                        "Invalid " HTTP_H_CLUSTER_SECRET " header: not this cluster's secret (every "
                         "node needs the same value in its cluster.secret_env variable).");
         return -EACCES;
     }
-    *from_node = http_header(r, CLUSTER_H_HOP) != NULL;
+    *from_node = http_header(r, HTTP_H_CLUSTER_HOP) != NULL;
     return 0;
 }
 

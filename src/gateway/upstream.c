@@ -40,7 +40,7 @@ static bool header_value_ok(const char *v, size_t size)
 static void peer_answered(struct gateway_call *g, struct httpc_req *r)
 {
     struct gw_peers *p = g->peers;
-    const char *node = httpc_header(r, CLUSTER_H_NODE);
+    const char *node = httpc_header(r, HTTP_H_NODE);
     const char *engine = httpc_header(r, "x-arun-engine");
     const char *ra = httpc_header(r, "retry-after");
     if (header_value_ok(node, sizeof(p->node))) {

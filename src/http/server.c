@@ -382,8 +382,8 @@ static void error_filter_setup(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t
     /* Here rather than h2o's server_name, which it formats with sprintf into every response. */
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_SERVER, NULL, H2O_STRLIT("arun"));
     if (srv->node != NULL &&
-        h2o_find_header_by_str(&req->res.headers, H2O_STRLIT("x-arun-node"), -1) < 0)
-        h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-arun-node"), 0, NULL,
+        h2o_find_header_by_str(&req->res.headers, H2O_STRLIT(HTTP_H_NODE), -1) < 0)
+        h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT(HTTP_H_NODE), 0, NULL,
                               srv->node, strlen(srv->node));
     h2o_setup_next_ostream(req, slot);
 }

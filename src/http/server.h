@@ -43,6 +43,13 @@ enum http_access {
 
 #define HTTP_TENANT_MAX 64            /* bytes in a tenant name (as STORE_TENANT_MAX) */
 #define HTTP_KEY_ID_MAX 40            /* bytes in a key id ("key_" and hex) */
+/* Headers between the nodes of a cluster (cluster/cluster.h). The secret authenticates the caller
+ * as a node of this cluster; the tenant and hop are believed only with it (never from a client):
+ * the gate (tenancy/auth.c) reads them, the cluster and the gateway send them. */
+#define HTTP_H_CLUSTER_SECRET "x-arun-cluster" /* the cluster secret */
+#define HTTP_H_CLUSTER_TENANT "x-arun-tenant"  /* the tenant the request is made for */
+#define HTTP_H_CLUSTER_HOP "x-arun-hop"        /* the node that forwarded it: answer locally */
+#define HTTP_H_NODE "x-arun-node"              /* on every answer: the node that answered */
 #define HTTP_NODE_MAX 128             /* bytes in a node id (as CLUSTER_NODE_ID_MAX) */
 #define HTTP_TENANT_DEFAULT "default" /* every request's tenant without keys (as the store's) */
 /* How an API key's text starts (tenancy/keys.h): the access log masks what follows it in a

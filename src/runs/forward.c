@@ -28,7 +28,7 @@ const char *forward_cancel_to(const struct runs *rs, struct http_request *r, con
     const char *node = json_string_value(json_object_get(row, "node"));
     if (!store_shared(st) || rs->o.cluster == NULL || (s != RUN_QUEUED && s != RUN_IN_PROGRESS))
         return NULL;
-    if (node == NULL || strcmp(node, store_node_id(st)) == 0 || http_header(r, CLUSTER_H_HOP))
+    if (node == NULL || strcmp(node, store_node_id(st)) == 0 || http_header(r, HTTP_H_CLUSTER_HOP))
         return NULL;
     return node;
 }

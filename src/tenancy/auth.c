@@ -21,18 +21,17 @@
 #include <string.h>
 #include <strings.h>
 
-#include "cluster/cluster.h"
 #include "core/clock.h"
 #include "core/config.h"
 
 _Static_assert(KEYS_BEARER_MAX == 512, "the 401 for a long bearer value names 512");
-_Static_assert(HTTP_NODE_MAX == CLUSTER_NODE_ID_MAX, "a node id fits the principal");
 
 struct auth {
     struct keys *keys;
     struct limits *limits;   /* or NULL */
     struct audit *audit;     /* or NULL */
-    struct cluster *cluster; /* whose secret other nodes bring, or NULL: none may call */
+    auth_peer_check peer_ok; /* checks the secret other nodes bring, or NULL: none may call */
+    const void *peer_arg;
 };
 
 struct auth *auth_new(struct keys *keys, struct limits *limits, struct audit *audit)
@@ -49,10 +48,12 @@ void auth_free(struct auth *a)
     free(a);
 }
 
-void auth_set_cluster(struct auth *a, struct cluster *cl)
+void auth_set_peers(struct auth *a, auth_peer_check ok, const void *arg)
 {
-    if (a != NULL)
-        a->cluster = cl;
+    if (a != NULL) {
+        a->peer_ok = ok;
+        a->peer_arg = arg;
+    }
 }
 
 static void set_principal(struct http_request *r, const char *tenant, const char *key_id,
@@ -216,20 +217,20 @@ static bool node_id_ok(const char *s)
  * non-zero. */
 static int identify_node(struct auth *a, struct http_request *r, const char *secret)
 {
-    if (!cluster_secret_ok(a->cluster, secret, strlen(secret))) {
+    if (a->peer_ok == NULL || !a->peer_ok(a->peer_arg, secret, strlen(secret))) {
         unauthorized(a, r, "wrong cluster secret",
-                     "Invalid " CLUSTER_H_SECRET " header: not this cluster's secret (every "
+                     "Invalid " HTTP_H_CLUSTER_SECRET " header: not this cluster's secret (every "
                      "node needs the same value in its cluster.secret_env variable).");
         return -EACCES;
     }
-    const char *tenant = http_header(r, CLUSTER_H_TENANT);
-    const char *hop = http_header(r, CLUSTER_H_HOP);
+    const char *tenant = http_header(r, HTTP_H_CLUSTER_TENANT);
+    const char *hop = http_header(r, HTTP_H_CLUSTER_HOP);
     if (tenant == NULL)
         tenant = HTTP_TENANT_DEFAULT;
     if (!config_tenant_name_ok(tenant) || hop == NULL || !node_id_ok(hop)) {
         http_send_error(r, 400, "invalid_node_request", NULL,
-                        "A request between nodes names its node in " CLUSTER_H_HOP " (a node "
-                        "id) and its tenant, if any, in " CLUSTER_H_TENANT " (a tenant name).");
+                        "A request between nodes names its node in " HTTP_H_CLUSTER_HOP " (a node "
+                        "id) and its tenant, if any, in " HTTP_H_CLUSTER_TENANT " (a tenant name).");
         return -EINVAL;
     }
     set_principal(r, tenant, "", false);
@@ -240,7 +241,7 @@ static int identify_node(struct auth *a, struct http_request *r, const char *sec
 int auth_gate(struct http_request *r, enum http_access need, void *arg)
 {
     struct auth *a = arg;
-    const char *secret = r->who.local ? NULL : http_header(r, CLUSTER_H_SECRET);
+    const char *secret = r->who.local ? NULL : http_header(r, HTTP_H_CLUSTER_SECRET);
     if (secret != NULL) {
         if (identify_node(a, r, secret) != 0)
             return -EACCES;

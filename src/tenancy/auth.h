@@ -20,18 +20,20 @@
 #define AUTH_LOCAL_KEY_ID "local" /* the key id of requests on the owner-only socket */
 
 struct auth;
-struct cluster;
 
 /* A gate over keys (not owned). limits and audit (not owned) may be NULL: no limits are
  * applied, no failure is recorded. All three must outlive the gate. */
 struct auth *auth_new(struct keys *keys, struct limits *limits, struct audit *audit);
 /* NULL is a no-op. Requests still holding a limits slot must have ended (the server drained). */
 void auth_free(struct auth *a);
-/* The cluster whose secret lets another node in (cluster_secret_ok): a request with
- * x-arun-cluster is then that node acting for the tenant in x-arun-tenant with member rights
- * and no limits, audited as "node:ID" (x-arun-hop); a wrong secret is a 401. Without it (the
- * default, NULL) every such request is a 401. a NULL is a no-op. cl outlives a. */
-void auth_set_cluster(struct auth *a, struct cluster *cl);
+/* Whether an x-arun-cluster value (len bytes) is this cluster's secret: cluster_secret_ok,
+ * handed over by serve.c (the cluster is a higher layer than tenancy). */
+typedef bool (*auth_peer_check)(const void *arg, const char *value, size_t len);
+/* Lets other nodes in: a request with x-arun-cluster that ok accepts is then that node acting
+ * for the tenant in x-arun-tenant with member rights and no limits, audited as "node:ID"
+ * (x-arun-hop); a value ok refuses is a 401. Without it (the default) every such request is a
+ * 401. a NULL is a no-op; arg outlives a. */
+void auth_set_peers(struct auth *a, auth_peer_check ok, const void *arg);
 
 /* The http_gate_fn; arg is the struct auth. Install it with
  * http_server_set_gate(srv, auth_gate, a). */
