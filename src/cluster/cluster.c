@@ -15,11 +15,11 @@
  *   differ agree). Every change (up, down, left, back) is logged once and published as a
  *   `node.state` event.
  * - On a shared store only (PostgreSQL): each beat renews the leases of this node's runs in one
- *   write, and every CLUSTER_TAKEOVER_BEATS beats, once the runs set an adopter, claims runs
+ *   write, and a timer of its own (CLUSTER_SCAN_MS), once the runs set an adopter, claims runs
  *   whose lease ran out (store_runs_claim without restart) and hands them to the adopter,
- *   claiming again at once while a page came back full of others' runs. The claim also
- *   answers this node's own unfinished runs (store.h: that is what a restart needs); those are
- *   running here, so they are left out of what the adopter gets.
+ *   claiming again at once while a page came back full of others' runs. A run of this node's
+ *   whose lease ran out (renewals failed) is claimed back too; it is running here, so it is
+ *   left out of what the adopter gets.
  * - cluster_free writes the row as left, so the others see a clean stop at once instead of
  *   waiting for it to look down, and frees once every store callback has come back.
  *
@@ -196,7 +196,7 @@ json_t *cluster_info(const struct cluster *cl)
 
 static void maybe_free(struct cluster *cl)
 {
-    if (!cl->closing || !cl->timer_closed || cl->pending > 0)
+    if (!cl->closing || cl->timers_open > 0 || cl->pending > 0)
         return;
     cluster_view_cleanup(&cl->view);
     free(cl->secret);
@@ -379,7 +379,7 @@ static void claim_cb(int status, const char *value, size_t len, void *arg)
         log_warn_errno(MODULE, status,
                        "the takeover scan could not claim runs; it tries again "
                        "in %lld ms",
-                       (long long)(cl->beat_ms * CLUSTER_TAKEOVER_BEATS));
+                       (long long)CLUSTER_SCAN_MS);
         return;
     }
     json_t *rows = json_loadb(value, len, 0, NULL);
@@ -432,11 +432,8 @@ static void forget(struct cluster *cl)
 static void beat(struct cluster *cl)
 {
     cl->beats++;
-    if (cl->shared) {
+    if (cl->shared)
         renew(cl);
-        if (cl->beats % CLUSTER_TAKEOVER_BEATS == 0)
-            claim(cl);
-    }
     forget(cl);
     if (cl->beat_busy) {
         log_debug(MODULE, "the last heartbeat is still on its way; this one is skipped");
@@ -452,6 +449,11 @@ static void beat(struct cluster *cl)
 static void timer_cb(uv_timer_t *t)
 {
     beat(t->data);
+}
+
+static void scan_cb(uv_timer_t *t)
+{
+    claim(t->data);
 }
 
 /* ---- life ---- */
@@ -494,6 +496,11 @@ struct cluster *cluster_new(const struct cluster_options *o, uint16_t port)
     uv_timer_init(o->loop, &cl->timer);
     cl->timer.data = cl;
     uv_timer_start(&cl->timer, timer_cb, (uint64_t)cl->beat_ms, (uint64_t)cl->beat_ms);
+    uv_timer_init(o->loop, &cl->scan);
+    cl->scan.data = cl;
+    cl->timers_open = 2;
+    if (cl->shared)
+        uv_timer_start(&cl->scan, scan_cb, CLUSTER_SCAN_MS, CLUSTER_SCAN_MS);
     log_info(MODULE, "node %s at %s: heartbeat every %lld ms, down after %lld ms without one%s",
              cl->node_id, cl->address, (long long)cl->beat_ms, (long long)cl->down_after_ms,
              cl->shared ? "; leases renewed and dead nodes' runs taken over" : " (one node)");
@@ -516,7 +523,7 @@ static void timer_close_cb(uv_handle_t *h)
 {
     struct cluster *cl = h->data;
 
-    cl->timer_closed = true;
+    cl->timers_open--;
     maybe_free(cl);
 }
 
@@ -531,6 +538,7 @@ void cluster_free(struct cluster *cl)
     cl->closing = true;
     cl->sup = NULL; /* freed after this: nothing reads it again */
     uv_close((uv_handle_t *)&cl->timer, timer_close_cb);
+    uv_close((uv_handle_t *)&cl->scan, timer_close_cb);
 }
 
 /* ---- queries ---- */

@@ -19,9 +19,11 @@
  * however long the lease). */
 #define CLUSTER_BEAT_MIN_MS 500
 #define CLUSTER_BEAT_MAX_MS 2000
-/* The takeover scan runs every this many heartbeats (4 s at most); a lease runs out lease_s
- * after the last renewal, so a dead node's runs move within lease_s + this. */
-#define CLUSTER_TAKEOVER_BEATS 2
+/* The takeover scan (a claim of runs whose lease ran out) runs this often on a shared store, on
+ * a timer of its own: a lease runs out lease_s after its node's last renewal, so a dead node's
+ * runs move within lease_s + this. A claim that finds nothing changes no row (no WAL flush); the
+ * partial index responses_lease (PostgreSQL) keeps it to the rows whose lease ran out. */
+#define CLUSTER_SCAN_MS 250
 #define CLUSTER_CLAIM_PAGE 100 /* runs one claim takes at most */
 /* Rows of nodes not seen for this long (left, or down) are removed from the store, once an
  * hour: a retired or renamed node does not stay listed forever. */
@@ -109,6 +111,7 @@ struct cluster {
     int64_t down_after_ms; /* CLUSTER_DOWN_BEATS heartbeats */
 
     uv_timer_t timer;
+    uv_timer_t scan; /* the takeover scan (shared stores) */
     uint64_t beats;           /* heartbeats so far */
     struct cluster_view view; /* the last nodes list read */
     bool have_view;           /* view holds a read (else the first is on its way) */
@@ -120,7 +123,8 @@ struct cluster {
     cluster_adopt_cb adopt;   /* the runs' adopter, or NULL: no takeover scan */
     void *adopt_arg;
     unsigned pending;           /* store ops whose callback has not run */
-    bool closing, timer_closed; /* cluster_free was called; the timer's close is done */
+    bool closing;               /* cluster_free was called */
+    unsigned timers_open;       /* timers not yet closed (the heartbeat, the scan) */
 };
 
 /* The heartbeat's period for a lease of lease_s: lease_s * 1000 / 3 within [CLUSTER_BEAT_MIN_MS,

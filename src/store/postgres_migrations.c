@@ -49,6 +49,8 @@ const char *const store_postgres_migrations[] = {
      "CREATE INDEX responses_by_status ON responses (tenant, status, created_ms, seq);"
      "CREATE INDEX responses_unfinished ON responses (created_ms, seq)"
      "  WHERE status IN ('queued', 'in_progress');"
+     "CREATE INDEX responses_lease ON responses (lease_until_ms)" /* the takeover scan */
+     "  WHERE status IN ('queued', 'in_progress');"
      "CREATE INDEX responses_by_age ON responses (created_ms);"
      "CREATE INDEX responses_by_id ON responses (id);"
      "CREATE TABLE response_events ("

@@ -15,11 +15,12 @@ import { chatPromptText, mockAnswer } from './lib/mock.mjs';
 const RUNS = 20;
 const LEASE_S = 3;
 const BEAT_MS = (LEASE_S * 1000) / 3; // cluster.c: the heartbeat is lease_s / 3 (0.5..2 s)
-const TAKEOVER_BEATS = 2;              // cluster.c: the takeover scan runs every 2 heartbeats
+const SCAN_MS = 250;                   // cluster.c: the takeover scan runs every 250 ms
 const DOWN_BEATS = 3;                  // cluster.c: down after 3 heartbeats unseen
-// A run's lease ends at most lease_s after A's last renewal; a scan finds it within the scan
-// interval; one second more for the claim, the recovery and the continuation's few tokens.
-const TAKEOVER_BOUND_MS = LEASE_S * 1000 + TAKEOVER_BEATS * BEAT_MS + 1000;
+// The bound: lease time plus a second. A run's lease ends at most lease_s after A's last
+// renewal (which came before the kill), a scan finds it within SCAN_MS, and the claim, the
+// recovery and the continuation's few tokens fit in the rest of the second.
+const TAKEOVER_BOUND_MS = LEASE_S * 1000 + 1000;
 const DOWN_BOUND_MS = (DOWN_BEATS + 2) * BEAT_MS + 1000;
 
 // A generates slowly (the runs are mid-stream when it dies); B and C continue quickly, so a
