@@ -233,11 +233,11 @@ static int q_page(struct pg_conn *c, struct store_op *op, unsigned index, const 
 /* Whether line (n bytes, ending in '\n') is one of the last lines of b. */
 static bool notify_has(const struct buf *b, const char *line, size_t n)
 {
+    if (b->len == 0)
+        return false; /* before the pointer sums: an empty buf's data may be NULL */
     const char *end = b->data + b->len;
     const char *at = b->data + (b->len > NOTIFY_DEDUPE_WINDOW ? b->len - NOTIFY_DEDUPE_WINDOW : 0);
 
-    if (b->len == 0)
-        return false;
     for (; at < end && (at = memmem(at, (size_t)(end - at), line, n)) != NULL; at++) {
         if (at == b->data || at[-1] == '\n')
             return true;
