@@ -14,7 +14,8 @@
 
 #include "core/common.h"
 
-#define ENGINE_RECORD_NS "engines" /* the store's kv namespace of engine records */
+#define ENGINE_RECORD_NS "engines" /* the store's kv namespace of engine records; on a shared
+                                     store "engines@NODE_ID", one per node */
 #define ENGINE_RECORD_LOADS 8      /* past load durations kept for the remaining-time estimate */
 
 struct engine_record {

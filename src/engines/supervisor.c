@@ -25,6 +25,7 @@
  * each engine's backend is settled, then adoption runs (supervisor_adopt.c); only when it has
  * settled does the supervisor become ready and take start decisions.
  */
+#include "engines/record.h"
 #include "engines/supervisor_int.h"
 
 #include <errno.h>
@@ -512,6 +513,13 @@ struct supervisor *supervisor_new(const struct supervisor_options *o)
     sup->loop = o->loop;
     sup->cfg = o->cfg;
     sup->store = o->store;
+    /* Engine records are this machine's: on a store several nodes share, each node keeps its
+     * own namespace, or one node would adopt or stop another's engines as its orphans. */
+    if (o->store != NULL && store_shared(o->store))
+        snprintf(sup->record_ns, sizeof(sup->record_ns), "%s@%s", ENGINE_RECORD_NS,
+                 store_node_id(o->store));
+    else
+        snprintf(sup->record_ns, sizeof(sup->record_ns), "%s", ENGINE_RECORD_NS);
     sup->events = o->events;
     sup->metrics = o->metrics;
     sup->httpc = o->httpc;

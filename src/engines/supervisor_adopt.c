@@ -63,7 +63,7 @@ void sup_record_save(struct engine *e)
     snprintf(r.manifest, sizeof(r.manifest), "%s", e->manifest_hash);
     memcpy(r.loads, e->loads, e->nloads * sizeof(e->loads[0]));
     char *s = engine_record_format(&r);
-    if (store_kv_put(e->sup->store, ENGINE_RECORD_NS, e->cfg->name, s, strlen(s), record_saved_cb,
+    if (store_kv_put(e->sup->store, e->sup->record_ns, e->cfg->name, s, strlen(s), record_saved_cb,
                      e) != 0)
         log_warn("engines", "%s: engine record not saved (store busy or closing)", e->cfg->name);
     free(s);
@@ -179,7 +179,7 @@ static void orphans_listed_cb(int status, const char *value, size_t len, void *a
         /* A record the store refuses to delete now is found again by the next arun, whose
          * orphan check finds its process gone or stops it: nothing to do here either way. */
         IGNORE_RESULT(
-            store_kv_delete(sup->store, ENGINE_RECORD_NS, name, orphan_record_deleted_cb, sup));
+            store_kv_delete(sup->store, sup->record_ns, name, orphan_record_deleted_cb, sup));
     }
     json_decref(all);
     adoption_step_done(sup);
@@ -365,7 +365,7 @@ void sup_begin_adoption(struct supervisor *sup)
             continue;
         sup->adopting++;
         sup->works++;
-        if (store_kv_get(sup->store, ENGINE_RECORD_NS, e->cfg->name, record_read_cb, e) != 0) {
+        if (store_kv_get(sup->store, sup->record_ns, e->cfg->name, record_read_cb, e) != 0) {
             sup->adopting--;
             sup->works--;
         }
@@ -378,7 +378,7 @@ void sup_begin_adoption(struct supervisor *sup)
     if (sup->store != NULL) {
         sup->adopting++;
         sup->works++;
-        if (store_kv_list(sup->store, ENGINE_RECORD_NS, orphans_listed_cb, sup) != 0) {
+        if (store_kv_list(sup->store, sup->record_ns, orphans_listed_cb, sup) != 0) {
             sup->adopting--;
             sup->works--;
         }

@@ -115,6 +115,7 @@ struct supervisor {
     uv_loop_t *loop;
     const struct config *cfg;
     struct store *store;
+    char record_ns[STORE_NS_MAX + 1]; /* the kv namespace of this node's engine records */
     struct events *events;
     struct metrics *metrics;
     struct httpc *httpc;

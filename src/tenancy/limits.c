@@ -321,9 +321,12 @@ static void load_finish(struct limits *l, int status)
         l->load_done(status, l->load_arg);
 }
 
-/* One page of {"data":[{"tenant","output_tokens","requests"}…],"has_more"}. Returns the last
- * tenant of the page when there is more (a heap copy), else NULL; -EIO when it cannot be read. */
-static int add_page(struct limits *l, const char *value, size_t len, char **more)
+/* One page of {"data":[{"tenant","output_tokens","requests"}…],"has_more"}: each tenant's stored
+ * count of today goes into its entry, added to what was counted before the load's read came
+ * back (sync false: the load) or as the stored total plus this node's pending count (sync: the
+ * re-read of a shared store). Sets *more to the last tenant of the page when there is more (a
+ * heap copy), else NULL; -EIO when it cannot be read. */
+static int read_page(struct limits *l, const char *value, size_t len, bool sync, char **more)
 {
     json_t *page = json_loadb(value, len, 0, NULL);
     json_t *data = json_object_get(page, "data");
@@ -343,8 +346,14 @@ static int add_page(struct limits *l, const char *value, size_t len, char **more
         last = name;
         struct tenant *t = get(l, name, now);
         roll(l, t, now);
-        if (t->day == l->load_day)
+        if (t->day != (sync ? l->sync_day : l->load_day))
+            continue;
+        if (sync) {
+            t->used = (uint64_t)tokens + t->pending;
+            t->synced = l->sync_gen;
+        } else {
             t->used += (uint64_t)tokens;
+        }
     }
     if (rc == 0 && last != NULL && json_is_true(json_object_get(page, "has_more")))
         *more = xstrdup(last);
@@ -357,7 +366,7 @@ static void load_cb(int status, const char *value, size_t len, void *arg)
     struct limits *l = arg;
     char *more = NULL;
     if (status == 0 && !l->closing)
-        status = add_page(l, value, len, &more);
+        status = read_page(l, value, len, false, &more);
     if (status == 0 && more != NULL)
         status = load_page(l, more);
     if (status != 0 || more == NULL)
@@ -401,38 +410,6 @@ bool limits_loaded(const struct limits *l)
 
 static int sync_page(struct limits *l, const char *after);
 
-/* One page of the re-read: used = stored + pending for each tenant of it. */
-static int sync_rows(struct limits *l, const char *value, size_t len, char **more)
-{
-    json_t *page = json_loadb(value, len, 0, NULL);
-    json_t *data = json_object_get(page, "data");
-    int rc = json_is_array(data) ? 0 : -EIO;
-    size_t i;
-    json_t *row;
-    const char *last = NULL;
-    int64_t now = now_ms(l);
-
-    *more = NULL;
-    json_array_foreach(data, i, row)
-    {
-        const char *name = json_string_value(json_object_get(row, "tenant"));
-        json_int_t tokens = json_integer_value(json_object_get(row, "output_tokens"));
-        if (name == NULL || tokens < 0)
-            continue;
-        last = name;
-        struct tenant *t = get(l, name, now);
-        roll(l, t, now);
-        if (t->day != l->sync_day)
-            continue;
-        t->used = (uint64_t)tokens + t->pending;
-        t->synced = l->sync_gen;
-    }
-    if (rc == 0 && last != NULL && json_is_true(json_object_get(page, "has_more")))
-        *more = xstrdup(last);
-    json_decref(page);
-    return rc;
-}
-
 /* The re-read is over: tenants it did not see have no stored count today. */
 static void sync_finish(struct limits *l, int status)
 {
@@ -460,7 +437,7 @@ static void sync_cb(int status, const char *value, size_t len, void *arg)
     if (status == 0 && l->closing)
         status = -ECANCELED;
     if (status == 0)
-        status = sync_rows(l, value, len, &more);
+        status = read_page(l, value, len, true, &more);
     if (status == 0 && more != NULL)
         status = sync_page(l, more);
     if (status != 0 || more == NULL)
