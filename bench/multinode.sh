@@ -109,46 +109,57 @@ CREATE_BODY='{"model":"q","input":"hi","background":true}'
 # ---- (a) and (b) ---------------------------------------------------------------------------
 A=""
 B=""
-# one node: sqlite, then pg-1
+# one node: sqlite, then pg-1; (b) on a fresh store: (a)'s runs stay queued on q
 for store in sqlite pg-1; do
     url=sqlite
-    [ "$store" = sqlite ] || url=$(new_db "bench_${store#pg-}one")
-    serve "$store" "$url" m
+    [ "$store" = sqlite ] || url=$(new_db "bench_a_one")
+    serve "$store-a" "$url" m
     U="http://127.0.0.1:$PORT"
     for _ in $(seq "$ROUNDS"); do
         A="$A
 $(WRK_BODY=$CREATE_BODY run_post "$store" "$U/v1/responses" "$APID")"
     done
+    stop "$APID"
+    [ "$store" = sqlite ] || url=$(new_db "bench_b_one")
+    serve "$store-b" "$url" m
     B="$B
-$store $($RUNS events "$U" m "$EV_RUNS" "$EV_TOKENS")"
+$store $($RUNS events "http://127.0.0.1:$PORT" m "$EV_RUNS" "$EV_TOKENS")"
     stop "$APID"
 done
 
-# three nodes on one database
-url=$(new_db bench_three)
-NODES=""
-URLS=""
-for n in n1 n2 n3; do
-    serve "$n" "$url" m
-    NODES="$NODES $APID"
-    URLS="$URLS http://127.0.0.1:$PORT"
-done
+# three nodes on one database, (a) then (b) on a fresh one
+three() { # DB: starts n1..n3 on it; sets NODES and URLS
+    NODES=""
+    URLS=""
+    for n in n1 n2 n3; do
+        serve "$n-$1" "$2" m
+        NODES="$NODES $APID"
+        URLS="$URLS http://127.0.0.1:$PORT"
+    done
+}
+three a "$(new_db bench_a_three)"
 for _ in $(seq "$ROUNDS"); do
-    OUT=""
+    JOBS=""
     for u in $URLS; do
         WRK_BODY=$CREATE_BODY run_post pg-3 "$u/v1/responses" $NODES >"$TMP/a.$(echo "$u" | tr -dc 0-9)" &
+        JOBS="$JOBS $!"
     done
-    wait
+    wait $JOBS # not a bare wait: the aruns are this shell's children too
     # Added rates, the worst p50/p99 of the three, CPU of all nodes per request.
     A="$A
 $(cat "$TMP"/a.* | awk '{ r += $2; if ($3 > p50) p50 = $3; if ($4 > p99) p99 = $4; bad += $5; cpu = $6 }
         END { printf "pg-3 %.2f %.3f %.3f %d %.2f\n", r, p50, p99, bad, cpu / 3 }')"
     rm -f "$TMP"/a.*
 done
+stop $NODES
+url=$(new_db bench_b_three)
+three b "$url"
+JOBS=""
 for u in $URLS; do
     $RUNS events "$u" m "$EV_RUNS" "$EV_TOKENS" >"$TMP/b.$(echo "$u" | tr -dc 0-9)" &
+    JOBS="$JOBS $!"
 done
-wait
+wait $JOBS
 B="$B
 pg-3 $(cat "$TMP"/b.* | awk '{ n += $2; if ($3 > ms) ms = $3 } END { printf "events %d %d %d\n", n, ms, n / ms * 1000 }')"
 rm -f "$TMP"/b.*
@@ -156,7 +167,7 @@ printf '%s\n' "$A" | sed '/^$/d; s/^/bench: (a) /' >&2
 printf '%s\n' "$B" | sed '/^$/d; s/^/bench: (b) /' >&2
 
 # ---- (c) the hop: n1 serves m, a fourth node without engines proxies to the cluster ----------
-serve hop "$url" -
+serve hop "$url" -   # the nodes of (b) serve m; this one has no engine
 HOP="http://127.0.0.1:$PORT"
 HOP_PID=$APID
 DIRECT=$(echo "$URLS" | awk '{print $1}')
