@@ -570,7 +570,10 @@ static void created_cb(int status, void *arg)
     struct create *c = arg;
     struct keys *k = c->k;
     struct entry *e = c->e;
-    if (status == 0 && !k->freeing) {
+    /* On a shared store, a re-read woken by this very commit's notice may have put the key in
+     * the table already: one entry per key, or a revocation marks one and the lookup by digest
+     * finds the other. */
+    if (status == 0 && !k->freeing && find_id(k, e->id) == NULL) {
         insert(k, e);
         c->e = NULL; /* the table's now */
     }
