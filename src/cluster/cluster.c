@@ -82,6 +82,18 @@ int cluster_check_config(const struct config *cfg, uint16_t port, struct buf *er
                    name, strlen(secret), CLUSTER_SECRET_MIN, name);
         return -EINVAL;
     }
+    /* peer.c sends it in a header and treats anything else as no secret: say so now, not with
+     * every node-to-node request refused later. */
+    for (const char *p = secret; *p != '\0'; p++) {
+        if (*p < 0x21 || *p > 0x7e) {
+            buf_printf(err,
+                       "cluster: the secret in %s (cluster.secret_env) has a space or a byte "
+                       "that is not printable ASCII; it travels in a header: use e.g. "
+                       "export %s=$(openssl rand -hex 32) on every node",
+                       name, name);
+            return -EINVAL;
+        }
+    }
     if (cfg->cluster.advertise == NULL && loopback_or_wildcard(cfg->listen_host)) {
         buf_printf(err,
                    "cluster.advertise is not set and listen: %s:%u is not an address other "
@@ -199,7 +211,6 @@ static void maybe_free(struct cluster *cl)
     if (!cl->closing || cl->timers_open > 0 || cl->pending > 0)
         return;
     cluster_view_cleanup(&cl->view);
-    free(cl->secret);
     free(cl);
 }
 
@@ -486,11 +497,6 @@ struct cluster *cluster_new(const struct cluster_options *o, uint16_t port)
     /* The store's id is the one runs are written with: the same, by construction. */
     snprintf(cl->node_id, sizeof(cl->node_id), "%s", store_node_id(o->store));
     resolve_address(o->cfg, port, cl->address, sizeof(cl->address));
-    const char *secret = getenv(o->cfg->cluster.secret_env);
-    if (cl->shared && secret != NULL) {
-        cl->secret = xstrdup(secret);
-        cl->secret_len = strlen(secret);
-    }
     if (o->srv != NULL)
         cluster_nodes_api_register(o->srv, cl);
     uv_timer_init(o->loop, &cl->timer);

@@ -104,8 +104,6 @@ struct cluster {
     char node_id[CLUSTER_NODE_ID_MAX + 1];
     char address[CLUSTER_URL_MAX];
     bool shared;       /* store_shared(): other nodes may exist */
-    char *secret;      /* the value of cluster.secret_env on a shared store, else NULL */
-    size_t secret_len; /* bytes of it */
     int64_t started_ms;
     int64_t beat_ms;       /* the heartbeat's period */
     int64_t down_after_ms; /* CLUSTER_DOWN_BEATS heartbeats */
