@@ -89,6 +89,7 @@ describe('nodes', () => {
     for (const [config, env, want] of [
       [`store: {url: '${url}'}\n`, {}, /ARUN_CLUSTER_SECRET \(cluster.secret_env\) is not set.*openssl rand -hex 32/],
       [`store: {url: '${url}'}\n`, { ARUN_CLUSTER_SECRET: 'short' }, /is 5 bytes; it must be at least 32/],
+      [`store: {url: '${url}'}\n`, { ARUN_CLUSTER_SECRET: `with a space ${'x'.repeat(32)}` }, /a space or a byte that is not printable ASCII/],
       [`store: {url: '${url}'}\n`, { ARUN_CLUSTER_SECRET: 'x'.repeat(32) }, /cluster.advertise is not set and listen: 127.0.0.1:0/],
     ]) {
       const arun = new Arun({ config, env });
